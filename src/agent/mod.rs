@@ -1,0 +1,8 @@
+//! The shell: everything that touches the operating system. It binds the
+//! sockets, runs the event loop that drives the core, and turns the core's
+//! events into logs. The protocol itself lives in [`crate::core`].
+
+pub mod net;
+pub mod runtime;
+
+pub use runtime::run;

@@ -1,0 +1,220 @@
+//! runtime: the one event loop. It owns the core [`Node`] and both sockets,
+//! and `select!`s over: datagrams on either socket, one `sleep_until` the
+//! core's next deadline, new heartbeat targets from the resolver, and the
+//! shutdown future. After every input it sends what the core queued and logs
+//! what the core reported. No task per timer, no locks (STYLE.md 4).
+//!
+//! On shutdown it announces the leave, flushes, logs a summary and returns, so
+//! `herd run` exits well within 2 s of SIGTERM.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use rand::rngs::SmallRng;
+use tokio::sync::watch;
+use tokio::time::sleep_until;
+use tracing::{debug, info, warn};
+
+use super::net::{self, Sockets};
+use crate::config::{Config, Strategy};
+use crate::core::membership::{Change, MemberEvent};
+use crate::core::node::{Dest, Event, Fanout, Node, NodeConfig, Reason, Via};
+use crate::core::wire::WireError;
+
+/// Datagrams larger than this are truncated by the kernel and then refused by
+/// the codec as oversized; 64 KiB covers any UDP payload.
+const RECV_BUF: usize = 65536;
+const SEND_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Runs the agent until `shutdown` completes, then leaves the cluster.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let g = &config.gossip;
+    let sockets = net::bind(g)?;
+    let data_port = sockets.data.local_addr()?.port();
+    let fanout = match (g.strategy, g.broadcast_only) {
+        (Strategy::Multicast, _) => Fanout::Group,
+        _ => Fanout::Unicast,
+    };
+    let node_cfg = NodeConfig {
+        name: config.node.name.clone(),
+        cluster: config.node.cluster.clone(),
+        incarnation: incarnation(),
+        secret: g.secret.as_ref().map(|s| s.0.clone()),
+        heartbeat_interval: g.heartbeat_interval,
+        suspect_after: g.suspect_after,
+        down_after: g.down_after,
+        max_members: g.max_members,
+        data_port,
+        fanout,
+    };
+    let how = match (g.strategy, g.broadcast_only) {
+        (Strategy::Multicast, false) => format!("multicast {}:{}", g.multicast_addr, g.port),
+        (Strategy::Multicast, true) => format!("broadcast {}:{}", g.multicast_addr, g.port),
+        (Strategy::Static, _) => format!("static hosts {}", g.hosts.join(", ")),
+        (Strategy::Dns, _) => format!("dns {}:{}", g.dns_name, g.port),
+    };
+    info!(
+        node = %node_cfg.name,
+        cluster = %node_cfg.cluster,
+        incarnation = node_cfg.incarnation,
+        gossip = %how,
+        data = %sockets.data.local_addr()?,
+        version = crate::VERSION,
+        "herd started"
+    );
+    if node_cfg.secret.is_none() {
+        warn!(
+            "no [gossip] secret or secret_file set: datagrams are neither authenticated nor encrypted, \
+             and anyone on the network can join or disturb this cluster"
+        );
+    }
+
+    let (seed_tx, mut seed_rx) = watch::channel(Vec::new());
+    let resolver = (fanout == Fanout::Unicast)
+        .then(|| tokio::spawn(net::resolve_seeds(g.clone(), g.heartbeat_interval, seed_tx)));
+
+    let mut node = Node::new(node_cfg, rand::make_rng::<SmallRng>(), Instant::now());
+    let mut io = Io {
+        sockets,
+        send_errors: 0,
+        last_send_error_log: None,
+    };
+    let mut gbuf = vec![0u8; RECV_BUF];
+    let mut dbuf = vec![0u8; RECV_BUF];
+    let far = Duration::from_secs(3600);
+    tokio::pin!(shutdown);
+
+    loop {
+        let deadline = node.poll_timeout().unwrap_or_else(|| Instant::now() + far);
+        tokio::select! {
+            _ = &mut shutdown => break,
+            r = io.sockets.gossip.recv_from(&mut gbuf) => match r {
+                Ok((n, src)) => node.handle(Instant::now(), Via::Gossip, src, &mut gbuf[..n]),
+                Err(e) => debug!(error = %e, "gossip socket receive error"),
+            },
+            r = io.sockets.data.recv_from(&mut dbuf) => match r {
+                Ok((n, src)) => node.handle(Instant::now(), Via::Data, src, &mut dbuf[..n]),
+                Err(e) => debug!(error = %e, "data socket receive error"),
+            },
+            _ = sleep_until(deadline.into()) => {}
+            Ok(()) = seed_rx.changed() => {
+                let seeds = seed_rx.borrow_and_update().clone();
+                node.set_seeds(seeds);
+            }
+        }
+        // Timers are checked after every input too, so a busy socket cannot
+        // starve them.
+        let now = Instant::now();
+        if node.poll_timeout().is_some_and(|t| t <= now) {
+            node.handle_timeout(now);
+        }
+        io.flush(&mut node);
+        report(&mut node);
+    }
+
+    node.leave(Instant::now());
+    io.flush(&mut node);
+    report(&mut node);
+    if let Some(task) = resolver {
+        task.abort();
+    }
+    let r = node.rejections();
+    info!(
+        rejected = r.total(),
+        auth = r.auth,
+        replay = r.replay,
+        other_cluster = r.other_cluster,
+        malformed = r.malformed,
+        table_full = r.table_full,
+        "left the cluster"
+    );
+    Ok(())
+}
+
+/// This life's incarnation: milliseconds since the Unix epoch at start, so a
+/// restarted node is newer than its previous life (see membership.rs for
+/// clocks that go backwards).
+fn incarnation() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1)
+}
+
+struct Io {
+    sockets: Sockets,
+    send_errors: u64,
+    last_send_error_log: Option<Instant>,
+}
+
+impl Io {
+    /// Sends everything the core queued. Never waits: a full socket buffer
+    /// drops the datagram, as the network could have.
+    fn flush<R: rand::Rng>(&mut self, node: &mut Node<R>) {
+        while let Some(t) = node.poll_transmit() {
+            let (sock, addr) = match t.dest {
+                Dest::Group => (&self.sockets.gossip, self.sockets.group),
+                Dest::Gossip(a) => (&self.sockets.gossip, a),
+                Dest::Data(a) => (&self.sockets.data, a),
+            };
+            if let Err(e) = sock.try_send_to(&t.payload, addr) {
+                self.send_error(addr, e);
+            }
+        }
+    }
+
+    fn send_error(&mut self, addr: SocketAddr, e: std::io::Error) {
+        self.send_errors += 1;
+        let now = Instant::now();
+        if self
+            .last_send_error_log
+            .is_none_or(|t| now.duration_since(t) >= SEND_ERROR_LOG_EVERY)
+        {
+            self.last_send_error_log = Some(now);
+            warn!(to = %addr, error = %e, total = self.send_errors, "cannot send datagram");
+        }
+    }
+}
+
+fn report<R: rand::Rng>(node: &mut Node<R>) {
+    while let Some(ev) = node.poll_event() {
+        match ev {
+            Event::Member(ev) => {
+                let live = node.members().live().count() + 1;
+                log_member(&ev, live);
+            }
+            Event::Rejected {
+                source,
+                reason,
+                suppressed,
+                total,
+            } => {
+                if matches!(reason, Reason::Wire(WireError::OtherCluster)) {
+                    info!(%source, %reason, suppressed, total, "datagram rejected");
+                } else {
+                    warn!(%source, %reason, suppressed, total, "datagram rejected");
+                }
+            }
+        }
+    }
+}
+
+fn log_member(ev: &MemberEvent, members: usize) {
+    let (name, addr, inc) = (&ev.name, ev.addr, ev.incarnation);
+    match &ev.change {
+        Change::Up => info!(member = %name, %addr, incarnation = inc, members, "member up"),
+        Change::Restarted { old_incarnation } => {
+            info!(member = %name, %addr, incarnation = inc, old_incarnation, members, "member restarted")
+        }
+        Change::Suspect { silent_for } => {
+            warn!(member = %name, %addr, silent_ms = silent_for.as_millis() as u64, members, "member suspect")
+        }
+        Change::Alive => info!(member = %name, %addr, members, "member alive again"),
+        Change::Down { silent_for } => {
+            warn!(member = %name, %addr, silent_ms = silent_for.as_millis() as u64, members, "member down")
+        }
+        Change::Left => info!(member = %name, %addr, members, "member left"),
+    }
+}

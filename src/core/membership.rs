@@ -1,0 +1,366 @@
+//! membership: the member table. Who is in the cluster, which life
+//! (incarnation) of each node we know, and whether it is alive, suspect, down
+//! or has left, with the deadlines that move it between those states.
+//!
+//! Rules:
+//! - A member is created only from a heartbeat (which names its addresses).
+//! - Any authenticated, fresh datagram from a member's current life is
+//!   liveness evidence (`last_heard = now`); so are other peers' sightings of
+//!   it. A suspect is alive again on evidence; a down member is up again only
+//!   on a direct datagram.
+//! - `suspect_after` and `down_after` count from `last_heard`, so the deadlines
+//!   are derived from state and a stale timer cannot exist (STYLE.md 2).
+//! - A higher incarnation is a restarted node: a new life with a fresh replay
+//!   window. A lower one is a stale datagram of an old life, unless the member
+//!   is down or gone and that incarnation was never seen (a node whose clock
+//!   went backwards across a reboot must still be able to rejoin).
+//! - The table holds at most `cap` members; when full, the longest-gone down
+//!   or left member makes room, and if none is gone the newcomer is refused.
+//!
+//! Must not: do I/O, read clocks, allocate per datagram for known members.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::wire::ReplayWindow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    Alive,
+    Suspect,
+    Down,
+    Left,
+}
+
+impl MemberState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Down => "down",
+            MemberState::Left => "left",
+        }
+    }
+
+    /// Alive or suspect: still counted in the cluster.
+    pub fn is_live(self) -> bool {
+        matches!(self, MemberState::Alive | MemberState::Suspect)
+    }
+}
+
+/// How many earlier lives of a member are remembered, so their replayed
+/// datagrams are recognised as stale.
+const RETIRED_LIVES: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub incarnation: u64,
+    pub state: MemberState,
+    /// Where its heartbeats come from (its gossip socket).
+    pub gossip_addr: SocketAddr,
+    /// Where to send it unicast traffic (its data socket).
+    pub data_addr: SocketAddr,
+    /// Latest liveness evidence, direct or from a sighting.
+    pub last_heard: Instant,
+    /// When `state` last changed.
+    pub since: Instant,
+    window: ReplayWindow,
+    retired: [u64; RETIRED_LIVES],
+    next_probe: Option<Instant>,
+}
+
+/// Addresses learned from a heartbeat: what allows creating a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    pub gossip_addr: SocketAddr,
+    pub data_addr: SocketAddr,
+}
+
+/// What the table made of a datagram's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// From the current life of a live member: act on it.
+    Accepted,
+    /// Legitimate but not actionable (a left node's late datagram, or an
+    /// unknown node's datagram that is not a heartbeat): ignore quietly.
+    Ignored,
+    /// Seen before: a replay (or a duplicate from the network).
+    Replay,
+    /// From an older life of the member.
+    Stale,
+    /// A newcomer while the table is full of live members.
+    Full,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Up,
+    /// A new life of a known node: a restart, not its old self coming back.
+    Restarted {
+        old_incarnation: u64,
+    },
+    Suspect {
+        silent_for: Duration,
+    },
+    /// A suspect was heard from again.
+    Alive,
+    Down {
+        silent_for: Duration,
+    },
+    Left,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberEvent {
+    pub name: String,
+    pub incarnation: u64,
+    pub addr: SocketAddr,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub suspect_after: Duration,
+    pub down_after: Duration,
+    /// How often a suspect is pinged directly while suspicion lasts.
+    pub probe_every: Duration,
+}
+
+#[derive(Debug)]
+pub struct Members {
+    map: BTreeMap<String, Member>,
+    cap: usize,
+    timing: Timing,
+}
+
+impl Members {
+    pub fn new(cap: usize, timing: Timing) -> Members {
+        Members {
+            map: BTreeMap::new(),
+            cap,
+            timing,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Member> {
+        self.map.get(name)
+    }
+
+    /// All members, in name order (deterministic for simulation).
+    pub fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.map.values()
+    }
+
+    pub fn live(&self) -> impl Iterator<Item = &Member> {
+        self.map.values().filter(|m| m.state.is_live())
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Judges a datagram's identity `(name, incarnation, seq)` and records it
+    /// as liveness evidence. `hello` is present for heartbeats only.
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        name: &str,
+        incarnation: u64,
+        seq: u64,
+        hello: Option<Hello>,
+        events: &mut Vec<MemberEvent>,
+    ) -> Admit {
+        let Some(m) = self.map.get_mut(name) else {
+            let Some(hello) = hello else {
+                return Admit::Ignored;
+            };
+            if self.map.len() >= self.cap && !self.evict_one() {
+                return Admit::Full;
+            }
+            self.map
+                .insert(name.to_owned(), Member::new(now, name, incarnation, seq, hello));
+            events.push(event(&self.map[name], Change::Up));
+            return Admit::Accepted;
+        };
+        if incarnation == m.incarnation {
+            if !m.window.accept(seq) {
+                return Admit::Replay;
+            }
+            match m.state {
+                MemberState::Left => return Admit::Ignored,
+                MemberState::Alive => {}
+                MemberState::Suspect => {
+                    m.set_state(now, MemberState::Alive);
+                    events.push(event(m, Change::Alive));
+                }
+                MemberState::Down => {
+                    m.set_state(now, MemberState::Alive);
+                    events.push(event(m, Change::Up));
+                }
+            }
+            m.last_heard = now;
+            if let Some(h) = hello {
+                m.gossip_addr = h.gossip_addr;
+                m.data_addr = h.data_addr;
+            }
+            return Admit::Accepted;
+        }
+        let older = incarnation < m.incarnation;
+        if older && (m.state.is_live() || m.retired.contains(&incarnation)) {
+            return Admit::Stale;
+        }
+        // A new life (restart). Without a heartbeat we do not know its
+        // addresses yet; its first heartbeat will follow within an interval.
+        let Some(hello) = hello else {
+            return Admit::Ignored;
+        };
+        let old = m.incarnation;
+        let was_live = m.state.is_live();
+        m.retired.rotate_right(1);
+        m.retired[0] = old;
+        let retired = m.retired;
+        *m = Member::new(now, name, incarnation, seq, hello);
+        m.retired = retired;
+        let change = if was_live {
+            Change::Restarted { old_incarnation: old }
+        } else {
+            Change::Up
+        };
+        events.push(event(m, change));
+        Admit::Accepted
+    }
+
+    /// A peer's sighting: `name`'s life `incarnation` was heard `age` ago.
+    /// Refreshes live members only; it never creates or resurrects one.
+    pub fn sighted(
+        &mut self,
+        now: Instant,
+        name: &str,
+        incarnation: u64,
+        age: Duration,
+        events: &mut Vec<MemberEvent>,
+    ) {
+        let Some(m) = self.map.get_mut(name) else {
+            return;
+        };
+        if m.incarnation != incarnation || !m.state.is_live() {
+            return;
+        }
+        let heard = now.checked_sub(age).unwrap_or(m.last_heard);
+        if heard > m.last_heard {
+            m.last_heard = heard;
+            if m.state == MemberState::Suspect && now < heard + self.timing.suspect_after {
+                m.set_state(now, MemberState::Alive);
+                events.push(event(m, Change::Alive));
+            }
+        }
+    }
+
+    /// The member announced its leave (already admitted, so authenticated and
+    /// of its current life).
+    pub fn leave(&mut self, now: Instant, name: &str, events: &mut Vec<MemberEvent>) {
+        if let Some(m) = self.map.get_mut(name)
+            && m.state != MemberState::Left
+        {
+            m.set_state(now, MemberState::Left);
+            events.push(event(m, Change::Left));
+        }
+    }
+
+    /// Applies every transition due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, events: &mut Vec<MemberEvent>) {
+        let t = self.timing;
+        for m in self.map.values_mut() {
+            let silent = now.saturating_duration_since(m.last_heard);
+            if m.state == MemberState::Alive && silent >= t.suspect_after {
+                m.set_state(now, MemberState::Suspect);
+                m.next_probe = Some(now);
+                events.push(event(m, Change::Suspect { silent_for: silent }));
+            }
+            if m.state == MemberState::Suspect && silent >= t.down_after {
+                m.set_state(now, MemberState::Down);
+                events.push(event(m, Change::Down { silent_for: silent }));
+            }
+        }
+    }
+
+    /// Data addresses of suspects whose direct probe is due; reschedules them.
+    pub fn probes_due(&mut self, now: Instant, out: &mut Vec<SocketAddr>) {
+        for m in self.map.values_mut() {
+            if m.state == MemberState::Suspect && m.next_probe.is_some_and(|t| t <= now) {
+                out.push(m.data_addr);
+                m.next_probe = Some(now + self.timing.probe_every);
+            }
+        }
+    }
+
+    /// The earliest instant at which `handle_timeout` or `probes_due` has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = self.timing;
+        self.map
+            .values()
+            .filter_map(|m| match m.state {
+                MemberState::Alive => Some(m.last_heard + t.suspect_after),
+                MemberState::Suspect => {
+                    let down = m.last_heard + t.down_after;
+                    Some(m.next_probe.map_or(down, |p| p.min(down)))
+                }
+                MemberState::Down | MemberState::Left => None,
+            })
+            .min()
+    }
+
+    /// Frees one slot by dropping the longest-gone down or left member.
+    fn evict_one(&mut self) -> bool {
+        let victim = self
+            .map
+            .values()
+            .filter(|m| !m.state.is_live())
+            .min_by_key(|m| m.since)
+            .map(|m| m.name.clone());
+        match victim {
+            Some(name) => self.map.remove(&name).is_some(),
+            None => false,
+        }
+    }
+}
+
+impl Member {
+    fn new(now: Instant, name: &str, incarnation: u64, seq: u64, hello: Hello) -> Member {
+        Member {
+            name: name.to_owned(),
+            incarnation,
+            state: MemberState::Alive,
+            gossip_addr: hello.gossip_addr,
+            data_addr: hello.data_addr,
+            last_heard: now,
+            since: now,
+            window: ReplayWindow::starting_at(seq),
+            retired: [incarnation; RETIRED_LIVES],
+            next_probe: None,
+        }
+    }
+
+    fn set_state(&mut self, now: Instant, state: MemberState) {
+        self.state = state;
+        self.since = now;
+        if state != MemberState::Suspect {
+            self.next_probe = None;
+        }
+    }
+}
+
+fn event(m: &Member, change: Change) -> MemberEvent {
+    MemberEvent {
+        name: m.name.clone(),
+        incarnation: m.incarnation,
+        addr: m.data_addr,
+        change,
+    }
+}

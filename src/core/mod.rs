@@ -1,0 +1,8 @@
+//! The protocol core. Nothing here does I/O, reads a clock or draws OS
+//! randomness: callers pass `now` and an RNG in and take datagrams and events
+//! out (STYLE.md 1-3). That is what lets `tests/sim` run whole clusters on a
+//! virtual clock.
+
+pub mod membership;
+pub mod node;
+pub mod wire;

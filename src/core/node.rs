@@ -1,0 +1,514 @@
+//! node: one herd node as a state machine. Routes each datagram through the
+//! codec and the member table, sends heartbeats, answers and sends probes,
+//! counts and rate-limits rejections, and merges every deadline into one
+//! `poll_timeout`.
+//!
+//! The driver's contract (quinn-proto style, STYLE.md 1):
+//! - call [`Node::handle`] for every datagram received, with the socket it
+//!   came in on;
+//! - call [`Node::handle_timeout`] whenever `now >= poll_timeout()`;
+//! - after either, drain [`Node::poll_transmit`] and [`Node::poll_event`].
+//!
+//! Must not: do I/O, read a clock, draw OS randomness (the RNG is injected, so
+//! a seeded simulation is reproducible).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, RngExt};
+
+use super::membership::{Admit, Change, Hello, MemberEvent, Members, Timing};
+use super::wire::{self, Codec, Envelope, Heartbeat, Message, Sighting, WireError};
+
+/// How heartbeats reach the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fanout {
+    /// One datagram to the multicast group or broadcast address.
+    Group,
+    /// One unicast datagram to every seed (static hosts, DNS answers) and every
+    /// live member's gossip address.
+    Unicast,
+}
+
+/// What the core needs to know; the shell builds it from the validated config.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    pub cluster: String,
+    /// This life of the node: must grow across restarts (the shell uses the
+    /// start time in milliseconds since the Unix epoch).
+    pub incarnation: u64,
+    pub secret: Option<Vec<u8>>,
+    pub heartbeat_interval: Duration,
+    pub suspect_after: Duration,
+    pub down_after: Duration,
+    pub max_members: usize,
+    /// The data socket's actual port, advertised in heartbeats.
+    pub data_port: u16,
+    pub fanout: Fanout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The shared gossip port (multicast, broadcast, static/DNS unicast).
+    Gossip,
+    /// This node's own unicast data port.
+    Data,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// The multicast group (or broadcast address), from the gossip socket.
+    Group,
+    /// Unicast from the gossip socket (static and DNS strategies).
+    Gossip(SocketAddr),
+    /// Unicast from the data socket.
+    Data(SocketAddr),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub dest: Dest,
+    pub payload: Vec<u8>,
+}
+
+/// Why a datagram changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    Wire(WireError),
+    /// Same sender, same life, a sequence number already seen.
+    Replay,
+    /// From an earlier life of a member.
+    Stale,
+    /// A newcomer while the member table is full.
+    TableFull,
+    /// Another node uses this node's name.
+    NameConflict {
+        incarnation: u64,
+    },
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Wire(e) => e.fmt(f),
+            Reason::Replay => f.write_str("replayed datagram"),
+            Reason::Stale => f.write_str("datagram from an earlier life of the sender"),
+            Reason::TableFull => f.write_str("member table full"),
+            Reason::NameConflict { incarnation } => {
+                write!(
+                    f,
+                    "another node (incarnation {incarnation}) uses this node's name"
+                )
+            }
+        }
+    }
+}
+
+/// Counts of refused datagrams, by class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rejections {
+    /// Wrong or missing secret, altered, or sealed for another cluster.
+    pub auth: u64,
+    pub replay: u64,
+    /// Plain datagrams of another cluster.
+    pub other_cluster: u64,
+    /// Garbage, truncated, oversized, unknown version or kind.
+    pub malformed: u64,
+    pub table_full: u64,
+    pub name_conflict: u64,
+}
+
+impl Rejections {
+    pub fn total(&self) -> u64 {
+        self.auth + self.replay + self.other_cluster + self.malformed + self.table_full + self.name_conflict
+    }
+
+    fn count(&mut self, reason: &Reason) {
+        let slot = match reason {
+            Reason::Wire(
+                WireError::AuthFailed | WireError::Unauthenticated | WireError::UnexpectedSealed,
+            ) => &mut self.auth,
+            Reason::Wire(WireError::OtherCluster) => &mut self.other_cluster,
+            Reason::Wire(_) => &mut self.malformed,
+            Reason::Replay | Reason::Stale => &mut self.replay,
+            Reason::TableFull => &mut self.table_full,
+            Reason::NameConflict { .. } => &mut self.name_conflict,
+        };
+        *slot += 1;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Member(MemberEvent),
+    /// A refused datagram worth a log line: at most one per source IP per
+    /// [`REJECT_LOG_EVERY`]; `suppressed` counts the ones not logged since.
+    Rejected {
+        source: IpAddr,
+        reason: Reason,
+        suppressed: u64,
+        total: u64,
+    },
+}
+
+pub const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Sources remembered for rate limiting; bounded so a spoofing flood cannot
+/// grow memory (beyond it, rejections are counted but not logged).
+const REJECT_SOURCES: usize = 256;
+/// Room left in a heartbeat for sightings, after header, names and tag.
+const SIGHTING_BUDGET: usize = wire::MAX_DATAGRAM - 4 - 24 - 16 - 2 * (1 + wire::MAX_NAME) - 8 - 8 - 1 - 7;
+
+#[derive(Debug, Clone, Copy)]
+struct LogSlot {
+    last: Instant,
+    suppressed: u64,
+}
+
+pub struct Node<R> {
+    cfg: NodeConfig,
+    codec: Codec,
+    members: Members,
+    rng: R,
+    seq: u64,
+    hb_seq: u32,
+    next_heartbeat: Instant,
+    last_heartbeat: Option<Instant>,
+    /// Rotates which members a heartbeat's sightings start from, for clusters
+    /// too big to mention everyone in one datagram.
+    sighting_cursor: usize,
+    seeds: Vec<SocketAddr>,
+    outbox: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    scratch: Vec<MemberEvent>,
+    rejections: Rejections,
+    log_slots: HashMap<IpAddr, LogSlot>,
+    left: bool,
+}
+
+impl<R: Rng> Node<R> {
+    /// A node that sends its first heartbeat at `now`.
+    pub fn new(cfg: NodeConfig, mut rng: R, now: Instant) -> Node<R> {
+        let mut salt = [0u8; 16];
+        rng.fill_bytes(&mut salt);
+        let codec = Codec::new(&cfg.cluster, cfg.secret.as_deref(), salt);
+        let timing = Timing {
+            suspect_after: cfg.suspect_after,
+            down_after: cfg.down_after,
+            probe_every: (cfg.heartbeat_interval / 4).max(Duration::from_millis(10)),
+        };
+        Node {
+            members: Members::new(cfg.max_members, timing),
+            codec,
+            rng,
+            seq: 0,
+            hb_seq: 0,
+            next_heartbeat: now,
+            last_heartbeat: None,
+            sighting_cursor: 0,
+            seeds: Vec::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+            rejections: Rejections::default(),
+            log_slots: HashMap::new(),
+            left: false,
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    pub fn members(&self) -> &Members {
+        &self.members
+    }
+
+    pub fn rejections(&self) -> Rejections {
+        self.rejections
+    }
+
+    /// Replaces the unicast heartbeat targets (static hosts, DNS answers).
+    pub fn set_seeds(&mut self, seeds: Vec<SocketAddr>) {
+        self.seeds = seeds;
+    }
+
+    /// One datagram received on `via` from `src`. Decrypts in place.
+    pub fn handle(&mut self, now: Instant, via: Via, src: SocketAddr, datagram: &mut [u8]) {
+        if self.left {
+            return;
+        }
+        let env = match self.codec.open(datagram) {
+            Ok(env) => env,
+            Err(e) => return self.reject(now, src.ip(), Reason::Wire(e)),
+        };
+        if env.from == self.cfg.name {
+            if env.incarnation != self.cfg.incarnation {
+                self.reject(
+                    now,
+                    src.ip(),
+                    Reason::NameConflict {
+                        incarnation: env.incarnation,
+                    },
+                );
+            }
+            // Otherwise our own multicast, looped back for agents on this host.
+            return;
+        }
+        let hello = match (&env.msg, via) {
+            (Message::Heartbeat(hb), Via::Gossip) => Some(Hello {
+                gossip_addr: src,
+                data_addr: SocketAddr::new(src.ip(), hb.data_port),
+            }),
+            _ => None,
+        };
+        let mut changes = std::mem::take(&mut self.scratch);
+        let verdict = self
+            .members
+            .admit(now, env.from, env.incarnation, env.seq, hello, &mut changes);
+        match verdict {
+            Admit::Accepted => self.act(now, via, src, &env, &mut changes),
+            Admit::Ignored => {
+                // Authenticated but from no live member we know: still answer
+                // probes, so a restarted node learns its RTT at once.
+                if let Message::Ping { token } = env.msg {
+                    self.send(reply_dest(via, src), Message::Ack { token });
+                }
+            }
+            Admit::Replay => self.reject(now, src.ip(), Reason::Replay),
+            Admit::Stale => self.reject(now, src.ip(), Reason::Stale),
+            Admit::Full => self.reject(now, src.ip(), Reason::TableFull),
+        }
+        self.absorb(now, &mut changes);
+        self.scratch = changes;
+    }
+
+    fn act(
+        &mut self,
+        now: Instant,
+        via: Via,
+        src: SocketAddr,
+        env: &Envelope<'_>,
+        changes: &mut Vec<MemberEvent>,
+    ) {
+        match &env.msg {
+            Message::Heartbeat(hb) => {
+                for s in &hb.sightings {
+                    if s.name != self.cfg.name {
+                        let age = Duration::from_millis(s.age_ms.into());
+                        self.members.sighted(now, s.name, s.incarnation, age, changes);
+                    }
+                }
+            }
+            Message::Leave => self.members.leave(now, env.from, changes),
+            Message::Ping { token } => self.send(reply_dest(via, src), Message::Ack { token: *token }),
+            // Liveness was recorded by `admit`; that is all an ack is for here.
+            Message::Ack { .. } => {}
+        }
+    }
+
+    /// Turns member changes into events; a newcomer gets an early heartbeat so
+    /// it learns this node without waiting a whole interval.
+    fn absorb(&mut self, now: Instant, changes: &mut Vec<MemberEvent>) {
+        for ev in changes.drain(..) {
+            if matches!(ev.change, Change::Up | Change::Restarted { .. }) {
+                let earliest = self
+                    .last_heartbeat
+                    .map_or(now, |t| t + self.cfg.heartbeat_interval / 4);
+                self.next_heartbeat = self.next_heartbeat.min(earliest.max(now));
+            }
+            self.events.push_back(Event::Member(ev));
+        }
+    }
+
+    /// Does everything due at `now`: heartbeat, member transitions, probes.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        if now >= self.next_heartbeat {
+            self.send_heartbeat(now);
+        }
+        let mut changes = std::mem::take(&mut self.scratch);
+        self.members.handle_timeout(now, &mut changes);
+        self.absorb(now, &mut changes);
+        self.scratch = changes;
+        let mut due = Vec::new();
+        self.members.probes_due(now, &mut due);
+        for addr in due {
+            let token = self.rng.next_u64();
+            self.send(Dest::Data(addr), Message::Ping { token });
+        }
+    }
+
+    /// When `handle_timeout` must next be called; `None` after `leave`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.left {
+            return None;
+        }
+        Some(
+            self.members
+                .poll_timeout()
+                .map_or(self.next_heartbeat, |t| t.min(self.next_heartbeat)),
+        )
+    }
+
+    /// Next datagram to send; call until `None` after every input.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    /// Next event to report (log, count); call until `None` after every input.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Graceful leave: announces it on the gossip path and directly to every
+    /// live member, then ignores all input. Drain `poll_transmit` afterwards.
+    pub fn leave(&mut self, _now: Instant) {
+        if self.left {
+            return;
+        }
+        self.fan_out(Message::Leave);
+        let direct: Vec<SocketAddr> = self.members.live().map(|m| m.data_addr).collect();
+        for addr in direct {
+            self.send(Dest::Data(addr), Message::Leave);
+        }
+        self.left = true;
+    }
+
+    fn send_heartbeat(&mut self, now: Instant) {
+        self.hb_seq = self.hb_seq.wrapping_add(1);
+        let live: Vec<_> = self.members.live().collect();
+        let mut sightings = Vec::new();
+        let mut budget = SIGHTING_BUDGET;
+        if !live.is_empty() {
+            let start = self.sighting_cursor % live.len();
+            for m in live.iter().cycle().skip(start).take(live.len()) {
+                let len = wire::sighting_len(&m.name);
+                if len > budget || sightings.len() == u8::MAX as usize {
+                    break;
+                }
+                budget -= len;
+                let age = now.saturating_duration_since(m.last_heard).as_millis();
+                sightings.push(Sighting {
+                    name: &m.name,
+                    incarnation: m.incarnation,
+                    age_ms: age.min(u32::MAX as u128) as u32,
+                });
+            }
+            self.sighting_cursor = start + sightings.len();
+        }
+        let hb = Message::Heartbeat(Heartbeat {
+            data_port: self.cfg.data_port,
+            hb_seq: self.hb_seq,
+            sightings,
+        });
+        let payload = encode(&self.codec, &self.cfg, &mut self.seq, hb);
+        self.fan_out_payload(payload);
+        self.last_heartbeat = Some(now);
+        // Up to 10 % early, never late: keeps peers' suspicion deadlines safe
+        // while keeping agents started together from heartbeating in lockstep.
+        let interval = self.cfg.heartbeat_interval;
+        let jitter = interval.mul_f64(self.rng.random_range(0.0..0.1));
+        self.next_heartbeat = now + interval - jitter;
+    }
+
+    fn encode(&mut self, msg: Message<'_>) -> Vec<u8> {
+        encode(&self.codec, &self.cfg, &mut self.seq, msg)
+    }
+
+    fn send(&mut self, dest: Dest, msg: Message<'_>) {
+        let payload = self.encode(msg);
+        self.outbox.push_back(Transmit { dest, payload });
+    }
+
+    fn fan_out(&mut self, msg: Message<'_>) {
+        let payload = self.encode(msg);
+        self.fan_out_payload(payload);
+    }
+
+    fn fan_out_payload(&mut self, payload: Vec<u8>) {
+        match self.cfg.fanout {
+            Fanout::Group => self.outbox.push_back(Transmit {
+                dest: Dest::Group,
+                payload,
+            }),
+            Fanout::Unicast => {
+                let mut targets: Vec<SocketAddr> = self.seeds.clone();
+                targets.extend(self.members.live().map(|m| m.gossip_addr));
+                targets.sort_unstable();
+                targets.dedup();
+                for addr in targets {
+                    self.outbox.push_back(Transmit {
+                        dest: Dest::Gossip(addr),
+                        payload: payload.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn reject(&mut self, now: Instant, source: IpAddr, reason: Reason) {
+        self.rejections.count(&reason);
+        if self.log_slots.len() >= REJECT_SOURCES && !self.log_slots.contains_key(&source) {
+            self.log_slots
+                .retain(|_, s| now.saturating_duration_since(s.last) < REJECT_LOG_EVERY);
+            if self.log_slots.len() >= REJECT_SOURCES {
+                return;
+            }
+        }
+        let total = self.rejections.total();
+        match self.log_slots.get_mut(&source) {
+            Some(slot) if now.saturating_duration_since(slot.last) < REJECT_LOG_EVERY => slot.suppressed += 1,
+            Some(slot) => {
+                let suppressed = std::mem::take(&mut slot.suppressed);
+                slot.last = now;
+                self.events.push_back(Event::Rejected {
+                    source,
+                    reason,
+                    suppressed,
+                    total,
+                });
+            }
+            None => {
+                self.log_slots.insert(
+                    source,
+                    LogSlot {
+                        last: now,
+                        suppressed: 0,
+                    },
+                );
+                self.events.push_back(Event::Rejected {
+                    source,
+                    reason,
+                    suppressed: 0,
+                    total,
+                });
+            }
+        }
+    }
+}
+
+/// Every datagram gets the next `seq`: the replay window and the nonce rely on
+/// it never repeating within this life.
+fn encode(codec: &Codec, cfg: &NodeConfig, seq: &mut u64, msg: Message<'_>) -> Vec<u8> {
+    *seq += 1;
+    let env = Envelope {
+        cluster: &cfg.cluster,
+        from: &cfg.name,
+        incarnation: cfg.incarnation,
+        seq: *seq,
+        msg,
+    };
+    codec.encode(&env)
+}
+
+fn reply_dest(via: Via, src: SocketAddr) -> Dest {
+    match via {
+        Via::Gossip => Dest::Gossip(src),
+        Via::Data => Dest::Data(src),
+    }
+}

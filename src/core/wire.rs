@@ -1,0 +1,405 @@
+//! wire: herd's datagram format: a versioned envelope, optionally sealed with
+//! XChaCha20-Poly1305, around one message.
+//!
+//! ```text
+//! header   "HD" | version u8 | flags u8 | [nonce 24 bytes, when sealed]
+//! body     cluster str8 | from str8 | incarnation u64 | seq u64 | kind u8 | payload
+//! trailer  [tag 16 bytes, when sealed]
+//! ```
+//! Integers are big-endian; `str8` is a length byte and UTF-8 bytes. When the
+//! cluster has a secret, the body is encrypted and authenticated with a key
+//! derived from (secret, cluster name) by HKDF-SHA256, and the header is the
+//! associated data, so a datagram made with another secret, for another
+//! cluster, or altered in any bit fails [`Codec::open`]. Freshness (replays)
+//! is judged by the receiver from `(from, incarnation, seq)`, which are inside
+//! the authenticated body: see [`ReplayWindow`].
+//!
+//! Owns: encoding, decoding, sealing. Must not: do I/O, read clocks, panic on
+//! any input (property-tested in `tests/wire.rs`).
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
+use sha2::Sha256;
+
+pub const MAGIC: [u8; 2] = *b"HD";
+pub const VERSION: u8 = 1;
+/// Longest node or cluster name, in bytes.
+pub const MAX_NAME: usize = 63;
+/// Largest datagram herd sends: fits a 1500-byte Ethernet MTU with IP/UDP headers.
+pub const MAX_DATAGRAM: usize = 1400;
+/// Largest datagram herd accepts; anything bigger is rejected unread.
+pub const MAX_ACCEPTED: usize = 4096;
+
+const FLAG_SEALED: u8 = 0x01;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+const PLAIN_HEADER: usize = 4;
+const SEALED_HEADER: usize = PLAIN_HEADER + NONCE_LEN;
+
+/// Why a datagram was refused. Every variant is a normal outcome for hostile or
+/// foreign input; none of them is a bug.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("truncated datagram")]
+    Truncated,
+    #[error("not a herd datagram")]
+    BadMagic,
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u8),
+    #[error("oversized datagram ({0} bytes)")]
+    Oversized(usize),
+    #[error("unauthenticated datagram, but this cluster has a secret")]
+    Unauthenticated,
+    #[error("sealed datagram, but this node has no secret")]
+    UnexpectedSealed,
+    #[error("authentication failed (wrong secret, other cluster, or altered)")]
+    AuthFailed,
+    #[error("datagram for another cluster")]
+    OtherCluster,
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+}
+
+/// What a peer said about a third member in its heartbeat: "I heard `name`
+/// (life `incarnation`) `age_ms` ago". Receivers use it as indirect liveness
+/// evidence, which is what keeps loss from looking like death.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting<'a> {
+    pub name: &'a str,
+    pub incarnation: u64,
+    pub age_ms: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat<'a> {
+    /// The sender's unicast port (baton, probes); its IP is the datagram's source.
+    pub data_port: u16,
+    /// Counts heartbeats only, so receivers can see gaps (heartbeat loss).
+    pub hb_seq: u32,
+    pub sightings: Vec<Sighting<'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    Heartbeat(Heartbeat<'a>),
+    /// The sender is shutting down: drop it now, not after `down_after`.
+    Leave,
+    /// Asks for an [`Message::Ack`] with the same token (suspicion probes).
+    Ping {
+        token: u64,
+    },
+    Ack {
+        token: u64,
+    },
+}
+
+const KIND_HEARTBEAT: u8 = 1;
+const KIND_LEAVE: u8 = 2;
+const KIND_PING: u8 = 3;
+const KIND_ACK: u8 = 4;
+
+/// A decoded datagram. Borrowed from the receive buffer: no allocation per
+/// datagram beyond the sightings list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    pub cluster: &'a str,
+    pub from: &'a str,
+    pub incarnation: u64,
+    /// Per-sender datagram counter; never reused within one incarnation.
+    pub seq: u64,
+    pub msg: Message<'a>,
+}
+
+/// Encodes and decodes one cluster's datagrams; holds the derived key.
+pub struct Codec {
+    cluster: String,
+    cipher: Option<XChaCha20Poly1305>,
+    /// Random per process: with `seq`, makes every nonce unique (see `seal`).
+    nonce_salt: [u8; 16],
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec")
+            .field("cluster", &self.cluster)
+            .field("sealed", &self.cipher.is_some())
+            .finish()
+    }
+}
+
+impl Codec {
+    /// `nonce_salt` must be random per process (the core draws it from its
+    /// injected RNG); `secret = None` sends and accepts only plain datagrams.
+    pub fn new(cluster: &str, secret: Option<&[u8]>, nonce_salt: [u8; 16]) -> Codec {
+        let cipher = secret.map(|s| {
+            let hk = Hkdf::<Sha256>::new(Some(b"herd gossip v1"), s);
+            let mut key = [0u8; 32];
+            hk.expand(cluster.as_bytes(), &mut key)
+                .expect("32 bytes is a valid HKDF-SHA256 length");
+            XChaCha20Poly1305::new(&key.into())
+        });
+        Codec {
+            cluster: cluster.to_owned(),
+            cipher,
+            nonce_salt,
+        }
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    /// Encodes `env` (its `cluster` field is ignored: this codec's cluster is
+    /// written) into `out`, replacing its contents.
+    pub fn encode_into(&self, env: &Envelope<'_>, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        let sealed = self.cipher.is_some();
+        out.push(if sealed { FLAG_SEALED } else { 0 });
+        let mut nonce = [0u8; NONCE_LEN];
+        if sealed {
+            // Nonce = per-process random salt ‖ seq: unique for every datagram
+            // any node ever sends under this key (XChaCha's 192-bit nonce
+            // leaves room for a 128-bit random part).
+            nonce[..16].copy_from_slice(&self.nonce_salt);
+            nonce[16..].copy_from_slice(&env.seq.to_be_bytes());
+            out.extend_from_slice(&nonce);
+        }
+        let body_start = out.len();
+        put_str(out, &self.cluster);
+        put_str(out, env.from);
+        out.extend_from_slice(&env.incarnation.to_be_bytes());
+        out.extend_from_slice(&env.seq.to_be_bytes());
+        encode_message(&env.msg, out);
+        if let Some(cipher) = &self.cipher {
+            let (header, body) = out.split_at_mut(body_start);
+            let tag = cipher
+                .encrypt_inout_detached(&XNonce::from(nonce), header, body.into())
+                .expect("XChaCha20-Poly1305 encrypts any datagram-sized buffer");
+            out.extend_from_slice(&tag);
+        }
+    }
+
+    pub fn encode(&self, env: &Envelope<'_>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        self.encode_into(env, &mut out);
+        out
+    }
+
+    /// Checks, decrypts (in place) and decodes one datagram. Any byte string
+    /// gives `Ok` or a [`WireError`], never a panic.
+    pub fn open<'a>(&self, buf: &'a mut [u8]) -> Result<Envelope<'a>, WireError> {
+        if buf.len() > MAX_ACCEPTED {
+            return Err(WireError::Oversized(buf.len()));
+        }
+        if buf.len() < PLAIN_HEADER {
+            return Err(WireError::Truncated);
+        }
+        if buf[..2] != MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        if buf[2] != VERSION {
+            return Err(WireError::UnsupportedVersion(buf[2]));
+        }
+        let sealed = buf[3] & FLAG_SEALED != 0;
+        if buf[3] & !FLAG_SEALED != 0 {
+            return Err(WireError::Malformed("flags"));
+        }
+        let body: &'a [u8] = match (&self.cipher, sealed) {
+            (None, false) => &buf[PLAIN_HEADER..],
+            (Some(_), false) => return Err(WireError::Unauthenticated),
+            (None, true) => return Err(WireError::UnexpectedSealed),
+            (Some(cipher), true) => {
+                if buf.len() < SEALED_HEADER + TAG_LEN {
+                    return Err(WireError::Truncated);
+                }
+                let (header, rest) = buf.split_at_mut(SEALED_HEADER);
+                let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+                let nonce = XNonce::try_from(&header[PLAIN_HEADER..]).map_err(|_| WireError::Truncated)?;
+                let tag = Tag::try_from(&*tag).map_err(|_| WireError::Truncated)?;
+                cipher
+                    .decrypt_inout_detached(&nonce, header, (&mut *body).into(), &tag)
+                    .map_err(|_| WireError::AuthFailed)?;
+                body
+            }
+        };
+        let mut r = Reader(body);
+        let cluster = r.str("cluster")?;
+        if cluster != self.cluster {
+            // Sealed datagrams of other clusters already failed authentication
+            // (the key binds the cluster name); this catches plain ones.
+            return Err(WireError::OtherCluster);
+        }
+        let from = r.str("sender name")?;
+        if from.is_empty() {
+            return Err(WireError::Malformed("sender name"));
+        }
+        let incarnation = r.u64("incarnation")?;
+        let seq = r.u64("sequence number")?;
+        let msg = decode_message(&mut r)?;
+        if !r.0.is_empty() {
+            return Err(WireError::Malformed("trailing bytes"));
+        }
+        Ok(Envelope {
+            cluster,
+            from,
+            incarnation,
+            seq,
+            msg,
+        })
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let len = s.len().min(u8::MAX as usize);
+    out.push(len as u8);
+    out.extend_from_slice(&s.as_bytes()[..len]);
+}
+
+fn encode_message(msg: &Message<'_>, out: &mut Vec<u8>) {
+    match msg {
+        Message::Heartbeat(hb) => {
+            out.push(KIND_HEARTBEAT);
+            out.extend_from_slice(&hb.data_port.to_be_bytes());
+            out.extend_from_slice(&hb.hb_seq.to_be_bytes());
+            let n = hb.sightings.len().min(u8::MAX as usize);
+            out.push(n as u8);
+            for s in &hb.sightings[..n] {
+                put_str(out, s.name);
+                out.extend_from_slice(&s.incarnation.to_be_bytes());
+                out.extend_from_slice(&s.age_ms.to_be_bytes());
+            }
+        }
+        Message::Leave => out.push(KIND_LEAVE),
+        Message::Ping { token } => {
+            out.push(KIND_PING);
+            out.extend_from_slice(&token.to_be_bytes());
+        }
+        Message::Ack { token } => {
+            out.push(KIND_ACK);
+            out.extend_from_slice(&token.to_be_bytes());
+        }
+    }
+}
+
+/// Encoded size of one sighting, for callers that fill a heartbeat to a budget.
+pub fn sighting_len(name: &str) -> usize {
+    1 + name.len().min(u8::MAX as usize) + 8 + 4
+}
+
+fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
+    let kind = r.u8("message kind")?;
+    Ok(match kind {
+        KIND_HEARTBEAT => {
+            let data_port = r.u16("data port")?;
+            let hb_seq = r.u32("heartbeat sequence")?;
+            let n = r.u8("sighting count")? as usize;
+            // Each sighting is at least 13 bytes: refuse counts the body cannot hold
+            // before allocating for them.
+            if n * 13 > r.0.len() {
+                return Err(WireError::Malformed("sighting count"));
+            }
+            let mut sightings = Vec::with_capacity(n);
+            for _ in 0..n {
+                let name = r.str("sighting name")?;
+                let incarnation = r.u64("sighting incarnation")?;
+                let age_ms = r.u32("sighting age")?;
+                sightings.push(Sighting {
+                    name,
+                    incarnation,
+                    age_ms,
+                });
+            }
+            Message::Heartbeat(Heartbeat {
+                data_port,
+                hb_seq,
+                sightings,
+            })
+        }
+        KIND_LEAVE => Message::Leave,
+        KIND_PING => Message::Ping {
+            token: r.u64("ping token")?,
+        },
+        KIND_ACK => Message::Ack {
+            token: r.u64("ack token")?,
+        },
+        other => return Err(WireError::UnknownKind(other)),
+    })
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        if self.0.len() < n {
+            return Err(WireError::Malformed(what));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
+        Ok(u16::from_be_bytes(
+            self.take(2, what)?.try_into().expect("2 bytes"),
+        ))
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
+        Ok(u32::from_be_bytes(
+            self.take(4, what)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
+        Ok(u64::from_be_bytes(
+            self.take(8, what)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn str(&mut self, what: &'static str) -> Result<&'a str, WireError> {
+        let len = self.u8(what)? as usize;
+        if len > MAX_NAME {
+            return Err(WireError::Malformed(what));
+        }
+        std::str::from_utf8(self.take(len, what)?).map_err(|_| WireError::Malformed(what))
+    }
+}
+
+/// Sliding-window replay filter over one sender's `seq` (the IPsec/WireGuard
+/// scheme): accepts each sequence number once, and anything up to 63 behind the
+/// highest seen, so reordering on the LAN is tolerated but a replay is not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayWindow {
+    top: u64,
+    /// Bit i set = `top - i` was seen.
+    seen: u64,
+}
+
+impl ReplayWindow {
+    /// A window that has seen exactly `seq`.
+    pub fn starting_at(seq: u64) -> ReplayWindow {
+        ReplayWindow { top: seq, seen: 1 }
+    }
+
+    /// Records `seq`; false if it was seen before or is too old to judge.
+    pub fn accept(&mut self, seq: u64) -> bool {
+        if seq > self.top {
+            let shift = seq - self.top;
+            self.seen = if shift >= 64 { 0 } else { self.seen << shift };
+            self.seen |= 1;
+            self.top = seq;
+            true
+        } else {
+            let back = self.top - seq;
+            if back >= 64 || self.seen & (1 << back) != 0 {
+                return false;
+            }
+            self.seen |= 1 << back;
+            true
+        }
+    }
+}

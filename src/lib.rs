@@ -1,0 +1,26 @@
+//! herd: a small agent for Raspberry Pi clusters. It discovers its peers by
+//! multicast gossip (or static hosts, or DNS), keeps an authenticated member
+//! table, and (in later releases) relays a baton counter and reports sensors
+//! as StatsD gauges.
+//!
+//! Map of the crate:
+//! - [`config`]: the TOML schema, defaults and validation (`herd check`).
+//! - [`core`]: the protocol, with no I/O and no clock: the wire format
+//!   ([`core::wire`]), the member table ([`core::membership`]) and the node
+//!   state machine that drives them ([`core::node`]).
+//! - [`agent`]: the shell that owns all I/O: sockets ([`agent::net`]) and the
+//!   single event loop ([`agent::runtime`]) that feeds the core.
+
+pub mod agent;
+pub mod config;
+pub mod core;
+
+/// `herd --version`: version, target triple and git revision.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HERD_TARGET"),
+    ", git ",
+    env!("HERD_GIT_REV"),
+    ")"
+);

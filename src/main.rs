@@ -1,0 +1,128 @@
+//! The `herd` command: parses arguments, finds and validates the config, sets
+//! up logging, runs the agent, and maps the outcome to an exit code
+//! (0 ok, 78 EX_CONFIG for any config problem, 1 for anything else).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use herd::config::{Config, ConfigError, SYSTEM_CONFIG};
+
+/// sysexits.h EX_CONFIG: the configuration is invalid.
+const EX_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(name = "herd", version = herd::VERSION, about = "Peer discovery, a baton relay and Pi telemetry for Raspberry Pi clusters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (config: -c, else $HERD_CONFIG, else /etc/herd/herd.toml, else defaults).
+    Run {
+        /// Config file.
+        #[arg(short, long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Validate the config and print the effective config (defaults filled in) as TOML.
+    Check {
+        /// Config file.
+        #[arg(short, long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match load(config) {
+            Ok((config, origin)) => {
+                println!("# herd {}: effective config from {origin}", herd::VERSION);
+                print!("{}", config.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_failure(&e),
+        },
+        Command::Run { config } => {
+            let (config, origin) = match load(config) {
+                Ok(c) => c,
+                Err(e) => return config_failure(&e),
+            };
+            init_tracing(&config.log.level);
+            tracing::debug!(%origin, "config loaded");
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("herd: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Finds the config: `-c`, else `$HERD_CONFIG`, else the system file if present,
+/// else the built-in defaults. Returns it with a description of its origin.
+fn load(arg: Option<PathBuf>) -> Result<(Config, String), ConfigError> {
+    let env = std::env::var_os("HERD_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let system = PathBuf::from(SYSTEM_CONFIG);
+    let path = arg.or(env).or_else(|| system.exists().then_some(system));
+    match path {
+        Some(p) => Config::load(&p).map(|c| (c, p.display().to_string())),
+        None => Config::defaults().map(|c| (c, "built-in defaults".to_owned())),
+    }
+}
+
+fn config_failure(e: &ConfigError) -> ExitCode {
+    for line in e.lines() {
+        eprintln!("herd: config error: {line}");
+    }
+    ExitCode::from(EX_CONFIG)
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides `[log] level`. Under systemd
+/// (JOURNAL_STREAM set) timestamps are left to journald.
+fn init_tracing(level: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("herd={level},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(herd::agent::run(config, shutdown_signal()))
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: leaving the cluster"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: leaving the cluster"),
+    }
+}
