@@ -166,3 +166,33 @@ fn durations_accept_zero_and_units() {
     assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
     assert_eq!(format_duration(Duration::ZERO), "0ms");
 }
+
+#[test]
+fn shipped_config_documents_every_key_with_its_default() {
+    let shipped = include_str!("../../config/herd.toml");
+    let parsed = Config::from_toml_str(shipped, "config/herd.toml").unwrap();
+    assert_eq!(
+        parsed,
+        Config::defaults().unwrap(),
+        "config/herd.toml must hold the defaults"
+    );
+    let table: Table = shipped.parse().unwrap();
+    let effective: Table = parsed.to_toml().parse().unwrap();
+    for (section, keys) in &effective {
+        let keys = keys.as_table().unwrap();
+        let doc = table[section]
+            .as_table()
+            .unwrap_or_else(|| panic!("[{section}] missing"));
+        for key in keys.keys() {
+            assert!(
+                doc.contains_key(key),
+                "{section}.{key} is not in config/herd.toml"
+            );
+        }
+        assert_eq!(
+            doc.len(),
+            keys.len(),
+            "[{section}] has keys the effective config does not print"
+        );
+    }
+}

@@ -296,6 +296,9 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
     Ok(match kind {
         KIND_HEARTBEAT => {
             let data_port = r.u16("data port")?;
+            if data_port == 0 {
+                return Err(WireError::Malformed("data port"));
+            }
             let hb_seq = r.u32("heartbeat sequence")?;
             let n = r.u8("sighting count")? as usize;
             // Each sighting is at least 13 bytes: refuse counts the body cannot hold

@@ -1,0 +1,294 @@
+//! Membership under the simulator: joins, crashes, loss, partitions, leaves,
+//! restarts and hostile datagrams, all on a virtual clock with the real core.
+
+mod sim;
+
+use std::time::Duration;
+
+use herd::core::membership::{Change, MemberState};
+use herd::core::node::{Dest, Event, Reason, Via};
+use herd::core::wire::WireError;
+use sim::{DATA_PORT, GOSSIP_PORT, Sim, addr};
+
+const HEARTBEAT: Duration = Duration::from_secs(1);
+const SECOND: Duration = Duration::from_secs(1);
+
+fn up(c: &Change) -> bool {
+    matches!(c, Change::Up)
+}
+fn down(c: &Change) -> bool {
+    matches!(c, Change::Down { .. })
+}
+
+fn formed(n: usize, seed: u64) -> Sim {
+    let mut sim = Sim::new(n, seed);
+    sim.start_all_within(HEARTBEAT);
+    sim.run_for(2 * SECOND);
+    for a in 0..n {
+        for b in 0..n {
+            if a != b {
+                assert_eq!(sim.state(a, b), Some(MemberState::Alive), "{a} sees {b}");
+            }
+        }
+    }
+    sim
+}
+
+#[test]
+fn a_new_node_is_seen_by_all_within_one_heartbeat_and_sees_all() {
+    let mut worst = Duration::ZERO;
+    for seed in 0..20 {
+        let mut sim = formed(5, seed);
+        let newcomer = 4;
+        sim.kill(newcomer);
+        sim.run_for(10 * SECOND);
+        let t0 = sim.elapsed();
+        sim.start(newcomer);
+        sim.run_for(2 * SECOND);
+        for other in 0..4 {
+            let seen = sim
+                .first(other, newcomer, t0, up)
+                .expect("others see the newcomer");
+            let sees = sim
+                .first(newcomer, other, t0, up)
+                .expect("the newcomer sees the others");
+            worst = worst.max(seen - t0).max(sees - t0);
+        }
+    }
+    println!("worst join latency over 20 seeds: {worst:?}");
+    assert!(
+        worst <= HEARTBEAT + Duration::from_millis(100),
+        "join took {worst:?}"
+    );
+}
+
+#[test]
+fn a_crashed_node_is_marked_down_by_all_within_down_after_plus_one_heartbeat() {
+    let mut worst = Duration::ZERO;
+    for seed in 0..20 {
+        let mut sim = formed(5, 100 + seed);
+        sim.run_for(5 * SECOND);
+        let t0 = sim.elapsed();
+        sim.kill(2);
+        sim.run_for(10 * SECOND);
+        for other in [0, 1, 3, 4] {
+            let at = sim.first(other, 2, t0, down).expect("crash detected");
+            worst = worst.max(at - t0);
+        }
+    }
+    println!("worst crash detection over 20 seeds: {worst:?}");
+    assert!(
+        worst <= Duration::from_secs(5) + HEARTBEAT,
+        "detection took {worst:?}"
+    );
+}
+
+#[test]
+fn no_false_down_in_a_simulated_hour_at_20_percent_loss() {
+    let mut sim = formed(5, 7);
+    let t0 = sim.elapsed();
+    sim.loss = 0.20;
+    sim.run_for(Duration::from_secs(3600));
+    let downs = sim
+        .member_events(down)
+        .into_iter()
+        .filter(|(at, ..)| *at >= t0)
+        .count();
+    let suspects = sim.member_events(|c| matches!(c, Change::Suspect { .. })).len();
+    println!("5 nodes, 1 h at 20 % loss: {downs} false downs, {suspects} suspicions");
+    assert_eq!(downs, 0);
+    for a in 0..5 {
+        for b in 0..5 {
+            if a != b {
+                assert!(sim.state(a, b).unwrap().is_live());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_partition_heals_on_its_own() {
+    let mut sim = formed(6, 11);
+    sim.partition(&[0, 0, 0, 1, 1, 1]);
+    sim.run_for(20 * SECOND);
+    assert_eq!(sim.state(0, 4), Some(MemberState::Down));
+    assert_eq!(sim.state(4, 0), Some(MemberState::Down));
+    assert_eq!(sim.state(0, 1), Some(MemberState::Alive));
+    sim.heal();
+    let t0 = sim.elapsed();
+    sim.run_for(3 * SECOND);
+    let mut worst = Duration::ZERO;
+    for a in 0..6 {
+        for b in 0..6 {
+            if a != b {
+                assert_eq!(
+                    sim.state(a, b),
+                    Some(MemberState::Alive),
+                    "{a} sees {b} after heal"
+                );
+                if (a < 3) != (b < 3) {
+                    let at = sim.first(a, b, t0, up).expect("up again after heal");
+                    worst = worst.max(at - t0);
+                }
+            }
+        }
+    }
+    println!("partition healed in {worst:?}");
+    assert!(worst <= HEARTBEAT + Duration::from_millis(100));
+}
+
+#[test]
+fn a_graceful_leave_is_seen_at_once() {
+    let mut sim = formed(4, 3);
+    let t0 = sim.elapsed();
+    sim.stop(1);
+    sim.run_for(SECOND);
+    for other in [0, 2, 3] {
+        let at = sim
+            .first(other, 1, t0, |c| matches!(c, Change::Left))
+            .expect("leave seen");
+        assert!(at - t0 < Duration::from_millis(10), "leave took {:?}", at - t0);
+        assert_eq!(sim.state(other, 1), Some(MemberState::Left));
+    }
+    // ...and no later "down" for a node that left.
+    sim.run_for(10 * SECOND);
+    assert!(sim.member_events(down).is_empty());
+}
+
+#[test]
+fn a_restart_is_a_new_life_not_the_old_self() {
+    let mut sim = formed(3, 5);
+    let t0 = sim.elapsed();
+    sim.kill(2);
+    sim.run_for(SECOND);
+    sim.start(2);
+    sim.run_for(2 * SECOND);
+    for other in [0, 1] {
+        assert!(
+            sim.first(other, 2, t0, |c| matches!(c, Change::Restarted { .. }))
+                .is_some()
+        );
+        let m = sim.node(other).members().get("psc").unwrap();
+        assert_eq!(m.incarnation, sim.nodes[2].incarnation);
+        assert_eq!(m.state, MemberState::Alive);
+    }
+    // After being down, a restart is simply "up" again.
+    sim.kill(2);
+    sim.run_for(8 * SECOND);
+    let t1 = sim.elapsed();
+    sim.start(2);
+    sim.run_for(2 * SECOND);
+    assert!(sim.first(0, 2, t1, up).is_some());
+}
+
+#[test]
+fn a_node_whose_clock_went_backwards_can_rejoin_once_down() {
+    let mut sim = formed(3, 9);
+    let old = sim.nodes[2].incarnation;
+    sim.kill(2);
+    sim.run_for(8 * SECOND);
+    assert_eq!(sim.state(0, 2), Some(MemberState::Down));
+    let t0 = sim.elapsed();
+    sim.start_with_incarnation(2, old / 2);
+    sim.run_for(2 * SECOND);
+    assert!(sim.first(0, 2, t0, up).is_some());
+    assert_eq!(sim.state(0, 2), Some(MemberState::Alive));
+}
+
+fn rejections(sim: &Sim, observer: usize) -> Vec<Reason> {
+    sim.log
+        .iter()
+        .filter(|s| s.observer == observer)
+        .filter_map(|s| match &s.event {
+            Event::Rejected { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn replayed_altered_and_foreign_datagrams_change_nothing() {
+    let mut sim = formed(3, 13);
+    sim.capture = Some(Vec::new());
+    sim.run_for(2 * SECOND);
+    let captured = sim.capture.take().unwrap();
+    let (from, _, hb) = captured
+        .iter()
+        .find(|(_, d, _)| *d == Dest::Group)
+        .cloned()
+        .unwrap();
+    let to = (from + 1) % 3;
+    let before = sim.node(to).rejections();
+
+    // Replay: the same heartbeat again.
+    sim.inject(to, Via::Gossip, addr(from, GOSSIP_PORT), hb.clone());
+    // Altered: one bit flipped anywhere in the sealed part.
+    for bit in [40usize, 8 * (hb.len() - 1), 8 * (hb.len() / 2) + 3] {
+        let mut bad = hb.clone();
+        bad[bit / 8] ^= 1 << (bit % 8);
+        sim.inject(to, Via::Gossip, addr(from, GOSSIP_PORT), bad);
+    }
+    // Garbage and truncation.
+    sim.inject(to, Via::Data, addr(from, DATA_PORT), b"HD".to_vec());
+    sim.inject(to, Via::Data, addr(from, DATA_PORT), vec![0xff; 3000]);
+    sim.run_for(Duration::from_millis(10));
+    let after = sim.node(to).rejections();
+    assert_eq!(after.replay - before.replay, 1);
+    assert_eq!(after.auth - before.auth, 3);
+    assert_eq!(after.malformed - before.malformed, 2);
+    // Logged once per source per 10 s: the first of each burst.
+    let reasons = rejections(&sim, to);
+    assert!(reasons.contains(&Reason::Replay), "{reasons:?}");
+    assert!(reasons.len() <= 2, "rate limit per source IP: {reasons:?}");
+    assert_eq!(sim.node(to).members().live().count(), 2);
+}
+
+#[test]
+fn a_node_with_the_wrong_secret_never_joins_and_is_counted() {
+    let mut sim = Sim::new(3, 17);
+    sim.nodes[2].secret = Some(b"not the secret".to_vec());
+    sim.start_all_within(HEARTBEAT);
+    sim.run_for(10 * SECOND);
+    for good in [0, 1] {
+        assert_eq!(sim.state(good, 2), None, "intruder admitted by {good}");
+        assert!(sim.node(good).rejections().auth >= 9);
+        assert!(rejections(&sim, good).contains(&Reason::Wire(WireError::AuthFailed)));
+    }
+    assert_eq!(sim.node(2).members().len(), 0);
+    // An unauthenticated node is refused too.
+    let mut sim = Sim::new(2, 18);
+    sim.nodes[1].secret = None;
+    sim.start_all_within(HEARTBEAT);
+    sim.run_for(5 * SECOND);
+    assert_eq!(sim.state(0, 1), None);
+    assert!(sim.node(0).rejections().auth > 0);
+    assert_eq!(sim.state(1, 0), None);
+}
+
+#[test]
+fn the_member_table_is_capped() {
+    let mut sim = Sim::new(8, 21);
+    sim.template.max_members = 3;
+    sim.start_all_within(HEARTBEAT);
+    sim.run_for(5 * SECOND);
+    for i in 0..8 {
+        assert_eq!(sim.node(i).members().len(), 3);
+        assert!(sim.node(i).rejections().table_full > 0);
+    }
+}
+
+#[test]
+fn the_simulation_is_deterministic() {
+    let run = |seed| {
+        let mut sim = formed(4, seed);
+        sim.loss = 0.3;
+        sim.run_for(60 * SECOND);
+        sim.kill(1);
+        sim.run_for(10 * SECOND);
+        sim.log
+            .iter()
+            .map(|s| format!("{:?} {} {:?}", s.at, s.observer, s.event))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(42), run(42));
+}
