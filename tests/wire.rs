@@ -1,7 +1,10 @@
 //! The wire format: round trips, tamper detection, and "any byte string gives
 //! an error value, never a panic", property-tested.
 
-use herd::core::wire::{Codec, Envelope, Heartbeat, MAX_NAME, Message, ReplayWindow, Sighting, WireError};
+use herd::core::wire::{
+    BatonId, BatonView, Codec, Envelope, Heartbeat, MAX_LAP, MAX_NAME, Message, PassVerdict, ReplayWindow,
+    Sighting, WireError,
+};
 use proptest::prelude::*;
 
 fn codec(secret: Option<&[u8]>) -> Codec {
@@ -12,36 +15,61 @@ fn name() -> impl Strategy<Value = String> {
     proptest::string::string_regex(&format!("[a-z0-9._-]{{1,{MAX_NAME}}}")).unwrap()
 }
 
-prop_compose! {
-    fn heartbeat()(data_port in 1u16.., hb_seq in any::<u32>(),
-                   sightings in proptest::collection::vec((name(), any::<u64>(), any::<u32>()), 0..20))
-                   -> (u16, u32, Vec<(String, u64, u32)>) {
-        (data_port, hb_seq, sightings)
-    }
+fn baton_id() -> impl Strategy<Value = BatonId> {
+    (any::<u64>(), any::<u64>()).prop_map(|(epoch, origin)| BatonId { epoch, origin })
 }
 
+fn view() -> impl Strategy<Value = Option<BatonView>> {
+    proptest::option::of(
+        (baton_id(), any::<u64>(), any::<bool>()).prop_map(|(id, counter, holding)| BatonView {
+            id,
+            counter,
+            holding,
+        }),
+    )
+}
+
+/// An owned message, so the strategies can generate borrowed ones from it.
 #[derive(Debug, Clone)]
 enum Kind {
-    Heartbeat(u16, u32, Vec<(String, u64, u32)>),
+    Heartbeat(u16, u32, bool, Option<BatonView>, Vec<(String, u64, u32)>),
     Leave,
     Ping(u64),
     Ack(u64),
+    Pass(BatonId, u64, Vec<String>),
+    PassAck(BatonId, u64, PassVerdict),
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
+    let sightings = proptest::collection::vec((name(), any::<u64>(), any::<u32>()), 0..20);
+    let verdict = prop_oneof![
+        Just(PassVerdict::Taken),
+        Just(PassVerdict::Stale),
+        Just(PassVerdict::Refused)
+    ];
     prop_oneof![
-        heartbeat().prop_map(|(p, s, v)| Kind::Heartbeat(p, s, v)),
+        (1u16.., any::<u32>(), any::<bool>(), view(), sightings)
+            .prop_map(|(p, s, r, v, l)| Kind::Heartbeat(p, s, r, v, l)),
         Just(Kind::Leave),
         any::<u64>().prop_map(Kind::Ping),
         any::<u64>().prop_map(Kind::Ack),
+        (
+            baton_id(),
+            any::<u64>(),
+            proptest::collection::vec(name(), 0..=MAX_LAP.min(16))
+        )
+            .prop_map(|(id, c, lap)| Kind::Pass(id, c, lap)),
+        (baton_id(), any::<u64>(), verdict).prop_map(|(id, c, v)| Kind::PassAck(id, c, v)),
     ]
 }
 
 fn message(k: &Kind) -> Message<'_> {
     match k {
-        Kind::Heartbeat(data_port, hb_seq, s) => Message::Heartbeat(Heartbeat {
+        Kind::Heartbeat(data_port, hb_seq, relays, baton, s) => Message::Heartbeat(Heartbeat {
             data_port: *data_port,
             hb_seq: *hb_seq,
+            relays: *relays,
+            baton: *baton,
             sightings: s
                 .iter()
                 .map(|(n, i, a)| Sighting {
@@ -54,6 +82,16 @@ fn message(k: &Kind) -> Message<'_> {
         Kind::Leave => Message::Leave,
         Kind::Ping(t) => Message::Ping { token: *t },
         Kind::Ack(t) => Message::Ack { token: *t },
+        Kind::Pass(id, counter, lap) => Message::Pass {
+            id: *id,
+            counter: *counter,
+            lap: lap.iter().map(String::as_str).collect(),
+        },
+        Kind::PassAck(id, counter, verdict) => Message::PassAck {
+            id: *id,
+            counter: *counter,
+            verdict: *verdict,
+        },
     }
 }
 

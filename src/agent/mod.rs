@@ -4,5 +4,6 @@
 
 pub mod net;
 pub mod runtime;
+pub mod statsd;
 
 pub use runtime::run;

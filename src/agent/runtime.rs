@@ -18,7 +18,9 @@ use tokio::time::sleep_until;
 use tracing::{debug, info, warn};
 
 use super::net::{self, Sockets};
+use super::statsd::Metrics;
 use crate::config::{Config, Strategy};
+use crate::core::baton::{BatonConfig, BatonEvent};
 use crate::core::membership::{Change, MemberEvent};
 use crate::core::node::{Dest, Event, Fanout, Node, NodeConfig, Reason, Via};
 use crate::core::wire::WireError;
@@ -48,6 +50,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         max_members: g.max_members,
         data_port,
         fanout,
+        baton: BatonConfig {
+            enabled: config.baton.enabled,
+            main_node: config.baton.main_node.clone(),
+            hold: config.baton.hold,
+            pass_timeout: config.baton.pass_timeout,
+            max_retries: config.baton.max_retries,
+            regenerate_after: config.baton.regenerate_after,
+            start_after: g.heartbeat_interval * 2,
+            recheck: (g.heartbeat_interval / 10).max(Duration::from_millis(10)),
+        },
     };
     let how = match (g.strategy, g.broadcast_only) {
         (Strategy::Multicast, false) => format!("multicast {}:{}", g.multicast_addr, g.port),
@@ -81,6 +93,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         send_errors: 0,
         last_send_error_log: None,
     };
+    let mut sink = Sink::new(&config);
+    let mut flush = tokio::time::interval(config.statsd.flush_interval);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut gbuf = vec![0u8; RECV_BUF];
     let mut dbuf = vec![0u8; RECV_BUF];
     let far = Duration::from_secs(3600);
@@ -101,8 +116,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             _ = sleep_until(deadline.into()) => {}
             Ok(()) = seed_rx.changed() => {
                 let seeds = seed_rx.borrow_and_update().clone();
-                node.set_seeds(seeds);
+                node.set_seeds(Instant::now(), seeds);
             }
+            _ = flush.tick() => sink.flush(&node),
         }
         // Timers are checked after every input too, so a busy socket cannot
         // starve them.
@@ -111,12 +127,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             node.handle_timeout(now);
         }
         io.flush(&mut node);
-        report(&mut node);
+        report(&mut node, &mut sink);
     }
 
     node.leave(Instant::now());
     io.flush(&mut node);
-    report(&mut node);
+    report(&mut node, &mut sink);
+    sink.flush(&node);
     if let Some(task) = resolver {
         task.abort();
     }
@@ -178,12 +195,85 @@ impl Io {
     }
 }
 
-fn report<R: rand::Rng>(node: &mut Node<R>) {
+/// The metric sink, created lazily: a StatsD host name that does not resolve
+/// yet (DNS not up at boot) is retried at every flush instead of failing.
+struct Sink {
+    metrics: Option<Metrics>,
+    config: Config,
+    failed_once: bool,
+    /// `herd.baton.hop_ms` is sampled when the relay runs unpaced, so a fast
+    /// relay does not send one histogram line per pass.
+    hop_sample_rate: f64,
+}
+
+impl Sink {
+    fn new(config: &Config) -> Sink {
+        let hop_sample_rate = if config.baton.hold >= Duration::from_millis(1) {
+            1.0
+        } else {
+            0.01
+        };
+        let mut sink = Sink {
+            metrics: None,
+            config: config.clone(),
+            failed_once: false,
+            hop_sample_rate,
+        };
+        sink.connect();
+        sink
+    }
+
+    fn connect(&mut self) {
+        if self.metrics.is_some() {
+            return;
+        }
+        match Metrics::new(
+            &self.config.statsd,
+            &self.config.node.name,
+            &self.config.baton.metric,
+        ) {
+            Ok(m) => {
+                if self.failed_once {
+                    info!(address = %self.config.statsd.address, "metrics sink ready");
+                }
+                self.metrics = Some(m);
+            }
+            Err(e) if !self.failed_once => {
+                self.failed_once = true;
+                warn!("{e:#}; metrics are dropped until it works (retried every flush_interval)");
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn flush<R: rand::Rng>(&mut self, node: &Node<R>) {
+        self.connect();
+        if let Some(m) = self.metrics.as_mut() {
+            m.gauge("members", (node.members().live().count() + 1) as f64);
+            m.flush(Instant::now());
+        }
+    }
+}
+
+fn report<R: rand::Rng>(node: &mut Node<R>, sink: &mut Sink) {
     while let Some(ev) = node.poll_event() {
         match ev {
+            Event::Baton(ev) => baton_event(ev, sink),
             Event::Member(ev) => {
                 let live = node.members().live().count() + 1;
                 log_member(&ev, live);
+                if let Some(m) = sink.metrics.as_mut() {
+                    let c = &mut m.counts;
+                    match ev.change {
+                        Change::Up => c.member_up += 1,
+                        Change::Restarted { .. } => {
+                            c.member_down += 1;
+                            c.member_up += 1;
+                        }
+                        Change::Down { .. } | Change::Left => c.member_down += 1,
+                        Change::Suspect { .. } | Change::Alive => {}
+                    }
+                }
             }
             Event::Rejected {
                 source,
@@ -197,6 +287,48 @@ fn report<R: rand::Rng>(node: &mut Node<R>) {
                     warn!(%source, %reason, suppressed, total, "datagram rejected");
                 }
             }
+        }
+    }
+}
+
+fn baton_event(ev: BatonEvent, sink: &mut Sink) {
+    let rate = sink.hop_sample_rate;
+    let m = sink.metrics.as_mut();
+    match ev {
+        BatonEvent::Passed { counter } => {
+            if let Some(m) = m {
+                m.baton(counter);
+                m.counts.passes += 1;
+            }
+        }
+        BatonEvent::Acked { hop } => {
+            if let Some(m) = m {
+                m.histogram_ms("baton.hop_ms", hop.as_micros() as f64 / 1000.0, rate);
+            }
+        }
+        BatonEvent::Retransmit { to } => {
+            debug!(to = %to, "baton pass resent");
+            if let Some(m) = m {
+                m.counts.retransmits += 1;
+            }
+        }
+        BatonEvent::Skipped { to } => {
+            info!(peer = %to, "baton: peer skipped for this lap (no ack, refused, or gone)")
+        }
+        BatonEvent::Started { id, counter } => {
+            info!(epoch = id.epoch, counter, "baton started")
+        }
+        BatonEvent::Regenerated { id, counter } => {
+            info!(
+                epoch = id.epoch,
+                counter, "baton regenerated (none seen for regenerate_after)"
+            );
+            if let Some(m) = m {
+                m.counts.regenerated += 1;
+            }
+        }
+        BatonEvent::Dropped { id, counter, why } => {
+            info!(epoch = id.epoch, counter, why, "baton dropped")
         }
     }
 }

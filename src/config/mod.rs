@@ -17,6 +17,10 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
+/// What `herd check` prints instead of the secret; refused as a secret, so
+/// saving that output as a config cannot silently change the key.
+const REDACTED: &str = "<redacted>";
+
 /// Where `herd run` and `herd check` look when no `-c` and no `$HERD_CONFIG`.
 pub const SYSTEM_CONFIG: &str = "/etc/herd/herd.toml";
 
@@ -222,9 +226,21 @@ impl Config {
 
     /// Parses and validates TOML text; `origin` names it in syntax errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let table: Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: origin.to_owned(),
-            message: e.to_string().replace('\n', " ").trim().to_owned(),
+        let table: Table = text.parse().map_err(|e: toml::de::Error| {
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {column}: ")
+            });
+            ConfigError::Syntax {
+                path: origin.to_owned(),
+                message: format!(
+                    "TOML syntax error at {}{}",
+                    at.unwrap_or_default(),
+                    e.message().trim()
+                ),
+            }
         })?;
         validate(table)
     }
@@ -256,7 +272,7 @@ impl Config {
                     (
                         "secret",
                         s(&match (&g.secret, &g.secret_file) {
-                            (Some(k), None) => format!("<redacted, {} bytes>", k.0.len()),
+                            (Some(_), None) => REDACTED.to_owned(),
                             _ => String::new(),
                         }),
                     ),
@@ -652,7 +668,17 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
             format!("must differ from gossip.port ({port}); use 0 for any free port"),
         );
     }
-    let secret = match (secret_text.is_empty(), secret_file.is_empty()) {
+    if secret_text == REDACTED {
+        cross(
+            "gossip.secret",
+            format!("\"{REDACTED}\""),
+            "is the placeholder `herd check` prints; put the real secret here (or use secret_file)".into(),
+        );
+    }
+    let secret = match (
+        secret_text.is_empty() || secret_text == REDACTED,
+        secret_file.is_empty(),
+    ) {
         (true, true) => None,
         (false, true) => Some(Secret(secret_text.into_bytes())),
         (false, false) => {

@@ -196,3 +196,13 @@ fn shipped_config_documents_every_key_with_its_default() {
         );
     }
 }
+
+#[test]
+fn the_redacted_placeholder_is_not_accepted_as_a_secret() {
+    let c = Config::from_toml_str("[gossip]\nsecret = \"hunter2\"\n", "t").unwrap();
+    let printed = c.to_toml();
+    assert!(printed.contains("secret = \"<redacted>\""), "{printed}");
+    let again = problems(&printed);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].path, "gossip.secret");
+}

@@ -62,6 +62,8 @@ pub struct Member {
     pub gossip_addr: SocketAddr,
     /// Where to send it unicast traffic (its data socket).
     pub data_addr: SocketAddr,
+    /// It takes part in the baton relay.
+    pub relays: bool,
     /// Latest liveness evidence, direct or from a sighting.
     pub last_heard: Instant,
     /// When `state` last changed.
@@ -76,6 +78,7 @@ pub struct Member {
 pub struct Hello {
     pub gossip_addr: SocketAddr,
     pub data_addr: SocketAddr,
+    pub relays: bool,
 }
 
 /// What the table made of a datagram's identity.
@@ -208,6 +211,7 @@ impl Members {
             if let Some(h) = hello {
                 m.gossip_addr = h.gossip_addr;
                 m.data_addr = h.data_addr;
+                m.relays = h.relays;
             }
             return Admit::Accepted;
         }
@@ -339,6 +343,7 @@ impl Member {
             state: MemberState::Alive,
             gossip_addr: hello.gossip_addr,
             data_addr: hello.data_addr,
+            relays: hello.relays,
             last_heard: now,
             since: now,
             window: ReplayWindow::starting_at(seq),

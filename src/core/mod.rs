@@ -3,6 +3,7 @@
 //! out (STYLE.md 1-3). That is what lets `tests/sim` run whole clusters on a
 //! virtual clock.
 
+pub mod baton;
 pub mod membership;
 pub mod node;
 pub mod wire;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, RngExt};
 
+use super::baton::{BatonConfig, BatonEvent, Cx, Relay, RelayOut, RelaySend};
 use super::membership::{Admit, Change, Hello, MemberEvent, Members, Timing};
 use super::wire::{self, Codec, Envelope, Heartbeat, Message, Sighting, WireError};
 
@@ -47,6 +48,7 @@ pub struct NodeConfig {
     /// The data socket's actual port, advertised in heartbeats.
     pub data_port: u16,
     pub fanout: Fanout,
+    pub baton: BatonConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +145,7 @@ impl Rejections {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Member(MemberEvent),
+    Baton(BatonEvent),
     /// A refused datagram worth a log line: at most one per source IP per
     /// [`REJECT_LOG_EVERY`]; `suppressed` counts the ones not logged since.
     Rejected {
@@ -158,7 +161,10 @@ pub const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// grow memory (beyond it, rejections are counted but not logged).
 const REJECT_SOURCES: usize = 256;
 /// Room left in a heartbeat for sightings, after header, names and tag.
-const SIGHTING_BUDGET: usize = wire::MAX_DATAGRAM - 4 - 24 - 16 - 2 * (1 + wire::MAX_NAME) - 8 - 8 - 1 - 7;
+/// (Header 4, nonce 24, tag 16, two names, incarnation, seq, kind, data port,
+/// heartbeat seq, flags, baton view 24, sighting count.)
+const SIGHTING_BUDGET: usize =
+    wire::MAX_DATAGRAM - 4 - 24 - 16 - 2 * (1 + wire::MAX_NAME) - 8 - 8 - 1 - 2 - 4 - 1 - 24 - 1;
 
 #[derive(Debug, Clone, Copy)]
 struct LogSlot {
@@ -170,6 +176,8 @@ pub struct Node<R> {
     cfg: NodeConfig,
     codec: Codec,
     members: Members,
+    relay: Relay,
+    relay_out: RelayOut,
     rng: R,
     seq: u64,
     hb_seq: u32,
@@ -200,6 +208,8 @@ impl<R: Rng> Node<R> {
         };
         Node {
             members: Members::new(cfg.max_members, timing),
+            relay: Relay::new(cfg.baton.clone(), &cfg.name, now),
+            relay_out: RelayOut::default(),
             codec,
             rng,
             seq: 0,
@@ -230,9 +240,26 @@ impl<R: Rng> Node<R> {
         self.rejections
     }
 
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
     /// Replaces the unicast heartbeat targets (static hosts, DNS answers).
-    pub fn set_seeds(&mut self, seeds: Vec<SocketAddr>) {
+    /// A new target is greeted at once rather than at the next interval.
+    pub fn set_seeds(&mut self, now: Instant, seeds: Vec<SocketAddr>) {
+        if seeds.iter().any(|s| !self.seeds.contains(s)) {
+            self.heartbeat_soon(now);
+        }
         self.seeds = seeds;
+    }
+
+    /// Brings the next heartbeat forward to now, but no closer than a quarter
+    /// interval after the previous one, so a burst of joins is not a storm.
+    fn heartbeat_soon(&mut self, now: Instant) {
+        let earliest = self
+            .last_heartbeat
+            .map_or(now, |t| t + self.cfg.heartbeat_interval / 4);
+        self.next_heartbeat = self.next_heartbeat.min(earliest.max(now));
     }
 
     /// One datagram received on `via` from `src`. Decrypts in place.
@@ -261,6 +288,7 @@ impl<R: Rng> Node<R> {
             (Message::Heartbeat(hb), Via::Gossip) => Some(Hello {
                 gossip_addr: src,
                 data_addr: SocketAddr::new(src.ip(), hb.data_port),
+                relays: hb.relays,
             }),
             _ => None,
         };
@@ -270,19 +298,24 @@ impl<R: Rng> Node<R> {
             .admit(now, env.from, env.incarnation, env.seq, hello, &mut changes);
         match verdict {
             Admit::Accepted => self.act(now, via, src, &env, &mut changes),
-            Admit::Ignored => {
+            Admit::Ignored => match &env.msg {
                 // Authenticated but from no live member we know: still answer
-                // probes, so a restarted node learns its RTT at once.
-                if let Message::Ping { token } = env.msg {
-                    self.send(reply_dest(via, src), Message::Ack { token });
+                // probes, so a restarted node learns its RTT at once...
+                Message::Ping { token } => self.send(reply_dest(via, src), Message::Ack { token: *token }),
+                // ...and take a baton handed off by a node that has just left.
+                Message::Pass { id, counter, lap } => {
+                    let (relay, mut cx) = self.relay_cx(now);
+                    relay.on_pass(&mut cx, src, *id, *counter, lap);
                 }
-            }
+                _ => {}
+            },
             Admit::Replay => self.reject(now, src.ip(), Reason::Replay),
             Admit::Stale => self.reject(now, src.ip(), Reason::Stale),
             Admit::Full => self.reject(now, src.ip(), Reason::TableFull),
         }
         self.absorb(now, &mut changes);
         self.scratch = changes;
+        self.drain_relay();
     }
 
     fn act(
@@ -301,6 +334,17 @@ impl<R: Rng> Node<R> {
                         self.members.sighted(now, s.name, s.incarnation, age, changes);
                     }
                 }
+                if let Some(view) = hb.baton {
+                    self.relay.on_view(now, view, &mut self.relay_out);
+                }
+            }
+            Message::Pass { id, counter, lap } => {
+                let (relay, mut cx) = self.relay_cx(now);
+                relay.on_pass(&mut cx, src, *id, *counter, lap);
+            }
+            Message::PassAck { id, counter, verdict } => {
+                let (relay, mut cx) = self.relay_cx(now);
+                relay.on_ack(&mut cx, env.from, *id, *counter, *verdict);
             }
             Message::Leave => self.members.leave(now, env.from, changes),
             Message::Ping { token } => self.send(reply_dest(via, src), Message::Ack { token: *token }),
@@ -312,12 +356,13 @@ impl<R: Rng> Node<R> {
     /// Turns member changes into events; a newcomer gets an early heartbeat so
     /// it learns this node without waiting a whole interval.
     fn absorb(&mut self, now: Instant, changes: &mut Vec<MemberEvent>) {
+        if !changes.is_empty() {
+            let (relay, mut cx) = self.relay_cx(now);
+            relay.on_members_changed(&mut cx);
+        }
         for ev in changes.drain(..) {
             if matches!(ev.change, Change::Up | Change::Restarted { .. }) {
-                let earliest = self
-                    .last_heartbeat
-                    .map_or(now, |t| t + self.cfg.heartbeat_interval / 4);
-                self.next_heartbeat = self.next_heartbeat.min(earliest.max(now));
+                self.heartbeat_soon(now);
             }
             self.events.push_back(Event::Member(ev));
         }
@@ -341,6 +386,42 @@ impl<R: Rng> Node<R> {
             let token = self.rng.next_u64();
             self.send(Dest::Data(addr), Message::Ping { token });
         }
+        let (relay, mut cx) = self.relay_cx(now);
+        relay.handle_timeout(&mut cx);
+        self.drain_relay();
+    }
+
+    /// The relay and its context, borrowed apart from the rest of the node.
+    fn relay_cx(&mut self, now: Instant) -> (&mut Relay, Cx<'_, R>) {
+        let cx = Cx {
+            now,
+            members: &self.members,
+            rng: &mut self.rng,
+            out: &mut self.relay_out,
+        };
+        (&mut self.relay, cx)
+    }
+
+    /// Encodes what the relay queued and forwards its events.
+    fn drain_relay(&mut self) {
+        let mut out = std::mem::take(&mut self.relay_out);
+        for (addr, send) in out.sends.drain(..) {
+            let msg = match &send {
+                RelaySend::Pass { id, counter, lap } => Message::Pass {
+                    id: *id,
+                    counter: *counter,
+                    lap: lap.iter().map(String::as_str).collect(),
+                },
+                RelaySend::PassAck { id, counter, verdict } => Message::PassAck {
+                    id: *id,
+                    counter: *counter,
+                    verdict: *verdict,
+                },
+            };
+            self.send(Dest::Data(addr), msg);
+        }
+        self.events.extend(out.events.drain(..).map(Event::Baton));
+        self.relay_out = out;
     }
 
     /// When `handle_timeout` must next be called; `None` after `leave`.
@@ -348,11 +429,8 @@ impl<R: Rng> Node<R> {
         if self.left {
             return None;
         }
-        Some(
-            self.members
-                .poll_timeout()
-                .map_or(self.next_heartbeat, |t| t.min(self.next_heartbeat)),
-        )
+        let due = [self.members.poll_timeout(), self.relay.poll_timeout()];
+        Some(due.into_iter().flatten().fold(self.next_heartbeat, Instant::min))
     }
 
     /// Next datagram to send; call until `None` after every input.
@@ -367,10 +445,13 @@ impl<R: Rng> Node<R> {
 
     /// Graceful leave: announces it on the gossip path and directly to every
     /// live member, then ignores all input. Drain `poll_transmit` afterwards.
-    pub fn leave(&mut self, _now: Instant) {
+    pub fn leave(&mut self, now: Instant) {
         if self.left {
             return;
         }
+        let (relay, mut cx) = self.relay_cx(now);
+        relay.hand_off(&mut cx);
+        self.drain_relay();
         self.fan_out(Message::Leave);
         let direct: Vec<SocketAddr> = self.members.live().map(|m| m.data_addr).collect();
         for addr in direct {
@@ -404,6 +485,8 @@ impl<R: Rng> Node<R> {
         let hb = Message::Heartbeat(Heartbeat {
             data_port: self.cfg.data_port,
             hb_seq: self.hb_seq,
+            relays: self.relay.enabled(),
+            baton: self.relay.view(),
             sightings,
         });
         let payload = encode(&self.codec, &self.cfg, &mut self.seq, hb);

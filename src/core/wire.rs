@@ -73,13 +73,49 @@ pub struct Sighting<'a> {
     pub age_ms: u32,
 }
 
+/// Identifies one baton. Batons are ordered by `(epoch, origin)`: a node that
+/// learns of a greater one drops any lesser one it holds. `origin` (a hash of
+/// the regenerating node's name) breaks ties between batons regenerated
+/// concurrently on both sides of a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BatonId {
+    pub epoch: u64,
+    pub origin: u64,
+}
+
+/// A node's knowledge of the baton, carried in every heartbeat so the cluster
+/// agrees on the newest baton and the highest counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatonView {
+    /// The greatest baton the sender knows of.
+    pub id: BatonId,
+    /// The highest counter the sender has seen, of any baton.
+    pub counter: u64,
+    /// The sender holds that baton now (or is passing it).
+    pub holding: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Heartbeat<'a> {
     /// The sender's unicast port (baton, probes); its IP is the datagram's source.
     pub data_port: u16,
     /// Counts heartbeats only, so receivers can see gaps (heartbeat loss).
     pub hb_seq: u32,
+    /// The sender takes part in the baton relay (`[baton] enabled`).
+    pub relays: bool,
+    pub baton: Option<BatonView>,
     pub sightings: Vec<Sighting<'a>>,
+}
+
+/// The receiver's answer to a [`Message::Pass`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassVerdict {
+    /// The receiver holds the baton now.
+    Taken,
+    /// The pass carried an older baton or a lagging duplicate: drop it.
+    Stale,
+    /// The receiver does not relay (baton disabled, leaving): pass to another.
+    Refused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,12 +130,35 @@ pub enum Message<'a> {
     Ack {
         token: u64,
     },
+    /// The baton: the counter as the sender set it, and the names left in the
+    /// current lap (the receiver passes to the first live one).
+    Pass {
+        id: BatonId,
+        counter: u64,
+        lap: Vec<&'a str>,
+    },
+    /// Answers a pass, echoing its baton and counter.
+    PassAck {
+        id: BatonId,
+        counter: u64,
+        verdict: PassVerdict,
+    },
 }
 
 const KIND_HEARTBEAT: u8 = 1;
 const KIND_LEAVE: u8 = 2;
 const KIND_PING: u8 = 3;
 const KIND_ACK: u8 = 4;
+const KIND_PASS: u8 = 5;
+const KIND_PASS_ACK: u8 = 6;
+
+const HB_RELAYS: u8 = 0x01;
+const HB_VIEW: u8 = 0x02;
+const HB_HOLDING: u8 = 0x04;
+
+/// Most names a pass carries; a bigger cluster's lap is cut to this (the rest
+/// of its members are met in later laps).
+pub const MAX_LAP: usize = 64;
 
 /// A decoded datagram. Borrowed from the receive buffer: no allocation per
 /// datagram beyond the sightings list.
@@ -266,6 +325,15 @@ fn encode_message(msg: &Message<'_>, out: &mut Vec<u8>) {
             out.push(KIND_HEARTBEAT);
             out.extend_from_slice(&hb.data_port.to_be_bytes());
             out.extend_from_slice(&hb.hb_seq.to_be_bytes());
+            let mut flags = if hb.relays { HB_RELAYS } else { 0 };
+            if let Some(v) = &hb.baton {
+                flags |= HB_VIEW | if v.holding { HB_HOLDING } else { 0 };
+            }
+            out.push(flags);
+            if let Some(v) = &hb.baton {
+                put_id(out, v.id);
+                out.extend_from_slice(&v.counter.to_be_bytes());
+            }
             let n = hb.sightings.len().min(u8::MAX as usize);
             out.push(n as u8);
             for s in &hb.sightings[..n] {
@@ -283,7 +351,32 @@ fn encode_message(msg: &Message<'_>, out: &mut Vec<u8>) {
             out.push(KIND_ACK);
             out.extend_from_slice(&token.to_be_bytes());
         }
+        Message::Pass { id, counter, lap } => {
+            out.push(KIND_PASS);
+            put_id(out, *id);
+            out.extend_from_slice(&counter.to_be_bytes());
+            let n = lap.len().min(MAX_LAP);
+            out.push(n as u8);
+            for name in &lap[..n] {
+                put_str(out, name);
+            }
+        }
+        Message::PassAck { id, counter, verdict } => {
+            out.push(KIND_PASS_ACK);
+            put_id(out, *id);
+            out.extend_from_slice(&counter.to_be_bytes());
+            out.push(match verdict {
+                PassVerdict::Taken => 0,
+                PassVerdict::Stale => 1,
+                PassVerdict::Refused => 2,
+            });
+        }
     }
+}
+
+fn put_id(out: &mut Vec<u8>, id: BatonId) {
+    out.extend_from_slice(&id.epoch.to_be_bytes());
+    out.extend_from_slice(&id.origin.to_be_bytes());
 }
 
 /// Encoded size of one sighting, for callers that fill a heartbeat to a budget.
@@ -300,6 +393,21 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
                 return Err(WireError::Malformed("data port"));
             }
             let hb_seq = r.u32("heartbeat sequence")?;
+            let flags = r.u8("heartbeat flags")?;
+            if flags & !(HB_RELAYS | HB_VIEW | HB_HOLDING) != 0 {
+                return Err(WireError::Malformed("heartbeat flags"));
+            }
+            let baton = if flags & HB_VIEW != 0 {
+                let id = r.id()?;
+                let counter = r.u64("baton counter")?;
+                Some(BatonView {
+                    id,
+                    counter,
+                    holding: flags & HB_HOLDING != 0,
+                })
+            } else {
+                None
+            };
             let n = r.u8("sighting count")? as usize;
             // Each sighting is at least 13 bytes: refuse counts the body cannot hold
             // before allocating for them.
@@ -320,6 +428,8 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
             Message::Heartbeat(Heartbeat {
                 data_port,
                 hb_seq,
+                relays: flags & HB_RELAYS != 0,
+                baton,
                 sightings,
             })
         }
@@ -330,6 +440,30 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
         KIND_ACK => Message::Ack {
             token: r.u64("ack token")?,
         },
+        KIND_PASS => {
+            let id = r.id()?;
+            let counter = r.u64("baton counter")?;
+            let n = r.u8("lap length")? as usize;
+            if n > MAX_LAP || n > r.0.len() {
+                return Err(WireError::Malformed("lap length"));
+            }
+            let mut lap = Vec::with_capacity(n);
+            for _ in 0..n {
+                lap.push(r.str("lap name")?);
+            }
+            Message::Pass { id, counter, lap }
+        }
+        KIND_PASS_ACK => {
+            let id = r.id()?;
+            let counter = r.u64("baton counter")?;
+            let verdict = match r.u8("pass verdict")? {
+                0 => PassVerdict::Taken,
+                1 => PassVerdict::Stale,
+                2 => PassVerdict::Refused,
+                _ => return Err(WireError::Malformed("pass verdict")),
+            };
+            Message::PassAck { id, counter, verdict }
+        }
         other => return Err(WireError::UnknownKind(other)),
     })
 }
@@ -362,6 +496,12 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(
             self.take(8, what)?.try_into().expect("8 bytes"),
         ))
+    }
+    fn id(&mut self) -> Result<BatonId, WireError> {
+        Ok(BatonId {
+            epoch: self.u64("baton epoch")?,
+            origin: self.u64("baton origin")?,
+        })
     }
     fn str(&mut self, what: &'static str) -> Result<&'a str, WireError> {
         let len = self.u8(what)? as usize;

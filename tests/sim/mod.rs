@@ -14,6 +14,7 @@ use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use herd::core::baton::BatonConfig;
 use herd::core::membership::{Change, MemberState};
 use herd::core::node::{Dest, Event, Fanout, Node, NodeConfig, Via};
 use rand::rngs::SmallRng;
@@ -96,8 +97,8 @@ pub fn name(i: usize) -> String {
 }
 
 impl Sim {
-    /// `n` nodes with default timings (1 s / 3 s / 5 s) and the given secret,
-    /// not yet started.
+    /// `n` nodes with default timings (1 s / 3 s / 5 s), a shared secret and
+    /// the baton off, not yet started.
     pub fn new(n: usize, seed: u64) -> Sim {
         let base = Instant::now();
         let template = NodeConfig {
@@ -111,6 +112,18 @@ impl Sim {
             max_members: 256,
             data_port: DATA_PORT,
             fanout: Fanout::Group,
+            // Off unless a test turns it on, so membership tests see only
+            // heartbeats, sightings and probes.
+            baton: BatonConfig {
+                enabled: false,
+                main_node: String::new(),
+                hold: Duration::from_millis(100),
+                pass_timeout: Duration::from_millis(250),
+                max_retries: 3,
+                regenerate_after: Duration::from_secs(3),
+                start_after: Duration::from_secs(2),
+                recheck: Duration::from_millis(100),
+            },
         };
         Sim {
             base,

@@ -1,0 +1,209 @@
+//! statsd: the metric sink. Two cadence clients share one buffered sink (UDP
+//! `host:port` or a Unix datagram socket): one with `[statsd] prefix` for
+//! `herd.*` metrics, one without for the seed-compatible baton gauge. Every
+//! metric carries `host:<node>` and the constant `[statsd] tags`; with
+//! `flavor = "statsd"` there are no tags and the host goes into the name
+//! (`herd.psa.members`, `baton.psa`).
+//!
+//! Contract: recording a metric never blocks and never fails the caller. The
+//! sockets are non-blocking; lines are batched up to `max_packet_size` and
+//! sent when a batch is full or at [`Metrics::flush`] (the runtime calls it
+//! every `flush_interval`). Send failures (server down, socket missing) are
+//! counted and logged at most once per 10 s.
+//!
+//! Counters are summed here and sent at each flush, so a relay doing tens of
+//! thousands of passes per second sends one `passes` line per second, not one
+//! per pass; the baton gauge goes out at every pass, as the seed's did.
+
+use std::net::UdpSocket;
+use std::os::unix::net::UnixDatagram;
+use std::panic::RefUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cadence::prelude::*;
+use cadence::{BufferedUdpMetricSink, BufferedUnixMetricSink, MetricSink, StatsdClient};
+use tracing::warn;
+
+use crate::config::{Flavor, StatsdAddress, StatsdSection};
+
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// One sink shared by both clients, so their lines share batches and a flush.
+#[derive(Clone)]
+struct SharedSink(Arc<dyn MetricSink + Send + Sync + RefUnwindSafe>);
+
+impl MetricSink for SharedSink {
+    fn emit(&self, metric: &str) -> std::io::Result<usize> {
+        self.0.emit(metric)
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[derive(Default)]
+struct Errors {
+    count: AtomicU64,
+    last: Mutex<Option<String>>,
+}
+
+impl Errors {
+    fn record(&self, e: impl std::fmt::Display) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(e.to_string());
+        }
+    }
+}
+
+/// Counter sums since the last flush.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub passes: u64,
+    pub retransmits: u64,
+    pub regenerated: u64,
+    pub member_up: u64,
+    pub member_down: u64,
+}
+
+pub struct Metrics {
+    prefixed: StatsdClient,
+    baton: StatsdClient,
+    baton_metric: String,
+    sink: SharedSink,
+    errors: Arc<Errors>,
+    reported_errors: u64,
+    last_error_log: Option<Instant>,
+    pub counts: Counts,
+    address: StatsdAddress,
+}
+
+impl Metrics {
+    pub fn new(cfg: &StatsdSection, host: &str, baton_metric: &str) -> Result<Metrics> {
+        let cap = cfg.max_packet_size;
+        let sink: Arc<dyn MetricSink + Send + Sync + RefUnwindSafe> = match &cfg.address {
+            StatsdAddress::Udp(addr) => {
+                let sock = UdpSocket::bind("0.0.0.0:0").context("cannot open the StatsD socket")?;
+                sock.set_nonblocking(true)?;
+                let sink =
+                    BufferedUdpMetricSink::with_capacity(addr.as_str(), sock, cap).with_context(|| {
+                        format!("cannot resolve the StatsD address {addr} ([statsd] address)")
+                    })?;
+                Arc::new(sink)
+            }
+            StatsdAddress::Unix(path) => {
+                // Unbound: each batch is sent to `path`, so a socket that is
+                // missing now (agent not started yet) works once it appears.
+                let sock = UnixDatagram::unbound().context("cannot open a Unix datagram socket")?;
+                sock.set_nonblocking(true)?;
+                Arc::new(BufferedUnixMetricSink::with_capacity(path, sock, cap))
+            }
+        };
+        let sink = SharedSink(sink);
+        let errors = Arc::new(Errors::default());
+        let (prefix, baton_prefix) = match cfg.flavor {
+            Flavor::DogStatsd => (cfg.prefix.clone(), String::new()),
+            Flavor::Statsd => (join(&cfg.prefix, host), String::new()),
+        };
+        let build = |prefix: &str| {
+            let errors = errors.clone();
+            let mut b =
+                StatsdClient::builder(prefix, sink.clone()).with_error_handler(move |e| errors.record(e));
+            if cfg.flavor == Flavor::DogStatsd {
+                b = b.with_tag("host", host);
+                for tag in &cfg.tags {
+                    b = match tag.split_once(':') {
+                        Some((k, v)) => b.with_tag(k, v),
+                        None => b.with_tag_value(tag),
+                    };
+                }
+            }
+            b.build()
+        };
+        let baton_metric = match cfg.flavor {
+            Flavor::DogStatsd => baton_metric.to_owned(),
+            Flavor::Statsd => join(baton_metric, host),
+        };
+        Ok(Metrics {
+            prefixed: build(&prefix),
+            baton: build(&baton_prefix),
+            baton_metric,
+            sink,
+            errors,
+            reported_errors: 0,
+            last_error_log: None,
+            counts: Counts::default(),
+            address: cfg.address.clone(),
+        })
+    }
+
+    /// `baton:<counter>|g|#host:<node>`, at every pass.
+    pub fn baton(&self, counter: u64) {
+        let _ = self.baton.gauge(&self.baton_metric, counter);
+    }
+
+    pub fn gauge(&self, name: &str, value: f64) {
+        let _ = self.prefixed.gauge(name, value);
+    }
+
+    pub fn histogram_ms(&self, name: &str, ms: f64, sample_rate: f64) {
+        let mut b = self.prefixed.histogram_with_tags(name, ms);
+        if sample_rate < 1.0 {
+            b = b.with_sampling_rate(sample_rate);
+        }
+        let _ = b.try_send();
+    }
+
+    /// Sends the summed counters and every buffered line; logs send failures
+    /// (at most once per 10 s).
+    pub fn flush(&mut self, now: Instant) {
+        let c = std::mem::take(&mut self.counts);
+        for (name, n) in [
+            ("baton.passes", c.passes),
+            ("baton.retransmits", c.retransmits),
+            ("baton.regenerated", c.regenerated),
+            ("member.up", c.member_up),
+            ("member.down", c.member_down),
+        ] {
+            if n > 0 {
+                let _ = self.prefixed.count(name, n as i64);
+            }
+        }
+        if let Err(e) = self.sink.flush() {
+            self.errors.record(e);
+        }
+        let total = self.errors.count.load(Ordering::Relaxed);
+        if total > self.reported_errors
+            && self
+                .last_error_log
+                .is_none_or(|t| now.duration_since(t) >= ERROR_LOG_EVERY)
+        {
+            let last = self
+                .errors
+                .last
+                .lock()
+                .ok()
+                .and_then(|l| l.clone())
+                .unwrap_or_default();
+            warn!(
+                address = %self.address,
+                failed = total - self.reported_errors,
+                error = %last,
+                "cannot send metrics; the agent keeps running and retries"
+            );
+            self.reported_errors = total;
+            self.last_error_log = Some(now);
+        }
+    }
+}
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a}.{b}"),
+    }
+}

@@ -1,0 +1,625 @@
+//! baton: the relay state machine (seed 000, made to survive failures).
+//!
+//! One counter travels the cluster. Its holder waits `hold`, increments it
+//! (reporting [`BatonEvent::Passed`], which the shell turns into the
+//! `baton:<counter>|g` gauge), and passes it to the next node of a shuffled lap
+//! over all live relaying members, self included; a new lap is shuffled when
+//! the list runs out. Passes are acknowledged; an unacknowledged pass is resent
+//! every `pass_timeout`, `max_retries` times, then that peer is skipped.
+//!
+//! Exactly one baton:
+//! - Batons are ordered by [`BatonId`] `(epoch, origin)`. Heartbeats carry each
+//!   node's [`BatonView`]; a node that learns of a greater baton drops a lesser
+//!   one, so after a partition heals one baton survives within a heartbeat.
+//! - Counters are global: a node's `high` is the highest counter it has seen of
+//!   any baton, and a pass sets `max(counter, high) + 1`. A pass whose counter
+//!   is not above the receiver's `high` is a lagging duplicate (e.g. resent
+//!   after its ack was lost and the peer skipped) and is refused as stale; a
+//!   holder that sees a higher counter of its own baton drops its copy. So the
+//!   counter never goes backwards and duplicates die at their next hop.
+//! - If no progress of the greatest baton has been seen for `regenerate_after`,
+//!   the lowest-named alive relaying member (in this node's view) regenerates
+//!   it with `epoch + 1` and `high + 1`.
+//!
+//! Timers are data: each state carries its own deadline, and a stale deadline
+//! is simply recomputed (STYLE.md 2). Must not: do I/O or read a clock.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rand::seq::SliceRandom;
+
+use super::membership::{MemberState, Members};
+use super::wire::{self, BatonId, BatonView, PassVerdict};
+
+#[derive(Debug, Clone)]
+pub struct BatonConfig {
+    pub enabled: bool,
+    /// Starts the first baton; empty = leaderless (the lowest live name).
+    pub main_node: String,
+    pub hold: Duration,
+    pub pass_timeout: Duration,
+    pub max_retries: u32,
+    pub regenerate_after: Duration,
+    /// How long a fresh node listens before it may start the first baton, so
+    /// it hears about an existing one first (the core uses 2 heartbeats).
+    pub start_after: Duration,
+    /// How often a node that is due to regenerate but not chosen looks again.
+    pub recheck: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatonEvent {
+    /// This node incremented the counter to `counter` and passed it on.
+    Passed {
+        counter: u64,
+    },
+    /// A pass was acknowledged `hop` after it was first sent.
+    Acked {
+        hop: Duration,
+    },
+    Retransmit {
+        to: String,
+    },
+    /// `to` did not acknowledge after all retries (or refused): skipped this lap.
+    Skipped {
+        to: String,
+    },
+    /// The first baton of the cluster, started here.
+    Started {
+        id: BatonId,
+        counter: u64,
+    },
+    Regenerated {
+        id: BatonId,
+        counter: u64,
+    },
+    /// A baton held here was dropped: a greater one exists, or a copy ahead.
+    Dropped {
+        id: BatonId,
+        counter: u64,
+        why: &'static str,
+    },
+}
+
+/// A datagram the relay wants sent to a peer's data address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelaySend {
+    Pass {
+        id: BatonId,
+        counter: u64,
+        lap: Vec<String>,
+    },
+    PassAck {
+        id: BatonId,
+        counter: u64,
+        verdict: PassVerdict,
+    },
+}
+
+/// Where the relay's outputs go; the node drains it after every call.
+#[derive(Debug, Default)]
+pub struct RelayOut {
+    pub sends: Vec<(SocketAddr, RelaySend)>,
+    pub events: Vec<BatonEvent>,
+}
+
+/// What every relay call needs from the node: the clock reading, the member
+/// table, the RNG (lap shuffles) and where to put outputs.
+pub struct Cx<'a, R> {
+    pub now: Instant,
+    pub members: &'a Members,
+    pub rng: &'a mut R,
+    pub out: &'a mut RelayOut,
+}
+
+#[derive(Debug, Clone)]
+enum Holding {
+    /// Took the baton; passes it on at `until`.
+    Waiting { until: Instant },
+    /// Sent it to `to`; waiting for the ack until `deadline`.
+    Passing {
+        to: String,
+        addr: SocketAddr,
+        first_sent: Instant,
+        attempt: u32,
+        deadline: Instant,
+    },
+    /// Nobody else alive relays: keep it until a peer appears.
+    Alone,
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    id: BatonId,
+    /// The counter as received (Waiting, Alone) or as sent (Passing).
+    counter: u64,
+    /// Names still to visit in this lap, front first.
+    lap: VecDeque<String>,
+    state: Holding,
+}
+
+/// Most bytes of names a pass carries (keeps it inside one datagram).
+const LAP_BUDGET: usize = 1000;
+
+#[derive(Debug)]
+pub struct Relay {
+    cfg: BatonConfig,
+    me: String,
+    origin: u64,
+    started: Instant,
+    /// The greatest baton known anywhere.
+    best: Option<BatonId>,
+    /// The highest counter seen, of any baton.
+    high: u64,
+    /// Last evidence that `best` is alive (a pass, an ack, a holder's heartbeat,
+    /// a higher counter).
+    last_seen: Instant,
+    held: Option<Held>,
+    /// The last pass taken, to re-ack resends without taking it twice.
+    last_taken: Option<(BatonId, u64)>,
+    /// When a node that is not holding next checks whether to start or regenerate.
+    next_check: Instant,
+}
+
+impl Relay {
+    pub fn new(cfg: BatonConfig, me: &str, now: Instant) -> Relay {
+        Relay {
+            origin: name_hash(me),
+            me: me.to_owned(),
+            started: now,
+            best: None,
+            high: 0,
+            last_seen: now,
+            held: None,
+            last_taken: None,
+            next_check: now,
+            cfg,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
+    /// What this node's heartbeats say about the baton.
+    pub fn view(&self) -> Option<BatonView> {
+        self.best.map(|id| BatonView {
+            id,
+            counter: self.high,
+            holding: self.held.as_ref().is_some_and(|h| h.id == id),
+        })
+    }
+
+    /// The baton this node holds (or is passing), with its counter.
+    pub fn holding(&self) -> Option<(BatonId, u64)> {
+        self.held.as_ref().map(|h| (h.id, h.counter))
+    }
+
+    /// Holds it and is not in the middle of a pass (simulator invariant).
+    pub fn holding_still(&self) -> bool {
+        self.held
+            .as_ref()
+            .is_some_and(|h| !matches!(h.state, Holding::Passing { .. }))
+    }
+
+    pub fn best(&self) -> Option<BatonId> {
+        self.best
+    }
+
+    pub fn high(&self) -> u64 {
+        self.high
+    }
+
+    /// A heartbeat's view from a peer.
+    pub fn on_view(&mut self, now: Instant, view: BatonView, out: &mut RelayOut) {
+        if self.best.is_none_or(|b| view.id > b) {
+            self.best = Some(view.id);
+            self.last_seen = now;
+            self.drop_older(view.id, out);
+        }
+        if Some(view.id) == self.best {
+            if view.counter > self.high || view.holding {
+                self.last_seen = now;
+            }
+            if let Some(h) = &self.held
+                && h.id == view.id
+                && view.counter > h.counter
+            {
+                self.drop_held("a copy of this baton is ahead", out);
+            }
+        }
+        self.high = self.high.max(view.counter);
+    }
+
+    /// A pass (already authenticated) that arrived from `src`.
+    pub fn on_pass<R: Rng>(
+        &mut self,
+        cx: &mut Cx<'_, R>,
+        src: SocketAddr,
+        id: BatonId,
+        counter: u64,
+        lap: &[&str],
+    ) {
+        let ack = |verdict| RelaySend::PassAck { id, counter, verdict };
+        if !self.cfg.enabled {
+            cx.out.sends.push((src, ack(PassVerdict::Refused)));
+            return;
+        }
+        if self.last_taken == Some((id, counter)) {
+            // A resend whose first ack was lost.
+            cx.out.sends.push((src, ack(PassVerdict::Taken)));
+            return;
+        }
+        let older = self.best.is_some_and(|b| id < b);
+        let lagging = self.best == Some(id) && counter <= self.high;
+        if older || lagging {
+            self.high = self.high.max(counter);
+            cx.out.sends.push((src, ack(PassVerdict::Stale)));
+            return;
+        }
+        if self.best != Some(id) {
+            self.best = Some(id);
+            self.drop_older(id, cx.out);
+        }
+        if self.held.is_some() {
+            // Our copy of this baton is behind the one just received.
+            self.drop_held("a copy of this baton is ahead", cx.out);
+        }
+        self.high = counter;
+        self.last_seen = cx.now;
+        self.last_taken = Some((id, counter));
+        cx.out.sends.push((src, ack(PassVerdict::Taken)));
+        let lap = lap.iter().map(|s| (*s).to_owned()).collect();
+        self.take(cx, id, counter, lap);
+    }
+
+    /// An answer from `from` to one of our passes.
+    pub fn on_ack<R: Rng>(
+        &mut self,
+        cx: &mut Cx<'_, R>,
+        from: &str,
+        id: BatonId,
+        counter: u64,
+        verdict: PassVerdict,
+    ) {
+        let Some(h) = &self.held else { return };
+        let Holding::Passing { to, first_sent, .. } = &h.state else {
+            return;
+        };
+        if to != from || h.id != id || h.counter != counter {
+            return;
+        }
+        match verdict {
+            PassVerdict::Taken => {
+                let hop = cx.now.saturating_duration_since(*first_sent);
+                cx.out.events.push(BatonEvent::Acked { hop });
+                self.last_seen = cx.now;
+                self.held = None;
+            }
+            PassVerdict::Stale => self.drop_held("the receiver knows a newer baton or counter", cx.out),
+            PassVerdict::Refused => {
+                cx.out.events.push(BatonEvent::Skipped { to: from.to_owned() });
+                self.forward(cx);
+            }
+        }
+    }
+
+    /// Membership changed: resume a baton held alone, skip a target that is
+    /// down or gone.
+    pub fn on_members_changed<R: Rng>(&mut self, cx: &mut Cx<'_, R>) {
+        let Some(h) = &self.held else { return };
+        match &h.state {
+            Holding::Alone if self.has_peer(cx.members) => self.pass_on(cx),
+            Holding::Passing { to, .. } if !cx.members.get(to).is_some_and(|m| m.state.is_live()) => {
+                cx.out.events.push(BatonEvent::Skipped { to: to.clone() });
+                self.forward(cx);
+            }
+            _ => {}
+        }
+    }
+
+    /// Does what is due at `cx.now`: pass after a hold, resend or skip, start
+    /// or regenerate.
+    pub fn handle_timeout<R: Rng>(&mut self, cx: &mut Cx<'_, R>) {
+        if !self.cfg.enabled {
+            return;
+        }
+        let now = cx.now;
+        let Some(h) = &mut self.held else {
+            return self.check(cx);
+        };
+        match &mut h.state {
+            Holding::Waiting { until } if *until <= now => self.pass_on(cx),
+            Holding::Passing {
+                to,
+                addr,
+                attempt,
+                deadline,
+                ..
+            } if *deadline <= now => {
+                if *attempt < self.cfg.max_retries {
+                    *attempt += 1;
+                    *deadline = now + self.cfg.pass_timeout;
+                    cx.out.events.push(BatonEvent::Retransmit { to: to.clone() });
+                    let lap = h.lap.iter().cloned().collect();
+                    cx.out.sends.push((
+                        *addr,
+                        RelaySend::Pass {
+                            id: h.id,
+                            counter: h.counter,
+                            lap,
+                        },
+                    ));
+                } else {
+                    cx.out.events.push(BatonEvent::Skipped { to: to.clone() });
+                    self.forward(cx);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.cfg.enabled {
+            return None;
+        }
+        match &self.held {
+            None => Some(self.next_check),
+            Some(h) => match &h.state {
+                Holding::Waiting { until } => Some(*until),
+                Holding::Passing { deadline, .. } => Some(*deadline),
+                Holding::Alone => None,
+            },
+        }
+    }
+
+    /// Graceful leave: hand a held baton to another live member at once
+    /// (twice, as nobody will resend it). Returns whether one was handed off.
+    pub fn hand_off<R: Rng>(&mut self, cx: &mut Cx<'_, R>) -> bool {
+        let Some(mut h) = self.held.take() else {
+            return false;
+        };
+        let target = match &h.state {
+            // In flight: the target may have it already; the same pass again
+            // is taken at most once.
+            Holding::Passing { to, addr, .. } if is_alive(cx.members, to) => Some(*addr),
+            Holding::Passing { .. } => self.next_target(&mut h.lap, cx, false).map(|(_, addr)| addr),
+            Holding::Waiting { .. } | Holding::Alone => {
+                let target = self.next_target(&mut h.lap, cx, false).map(|(_, addr)| addr);
+                if target.is_some() {
+                    h.counter = h.counter.max(self.high) + 1;
+                    self.high = h.counter;
+                    cx.out.events.push(BatonEvent::Passed { counter: h.counter });
+                }
+                target
+            }
+        };
+        let Some(addr) = target else { return false };
+        let send = RelaySend::Pass {
+            id: h.id,
+            counter: h.counter,
+            lap: h.lap.iter().cloned().collect(),
+        };
+        cx.out.sends.push((addr, send.clone()));
+        cx.out.sends.push((addr, send));
+        true
+    }
+
+    /// Not holding: start the first baton or regenerate a lost one, if due and
+    /// this node is the one to do it.
+    fn check<R: Rng>(&mut self, cx: &mut Cx<'_, R>) {
+        let now = cx.now;
+        if now < self.next_check {
+            return;
+        }
+        let starter = match self.cfg.main_node.as_str() {
+            "" => self.lowest_alive(cx.members),
+            main => main == self.me,
+        };
+        let due = match self.best {
+            None if starter => self.started + self.cfg.start_after,
+            // No baton heard of, and the starter has not started one.
+            None => self.started + self.cfg.regenerate_after,
+            Some(_) => self.last_seen + self.cfg.regenerate_after,
+        };
+        if now < due {
+            self.next_check = due;
+            return;
+        }
+        let chosen = (self.best.is_none() && starter) || self.lowest_alive(cx.members);
+        if !chosen || !self.has_peer(cx.members) {
+            self.next_check = now + self.cfg.recheck;
+            return;
+        }
+        let id = BatonId {
+            epoch: self.best.map_or(1, |b| b.epoch + 1),
+            origin: self.origin,
+        };
+        let counter = self.high;
+        cx.out.events.push(if self.best.is_none() {
+            BatonEvent::Started {
+                id,
+                counter: counter + 1,
+            }
+        } else {
+            BatonEvent::Regenerated {
+                id,
+                counter: counter + 1,
+            }
+        });
+        self.best = Some(id);
+        self.last_seen = now;
+        self.take(cx, id, counter, VecDeque::new());
+    }
+
+    fn take<R: Rng>(&mut self, cx: &mut Cx<'_, R>, id: BatonId, counter: u64, lap: VecDeque<String>) {
+        let until = cx.now + self.cfg.hold;
+        self.held = Some(Held {
+            id,
+            counter,
+            lap,
+            state: Holding::Waiting { until },
+        });
+        if self.cfg.hold.is_zero() {
+            self.pass_on(cx);
+        }
+    }
+
+    /// Increments the held counter and passes it to the next of the lap. A
+    /// pass to self (self is in every lap, as in the seed) increments again,
+    /// after another `hold`.
+    fn pass_on<R: Rng>(&mut self, cx: &mut Cx<'_, R>) {
+        let Some(mut h) = self.held.take() else { return };
+        let now = cx.now;
+        if !self.has_peer(cx.members) {
+            h.state = Holding::Alone;
+            self.held = Some(h);
+            return;
+        }
+        loop {
+            h.counter = h.counter.max(self.high) + 1;
+            self.high = h.counter;
+            cx.out.events.push(BatonEvent::Passed { counter: h.counter });
+            let Some((to, addr)) = self.next_target(&mut h.lap, cx, true) else {
+                h.state = Holding::Alone;
+                break;
+            };
+            if to == self.me {
+                if self.cfg.hold.is_zero() {
+                    continue;
+                }
+                h.state = Holding::Waiting {
+                    until: now + self.cfg.hold,
+                };
+                break;
+            }
+            let lap = h.lap.iter().cloned().collect();
+            cx.out.sends.push((
+                addr,
+                RelaySend::Pass {
+                    id: h.id,
+                    counter: h.counter,
+                    lap,
+                },
+            ));
+            let deadline = now + self.cfg.pass_timeout;
+            h.state = Holding::Passing {
+                to,
+                addr,
+                first_sent: now,
+                attempt: 0,
+                deadline,
+            };
+            break;
+        }
+        self.last_seen = now;
+        self.held = Some(h);
+    }
+
+    /// The current target is skipped (no ack after all retries, refused, or
+    /// gone): pass on to the next of the lap at once. This is a new pass, with
+    /// a new counter: the old one may have reached the skipped peer, and the
+    /// rest of the cluster may have seen it in our heartbeats.
+    fn forward<R: Rng>(&mut self, cx: &mut Cx<'_, R>) {
+        if self.held.is_some() {
+            self.pass_on(cx);
+        }
+    }
+
+    /// Pops the lap until a live relaying member (or self, if `allow_self`);
+    /// shuffles a new lap when it runs out. `None` if nobody else relays.
+    fn next_target<R: Rng>(
+        &self,
+        lap: &mut VecDeque<String>,
+        cx: &mut Cx<'_, R>,
+        allow_self: bool,
+    ) -> Option<(String, SocketAddr)> {
+        if !self.has_peer(cx.members) {
+            return None;
+        }
+        for fresh in [false, true] {
+            if fresh {
+                *lap = self.new_lap(cx.members, cx.rng);
+            }
+            while let Some(name) = lap.pop_front() {
+                if name == self.me {
+                    if allow_self {
+                        return Some((name, SocketAddr::from(([0, 0, 0, 0], 0))));
+                    }
+                    continue;
+                }
+                if let Some(m) = cx.members.get(&name)
+                    && m.state == MemberState::Alive
+                    && m.relays
+                {
+                    return Some((name, m.data_addr));
+                }
+            }
+        }
+        None
+    }
+
+    /// All alive relaying members and self, shuffled, cut to fit one datagram.
+    fn new_lap<R: Rng>(&self, members: &Members, rng: &mut R) -> VecDeque<String> {
+        let mut names: Vec<&str> = members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive && m.relays)
+            .map(|m| m.name.as_str())
+            .chain(std::iter::once(self.me.as_str()))
+            .collect();
+        names.shuffle(rng);
+        let mut budget = LAP_BUDGET;
+        names
+            .into_iter()
+            .take(wire::MAX_LAP)
+            .take_while(|n| {
+                let fits = n.len() < budget;
+                budget = budget.saturating_sub(n.len() + 1);
+                fits
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn has_peer(&self, members: &Members) -> bool {
+        members.iter().any(|m| m.state == MemberState::Alive && m.relays)
+    }
+
+    /// Whether this node has the lowest name among itself and the alive
+    /// (not suspect) relaying members: the one that starts or regenerates.
+    fn lowest_alive(&self, members: &Members) -> bool {
+        !members
+            .iter()
+            .any(|m| m.state == MemberState::Alive && m.relays && m.name < self.me)
+    }
+
+    fn drop_older(&mut self, best: BatonId, out: &mut RelayOut) {
+        if self.held.as_ref().is_some_and(|h| h.id < best) {
+            self.drop_held("a newer baton exists", out);
+        }
+    }
+
+    fn drop_held(&mut self, why: &'static str, out: &mut RelayOut) {
+        if let Some(h) = self.held.take() {
+            out.events.push(BatonEvent::Dropped {
+                id: h.id,
+                counter: h.counter,
+                why,
+            });
+        }
+    }
+}
+
+fn is_alive(members: &Members, name: &str) -> bool {
+    members.get(name).is_some_and(|m| m.state == MemberState::Alive)
+}
+
+/// FNV-1a: a stable 64-bit hash of a node name for [`BatonId::origin`].
+pub fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -1,0 +1,461 @@
+//! Harness for the multi-process tests: runs real `herd` processes on
+//! loopback and watches their logs.
+//!
+//! - [`free_port`] and [`Cluster::new`] give every test its own gossip port and
+//!   cluster name, so tests running in parallel threads never hear each other.
+//! - [`Spec`] builds a node's config file; [`Agent::start`] writes it into a
+//!   temporary directory and spawns `herd run -c` on it, with `RUST_LOG` set
+//!   explicitly so the caller's environment cannot change what is logged.
+//! - A thread per agent reads its stderr line by line, stamping each line with
+//!   the [`Instant`] it arrived; [`Agent::wait_for`] returns that instant, so
+//!   tests measure join and detection times from the logs themselves.
+//! - Agents are killed on drop, so a failing test leaves no processes behind;
+//!   when the drop happens during a panic, each agent prints its whole log
+//!   (captured by the test harness and shown with the failure), which makes a
+//!   CI failure diagnosable without rerunning it.
+//!
+//! Must not: depend on timing finer than the agent's own (the callers choose
+//! timeouts from the configured heartbeat), or leave children running.
+
+// Each test binary (`cluster`, `cli`) uses a different part of this module.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, RandomState};
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Gossip ports are drawn from here: below Linux's default ephemeral range
+/// (32768-60999), so an agent's `data_port = 0` socket, which the kernel
+/// takes from that range, can never squat on a port another test picked.
+const PORT_RANGE: std::ops::Range<u16> = 20000..32000;
+
+/// The `herd` binary Cargo built for these tests.
+pub fn herd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_herd")
+}
+
+/// A `herd` command with an environment that cannot change its behaviour:
+/// explicit log filter, no `$HERD_CONFIG`, no journald mode.
+pub fn herd() -> Command {
+    let mut cmd = Command::new(herd_bin());
+    cmd.env("RUST_LOG", "herd=info")
+        .env_remove("HERD_CONFIG")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A random number that differs between calls and between processes
+/// (std's `RandomState` is randomly keyed), without a `rand` dev-dependency.
+fn random_u64() -> u64 {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    RandomState::new().hash_one(CALLS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A UDP port in [`PORT_RANGE`] that no socket holds right now and that this
+/// process has not handed out before. Random rather than sequential, so two
+/// test binaries run at once are unlikely to collide either.
+pub fn free_port() -> u16 {
+    static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut taken = TAKEN.lock().unwrap_or_else(PoisonError::into_inner);
+    let taken = taken.get_or_insert_with(HashSet::new);
+    let span = u64::from(PORT_RANGE.end - PORT_RANGE.start);
+    for _ in 0..1000 {
+        let port = PORT_RANGE.start + (random_u64() % span) as u16;
+        // 0.0.0.0 conflicts with a socket bound to any local address, so this
+        // also covers agents bound to 127.0.0.2 and friends.
+        if !taken.contains(&port) && UdpSocket::bind(("0.0.0.0", port)).is_ok() {
+            taken.insert(port);
+            return port;
+        }
+    }
+    panic!("no free UDP port in {PORT_RANGE:?}");
+}
+
+/// A cluster name no other test (in this or another process) uses: clusters
+/// are bound into the datagram key, so this isolates tests even if two ever
+/// shared a port.
+pub fn unique_cluster(tag: &str) -> String {
+    format!("{tag}-{}-{:x}", std::process::id(), random_u64() & 0xffff_ffff)
+}
+
+/// One test's cluster: its name and gossip port, shared by its agents.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub port: u16,
+}
+
+impl Cluster {
+    pub fn new(tag: &str) -> Cluster {
+        Cluster {
+            name: unique_cluster(tag),
+            port: free_port(),
+        }
+    }
+
+    /// A node of this cluster on loopback multicast (the agent's default
+    /// strategy with `multicast_if = "127.0.0.1"`).
+    pub fn node(&self, name: &str) -> Spec {
+        Spec::new(name, &self.name, self.port)
+    }
+}
+
+/// A node's config. Builds the TOML text of a loopback test node; `[gossip]`
+/// keys can be added or replaced with [`Spec::gossip`].
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub name: String,
+    pub cluster: String,
+    pub port: u16,
+    /// `[gossip]` keys other than `port`, as `(key, TOML value)`.
+    gossip: Vec<(String, String)>,
+}
+
+impl Spec {
+    pub fn new(name: &str, cluster: &str, port: u16) -> Spec {
+        Spec {
+            name: name.to_owned(),
+            cluster: cluster.to_owned(),
+            port,
+            gossip: vec![
+                ("multicast_if".into(), toml_str("127.0.0.1")),
+                // Several agents share one host: each takes any free data port.
+                ("data_port".into(), "0".into()),
+            ],
+        }
+    }
+
+    /// Sets `[gossip] key = value`; `value` is TOML (strings need quotes,
+    /// see [`toml_str`]).
+    pub fn gossip(mut self, key: &str, value: &str) -> Spec {
+        self.gossip.retain(|(k, _)| k != key);
+        self.gossip.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn secret(self, secret: &str) -> Spec {
+        self.gossip("secret", &toml_str(secret))
+    }
+
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        writeln!(out, "[node]").unwrap();
+        writeln!(out, "name = {}", toml_str(&self.name)).unwrap();
+        writeln!(out, "cluster = {}", toml_str(&self.cluster)).unwrap();
+        writeln!(out, "\n[gossip]").unwrap();
+        writeln!(out, "port = {}", self.port).unwrap();
+        for (key, value) in &self.gossip {
+            writeln!(out, "{key} = {value}").unwrap();
+        }
+        // The status endpoint's fixed default port would clash between agents.
+        writeln!(out, "\n[status]\nlisten = \"\"").unwrap();
+        out
+    }
+}
+
+/// A TOML basic string (test values never need escapes beyond these).
+pub fn toml_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `"member <event> member=<name> "`, the start of a member log line, e.g.
+/// `member("up", "psb")`. The trailing space (before `addr=`) keeps `psb`
+/// from matching `psb2`.
+pub fn member(event: &str, name: &str) -> String {
+    format!("member {event} member={name} ")
+}
+
+/// The value of `key=<digits>` in a log line, e.g. `field(l, "auth")` on
+/// `left the cluster rejected=3 auth=3 ...`.
+pub fn field(line: &str, key: &str) -> Option<u64> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    let digits: String = line[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// One line of an agent's stderr and when the reader thread received it.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub at: Instant,
+    pub text: String,
+}
+
+/// An agent's log so far. The reader thread appends and notifies; waiters
+/// search the whole history, so a line that arrived before `wait_for` was
+/// called still counts, and several waits can examine the same lines (which
+/// a consuming channel would not allow without a copy).
+#[derive(Default)]
+struct Log {
+    state: Mutex<LogState>,
+    arrived: Condvar,
+}
+
+impl Log {
+    /// The state, even if a panicking test thread held the lock: the lines
+    /// are still good, and the dump on panic needs them most.
+    fn state(&self) -> MutexGuard<'_, LogState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[derive(Default)]
+struct LogState {
+    lines: Vec<Line>,
+    /// stderr reached end of file: the process has exited.
+    closed: bool,
+}
+
+/// A running `herd run` process.
+pub struct Agent {
+    pub name: String,
+    pub spec: Spec,
+    child: Child,
+    status: Option<ExitStatus>,
+    /// When the process was spawned.
+    pub spawned: Instant,
+    log: Arc<Log>,
+    reader: Option<thread::JoinHandle<()>>,
+    /// Holds the config file for the life of the process.
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Writes `spec`'s config and spawns `herd run -c` on it.
+    pub fn start(spec: &Spec) -> Agent {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path: PathBuf = dir.path().join(format!("{}.toml", spec.name));
+        std::fs::write(&path, spec.to_toml()).expect("write config");
+        let spawned = Instant::now();
+        let mut child = herd()
+            .arg("run")
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn herd run");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Log::default());
+        let sink = Arc::clone(&log);
+        let reader = thread::Builder::new()
+            .name(format!("log-{}", spec.name))
+            .spawn(move || {
+                for text in BufReader::new(stderr).lines() {
+                    let Ok(text) = text else { break };
+                    let at = Instant::now();
+                    sink.state().lines.push(Line { at, text });
+                    sink.arrived.notify_all();
+                }
+                sink.state().closed = true;
+                sink.arrived.notify_all();
+            })
+            .expect("spawn log reader");
+        Agent {
+            name: spec.name.clone(),
+            spec: spec.clone(),
+            child,
+            status: None,
+            spawned,
+            log,
+            reader: Some(reader),
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// When the first line containing `pattern` arrived, waiting up to
+    /// `timeout` for it; `None` if it did not come (or the process exited
+    /// without logging it).
+    pub fn wait_for(&self, pattern: &str, timeout: Duration) -> Option<Instant> {
+        self.wait_for_after(pattern, self.spawned, timeout)
+    }
+
+    /// Like [`Agent::wait_for`], but only lines that arrived at or after
+    /// `after` count (e.g. a second `member up` after a restart).
+    pub fn wait_for_after(&self, pattern: &str, after: Instant, timeout: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.log.state();
+        loop {
+            let hit = state
+                .lines
+                .iter()
+                .find(|l| l.at >= after && l.text.contains(pattern));
+            if let Some(line) = hit {
+                return Some(line.at);
+            }
+            let now = Instant::now();
+            if state.closed || now >= deadline {
+                return None;
+            }
+            state = self.log.arrived.wait_timeout(state, deadline - now).unwrap().0;
+        }
+    }
+
+    /// [`Agent::wait_for`], panicking if the line does not come (the agents'
+    /// logs are then printed by their `Drop`).
+    pub fn expect(&self, pattern: &str, timeout: Duration) -> Instant {
+        self.expect_after(pattern, self.spawned, timeout)
+    }
+
+    /// [`Agent::wait_for_after`], panicking if the line does not come.
+    pub fn expect_after(&self, pattern: &str, after: Instant, timeout: Duration) -> Instant {
+        self.wait_for_after(pattern, after, timeout).unwrap_or_else(|| {
+            let exited = self.log.state().closed;
+            panic!(
+                "{}: no log line containing {pattern:?} within {timeout:?} (exited: {exited})",
+                self.name
+            )
+        })
+    }
+
+    /// Whether a line containing `pattern` has arrived so far.
+    pub fn has_line(&self, pattern: &str) -> bool {
+        self.lines().iter().any(|l| l.contains(pattern))
+    }
+
+    /// Every line logged so far.
+    pub fn lines(&self) -> Vec<String> {
+        let state = self.log.state();
+        state.lines.iter().map(|l| l.text.clone()).collect()
+    }
+
+    /// The first line containing `pattern`, waiting up to `timeout` for it.
+    pub fn line(&self, pattern: &str, timeout: Duration) -> Option<String> {
+        self.wait_for(pattern, timeout)?;
+        self.lines().into_iter().find(|l| l.contains(pattern))
+    }
+
+    /// The data port the agent bound (from its start line).
+    pub fn data_port(&self) -> u16 {
+        let start = self
+            .line("herd started", Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("{}: no start line", self.name));
+        let addr = start
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("data="))
+            .unwrap_or_else(|| panic!("{}: no data= in {start:?}", self.name));
+        let port = addr.rsplit(':').next().unwrap_or_default();
+        port.parse()
+            .unwrap_or_else(|_| panic!("{}: bad data address in {start:?}", self.name))
+    }
+
+    /// The log so far, each line prefixed with its arrival time relative to
+    /// the spawn, for failure messages.
+    pub fn dump(&self) -> String {
+        let state = self.log.state();
+        let mut out = format!("--- log of {} (pid {}) ---\n", self.name, self.child.id());
+        for l in &state.lines {
+            let t = l.at.saturating_duration_since(self.spawned).as_secs_f64();
+            writeln!(out, "  +{t:7.3}s {}", l.text).unwrap();
+        }
+        if state.closed {
+            out.push_str("  (stderr closed)\n");
+        }
+        out
+    }
+
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        self.poll_exit().is_none()
+    }
+
+    fn poll_exit(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status
+    }
+
+    /// Sends SIGTERM (through `kill(1)`, as an operator or systemd would) and
+    /// returns when it was sent.
+    pub fn sigterm(&mut self) -> Instant {
+        // Never signal a pid that was already reaped: it may belong to another
+        // process by now.
+        assert!(self.is_running(), "{}: SIGTERM to an exited agent", self.name);
+        let at = Instant::now();
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "{}: kill -TERM {} failed", self.name, self.pid());
+        at
+    }
+
+    /// Sends SIGKILL, reaps the process, and returns when it was sent.
+    pub fn sigkill(&mut self) -> Instant {
+        let at = Instant::now();
+        if self.is_running() {
+            self.child.kill().expect("SIGKILL");
+            self.status = Some(self.child.wait().expect("wait"));
+        }
+        at
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status, or `None`
+    /// if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.poll_exit() {
+                // Let the reader drain the last lines, so the summary line is
+                // in `lines()` when this returns.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.sigkill();
+        if thread::panicking() {
+            if let Some(reader) = self.reader.take() {
+                let _ = reader.join();
+            }
+            eprintln!("{}", self.dump());
+        }
+    }
+}
+
+/// Sends each of `datagrams` from a fresh socket to `127.0.0.1:port`.
+pub fn send_garbage(port: u16, datagrams: &[Vec<u8>]) {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+    for d in datagrams {
+        let sent = sock.send_to(d, ("127.0.0.1", port)).expect("send garbage");
+        assert_eq!(sent, d.len());
+    }
+}
+
+/// `n` pseudo-random bytes (a cheap xorshift seeded from [`random_u64`]).
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut x = random_u64() | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
