@@ -14,7 +14,8 @@ use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use herd::core::baton::BatonConfig;
+use herd::core::baton::{BatonConfig, BatonEvent};
+use herd::core::wire::BatonId;
 use herd::core::membership::{Change, MemberState};
 use herd::core::node::{Dest, Event, Fanout, Node, NodeConfig, Via};
 use rand::rngs::SmallRng;
@@ -29,6 +30,8 @@ pub struct SimNode {
     pub secret: Option<Vec<u8>>,
     /// Incarnation of the current (or last) life.
     pub incarnation: u64,
+    /// Overrides `template.baton.enabled` for this node.
+    pub relays: Option<bool>,
 }
 
 struct Packet {
@@ -134,6 +137,7 @@ impl Sim {
                     node: None,
                     secret: template.secret.clone(),
                     incarnation: 0,
+                    relays: None,
                 })
                 .collect(),
             queue: BinaryHeap::new(),
@@ -163,6 +167,9 @@ impl Sim {
         cfg.name = self.nodes[i].name.clone();
         cfg.secret = self.nodes[i].secret.clone();
         cfg.incarnation = incarnation;
+        if let Some(relays) = self.nodes[i].relays {
+            cfg.baton.enabled = relays;
+        }
         let rng = SmallRng::seed_from_u64(self.seed ^ (i as u64 * 7919) ^ incarnation);
         self.nodes[i].incarnation = incarnation;
         self.nodes[i].node = Some(Node::new(cfg, rng, self.now));
@@ -372,6 +379,46 @@ impl Sim {
             .into_iter()
             .find(|(at, o, n)| *at >= after && *o == observer && n == name)
             .map(|(at, _, _)| at)
+    }
+
+    /// Turns the baton on for every node, with this `hold`.
+    pub fn with_baton(mut self, hold: Duration) -> Sim {
+        self.template.baton.enabled = true;
+        self.template.baton.hold = hold;
+        self
+    }
+
+    /// Running nodes that hold a baton: (node, baton, counter, not mid-pass).
+    pub fn holders(&self) -> Vec<(usize, BatonId, u64, bool)> {
+        (0..self.nodes.len())
+            .filter_map(|i| {
+                let relay = self.nodes[i].node.as_ref()?.relay();
+                let (id, counter) = relay.holding()?;
+                Some((i, id, counter, relay.holding_still()))
+            })
+            .collect()
+    }
+
+    /// Baton events, as (time, observer, event).
+    pub fn baton_events(&self) -> Vec<(Duration, usize, BatonEvent)> {
+        self.log
+            .iter()
+            .filter_map(|s| match &s.event {
+                Event::Baton(ev) => Some((s.at, s.observer, ev.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every `Passed` counter, as (time, passer, counter), in time order.
+    pub fn passes(&self) -> Vec<(Duration, usize, u64)> {
+        self.baton_events()
+            .into_iter()
+            .filter_map(|(at, o, ev)| match ev {
+                BatonEvent::Passed { counter } => Some((at, o, counter)),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn rng(&mut self) -> &mut impl Rng {
