@@ -28,7 +28,10 @@ fn assert_monotonic_per_node(sim: &Sim) {
     let mut last: BTreeMap<usize, u64> = BTreeMap::new();
     for (at, node, counter) in sim.passes() {
         if let Some(prev) = last.insert(node, counter) {
-            assert!(counter > prev, "node {node} went from {prev} to {counter} at {at:?}");
+            assert!(
+                counter > prev,
+                "node {node} went from {prev} to {counter} at {at:?}"
+            );
         }
     }
 }
@@ -52,7 +55,11 @@ fn the_baton_starts_by_itself_and_each_lap_visits_every_member_once() {
         let set: BTreeSet<_> = lap.iter().collect();
         assert_eq!(set.len(), 5, "lap {lap:?}");
     }
-    assert!(sim.baton_events().iter().all(|(_, _, e)| !matches!(e, BatonEvent::Regenerated { .. })));
+    assert!(
+        sim.baton_events()
+            .iter()
+            .all(|(_, _, e)| !matches!(e, BatonEvent::Regenerated { .. }))
+    );
 }
 
 #[test]
@@ -105,8 +112,16 @@ fn a_killed_holder_is_replaced_within_bound_by_one_node_and_the_counter_goes_on(
             .into_iter()
             .filter(|(at, _, e)| *at >= t0 && matches!(e, BatonEvent::Regenerated { .. }))
             .collect();
-        assert_eq!(regen.len(), 1, "seed {seed}: regenerated once, by one node: {regen:?}");
-        let next = sim.passes().into_iter().find(|p| p.0 >= t0).expect("relay resumed");
+        assert_eq!(
+            regen.len(),
+            1,
+            "seed {seed}: regenerated once, by one node: {regen:?}"
+        );
+        let next = sim
+            .passes()
+            .into_iter()
+            .find(|p| p.0 >= t0)
+            .expect("relay resumed");
         assert!(next.2 > before, "counter went on: {} after {before}", next.2);
         // The new holder holds it like any other before its first pass.
         assert!(next.0 <= regen[0].0 + Duration::from_millis(510));
@@ -128,9 +143,21 @@ fn a_graceful_leave_hands_the_baton_off() {
     let t0 = sim.elapsed();
     sim.stop(holder);
     sim.run_for(5 * SECOND);
-    let next = sim.passes().into_iter().find(|p| p.0 > t0 && p.1 != holder).expect("relay went on");
-    assert!(next.0 - t0 < Duration::from_millis(400), "resumed after {:?}", next.0 - t0);
-    assert!(sim.baton_events().iter().all(|(_, _, e)| !matches!(e, BatonEvent::Regenerated { .. })));
+    let next = sim
+        .passes()
+        .into_iter()
+        .find(|p| p.0 > t0 && p.1 != holder)
+        .expect("relay went on");
+    assert!(
+        next.0 - t0 < Duration::from_millis(400),
+        "resumed after {:?}",
+        next.0 - t0
+    );
+    assert!(
+        sim.baton_events()
+            .iter()
+            .all(|(_, _, e)| !matches!(e, BatonEvent::Regenerated { .. }))
+    );
 }
 
 #[test]
@@ -146,11 +173,22 @@ fn a_partition_keeps_a_baton_on_each_side_and_healing_leaves_one() {
     sim.run_for(2 * HEARTBEAT);
     for _ in 0..200 {
         sim.run_for(Duration::from_millis(10));
-        assert!(sim.holders().iter().filter(|h| h.3).count() <= 1, "two batons after heal: {:?}", sim.holders());
+        assert!(
+            sim.holders().iter().filter(|h| h.3).count() <= 1,
+            "two batons after heal: {:?}",
+            sim.holders()
+        );
     }
-    let after: Vec<_> = sim.passes().into_iter().filter(|p| p.0 >= t0 + 2 * HEARTBEAT).collect();
+    let after: Vec<_> = sim
+        .passes()
+        .into_iter()
+        .filter(|p| p.0 >= t0 + 2 * HEARTBEAT)
+        .collect();
     assert!(after.len() > 10);
-    assert!(after.iter().all(|p| p.2 > before), "counters never go back after a heal");
+    assert!(
+        after.iter().all(|p| p.2 > before),
+        "counters never go back after a heal"
+    );
     assert_monotonic_per_node(&sim);
 }
 
@@ -159,8 +197,11 @@ fn lost_passes_are_resent_and_the_relay_survives_loss() {
     let mut sim = relay(4, 7, Duration::from_millis(20));
     sim.loss = 0.3;
     sim.run_for(60 * SECOND);
-    let retransmits =
-        sim.baton_events().iter().filter(|(_, _, e)| matches!(e, BatonEvent::Retransmit { .. })).count();
+    let retransmits = sim
+        .baton_events()
+        .iter()
+        .filter(|(_, _, e)| matches!(e, BatonEvent::Retransmit { .. }))
+        .count();
     assert!(retransmits > 10, "{retransmits}");
     let late = sim.passes().into_iter().filter(|p| p.0 > 55 * SECOND).count();
     assert!(late > 0, "still moving at the end");
@@ -206,9 +247,17 @@ fn chaos(seed: u64, length: Duration) {
                 kills += 1;
                 sim.run_for(Duration::from_secs(8));
                 if killed_holder && calm {
-                    let next = sim.passes().into_iter().find(|p| p.0 >= t0).expect("relay resumed");
+                    let next = sim
+                        .passes()
+                        .into_iter()
+                        .find(|p| p.0 >= t0)
+                        .expect("relay resumed");
                     worst_resume = worst_resume.max(next.0 - t0);
-                    assert!(next.0 - t0 <= REGENERATE_AFTER + HEARTBEAT, "seed {seed}: resumed after {:?}", next.0 - t0);
+                    assert!(
+                        next.0 - t0 <= REGENERATE_AFTER + HEARTBEAT,
+                        "seed {seed}: resumed after {:?}",
+                        next.0 - t0
+                    );
                 }
                 sim.start(victim);
                 calm_since = sim.elapsed();
@@ -239,7 +288,12 @@ fn chaos(seed: u64, length: Duration) {
                     sim.run_for(Duration::from_millis(20));
                     if sim.elapsed() >= calm_since + 2 * HEARTBEAT {
                         let still = sim.holders().into_iter().filter(|h| h.3).count();
-                        assert!(still <= 1, "seed {seed} at {:?}: {:?}", sim.elapsed(), sim.holders());
+                        assert!(
+                            still <= 1,
+                            "seed {seed} at {:?}: {:?}",
+                            sim.elapsed(),
+                            sim.holders()
+                        );
                         checked_samples += 1;
                     }
                 }
@@ -254,4 +308,34 @@ fn chaos(seed: u64, length: Duration) {
         sim.passes().len()
     );
     assert!(kills > 5 && heals > 5 && loss_periods > 5 && checked_samples > 10_000);
+}
+
+/// Unpaced (`hold = 0`), acks are delayed and mostly implied by the baton
+/// coming back; the relay must still be exactly one baton with no resends, and
+/// survive loss.
+#[test]
+fn unpaced_relay_with_delayed_acks() {
+    let mut sim = relay(4, 8, Duration::ZERO);
+    sim.run_for(5 * SECOND);
+    let passes = sim.passes();
+    assert!(passes.len() > 5_000, "{}", passes.len());
+    for (i, (_, _, counter)) in passes.iter().enumerate() {
+        assert_eq!(*counter, i as u64 + 1, "one baton, no gaps");
+    }
+    let events = sim.baton_events();
+    let count = |f: fn(&BatonEvent) -> bool| events.iter().filter(|(_, _, e)| f(e)).count();
+    assert_eq!(count(|e| matches!(e, BatonEvent::Retransmit { .. })), 0);
+    assert_eq!(count(|e| matches!(e, BatonEvent::Dropped { .. })), 0);
+    assert_eq!(count(|e| matches!(e, BatonEvent::Regenerated { .. })), 0);
+    // With loss, lost passes are resent and the relay goes on.
+    sim.loss = 0.1;
+    sim.run_for(20 * SECOND);
+    // Each lost pass costs a `pass_timeout` (250 ms): expect tens per second.
+    let late = sim.passes().into_iter().filter(|p| p.0 > sim.elapsed() - 5 * SECOND).count();
+    let events = sim.baton_events();
+    let regenerated = events.iter().filter(|(_, _, e)| matches!(e, BatonEvent::Regenerated { .. })).count();
+    println!("10 % loss: {late} passes in the last 5 s, {regenerated} regenerations");
+    assert!(late > 50, "still moving: {late} passes in the last 5 s");
+    assert_eq!(regenerated, 0, "lost passes are resent, not regenerated");
+    assert_monotonic_per_node(&sim);
 }

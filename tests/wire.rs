@@ -2,8 +2,8 @@
 //! an error value, never a panic", property-tested.
 
 use herd::core::wire::{
-    BatonId, BatonView, Codec, Envelope, Heartbeat, MAX_LAP, MAX_NAME, Message, PassVerdict, ReplayWindow,
-    Sighting, WireError,
+    BatonId, BatonView, Codec, Envelope, Heartbeat, MAX_LAP, MAX_NAME, Message, PassAck, PassVerdict,
+    ReplayWindow, Sighting, WireError,
 };
 use proptest::prelude::*;
 
@@ -20,13 +20,14 @@ fn baton_id() -> impl Strategy<Value = BatonId> {
 }
 
 fn view() -> impl Strategy<Value = Option<BatonView>> {
-    proptest::option::of(
-        (baton_id(), any::<u64>(), any::<bool>()).prop_map(|(id, counter, holding)| BatonView {
+    proptest::option::of((baton_id(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
+        |(id, counter, settled, holding)| BatonView {
             id,
             counter,
+            settled,
             holding,
-        }),
-    )
+        },
+    ))
 }
 
 /// An owned message, so the strategies can generate borrowed ones from it.
@@ -37,7 +38,7 @@ enum Kind {
     Ping(u64),
     Ack(u64),
     Pass(BatonId, u64, Vec<String>),
-    PassAck(BatonId, u64, PassVerdict),
+    PassAck(BatonId, u64, PassVerdict, u32),
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
@@ -59,7 +60,8 @@ fn kind() -> impl Strategy<Value = Kind> {
             proptest::collection::vec(name(), 0..=MAX_LAP.min(16))
         )
             .prop_map(|(id, c, lap)| Kind::Pass(id, c, lap)),
-        (baton_id(), any::<u64>(), verdict).prop_map(|(id, c, v)| Kind::PassAck(id, c, v)),
+        (baton_id(), any::<u64>(), verdict, any::<u32>())
+            .prop_map(|(id, c, v, d)| Kind::PassAck(id, c, v, d)),
     ]
 }
 
@@ -87,11 +89,12 @@ fn message(k: &Kind) -> Message<'_> {
             counter: *counter,
             lap: lap.iter().map(String::as_str).collect(),
         },
-        Kind::PassAck(id, counter, verdict) => Message::PassAck {
+        Kind::PassAck(id, counter, verdict, delay_us) => Message::PassAck(PassAck {
             id: *id,
             counter: *counter,
             verdict: *verdict,
-        },
+            delay_us: *delay_us,
+        }),
     }
 }
 

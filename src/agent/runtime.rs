@@ -14,7 +14,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use rand::rngs::SmallRng;
 use tokio::sync::watch;
-use tokio::time::sleep_until;
 use tracing::{debug, info, warn};
 
 use super::net::{self, Sockets};
@@ -29,6 +28,9 @@ use crate::core::wire::WireError;
 /// the codec as oversized; 64 KiB covers any UDP payload.
 const RECV_BUF: usize = 65536;
 const SEND_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Most data-socket datagrams handled in one turn of the loop before the
+/// other sources get a look in.
+const DRAIN: usize = 64;
 
 /// Runs the agent until `shutdown` completes, then leaves the cluster.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
@@ -99,21 +101,39 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut gbuf = vec![0u8; RECV_BUF];
     let mut dbuf = vec![0u8; RECV_BUF];
     let far = Duration::from_secs(3600);
-    tokio::pin!(shutdown);
+    // One timer, moved when the core's deadline moves (not a new one per turn).
+    let sleep = tokio::time::sleep_until((Instant::now() + far).into());
+    tokio::pin!(shutdown, sleep);
 
     loop {
-        let deadline = node.poll_timeout().unwrap_or_else(|| Instant::now() + far);
+        let deadline = node.poll_timeout().unwrap_or_else(|| Instant::now() + far).into();
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
         tokio::select! {
             _ = &mut shutdown => break,
             r = io.sockets.gossip.recv_from(&mut gbuf) => match r {
                 Ok((n, src)) => node.handle(Instant::now(), Via::Gossip, src, &mut gbuf[..n]),
                 Err(e) => debug!(error = %e, "gossip socket receive error"),
             },
-            r = io.sockets.data.recv_from(&mut dbuf) => match r {
-                Ok((n, src)) => node.handle(Instant::now(), Via::Data, src, &mut dbuf[..n]),
-                Err(e) => debug!(error = %e, "data socket receive error"),
-            },
-            _ = sleep_until(deadline.into()) => {}
+            r = io.sockets.data.recv_from(&mut dbuf) => {
+                // The baton's path: send what each datagram caused at once, and
+                // take whatever else is queued before going back to epoll.
+                let mut r = r;
+                for _ in 0..DRAIN {
+                    match r {
+                        Ok((n, src)) => node.handle(Instant::now(), Via::Data, src, &mut dbuf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            debug!(error = %e, "data socket receive error");
+                            break;
+                        }
+                    }
+                    io.flush(&mut node);
+                    r = io.sockets.data.try_recv_from(&mut dbuf);
+                }
+            }
+            _ = &mut sleep => {}
             Ok(()) = seed_rx.changed() => {
                 let seeds = seed_rx.borrow_and_update().clone();
                 node.set_seeds(Instant::now(), seeds);
@@ -295,6 +315,8 @@ fn baton_event(ev: BatonEvent, sink: &mut Sink) {
     let rate = sink.hop_sample_rate;
     let m = sink.metrics.as_mut();
     match ev {
+        // Per pass: debug level only (tests use it to find the holder).
+        BatonEvent::Taken { id, counter } => debug!(epoch = id.epoch, counter, "baton taken"),
         BatonEvent::Passed { counter } => {
             if let Some(m) = m {
                 m.baton(counter);

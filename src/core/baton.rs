@@ -12,11 +12,14 @@
 //!   node's [`BatonView`]; a node that learns of a greater baton drops a lesser
 //!   one, so after a partition heals one baton survives within a heartbeat.
 //! - Counters are global: a node's `high` is the highest counter it has seen of
-//!   any baton, and a pass sets `max(counter, high) + 1`. A pass whose counter
-//!   is not above the receiver's `high` is a lagging duplicate (e.g. resent
-//!   after its ack was lost and the peer skipped) and is refused as stale; a
+//!   any baton, and a pass sets `max(counter, high) + 1`. `settled` is the
+//!   highest counter known to have *arrived* (taken or acknowledged); a pass
+//!   not above the receiver's `settled` is a lagging duplicate (e.g. resent
+//!   after its ack was lost and the baton moved on) and is refused as stale; a
 //!   holder that sees a higher counter of its own baton drops its copy. So the
-//!   counter never goes backwards and duplicates die at their next hop.
+//!   counter never goes backwards and duplicates die at their next hop. (Only
+//!   arrived counters count against a pass: a heartbeat that shows a counter
+//!   in flight may overtake the pass that carries it.)
 //! - If no progress of the greatest baton has been seen for `regenerate_after`,
 //!   the lowest-named alive relaying member (in this node's view) regenerates
 //!   it with `epoch + 1` and `high + 1`.
@@ -32,7 +35,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::membership::{MemberState, Members};
-use super::wire::{self, BatonId, BatonView, PassVerdict};
+use super::wire::{self, BatonId, BatonView, PassAck, PassVerdict};
 
 #[derive(Debug, Clone)]
 pub struct BatonConfig {
@@ -52,6 +55,11 @@ pub struct BatonConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatonEvent {
+    /// This node took a pass from a peer and now holds the baton.
+    Taken {
+        id: BatonId,
+        counter: u64,
+    },
     /// This node incremented the counter to `counter` and passed it on.
     Passed {
         counter: u64,
@@ -92,11 +100,7 @@ pub enum RelaySend {
         counter: u64,
         lap: Vec<String>,
     },
-    PassAck {
-        id: BatonId,
-        counter: u64,
-        verdict: PassVerdict,
-    },
+    PassAck(PassAck),
 }
 
 /// Where the relay's outputs go; the node drains it after every call.
@@ -152,8 +156,11 @@ pub struct Relay {
     started: Instant,
     /// The greatest baton known anywhere.
     best: Option<BatonId>,
-    /// The highest counter seen, of any baton.
+    /// The highest counter seen, of any baton: new counters start above it.
     high: u64,
+    /// The highest counter known to have arrived somewhere (taken, or
+    /// acknowledged): a pass at or below it is a lagging duplicate.
+    settled: u64,
     /// Last evidence that `best` is alive (a pass, an ack, a holder's heartbeat,
     /// a higher counter).
     last_seen: Instant,
@@ -162,7 +169,17 @@ pub struct Relay {
     last_taken: Option<(BatonId, u64)>,
     /// When a node that is not holding next checks whether to start or regenerate.
     next_check: Instant,
+    /// How long a `Taken` ack may wait: zero when paced; when unpaced, long
+    /// enough that the baton usually comes back to the sender first (which
+    /// acknowledges the pass implicitly), short enough that the sender never
+    /// resends for want of it.
+    ack_delay: Duration,
+    /// Delayed acks: (to, ack, since), at most one per peer (the newest).
+    pending_acks: Vec<(SocketAddr, PassAck, Instant)>,
 }
+
+/// Upper bound of the delayed ack (`pass_timeout` / 5 if smaller).
+const MAX_ACK_DELAY: Duration = Duration::from_millis(25);
 
 impl Relay {
     pub fn new(cfg: BatonConfig, me: &str, now: Instant) -> Relay {
@@ -172,10 +189,17 @@ impl Relay {
             started: now,
             best: None,
             high: 0,
+            settled: 0,
             last_seen: now,
             held: None,
             last_taken: None,
             next_check: now,
+            ack_delay: if cfg.hold.is_zero() {
+                (cfg.pass_timeout / 5).min(MAX_ACK_DELAY)
+            } else {
+                Duration::ZERO
+            },
+            pending_acks: Vec::new(),
             cfg,
         }
     }
@@ -189,6 +213,7 @@ impl Relay {
         self.best.map(|id| BatonView {
             id,
             counter: self.high,
+            settled: self.settled,
             holding: self.held.as_ref().is_some_and(|h| h.id == id),
         })
     }
@@ -228,10 +253,11 @@ impl Relay {
                 && h.id == view.id
                 && view.counter > h.counter
             {
-                self.drop_held("a copy of this baton is ahead", out);
+                self.superseded(out);
             }
         }
         self.high = self.high.max(view.counter);
+        self.settled = self.settled.max(view.settled);
     }
 
     /// A pass (already authenticated) that arrived from `src`.
@@ -243,7 +269,14 @@ impl Relay {
         counter: u64,
         lap: &[&str],
     ) {
-        let ack = |verdict| RelaySend::PassAck { id, counter, verdict };
+        let ack = |verdict| {
+            RelaySend::PassAck(PassAck {
+                id,
+                counter,
+                verdict,
+                delay_us: 0,
+            })
+        };
         if !self.cfg.enabled {
             cx.out.sends.push((src, ack(PassVerdict::Refused)));
             return;
@@ -254,9 +287,10 @@ impl Relay {
             return;
         }
         let older = self.best.is_some_and(|b| id < b);
-        let lagging = self.best == Some(id) && counter <= self.high;
+        let lagging = self.best == Some(id) && counter <= self.settled;
         if older || lagging {
             self.high = self.high.max(counter);
+            self.settled = self.settled.max(counter);
             cx.out.sends.push((src, ack(PassVerdict::Stale)));
             return;
         }
@@ -266,35 +300,75 @@ impl Relay {
         }
         if self.held.is_some() {
             // Our copy of this baton is behind the one just received.
-            self.drop_held("a copy of this baton is ahead", cx.out);
+            self.superseded(cx.out);
         }
-        self.high = counter;
+        self.high = self.high.max(counter);
+        self.settled = self.settled.max(counter);
         self.last_seen = cx.now;
         self.last_taken = Some((id, counter));
-        cx.out.sends.push((src, ack(PassVerdict::Taken)));
+        cx.out.events.push(BatonEvent::Taken { id, counter });
         let lap = lap.iter().map(|s| (*s).to_owned()).collect();
         self.take(cx, id, counter, lap);
+        // The ack goes after the onward pass: at full speed the next holder is
+        // on the critical path and the previous one is not.
+        let taken = PassAck {
+            id,
+            counter,
+            verdict: PassVerdict::Taken,
+            delay_us: 0,
+        };
+        if self.ack_delay.is_zero() {
+            cx.out.sends.push((src, RelaySend::PassAck(taken)));
+        } else {
+            self.pending_acks.retain(|(to, ..)| *to != src);
+            self.pending_acks.push((src, taken, cx.now));
+        }
+    }
+
+    /// Our copy of the baton is behind another: if we were passing it, the
+    /// pass evidently arrived (the baton moved on), so this is an implicit
+    /// ack; otherwise a duplicate dies here.
+    fn superseded(&mut self, out: &mut RelayOut) {
+        match self.held.as_ref().map(|h| &h.state) {
+            Some(Holding::Passing { .. }) => self.held = None,
+            _ => self.drop_held("a copy of this baton is ahead", out),
+        }
+    }
+
+    /// Sends the delayed acks that are due (all of them with `all`).
+    fn flush_acks(&mut self, now: Instant, all: bool, out: &mut RelayOut) {
+        let delay = self.ack_delay;
+        self.pending_acks.retain(|(to, ack, since)| {
+            let due = all || now >= *since + delay;
+            if due {
+                let held = now.saturating_duration_since(*since).as_micros();
+                let ack = PassAck {
+                    delay_us: held.min(u32::MAX as u128) as u32,
+                    ..*ack
+                };
+                out.sends.push((*to, RelaySend::PassAck(ack)));
+            }
+            !due
+        });
     }
 
     /// An answer from `from` to one of our passes.
-    pub fn on_ack<R: Rng>(
-        &mut self,
-        cx: &mut Cx<'_, R>,
-        from: &str,
-        id: BatonId,
-        counter: u64,
-        verdict: PassVerdict,
-    ) {
+    pub fn on_ack<R: Rng>(&mut self, cx: &mut Cx<'_, R>, from: &str, ack: PassAck) {
         let Some(h) = &self.held else { return };
         let Holding::Passing { to, first_sent, .. } = &h.state else {
             return;
         };
-        if to != from || h.id != id || h.counter != counter {
+        if to != from || h.id != ack.id || h.counter != ack.counter {
             return;
         }
-        match verdict {
+        match ack.verdict {
             PassVerdict::Taken => {
-                let hop = cx.now.saturating_duration_since(*first_sent);
+                let delay = Duration::from_micros(ack.delay_us.into());
+                let hop = cx
+                    .now
+                    .saturating_duration_since(*first_sent)
+                    .saturating_sub(delay);
+                self.settled = self.settled.max(ack.counter);
                 cx.out.events.push(BatonEvent::Acked { hop });
                 self.last_seen = cx.now;
                 self.held = None;
@@ -328,6 +402,7 @@ impl Relay {
             return;
         }
         let now = cx.now;
+        self.flush_acks(now, false, cx.out);
         let Some(h) = &mut self.held else {
             return self.check(cx);
         };
@@ -366,19 +441,27 @@ impl Relay {
         if !self.cfg.enabled {
             return None;
         }
-        match &self.held {
+        let own = match &self.held {
             None => Some(self.next_check),
             Some(h) => match &h.state {
                 Holding::Waiting { until } => Some(*until),
                 Holding::Passing { deadline, .. } => Some(*deadline),
                 Holding::Alone => None,
             },
-        }
+        };
+        let acks = self
+            .pending_acks
+            .iter()
+            .map(|(_, _, since)| *since + self.ack_delay)
+            .min();
+        [own, acks].into_iter().flatten().min()
     }
 
     /// Graceful leave: hand a held baton to another live member at once
     /// (twice, as nobody will resend it). Returns whether one was handed off.
     pub fn hand_off<R: Rng>(&mut self, cx: &mut Cx<'_, R>) -> bool {
+        // Owed acks go now, or their senders would resend to a node that left.
+        self.flush_acks(cx.now, true, cx.out);
         let Some(mut h) = self.held.take() else {
             return false;
         };
@@ -488,6 +571,8 @@ impl Relay {
                 break;
             };
             if to == self.me {
+                // Passed to ourselves: arrived.
+                self.settled = h.counter;
                 if self.cfg.hold.is_zero() {
                     continue;
                 }

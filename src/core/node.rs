@@ -162,9 +162,9 @@ pub const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
 const REJECT_SOURCES: usize = 256;
 /// Room left in a heartbeat for sightings, after header, names and tag.
 /// (Header 4, nonce 24, tag 16, two names, incarnation, seq, kind, data port,
-/// heartbeat seq, flags, baton view 24, sighting count.)
+/// heartbeat seq, flags, baton view 32, sighting count.)
 const SIGHTING_BUDGET: usize =
-    wire::MAX_DATAGRAM - 4 - 24 - 16 - 2 * (1 + wire::MAX_NAME) - 8 - 8 - 1 - 2 - 4 - 1 - 24 - 1;
+    wire::MAX_DATAGRAM - 4 - 24 - 16 - 2 * (1 + wire::MAX_NAME) - 8 - 8 - 1 - 2 - 4 - 1 - 32 - 1;
 
 #[derive(Debug, Clone, Copy)]
 struct LogSlot {
@@ -342,9 +342,9 @@ impl<R: Rng> Node<R> {
                 let (relay, mut cx) = self.relay_cx(now);
                 relay.on_pass(&mut cx, src, *id, *counter, lap);
             }
-            Message::PassAck { id, counter, verdict } => {
+            Message::PassAck(ack) => {
                 let (relay, mut cx) = self.relay_cx(now);
-                relay.on_ack(&mut cx, env.from, *id, *counter, *verdict);
+                relay.on_ack(&mut cx, env.from, *ack);
             }
             Message::Leave => self.members.leave(now, env.from, changes),
             Message::Ping { token } => self.send(reply_dest(via, src), Message::Ack { token: *token }),
@@ -412,11 +412,7 @@ impl<R: Rng> Node<R> {
                     counter: *counter,
                     lap: lap.iter().map(String::as_str).collect(),
                 },
-                RelaySend::PassAck { id, counter, verdict } => Message::PassAck {
-                    id: *id,
-                    counter: *counter,
-                    verdict: *verdict,
-                },
+                RelaySend::PassAck(ack) => Message::PassAck(*ack),
             };
             self.send(Dest::Data(addr), msg);
         }

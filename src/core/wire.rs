@@ -89,8 +89,12 @@ pub struct BatonId {
 pub struct BatonView {
     /// The greatest baton the sender knows of.
     pub id: BatonId,
-    /// The highest counter the sender has seen, of any baton.
+    /// The highest counter the sender has seen, of any baton (including
+    /// counters still on their way to a receiver).
     pub counter: u64,
+    /// The highest counter the sender knows to have arrived: taken by a
+    /// receiver, or acknowledged. A pass at or below it is a lagging duplicate.
+    pub settled: u64,
     /// The sender holds that baton now (or is passing it).
     pub holding: bool,
 }
@@ -137,12 +141,20 @@ pub enum Message<'a> {
         counter: u64,
         lap: Vec<&'a str>,
     },
-    /// Answers a pass, echoing its baton and counter.
-    PassAck {
-        id: BatonId,
-        counter: u64,
-        verdict: PassVerdict,
-    },
+    /// Answers a pass.
+    PassAck(PassAck),
+}
+
+/// The answer to a [`Message::Pass`], echoing its baton and counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassAck {
+    pub id: BatonId,
+    pub counter: u64,
+    pub verdict: PassVerdict,
+    /// How long the receiver held this ack back (acks are delayed when the
+    /// relay runs unpaced); the sender subtracts it from the hop time, as QUIC
+    /// does with its ACK delay.
+    pub delay_us: u32,
 }
 
 const KIND_HEARTBEAT: u8 = 1;
@@ -333,6 +345,7 @@ fn encode_message(msg: &Message<'_>, out: &mut Vec<u8>) {
             if let Some(v) = &hb.baton {
                 put_id(out, v.id);
                 out.extend_from_slice(&v.counter.to_be_bytes());
+                out.extend_from_slice(&v.settled.to_be_bytes());
             }
             let n = hb.sightings.len().min(u8::MAX as usize);
             out.push(n as u8);
@@ -361,15 +374,16 @@ fn encode_message(msg: &Message<'_>, out: &mut Vec<u8>) {
                 put_str(out, name);
             }
         }
-        Message::PassAck { id, counter, verdict } => {
+        Message::PassAck(ack) => {
             out.push(KIND_PASS_ACK);
-            put_id(out, *id);
-            out.extend_from_slice(&counter.to_be_bytes());
-            out.push(match verdict {
+            put_id(out, ack.id);
+            out.extend_from_slice(&ack.counter.to_be_bytes());
+            out.push(match ack.verdict {
                 PassVerdict::Taken => 0,
                 PassVerdict::Stale => 1,
                 PassVerdict::Refused => 2,
             });
+            out.extend_from_slice(&ack.delay_us.to_be_bytes());
         }
     }
 }
@@ -400,9 +414,11 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
             let baton = if flags & HB_VIEW != 0 {
                 let id = r.id()?;
                 let counter = r.u64("baton counter")?;
+                let settled = r.u64("settled counter")?;
                 Some(BatonView {
                     id,
                     counter,
+                    settled,
                     holding: flags & HB_HOLDING != 0,
                 })
             } else {
@@ -462,7 +478,13 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
                 2 => PassVerdict::Refused,
                 _ => return Err(WireError::Malformed("pass verdict")),
             };
-            Message::PassAck { id, counter, verdict }
+            let delay_us = r.u32("ack delay")?;
+            Message::PassAck(PassAck {
+                id,
+                counter,
+                verdict,
+                delay_us,
+            })
         }
         other => return Err(WireError::UnknownKind(other)),
     })

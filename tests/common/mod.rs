@@ -118,6 +118,10 @@ pub struct Spec {
     pub port: u16,
     /// `[gossip]` keys other than `port`, as `(key, TOML value)`.
     gossip: Vec<(String, String)>,
+    /// Keys of other sections, as `(section, key, TOML value)`.
+    other: Vec<(String, String, String)>,
+    /// The agent's `RUST_LOG`.
+    pub rust_log: String,
 }
 
 impl Spec {
@@ -131,7 +135,24 @@ impl Spec {
                 // Several agents share one host: each takes any free data port.
                 ("data_port".into(), "0".into()),
             ],
+            other: Vec::new(),
+            rust_log: "herd=info".into(),
         }
+    }
+
+    /// Sets `[section] key = value` for a section other than `[gossip]`
+    /// (`value` is TOML).
+    pub fn set(mut self, section: &str, key: &str, value: &str) -> Spec {
+        self.other.retain(|(s, k, _)| !(s == section && k == key));
+        self.other
+            .push((section.to_owned(), key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Runs the agent with this `RUST_LOG` (e.g. `"herd=debug"`).
+    pub fn log(mut self, filter: &str) -> Spec {
+        self.rust_log = filter.to_owned();
+        self
     }
 
     /// Sets `[gossip] key = value`; `value` is TOML (strings need quotes,
@@ -157,7 +178,22 @@ impl Spec {
             writeln!(out, "{key} = {value}").unwrap();
         }
         // The status endpoint's fixed default port would clash between agents.
-        writeln!(out, "\n[status]\nlisten = \"\"").unwrap();
+        let mut sections: Vec<(&str, Vec<(&str, &str)>)> = vec![("status", vec![("listen", "\"\"")])];
+        for (section, key, value) in &self.other {
+            match sections.iter_mut().find(|(s, _)| s == section) {
+                Some((_, keys)) => {
+                    keys.retain(|(k, _)| k != key);
+                    keys.push((key, value));
+                }
+                None => sections.push((section, vec![(key, value)])),
+            }
+        }
+        for (section, keys) in sections {
+            writeln!(out, "\n[{section}]").unwrap();
+            for (key, value) in keys {
+                writeln!(out, "{key} = {value}").unwrap();
+            }
+        }
         out
     }
 }
@@ -236,6 +272,7 @@ impl Agent {
         std::fs::write(&path, spec.to_toml()).expect("write config");
         let spawned = Instant::now();
         let mut child = herd()
+            .env("RUST_LOG", &spec.rust_log)
             .arg("run")
             .arg("-c")
             .arg(&path)
@@ -329,6 +366,21 @@ impl Agent {
     pub fn lines(&self) -> Vec<String> {
         let state = self.log.state();
         state.lines.iter().map(|l| l.text.clone()).collect()
+    }
+
+    /// Every line so far, with its arrival time.
+    pub fn log_lines(&self) -> Vec<Line> {
+        self.log.state().lines.clone()
+    }
+
+    /// When the first line containing `pattern` arrived, if one has.
+    pub fn line_at(&self, pattern: &str) -> Option<Instant> {
+        self.log
+            .state()
+            .lines
+            .iter()
+            .find(|l| l.text.contains(pattern))
+            .map(|l| l.at)
     }
 
     /// The first line containing `pattern`, waiting up to `timeout` for it.
@@ -458,4 +510,56 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// A StatsD server for the tests: a UDP socket on loopback whose datagrams a
+/// thread splits into lines, each stamped with its arrival time. Lines are
+/// kept byte for byte, so tests can assert the exact metric text.
+pub struct Statsd {
+    pub addr: std::net::SocketAddr,
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Statsd {
+    pub fn start() -> Statsd {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind statsd listener");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("read timeout");
+        let addr = sock.local_addr().expect("local addr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sink, stopped) = (Arc::clone(&lines), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok(n) = sock.recv(&mut buf) else { continue };
+                let at = Instant::now();
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let mut lines = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                lines.extend(
+                    text.split('\n')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| (at, l.to_owned())),
+                );
+            }
+        });
+        Statsd { addr, lines, stop }
+    }
+
+    /// Every line received so far, with its arrival time.
+    pub fn lines(&self) -> Vec<(Instant, String)> {
+        self.lines.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// `[statsd] address` for an agent that reports here.
+    pub fn address(&self) -> String {
+        toml_str(&self.addr.to_string())
+    }
+}
+
+impl Drop for Statsd {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }

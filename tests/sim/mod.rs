@@ -15,9 +15,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use herd::core::baton::{BatonConfig, BatonEvent};
-use herd::core::wire::BatonId;
 use herd::core::membership::{Change, MemberState};
 use herd::core::node::{Dest, Event, Fanout, Node, NodeConfig, Via};
+use herd::core::wire::BatonId;
 use rand::rngs::SmallRng;
 use rand::{Rng, RngExt, SeedableRng};
 
