@@ -4,7 +4,7 @@
 //! agents at `hold = "0ms"` with a secret and the gauge sent at every pass.
 //! Prints both rates and their ratio (PRODUCT.md target: herd ≥ 0.6 × ring).
 //!
-//!   cargo bench --bench baton                      # 4 nodes, 3 rounds of 5 s each
+//!   cargo bench --bench baton                      # 4 nodes, 5 rounds of 5 s each
 //!   cargo bench --bench baton -- --nodes 8 --seconds 10 --rounds 5
 //!   cargo bench --bench baton -- --herd /path/to/other/herd   # compare builds
 //!
@@ -27,7 +27,7 @@ fn main() {
     }
     let mut nodes = 4usize;
     let mut seconds = 5u64;
-    let mut rounds = 3usize;
+    let mut rounds = 5usize;
     let mut herd = env!("CARGO_BIN_EXE_herd").to_owned();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -44,7 +44,7 @@ fn main() {
         "baton throughput: {nodes} nodes on loopback; {rounds} rounds of raw ring then herd, \
          {seconds} s each after {WARMUP:?} warm-up; medians"
     );
-    let (mut rings, mut herds, mut cpus) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rings, mut herds, mut cpus, mut ratios) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         let ring = raw_ring(nodes, window);
         let (relay, cpu) = herd_relay(&herd, nodes, window);
@@ -55,16 +55,18 @@ fn main() {
         rings.push(ring);
         herds.push(relay);
         cpus.push(cpu);
+        ratios.push(relay / ring);
     }
     let (ring, relay, cpu) = (median(&mut rings), median(&mut herds), median(&mut cpus));
     println!("  raw UDP ring ({nodes} processes)                 {ring:>10.0} passes/s");
     println!(
         "  herd agents (hold 0ms, secret, gauge/pass)     {relay:>10.0} passes/s   ({cpu:.0} % CPU per agent)"
     );
-    println!(
-        "  ratio herd / raw ring                          {:>10.2}   (target >= 0.60)",
-        relay / ring
-    );
+    // The ratio of each round (both measured within seconds of each other),
+    // then the median: the scheduler's placement of the processes on the
+    // cores shifts both rates from one minute to the next.
+    let ratio = median(&mut ratios);
+    println!("  ratio herd / raw ring (median of rounds)       {ratio:>10.2}   (target >= 0.60)");
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -331,9 +331,16 @@ fn unpaced_relay_with_delayed_acks() {
     sim.loss = 0.1;
     sim.run_for(20 * SECOND);
     // Each lost pass costs a `pass_timeout` (250 ms): expect tens per second.
-    let late = sim.passes().into_iter().filter(|p| p.0 > sim.elapsed() - 5 * SECOND).count();
+    let late = sim
+        .passes()
+        .into_iter()
+        .filter(|p| p.0 > sim.elapsed() - 5 * SECOND)
+        .count();
     let events = sim.baton_events();
-    let regenerated = events.iter().filter(|(_, _, e)| matches!(e, BatonEvent::Regenerated { .. })).count();
+    let regenerated = events
+        .iter()
+        .filter(|(_, _, e)| matches!(e, BatonEvent::Regenerated { .. }))
+        .count();
     println!("10 % loss: {late} passes in the last 5 s, {regenerated} regenerations");
     assert!(late > 50, "still moving: {late} passes in the last 5 s");
     assert_eq!(regenerated, 0, "lost passes are resent, not regenerated");

@@ -134,7 +134,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 }
             }
             _ = &mut sleep => {}
-            Ok(()) = seed_rx.changed() => {
+            // Only with a resolver: otherwise the sender is gone and this branch
+            // would wake every turn.
+            Ok(()) = seed_rx.changed(), if resolver.is_some() => {
                 let seeds = seed_rx.borrow_and_update().clone();
                 node.set_seeds(Instant::now(), seeds);
             }
