@@ -249,3 +249,32 @@ fn metrics_go_to_a_unix_socket_and_a_missing_socket_is_survived() {
         .expect("baton gauge over the Unix socket");
     assert!(baton_line(gauge, "").is_some(), "{gauge:?}");
 }
+
+#[test]
+fn plain_statsd_flavor_puts_the_host_in_the_name_and_sends_no_tags() {
+    let statsd = Statsd::start();
+    let cluster = Cluster::new("baton-plain");
+    let plain = [
+        ("statsd", "flavor", "\"statsd\""),
+        ("statsd", "tags", "[\"env:lab\"]"),
+    ];
+    let _a = start(&cluster, "psa", &statsd, &plain);
+    let _b = start(&cluster, "psb", &statsd, &plain);
+    let ok = wait_until(Duration::from_secs(10), || {
+        let lines: Vec<String> = statsd.lines().into_iter().map(|l| l.1).collect();
+        let gauge = |host: &str| {
+            lines.iter().any(|l| {
+                l.strip_prefix(&format!("baton.{host}:"))
+                    .and_then(|r| r.strip_suffix("|g"))
+                    .is_some_and(|n| n.parse::<u64>().is_ok())
+            })
+        };
+        gauge("psa") && gauge("psb") && lines.contains(&"herd.psa.members:2|g".to_owned())
+    });
+    let lines: Vec<String> = statsd.lines().into_iter().map(|l| l.1).collect();
+    assert!(ok, "{lines:?}");
+    assert!(
+        lines.iter().all(|l| !l.contains('#')),
+        "no tags in plain StatsD: {lines:?}"
+    );
+}
