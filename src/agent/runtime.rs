@@ -20,6 +20,7 @@ use super::net::{self, Sockets};
 use super::statsd::Metrics;
 use crate::config::{Config, Strategy};
 use crate::core::baton::{BatonConfig, BatonEvent};
+use crate::core::links::LinkConfig;
 use crate::core::membership::{Change, MemberEvent};
 use crate::core::node::{Dest, Event, Fanout, Node, NodeConfig, Reason, Via};
 use crate::core::wire::WireError;
@@ -61,6 +62,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             regenerate_after: config.baton.regenerate_after,
             start_after: g.heartbeat_interval * 2,
             recheck: (g.heartbeat_interval / 10).max(Duration::from_millis(10)),
+        },
+        links: LinkConfig {
+            probe_interval: config.links.probe_interval,
+            window: config.links.window,
         },
     };
     let how = match (g.strategy, g.broadcast_only) {

@@ -79,6 +79,7 @@ pub struct Metrics {
     last_error_log: Option<Instant>,
     pub counts: Counts,
     address: StatsdAddress,
+    flavor: Flavor,
 }
 
 impl Metrics {
@@ -137,6 +138,7 @@ impl Metrics {
             last_error_log: None,
             counts: Counts::default(),
             address: cfg.address.clone(),
+            flavor: cfg.flavor,
         })
     }
 
@@ -147,6 +149,25 @@ impl Metrics {
 
     pub fn gauge(&self, name: &str, value: f64) {
         let _ = self.prefixed.gauge(name, value);
+    }
+
+    /// A gauge with one more tag (`sensor:`, `peer:`). Plain StatsD has no
+    /// tags, so there the value goes into the name: `link.rtt_ms.psb`.
+    pub fn gauge_tagged(&self, name: &str, value: f64, tag: (&str, &str)) {
+        match self.flavor {
+            Flavor::DogStatsd => {
+                let _ = self
+                    .prefixed
+                    .gauge_with_tags(name, value)
+                    .with_tag(tag.0, tag.1)
+                    .try_send();
+            }
+            Flavor::Statsd => {
+                let _ = self
+                    .prefixed
+                    .gauge(&format!("{name}.{}", graphite_safe(tag.1)), value);
+            }
+        }
     }
 
     pub fn histogram_ms(&self, name: &str, ms: f64, sample_rate: f64) {
@@ -198,6 +219,19 @@ impl Metrics {
             self.last_error_log = Some(now);
         }
     }
+}
+
+/// A tag value as one Graphite path segment: no dots or StatsD separators.
+fn graphite_safe(v: &str) -> String {
+    v.chars()
+        .map(|c| {
+            if matches!(c, '.' | ':' | '|' | '@' | '#' | ',' | ' ') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn join(a: &str, b: &str) -> String {

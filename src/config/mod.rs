@@ -188,6 +188,9 @@ pub struct StatsdSection {
 pub struct TelemetrySection {
     pub interval: Duration,
     pub sysfs_root: PathBuf,
+    /// The gossip interface whose state is reported; `None` = the interface
+    /// that owns `multicast_if`, else the default route's.
+    pub interface: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -320,6 +323,10 @@ impl Config {
                 vec![
                     ("interval", dur(self.telemetry.interval)),
                     ("sysfs_root", s(&self.telemetry.sysfs_root.display().to_string())),
+                    (
+                        "interface",
+                        s(self.telemetry.interface.as_deref().unwrap_or_default()),
+                    ),
                 ],
             ),
             (
@@ -838,8 +845,21 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
     let mut s = Section::new(&mut root, "telemetry", p);
     let interval = s.duration("interval", "10s", Duration::from_millis(100));
     let sysfs_root = PathBuf::from(s.string("sysfs_root", "/sys"));
-    s.finish(&["interval", "sysfs_root"]);
-    let telemetry = TelemetrySection { interval, sysfs_root };
+    let interface = s.get("interface", None, |v| {
+        let name = v.as_str().ok_or("must be a string")?;
+        let ok = name.len() <= 15 && !name.contains(['/', ' ', '\t', '\n']);
+        match name {
+            "" => Ok(None),
+            _ if ok => Ok(Some(name.to_owned())),
+            _ => Err("must be a network interface name such as \"eth0\" (at most 15 characters), or \"\" for automatic".into()),
+        }
+    });
+    s.finish(&["interval", "sysfs_root", "interface"]);
+    let telemetry = TelemetrySection {
+        interval,
+        sysfs_root,
+        interface,
+    };
 
     let mut s = Section::new(&mut root, "links", p);
     let probe_interval = s.duration("probe_interval", "1s", Duration::from_millis(10));

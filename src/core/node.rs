@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, RngExt};
 
 use super::baton::{BatonConfig, BatonEvent, Cx, Relay, RelayOut, RelaySend};
+use super::links::{LinkConfig, LinkStats, Links};
 use super::membership::{Admit, Change, Hello, MemberEvent, Members, Timing};
 use super::wire::{self, Codec, Envelope, Heartbeat, Message, Sighting, WireError};
 
@@ -49,6 +50,7 @@ pub struct NodeConfig {
     pub data_port: u16,
     pub fanout: Fanout,
     pub baton: BatonConfig,
+    pub links: LinkConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +180,7 @@ pub struct Node<R> {
     members: Members,
     relay: Relay,
     relay_out: RelayOut,
+    links: Links,
     rng: R,
     seq: u64,
     hb_seq: u32,
@@ -210,6 +213,7 @@ impl<R: Rng> Node<R> {
             members: Members::new(cfg.max_members, timing),
             relay: Relay::new(cfg.baton.clone(), &cfg.name, now),
             relay_out: RelayOut::default(),
+            links: Links::new(cfg.links, now),
             codec,
             rng,
             seq: 0,
@@ -242,6 +246,13 @@ impl<R: Rng> Node<R> {
 
     pub fn relay(&self) -> &Relay {
         &self.relay
+    }
+
+    /// Link health of every live peer, over the probe window.
+    pub fn link_stats(&self, now: Instant) -> Vec<LinkStats> {
+        let mut stats = self.links.stats(now);
+        stats.retain(|s| self.members.get(&s.peer).is_some_and(|m| m.state.is_live()));
+        stats
     }
 
     /// Replaces the unicast heartbeat targets (static hosts, DNS answers).
@@ -337,6 +348,7 @@ impl<R: Rng> Node<R> {
                 if let Some(view) = hb.baton {
                     self.relay.on_view(now, view, &mut self.relay_out);
                 }
+                self.links.on_heartbeat(env.from, env.incarnation, hb.hb_seq);
             }
             Message::Pass { id, counter, lap } => {
                 let (relay, mut cx) = self.relay_cx(now);
@@ -348,8 +360,10 @@ impl<R: Rng> Node<R> {
             }
             Message::Leave => self.members.leave(now, env.from, changes),
             Message::Ping { token } => self.send(reply_dest(via, src), Message::Ack { token: *token }),
-            // Liveness was recorded by `admit`; that is all an ack is for here.
-            Message::Ack { .. } => {}
+            // Liveness was recorded by `admit`; a link probe's ack also gives an RTT.
+            Message::Ack { token } => {
+                self.links.on_ack(now, env.from, *token);
+            }
         }
     }
 
@@ -384,6 +398,12 @@ impl<R: Rng> Node<R> {
         self.members.probes_due(now, &mut due);
         for addr in due {
             let token = self.rng.next_u64();
+            self.send(Dest::Data(addr), Message::Ping { token });
+        }
+        let mut probes = Vec::new();
+        self.links
+            .handle_timeout(now, &self.members, &mut self.rng, &mut probes);
+        for (addr, token) in probes {
             self.send(Dest::Data(addr), Message::Ping { token });
         }
         let (relay, mut cx) = self.relay_cx(now);
@@ -425,7 +445,11 @@ impl<R: Rng> Node<R> {
         if self.left {
             return None;
         }
-        let due = [self.members.poll_timeout(), self.relay.poll_timeout()];
+        let due = [
+            self.members.poll_timeout(),
+            self.relay.poll_timeout(),
+            Some(self.links.poll_timeout()),
+        ];
         Some(due.into_iter().flatten().fold(self.next_heartbeat, Instant::min))
     }
 

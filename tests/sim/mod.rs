@@ -15,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use herd::core::baton::{BatonConfig, BatonEvent};
+use herd::core::links::LinkConfig;
 use herd::core::membership::{Change, MemberState};
 use herd::core::node::{Dest, Event, Fanout, Node, NodeConfig, Via};
 use herd::core::wire::BatonId;
@@ -126,6 +127,10 @@ impl Sim {
                 regenerate_after: Duration::from_secs(3),
                 start_after: Duration::from_secs(2),
                 recheck: Duration::from_millis(100),
+            },
+            links: LinkConfig {
+                probe_interval: Duration::from_secs(1),
+                window: 60,
             },
         };
         Sim {

@@ -1,0 +1,315 @@
+//! links: link health per peer. Probes each live member every
+//! `probe_interval` (a ping on its data port, authenticated like everything
+//! else) and keeps the last `window` probes; watches the sequence numbers of
+//! its heartbeats. From these it derives, per peer: mean RTT, jitter (mean
+//! absolute difference of consecutive RTTs, as RFC 3550 does), probe loss, and
+//! heartbeat loss.
+//!
+//! A probe counts as lost once unanswered for [`Links::lost_after`]; younger
+//! unanswered probes are pending and count neither way. A peer that is no
+//! longer live, or comes back as a new life, starts from nothing.
+//!
+//! Must not: do I/O or read a clock; hold more than `window` probes and
+//! `window` heartbeat numbers per member (the member table is capped).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use super::membership::Members;
+
+#[derive(Debug, Clone, Copy)]
+pub struct LinkConfig {
+    pub probe_interval: Duration,
+    /// Probes (and heartbeat numbers) kept per peer.
+    pub window: usize,
+}
+
+/// Health of the link to one peer, over the window. `None` where there is
+/// nothing to measure yet (no answered probe, fewer than two heartbeats).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkStats {
+    pub peer: String,
+    pub rtt_ms: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub loss_pct: Option<f64>,
+    pub heartbeat_loss_pct: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    token: u64,
+    sent: Instant,
+    rtt: Option<Duration>,
+}
+
+#[derive(Debug)]
+struct Peer {
+    incarnation: u64,
+    probes: VecDeque<Probe>,
+    /// Heartbeat sequence numbers received, oldest first.
+    heartbeats: VecDeque<u32>,
+}
+
+#[derive(Debug)]
+pub struct Links {
+    cfg: LinkConfig,
+    peers: BTreeMap<String, Peer>,
+    next_probe: Instant,
+}
+
+impl Links {
+    pub fn new(cfg: LinkConfig, now: Instant) -> Links {
+        Links {
+            cfg,
+            peers: BTreeMap::new(),
+            next_probe: now + cfg.probe_interval,
+        }
+    }
+
+    /// How long a probe may go unanswered before it counts as lost: one probe
+    /// interval, but never under a second, so a slow Wi-Fi link is measured
+    /// as slow rather than lossy.
+    pub fn lost_after(&self) -> Duration {
+        self.cfg.probe_interval.max(Duration::from_secs(1))
+    }
+
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_probe
+    }
+
+    /// When a probe round is due: forgets peers that are no longer live (or
+    /// are a new life) and returns one ping (address, token) per live member.
+    pub fn handle_timeout<R: Rng>(
+        &mut self,
+        now: Instant,
+        members: &Members,
+        rng: &mut R,
+        out: &mut Vec<(SocketAddr, u64)>,
+    ) {
+        if now < self.next_probe {
+            return;
+        }
+        self.next_probe = now + self.cfg.probe_interval;
+        self.peers.retain(|name, p| {
+            members
+                .get(name)
+                .is_some_and(|m| m.state.is_live() && m.incarnation == p.incarnation)
+        });
+        for m in members.live() {
+            let peer = self.peers.entry(m.name.clone()).or_insert_with(|| Peer {
+                incarnation: m.incarnation,
+                probes: VecDeque::new(),
+                heartbeats: VecDeque::new(),
+            });
+            let token = rng.next_u64();
+            if peer.probes.len() == self.cfg.window {
+                peer.probes.pop_front();
+            }
+            peer.probes.push_back(Probe {
+                token,
+                sent: now,
+                rtt: None,
+            });
+            out.push((m.data_addr, token));
+        }
+    }
+
+    /// An ack from `from`; true if it answered one of our link probes.
+    pub fn on_ack(&mut self, now: Instant, from: &str, token: u64) -> bool {
+        let Some(peer) = self.peers.get_mut(from) else {
+            return false;
+        };
+        match peer
+            .probes
+            .iter_mut()
+            .find(|p| p.token == token && p.rtt.is_none())
+        {
+            Some(p) => {
+                p.rtt = Some(now.saturating_duration_since(p.sent));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A heartbeat from a live member (already admitted).
+    pub fn on_heartbeat(&mut self, from: &str, incarnation: u64, hb_seq: u32) {
+        let Some(peer) = self.peers.get_mut(from) else {
+            return;
+        };
+        if peer.incarnation != incarnation || peer.heartbeats.back().is_some_and(|&last| hb_seq <= last) {
+            // Another life (handled at the next probe round) or a reordered
+            // duplicate: not evidence about gaps.
+            return;
+        }
+        if peer.heartbeats.len() == self.cfg.window {
+            peer.heartbeats.pop_front();
+        }
+        peer.heartbeats.push_back(hb_seq);
+    }
+
+    /// The statistics of every peer being probed, in name order.
+    pub fn stats(&self, now: Instant) -> Vec<LinkStats> {
+        let lost_after = self.lost_after();
+        self.peers
+            .iter()
+            .map(|(name, p)| {
+                let rtts: Vec<f64> = p.probes.iter().filter_map(|q| q.rtt).map(ms).collect();
+                let settled = p
+                    .probes
+                    .iter()
+                    .filter(|q| q.rtt.is_some() || now >= q.sent + lost_after)
+                    .count();
+                let lost = p
+                    .probes
+                    .iter()
+                    .filter(|q| q.rtt.is_none() && now >= q.sent + lost_after)
+                    .count();
+                let rtt_ms = (!rtts.is_empty()).then(|| rtts.iter().sum::<f64>() / rtts.len() as f64);
+                let jitter_ms = (rtts.len() >= 2).then(|| {
+                    rtts.windows(2).map(|w| (w[1] - w[0]).abs()).sum::<f64>() / (rtts.len() - 1) as f64
+                });
+                let loss_pct = (settled > 0).then(|| 100.0 * lost as f64 / settled as f64);
+                let heartbeat_loss_pct = match (p.heartbeats.front(), p.heartbeats.back()) {
+                    (Some(&first), Some(&last)) if last > first => {
+                        let expected = f64::from(last - first) + 1.0;
+                        Some(100.0 * (expected - p.heartbeats.len() as f64) / expected)
+                    }
+                    _ => None,
+                };
+                LinkStats {
+                    peer: name.clone(),
+                    rtt_ms,
+                    jitter_ms,
+                    loss_pct,
+                    heartbeat_loss_pct,
+                }
+            })
+            .collect()
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::membership::{Hello, Timing};
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn setup(window: usize) -> (Instant, Members, Links, SmallRng) {
+        let t0 = Instant::now();
+        let timing = Timing {
+            suspect_after: 3 * SECOND,
+            down_after: 5 * SECOND,
+            probe_every: Duration::from_millis(250),
+        };
+        let mut members = Members::new(8, timing);
+        let addr: SocketAddr = "10.0.0.2:45893".parse().unwrap();
+        let hello = Hello {
+            gossip_addr: addr,
+            data_addr: addr,
+            relays: true,
+        };
+        members.admit(t0, "psb", 7, 1, Some(hello), &mut Vec::new());
+        let links = Links::new(
+            LinkConfig {
+                probe_interval: SECOND,
+                window,
+            },
+            t0,
+        );
+        (t0, members, links, SmallRng::seed_from_u64(1))
+    }
+
+    /// Sends one probe round at `at` and answers it after `rtt` (or never).
+    /// (The member table's own timeouts are never run here, so psb stays alive.)
+    fn round(links: &mut Links, members: &Members, rng: &mut SmallRng, at: Instant, rtt: Option<u64>) {
+        let mut out = Vec::new();
+        links.handle_timeout(at, members, rng, &mut out);
+        assert_eq!(out.len(), 1);
+        if let Some(ms) = rtt {
+            assert!(links.on_ack(at + Duration::from_millis(ms), "psb", out[0].1));
+        }
+    }
+
+    #[test]
+    fn known_rtts_and_losses_give_mean_jitter_and_loss() {
+        let (t0, members, mut links, mut rng) = setup(60);
+        // RTTs 10, 20, lost, 40, 10 ms: mean 20, jitter (10 + 20 + 30) / 3 = 20, loss 1 / 5.
+        for (i, rtt) in [Some(10), Some(20), None, Some(40), Some(10)]
+            .into_iter()
+            .enumerate()
+        {
+            round(&mut links, &members, &mut rng, t0 + SECOND * (i as u32 + 1), rtt);
+        }
+        let at = t0 + 7 * SECOND;
+        let s = &links.stats(at)[0];
+        assert_eq!(s.peer, "psb");
+        assert!((s.rtt_ms.unwrap() - 20.0).abs() < 1e-9, "{s:?}");
+        assert!((s.jitter_ms.unwrap() - 20.0).abs() < 1e-9, "{s:?}");
+        assert!((s.loss_pct.unwrap() - 20.0).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn a_pending_probe_is_not_yet_lost_and_the_window_slides() {
+        let (t0, members, mut links, mut rng) = setup(3);
+        round(&mut links, &members, &mut rng, t0 + SECOND, None);
+        // Just sent and unanswered: pending, so no loss figure yet.
+        assert_eq!(links.stats(t0 + SECOND).first().unwrap().loss_pct, None);
+        assert_eq!(
+            links.stats(t0 + 2 * SECOND).first().unwrap().loss_pct,
+            Some(100.0)
+        );
+        // Three good probes push the lost one out of a window of 3.
+        for i in 2..5 {
+            round(&mut links, &members, &mut rng, t0 + SECOND * i, Some(5));
+        }
+        let s = &links.stats(t0 + 5 * SECOND)[0];
+        assert_eq!(s.loss_pct, Some(0.0));
+        assert_eq!(s.jitter_ms, Some(0.0));
+        assert!((s.rtt_ms.unwrap() - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn heartbeat_gaps_give_heartbeat_loss_and_a_new_life_starts_fresh() {
+        let (t0, mut members, mut links, mut rng) = setup(60);
+        round(&mut links, &members, &mut rng, t0 + SECOND, Some(1));
+        // Heartbeats 1..=10 with 3 and 7 missing: 2 of 10 lost.
+        for seq in (1..=10).filter(|s| *s != 3 && *s != 7) {
+            links.on_heartbeat("psb", 7, seq);
+        }
+        assert_eq!(links.stats(t0 + SECOND)[0].heartbeat_loss_pct, Some(20.0));
+        // Restarted (incarnation 8): the next round forgets the old life.
+        let addr: SocketAddr = "10.0.0.2:45893".parse().unwrap();
+        let hello = Hello {
+            gossip_addr: addr,
+            data_addr: addr,
+            relays: true,
+        };
+        members.admit(t0 + 2 * SECOND, "psb", 8, 1, Some(hello), &mut Vec::new());
+        let mut out = Vec::new();
+        links.handle_timeout(t0 + 2 * SECOND, &members, &mut rng, &mut out);
+        let s = &links.stats(t0 + 2 * SECOND)[0];
+        assert_eq!((s.rtt_ms, s.heartbeat_loss_pct), (None, None));
+    }
+
+    #[test]
+    fn a_peer_that_is_gone_is_forgotten() {
+        let (t0, mut members, mut links, mut rng) = setup(60);
+        round(&mut links, &members, &mut rng, t0 + SECOND, Some(3));
+        members.leave(t0 + SECOND, "psb", &mut Vec::new());
+        let mut out = Vec::new();
+        links.handle_timeout(t0 + 2 * SECOND, &members, &mut rng, &mut out);
+        assert!(out.is_empty());
+        assert!(links.stats(t0 + 2 * SECOND).is_empty());
+    }
+}
