@@ -4,6 +4,8 @@
 
 pub mod net;
 pub mod runtime;
+pub mod sensors;
 pub mod statsd;
+pub mod telemetry;
 
 pub use runtime::run;

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::net::{self, Sockets};
 use super::statsd::Metrics;
+use super::telemetry::Telemetry;
 use crate::config::{Config, Strategy};
 use crate::core::baton::{BatonConfig, BatonEvent};
 use crate::core::links::LinkConfig;
@@ -101,6 +102,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         last_send_error_log: None,
     };
     let mut sink = Sink::new(&config);
+    let mut telemetry = Telemetry::new(&config);
+    let mut telemetry_tick = tokio::time::interval(config.telemetry.interval);
+    telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut flush = tokio::time::interval(config.statsd.flush_interval);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut gbuf = vec![0u8; RECV_BUF];
@@ -146,6 +150,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 node.set_seeds(Instant::now(), seeds);
             }
             _ = flush.tick() => sink.flush(&node),
+            _ = telemetry_tick.tick() => {
+                let links = node.link_stats(Instant::now());
+                telemetry.report(&links, sink.metrics.as_ref());
+            },
         }
         // Timers are checked after every input too, so a busy socket cannot
         // starve them.

@@ -1,0 +1,518 @@
+//! sensors: the node's own health, read once per `[telemetry] interval`. It owns reading
+//! - temperatures from thermal zones and hwmon (`class/thermal`, `class/hwmon`), the CPU frequency
+//!   (cpufreq), the Raspberry Pi firmware's throttled word and the gossip interface's state
+//!   (`class/net/<if>`), all as plain files under `[telemetry] sysfs_root`, and the default route and
+//!   Wi-Fi signal from `net/route` and `net/wireless` under the sibling `proc` directory, so a fixture
+//!   tree stands in for a whole Pi;
+//! - CPU usage, load average and memory use from sysinfo, which always reads the real `/proc`.
+//!
+//! Contract: [`Sensors::read`] never panics, never spawns a process (no `vcgencmd`) and never waits on
+//! anything slower than a sysfs or procfs read. A missing, unreadable or unparsable item is `None` (or
+//! absent from [`Reading::temperatures`]), never a made-up zero, and one debug line names the file and
+//! why; that line comes again only after the item has read well in between.
+//!
+//! Must not: send metrics, log at a level above debug, or judge the values (which throttle change
+//! deserves a warning is the runtime's call, helped by [`Throttle::newly_set`]).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sysinfo::{MemoryRefreshKind, System};
+use tracing::debug;
+
+/// One read of every sensor. `None` (or a sensor absent from `temperatures`) means "not known now".
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reading {
+    /// °C per sensor, labelled, de-duplicated (see below), sorted by label.
+    ///
+    /// A thermal zone is labelled by its `type`; an hwmon sensor by its `name`, or
+    /// `<name>_<tempN_label>` (`<name>_tempN` without a label file) when the device has several
+    /// inputs. An hwmon device whose name equals a thermal zone's type once '-' is read as '_' is
+    /// that zone seen again (a Pi's `cpu-thermal` and `cpu_thermal`) and is left out, as long as the
+    /// zone itself gave a value. A label several sensors still share gets `_<sensor directory>`
+    /// appended, so that no gauge silently overwrites another.
+    pub temperatures: Vec<(String, f64)>,
+    pub cpu_freq_mhz: Option<f64>,
+    /// Global CPU usage since the previous read (sysinfo); `None` while it cannot tell yet, i.e. when
+    /// less than `sysinfo::MINIMUM_CPU_UPDATE_INTERVAL` (200 ms on Linux) passed since the previous
+    /// read or since [`Sensors::new`].
+    pub cpu_usage_pct: Option<f64>,
+    pub load_1: Option<f64>,
+    /// Used (total minus available) over total RAM, in percent.
+    pub mem_used_pct: Option<f64>,
+    pub throttle: Option<Throttle>,
+    pub net: Option<NetState>,
+}
+
+/// The Raspberry Pi firmware's throttled word (`vcgencmd get_throttled`): bits 0-3 are live, bits
+/// 16-19 the same conditions, sticky since boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throttle(pub u32);
+
+/// Metric suffix and bit of each flag: the 4 live ones, then the 4 sticky ones.
+const THROTTLE_FLAGS: [(&str, u32); 8] = [
+    ("under_voltage", 0),
+    ("freq_capped", 1),
+    ("throttled", 2),
+    ("soft_temp_limit", 3),
+    ("under_voltage_occurred", 16),
+    ("freq_capped_occurred", 17),
+    ("throttled_occurred", 18),
+    ("soft_temp_limit_occurred", 19),
+];
+
+const LIVE_BITS: u32 = 0xf;
+
+impl Throttle {
+    /// (metric suffix, set?) for the 4 live bits then the 4 sticky ones, in this order:
+    /// ("under_voltage", bit0), ("freq_capped", bit1), ("throttled", bit2), ("soft_temp_limit", bit3),
+    /// ("under_voltage_occurred", bit16), ("freq_capped_occurred", bit17), ("throttled_occurred", bit18),
+    /// ("soft_temp_limit_occurred", bit19)
+    pub fn flags(self) -> [(&'static str, bool); 8] {
+        THROTTLE_FLAGS.map(|(name, bit)| (name, self.0 & (1 << bit) != 0))
+    }
+
+    /// Names of live bits (0-3) set now but not in `previous` (None = none set before), in bit order.
+    pub fn newly_set(self, previous: Option<Throttle>) -> Vec<&'static str> {
+        let before = previous.map_or(0, |p| p.0);
+        let new = self.0 & !before & LIVE_BITS;
+        THROTTLE_FLAGS
+            .iter()
+            .filter(|(_, bit)| new & (1 << bit) != 0)
+            .map(|(name, _)| *name)
+            .collect()
+    }
+}
+
+/// The gossip interface's state. Only built when its `operstate` and both error counters read well.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetState {
+    pub interface: String,
+    /// `operstate` is "up"; any other state ("down", "dormant", "unknown"...) is false.
+    pub up: bool,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    /// The "level" column of the interface's line in `proc/net/wireless`; `None` when it has no line
+    /// there (a wired interface).
+    pub wifi_signal_dbm: Option<f64>,
+}
+
+/// Reads the sensors; keeps only what makes the next read cheaper or quieter.
+#[derive(Debug)]
+pub struct Sensors {
+    sys: PathBuf,
+    proc: PathBuf,
+    /// Configured gossip interface; `None` = auto-detect at every read (an address may come later).
+    interface: Option<String>,
+    multicast_if: Ipv4Addr,
+    /// `None` if sysinfo could not start (it cannot on Linux today; its API allows it).
+    system: Option<System>,
+    /// When sysinfo last took CPU times, the start of the span the next usage figure covers.
+    cpu_times_at: Instant,
+    missing: MissingLog,
+}
+
+impl Sensors {
+    /// `sysfs_root` is `[telemetry] sysfs_root` (default "/sys"). The proc root is the sibling directory
+    /// named "proc" (so /sys -> /proc, and a fixture tree `x/sys` -> `x/proc`). `interface`: the gossip
+    /// interface name if configured (Some("eth0")), else None = auto-detect: if `multicast_if` is not
+    /// 0.0.0.0, the interface that has that IPv4 address, else the default route's interface. An empty
+    /// name counts as not configured.
+    pub fn new(sysfs_root: &Path, interface: Option<&str>, multicast_if: Ipv4Addr) -> Sensors {
+        let proc = sysfs_root.parent().unwrap_or(Path::new("/")).join("proc");
+        let mut missing = MissingLog::default();
+        let mut system = missing.check(
+            "sysinfo",
+            System::new().map_err(|e| Fault::Unavailable(e.to_string())),
+        );
+        // The first CPU times, so that the first read can already give a usage if it comes late enough.
+        // Stamped after sysinfo's own stamp, so that "elapsed here" never runs ahead of sysinfo's.
+        if let Some(system) = &mut system {
+            system.refresh_cpu_usage();
+        }
+        Sensors {
+            sys: sysfs_root.to_owned(),
+            proc,
+            interface: interface.filter(|name| !name.is_empty()).map(str::to_owned),
+            multicast_if,
+            system,
+            cpu_times_at: Instant::now(),
+            missing,
+        }
+    }
+
+    /// Reads everything once. Never panics, never blocks for long. Each item that is missing or
+    /// unparsable is None (or absent from `temperatures`) and is logged once at debug level naming the
+    /// file and why; it is logged again only if it came back and went missing again.
+    pub fn read(&mut self) -> Reading {
+        Reading {
+            temperatures: self.temperatures(),
+            cpu_freq_mhz: self.sys_value("devices/system/cpu/cpu0/cpufreq/scaling_cur_freq", |s| {
+                s.parse::<u64>().ok().map(|khz| khz as f64 / 1000.0)
+            }),
+            cpu_usage_pct: self.cpu_usage(),
+            load_1: self.load_1(),
+            mem_used_pct: self.mem_used_pct(),
+            throttle: self.sys_value("devices/platform/soc/soc:firmware/get_throttled", parse_throttled),
+            net: self.net(),
+        }
+    }
+
+    /// One single-value file under the sysfs root.
+    fn sys_value<T>(&mut self, relative: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+        let path = self.sys.join(relative);
+        self.missing
+            .check(&path.to_string_lossy(), read_value(&path, parse))
+    }
+
+    fn temperatures(&mut self) -> Vec<(String, f64)> {
+        let mut temps = Vec::new();
+        let zone_types = self.thermal_zones(&mut temps);
+        self.hwmon(&zone_types, &mut temps);
+        finish_labels(temps)
+    }
+
+    /// Pushes each thermal zone that has a type and a temperature; returns those zones' types with
+    /// '-' read as '_', for de-duplication against hwmon.
+    fn thermal_zones(&mut self, temps: &mut Vec<Temp>) -> HashSet<String> {
+        let mut types = HashSet::new();
+        let dir = self.sys.join("class/thermal");
+        let Some(entries) = self.missing.check(&dir.to_string_lossy(), list_dir(&dir)) else {
+            return types;
+        };
+        for (_, zone) in numbered(entries, "thermal_zone", "") {
+            let path = dir.join(&zone);
+            let type_file = path.join("type");
+            let kind = read_string(&type_file);
+            let Some(kind) = self.missing.check(&type_file.to_string_lossy(), kind) else {
+                continue;
+            };
+            let temp_file = path.join("temp");
+            let celsius = read_value(&temp_file, millidegrees);
+            let Some(celsius) = self.missing.check(&temp_file.to_string_lossy(), celsius) else {
+                continue;
+            };
+            types.insert(kind.replace('-', "_"));
+            temps.push(Temp {
+                label: kind,
+                source: zone,
+                celsius,
+            });
+        }
+        types
+    }
+
+    /// Pushes each `temp*_input` of each hwmon device that is not a thermal zone seen again.
+    fn hwmon(&mut self, zone_types: &HashSet<String>, temps: &mut Vec<Temp>) {
+        let dir = self.sys.join("class/hwmon");
+        let Some(entries) = self.missing.check(&dir.to_string_lossy(), list_dir(&dir)) else {
+            return;
+        };
+        for (_, device) in numbered(entries, "hwmon", "") {
+            let path = dir.join(&device);
+            let name_file = path.join("name");
+            let name = read_string(&name_file);
+            let Some(name) = self.missing.check(&name_file.to_string_lossy(), name) else {
+                continue;
+            };
+            if zone_types.contains(&name.replace('-', "_")) {
+                continue;
+            }
+            let Some(files) = self.missing.check(&path.to_string_lossy(), list_dir(&path)) else {
+                continue;
+            };
+            // Devices without temperatures (rpi_volt, fans) have no input here and yield nothing.
+            let inputs = numbered(files, "temp", "_input");
+            let several = inputs.len() > 1;
+            for (n, input) in inputs {
+                let input_file = path.join(&input);
+                let celsius = read_value(&input_file, millidegrees);
+                let Some(celsius) = self.missing.check(&input_file.to_string_lossy(), celsius) else {
+                    continue;
+                };
+                let label = if several {
+                    let label = read_string(&path.join(format!("temp{n}_label")));
+                    format!("{name}_{}", label.unwrap_or_else(|_| format!("temp{n}")))
+                } else {
+                    name.clone()
+                };
+                temps.push(Temp {
+                    label,
+                    source: format!("{device}_temp{n}"),
+                    celsius,
+                });
+            }
+        }
+    }
+
+    fn cpu_usage(&mut self) -> Option<f64> {
+        let system = self.system.as_mut()?;
+        // sysinfo ignores a refresh closer than this to the previous one: it could not tell yet.
+        if self.cpu_times_at.elapsed() < sysinfo::MINIMUM_CPU_UPDATE_INTERVAL {
+            return None;
+        }
+        let had_times = !system.cpus().is_empty();
+        system.refresh_cpu_usage();
+        self.cpu_times_at = Instant::now();
+        let usage = match (had_times, system.cpus().is_empty()) {
+            (true, false) => Ok(Some(f64::from(system.global_cpu_usage()))),
+            // The first times sysinfo got: its figure would be the average since boot.
+            (false, false) => Ok(None),
+            (_, true) => Err(Fault::Unavailable("sysinfo found no CPU times".to_owned())),
+        };
+        self.missing.check("/proc/stat", usage).flatten()
+    }
+
+    fn load_1(&mut self) -> Option<f64> {
+        let load = System::load_average().map(|load| load.one);
+        self.missing.check(
+            "/proc/loadavg",
+            load.map_err(|e| Fault::Unavailable(e.to_string())),
+        )
+    }
+
+    fn mem_used_pct(&mut self) -> Option<f64> {
+        let system = self.system.as_mut()?;
+        system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
+        let total = system.total_memory();
+        let used = if total == 0 {
+            Err(Fault::Unavailable("sysinfo found no memory total".to_owned()))
+        } else {
+            Ok(system.used_memory() as f64 / total as f64 * 100.0)
+        };
+        self.missing.check("/proc/meminfo", used)
+    }
+
+    fn net(&mut self) -> Option<NetState> {
+        let interface = self.gossip_interface()?;
+        let dir = self.sys.join("class/net").join(&interface);
+        let exists = fs::metadata(&dir).map_err(|_| Fault::Unavailable("no such interface".to_owned()));
+        self.missing.check(&dir.to_string_lossy(), exists)?;
+        let up = self.sys_value(&format!("class/net/{interface}/operstate"), |s| Some(s == "up"))?;
+        let rx_errors = self.sys_value(&format!("class/net/{interface}/statistics/rx_errors"), |s| {
+            s.parse().ok()
+        });
+        let tx_errors = self.sys_value(&format!("class/net/{interface}/statistics/tx_errors"), |s| {
+            s.parse().ok()
+        });
+        let wireless = self.proc.join("net/wireless");
+        let wifi_signal_dbm = self
+            .missing
+            .check(&wireless.to_string_lossy(), read_text(&wireless))
+            .and_then(|text| {
+                let level = wireless_level(&text, &interface)?;
+                let key = format!("{} ({interface} level)", wireless.display());
+                self.missing.check(&key, parse_dbm(level))
+            });
+        Some(NetState {
+            interface,
+            up,
+            rx_errors: rx_errors?,
+            tx_errors: tx_errors?,
+            wifi_signal_dbm,
+        })
+    }
+
+    /// The configured interface, else the one that has `multicast_if`, else the default route's. A name
+    /// that is not a plain path component is refused, so it cannot lead outside `class/net`.
+    fn gossip_interface(&mut self) -> Option<String> {
+        let name = if let Some(name) = &self.interface {
+            Some(name.clone())
+        } else if !self.multicast_if.is_unspecified() {
+            let wanted = IpAddr::V4(self.multicast_if);
+            let owner = if_addrs::get_if_addrs()
+                .map_err(Fault::Unreadable)
+                .and_then(|interfaces| {
+                    let owner = interfaces.into_iter().find(|i| i.ip() == wanted).map(|i| i.name);
+                    owner.ok_or_else(|| Fault::Unavailable("no interface has this address".to_owned()))
+                });
+            self.missing.check(&format!("getifaddrs ({wanted})"), owner)
+        } else {
+            let route = self.proc.join("net/route");
+            let default = read_text(&route).and_then(|text| {
+                default_route(&text).ok_or(Fault::Unavailable("no default route".to_owned()))
+            });
+            self.missing.check(&route.to_string_lossy(), default)
+        }?;
+        let plain = !name.is_empty() && !name.contains('/') && name != "." && name != "..";
+        let name = if plain {
+            Ok(name)
+        } else {
+            Err(Fault::Garbled(name))
+        };
+        self.missing.check("gossip interface name", name)
+    }
+}
+
+/// A temperature before labels are made unique.
+struct Temp {
+    label: String,
+    /// The sensor's directory (`thermal_zone0`, `hwmon1_temp2`): unique, appended to a shared label.
+    source: String,
+    celsius: f64,
+}
+
+fn finish_labels(temps: Vec<Temp>) -> Vec<(String, f64)> {
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for t in &temps {
+        *uses.entry(t.label.clone()).or_default() += 1;
+    }
+    let mut out: Vec<(String, f64)> = temps
+        .into_iter()
+        .map(|t| match uses[&t.label] {
+            1 => (t.label, t.celsius),
+            _ => (format!("{}_{}", t.label, t.source), t.celsius),
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Why an item has no value now: the second half of its debug line.
+#[derive(Debug)]
+enum Fault {
+    Unreadable(io::Error),
+    Empty,
+    Garbled(String),
+    Unavailable(String),
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Unreadable(e) => write!(f, "cannot read it: {e}"),
+            Fault::Empty => write!(f, "it is empty"),
+            Fault::Garbled(text) => write!(f, "cannot parse {text:?}"),
+            Fault::Unavailable(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+/// The items whose fault was logged and that have not read well since: each fault is logged once
+/// per disappearance. Bounded by the number of files read.
+#[derive(Debug, Default)]
+struct MissingLog {
+    logged: HashSet<String>,
+}
+
+impl MissingLog {
+    /// The value of `item` if it read well (and forgets its fault); else logs why, if not done yet.
+    fn check<T>(&mut self, item: &str, result: Result<T, Fault>) -> Option<T> {
+        match result {
+            Ok(value) => {
+                self.logged.remove(item);
+                Some(value)
+            }
+            Err(fault) => {
+                if self.logged.insert(item.to_owned()) {
+                    debug!("sensor {item}: {fault}; not reported while this lasts");
+                }
+                None
+            }
+        }
+    }
+}
+
+/// sysfs attributes are one page at most; procfs tables here are a few lines per interface or route.
+const MAX_FILE: u64 = 64 * 1024;
+
+fn read_text(path: &Path) -> Result<String, Fault> {
+    let mut text = String::new();
+    File::open(path)
+        .and_then(|file| file.take(MAX_FILE).read_to_string(&mut text))
+        .map_err(Fault::Unreadable)?;
+    Ok(text)
+}
+
+/// A one-value file: its trimmed contents, non-empty, through `parse`.
+fn read_value<T>(path: &Path, parse: impl FnOnce(&str) -> Option<T>) -> Result<T, Fault> {
+    let text = read_text(path)?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(Fault::Empty);
+    }
+    parse(value).ok_or_else(|| Fault::Garbled(value.chars().take(40).collect()))
+}
+
+fn read_string(path: &Path) -> Result<String, Fault> {
+    read_value(path, |s| Some(s.to_owned()))
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<String>, Fault> {
+    let entries = fs::read_dir(dir).map_err(Fault::Unreadable)?;
+    Ok(entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect())
+}
+
+/// The names of the form `<prefix>N<suffix>`, with their N, in N order.
+fn numbered(names: Vec<String>, prefix: &str, suffix: &str) -> Vec<(u32, String)> {
+    let mut found: Vec<(u32, String)> = names
+        .into_iter()
+        .filter_map(|name| {
+            Some((
+                name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()?,
+                name,
+            ))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Kernel temperatures are integer millidegrees Celsius ("48312" = 48.312 °C).
+fn millidegrees(text: &str) -> Option<f64> {
+    text.parse::<i64>().ok().map(|m| m as f64 / 1000.0)
+}
+
+/// The firmware prints the word in hex, with or without "0x" ("0x50005", "50005", "0").
+fn parse_throttled(text: &str) -> Option<Throttle> {
+    let hex = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    u32::from_str_radix(hex, 16).ok().map(Throttle)
+}
+
+/// The interface of the default route in `/proc/net/route` (destination and mask 0, flag RTF_UP) with
+/// the lowest metric, as the kernel picks it; the first listed on a tie.
+fn default_route(text: &str) -> Option<String> {
+    const RTF_UP: u16 = 0x1;
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            // Iface Destination Gateway Flags RefCnt Use Metric Mask MTU Window IRTT
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [iface, destination, _, flags, _, _, metric, mask, ..] = fields[..] else {
+                return None;
+            };
+            let up = u16::from_str_radix(flags, 16).ok()? & RTF_UP != 0;
+            let default = destination == "00000000" && mask == "00000000" && up;
+            default.then_some((metric.parse::<u32>().ok()?, iface))
+        })
+        .min_by_key(|(metric, _)| *metric)
+        .map(|(_, iface)| iface.to_owned())
+}
+
+/// The "level" field of `interface`'s line in `/proc/net/wireless` ("wlan0: 0000 70. -40. -256 ..."),
+/// `None` when the interface has no line.
+fn wireless_level<'a>(text: &'a str, interface: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| {
+        let (name, fields) = line.split_once(':')?;
+        // status, link quality, then level
+        (name.trim() == interface).then(|| fields.split_whitespace().nth(2).unwrap_or(""))
+    })
+}
+
+/// A level such as "-52." (the kernel prints a trailing dot) in dBm.
+fn parse_dbm(level: &str) -> Result<f64, Fault> {
+    match level.parse::<f64>() {
+        Ok(dbm) if dbm.is_finite() => Ok(dbm),
+        _ => Err(Fault::Garbled(level.to_owned())),
+    }
+}

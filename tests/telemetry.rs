@@ -1,0 +1,189 @@
+//! Telemetry across real `herd` processes: three agents read a Raspberry Pi 4
+//! sysfs fixture (`tests/fixtures/pi4`) and report to a StatsD listener. Every
+//! metric of PRODUCT.md's table that the fixture can produce must arrive,
+//! byte-exact in name, type and tags, and link metrics for every peer.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{Agent, Cluster, Statsd, toml_str};
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}/sys", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Whether `line` is `<name>:<number>|g|#host:<host><tags>` exactly.
+fn numeric_gauge(line: &str, name: &str, host: &str, tags: &str) -> bool {
+    let Some(rest) = line.strip_prefix(&format!("{name}:")) else {
+        return false;
+    };
+    let Some(value) = rest.strip_suffix(&format!("|g|#host:{host}{tags}")) else {
+        return false;
+    };
+    value.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
+#[test]
+fn three_agents_report_every_metric_the_pi4_fixture_can_produce() {
+    let statsd = Statsd::start();
+    let cluster = Cluster::new("telemetry");
+    let names = ["psa", "psb", "psc"];
+    let _agents: Vec<Agent> = names
+        .iter()
+        .map(|n| {
+            Agent::start(
+                &cluster
+                    .node(n)
+                    .secret("telemetry")
+                    .set("baton", "hold", &toml_str("100ms"))
+                    .set("statsd", "address", &statsd.address())
+                    .set("statsd", "flush_interval", &toml_str("100ms"))
+                    .set("telemetry", "interval", &toml_str("1s"))
+                    .set("telemetry", "sysfs_root", &toml_str(&fixture("pi4")))
+                    .set("telemetry", "interface", &toml_str("wlan0")),
+            )
+        })
+        .collect();
+
+    let exact = |host: &str| -> Vec<String> {
+        let mut lines: Vec<String> = [
+            "herd.cpu.temperature:48.312|g|#host:{h},sensor:cpu-thermal",
+            "herd.cpu.freq_mhz:1500|g|#host:{h}",
+            // get_throttled = 0x50005: under-voltage and throttled, now and sticky.
+            "herd.throttle.under_voltage:1|g|#host:{h}",
+            "herd.throttle.freq_capped:0|g|#host:{h}",
+            "herd.throttle.throttled:1|g|#host:{h}",
+            "herd.throttle.soft_temp_limit:0|g|#host:{h}",
+            "herd.throttle.under_voltage_occurred:1|g|#host:{h}",
+            "herd.throttle.freq_capped_occurred:0|g|#host:{h}",
+            "herd.throttle.throttled_occurred:1|g|#host:{h}",
+            "herd.throttle.soft_temp_limit_occurred:0|g|#host:{h}",
+            // wlan0 in the fixture: down, 3 rx errors, 0 tx errors, -52 dBm.
+            "herd.net.up:0|g|#host:{h}",
+            "herd.net.rx_errors:3|g|#host:{h}",
+            "herd.net.tx_errors:0|g|#host:{h}",
+            "herd.net.wifi_signal_dbm:-52|g|#host:{h}",
+            "herd.members:3|g|#host:{h}",
+        ]
+        .iter()
+        .map(|l| l.replace("{h}", host))
+        .collect();
+        lines.sort();
+        lines
+    };
+    let numeric = |host: &str| -> Vec<(String, String)> {
+        let mut want = vec![
+            ("herd.cpu.usage_pct".to_owned(), String::new()),
+            ("herd.load.1".to_owned(), String::new()),
+            ("herd.mem.used_pct".to_owned(), String::new()),
+        ];
+        for peer in names.iter().filter(|p| **p != host) {
+            for m in ["rtt_ms", "jitter_ms", "loss_pct", "heartbeat_loss_pct"] {
+                want.push((format!("herd.link.{m}"), format!(",peer:{peer}")));
+            }
+        }
+        want
+    };
+    let missing = |lines: &BTreeSet<String>| -> Vec<String> {
+        let mut missing = Vec::new();
+        for host in names {
+            missing.extend(exact(host).into_iter().filter(|l| !lines.contains(l)));
+            for (name, tags) in numeric(host) {
+                if !lines.iter().any(|l| numeric_gauge(l, &name, host, &tags)) {
+                    missing.push(format!("{name}:<number>|g|#host:{host}{tags}"));
+                }
+            }
+        }
+        missing
+    };
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut lines = BTreeSet::new();
+    while Instant::now() < end {
+        lines = statsd.lines().into_iter().map(|l| l.1).collect();
+        if missing(&lines).is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let still = missing(&lines);
+    assert!(still.is_empty(), "missing: {still:#?}\nreceived: {lines:#?}");
+
+    // Never a second host tag (Datadog would file the metric under the peer).
+    for l in &lines {
+        assert_eq!(
+            l.matches("host:").count(),
+            if l.contains('#') { 1 } else { 0 },
+            "{l}"
+        );
+    }
+    // What the fixture cannot produce is not sent: there is no second sensor.
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("herd.cpu.temperature:"))
+            .all(|l| l.contains("sensor:cpu-thermal"))
+    );
+    let one: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("#host:psa") && !l.starts_with("baton"))
+        .collect();
+    println!(
+        "metric lines from psa ({}):\n{}",
+        one.len(),
+        one.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[test]
+fn an_empty_sysfs_sends_no_sensor_metrics_and_the_agent_runs_on() {
+    let statsd = Statsd::start();
+    let cluster = Cluster::new("telemetry-empty");
+    let spec = |n: &str| {
+        cluster
+            .node(n)
+            .set("statsd", "address", &statsd.address())
+            .set("statsd", "flush_interval", &toml_str("100ms"))
+            .set("telemetry", "interval", &toml_str("500ms"))
+            .set("telemetry", "sysfs_root", &toml_str(&fixture("empty")))
+            .set("telemetry", "interface", &toml_str("eth0"))
+            .log("herd=debug")
+    };
+    let a = Agent::start(&spec("psa"));
+    let _b = Agent::start(&spec("psb"));
+    // Link metrics still come; sensor ones never do, and nothing is a fake zero.
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end
+        && !statsd
+            .lines()
+            .iter()
+            .any(|l| l.1.starts_with("herd.link.rtt_ms:"))
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let lines: Vec<String> = statsd.lines().into_iter().map(|l| l.1).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("herd.link.rtt_ms:")),
+        "{lines:?}"
+    );
+    for absent in [
+        "herd.cpu.temperature",
+        "herd.cpu.freq_mhz",
+        "herd.throttle.",
+        "herd.net.",
+    ] {
+        assert!(
+            !lines.iter().any(|l| l.starts_with(absent)),
+            "{absent} sent from an empty sysfs: {lines:?}"
+        );
+    }
+    // Each missing item is explained once, at debug level.
+    let why = a
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("get_throttled"))
+        .count();
+    assert_eq!(why, 1, "{:#?}", a.lines());
+}
