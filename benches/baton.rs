@@ -48,10 +48,7 @@ fn main() {
     for round in 1..=rounds {
         let ring = raw_ring(nodes, window);
         let (relay, cpu) = herd_relay(&herd, nodes, window);
-        println!(
-            "  round {round}: ring {ring:>9.0}/s   herd {relay:>9.0}/s   ratio {:.2}",
-            relay / ring
-        );
+        println!("  round {round}: ring {ring:>9.0}/s   herd {relay:>9.0}/s   ratio {:.2}", relay / ring);
         rings.push(ring);
         herds.push(relay);
         cpus.push(cpu);
@@ -113,11 +110,7 @@ fn ring_node(args: &[String]) {
 }
 
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn raw_ring(n: usize, window: Duration) -> f64 {
@@ -139,9 +132,7 @@ fn raw_ring(n: usize, window: Duration) -> f64 {
     let mut children: Vec<Child> = (1..n).map(spawn).collect();
     for c in &mut children {
         let mut ready = String::new();
-        BufReader::new(c.stdout.as_mut().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
+        BufReader::new(c.stdout.as_mut().unwrap()).read_line(&mut ready).unwrap();
         assert_eq!(ready.trim(), "ready");
     }
     children.push(spawn(0));
@@ -151,19 +142,14 @@ fn raw_ring(n: usize, window: Duration) -> f64 {
         let _ = c.kill();
         let _ = c.wait();
     }
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("ring rate")
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("ring rate")
 }
 
 /// Runs `n` agents reporting to a StatsD listener here; the rate is the growth
 /// of the highest `baton:` gauge over the window.
 fn herd_relay(herd: &str, n: usize, window: Duration) -> (f64, f64) {
     let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
-    listener
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
+    listener.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let statsd = listener.local_addr().unwrap();
     let high = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));

@@ -16,11 +16,5 @@ pub mod config;
 pub mod core;
 
 /// `herd --version`: version, target triple and git revision.
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (",
-    env!("HERD_TARGET"),
-    ", git ",
-    env!("HERD_GIT_REV"),
-    ")"
-);
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (", env!("HERD_TARGET"), ", git ", env!("HERD_GIT_REV"), ")");

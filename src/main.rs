@@ -67,9 +67,7 @@ fn main() -> ExitCode {
 /// Finds the config: `-c`, else `$HERD_CONFIG`, else the system file if present,
 /// else the built-in defaults. Returns it with a description of its origin.
 fn load(arg: Option<PathBuf>) -> Result<(Config, String), ConfigError> {
-    let env = std::env::var_os("HERD_CONFIG")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
+    let env = std::env::var_os("HERD_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from);
     let system = PathBuf::from(SYSTEM_CONFIG);
     let path = arg.or(env).or_else(|| system.exists().then_some(system));
     match path {
@@ -104,9 +102,7 @@ fn init_tracing(level: &str) {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(herd::agent::run(config, shutdown_signal()))
 }
 

@@ -75,12 +75,7 @@ fn four_agents_relay_exact_gauges_and_resume_after_the_holder_is_killed() {
     // Gauges from all four, byte-exact, each host's counters increasing, and
     // no counter sent twice (one baton).
     let all_hosts = wait_until(Duration::from_secs(20), || {
-        gauges(&statsd, "")
-            .iter()
-            .map(|g| g.2.clone())
-            .collect::<BTreeSet<_>>()
-            .len()
-            == 4
+        gauges(&statsd, "").iter().map(|g| g.2.clone()).collect::<BTreeSet<_>>().len() == 4
     });
     assert!(all_hosts, "gauges from all 4 hosts: {:?}", gauges(&statsd, ""));
     let seen = gauges(&statsd, "");
@@ -95,9 +90,7 @@ fn four_agents_relay_exact_gauges_and_resume_after_the_holder_is_killed() {
     assert_eq!(unique.len(), seen.len(), "a counter was sent twice: {seen:?}");
     println!(
         "gauges before the kill: {:?}",
-        seen.iter()
-            .map(|g| format!("{}@{}", g.1, g.2))
-            .collect::<Vec<_>>()
+        seen.iter().map(|g| format!("{}@{}", g.1, g.2)).collect::<Vec<_>>()
     );
 
     // The holder is the agent with the most recent "baton taken" line, taken
@@ -107,12 +100,7 @@ fn four_agents_relay_exact_gauges_and_resume_after_the_holder_is_killed() {
             .iter()
             .enumerate()
             .filter_map(|(i, a)| {
-                let at = a
-                    .log_lines()
-                    .into_iter()
-                    .rev()
-                    .find(|l| l.text.contains("baton taken"))?
-                    .at;
+                let at = a.log_lines().into_iter().rev().find(|l| l.text.contains("baton taken"))?.at;
                 Some((at, i))
             })
             .max();
@@ -127,14 +115,8 @@ fn four_agents_relay_exact_gauges_and_resume_after_the_holder_is_killed() {
     std::thread::sleep(Duration::from_millis(100));
     let last = gauges(&statsd, "").iter().map(|g| g.1).max().unwrap();
 
-    let resumed = wait_until(Duration::from_secs(8), || {
-        gauges(&statsd, "").iter().any(|g| g.1 > last)
-    });
-    assert!(
-        resumed,
-        "relay did not resume after the holder {} was killed",
-        names[holder]
-    );
+    let resumed = wait_until(Duration::from_secs(8), || gauges(&statsd, "").iter().any(|g| g.1 > last));
+    assert!(resumed, "relay did not resume after the holder {} was killed", names[holder]);
     let next = gauges(&statsd, "").into_iter().find(|g| g.1 > last).unwrap();
     let survivors: Vec<usize> = (0..4).filter(|&i| i != holder).collect();
     let regenerated: Vec<(Instant, &str)> = survivors
@@ -153,10 +135,7 @@ fn four_agents_relay_exact_gauges_and_resume_after_the_holder_is_killed() {
         next.0 - killed_at
     );
     // regenerate_after (3 s) + one heartbeat (1 s).
-    assert!(
-        regen_after <= Duration::from_secs(4),
-        "regenerated after {regen_after:?}"
-    );
+    assert!(regen_after <= Duration::from_secs(4), "regenerated after {regen_after:?}");
     assert!(next.1 > last && next.2 != names[holder]);
 
     // The survivors see the dead node go down, and the relay goes on among them.
@@ -170,22 +149,13 @@ fn four_agents_relay_exact_gauges_and_resume_after_the_holder_is_killed() {
     let lines: BTreeSet<String> = statsd.lines().into_iter().map(|l| l.1).collect();
     for host in names.iter().filter(|n| **n != names[holder]) {
         let has = |prefix: &str, suffix: &str| {
-            lines
-                .iter()
-                .any(|l| l.starts_with(prefix) && l.ends_with(&format!("{suffix}|#host:{host}")))
+            lines.iter().any(|l| l.starts_with(prefix) && l.ends_with(&format!("{suffix}|#host:{host}")))
         };
         assert!(has("herd.baton.passes:", "|c"), "passes counter of {host}");
         assert!(has("herd.baton.hop_ms:", "|h"), "hop histogram of {host}");
-        assert!(
-            lines.contains(&format!("herd.members:3|g|#host:{host}")),
-            "members gauge of {host}"
-        );
+        assert!(lines.contains(&format!("herd.members:3|g|#host:{host}")), "members gauge of {host}");
     }
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("herd.baton.regenerated:1|c|#host:"))
-    );
+    assert!(lines.iter().any(|l| l.starts_with("herd.baton.regenerated:1|c|#host:")));
 }
 
 #[test]
@@ -199,12 +169,7 @@ fn nodes_with_the_baton_disabled_are_skipped_and_tags_are_added() {
     let _c = start(&cluster, "psc", &statsd, &tags);
     let suffix = ",env:lab,rack:1";
     assert!(wait_until(Duration::from_secs(15), || {
-        gauges(&statsd, suffix)
-            .iter()
-            .map(|g| g.2.clone())
-            .collect::<BTreeSet<_>>()
-            .len()
-            == 2
+        gauges(&statsd, suffix).iter().map(|g| g.2.clone()).collect::<BTreeSet<_>>().len() == 2
     }));
     std::thread::sleep(Duration::from_secs(2));
     let hosts: BTreeSet<String> = gauges(&statsd, suffix).into_iter().map(|g| g.2).collect();
@@ -219,11 +184,11 @@ fn metrics_go_to_a_unix_socket_and_a_missing_socket_is_survived() {
     let address = toml_str(&format!("unix://{}", path.display()));
     let dummy = Statsd::start();
     let spec = |name: &str| {
-        cluster
-            .node(name)
-            .set("baton", "hold", &toml_str("100ms"))
-            .set("statsd", "address", &address)
-            .set("statsd", "flush_interval", &toml_str("20ms"))
+        cluster.node(name).set("baton", "hold", &toml_str("100ms")).set("statsd", "address", &address).set(
+            "statsd",
+            "flush_interval",
+            &toml_str("20ms"),
+        )
     };
     // No socket yet: the agents run, relay, and say they cannot send.
     let a = Agent::start(&spec("psa"));
@@ -243,10 +208,7 @@ fn metrics_go_to_a_unix_socket_and_a_missing_socket_is_survived() {
             text.push('\n');
         }
     }
-    let gauge = text
-        .lines()
-        .find(|l| l.starts_with("baton:"))
-        .expect("baton gauge over the Unix socket");
+    let gauge = text.lines().find(|l| l.starts_with("baton:")).expect("baton gauge over the Unix socket");
     assert!(baton_line(gauge, "").is_some(), "{gauge:?}");
 }
 
@@ -254,10 +216,7 @@ fn metrics_go_to_a_unix_socket_and_a_missing_socket_is_survived() {
 fn plain_statsd_flavor_puts_the_host_in_the_name_and_sends_no_tags() {
     let statsd = Statsd::start();
     let cluster = Cluster::new("baton-plain");
-    let plain = [
-        ("statsd", "flavor", "\"statsd\""),
-        ("statsd", "tags", "[\"env:lab\"]"),
-    ];
+    let plain = [("statsd", "flavor", "\"statsd\""), ("statsd", "tags", "[\"env:lab\"]")];
     let _a = start(&cluster, "psa", &statsd, &plain);
     let _b = start(&cluster, "psb", &statsd, &plain);
     let ok = wait_until(Duration::from_secs(10), || {
@@ -273,8 +232,5 @@ fn plain_statsd_flavor_puts_the_host_in_the_name_and_sends_no_tags() {
     });
     let lines: Vec<String> = statsd.lines().into_iter().map(|l| l.1).collect();
     assert!(ok, "{lines:?}");
-    assert!(
-        lines.iter().all(|l| !l.contains('#')),
-        "no tags in plain StatsD: {lines:?}"
-    );
+    assert!(lines.iter().all(|l| !l.contains('#')), "no tags in plain StatsD: {lines:?}");
 }

@@ -38,13 +38,7 @@ impl Run {
 
 /// `herd <command> -c <path>`.
 fn herd_with(command: &str, path: &Path) -> Run {
-    herd()
-        .arg(command)
-        .arg("-c")
-        .arg(path)
-        .output()
-        .expect("run herd")
-        .into()
+    herd().arg(command).arg("-c").arg(path).output().expect("run herd").into()
 }
 
 /// A temporary directory holding `herd.toml` with `text`.
@@ -64,12 +58,7 @@ fn check(text: &str) -> Run {
 /// exactly the `problems` on stderr (one line each, in any order).
 fn assert_rejected(text: &str, problems: &[&str]) {
     let run = check(text);
-    assert_eq!(
-        run.code,
-        Some(EX_CONFIG),
-        "config:\n{text}\nstderr:\n{}",
-        run.stderr
-    );
+    assert_eq!(run.code, Some(EX_CONFIG), "config:\n{text}\nstderr:\n{}", run.stderr);
     assert_eq!(run.stdout, "", "no effective config for an invalid one");
     let mut got = run.stderr_lines();
     let mut want: Vec<String> = problems.iter().map(|p| format!("{PREFIX}{p}")).collect();
@@ -90,13 +79,9 @@ fn version_names_version_target_and_git_revision() {
         .strip_prefix(&format!("herd {} (", env!("CARGO_PKG_VERSION")))
         .and_then(|r| r.strip_suffix(')'))
         .unwrap_or_else(|| panic!("unexpected shape: {:?}", run.stdout));
-    let (target, rev) = rest
-        .split_once(", git ")
-        .unwrap_or_else(|| panic!("no git revision: {:?}", run.stdout));
-    assert!(
-        target.split('-').count() >= 3,
-        "{target:?} is not a target triple"
-    );
+    let (target, rev) =
+        rest.split_once(", git ").unwrap_or_else(|| panic!("no git revision: {:?}", run.stdout));
+    assert!(target.split('-').count() >= 3, "{target:?} is not a target triple");
     assert!(!rev.is_empty() && !rev.contains(' '), "bad revision {rev:?}");
 }
 
@@ -121,17 +106,9 @@ fn shipped_config_is_valid_and_holds_the_defaults() {
 fn empty_config_is_valid_and_prints_the_defaults() {
     let run = check("");
     assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
-    assert!(
-        run.stdout.starts_with("# herd "),
-        "first line is a comment: {}",
-        run.stdout
-    );
+    assert!(run.stdout.starts_with("# herd "), "first line is a comment: {}", run.stdout);
     assert!(run.stdout.lines().any(|l| l == "port = 45892"), "{}", run.stdout);
-    assert!(
-        run.stdout
-            .lines()
-            .any(|l| l == "multicast_addr = \"230.1.1.251\"")
-    );
+    assert!(run.stdout.lines().any(|l| l == "multicast_addr = \"230.1.1.251\""));
     // The effective config is itself a valid config.
     let again = check(&run.stdout);
     assert_eq!(again.code, Some(0), "stderr:\n{}", again.stderr);
@@ -139,10 +116,7 @@ fn empty_config_is_valid_and_prints_the_defaults() {
 
 #[test]
 fn out_of_range_integer() {
-    assert_rejected(
-        "[gossip]\nport = 70000\n",
-        &["gossip.port = 70000: must be an integer from 1 to 65535"],
-    );
+    assert_rejected("[gossip]\nport = 70000\n", &["gossip.port = 70000: must be an integer from 1 to 65535"]);
 }
 
 #[test]
@@ -165,10 +139,8 @@ fn bad_enum() {
 fn bad_duration() {
     assert_rejected(
         "[gossip]\nheartbeat_interval = \"fast\"\n",
-        &[
-            "gossip.heartbeat_interval = \"fast\": must be a duration string of at least 10ms \
-           such as \"250ms\", \"1s\" or \"2m\"",
-        ],
+        &["gossip.heartbeat_interval = \"fast\": must be a duration string of at least 10ms \
+           such as \"250ms\", \"1s\" or \"2m\""],
     );
 }
 
@@ -184,11 +156,9 @@ fn bad_ip() {
 fn unknown_key() {
     assert_rejected(
         "[gossip]\nbogus = 1\n",
-        &[
-            "gossip.bogus = 1: unknown key; [gossip] has strategy, port, if_addr, multicast_if, \
+        &["gossip.bogus = 1: unknown key; [gossip] has strategy, port, if_addr, multicast_if, \
            multicast_addr, multicast_ttl, broadcast_only, secret, secret_file, heartbeat_interval, \
-           suspect_after, down_after, hosts, dns_name, data_port, max_members",
-        ],
+           suspect_after, down_after, hosts, dns_name, data_port, max_members"],
     );
 }
 
@@ -196,10 +166,8 @@ fn unknown_key() {
 fn unknown_section() {
     assert_rejected(
         "[bogus]\nx = 1\n",
-        &[
-            "bogus = { x = 1 }: unknown section; sections are node, gossip, baton, statsd, telemetry, \
-           links, status, log",
-        ],
+        &["bogus = { x = 1 }: unknown section; sections are node, gossip, baton, statsd, telemetry, \
+           links, status, log"],
     );
 }
 
@@ -219,10 +187,7 @@ fn missing_file_is_named() {
     assert_eq!(run.code, Some(EX_CONFIG));
     assert_eq!(
         run.stderr_lines(),
-        [format!(
-            "{PREFIX}cannot read config {}: No such file or directory (os error 2)",
-            path.display()
-        )]
+        [format!("{PREFIX}cannot read config {}: No such file or directory (os error 2)", path.display())]
     );
 }
 
@@ -235,15 +200,8 @@ fn toml_syntax_error_is_one_line_naming_the_file() {
     assert_eq!(lines.len(), 1, "one line: {:?}", run.stderr);
     // The parser's own wording after the position is its business; the
     // file, the position and the gist are ours.
-    let want = format!(
-        "{PREFIX}{}: TOML syntax error at line 1, column 8: unclosed table",
-        path.display()
-    );
-    assert!(
-        lines[0].starts_with(&want),
-        "{:?} should start with {want:?}",
-        lines[0]
-    );
+    let want = format!("{PREFIX}{}: TOML syntax error at line 1, column 8: unclosed table", path.display());
+    assert!(lines[0].starts_with(&want), "{:?} should start with {want:?}", lines[0]);
     assert!(lines[0].contains("unclosed table"), "{:?}", lines[0]);
 }
 
@@ -267,8 +225,6 @@ fn run_with_a_bad_config_exits_78_before_starting() {
     assert_eq!(run.code, Some(EX_CONFIG), "stderr:\n{}", run.stderr);
     assert_eq!(
         run.stderr_lines(),
-        [format!(
-            "{PREFIX}gossip.port = 70000: must be an integer from 1 to 65535"
-        )]
+        [format!("{PREFIX}gossip.port = 70000: must be an integer from 1 to 65535")]
     );
 }

@@ -55,29 +55,19 @@ fn count(summary: &str, key: &str) -> u64 {
 fn four_agents_join_detect_a_crash_and_see_a_leave() {
     let cluster = Cluster::new("four");
     let names = ["psa", "psb", "psc", "psd"];
-    let mut agents: Vec<Agent> = names
-        .iter()
-        .map(|n| Agent::start(&cluster.node(n).secret("four legs good")))
-        .collect();
+    let mut agents: Vec<Agent> =
+        names.iter().map(|n| Agent::start(&cluster.node(n).secret("four legs good"))).collect();
 
     // Join: every agent logs every other one up, within one heartbeat (plus
     // slack) of the moment the last agent had started.
-    let last_started = agents
-        .iter()
-        .map(|a| a.expect("herd started", PATIENCE))
-        .max()
-        .unwrap();
+    let last_started = agents.iter().map(|a| a.expect("herd started", PATIENCE)).max().unwrap();
     for a in &agents {
         let mut slowest = Duration::ZERO;
         for peer in names.iter().filter(|&&p| p != a.name) {
             let t = a.expect(&member("up", peer), PATIENCE);
             slowest = slowest.max(since(t, last_started));
         }
-        println!(
-            "join: {} saw all 3 peers {} ms after the last agent started",
-            a.name,
-            ms(slowest)
-        );
+        println!("join: {} saw all 3 peers {} ms after the last agent started", a.name, ms(slowest));
         assert!(
             slowest <= HEARTBEAT + SLACK,
             "{} took {} ms to see all peers (bound {} ms)",
@@ -95,12 +85,7 @@ fn four_agents_join_detect_a_crash_and_see_a_leave() {
         let t = a.expect_after(&member("down", "psd"), killed_at, PATIENCE);
         let took = since(t, killed_at);
         println!("crash: {} marked psd down {} ms after SIGKILL", a.name, ms(took));
-        assert!(
-            took <= DOWN_AFTER + HEARTBEAT,
-            "{} took {} ms to mark psd down",
-            a.name,
-            ms(took)
-        );
+        assert!(took <= DOWN_AFTER + HEARTBEAT, "{} took {} ms to mark psd down", a.name, ms(took));
     }
 
     // Leave: psc gets SIGTERM, exits 0 within 2 s, and the other two drop it
@@ -112,23 +97,14 @@ fn four_agents_join_detect_a_crash_and_see_a_leave() {
         let t = a.expect_after(&member("left", "psc"), termed_at, PATIENCE);
         let took = since(t, termed_at);
         println!("leave: {} saw psc leave {} ms after SIGTERM", a.name, ms(took));
-        assert!(
-            took <= Duration::from_millis(500),
-            "{} took {} ms to see psc leave",
-            a.name,
-            ms(took)
-        );
+        assert!(took <= Duration::from_millis(500), "{} took {} ms to see psc leave", a.name, ms(took));
     }
 
     // No false alarms: only psd was ever suspected or marked down.
     for a in &agents[..3] {
         for peer in ["psa", "psb", "psc"] {
             for event in ["suspect", "down"] {
-                assert!(
-                    !a.has_line(&member(event, peer)),
-                    "{}: false `member {event}` of {peer}",
-                    a.name
-                );
+                assert!(!a.has_line(&member(event, peer)), "{}: false `member {event}` of {peer}", a.name);
             }
         }
     }
@@ -157,11 +133,7 @@ fn an_agent_with_the_wrong_secret_never_joins_and_is_counted() {
     let quiet_until = started + 3 * HEARTBEAT + Duration::from_millis(500);
     for a in [&psa, &psb] {
         let left = quiet_until.saturating_duration_since(Instant::now());
-        assert!(
-            a.wait_for(&member("up", "psx"), left).is_none(),
-            "{} let psx (wrong secret) join",
-            a.name
-        );
+        assert!(a.wait_for(&member("up", "psx"), left).is_none(), "{} let psx (wrong secret) join", a.name);
     }
     assert!(!psx.has_line("member up"), "psx (wrong secret) joined someone");
 
@@ -169,11 +141,7 @@ fn an_agent_with_the_wrong_secret_never_joins_and_is_counted() {
         let summary = leave(a);
         let auth = count(&summary, "auth");
         println!("{}: {summary}", a.name);
-        assert!(
-            auth > 0,
-            "{}: no authentication failures counted: {summary}",
-            a.name
-        );
+        assert!(auth > 0, "{}: no authentication failures counted: {summary}", a.name);
     }
 }
 
@@ -190,33 +158,22 @@ fn a_restarted_agent_is_recognised_as_a_new_life() {
     let killed_at = first.sigkill();
     let mut second = Agent::start(&spec_b);
     let t = psa.expect_after(&member("restarted", "psb"), killed_at, PATIENCE);
-    println!(
-        "restart: psa saw psb restarted {} ms after its relaunch",
-        ms(since(t, second.spawned))
-    );
+    println!("restart: psa saw psb restarted {} ms after its relaunch", ms(since(t, second.spawned)));
     second.expect(&member("up", "psa"), PATIENCE);
     assert!(
-        psa.wait_for_after(&member("suspect", "psb"), killed_at, Duration::ZERO)
-            .is_none(),
+        psa.wait_for_after(&member("suspect", "psb"), killed_at, Duration::ZERO).is_none(),
         "psa suspected psb although it restarted at once"
     );
 
     // Back after psa marked it down: up again, not "restarted".
     let killed_at = second.sigkill();
     let down = psa.expect_after(&member("down", "psb"), killed_at, PATIENCE);
-    println!(
-        "restart: psa marked psb down {} ms after SIGKILL",
-        ms(since(down, killed_at))
-    );
+    println!("restart: psa marked psb down {} ms after SIGKILL", ms(since(down, killed_at)));
     let third = Agent::start(&spec_b);
     let t = psa.expect_after(&member("up", "psb"), third.spawned, PATIENCE);
-    println!(
-        "restart: psa saw psb up again {} ms after its relaunch",
-        ms(since(t, third.spawned))
-    );
+    println!("restart: psa saw psb up again {} ms after its relaunch", ms(since(t, third.spawned)));
     assert!(
-        psa.wait_for_after(&member("restarted", "psb"), down, Duration::ZERO)
-            .is_none(),
+        psa.wait_for_after(&member("restarted", "psb"), down, Duration::ZERO).is_none(),
         "psa reported a down member's return as a restart"
     );
     third.expect(&member("up", "psa"), PATIENCE);
@@ -232,31 +189,15 @@ fn pair_forms_a_cluster(what: &str, a: Spec, b: Spec) {
     for (x, y) in [(&a, &b), (&b, &a)] {
         let t = x.expect(&member("up", &y.name), PATIENCE);
         let took = since(t, started);
-        println!(
-            "{what}: {} saw {} {} ms after both had started",
-            x.name,
-            y.name,
-            ms(took)
-        );
+        println!("{what}: {} saw {} {} ms after both had started", x.name, y.name, ms(took));
         // Unicast strategies learn their targets from a resolver after the
         // first heartbeat, so allow one interval more than multicast.
-        assert!(
-            took <= 2 * HEARTBEAT + SLACK,
-            "{what}: {} took {} ms to see {}",
-            x.name,
-            ms(took),
-            y.name
-        );
+        assert!(took <= 2 * HEARTBEAT + SLACK, "{what}: {} took {} ms to see {}", x.name, ms(took), y.name);
     }
     let termed_at = Instant::now();
     leave(&mut b);
     let t = a.expect_after(&member("left", &b.name), termed_at, PATIENCE);
-    println!(
-        "{what}: {} saw {} leave {} ms after SIGTERM",
-        a.name,
-        b.name,
-        ms(since(t, termed_at))
-    );
+    println!("{what}: {} saw {} leave {} ms after SIGTERM", a.name, b.name, ms(since(t, termed_at)));
     assert!(since(t, termed_at) <= Duration::from_millis(500));
     leave(&mut a);
 }
@@ -298,10 +239,7 @@ fn dns_discovery_forms_a_cluster() {
 fn broadcast_only_forms_a_cluster() {
     let cluster = Cluster::new("bcast");
     let node = |name: &str| {
-        cluster
-            .node(name)
-            .gossip("broadcast_only", "true")
-            .gossip("multicast_addr", "\"127.255.255.255\"")
+        cluster.node(name).gossip("broadcast_only", "true").gossip("multicast_addr", "\"127.255.255.255\"")
     };
     pair_forms_a_cluster("broadcast", node("psa"), node("psb"));
 }

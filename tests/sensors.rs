@@ -16,10 +16,7 @@ use herd::agent::sensors::{NetState, Reading, Sensors, Throttle};
 const AUTO: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-        .join("sys")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).join("sys")
 }
 
 /// Every test makes its `Sensors` here, so that the log capture is in place before any of the module's
@@ -43,17 +40,11 @@ fn read(tree: &str, interface: Option<&str>) -> Reading {
 }
 
 fn temps(list: &[(&str, f64)]) -> Vec<(String, f64)> {
-    list.iter()
-        .map(|(label, celsius)| (label.to_string(), *celsius))
-        .collect()
+    list.iter().map(|(label, celsius)| (label.to_string(), *celsius)).collect()
 }
 
 fn set_flags(t: Throttle) -> Vec<&'static str> {
-    t.flags()
-        .iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| *name)
-        .collect()
+    t.flags().iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect()
 }
 
 fn assert_system_values_in_range(r: &Reading) {
@@ -105,10 +96,7 @@ fn pi4_wlan0_is_down_with_its_signal() {
 fn pi5_tree_reads_exactly() {
     let r = read("pi5", None);
     // rp1_adc is a second sensor; rpi_volt and the fan have no temperature input.
-    assert_eq!(
-        r.temperatures,
-        temps(&[("cpu-thermal", 52.7), ("rp1_adc", 43.98)])
-    );
+    assert_eq!(r.temperatures, temps(&[("cpu-thermal", 52.7), ("rp1_adc", 43.98)]));
     assert_eq!(r.cpu_freq_mhz, Some(2400.0));
     assert_eq!(r.throttle, Some(Throttle(0)));
     assert!(set_flags(Throttle(0)).is_empty());
@@ -149,10 +137,7 @@ fn throttled_word_decodes_live_and_sticky_bits() {
     assert!(t.newly_set(Some(t)).is_empty());
     // Only live bits are news: a sticky bit appearing alone is not.
     assert!(Throttle(0x10000).newly_set(None).is_empty());
-    assert_eq!(
-        Throttle(0xf).newly_set(Some(Throttle(0x1))),
-        ["freq_capped", "throttled", "soft_temp_limit"]
-    );
+    assert_eq!(Throttle(0xf).newly_set(Some(Throttle(0x1))), ["freq_capped", "throttled", "soft_temp_limit"]);
 }
 
 #[test]
@@ -185,13 +170,8 @@ fn interface_is_the_owner_of_multicast_if() {
          eth0\t00000000\t0101A8C0\t0003\t0\t0\t202\t00000000\t0\t0\t0\n",
     );
     let net = sensors(&sys, None, Ipv4Addr::LOCALHOST).read().net;
-    let expected = NetState {
-        interface: "lo".into(),
-        up: false,
-        rx_errors: 0,
-        tx_errors: 7,
-        wifi_signal_dbm: None,
-    };
+    let expected =
+        NetState { interface: "lo".into(), up: false, rx_errors: 0, tx_errors: 7, wifi_signal_dbm: None };
     assert_eq!(net, Some(expected));
     // No interface has this address (TEST-NET-1): no state, rather than the default route's.
     assert_eq!(sensors(&sys, None, Ipv4Addr::new(192, 0, 2, 77)).read().net, None);
@@ -258,10 +238,7 @@ fn cpu_usage_comes_once_sysinfo_can_tell() {
         assert!((0.0..=100.0).contains(&pct));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let pct = sensors
-        .read()
-        .cpu_usage_pct
-        .expect("usage 300 ms after the previous read");
+    let pct = sensors.read().cpu_usage_pct.expect("usage 300 ms after the previous read");
     assert!((0.0..=100.0).contains(&pct), "cpu usage {pct}");
 }
 
@@ -271,20 +248,11 @@ fn a_missing_item_is_logged_once_until_it_comes_back() {
     let sys = dir.path().join("sys");
     let freq = sys.join("devices/system/cpu/cpu0/cpufreq/scaling_cur_freq");
     let mut sensors = sensors(&sys, None, AUTO);
-    let mentions = || {
-        logged_lines()
-            .iter()
-            .filter(|l| l.contains("scaling_cur_freq"))
-            .count()
-    };
+    let mentions = || logged_lines().iter().filter(|l| l.contains("scaling_cur_freq")).count();
 
     assert_eq!(sensors.read().cpu_freq_mhz, None);
     assert_eq!(mentions(), 1);
-    assert!(
-        logged_lines().iter().all(|l| l.contains("DEBUG")),
-        "{:?}",
-        logged_lines()
-    );
+    assert!(logged_lines().iter().all(|l| l.contains("DEBUG")), "{:?}", logged_lines());
     assert_eq!(sensors.read().cpu_freq_mhz, None);
     assert_eq!(mentions(), 1, "logged again while still missing");
 
@@ -293,10 +261,7 @@ fn a_missing_item_is_logged_once_until_it_comes_back() {
     write(&freq, "garbage\n");
     assert_eq!(sensors.read().cpu_freq_mhz, None);
     assert_eq!(mentions(), 2, "not logged after it came back and broke");
-    let last = logged_lines()
-        .into_iter()
-        .rfind(|l| l.contains("scaling_cur_freq"))
-        .unwrap();
+    let last = logged_lines().into_iter().rfind(|l| l.contains("scaling_cur_freq")).unwrap();
     assert!(last.contains("garbage"), "the line says why: {last}");
 }
 
@@ -311,12 +276,7 @@ thread_local! {
 }
 
 fn logged_lines() -> Vec<String> {
-    LOGGED.with_borrow(|bytes| {
-        String::from_utf8_lossy(bytes)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    })
+    LOGGED.with_borrow(|bytes| String::from_utf8_lossy(bytes).lines().map(str::to_owned).collect())
 }
 
 /// The tracing writer: appends to the calling thread's [`LOGGED`].

@@ -28,10 +28,7 @@ fn assert_monotonic_per_node(sim: &Sim) {
     let mut last: BTreeMap<usize, u64> = BTreeMap::new();
     for (at, node, counter) in sim.passes() {
         if let Some(prev) = last.insert(node, counter) {
-            assert!(
-                counter > prev,
-                "node {node} went from {prev} to {counter} at {at:?}"
-            );
+            assert!(counter > prev, "node {node} went from {prev} to {counter} at {at:?}");
         }
     }
 }
@@ -55,11 +52,7 @@ fn the_baton_starts_by_itself_and_each_lap_visits_every_member_once() {
         let set: BTreeSet<_> = lap.iter().collect();
         assert_eq!(set.len(), 5, "lap {lap:?}");
     }
-    assert!(
-        sim.baton_events()
-            .iter()
-            .all(|(_, _, e)| !matches!(e, BatonEvent::Regenerated { .. }))
-    );
+    assert!(sim.baton_events().iter().all(|(_, _, e)| !matches!(e, BatonEvent::Regenerated { .. })));
 }
 
 #[test]
@@ -68,11 +61,8 @@ fn main_node_starts_the_baton() {
     sim.template.baton.main_node = "psc".into();
     sim.start_all_within(HEARTBEAT);
     sim.run_for(5 * SECOND);
-    let started: Vec<_> = sim
-        .baton_events()
-        .into_iter()
-        .filter(|(_, _, e)| matches!(e, BatonEvent::Started { .. }))
-        .collect();
+    let started: Vec<_> =
+        sim.baton_events().into_iter().filter(|(_, _, e)| matches!(e, BatonEvent::Started { .. })).collect();
     assert_eq!(started.len(), 1, "{started:?}");
     assert_eq!(started[0].1, 2);
 }
@@ -112,16 +102,8 @@ fn a_killed_holder_is_replaced_within_bound_by_one_node_and_the_counter_goes_on(
             .into_iter()
             .filter(|(at, _, e)| *at >= t0 && matches!(e, BatonEvent::Regenerated { .. }))
             .collect();
-        assert_eq!(
-            regen.len(),
-            1,
-            "seed {seed}: regenerated once, by one node: {regen:?}"
-        );
-        let next = sim
-            .passes()
-            .into_iter()
-            .find(|p| p.0 >= t0)
-            .expect("relay resumed");
+        assert_eq!(regen.len(), 1, "seed {seed}: regenerated once, by one node: {regen:?}");
+        let next = sim.passes().into_iter().find(|p| p.0 >= t0).expect("relay resumed");
         assert!(next.2 > before, "counter went on: {} after {before}", next.2);
         // The new holder holds it like any other before its first pass.
         assert!(next.0 <= regen[0].0 + Duration::from_millis(510));
@@ -143,21 +125,9 @@ fn a_graceful_leave_hands_the_baton_off() {
     let t0 = sim.elapsed();
     sim.stop(holder);
     sim.run_for(5 * SECOND);
-    let next = sim
-        .passes()
-        .into_iter()
-        .find(|p| p.0 > t0 && p.1 != holder)
-        .expect("relay went on");
-    assert!(
-        next.0 - t0 < Duration::from_millis(400),
-        "resumed after {:?}",
-        next.0 - t0
-    );
-    assert!(
-        sim.baton_events()
-            .iter()
-            .all(|(_, _, e)| !matches!(e, BatonEvent::Regenerated { .. }))
-    );
+    let next = sim.passes().into_iter().find(|p| p.0 > t0 && p.1 != holder).expect("relay went on");
+    assert!(next.0 - t0 < Duration::from_millis(400), "resumed after {:?}", next.0 - t0);
+    assert!(sim.baton_events().iter().all(|(_, _, e)| !matches!(e, BatonEvent::Regenerated { .. })));
 }
 
 #[test]
@@ -179,16 +149,9 @@ fn a_partition_keeps_a_baton_on_each_side_and_healing_leaves_one() {
             sim.holders()
         );
     }
-    let after: Vec<_> = sim
-        .passes()
-        .into_iter()
-        .filter(|p| p.0 >= t0 + 2 * HEARTBEAT)
-        .collect();
+    let after: Vec<_> = sim.passes().into_iter().filter(|p| p.0 >= t0 + 2 * HEARTBEAT).collect();
     assert!(after.len() > 10);
-    assert!(
-        after.iter().all(|p| p.2 > before),
-        "counters never go back after a heal"
-    );
+    assert!(after.iter().all(|p| p.2 > before), "counters never go back after a heal");
     assert_monotonic_per_node(&sim);
 }
 
@@ -197,11 +160,8 @@ fn lost_passes_are_resent_and_the_relay_survives_loss() {
     let mut sim = relay(4, 7, Duration::from_millis(20));
     sim.loss = 0.3;
     sim.run_for(60 * SECOND);
-    let retransmits = sim
-        .baton_events()
-        .iter()
-        .filter(|(_, _, e)| matches!(e, BatonEvent::Retransmit { .. }))
-        .count();
+    let retransmits =
+        sim.baton_events().iter().filter(|(_, _, e)| matches!(e, BatonEvent::Retransmit { .. })).count();
     assert!(retransmits > 10, "{retransmits}");
     let late = sim.passes().into_iter().filter(|p| p.0 > 55 * SECOND).count();
     assert!(late > 0, "still moving at the end");
@@ -247,11 +207,7 @@ fn chaos(seed: u64, length: Duration) {
                 kills += 1;
                 sim.run_for(Duration::from_secs(8));
                 if killed_holder && calm {
-                    let next = sim
-                        .passes()
-                        .into_iter()
-                        .find(|p| p.0 >= t0)
-                        .expect("relay resumed");
+                    let next = sim.passes().into_iter().find(|p| p.0 >= t0).expect("relay resumed");
                     worst_resume = worst_resume.max(next.0 - t0);
                     assert!(
                         next.0 - t0 <= REGENERATE_AFTER + HEARTBEAT,
@@ -288,12 +244,7 @@ fn chaos(seed: u64, length: Duration) {
                     sim.run_for(Duration::from_millis(20));
                     if sim.elapsed() >= calm_since + 2 * HEARTBEAT {
                         let still = sim.holders().into_iter().filter(|h| h.3).count();
-                        assert!(
-                            still <= 1,
-                            "seed {seed} at {:?}: {:?}",
-                            sim.elapsed(),
-                            sim.holders()
-                        );
+                        assert!(still <= 1, "seed {seed} at {:?}: {:?}", sim.elapsed(), sim.holders());
                         checked_samples += 1;
                     }
                 }
@@ -331,16 +282,9 @@ fn unpaced_relay_with_delayed_acks() {
     sim.loss = 0.1;
     sim.run_for(20 * SECOND);
     // Each lost pass costs a `pass_timeout` (250 ms): expect tens per second.
-    let late = sim
-        .passes()
-        .into_iter()
-        .filter(|p| p.0 > sim.elapsed() - 5 * SECOND)
-        .count();
+    let late = sim.passes().into_iter().filter(|p| p.0 > sim.elapsed() - 5 * SECOND).count();
     let events = sim.baton_events();
-    let regenerated = events
-        .iter()
-        .filter(|(_, _, e)| matches!(e, BatonEvent::Regenerated { .. }))
-        .count();
+    let regenerated = events.iter().filter(|(_, _, e)| matches!(e, BatonEvent::Regenerated { .. })).count();
     println!("10 % loss: {late} passes in the last 5 s, {regenerated} regenerations");
     assert!(late > 50, "still moving: {late} passes in the last 5 s");
     assert_eq!(regenerated, 0, "lost passes are resent, not regenerated");

@@ -35,10 +35,7 @@ fn events_since(
     t0: Duration,
     f: impl Fn(&BatonEvent) -> bool,
 ) -> Vec<(Duration, usize, BatonEvent)> {
-    sim.baton_events()
-        .into_iter()
-        .filter(|(at, _, e)| *at >= t0 && f(e))
-        .collect()
+    sim.baton_events().into_iter().filter(|(at, _, e)| *at >= t0 && f(e)).collect()
 }
 
 fn regenerated_since(sim: &Sim, t0: Duration) -> Vec<(Duration, usize, BatonEvent)> {
@@ -51,20 +48,14 @@ fn regenerated_since(sim: &Sim, t0: Duration) -> Vec<(Duration, usize, BatonEven
 /// that went back).
 fn global_regressions(sim: &Sim, t0: Duration) -> Vec<((Duration, usize, u64), (Duration, usize, u64))> {
     let p: Vec<_> = sim.passes().into_iter().filter(|p| p.0 >= t0).collect();
-    p.windows(2)
-        .filter(|w| w[1].2 <= w[0].2)
-        .map(|w| (w[0], w[1]))
-        .collect()
+    p.windows(2).filter(|w| w[1].2 <= w[0].2).map(|w| (w[0], w[1])).collect()
 }
 
 fn assert_monotonic_per_node(sim: &Sim) {
     let mut last: BTreeMap<usize, u64> = BTreeMap::new();
     for (at, node, counter) in sim.passes() {
         if let Some(prev) = last.insert(node, counter) {
-            assert!(
-                counter > prev,
-                "node {node} went from {prev} to {counter} at {at:?}"
-            );
+            assert!(counter > prev, "node {node} went from {prev} to {counter} at {at:?}");
         }
     }
 }
@@ -124,12 +115,7 @@ fn a_heal_collapses_duplicates_to_one_baton_not_to_none() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of 10 heals lost both batons:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of 10 heals lost both batons:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// Finding 2. Unpaced (`hold = 0`) acks are delayed up to 25 ms, so at any
@@ -154,9 +140,7 @@ fn a_graceful_leave_at_full_speed_makes_no_second_baton() {
         let bad = global_regressions(&sim, t0);
         if !bad.is_empty() {
             let skipped = events_since(&sim, t0, |e| matches!(e, BatonEvent::Skipped { .. }));
-            failures.push(format!(
-                "seed {seed}: leaver {leaver}: {bad:?}; skipped {skipped:?}"
-            ));
+            failures.push(format!("seed {seed}: leaver {leaver}: {bad:?}; skipped {skipped:?}"));
         }
         assert_monotonic_per_node(&sim);
     }
@@ -190,10 +174,8 @@ fn a_crashed_and_restarted_holder_is_replaced_within_bound() {
         let regen = regenerated_since(&sim, t0);
         match regen.first() {
             Some((at, _, _)) if *at - t0 <= REGENERATE_AFTER + HEARTBEAT => {}
-            other => failures.push(format!(
-                "seed {seed}: regenerated {:?} after the crash",
-                other.map(|r| r.0 - t0)
-            )),
+            other => failures
+                .push(format!("seed {seed}: regenerated {:?} after the crash", other.map(|r| r.0 - t0))),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -218,10 +200,7 @@ fn a_regenerated_baton_continues_above_the_dead_holders_last_gauge() {
             sim.run_for(ms(1));
             for s in &sim.log[mark..] {
                 if let Event::Baton(BatonEvent::Passed { counter }) = s.event
-                    && sim
-                        .holders()
-                        .iter()
-                        .any(|h| h.0 == s.observer && h.2 == counter && h.3)
+                    && sim.holders().iter().any(|h| h.0 == s.observer && h.2 == counter && h.3)
                 {
                     break 'found (s.observer, counter);
                 }
@@ -230,11 +209,7 @@ fn a_regenerated_baton_continues_above_the_dead_holders_last_gauge() {
         let t0 = sim.elapsed();
         sim.kill(victim);
         sim.run_for(10 * SECOND);
-        let next = sim
-            .passes()
-            .into_iter()
-            .find(|p| p.0 >= t0)
-            .expect("relay resumed");
+        let next = sim.passes().into_iter().find(|p| p.0 >= t0).expect("relay resumed");
         if next.2 <= emitted {
             failures.push(format!(
                 "seed {seed}: node {victim} emitted {emitted} and died; node {} regenerated and emitted {}",
@@ -296,10 +271,7 @@ fn a_down_main_node_does_not_stop_the_relay_and_joins_it_later() {
     sim.start(3);
     sim.run_for(20 * SECOND);
     let extra = events_since(&sim, t0, |e| {
-        matches!(
-            e,
-            BatonEvent::Started { .. } | BatonEvent::Regenerated { .. } | BatonEvent::Dropped { .. }
-        )
+        matches!(e, BatonEvent::Started { .. } | BatonEvent::Regenerated { .. } | BatonEvent::Dropped { .. })
     });
     assert!(extra.is_empty(), "{extra:?}");
     assert!(sim.passes().iter().any(|p| p.0 > t0 && p.1 == 3), "psd relays");
@@ -366,10 +338,7 @@ fn unpaced_relay_skips_disabled_nodes_without_asking_them() {
         assert_eq!(set.len(), 3, "lap {lap:?}");
     }
     let bad = events_since(&sim, Duration::ZERO, |e| {
-        matches!(
-            e,
-            BatonEvent::Retransmit { .. } | BatonEvent::Skipped { .. } | BatonEvent::Dropped { .. }
-        )
+        matches!(e, BatonEvent::Retransmit { .. } | BatonEvent::Skipped { .. } | BatonEvent::Dropped { .. })
     });
     assert!(bad.is_empty(), "{bad:?}");
 }
@@ -387,10 +356,7 @@ fn a_kill_at_full_speed_makes_no_second_baton() {
         sim.run_for(8 * SECOND);
         let bad = global_regressions(&sim, t0);
         assert!(bad.is_empty(), "seed {seed}: {bad:?}");
-        assert!(
-            sim.passes().iter().any(|p| p.0 > t0 + 7 * SECOND),
-            "seed {seed}: still moving"
-        );
+        assert!(sim.passes().iter().any(|p| p.0 > t0 + 7 * SECOND), "seed {seed}: still moving");
         assert_monotonic_per_node(&sim);
     }
 }
@@ -436,11 +402,8 @@ fn two_nodes_survivor_keeps_the_baton_until_its_peer_is_back() {
     assert!(after.len() > 10);
     assert!(after[0].2 > last.2);
     assert!(
-        events_since(&sim, t1, |e| matches!(
-            e,
-            BatonEvent::Started { .. } | BatonEvent::Regenerated { .. }
-        ))
-        .is_empty()
+        events_since(&sim, t1, |e| matches!(e, BatonEvent::Started { .. } | BatonEvent::Regenerated { .. }))
+            .is_empty()
     );
     assert_monotonic_per_node(&sim);
 }
@@ -479,16 +442,9 @@ fn holder_kills_regenerate_once_within_bound() {
         let regen = regenerated_since(&sim, t0);
         assert!(regen.len() <= 1, "seed {seed}: {regen:?}");
         if let Some((at, _, _)) = regen.first() {
-            assert!(
-                *at - t0 <= REGENERATE_AFTER + HEARTBEAT,
-                "seed {seed}: {:?}",
-                *at - t0
-            );
+            assert!(*at - t0 <= REGENERATE_AFTER + HEARTBEAT, "seed {seed}: {:?}", *at - t0);
         }
-        assert!(
-            longest_stall(&sim, t0) <= REGENERATE_AFTER + HEARTBEAT + ms(200),
-            "seed {seed}"
-        );
+        assert!(longest_stall(&sim, t0) <= REGENERATE_AFTER + HEARTBEAT + ms(200), "seed {seed}");
         assert_monotonic_per_node(&sim);
     }
 }
@@ -510,28 +466,16 @@ fn random_graceful_restarts_keep_one_baton() {
         sim.stop(victim);
         for _ in 0..100 {
             sim.run_for(ms(20));
-            assert!(
-                sim.holders().iter().filter(|h| h.3).count() <= 1,
-                "{:?}",
-                sim.holders()
-            );
+            assert!(sim.holders().iter().filter(|h| h.3).count() <= 1, "{:?}", sim.holders());
         }
         sim.start(victim);
         for _ in 0..150 {
             sim.run_for(ms(20));
-            assert!(
-                sim.holders().iter().filter(|h| h.3).count() <= 1,
-                "{:?}",
-                sim.holders()
-            );
+            assert!(sim.holders().iter().filter(|h| h.3).count() <= 1, "{:?}", sim.holders());
         }
     }
     assert!(regenerated_since(&sim, t_start).is_empty());
-    assert!(
-        longest_stall(&sim, t_start) < SECOND,
-        "{:?}",
-        longest_stall(&sim, t_start)
-    );
+    assert!(longest_stall(&sim, t_start) < SECOND, "{:?}", longest_stall(&sim, t_start));
     assert_monotonic_per_node(&sim);
 }
 
@@ -548,11 +492,7 @@ fn a_killed_lowest_holder_is_replaced_by_the_next_lowest() {
         let regen = regenerated_since(&sim, t0);
         assert_eq!(regen.len(), 1, "seed {seed}: {regen:?}");
         assert_eq!(regen[0].1, 1, "seed {seed}: psb regenerates");
-        assert!(
-            regen[0].0 - t0 <= REGENERATE_AFTER + HEARTBEAT,
-            "seed {seed}: {:?}",
-            regen[0].0 - t0
-        );
+        assert!(regen[0].0 - t0 <= REGENERATE_AFTER + HEARTBEAT, "seed {seed}: {:?}", regen[0].0 - t0);
         assert_monotonic_per_node(&sim);
     }
 }
@@ -602,10 +542,7 @@ fn unpaced_relay_through_kills_stops_and_loss() {
                         let bad = global_regressions(&sim, from);
                         assert!(bad.is_empty(), "seed {seed}: {bad:?}");
                         let stall = longest_stall(&sim, from);
-                        assert!(
-                            stall <= ms(1100),
-                            "seed {seed} from {from:?}: no pass for {stall:?}"
-                        );
+                        assert!(stall <= ms(1100), "seed {seed} from {from:?}: no pass for {stall:?}");
                         checked += 1;
                     }
                 }

@@ -46,20 +46,13 @@ fn a_new_node_is_seen_by_all_within_one_heartbeat_and_sees_all() {
         sim.start(newcomer);
         sim.run_for(2 * SECOND);
         for other in 0..4 {
-            let seen = sim
-                .first(other, newcomer, t0, up)
-                .expect("others see the newcomer");
-            let sees = sim
-                .first(newcomer, other, t0, up)
-                .expect("the newcomer sees the others");
+            let seen = sim.first(other, newcomer, t0, up).expect("others see the newcomer");
+            let sees = sim.first(newcomer, other, t0, up).expect("the newcomer sees the others");
             worst = worst.max(seen - t0).max(sees - t0);
         }
     }
     println!("worst join latency over 20 seeds: {worst:?}");
-    assert!(
-        worst <= HEARTBEAT + Duration::from_millis(100),
-        "join took {worst:?}"
-    );
+    assert!(worst <= HEARTBEAT + Duration::from_millis(100), "join took {worst:?}");
 }
 
 #[test]
@@ -77,10 +70,7 @@ fn a_crashed_node_is_marked_down_by_all_within_down_after_plus_one_heartbeat() {
         }
     }
     println!("worst crash detection over 20 seeds: {worst:?}");
-    assert!(
-        worst <= Duration::from_secs(5) + HEARTBEAT,
-        "detection took {worst:?}"
-    );
+    assert!(worst <= Duration::from_secs(5) + HEARTBEAT, "detection took {worst:?}");
 }
 
 #[test]
@@ -89,11 +79,7 @@ fn no_false_down_in_a_simulated_hour_at_20_percent_loss() {
     let t0 = sim.elapsed();
     sim.loss = 0.20;
     sim.run_for(Duration::from_secs(3600));
-    let downs = sim
-        .member_events(down)
-        .into_iter()
-        .filter(|(at, ..)| *at >= t0)
-        .count();
+    let downs = sim.member_events(down).into_iter().filter(|(at, ..)| *at >= t0).count();
     let suspects = sim.member_events(|c| matches!(c, Change::Suspect { .. })).len();
     println!("5 nodes, 1 h at 20 % loss: {downs} false downs, {suspects} suspicions");
     assert_eq!(downs, 0);
@@ -121,11 +107,7 @@ fn a_partition_heals_on_its_own() {
     for a in 0..6 {
         for b in 0..6 {
             if a != b {
-                assert_eq!(
-                    sim.state(a, b),
-                    Some(MemberState::Alive),
-                    "{a} sees {b} after heal"
-                );
+                assert_eq!(sim.state(a, b), Some(MemberState::Alive), "{a} sees {b} after heal");
                 if (a < 3) != (b < 3) {
                     let at = sim.first(a, b, t0, up).expect("up again after heal");
                     worst = worst.max(at - t0);
@@ -144,9 +126,7 @@ fn a_graceful_leave_is_seen_at_once() {
     sim.stop(1);
     sim.run_for(SECOND);
     for other in [0, 2, 3] {
-        let at = sim
-            .first(other, 1, t0, |c| matches!(c, Change::Left))
-            .expect("leave seen");
+        let at = sim.first(other, 1, t0, |c| matches!(c, Change::Left)).expect("leave seen");
         assert!(at - t0 < Duration::from_millis(10), "leave took {:?}", at - t0);
         assert_eq!(sim.state(other, 1), Some(MemberState::Left));
     }
@@ -164,10 +144,7 @@ fn a_restart_is_a_new_life_not_the_old_self() {
     sim.start(2);
     sim.run_for(2 * SECOND);
     for other in [0, 1] {
-        assert!(
-            sim.first(other, 2, t0, |c| matches!(c, Change::Restarted { .. }))
-                .is_some()
-        );
+        assert!(sim.first(other, 2, t0, |c| matches!(c, Change::Restarted { .. })).is_some());
         let m = sim.node(other).members().get("psc").unwrap();
         assert_eq!(m.incarnation, sim.nodes[2].incarnation);
         assert_eq!(m.state, MemberState::Alive);
@@ -212,11 +189,7 @@ fn replayed_altered_and_foreign_datagrams_change_nothing() {
     sim.capture = Some(Vec::new());
     sim.run_for(2 * SECOND);
     let captured = sim.capture.take().unwrap();
-    let (from, _, hb) = captured
-        .iter()
-        .find(|(_, d, _)| *d == Dest::Group)
-        .cloned()
-        .unwrap();
+    let (from, _, hb) = captured.iter().find(|(_, d, _)| *d == Dest::Group).cloned().unwrap();
     let to = (from + 1) % 3;
     let before = sim.node(to).rejections();
 
@@ -285,10 +258,7 @@ fn the_simulation_is_deterministic() {
         sim.run_for(60 * SECOND);
         sim.kill(1);
         sim.run_for(10 * SECOND);
-        sim.log
-            .iter()
-            .map(|s| format!("{:?} {} {:?}", s.at, s.observer, s.event))
-            .collect::<Vec<_>>()
+        sim.log.iter().map(|s| format!("{:?} {} {:?}", s.at, s.observer, s.event)).collect::<Vec<_>>()
     };
     assert_eq!(run(42), run(42));
 }

@@ -112,11 +112,7 @@ fn three_agents_report_every_metric_the_pi4_fixture_can_produce() {
 
     // Never a second host tag (Datadog would file the metric under the peer).
     for l in &lines {
-        assert_eq!(
-            l.matches("host:").count(),
-            if l.contains('#') { 1 } else { 0 },
-            "{l}"
-        );
+        assert_eq!(l.matches("host:").count(), if l.contains('#') { 1 } else { 0 }, "{l}");
     }
     // What the fixture cannot produce is not sent: there is no second sensor.
     assert!(
@@ -125,10 +121,8 @@ fn three_agents_report_every_metric_the_pi4_fixture_can_produce() {
             .filter(|l| l.starts_with("herd.cpu.temperature:"))
             .all(|l| l.contains("sensor:cpu-thermal"))
     );
-    let one: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.contains("#host:psa") && !l.starts_with("baton"))
-        .collect();
+    let one: Vec<&String> =
+        lines.iter().filter(|l| l.contains("#host:psa") && !l.starts_with("baton")).collect();
     println!(
         "metric lines from psa ({}):\n{}",
         one.len(),
@@ -154,36 +148,16 @@ fn an_empty_sysfs_sends_no_sensor_metrics_and_the_agent_runs_on() {
     let _b = Agent::start(&spec("psb"));
     // Link metrics still come; sensor ones never do, and nothing is a fake zero.
     let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end
-        && !statsd
-            .lines()
-            .iter()
-            .any(|l| l.1.starts_with("herd.link.rtt_ms:"))
-    {
+    while Instant::now() < end && !statsd.lines().iter().any(|l| l.1.starts_with("herd.link.rtt_ms:")) {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(1));
     let lines: Vec<String> = statsd.lines().into_iter().map(|l| l.1).collect();
-    assert!(
-        lines.iter().any(|l| l.starts_with("herd.link.rtt_ms:")),
-        "{lines:?}"
-    );
-    for absent in [
-        "herd.cpu.temperature",
-        "herd.cpu.freq_mhz",
-        "herd.throttle.",
-        "herd.net.",
-    ] {
-        assert!(
-            !lines.iter().any(|l| l.starts_with(absent)),
-            "{absent} sent from an empty sysfs: {lines:?}"
-        );
+    assert!(lines.iter().any(|l| l.starts_with("herd.link.rtt_ms:")), "{lines:?}");
+    for absent in ["herd.cpu.temperature", "herd.cpu.freq_mhz", "herd.throttle.", "herd.net."] {
+        assert!(!lines.iter().any(|l| l.starts_with(absent)), "{absent} sent from an empty sysfs: {lines:?}");
     }
     // Each missing item is explained once, at debug level.
-    let why = a
-        .lines()
-        .into_iter()
-        .filter(|l| l.contains("get_throttled"))
-        .count();
+    let why = a.lines().into_iter().filter(|l| l.contains("get_throttled")).count();
     assert_eq!(why, 1, "{:#?}", a.lines());
 }

@@ -20,14 +20,10 @@ fn baton_id() -> impl Strategy<Value = BatonId> {
 }
 
 fn view() -> impl Strategy<Value = Option<BatonView>> {
-    proptest::option::of((baton_id(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
-        |(id, counter, settled, holding)| BatonView {
-            id,
-            counter,
-            settled,
-            holding,
-        },
-    ))
+    proptest::option::of(
+        (baton_id(), any::<u64>(), any::<u64>(), any::<bool>())
+            .prop_map(|(id, counter, settled, holding)| BatonView { id, counter, settled, holding }),
+    )
 }
 
 /// An owned message, so the strategies can generate borrowed ones from it.
@@ -43,22 +39,14 @@ enum Kind {
 
 fn kind() -> impl Strategy<Value = Kind> {
     let sightings = proptest::collection::vec((name(), any::<u64>(), any::<u32>()), 0..20);
-    let verdict = prop_oneof![
-        Just(PassVerdict::Taken),
-        Just(PassVerdict::Stale),
-        Just(PassVerdict::Refused)
-    ];
+    let verdict = prop_oneof![Just(PassVerdict::Taken), Just(PassVerdict::Stale), Just(PassVerdict::Refused)];
     prop_oneof![
         (1u16.., any::<u32>(), any::<bool>(), view(), sightings)
             .prop_map(|(p, s, r, v, l)| Kind::Heartbeat(p, s, r, v, l)),
         Just(Kind::Leave),
         any::<u64>().prop_map(Kind::Ping),
         any::<u64>().prop_map(Kind::Ack),
-        (
-            baton_id(),
-            any::<u64>(),
-            proptest::collection::vec(name(), 0..=MAX_LAP.min(16))
-        )
+        (baton_id(), any::<u64>(), proptest::collection::vec(name(), 0..=MAX_LAP.min(16)))
             .prop_map(|(id, c, lap)| Kind::Pass(id, c, lap)),
         (baton_id(), any::<u64>(), verdict, any::<u32>())
             .prop_map(|(id, c, v, d)| Kind::PassAck(id, c, v, d)),
@@ -72,29 +60,17 @@ fn message(k: &Kind) -> Message<'_> {
             hb_seq: *hb_seq,
             relays: *relays,
             baton: *baton,
-            sightings: s
-                .iter()
-                .map(|(n, i, a)| Sighting {
-                    name: n,
-                    incarnation: *i,
-                    age_ms: *a,
-                })
-                .collect(),
+            sightings: s.iter().map(|(n, i, a)| Sighting { name: n, incarnation: *i, age_ms: *a }).collect(),
         }),
         Kind::Leave => Message::Leave,
         Kind::Ping(t) => Message::Ping { token: *t },
         Kind::Ack(t) => Message::Ack { token: *t },
-        Kind::Pass(id, counter, lap) => Message::Pass {
-            id: *id,
-            counter: *counter,
-            lap: lap.iter().map(String::as_str).collect(),
-        },
-        Kind::PassAck(id, counter, verdict, delay_us) => Message::PassAck(PassAck {
-            id: *id,
-            counter: *counter,
-            verdict: *verdict,
-            delay_us: *delay_us,
-        }),
+        Kind::Pass(id, counter, lap) => {
+            Message::Pass { id: *id, counter: *counter, lap: lap.iter().map(String::as_str).collect() }
+        }
+        Kind::PassAck(id, counter, verdict, delay_us) => {
+            Message::PassAck(PassAck { id: *id, counter: *counter, verdict: *verdict, delay_us: *delay_us })
+        }
     }
 }
 
@@ -159,58 +135,29 @@ proptest! {
 
 #[test]
 fn secrets_clusters_and_modes_must_match() {
-    let env = Envelope {
-        cluster: "lab",
-        from: "psa",
-        incarnation: 1,
-        seq: 1,
-        msg: Message::Leave,
-    };
+    let env = Envelope { cluster: "lab", from: "psa", incarnation: 1, seq: 1, msg: Message::Leave };
     let sealed = codec(Some(b"secret")).encode(&env);
     let plain = codec(None).encode(&env);
-    assert_eq!(
-        codec(Some(b"other")).open(&mut sealed.clone()),
-        Err(WireError::AuthFailed)
-    );
+    assert_eq!(codec(Some(b"other")).open(&mut sealed.clone()), Err(WireError::AuthFailed));
     assert_eq!(
         Codec::new("lab2", Some(b"secret"), [0; 16]).open(&mut sealed.clone()),
         Err(WireError::AuthFailed)
     );
-    assert_eq!(
-        codec(None).open(&mut sealed.clone()),
-        Err(WireError::UnexpectedSealed)
-    );
-    assert_eq!(
-        codec(Some(b"secret")).open(&mut plain.clone()),
-        Err(WireError::Unauthenticated)
-    );
-    assert_eq!(
-        Codec::new("lab2", None, [0; 16]).open(&mut plain.clone()),
-        Err(WireError::OtherCluster)
-    );
+    assert_eq!(codec(None).open(&mut sealed.clone()), Err(WireError::UnexpectedSealed));
+    assert_eq!(codec(Some(b"secret")).open(&mut plain.clone()), Err(WireError::Unauthenticated));
+    assert_eq!(Codec::new("lab2", None, [0; 16]).open(&mut plain.clone()), Err(WireError::OtherCluster));
     let mut v2 = plain.clone();
     v2[2] = 2;
     assert_eq!(codec(None).open(&mut v2), Err(WireError::UnsupportedVersion(2)));
-    assert_eq!(
-        codec(None).open(&mut vec![0; 5000]),
-        Err(WireError::Oversized(5000))
-    );
-    assert_eq!(
-        codec(None).open(&mut b"XX\x01\x00".to_vec()),
-        Err(WireError::BadMagic)
-    );
+    assert_eq!(codec(None).open(&mut vec![0; 5000]), Err(WireError::Oversized(5000)));
+    assert_eq!(codec(None).open(&mut b"XX\x01\x00".to_vec()), Err(WireError::BadMagic));
 }
 
 #[test]
 fn sealed_datagrams_do_not_show_names_and_nonces_differ() {
     let c = codec(Some(b"secret"));
-    let env = |seq| Envelope {
-        cluster: "lab",
-        from: "raspberry-psa",
-        incarnation: 1,
-        seq,
-        msg: Message::Leave,
-    };
+    let env =
+        |seq| Envelope { cluster: "lab", from: "raspberry-psa", incarnation: 1, seq, msg: Message::Leave };
     let a = c.encode(&env(1));
     let b = c.encode(&env(2));
     assert!(!a.windows(13).any(|w| w == b"raspberry-psa"));

@@ -62,8 +62,7 @@ fn gossip_socket(g: &GossipSection) -> Result<Socket> {
         return Ok(sock);
     }
     if g.broadcast_only {
-        sock.set_broadcast(true)
-            .context("cannot enable broadcast on the gossip socket")?;
+        sock.set_broadcast(true).context("cannot enable broadcast on the gossip socket")?;
         return Ok(sock);
     }
     let iface = if g.multicast_if.is_unspecified() {
@@ -71,14 +70,13 @@ fn gossip_socket(g: &GossipSection) -> Result<Socket> {
     } else {
         g.multicast_if.to_string()
     };
-    sock.join_multicast_v4(&g.multicast_addr, &g.multicast_if)
-        .with_context(|| {
-            format!(
-                "cannot join multicast group {} on {iface}; set [gossip] multicast_if to the address of \
+    sock.join_multicast_v4(&g.multicast_addr, &g.multicast_if).with_context(|| {
+        format!(
+            "cannot join multicast group {} on {iface}; set [gossip] multicast_if to the address of \
              the interface to use (e.g. \"127.0.0.1\" on a single machine), or use strategy = \"static\"",
-                g.multicast_addr
-            )
-        })?;
+            g.multicast_addr
+        )
+    })?;
     sock.set_multicast_if_v4(&g.multicast_if)
         .with_context(|| format!("cannot send multicast through {iface} ([gossip] multicast_if)"))?;
     sock.set_multicast_ttl_v4(g.multicast_ttl)?;

@@ -64,10 +64,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             start_after: g.heartbeat_interval * 2,
             recheck: (g.heartbeat_interval / 10).max(Duration::from_millis(10)),
         },
-        links: LinkConfig {
-            probe_interval: config.links.probe_interval,
-            window: config.links.window,
-        },
+        links: LinkConfig { probe_interval: config.links.probe_interval, window: config.links.window },
     };
     let how = match (g.strategy, g.broadcast_only) {
         (Strategy::Multicast, false) => format!("multicast {}:{}", g.multicast_addr, g.port),
@@ -96,11 +93,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .then(|| tokio::spawn(net::resolve_seeds(g.clone(), g.heartbeat_interval, seed_tx)));
 
     let mut node = Node::new(node_cfg, rand::make_rng::<SmallRng>(), Instant::now());
-    let mut io = Io {
-        sockets,
-        send_errors: 0,
-        last_send_error_log: None,
-    };
+    let mut io = Io { sockets, send_errors: 0, last_send_error_log: None };
     let mut sink = Sink::new(&config);
     let mut telemetry = Telemetry::new(&config);
     let mut telemetry_tick = tokio::time::interval(config.telemetry.interval);
@@ -189,10 +182,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 /// restarted node is newer than its previous life (see membership.rs for
 /// clocks that go backwards).
 fn incarnation() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(1)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1)
 }
 
 struct Io {
@@ -220,10 +210,7 @@ impl Io {
     fn send_error(&mut self, addr: SocketAddr, e: std::io::Error) {
         self.send_errors += 1;
         let now = Instant::now();
-        if self
-            .last_send_error_log
-            .is_none_or(|t| now.duration_since(t) >= SEND_ERROR_LOG_EVERY)
-        {
+        if self.last_send_error_log.is_none_or(|t| now.duration_since(t) >= SEND_ERROR_LOG_EVERY) {
             self.last_send_error_log = Some(now);
             warn!(to = %addr, error = %e, total = self.send_errors, "cannot send datagram");
         }
@@ -243,17 +230,8 @@ struct Sink {
 
 impl Sink {
     fn new(config: &Config) -> Sink {
-        let hop_sample_rate = if config.baton.hold >= Duration::from_millis(1) {
-            1.0
-        } else {
-            0.01
-        };
-        let mut sink = Sink {
-            metrics: None,
-            config: config.clone(),
-            failed_once: false,
-            hop_sample_rate,
-        };
+        let hop_sample_rate = if config.baton.hold >= Duration::from_millis(1) { 1.0 } else { 0.01 };
+        let mut sink = Sink { metrics: None, config: config.clone(), failed_once: false, hop_sample_rate };
         sink.connect();
         sink
     }
@@ -262,11 +240,7 @@ impl Sink {
         if self.metrics.is_some() {
             return;
         }
-        match Metrics::new(
-            &self.config.statsd,
-            &self.config.node.name,
-            &self.config.baton.metric,
-        ) {
+        match Metrics::new(&self.config.statsd, &self.config.node.name, &self.config.baton.metric) {
             Ok(m) => {
                 if self.failed_once {
                     info!(address = %self.config.statsd.address, "metrics sink ready");
@@ -310,12 +284,7 @@ fn report<R: rand::Rng>(node: &mut Node<R>, sink: &mut Sink) {
                     }
                 }
             }
-            Event::Rejected {
-                source,
-                reason,
-                suppressed,
-                total,
-            } => {
+            Event::Rejected { source, reason, suppressed, total } => {
                 if matches!(reason, Reason::Wire(WireError::OtherCluster)) {
                     info!(%source, %reason, suppressed, total, "datagram rejected");
                 } else {
@@ -356,10 +325,7 @@ fn baton_event(ev: BatonEvent, sink: &mut Sink) {
             info!(epoch = id.epoch, counter, "baton started")
         }
         BatonEvent::Regenerated { id, counter } => {
-            info!(
-                epoch = id.epoch,
-                counter, "baton regenerated (none seen for regenerate_after)"
-            );
+            info!(epoch = id.epoch, counter, "baton regenerated (none seen for regenerate_after)");
             if let Some(m) = m {
                 m.counts.regenerated += 1;
             }

@@ -81,11 +81,7 @@ impl Throttle {
     pub fn newly_set(self, previous: Option<Throttle>) -> Vec<&'static str> {
         let before = previous.map_or(0, |p| p.0);
         let new = self.0 & !before & LIVE_BITS;
-        THROTTLE_FLAGS
-            .iter()
-            .filter(|(_, bit)| new & (1 << bit) != 0)
-            .map(|(name, _)| *name)
-            .collect()
+        THROTTLE_FLAGS.iter().filter(|(_, bit)| new & (1 << bit) != 0).map(|(name, _)| *name).collect()
     }
 }
 
@@ -126,10 +122,8 @@ impl Sensors {
     pub fn new(sysfs_root: &Path, interface: Option<&str>, multicast_if: Ipv4Addr) -> Sensors {
         let proc = sysfs_root.parent().unwrap_or(Path::new("/")).join("proc");
         let mut missing = MissingLog::default();
-        let mut system = missing.check(
-            "sysinfo",
-            System::new().map_err(|e| Fault::Unavailable(e.to_string())),
-        );
+        let mut system =
+            missing.check("sysinfo", System::new().map_err(|e| Fault::Unavailable(e.to_string())));
         // The first CPU times, so that the first read can already give a usage if it comes late enough.
         // Stamped after sysinfo's own stamp, so that "elapsed here" never runs ahead of sysinfo's.
         if let Some(system) = &mut system {
@@ -166,8 +160,7 @@ impl Sensors {
     /// One single-value file under the sysfs root.
     fn sys_value<T>(&mut self, relative: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
         let path = self.sys.join(relative);
-        self.missing
-            .check(&path.to_string_lossy(), read_value(&path, parse))
+        self.missing.check(&path.to_string_lossy(), read_value(&path, parse))
     }
 
     fn temperatures(&mut self) -> Vec<(String, f64)> {
@@ -198,11 +191,7 @@ impl Sensors {
                 continue;
             };
             types.insert(kind.replace('-', "_"));
-            temps.push(Temp {
-                label: kind,
-                source: zone,
-                celsius,
-            });
+            temps.push(Temp { label: kind, source: zone, celsius });
         }
         types
     }
@@ -241,11 +230,7 @@ impl Sensors {
                 } else {
                     name.clone()
                 };
-                temps.push(Temp {
-                    label,
-                    source: format!("{device}_temp{n}"),
-                    celsius,
-                });
+                temps.push(Temp { label, source: format!("{device}_temp{n}"), celsius });
             }
         }
     }
@@ -270,10 +255,7 @@ impl Sensors {
 
     fn load_1(&mut self) -> Option<f64> {
         let load = System::load_average().map(|load| load.one);
-        self.missing.check(
-            "/proc/loadavg",
-            load.map_err(|e| Fault::Unavailable(e.to_string())),
-        )
+        self.missing.check("/proc/loadavg", load.map_err(|e| Fault::Unavailable(e.to_string())))
     }
 
     fn mem_used_pct(&mut self) -> Option<f64> {
@@ -294,28 +276,18 @@ impl Sensors {
         let exists = fs::metadata(&dir).map_err(|_| Fault::Unavailable("no such interface".to_owned()));
         self.missing.check(&dir.to_string_lossy(), exists)?;
         let up = self.sys_value(&format!("class/net/{interface}/operstate"), |s| Some(s == "up"))?;
-        let rx_errors = self.sys_value(&format!("class/net/{interface}/statistics/rx_errors"), |s| {
-            s.parse().ok()
-        });
-        let tx_errors = self.sys_value(&format!("class/net/{interface}/statistics/tx_errors"), |s| {
-            s.parse().ok()
-        });
+        let rx_errors =
+            self.sys_value(&format!("class/net/{interface}/statistics/rx_errors"), |s| s.parse().ok());
+        let tx_errors =
+            self.sys_value(&format!("class/net/{interface}/statistics/tx_errors"), |s| s.parse().ok());
         let wireless = self.proc.join("net/wireless");
-        let wifi_signal_dbm = self
-            .missing
-            .check(&wireless.to_string_lossy(), read_text(&wireless))
-            .and_then(|text| {
+        let wifi_signal_dbm =
+            self.missing.check(&wireless.to_string_lossy(), read_text(&wireless)).and_then(|text| {
                 let level = wireless_level(&text, &interface)?;
                 let key = format!("{} ({interface} level)", wireless.display());
                 self.missing.check(&key, parse_dbm(level))
             });
-        Some(NetState {
-            interface,
-            up,
-            rx_errors: rx_errors?,
-            tx_errors: tx_errors?,
-            wifi_signal_dbm,
-        })
+        Some(NetState { interface, up, rx_errors: rx_errors?, tx_errors: tx_errors?, wifi_signal_dbm })
     }
 
     /// The configured interface, else the one that has `multicast_if`, else the default route's. A name
@@ -325,12 +297,10 @@ impl Sensors {
             Some(name.clone())
         } else if !self.multicast_if.is_unspecified() {
             let wanted = IpAddr::V4(self.multicast_if);
-            let owner = if_addrs::get_if_addrs()
-                .map_err(Fault::Unreadable)
-                .and_then(|interfaces| {
-                    let owner = interfaces.into_iter().find(|i| i.ip() == wanted).map(|i| i.name);
-                    owner.ok_or_else(|| Fault::Unavailable("no interface has this address".to_owned()))
-                });
+            let owner = if_addrs::get_if_addrs().map_err(Fault::Unreadable).and_then(|interfaces| {
+                let owner = interfaces.into_iter().find(|i| i.ip() == wanted).map(|i| i.name);
+                owner.ok_or_else(|| Fault::Unavailable("no interface has this address".to_owned()))
+            });
             self.missing.check(&format!("getifaddrs ({wanted})"), owner)
         } else {
             let route = self.proc.join("net/route");
@@ -340,11 +310,7 @@ impl Sensors {
             self.missing.check(&route.to_string_lossy(), default)
         }?;
         let plain = !name.is_empty() && !name.contains('/') && name != "." && name != "..";
-        let name = if plain {
-            Ok(name)
-        } else {
-            Err(Fault::Garbled(name))
-        };
+        let name = if plain { Ok(name) } else { Err(Fault::Garbled(name)) };
         self.missing.check("gossip interface name", name)
     }
 }
@@ -445,21 +411,14 @@ fn read_string(path: &Path) -> Result<String, Fault> {
 
 fn list_dir(dir: &Path) -> Result<Vec<String>, Fault> {
     let entries = fs::read_dir(dir).map_err(Fault::Unreadable)?;
-    Ok(entries
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .collect())
+    Ok(entries.filter_map(|entry| entry.ok()?.file_name().into_string().ok()).collect())
 }
 
 /// The names of the form `<prefix>N<suffix>`, with their N, in N order.
 fn numbered(names: Vec<String>, prefix: &str, suffix: &str) -> Vec<(u32, String)> {
     let mut found: Vec<(u32, String)> = names
         .into_iter()
-        .filter_map(|name| {
-            Some((
-                name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()?,
-                name,
-            ))
-        })
+        .filter_map(|name| Some((name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()?, name)))
         .collect();
     found.sort();
     found
@@ -472,10 +431,7 @@ fn millidegrees(text: &str) -> Option<f64> {
 
 /// The firmware prints the word in hex, with or without "0x" ("0x50005", "50005", "0").
 fn parse_throttled(text: &str) -> Option<Throttle> {
-    let hex = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-        .unwrap_or(text);
+    let hex = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text);
     u32::from_str_radix(hex, 16).ok().map(Throttle)
 }
 

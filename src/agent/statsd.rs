@@ -156,16 +156,10 @@ impl Metrics {
     pub fn gauge_tagged(&self, name: &str, value: f64, tag: (&str, &str)) {
         match self.flavor {
             Flavor::DogStatsd => {
-                let _ = self
-                    .prefixed
-                    .gauge_with_tags(name, value)
-                    .with_tag(tag.0, tag.1)
-                    .try_send();
+                let _ = self.prefixed.gauge_with_tags(name, value).with_tag(tag.0, tag.1).try_send();
             }
             Flavor::Statsd => {
-                let _ = self
-                    .prefixed
-                    .gauge(&format!("{name}.{}", graphite_safe(tag.1)), value);
+                let _ = self.prefixed.gauge(&format!("{name}.{}", graphite_safe(tag.1)), value);
             }
         }
     }
@@ -198,17 +192,9 @@ impl Metrics {
         }
         let total = self.errors.count.load(Ordering::Relaxed);
         if total > self.reported_errors
-            && self
-                .last_error_log
-                .is_none_or(|t| now.duration_since(t) >= ERROR_LOG_EVERY)
+            && self.last_error_log.is_none_or(|t| now.duration_since(t) >= ERROR_LOG_EVERY)
         {
-            let last = self
-                .errors
-                .last
-                .lock()
-                .ok()
-                .and_then(|l| l.clone())
-                .unwrap_or_default();
+            let last = self.errors.last.lock().ok().and_then(|l| l.clone()).unwrap_or_default();
             warn!(
                 address = %self.address,
                 failed = total - self.reported_errors,
@@ -223,15 +209,7 @@ impl Metrics {
 
 /// A tag value as one Graphite path segment: no dots or StatsD separators.
 fn graphite_safe(v: &str) -> String {
-    v.chars()
-        .map(|c| {
-            if matches!(c, '.' | ':' | '|' | '@' | '#' | ',' | ' ') {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
+    v.chars().map(|c| if matches!(c, '.' | ':' | '|' | '@' | '#' | ',' | ' ') { '_' } else { c }).collect()
 }
 
 fn join(a: &str, b: &str) -> String {

@@ -25,11 +25,7 @@ impl Telemetry {
     pub fn new(config: &Config) -> Telemetry {
         let t = &config.telemetry;
         let sensors = Sensors::new(&t.sysfs_root, t.interface.as_deref(), config.gossip.multicast_if);
-        Telemetry {
-            sensors,
-            last_throttle: None,
-            last: None,
-        }
+        Telemetry { sensors, last_throttle: None, last: None }
     }
 
     /// Reads the sensors and sends one interval's metrics (links included).
@@ -37,11 +33,7 @@ impl Telemetry {
         let reading = self.sensors.read();
         if let Some(t) = reading.throttle {
             for flag in t.newly_set(self.last_throttle) {
-                warn!(
-                    flag,
-                    word = format!("{:#x}", t.0),
-                    "Raspberry Pi firmware reports {flag}"
-                );
+                warn!(flag, word = format!("{:#x}", t.0), "Raspberry Pi firmware reports {flag}");
             }
             self.last_throttle = Some(t);
         }
@@ -103,14 +95,5 @@ fn round3(v: f64) -> f64 {
 
 /// A sensor label as a tag value: no StatsD separators, no spaces.
 fn tag_safe(label: &str) -> String {
-    label
-        .chars()
-        .map(|c| {
-            if c.is_whitespace() || matches!(c, '|' | ',' | '#') {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
+    label.chars().map(|c| if c.is_whitespace() || matches!(c, '|' | ',' | '#') { '_' } else { c }).collect()
 }

@@ -220,10 +220,8 @@ impl Config {
 
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Config::from_toml_str(&text, &path.display().to_string())
     }
 
@@ -238,11 +236,7 @@ impl Config {
             });
             ConfigError::Syntax {
                 path: origin.to_owned(),
-                message: format!(
-                    "TOML syntax error at {}{}",
-                    at.unwrap_or_default(),
-                    e.message().trim()
-                ),
+                message: format!("TOML syntax error at {}{}", at.unwrap_or_default(), e.message().trim()),
             }
         })?;
         validate(table)
@@ -258,10 +252,7 @@ impl Config {
         let int = |v: i64| Value::Integer(v);
         let list = |v: &[String]| Value::Array(v.iter().map(|x| s(x)).collect());
         let sections: Vec<(&str, Vec<(&str, Value)>)> = vec![
-            (
-                "node",
-                vec![("name", s(&self.node.name)), ("cluster", s(&self.node.cluster))],
-            ),
+            ("node", vec![("name", s(&self.node.name)), ("cluster", s(&self.node.cluster))]),
             (
                 "gossip",
                 vec![
@@ -281,10 +272,7 @@ impl Config {
                     ),
                     (
                         "secret_file",
-                        s(&g.secret_file
-                            .as_ref()
-                            .map(|p| p.display().to_string())
-                            .unwrap_or_default()),
+                        s(&g.secret_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
                     ),
                     ("heartbeat_interval", dur(g.heartbeat_interval)),
                     ("suspect_after", dur(g.suspect_after)),
@@ -323,10 +311,7 @@ impl Config {
                 vec![
                     ("interval", dur(self.telemetry.interval)),
                     ("sysfs_root", s(&self.telemetry.sysfs_root.display().to_string())),
-                    (
-                        "interface",
-                        s(self.telemetry.interface.as_deref().unwrap_or_default()),
-                    ),
+                    ("interface", s(self.telemetry.interface.as_deref().unwrap_or_default())),
                 ],
             ),
             (
@@ -336,13 +321,7 @@ impl Config {
                     ("window", int(self.links.window as i64)),
                 ],
             ),
-            (
-                "status",
-                vec![(
-                    "listen",
-                    s(&self.status.listen.map(|a| a.to_string()).unwrap_or_default()),
-                )],
-            ),
+            ("status", vec![("listen", s(&self.status.listen.map(|a| a.to_string()).unwrap_or_default()))]),
             ("log", vec![("level", s(&self.log.level))]),
         ];
         for (i, (name, keys)) in sections.into_iter().enumerate() {
@@ -387,11 +366,7 @@ impl<'p> Section<'p> {
                 Table::new()
             }
         };
-        Section {
-            name,
-            table,
-            problems,
-        }
+        Section { name, table, problems }
     }
 
     fn problem(&mut self, key: &str, value: &Value, allowed: impl Into<String>) {
@@ -419,16 +394,12 @@ impl<'p> Section<'p> {
 
     fn string(&mut self, key: &str, default: &str) -> String {
         self.get(key, default.to_owned(), |v| {
-            v.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| "must be a string".into())
+            v.as_str().map(str::to_owned).ok_or_else(|| "must be a string".into())
         })
     }
 
     fn boolean(&mut self, key: &str, default: bool) -> bool {
-        self.get(key, default, |v| {
-            v.as_bool().ok_or_else(|| "must be true or false".into())
-        })
+        self.get(key, default, |v| v.as_bool().ok_or_else(|| "must be true or false".into()))
     }
 
     fn int(&mut self, key: &str, default: i64, lo: i64, hi: i64) -> i64 {
@@ -502,11 +473,7 @@ impl<'p> Section<'p> {
 }
 
 fn quoted(items: &[&str]) -> String {
-    items
-        .iter()
-        .map(|s| format!("\"{s}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
+    items.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
 }
 
 /// Names of nodes and clusters travel in every datagram and in StatsD tags and
@@ -514,8 +481,7 @@ fn quoted(items: &[&str]) -> String {
 pub fn check_name(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= crate::core::wire::MAX_NAME
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if ok {
         Ok(())
     } else {
@@ -627,13 +593,8 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
         "data_port",
         "max_members",
     ]);
-    let mut cross = |path: &str, value: String, allowed: String| {
-        p.push(Problem {
-            path: path.into(),
-            value,
-            allowed,
-        })
-    };
+    let mut cross =
+        |path: &str, value: String, allowed: String| p.push(Problem { path: path.into(), value, allowed });
     if suspect_after <= heartbeat_interval {
         cross(
             "gossip.suspect_after",
@@ -648,10 +609,7 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
         cross(
             "gossip.down_after",
             format!("\"{}\"", format_duration(down_after)),
-            format!(
-                "must be longer than suspect_after ({})",
-                format_duration(suspect_after)
-            ),
+            format!("must be longer than suspect_after ({})", format_duration(suspect_after)),
         );
     }
     if strategy == Strategy::Static && hosts.is_empty() {
@@ -682,10 +640,7 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
             "is the placeholder `herd check` prints; put the real secret here (or use secret_file)".into(),
         );
     }
-    let secret = match (
-        secret_text.is_empty() || secret_text == REDACTED,
-        secret_file.is_empty(),
-    ) {
+    let secret = match (secret_text.is_empty() || secret_text == REDACTED, secret_file.is_empty()) {
         (true, true) => None,
         (false, true) => Some(Secret(secret_text.into_bytes())),
         (false, false) => {
@@ -702,11 +657,7 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
                 let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
                 let text = text.strip_suffix(b"\r").unwrap_or(text).to_vec();
                 if text.is_empty() {
-                    cross(
-                        "gossip.secret_file",
-                        format!("{secret_file:?}"),
-                        "the file is empty".into(),
-                    );
+                    cross("gossip.secret_file", format!("{secret_file:?}"), "the file is empty".into());
                     None
                 } else {
                     Some(Secret(text))
@@ -748,34 +699,18 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
         if n.is_empty() {
             return Ok(String::new());
         }
-        check_name(n)
-            .map(|_| n.to_owned())
-            .map_err(|e| format!("{e}, or \"\" for leaderless"))
+        check_name(n).map(|_| n.to_owned()).map_err(|e| format!("{e}, or \"\" for leaderless"))
     });
     let metric = s.get("metric", "baton".to_owned(), |v| {
         let m = v.as_str().unwrap_or_default();
-        let ok = !m.is_empty()
-            && m.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
-        if ok {
-            Ok(m.to_owned())
-        } else {
-            Err("must be a metric name of letters, digits, '_' or '.'".into())
-        }
+        let ok = !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+        if ok { Ok(m.to_owned()) } else { Err("must be a metric name of letters, digits, '_' or '.'".into()) }
     });
     let hold = s.duration("hold", "0ms", Duration::ZERO);
     let pass_timeout = s.duration("pass_timeout", "250ms", Duration::from_millis(1));
     let max_retries = s.int("max_retries", 3, 0, 100) as u32;
     let regenerate_after = s.duration("regenerate_after", "3s", Duration::from_millis(10));
-    s.finish(&[
-        "enabled",
-        "main_node",
-        "metric",
-        "hold",
-        "pass_timeout",
-        "max_retries",
-        "regenerate_after",
-    ]);
+    s.finish(&["enabled", "main_node", "metric", "hold", "pass_timeout", "max_retries", "regenerate_after"]);
     if regenerate_after <= pass_timeout * (max_retries + 1) {
         p.push(Problem {
             path: "baton.regenerate_after".into(),
@@ -786,15 +721,8 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
             ),
         });
     }
-    let baton = BatonSection {
-        enabled,
-        main_node,
-        metric,
-        hold,
-        pass_timeout,
-        max_retries,
-        regenerate_after,
-    };
+    let baton =
+        BatonSection { enabled, main_node, metric, hold, pass_timeout, max_retries, regenerate_after };
 
     let mut s = Section::new(&mut root, "statsd", p);
     let address = s.get("address", StatsdAddress::Udp("127.0.0.1:8125".into()), |v| {
@@ -810,9 +738,7 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
     });
     let prefix = s.get("prefix", "herd".to_owned(), |v| {
         let m = v.as_str().ok_or("must be a string")?;
-        if m.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-        {
+        if m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
             Ok(m.trim_matches('.').to_owned())
         } else {
             Err("must be letters, digits, '_' or '.' (or \"\" for none)".into())
@@ -825,22 +751,8 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
     };
     let max_packet_size = s.int("max_packet_size", 1432, 64, 65507) as usize;
     let flush_interval = s.duration("flush_interval", "1s", Duration::from_millis(1));
-    s.finish(&[
-        "address",
-        "prefix",
-        "tags",
-        "flavor",
-        "max_packet_size",
-        "flush_interval",
-    ]);
-    let statsd = StatsdSection {
-        address,
-        prefix,
-        tags,
-        flavor,
-        max_packet_size,
-        flush_interval,
-    };
+    s.finish(&["address", "prefix", "tags", "flavor", "max_packet_size", "flush_interval"]);
+    let statsd = StatsdSection { address, prefix, tags, flavor, max_packet_size, flush_interval };
 
     let mut s = Section::new(&mut root, "telemetry", p);
     let interval = s.duration("interval", "10s", Duration::from_millis(100));
@@ -855,33 +767,23 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
         }
     });
     s.finish(&["interval", "sysfs_root", "interface"]);
-    let telemetry = TelemetrySection {
-        interval,
-        sysfs_root,
-        interface,
-    };
+    let telemetry = TelemetrySection { interval, sysfs_root, interface };
 
     let mut s = Section::new(&mut root, "links", p);
     let probe_interval = s.duration("probe_interval", "1s", Duration::from_millis(10));
     let window = s.int("window", 60, 1, 10_000) as usize;
     s.finish(&["probe_interval", "window"]);
-    let links = LinksSection {
-        probe_interval,
-        window,
-    };
+    let links = LinksSection { probe_interval, window };
 
     let mut s = Section::new(&mut root, "status", p);
-    let listen = s.get(
-        "listen",
-        Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 45894))),
-        |v| match v.as_str() {
+    let listen =
+        s.get("listen", Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 45894))), |v| match v.as_str() {
             Some("") => Ok(None),
             Some(a) => a.parse::<SocketAddr>().map(Some).map_err(|_| {
                 "must be \"ip:port\" such as \"127.0.0.1:45894\", or \"\" to disable".to_owned()
             }),
             None => Err("must be a string".into()),
-        },
-    );
+        });
     s.finish(&["listen"]);
     let status = StatusSection { listen };
 
@@ -897,24 +799,11 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
             }
             _ => "unknown key; keys belong in a section such as [node] or [gossip]",
         };
-        problems.push(Problem {
-            path: key,
-            value: value.to_string(),
-            allowed: allowed.into(),
-        });
+        problems.push(Problem { path: key, value: value.to_string(), allowed: allowed.into() });
     }
 
     if problems.is_empty() {
-        Ok(Config {
-            node,
-            gossip,
-            baton,
-            statsd,
-            telemetry,
-            links,
-            status,
-            log,
-        })
+        Ok(Config { node, gossip, baton, statsd, telemetry, links, status, log })
     } else {
         Err(ConfigError::Invalid(problems))
     }

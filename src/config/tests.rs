@@ -27,11 +27,8 @@ fn empty_file_gives_documented_defaults() {
 
 #[test]
 fn effective_config_round_trips() {
-    let c = Config::from_toml_str(
-        "[node]\nname = \"psa\"\n[gossip]\nhosts = [\"10.0.0.1:45892\"]\n",
-        "t",
-    )
-    .unwrap();
+    let c = Config::from_toml_str("[node]\nname = \"psa\"\n[gossip]\nhosts = [\"10.0.0.1:45892\"]\n", "t")
+        .unwrap();
     let again = Config::from_toml_str(&c.to_toml(), "t").unwrap();
     assert_eq!(c, again);
 }
@@ -49,21 +46,9 @@ fn every_problem_is_reported_at_once_with_path_value_and_allowed() {
     assert!(lines.iter().any(|l| l.starts_with(
         "gossip.strategy = \"carrier-pigeon\": must be one of \"multicast\", \"static\", \"dns\""
     )));
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("gossip.heartbeat_interval = \"soon\": must be a duration"))
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("gossip.bogus = 1: unknown key"))
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("baton.max_retries = -1: must be an integer from 0 to 100"))
-    );
+    assert!(lines.iter().any(|l| l.starts_with("gossip.heartbeat_interval = \"soon\": must be a duration")));
+    assert!(lines.iter().any(|l| l.starts_with("gossip.bogus = 1: unknown key")));
+    assert!(lines.iter().any(|l| l.starts_with("baton.max_retries = -1: must be an integer from 0 to 100")));
     assert_eq!(p.len(), 5, "{lines:?}");
 }
 
@@ -72,53 +57,26 @@ fn cross_key_rules() {
     let p = problems("[gossip]\nheartbeat_interval = \"2s\"\nsuspect_after = \"1s\"\ndown_after = \"1s\"\n");
     let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(paths, ["gossip.suspect_after", "gossip.down_after"]);
-    assert_eq!(
-        problems("[gossip]\nstrategy = \"static\"\n")[0].path,
-        "gossip.hosts"
-    );
-    assert_eq!(
-        problems("[gossip]\nstrategy = \"dns\"\n")[0].path,
-        "gossip.dns_name"
-    );
-    assert_eq!(
-        problems("[gossip]\ndata_port = 45892\n")[0].path,
-        "gossip.data_port"
-    );
-    assert_eq!(
-        problems("[gossip]\nsecret = \"a\"\nsecret_file = \"/x\"\n")[0].path,
-        "gossip.secret_file"
-    );
+    assert_eq!(problems("[gossip]\nstrategy = \"static\"\n")[0].path, "gossip.hosts");
+    assert_eq!(problems("[gossip]\nstrategy = \"dns\"\n")[0].path, "gossip.dns_name");
+    assert_eq!(problems("[gossip]\ndata_port = 45892\n")[0].path, "gossip.data_port");
+    assert_eq!(problems("[gossip]\nsecret = \"a\"\nsecret_file = \"/x\"\n")[0].path, "gossip.secret_file");
 }
 
 #[test]
 fn addresses_names_and_lists_are_checked() {
-    assert_eq!(
-        problems("[gossip]\nmulticast_addr = \"10.0.0.1\"\n")[0].path,
-        "gossip.multicast_addr"
-    );
+    assert_eq!(problems("[gossip]\nmulticast_addr = \"10.0.0.1\"\n")[0].path, "gossip.multicast_addr");
     assert!(
-        Config::from_toml_str(
-            "[gossip]\nbroadcast_only = true\nmulticast_addr = \"10.0.0.255\"\n",
-            "t"
-        )
-        .is_ok()
+        Config::from_toml_str("[gossip]\nbroadcast_only = true\nmulticast_addr = \"10.0.0.255\"\n", "t")
+            .is_ok()
     );
-    assert_eq!(
-        problems("[gossip]\nif_addr = \"eth0\"\n")[0].path,
-        "gossip.if_addr"
-    );
+    assert_eq!(problems("[gossip]\nif_addr = \"eth0\"\n")[0].path, "gossip.if_addr");
     assert_eq!(problems("[gossip]\nhosts = [\"nope\"]\n")[0].path, "gossip.hosts");
     assert_eq!(problems("[node]\nname = \"bad name!\"\n")[0].path, "node.name");
     assert_eq!(problems("[node]\ncluster = \"\"\n")[0].path, "node.cluster");
-    assert_eq!(
-        problems("[statsd]\naddress = \"unix://relative\"\n")[0].path,
-        "statsd.address"
-    );
+    assert_eq!(problems("[statsd]\naddress = \"unix://relative\"\n")[0].path, "statsd.address");
     assert_eq!(problems("[statsd]\ntags = [\"a|b\"]\n")[0].path, "statsd.tags");
-    assert_eq!(
-        problems("[status]\nlisten = \"localhost\"\n")[0].path,
-        "status.listen"
-    );
+    assert_eq!(problems("[status]\nlisten = \"localhost\"\n")[0].path, "status.listen");
     assert_eq!(problems("[log]\nlevel = \"loud\"\n")[0].path, "log.level");
     assert_eq!(problems("[wat]\nx = 1\n")[0].path, "wat");
     assert_eq!(problems("gossip = 3\n")[0].path, "gossip");
@@ -127,10 +85,7 @@ fn addresses_names_and_lists_are_checked() {
         "t",
     )
     .unwrap();
-    assert_eq!(
-        c.statsd.address,
-        StatsdAddress::Unix("/var/run/datadog/dsd.socket".into())
-    );
+    assert_eq!(c.statsd.address, StatsdAddress::Unix("/var/run/datadog/dsd.socket".into()));
     assert_eq!(c.status.listen, None);
 }
 
@@ -139,11 +94,8 @@ fn secret_file_is_read_and_trailing_newline_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("secret");
     std::fs::write(&f, "hunter2\n").unwrap();
-    let c = Config::from_toml_str(
-        &format!("[gossip]\nsecret_file = {:?}\n", f.display().to_string()),
-        "t",
-    )
-    .unwrap();
+    let c = Config::from_toml_str(&format!("[gossip]\nsecret_file = {:?}\n", f.display().to_string()), "t")
+        .unwrap();
     assert_eq!(c.gossip.secret, Some(Secret(b"hunter2".to_vec())));
     assert!(!c.to_toml().contains("hunter2"));
     let missing = problems("[gossip]\nsecret_file = \"/nonexistent/herd-secret\"\n");
@@ -171,29 +123,16 @@ fn durations_accept_zero_and_units() {
 fn shipped_config_documents_every_key_with_its_default() {
     let shipped = include_str!("../../config/herd.toml");
     let parsed = Config::from_toml_str(shipped, "config/herd.toml").unwrap();
-    assert_eq!(
-        parsed,
-        Config::defaults().unwrap(),
-        "config/herd.toml must hold the defaults"
-    );
+    assert_eq!(parsed, Config::defaults().unwrap(), "config/herd.toml must hold the defaults");
     let table: Table = shipped.parse().unwrap();
     let effective: Table = parsed.to_toml().parse().unwrap();
     for (section, keys) in &effective {
         let keys = keys.as_table().unwrap();
-        let doc = table[section]
-            .as_table()
-            .unwrap_or_else(|| panic!("[{section}] missing"));
+        let doc = table[section].as_table().unwrap_or_else(|| panic!("[{section}] missing"));
         for key in keys.keys() {
-            assert!(
-                doc.contains_key(key),
-                "{section}.{key} is not in config/herd.toml"
-            );
+            assert!(doc.contains_key(key), "{section}.{key} is not in config/herd.toml");
         }
-        assert_eq!(
-            doc.len(),
-            keys.len(),
-            "[{section}] has keys the effective config does not print"
-        );
+        assert_eq!(doc.len(), keys.len(), "[{section}] has keys the effective config does not print");
     }
 }
 

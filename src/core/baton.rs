@@ -95,11 +95,7 @@ pub enum BatonEvent {
 /// A datagram the relay wants sent to a peer's data address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelaySend {
-    Pass {
-        id: BatonId,
-        counter: u64,
-        lap: Vec<String>,
-    },
+    Pass { id: BatonId, counter: u64, lap: Vec<String> },
     PassAck(PassAck),
 }
 
@@ -124,13 +120,7 @@ enum Holding {
     /// Took the baton; passes it on at `until`.
     Waiting { until: Instant },
     /// Sent it to `to`; waiting for the ack until `deadline`.
-    Passing {
-        to: String,
-        addr: SocketAddr,
-        first_sent: Instant,
-        attempt: u32,
-        deadline: Instant,
-    },
+    Passing { to: String, addr: SocketAddr, first_sent: Instant, attempt: u32, deadline: Instant },
     /// Nobody else alive relays: keep it until a peer appears.
     Alone,
 }
@@ -225,9 +215,7 @@ impl Relay {
 
     /// Holds it and is not in the middle of a pass (simulator invariant).
     pub fn holding_still(&self) -> bool {
-        self.held
-            .as_ref()
-            .is_some_and(|h| !matches!(h.state, Holding::Passing { .. }))
+        self.held.as_ref().is_some_and(|h| !matches!(h.state, Holding::Passing { .. }))
     }
 
     pub fn best(&self) -> Option<BatonId> {
@@ -269,14 +257,7 @@ impl Relay {
         counter: u64,
         lap: &[&str],
     ) {
-        let ack = |verdict| {
-            RelaySend::PassAck(PassAck {
-                id,
-                counter,
-                verdict,
-                delay_us: 0,
-            })
-        };
+        let ack = |verdict| RelaySend::PassAck(PassAck { id, counter, verdict, delay_us: 0 });
         if !self.cfg.enabled {
             cx.out.sends.push((src, ack(PassVerdict::Refused)));
             return;
@@ -311,12 +292,7 @@ impl Relay {
         self.take(cx, id, counter, lap);
         // The ack goes after the onward pass: at full speed the next holder is
         // on the critical path and the previous one is not.
-        let taken = PassAck {
-            id,
-            counter,
-            verdict: PassVerdict::Taken,
-            delay_us: 0,
-        };
+        let taken = PassAck { id, counter, verdict: PassVerdict::Taken, delay_us: 0 };
         if self.ack_delay.is_zero() {
             cx.out.sends.push((src, RelaySend::PassAck(taken)));
         } else {
@@ -342,10 +318,7 @@ impl Relay {
             let due = all || now >= *since + delay;
             if due {
                 let held = now.saturating_duration_since(*since).as_micros();
-                let ack = PassAck {
-                    delay_us: held.min(u32::MAX as u128) as u32,
-                    ..*ack
-                };
+                let ack = PassAck { delay_us: held.min(u32::MAX as u128) as u32, ..*ack };
                 out.sends.push((*to, RelaySend::PassAck(ack)));
             }
             !due
@@ -364,10 +337,7 @@ impl Relay {
         match ack.verdict {
             PassVerdict::Taken => {
                 let delay = Duration::from_micros(ack.delay_us.into());
-                let hop = cx
-                    .now
-                    .saturating_duration_since(*first_sent)
-                    .saturating_sub(delay);
+                let hop = cx.now.saturating_duration_since(*first_sent).saturating_sub(delay);
                 self.settled = self.settled.max(ack.counter);
                 cx.out.events.push(BatonEvent::Acked { hop });
                 self.last_seen = cx.now;
@@ -408,26 +378,13 @@ impl Relay {
         };
         match &mut h.state {
             Holding::Waiting { until } if *until <= now => self.pass_on(cx),
-            Holding::Passing {
-                to,
-                addr,
-                attempt,
-                deadline,
-                ..
-            } if *deadline <= now => {
+            Holding::Passing { to, addr, attempt, deadline, .. } if *deadline <= now => {
                 if *attempt < self.cfg.max_retries {
                     *attempt += 1;
                     *deadline = now + self.cfg.pass_timeout;
                     cx.out.events.push(BatonEvent::Retransmit { to: to.clone() });
                     let lap = h.lap.iter().cloned().collect();
-                    cx.out.sends.push((
-                        *addr,
-                        RelaySend::Pass {
-                            id: h.id,
-                            counter: h.counter,
-                            lap,
-                        },
-                    ));
+                    cx.out.sends.push((*addr, RelaySend::Pass { id: h.id, counter: h.counter, lap }));
                 } else {
                     cx.out.events.push(BatonEvent::Skipped { to: to.clone() });
                     self.forward(cx);
@@ -449,11 +406,7 @@ impl Relay {
                 Holding::Alone => None,
             },
         };
-        let acks = self
-            .pending_acks
-            .iter()
-            .map(|(_, _, since)| *since + self.ack_delay)
-            .min();
+        let acks = self.pending_acks.iter().map(|(_, _, since)| *since + self.ack_delay).min();
         [own, acks].into_iter().flatten().min()
     }
 
@@ -481,11 +434,7 @@ impl Relay {
             }
         };
         let Some(addr) = target else { return false };
-        let send = RelaySend::Pass {
-            id: h.id,
-            counter: h.counter,
-            lap: h.lap.iter().cloned().collect(),
-        };
+        let send = RelaySend::Pass { id: h.id, counter: h.counter, lap: h.lap.iter().cloned().collect() };
         cx.out.sends.push((addr, send.clone()));
         cx.out.sends.push((addr, send));
         true
@@ -517,21 +466,12 @@ impl Relay {
             self.next_check = now + self.cfg.recheck;
             return;
         }
-        let id = BatonId {
-            epoch: self.best.map_or(1, |b| b.epoch + 1),
-            origin: self.origin,
-        };
+        let id = BatonId { epoch: self.best.map_or(1, |b| b.epoch + 1), origin: self.origin };
         let counter = self.high;
         cx.out.events.push(if self.best.is_none() {
-            BatonEvent::Started {
-                id,
-                counter: counter + 1,
-            }
+            BatonEvent::Started { id, counter: counter + 1 }
         } else {
-            BatonEvent::Regenerated {
-                id,
-                counter: counter + 1,
-            }
+            BatonEvent::Regenerated { id, counter: counter + 1 }
         });
         self.best = Some(id);
         self.last_seen = now;
@@ -540,12 +480,7 @@ impl Relay {
 
     fn take<R: Rng>(&mut self, cx: &mut Cx<'_, R>, id: BatonId, counter: u64, lap: VecDeque<String>) {
         let until = cx.now + self.cfg.hold;
-        self.held = Some(Held {
-            id,
-            counter,
-            lap,
-            state: Holding::Waiting { until },
-        });
+        self.held = Some(Held { id, counter, lap, state: Holding::Waiting { until } });
         if self.cfg.hold.is_zero() {
             self.pass_on(cx);
         }
@@ -576,28 +511,13 @@ impl Relay {
                 if self.cfg.hold.is_zero() {
                     continue;
                 }
-                h.state = Holding::Waiting {
-                    until: now + self.cfg.hold,
-                };
+                h.state = Holding::Waiting { until: now + self.cfg.hold };
                 break;
             }
             let lap = h.lap.iter().cloned().collect();
-            cx.out.sends.push((
-                addr,
-                RelaySend::Pass {
-                    id: h.id,
-                    counter: h.counter,
-                    lap,
-                },
-            ));
+            cx.out.sends.push((addr, RelaySend::Pass { id: h.id, counter: h.counter, lap }));
             let deadline = now + self.cfg.pass_timeout;
-            h.state = Holding::Passing {
-                to,
-                addr,
-                first_sent: now,
-                attempt: 0,
-                deadline,
-            };
+            h.state = Holding::Passing { to, addr, first_sent: now, attempt: 0, deadline };
             break;
         }
         self.last_seen = now;
@@ -676,9 +596,7 @@ impl Relay {
     /// Whether this node has the lowest name among itself and the alive
     /// (not suspect) relaying members: the one that starts or regenerates.
     fn lowest_alive(&self, members: &Members) -> bool {
-        !members
-            .iter()
-            .any(|m| m.state == MemberState::Alive && m.relays && m.name < self.me)
+        !members.iter().any(|m| m.state == MemberState::Alive && m.relays && m.name < self.me)
     }
 
     fn drop_older(&mut self, best: BatonId, out: &mut RelayOut) {
@@ -689,11 +607,7 @@ impl Relay {
 
     fn drop_held(&mut self, why: &'static str, out: &mut RelayOut) {
         if let Some(h) = self.held.take() {
-            out.events.push(BatonEvent::Dropped {
-                id: h.id,
-                counter: h.counter,
-                why,
-            });
+            out.events.push(BatonEvent::Dropped { id: h.id, counter: h.counter, why });
         }
     }
 }
@@ -704,7 +618,5 @@ fn is_alive(members: &Members, name: &str) -> bool {
 
 /// FNV-1a: a stable 64-bit hash of a node name for [`BatonId::origin`].
 pub fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }

@@ -62,11 +62,7 @@ pub struct Links {
 
 impl Links {
     pub fn new(cfg: LinkConfig, now: Instant) -> Links {
-        Links {
-            cfg,
-            peers: BTreeMap::new(),
-            next_probe: now + cfg.probe_interval,
-        }
+        Links { cfg, peers: BTreeMap::new(), next_probe: now + cfg.probe_interval }
     }
 
     /// How long a probe may go unanswered before it counts as lost: one probe
@@ -94,9 +90,7 @@ impl Links {
         }
         self.next_probe = now + self.cfg.probe_interval;
         self.peers.retain(|name, p| {
-            members
-                .get(name)
-                .is_some_and(|m| m.state.is_live() && m.incarnation == p.incarnation)
+            members.get(name).is_some_and(|m| m.state.is_live() && m.incarnation == p.incarnation)
         });
         for m in members.live() {
             let peer = self.peers.entry(m.name.clone()).or_insert_with(|| Peer {
@@ -108,11 +102,7 @@ impl Links {
             if peer.probes.len() == self.cfg.window {
                 peer.probes.pop_front();
             }
-            peer.probes.push_back(Probe {
-                token,
-                sent: now,
-                rtt: None,
-            });
+            peer.probes.push_back(Probe { token, sent: now, rtt: None });
             out.push((m.data_addr, token));
         }
     }
@@ -122,11 +112,7 @@ impl Links {
         let Some(peer) = self.peers.get_mut(from) else {
             return false;
         };
-        match peer
-            .probes
-            .iter_mut()
-            .find(|p| p.token == token && p.rtt.is_none())
-        {
+        match peer.probes.iter_mut().find(|p| p.token == token && p.rtt.is_none()) {
             Some(p) => {
                 p.rtt = Some(now.saturating_duration_since(p.sent));
                 true
@@ -158,16 +144,9 @@ impl Links {
             .iter()
             .map(|(name, p)| {
                 let rtts: Vec<f64> = p.probes.iter().filter_map(|q| q.rtt).map(ms).collect();
-                let settled = p
-                    .probes
-                    .iter()
-                    .filter(|q| q.rtt.is_some() || now >= q.sent + lost_after)
-                    .count();
-                let lost = p
-                    .probes
-                    .iter()
-                    .filter(|q| q.rtt.is_none() && now >= q.sent + lost_after)
-                    .count();
+                let settled =
+                    p.probes.iter().filter(|q| q.rtt.is_some() || now >= q.sent + lost_after).count();
+                let lost = p.probes.iter().filter(|q| q.rtt.is_none() && now >= q.sent + lost_after).count();
                 let rtt_ms = (!rtts.is_empty()).then(|| rtts.iter().sum::<f64>() / rtts.len() as f64);
                 let jitter_ms = (rtts.len() >= 2).then(|| {
                     rtts.windows(2).map(|w| (w[1] - w[0]).abs()).sum::<f64>() / (rtts.len() - 1) as f64
@@ -180,13 +159,7 @@ impl Links {
                     }
                     _ => None,
                 };
-                LinkStats {
-                    peer: name.clone(),
-                    rtt_ms,
-                    jitter_ms,
-                    loss_pct,
-                    heartbeat_loss_pct,
-                }
+                LinkStats { peer: name.clone(), rtt_ms, jitter_ms, loss_pct, heartbeat_loss_pct }
             })
             .collect()
     }
@@ -214,19 +187,9 @@ mod tests {
         };
         let mut members = Members::new(8, timing);
         let addr: SocketAddr = "10.0.0.2:45893".parse().unwrap();
-        let hello = Hello {
-            gossip_addr: addr,
-            data_addr: addr,
-            relays: true,
-        };
+        let hello = Hello { gossip_addr: addr, data_addr: addr, relays: true };
         members.admit(t0, "psb", 7, 1, Some(hello), &mut Vec::new());
-        let links = Links::new(
-            LinkConfig {
-                probe_interval: SECOND,
-                window,
-            },
-            t0,
-        );
+        let links = Links::new(LinkConfig { probe_interval: SECOND, window }, t0);
         (t0, members, links, SmallRng::seed_from_u64(1))
     }
 
@@ -245,10 +208,7 @@ mod tests {
     fn known_rtts_and_losses_give_mean_jitter_and_loss() {
         let (t0, members, mut links, mut rng) = setup(60);
         // RTTs 10, 20, lost, 40, 10 ms: mean 20, jitter (10 + 20 + 30) / 3 = 20, loss 1 / 5.
-        for (i, rtt) in [Some(10), Some(20), None, Some(40), Some(10)]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, rtt) in [Some(10), Some(20), None, Some(40), Some(10)].into_iter().enumerate() {
             round(&mut links, &members, &mut rng, t0 + SECOND * (i as u32 + 1), rtt);
         }
         let at = t0 + 7 * SECOND;
@@ -265,10 +225,7 @@ mod tests {
         round(&mut links, &members, &mut rng, t0 + SECOND, None);
         // Just sent and unanswered: pending, so no loss figure yet.
         assert_eq!(links.stats(t0 + SECOND).first().unwrap().loss_pct, None);
-        assert_eq!(
-            links.stats(t0 + 2 * SECOND).first().unwrap().loss_pct,
-            Some(100.0)
-        );
+        assert_eq!(links.stats(t0 + 2 * SECOND).first().unwrap().loss_pct, Some(100.0));
         // Three good probes push the lost one out of a window of 3.
         for i in 2..5 {
             round(&mut links, &members, &mut rng, t0 + SECOND * i, Some(5));
@@ -290,11 +247,7 @@ mod tests {
         assert_eq!(links.stats(t0 + SECOND)[0].heartbeat_loss_pct, Some(20.0));
         // Restarted (incarnation 8): the next round forgets the old life.
         let addr: SocketAddr = "10.0.0.2:45893".parse().unwrap();
-        let hello = Hello {
-            gossip_addr: addr,
-            data_addr: addr,
-            relays: true,
-        };
+        let hello = Hello { gossip_addr: addr, data_addr: addr, relays: true };
         members.admit(t0 + 2 * SECOND, "psb", 8, 1, Some(hello), &mut Vec::new());
         let mut out = Vec::new();
         links.handle_timeout(t0 + 2 * SECOND, &members, &mut rng, &mut out);

@@ -140,11 +140,7 @@ pub struct Members {
 
 impl Members {
     pub fn new(cap: usize, timing: Timing) -> Members {
-        Members {
-            map: BTreeMap::new(),
-            cap,
-            timing,
-        }
+        Members { map: BTreeMap::new(), cap, timing }
     }
 
     pub fn get(&self, name: &str) -> Option<&Member> {
@@ -186,8 +182,7 @@ impl Members {
             if self.map.len() >= self.cap && !self.evict_one() {
                 return Admit::Full;
             }
-            self.map
-                .insert(name.to_owned(), Member::new(now, name, incarnation, seq, hello));
+            self.map.insert(name.to_owned(), Member::new(now, name, incarnation, seq, hello));
             events.push(event(&self.map[name], Change::Up));
             return Admit::Accepted;
         };
@@ -231,11 +226,7 @@ impl Members {
         let retired = m.retired;
         *m = Member::new(now, name, incarnation, seq, hello);
         m.retired = retired;
-        let change = if was_live {
-            Change::Restarted { old_incarnation: old }
-        } else {
-            Change::Up
-        };
+        let change = if was_live { Change::Restarted { old_incarnation: old } } else { Change::Up };
         events.push(event(m, change));
         Admit::Accepted
     }
@@ -322,12 +313,8 @@ impl Members {
 
     /// Frees one slot by dropping the longest-gone down or left member.
     fn evict_one(&mut self) -> bool {
-        let victim = self
-            .map
-            .values()
-            .filter(|m| !m.state.is_live())
-            .min_by_key(|m| m.since)
-            .map(|m| m.name.clone());
+        let victim =
+            self.map.values().filter(|m| !m.state.is_live()).min_by_key(|m| m.since).map(|m| m.name.clone());
         match victim {
             Some(name) => self.map.remove(&name).is_some(),
             None => false,
@@ -362,10 +349,5 @@ impl Member {
 }
 
 fn event(m: &Member, change: Change) -> MemberEvent {
-    MemberEvent {
-        name: m.name.clone(),
-        incarnation: m.incarnation,
-        addr: m.data_addr,
-        change,
-    }
+    MemberEvent { name: m.name.clone(), incarnation: m.incarnation, addr: m.data_addr, change }
 }

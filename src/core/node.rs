@@ -101,10 +101,7 @@ impl std::fmt::Display for Reason {
             Reason::Stale => f.write_str("datagram from an earlier life of the sender"),
             Reason::TableFull => f.write_str("member table full"),
             Reason::NameConflict { incarnation } => {
-                write!(
-                    f,
-                    "another node (incarnation {incarnation}) uses this node's name"
-                )
+                write!(f, "another node (incarnation {incarnation}) uses this node's name")
             }
         }
     }
@@ -267,9 +264,7 @@ impl<R: Rng> Node<R> {
     /// Brings the next heartbeat forward to now, but no closer than a quarter
     /// interval after the previous one, so a burst of joins is not a storm.
     fn heartbeat_soon(&mut self, now: Instant) {
-        let earliest = self
-            .last_heartbeat
-            .map_or(now, |t| t + self.cfg.heartbeat_interval / 4);
+        let earliest = self.last_heartbeat.map_or(now, |t| t + self.cfg.heartbeat_interval / 4);
         self.next_heartbeat = self.next_heartbeat.min(earliest.max(now));
     }
 
@@ -284,13 +279,7 @@ impl<R: Rng> Node<R> {
         };
         if env.from == self.cfg.name {
             if env.incarnation != self.cfg.incarnation {
-                self.reject(
-                    now,
-                    src.ip(),
-                    Reason::NameConflict {
-                        incarnation: env.incarnation,
-                    },
-                );
+                self.reject(now, src.ip(), Reason::NameConflict { incarnation: env.incarnation });
             }
             // Otherwise our own multicast, looped back for agents on this host.
             return;
@@ -304,9 +293,7 @@ impl<R: Rng> Node<R> {
             _ => None,
         };
         let mut changes = std::mem::take(&mut self.scratch);
-        let verdict = self
-            .members
-            .admit(now, env.from, env.incarnation, env.seq, hello, &mut changes);
+        let verdict = self.members.admit(now, env.from, env.incarnation, env.seq, hello, &mut changes);
         match verdict {
             Admit::Accepted => self.act(now, via, src, &env, &mut changes),
             Admit::Ignored => match &env.msg {
@@ -401,8 +388,7 @@ impl<R: Rng> Node<R> {
             self.send(Dest::Data(addr), Message::Ping { token });
         }
         let mut probes = Vec::new();
-        self.links
-            .handle_timeout(now, &self.members, &mut self.rng, &mut probes);
+        self.links.handle_timeout(now, &self.members, &mut self.rng, &mut probes);
         for (addr, token) in probes {
             self.send(Dest::Data(addr), Message::Ping { token });
         }
@@ -413,12 +399,7 @@ impl<R: Rng> Node<R> {
 
     /// The relay and its context, borrowed apart from the rest of the node.
     fn relay_cx(&mut self, now: Instant) -> (&mut Relay, Cx<'_, R>) {
-        let cx = Cx {
-            now,
-            members: &self.members,
-            rng: &mut self.rng,
-            out: &mut self.relay_out,
-        };
+        let cx = Cx { now, members: &self.members, rng: &mut self.rng, out: &mut self.relay_out };
         (&mut self.relay, cx)
     }
 
@@ -445,11 +426,7 @@ impl<R: Rng> Node<R> {
         if self.left {
             return None;
         }
-        let due = [
-            self.members.poll_timeout(),
-            self.relay.poll_timeout(),
-            Some(self.links.poll_timeout()),
-        ];
+        let due = [self.members.poll_timeout(), self.relay.poll_timeout(), Some(self.links.poll_timeout())];
         Some(due.into_iter().flatten().fold(self.next_heartbeat, Instant::min))
     }
 
@@ -535,20 +512,14 @@ impl<R: Rng> Node<R> {
 
     fn fan_out_payload(&mut self, payload: Vec<u8>) {
         match self.cfg.fanout {
-            Fanout::Group => self.outbox.push_back(Transmit {
-                dest: Dest::Group,
-                payload,
-            }),
+            Fanout::Group => self.outbox.push_back(Transmit { dest: Dest::Group, payload }),
             Fanout::Unicast => {
                 let mut targets: Vec<SocketAddr> = self.seeds.clone();
                 targets.extend(self.members.live().map(|m| m.gossip_addr));
                 targets.sort_unstable();
                 targets.dedup();
                 for addr in targets {
-                    self.outbox.push_back(Transmit {
-                        dest: Dest::Gossip(addr),
-                        payload: payload.clone(),
-                    });
+                    self.outbox.push_back(Transmit { dest: Dest::Gossip(addr), payload: payload.clone() });
                 }
             }
         }
@@ -557,8 +528,7 @@ impl<R: Rng> Node<R> {
     fn reject(&mut self, now: Instant, source: IpAddr, reason: Reason) {
         self.rejections.count(&reason);
         if self.log_slots.len() >= REJECT_SOURCES && !self.log_slots.contains_key(&source) {
-            self.log_slots
-                .retain(|_, s| now.saturating_duration_since(s.last) < REJECT_LOG_EVERY);
+            self.log_slots.retain(|_, s| now.saturating_duration_since(s.last) < REJECT_LOG_EVERY);
             if self.log_slots.len() >= REJECT_SOURCES {
                 return;
             }
@@ -569,27 +539,11 @@ impl<R: Rng> Node<R> {
             Some(slot) => {
                 let suppressed = std::mem::take(&mut slot.suppressed);
                 slot.last = now;
-                self.events.push_back(Event::Rejected {
-                    source,
-                    reason,
-                    suppressed,
-                    total,
-                });
+                self.events.push_back(Event::Rejected { source, reason, suppressed, total });
             }
             None => {
-                self.log_slots.insert(
-                    source,
-                    LogSlot {
-                        last: now,
-                        suppressed: 0,
-                    },
-                );
-                self.events.push_back(Event::Rejected {
-                    source,
-                    reason,
-                    suppressed: 0,
-                    total,
-                });
+                self.log_slots.insert(source, LogSlot { last: now, suppressed: 0 });
+                self.events.push_back(Event::Rejected { source, reason, suppressed: 0, total });
             }
         }
     }
@@ -599,13 +553,8 @@ impl<R: Rng> Node<R> {
 /// it never repeating within this life.
 fn encode(codec: &Codec, cfg: &NodeConfig, seq: &mut u64, msg: Message<'_>) -> Vec<u8> {
     *seq += 1;
-    let env = Envelope {
-        cluster: &cfg.cluster,
-        from: &cfg.name,
-        incarnation: cfg.incarnation,
-        seq: *seq,
-        msg,
-    };
+    let env =
+        Envelope { cluster: &cfg.cluster, from: &cfg.name, incarnation: cfg.incarnation, seq: *seq, msg };
     codec.encode(&env)
 }
 

@@ -208,15 +208,10 @@ impl Codec {
         let cipher = secret.map(|s| {
             let hk = Hkdf::<Sha256>::new(Some(b"herd gossip v1"), s);
             let mut key = [0u8; 32];
-            hk.expand(cluster.as_bytes(), &mut key)
-                .expect("32 bytes is a valid HKDF-SHA256 length");
+            hk.expand(cluster.as_bytes(), &mut key).expect("32 bytes is a valid HKDF-SHA256 length");
             XChaCha20Poly1305::new(&key.into())
         });
-        Codec {
-            cluster: cluster.to_owned(),
-            cipher,
-            nonce_salt,
-        }
+        Codec { cluster: cluster.to_owned(), cipher, nonce_salt }
     }
 
     pub fn is_sealed(&self) -> bool {
@@ -315,13 +310,7 @@ impl Codec {
         if !r.0.is_empty() {
             return Err(WireError::Malformed("trailing bytes"));
         }
-        Ok(Envelope {
-            cluster,
-            from,
-            incarnation,
-            seq,
-            msg,
-        })
+        Ok(Envelope { cluster, from, incarnation, seq, msg })
     }
 }
 
@@ -415,12 +404,7 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
                 let id = r.id()?;
                 let counter = r.u64("baton counter")?;
                 let settled = r.u64("settled counter")?;
-                Some(BatonView {
-                    id,
-                    counter,
-                    settled,
-                    holding: flags & HB_HOLDING != 0,
-                })
+                Some(BatonView { id, counter, settled, holding: flags & HB_HOLDING != 0 })
             } else {
                 None
             };
@@ -435,11 +419,7 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
                 let name = r.str("sighting name")?;
                 let incarnation = r.u64("sighting incarnation")?;
                 let age_ms = r.u32("sighting age")?;
-                sightings.push(Sighting {
-                    name,
-                    incarnation,
-                    age_ms,
-                });
+                sightings.push(Sighting { name, incarnation, age_ms });
             }
             Message::Heartbeat(Heartbeat {
                 data_port,
@@ -450,12 +430,8 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
             })
         }
         KIND_LEAVE => Message::Leave,
-        KIND_PING => Message::Ping {
-            token: r.u64("ping token")?,
-        },
-        KIND_ACK => Message::Ack {
-            token: r.u64("ack token")?,
-        },
+        KIND_PING => Message::Ping { token: r.u64("ping token")? },
+        KIND_ACK => Message::Ack { token: r.u64("ack token")? },
         KIND_PASS => {
             let id = r.id()?;
             let counter = r.u64("baton counter")?;
@@ -479,12 +455,7 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
                 _ => return Err(WireError::Malformed("pass verdict")),
             };
             let delay_us = r.u32("ack delay")?;
-            Message::PassAck(PassAck {
-                id,
-                counter,
-                verdict,
-                delay_us,
-            })
+            Message::PassAck(PassAck { id, counter, verdict, delay_us })
         }
         other => return Err(WireError::UnknownKind(other)),
     })
@@ -505,25 +476,16 @@ impl<'a> Reader<'a> {
         Ok(self.take(1, what)?[0])
     }
     fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
-        Ok(u16::from_be_bytes(
-            self.take(2, what)?.try_into().expect("2 bytes"),
-        ))
+        Ok(u16::from_be_bytes(self.take(2, what)?.try_into().expect("2 bytes")))
     }
     fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
-        Ok(u32::from_be_bytes(
-            self.take(4, what)?.try_into().expect("4 bytes"),
-        ))
+        Ok(u32::from_be_bytes(self.take(4, what)?.try_into().expect("4 bytes")))
     }
     fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
-        Ok(u64::from_be_bytes(
-            self.take(8, what)?.try_into().expect("8 bytes"),
-        ))
+        Ok(u64::from_be_bytes(self.take(8, what)?.try_into().expect("8 bytes")))
     }
     fn id(&mut self) -> Result<BatonId, WireError> {
-        Ok(BatonId {
-            epoch: self.u64("baton epoch")?,
-            origin: self.u64("baton origin")?,
-        })
+        Ok(BatonId { epoch: self.u64("baton epoch")?, origin: self.u64("baton origin")? })
     }
     fn str(&mut self, what: &'static str) -> Result<&'a str, WireError> {
         let len = self.u8(what)? as usize;

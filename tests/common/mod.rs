@@ -96,10 +96,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(tag: &str) -> Cluster {
-        Cluster {
-            name: unique_cluster(tag),
-            port: free_port(),
-        }
+        Cluster { name: unique_cluster(tag), port: free_port() }
     }
 
     /// A node of this cluster on loopback multicast (the agent's default
@@ -144,8 +141,7 @@ impl Spec {
     /// (`value` is TOML).
     pub fn set(mut self, section: &str, key: &str, value: &str) -> Spec {
         self.other.retain(|(s, k, _)| !(s == section && k == key));
-        self.other
-            .push((section.to_owned(), key.to_owned(), value.to_owned()));
+        self.other.push((section.to_owned(), key.to_owned(), value.to_owned()));
         self
     }
 
@@ -325,10 +321,7 @@ impl Agent {
         let deadline = Instant::now() + timeout;
         let mut state = self.log.state();
         loop {
-            let hit = state
-                .lines
-                .iter()
-                .find(|l| l.at >= after && l.text.contains(pattern));
+            let hit = state.lines.iter().find(|l| l.at >= after && l.text.contains(pattern));
             if let Some(line) = hit {
                 return Some(line.at);
             }
@@ -350,10 +343,7 @@ impl Agent {
     pub fn expect_after(&self, pattern: &str, after: Instant, timeout: Duration) -> Instant {
         self.wait_for_after(pattern, after, timeout).unwrap_or_else(|| {
             let exited = self.log.state().closed;
-            panic!(
-                "{}: no log line containing {pattern:?} within {timeout:?} (exited: {exited})",
-                self.name
-            )
+            panic!("{}: no log line containing {pattern:?} within {timeout:?} (exited: {exited})", self.name)
         })
     }
 
@@ -375,12 +365,7 @@ impl Agent {
 
     /// When the first line containing `pattern` arrived, if one has.
     pub fn line_at(&self, pattern: &str) -> Option<Instant> {
-        self.log
-            .state()
-            .lines
-            .iter()
-            .find(|l| l.text.contains(pattern))
-            .map(|l| l.at)
+        self.log.state().lines.iter().find(|l| l.text.contains(pattern)).map(|l| l.at)
     }
 
     /// The first line containing `pattern`, waiting up to `timeout` for it.
@@ -399,8 +384,7 @@ impl Agent {
             .find_map(|w| w.strip_prefix("data="))
             .unwrap_or_else(|| panic!("{}: no data= in {start:?}", self.name));
         let port = addr.rsplit(':').next().unwrap_or_default();
-        port.parse()
-            .unwrap_or_else(|_| panic!("{}: bad data address in {start:?}", self.name))
+        port.parse().unwrap_or_else(|_| panic!("{}: bad data address in {start:?}", self.name))
     }
 
     /// The log so far, each line prefixed with its arrival time relative to
@@ -524,8 +508,7 @@ pub struct Statsd {
 impl Statsd {
     pub fn start() -> Statsd {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind statsd listener");
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("read timeout");
+        sock.set_read_timeout(Some(Duration::from_millis(50))).expect("read timeout");
         let addr = sock.local_addr().expect("local addr");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -537,11 +520,7 @@ impl Statsd {
                 let at = Instant::now();
                 let text = String::from_utf8_lossy(&buf[..n]).into_owned();
                 let mut lines = sink.lock().unwrap_or_else(PoisonError::into_inner);
-                lines.extend(
-                    text.split('\n')
-                        .filter(|l| !l.is_empty())
-                        .map(|l| (at, l.to_owned())),
-                );
+                lines.extend(text.split('\n').filter(|l| !l.is_empty()).map(|l| (at, l.to_owned())));
             }
         });
         Statsd { addr, lines, stop }

@@ -93,11 +93,7 @@ pub fn addr(i: usize, port: u16) -> SocketAddr {
 
 pub fn name(i: usize) -> String {
     // psa, psb, ... as in the seed; beyond 26, ps<i>.
-    if i < 26 {
-        format!("ps{}", (b'a' + i as u8) as char)
-    } else {
-        format!("ps{i}")
-    }
+    if i < 26 { format!("ps{}", (b'a' + i as u8) as char) } else { format!("ps{i}") }
 }
 
 impl Sim {
@@ -128,10 +124,7 @@ impl Sim {
                 start_after: Duration::from_secs(2),
                 recheck: Duration::from_millis(100),
             },
-            links: LinkConfig {
-                probe_interval: Duration::from_secs(1),
-                window: 60,
-            },
+            links: LinkConfig { probe_interval: Duration::from_secs(1), window: 60 },
         };
         Sim {
             base,
@@ -183,9 +176,8 @@ impl Sim {
 
     /// Starts all nodes, each at a random phase within the first `spread`.
     pub fn start_all_within(&mut self, spread: Duration) {
-        let mut order: Vec<(Duration, usize)> = (0..self.nodes.len())
-            .map(|i| (spread.mul_f64(self.rng.random_range(0.0..1.0)), i))
-            .collect();
+        let mut order: Vec<(Duration, usize)> =
+            (0..self.nodes.len()).map(|i| (spread.mul_f64(self.rng.random_range(0.0..1.0)), i)).collect();
         order.sort();
         for (at, i) in order {
             self.run_until(self.base + at);
@@ -226,10 +218,7 @@ impl Sim {
 
     /// What node `observer` thinks of node `subject`.
     pub fn state(&self, observer: usize, subject: usize) -> Option<MemberState> {
-        self.node(observer)
-            .members()
-            .get(&self.nodes[subject].name)
-            .map(|m| m.state)
+        self.node(observer).members().get(&self.nodes[subject].name).map(|m| m.state)
     }
 
     pub fn run_for(&mut self, d: Duration) {
@@ -241,11 +230,7 @@ impl Sim {
     pub fn run_until(&mut self, end: Instant) {
         loop {
             let next_packet = self.queue.peek().map(|Reverse(p)| p.at);
-            let next_timer = self
-                .nodes
-                .iter()
-                .filter_map(|n| n.node.as_ref()?.poll_timeout())
-                .min();
+            let next_timer = self.nodes.iter().filter_map(|n| n.node.as_ref()?.poll_timeout()).min();
             let next = match (next_packet, next_timer) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => match a.or(b) {
@@ -271,11 +256,7 @@ impl Sim {
                         .and_then(|n| n.poll_timeout())
                         .is_some_and(|t| t <= self.now);
                     if due {
-                        self.nodes[i]
-                            .node
-                            .as_mut()
-                            .expect("running")
-                            .handle_timeout(self.now);
+                        self.nodes[i].node.as_mut().expect("running").handle_timeout(self.now);
                         self.drain(i);
                     }
                 }
@@ -288,14 +269,7 @@ impl Sim {
     pub fn inject(&mut self, to: usize, via: Via, src: SocketAddr, bytes: Vec<u8>) {
         let id = self.next_id;
         self.next_id += 1;
-        self.queue.push(Reverse(Packet {
-            at: self.now,
-            id,
-            to,
-            via,
-            src,
-            bytes,
-        }));
+        self.queue.push(Reverse(Packet { at: self.now, id, to, via, src, bytes }));
     }
 
     fn drain(&mut self, i: usize) {
@@ -307,11 +281,7 @@ impl Sim {
             out.push(t);
         }
         while let Some(event) = node.poll_event() {
-            self.log.push(Seen {
-                at: self.now - self.base,
-                observer: i,
-                event,
-            });
+            self.log.push(Seen { at: self.now - self.base, observer: i, event });
         }
         for t in out {
             if let Some(cap) = self.capture.as_mut() {
@@ -331,10 +301,8 @@ impl Sim {
                         _ => (Via::Gossip, addr(i, GOSSIP_PORT)),
                     };
                     let to = (0..self.nodes.len()).find(|&n| addr(n, a.port()) == a);
-                    let port_ok = matches!(
-                        (via, a.port()),
-                        (Via::Data, DATA_PORT) | (Via::Gossip, GOSSIP_PORT)
-                    );
+                    let port_ok =
+                        matches!((via, a.port()), (Via::Data, DATA_PORT) | (Via::Gossip, GOSSIP_PORT));
                     if let (Some(to), true) = (to, port_ok) {
                         self.deliver(i, to, via, src, t.payload);
                     }
@@ -350,14 +318,7 @@ impl Sim {
         let latency = Duration::from_micros(1000 + self.rng.random_range(0..1000));
         let id = self.next_id;
         self.next_id += 1;
-        self.queue.push(Reverse(Packet {
-            at: self.now + latency,
-            id,
-            to,
-            via,
-            src,
-            bytes,
-        }));
+        self.queue.push(Reverse(Packet { at: self.now + latency, id, to, via, src, bytes }));
     }
 
     /// Member events matching `pred`, as (time, observer, subject name).
