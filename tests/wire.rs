@@ -20,10 +20,10 @@ fn baton_id() -> impl Strategy<Value = BatonId> {
 }
 
 fn view() -> impl Strategy<Value = Option<BatonView>> {
-    proptest::option::of(
-        (baton_id(), any::<u64>(), any::<u64>(), any::<bool>())
-            .prop_map(|(id, counter, settled, holding)| BatonView { id, counter, settled, holding }),
-    )
+    let fields = (baton_id(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), any::<bool>());
+    proptest::option::of(fields.prop_map(|(id, counter, baton_counter, settled, age_ms, holding)| {
+        BatonView { id, counter, baton_counter, settled, age_ms, holding }
+    }))
 }
 
 /// An owned message, so the strategies can generate borrowed ones from it.

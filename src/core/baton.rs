@@ -9,20 +9,28 @@
 //!
 //! Exactly one baton:
 //! - Batons are ordered by [`BatonId`] `(epoch, origin)`. Heartbeats carry each
-//!   node's [`BatonView`]; a node that learns of a greater baton drops a lesser
-//!   one, so after a partition heals one baton survives within a heartbeat.
-//! - Counters are global: a node's `high` is the highest counter it has seen of
-//!   any baton, and a pass sets `max(counter, high) + 1`. `settled` is the
-//!   highest counter known to have *arrived* (taken or acknowledged); a pass
-//!   not above the receiver's `settled` is a lagging duplicate (e.g. resent
-//!   after its ack was lost and the baton moved on) and is refused as stale; a
-//!   holder that sees a higher counter of its own baton drops its copy. So the
-//!   counter never goes backwards and duplicates die at their next hop. (Only
-//!   arrived counters count against a pass: a heartbeat that shows a counter
-//!   in flight may overtake the pass that carries it.)
-//! - If no progress of the greatest baton has been seen for `regenerate_after`,
-//!   the lowest-named alive relaying member (in this node's view) regenerates
-//!   it with `epoch + 1` and `high + 1`.
+//!   node's [`BatonView`]; a node that learns of a greater baton adopts it and
+//!   drops a lesser one, so after a partition heals one baton survives within
+//!   a heartbeat.
+//! - Counters are global: `high` is the highest counter seen of any baton, and
+//!   a pass sets `max(counter, high) + 1`, so the counter never goes backwards
+//!   and the survivor of a heal continues above both sides.
+//! - Duplicates of one baton (a pass resent after its ack was lost, when it
+//!   had arrived) are told apart by counters *of that baton*: `best_settled`
+//!   is the highest known to have arrived (taken or acknowledged); a pass not
+//!   above it is refused as stale, and a holder that sees a higher counter of
+//!   its own baton drops its copy (or, if it was passing it, takes that as the
+//!   ack). Counters in flight do not count against a pass: a heartbeat can
+//!   overtake the pass it describes. These per-baton figures restart when a
+//!   greater baton is adopted, so a heal never judges the winner by the
+//!   loser's counters.
+//! - If nobody has known the greatest baton alive for `regenerate_after`
+//!   (views carry how long ago their sender last did), the lowest-named alive
+//!   relaying member regenerates it with `epoch + 1`, starting a margin above
+//!   `high`: a dead holder may have emitted counters nobody heard of.
+//! - The first baton is started by `main_node` (however late it comes up) or,
+//!   leaderless, by the lowest live name; if `main_node` is not up, the lowest
+//!   starts one after `regenerate_after`.
 //!
 //! Timers are data: each state carries its own deadline, and a stale deadline
 //! is simply recomputed (STYLE.md 2). Must not: do I/O or read a clock.
@@ -148,11 +156,15 @@ pub struct Relay {
     best: Option<BatonId>,
     /// The highest counter seen, of any baton: new counters start above it.
     high: u64,
-    /// The highest counter known to have arrived somewhere (taken, or
-    /// acknowledged): a pass at or below it is a lagging duplicate.
-    settled: u64,
-    /// Last evidence that `best` is alive (a pass, an ack, a holder's heartbeat,
-    /// a higher counter).
+    /// Of the `best` baton only (reset when a greater one is adopted, so a
+    /// heal never pits the winner against the loser's counters): the highest
+    /// counter seen, some perhaps still in flight...
+    best_high: u64,
+    /// ...and the highest known to have arrived (taken, or acknowledged): a
+    /// pass of `best` at or below it is a lagging duplicate.
+    best_settled: u64,
+    /// When `best` was last known alive (a pass, an ack, a holder's heartbeat,
+    /// or a peer's own such evidence, aged, from its heartbeat).
     last_seen: Instant,
     held: Option<Held>,
     /// The last pass taken, to re-ack resends without taking it twice.
@@ -171,6 +183,12 @@ pub struct Relay {
 /// Upper bound of the delayed ack (`pass_timeout` / 5 if smaller).
 const MAX_ACK_DELAY: Duration = Duration::from_millis(25);
 
+/// A regenerated baton starts this far above the highest counter known: a
+/// holder that died may have emitted up to three counters nobody heard of
+/// (two passes to itself across a lap boundary, then a pass that was lost).
+/// Gaps in the gauge are harmless; a repeated value is not.
+const REGENERATE_MARGIN: u64 = 3;
+
 impl Relay {
     pub fn new(cfg: BatonConfig, me: &str, now: Instant) -> Relay {
         Relay {
@@ -179,7 +197,8 @@ impl Relay {
             started: now,
             best: None,
             high: 0,
-            settled: 0,
+            best_high: 0,
+            best_settled: 0,
             last_seen: now,
             held: None,
             last_taken: None,
@@ -198,13 +217,19 @@ impl Relay {
         self.cfg.enabled
     }
 
-    /// What this node's heartbeats say about the baton.
-    pub fn view(&self) -> Option<BatonView> {
-        self.best.map(|id| BatonView {
-            id,
-            counter: self.high,
-            settled: self.settled,
-            holding: self.held.as_ref().is_some_and(|h| h.id == id),
+    /// What this node's heartbeats say about the baton, at `now`.
+    pub fn view(&self, now: Instant) -> Option<BatonView> {
+        self.best.map(|id| {
+            let holding = self.held.as_ref().is_some_and(|h| h.id == id);
+            let age = if holding { Duration::ZERO } else { now.saturating_duration_since(self.last_seen) };
+            BatonView {
+                id,
+                counter: self.high,
+                baton_counter: self.best_high,
+                settled: self.best_settled,
+                age_ms: age.as_millis().min(u32::MAX as u128) as u32,
+                holding,
+            }
         })
     }
 
@@ -228,24 +253,34 @@ impl Relay {
 
     /// A heartbeat's view from a peer.
     pub fn on_view(&mut self, now: Instant, view: BatonView, out: &mut RelayOut) {
+        let seen_at = now.checked_sub(Duration::from_millis(view.age_ms.into())).unwrap_or(now);
         if self.best.is_none_or(|b| view.id > b) {
-            self.best = Some(view.id);
-            self.last_seen = now;
-            self.drop_older(view.id, out);
+            self.adopt(view.id, seen_at, out);
         }
         if Some(view.id) == self.best {
-            if view.counter > self.high || view.holding {
-                self.last_seen = now;
-            }
+            self.best_high = self.best_high.max(view.baton_counter);
+            self.best_settled = self.best_settled.max(view.settled);
+            self.last_seen = self.last_seen.max(seen_at);
             if let Some(h) = &self.held
                 && h.id == view.id
-                && view.counter > h.counter
+                && view.baton_counter > h.counter
             {
                 self.superseded(out);
             }
         }
         self.high = self.high.max(view.counter);
-        self.settled = self.settled.max(view.settled);
+    }
+
+    /// `id` is the greatest baton now: start its own counters afresh and
+    /// drop any lesser baton held here.
+    fn adopt(&mut self, id: BatonId, seen_at: Instant, out: &mut RelayOut) {
+        self.best = Some(id);
+        self.best_high = 0;
+        self.best_settled = 0;
+        self.last_seen = seen_at;
+        // Its regeneration deadline replaces whatever this node was waiting for.
+        self.next_check = self.next_check.min(seen_at);
+        self.drop_older(id, out);
     }
 
     /// A pass (already authenticated) that arrived from `src`.
@@ -268,23 +303,21 @@ impl Relay {
             return;
         }
         let older = self.best.is_some_and(|b| id < b);
-        let lagging = self.best == Some(id) && counter <= self.settled;
+        let lagging = self.best == Some(id) && counter <= self.best_settled;
+        self.high = self.high.max(counter);
         if older || lagging {
-            self.high = self.high.max(counter);
-            self.settled = self.settled.max(counter);
             cx.out.sends.push((src, ack(PassVerdict::Stale)));
             return;
         }
         if self.best != Some(id) {
-            self.best = Some(id);
-            self.drop_older(id, cx.out);
+            self.adopt(id, cx.now, cx.out);
         }
         if self.held.is_some() {
             // Our copy of this baton is behind the one just received.
             self.superseded(cx.out);
         }
-        self.high = self.high.max(counter);
-        self.settled = self.settled.max(counter);
+        self.best_high = self.best_high.max(counter);
+        self.best_settled = self.best_settled.max(counter);
         self.last_seen = cx.now;
         self.last_taken = Some((id, counter));
         cx.out.events.push(BatonEvent::Taken { id, counter });
@@ -338,7 +371,9 @@ impl Relay {
             PassVerdict::Taken => {
                 let delay = Duration::from_micros(ack.delay_us.into());
                 let hop = cx.now.saturating_duration_since(*first_sent).saturating_sub(delay);
-                self.settled = self.settled.max(ack.counter);
+                if self.best == Some(ack.id) {
+                    self.best_settled = self.best_settled.max(ack.counter);
+                }
                 cx.out.events.push(BatonEvent::Acked { hop });
                 self.last_seen = cx.now;
                 self.held = None;
@@ -357,7 +392,12 @@ impl Relay {
         let Some(h) = &self.held else { return };
         match &h.state {
             Holding::Alone if self.has_peer(cx.members) => self.pass_on(cx),
-            Holding::Passing { to, .. } if !cx.members.get(to).is_some_and(|m| m.state.is_live()) => {
+            // Down: skip it now. Left: it acks what it took before leaving, and
+            // that ack may come after its leave, so wait for the deadline
+            // (without resending, see `handle_timeout`).
+            Holding::Passing { to, .. }
+                if cx.members.get(to).is_none_or(|m| m.state == MemberState::Down) =>
+            {
                 cx.out.events.push(BatonEvent::Skipped { to: to.clone() });
                 self.forward(cx);
             }
@@ -379,7 +419,8 @@ impl Relay {
         match &mut h.state {
             Holding::Waiting { until } if *until <= now => self.pass_on(cx),
             Holding::Passing { to, addr, attempt, deadline, .. } if *deadline <= now => {
-                if *attempt < self.cfg.max_retries {
+                let gone = !cx.members.get(to).is_some_and(|m| m.state.is_live());
+                if *attempt < self.cfg.max_retries && !gone {
                     *attempt += 1;
                     *deadline = now + self.cfg.pass_timeout;
                     cx.out.events.push(BatonEvent::Retransmit { to: to.clone() });
@@ -426,8 +467,7 @@ impl Relay {
             Holding::Waiting { .. } | Holding::Alone => {
                 let target = self.next_target(&mut h.lap, cx, false).map(|(_, addr)| addr);
                 if target.is_some() {
-                    h.counter = h.counter.max(self.high) + 1;
-                    self.high = h.counter;
+                    self.increment(&mut h);
                     cx.out.events.push(BatonEvent::Passed { counter: h.counter });
                 }
                 target
@@ -447,12 +487,17 @@ impl Relay {
         if now < self.next_check {
             return;
         }
-        let starter = match self.cfg.main_node.as_str() {
+        let main = self.cfg.main_node.as_str();
+        let starter = match main {
             "" => self.lowest_alive(cx.members),
             main => main == self.me,
         };
+        // The configured main node is up and relays: leave the first baton to
+        // it, however late it came (the seed's behaviour), and look again later.
+        let main_is_up = !main.is_empty() && main != self.me && is_alive_relay(cx.members, main);
         let due = match self.best {
             None if starter => self.started + self.cfg.start_after,
+            None if main_is_up => now + self.cfg.recheck,
             // No baton heard of, and the starter has not started one.
             None => self.started + self.cfg.regenerate_after,
             Some(_) => self.last_seen + self.cfg.regenerate_after,
@@ -467,14 +512,12 @@ impl Relay {
             return;
         }
         let id = BatonId { epoch: self.best.map_or(1, |b| b.epoch + 1), origin: self.origin };
-        let counter = self.high;
-        cx.out.events.push(if self.best.is_none() {
-            BatonEvent::Started { id, counter: counter + 1 }
-        } else {
-            BatonEvent::Regenerated { id, counter: counter + 1 }
-        });
-        self.best = Some(id);
-        self.last_seen = now;
+        let (counter, event): (u64, fn(BatonId, u64) -> BatonEvent) = match self.best {
+            None => (self.high, |id, counter| BatonEvent::Started { id, counter }),
+            Some(_) => (self.high + REGENERATE_MARGIN, |id, counter| BatonEvent::Regenerated { id, counter }),
+        };
+        cx.out.events.push(event(id, counter + 1));
+        self.adopt(id, now, cx.out);
         self.take(cx, id, counter, VecDeque::new());
     }
 
@@ -498,8 +541,7 @@ impl Relay {
             return;
         }
         loop {
-            h.counter = h.counter.max(self.high) + 1;
-            self.high = h.counter;
+            self.increment(&mut h);
             cx.out.events.push(BatonEvent::Passed { counter: h.counter });
             let Some((to, addr)) = self.next_target(&mut h.lap, cx, true) else {
                 h.state = Holding::Alone;
@@ -507,7 +549,7 @@ impl Relay {
             };
             if to == self.me {
                 // Passed to ourselves: arrived.
-                self.settled = h.counter;
+                self.best_settled = self.best_settled.max(h.counter);
                 if self.cfg.hold.is_zero() {
                     continue;
                 }
@@ -522,6 +564,15 @@ impl Relay {
         }
         self.last_seen = now;
         self.held = Some(h);
+    }
+
+    /// Sets the held counter above every counter seen, of any baton.
+    fn increment(&mut self, h: &mut Held) {
+        h.counter = h.counter.max(self.high) + 1;
+        self.high = h.counter;
+        if self.best == Some(h.id) {
+            self.best_high = self.best_high.max(h.counter);
+        }
     }
 
     /// The current target is skipped (no ack after all retries, refused, or
@@ -610,6 +661,10 @@ impl Relay {
             out.events.push(BatonEvent::Dropped { id: h.id, counter: h.counter, why });
         }
     }
+}
+
+fn is_alive_relay(members: &Members, name: &str) -> bool {
+    members.get(name).is_some_and(|m| m.state == MemberState::Alive && m.relays)
 }
 
 fn is_alive(members: &Members, name: &str) -> bool {

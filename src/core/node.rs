@@ -161,9 +161,9 @@ pub const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
 const REJECT_SOURCES: usize = 256;
 /// Room left in a heartbeat for sightings, after header, names and tag.
 /// (Header 4, nonce 24, tag 16, two names, incarnation, seq, kind, data port,
-/// heartbeat seq, flags, baton view 32, sighting count.)
+/// heartbeat seq, flags, baton view 44, sighting count.)
 const SIGHTING_BUDGET: usize =
-    wire::MAX_DATAGRAM - 4 - 24 - 16 - 2 * (1 + wire::MAX_NAME) - 8 - 8 - 1 - 2 - 4 - 1 - 32 - 1;
+    wire::MAX_DATAGRAM - 4 - 24 - 16 - 2 * (1 + wire::MAX_NAME) - 8 - 8 - 1 - 2 - 4 - 1 - 44 - 1;
 
 #[derive(Debug, Clone, Copy)]
 struct LogSlot {
@@ -304,6 +304,11 @@ impl<R: Rng> Node<R> {
                 Message::Pass { id, counter, lap } => {
                     let (relay, mut cx) = self.relay_cx(now);
                     relay.on_pass(&mut cx, src, *id, *counter, lap);
+                }
+                // ...and its acks, which may come after its leave.
+                Message::PassAck(ack) => {
+                    let (relay, mut cx) = self.relay_cx(now);
+                    relay.on_ack(&mut cx, env.from, *ack);
                 }
                 _ => {}
             },
@@ -483,7 +488,7 @@ impl<R: Rng> Node<R> {
             data_port: self.cfg.data_port,
             hb_seq: self.hb_seq,
             relays: self.relay.enabled(),
-            baton: self.relay.view(),
+            baton: self.relay.view(now),
             sightings,
         });
         let payload = encode(&self.codec, &self.cfg, &mut self.seq, hb);

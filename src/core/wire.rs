@@ -89,12 +89,15 @@ pub struct BatonId {
 pub struct BatonView {
     /// The greatest baton the sender knows of.
     pub id: BatonId,
-    /// The highest counter the sender has seen, of any baton (including
-    /// counters still on their way to a receiver).
+    /// The highest counter the sender has seen, of any baton (new counters
+    /// start above it).
     pub counter: u64,
-    /// The highest counter the sender knows to have arrived: taken by a
-    /// receiver, or acknowledged. A pass at or below it is a lagging duplicate.
+    /// Of baton `id` only: the highest counter seen (some perhaps in flight)...
+    pub baton_counter: u64,
+    /// ...and the highest known to have arrived (taken, or acknowledged).
     pub settled: u64,
+    /// How long ago the sender last knew baton `id` alive (0 when holding it).
+    pub age_ms: u32,
     /// The sender holds that baton now (or is passing it).
     pub holding: bool,
 }
@@ -334,7 +337,9 @@ fn encode_message(msg: &Message<'_>, out: &mut Vec<u8>) {
             if let Some(v) = &hb.baton {
                 put_id(out, v.id);
                 out.extend_from_slice(&v.counter.to_be_bytes());
+                out.extend_from_slice(&v.baton_counter.to_be_bytes());
                 out.extend_from_slice(&v.settled.to_be_bytes());
+                out.extend_from_slice(&v.age_ms.to_be_bytes());
             }
             let n = hb.sightings.len().min(u8::MAX as usize);
             out.push(n as u8);
@@ -403,8 +408,17 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
             let baton = if flags & HB_VIEW != 0 {
                 let id = r.id()?;
                 let counter = r.u64("baton counter")?;
+                let baton_counter = r.u64("baton counter")?;
                 let settled = r.u64("settled counter")?;
-                Some(BatonView { id, counter, settled, holding: flags & HB_HOLDING != 0 })
+                let age_ms = r.u32("baton age")?;
+                Some(BatonView {
+                    id,
+                    counter,
+                    baton_counter,
+                    settled,
+                    age_ms,
+                    holding: flags & HB_HOLDING != 0,
+                })
             } else {
                 None
             };
