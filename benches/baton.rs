@@ -161,12 +161,16 @@ fn herd_relay(herd: &str, n: usize, window: Duration) -> (f64, f64) {
                 let Ok(len) = listener.recv(&mut buf) else {
                     continue;
                 };
-                for line in buf[..len].split(|b| *b == b'\n') {
-                    if let Some(rest) = line.strip_prefix(b"baton:") {
-                        let digits = rest.iter().take_while(|b| b.is_ascii_digit());
-                        let v = digits.fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
-                        high.fetch_max(v, Ordering::Relaxed);
-                    }
+                // An agent batches its gauges in the order it sends them, so
+                // the last baton line of a datagram holds its highest counter:
+                // read only that one, to keep this listener's CPU (which the
+                // ring does not have to share) small.
+                let data = &buf[..len];
+                let last = data.split(|b| *b == b'\n').rev().find_map(|l| l.strip_prefix(b"baton:"));
+                if let Some(rest) = last {
+                    let digits = rest.iter().take_while(|b| b.is_ascii_digit());
+                    let v = digits.fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
+                    high.fetch_max(v, Ordering::Relaxed);
                 }
             }
         })
