@@ -5,6 +5,7 @@
 pub mod net;
 pub mod runtime;
 pub mod sensors;
+pub mod snapshot;
 pub mod statsd;
 pub mod telemetry;
 

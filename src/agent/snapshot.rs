@@ -1,0 +1,199 @@
+//! snapshot: a point-in-time picture of one agent (its member table with link
+//! health, the baton as this node knows it, the last sensor reading, the
+//! rejection counts), built by the event loop on request and served by the
+//! status endpoint as JSON, HTML and Prometheus text. `herd status` reads the
+//! same JSON back, so the type is both serialised and deserialised here.
+//!
+//! Must not: hold references into the live state (the loop copies what it
+//! needs), or be built when nobody asked (idle CPU).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::sensors::Reading;
+use crate::core::membership::MemberState;
+use crate::core::node::Node;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub node: String,
+    pub cluster: String,
+    pub incarnation: u64,
+    pub version: String,
+    pub uptime_s: f64,
+    /// Live members, self included.
+    pub live_members: usize,
+    /// Every member this node knows of (self excluded), in name order.
+    pub members: Vec<MemberStatus>,
+    pub baton: BatonStatus,
+    pub sensors: SensorStatus,
+    pub rejected: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub name: String,
+    /// "alive", "suspect", "down" or "left".
+    pub state: String,
+    /// Its data address (IP and unicast port).
+    pub addr: String,
+    pub incarnation: u64,
+    pub last_heard_ms: u64,
+    pub relays: bool,
+    pub rtt_ms: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    pub loss_pct: Option<f64>,
+    pub heartbeat_loss_pct: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatonStatus {
+    pub enabled: bool,
+    pub epoch: Option<u64>,
+    /// The highest counter this node has seen.
+    pub counter: u64,
+    /// This node holds the baton now.
+    pub holding: bool,
+    /// Who holds it, as far as this node knows (itself, or the member whose
+    /// heartbeat last said so within two heartbeats); `None` if unknown.
+    pub holder: Option<String>,
+    /// Passes made by this node since it started.
+    pub passes: u64,
+    /// Batons this node regenerated since it started.
+    pub regenerated: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SensorStatus {
+    /// °C by sensor label.
+    pub temperatures: BTreeMap<String, f64>,
+    pub cpu_freq_mhz: Option<f64>,
+    pub cpu_usage_pct: Option<f64>,
+    pub load_1: Option<f64>,
+    pub mem_used_pct: Option<f64>,
+    /// Flag name (e.g. "under_voltage", "throttled_occurred") → set.
+    pub throttle: Option<BTreeMap<String, bool>>,
+    pub net: Option<NetStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetStatus {
+    pub interface: String,
+    pub up: bool,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    pub wifi_signal_dbm: Option<f64>,
+}
+
+/// Counts the event loop keeps since start (the StatsD counters are per flush).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub passes: u64,
+    pub regenerated: u64,
+}
+
+/// What the loop knows about who holds the baton: the member whose heartbeat
+/// last said it holds it, and when.
+pub type HolderHint = Option<(String, Instant)>;
+
+pub struct Inputs<'a, R> {
+    pub node: &'a Node<R>,
+    pub now: Instant,
+    pub started: Instant,
+    pub reading: Option<&'a Reading>,
+    pub totals: Totals,
+    pub holder_hint: &'a HolderHint,
+    pub heartbeat_interval: Duration,
+}
+
+pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
+    let node = i.node;
+    let cfg = node.config();
+    let links: BTreeMap<String, _> = node.link_stats(i.now).into_iter().map(|l| (l.peer.clone(), l)).collect();
+    let members = node
+        .members()
+        .iter()
+        .map(|m| {
+            let link = links.get(&m.name);
+            MemberStatus {
+                name: m.name.clone(),
+                state: m.state.as_str().to_owned(),
+                addr: m.data_addr.to_string(),
+                incarnation: m.incarnation,
+                last_heard_ms: i.now.saturating_duration_since(m.last_heard).as_millis() as u64,
+                relays: m.relays,
+                rtt_ms: link.and_then(|l| l.rtt_ms),
+                jitter_ms: link.and_then(|l| l.jitter_ms),
+                loss_pct: link.and_then(|l| l.loss_pct),
+                heartbeat_loss_pct: link.and_then(|l| l.heartbeat_loss_pct),
+            }
+        })
+        .collect();
+    let relay = node.relay();
+    let holding = relay.holding().is_some();
+    let holder = if holding {
+        Some(cfg.name.clone())
+    } else {
+        i.holder_hint.as_ref().and_then(|(name, at)| {
+            let recent = i.now.saturating_duration_since(*at) <= i.heartbeat_interval * 2;
+            let live = node.members().get(name).is_some_and(|m| m.state == MemberState::Alive);
+            (recent && live).then(|| name.clone())
+        })
+    };
+    let r = node.rejections();
+    let rejected = [
+        ("auth", r.auth),
+        ("replay", r.replay),
+        ("other_cluster", r.other_cluster),
+        ("malformed", r.malformed),
+        ("table_full", r.table_full),
+        ("name_conflict", r.name_conflict),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    Snapshot {
+        node: cfg.name.clone(),
+        cluster: cfg.cluster.clone(),
+        incarnation: cfg.incarnation,
+        version: crate::VERSION.to_owned(),
+        uptime_s: i.now.saturating_duration_since(i.started).as_secs_f64(),
+        live_members: node.members().live().count() + 1,
+        members,
+        baton: BatonStatus {
+            enabled: relay.enabled(),
+            epoch: relay.best().map(|b| b.epoch),
+            counter: relay.high(),
+            holding,
+            holder,
+            passes: i.totals.passes,
+            regenerated: i.totals.regenerated,
+        },
+        sensors: i.reading.map(sensor_status).unwrap_or_default(),
+        rejected,
+    }
+}
+
+fn sensor_status(r: &Reading) -> SensorStatus {
+    SensorStatus {
+        temperatures: r.temperatures.iter().cloned().collect(),
+        cpu_freq_mhz: r.cpu_freq_mhz,
+        cpu_usage_pct: r.cpu_usage_pct,
+        load_1: r.load_1,
+        mem_used_pct: r.mem_used_pct,
+        throttle: r.throttle.map(|t| t.flags().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()),
+        net: r.net.as_ref().map(|n| NetStatus {
+            interface: n.interface.clone(),
+            up: n.up,
+            rx_errors: n.rx_errors,
+            tx_errors: n.tx_errors,
+            wifi_signal_dbm: n.wifi_signal_dbm,
+        }),
+    }
+}
+
+/// How the status endpoint asks the event loop for a snapshot: it sends the
+/// reply half of a oneshot channel; the loop answers on its next turn.
+pub type SnapshotRequest = tokio::sync::oneshot::Sender<Snapshot>;
