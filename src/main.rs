@@ -32,6 +32,15 @@ enum Command {
         #[arg(short, long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Join the cluster briefly and print RTT, jitter and loss to every member.
+    Ping {
+        /// Config file (for the cluster, its secret and the gossip settings).
+        #[arg(short, long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Probes per member, 200 ms apart.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,6 +54,24 @@ fn main() -> ExitCode {
             }
             Err(e) => config_failure(&e),
         },
+        Command::Ping { config, count } => {
+            let (config, _) = match load(config) {
+                Ok(c) => c,
+                Err(e) => return config_failure(&e),
+            };
+            init_tracing("warn");
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return failure(&e.into()),
+            };
+            match rt.block_on(herd::agent::ping::run(config, count)) {
+                Ok(table) => {
+                    print!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => failure(&e),
+            }
+        }
         Command::Run { config } => {
             let (config, origin) = match load(config) {
                 Ok(c) => c,
@@ -56,8 +83,7 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
-                    eprintln!("herd: {e:#}");
-                    ExitCode::FAILURE
+                    failure(&e)
                 }
             }
         }
@@ -74,6 +100,11 @@ fn load(arg: Option<PathBuf>) -> Result<(Config, String), ConfigError> {
         Some(p) => Config::load(&p).map(|c| (c, p.display().to_string())),
         None => Config::defaults().map(|c| (c, "built-in defaults".to_owned())),
     }
+}
+
+fn failure(e: &anyhow::Error) -> ExitCode {
+    eprintln!("herd: {e:#}");
+    ExitCode::FAILURE
 }
 
 fn config_failure(e: &ConfigError) -> ExitCode {

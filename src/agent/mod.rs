@@ -3,6 +3,7 @@
 //! events into logs. The protocol itself lives in [`crate::core`].
 
 pub mod net;
+pub mod ping;
 pub mod runtime;
 pub mod sensors;
 pub mod snapshot;

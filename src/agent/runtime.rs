@@ -39,33 +39,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let g = &config.gossip;
     let sockets = net::bind(g)?;
     let data_port = sockets.data.local_addr()?.port();
-    let fanout = match (g.strategy, g.broadcast_only) {
-        (Strategy::Multicast, _) => Fanout::Group,
-        _ => Fanout::Unicast,
-    };
-    let node_cfg = NodeConfig {
-        name: config.node.name.clone(),
-        cluster: config.node.cluster.clone(),
-        incarnation: incarnation(),
-        secret: g.secret.as_ref().map(|s| s.0.clone()),
-        heartbeat_interval: g.heartbeat_interval,
-        suspect_after: g.suspect_after,
-        down_after: g.down_after,
-        max_members: g.max_members,
-        data_port,
-        fanout,
-        baton: BatonConfig {
-            enabled: config.baton.enabled,
-            main_node: config.baton.main_node.clone(),
-            hold: config.baton.hold,
-            pass_timeout: config.baton.pass_timeout,
-            max_retries: config.baton.max_retries,
-            regenerate_after: config.baton.regenerate_after,
-            start_after: g.heartbeat_interval * 2,
-            recheck: (g.heartbeat_interval / 10).max(Duration::from_millis(10)),
-        },
-        links: LinkConfig { probe_interval: config.links.probe_interval, window: config.links.window },
-    };
+    let node_cfg = node_config(&config, data_port);
     let how = match (g.strategy, g.broadcast_only) {
         (Strategy::Multicast, false) => format!("multicast {}:{}", g.multicast_addr, g.port),
         (Strategy::Multicast, true) => format!("broadcast {}:{}", g.multicast_addr, g.port),
@@ -89,11 +63,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     let (seed_tx, mut seed_rx) = watch::channel(Vec::new());
-    let resolver = (fanout == Fanout::Unicast)
+    let resolver = (node_cfg.fanout == Fanout::Unicast)
         .then(|| tokio::spawn(net::resolve_seeds(g.clone(), g.heartbeat_interval, seed_tx)));
 
     let mut node = Node::new(node_cfg, rand::make_rng::<SmallRng>(), Instant::now());
-    let mut io = Io { sockets, send_errors: 0, last_send_error_log: None };
+    let mut io = Io::new(sockets);
     let mut sink = Sink::new(&config);
     let mut telemetry = Telemetry::new(&config);
     let mut telemetry_tick = tokio::time::interval(config.telemetry.interval);
@@ -178,23 +152,60 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
+/// The core's configuration from the validated config; `data_port` is the
+/// port the data socket actually got (the config may say 0).
+pub(crate) fn node_config(config: &Config, data_port: u16) -> NodeConfig {
+    let g = &config.gossip;
+    let fanout = match (g.strategy, g.broadcast_only) {
+        (Strategy::Multicast, _) => Fanout::Group,
+        _ => Fanout::Unicast,
+    };
+    NodeConfig {
+        name: config.node.name.clone(),
+        cluster: config.node.cluster.clone(),
+        incarnation: incarnation(),
+        secret: g.secret.as_ref().map(|s| s.0.clone()),
+        heartbeat_interval: g.heartbeat_interval,
+        suspect_after: g.suspect_after,
+        down_after: g.down_after,
+        max_members: g.max_members,
+        data_port,
+        fanout,
+        baton: BatonConfig {
+            enabled: config.baton.enabled,
+            main_node: config.baton.main_node.clone(),
+            hold: config.baton.hold,
+            pass_timeout: config.baton.pass_timeout,
+            max_retries: config.baton.max_retries,
+            regenerate_after: config.baton.regenerate_after,
+            start_after: g.heartbeat_interval * 2,
+            recheck: (g.heartbeat_interval / 10).max(Duration::from_millis(10)),
+        },
+        links: LinkConfig { probe_interval: config.links.probe_interval, window: config.links.window },
+    }
+}
+
 /// This life's incarnation: milliseconds since the Unix epoch at start, so a
 /// restarted node is newer than its previous life (see membership.rs for
 /// clocks that go backwards).
-fn incarnation() -> u64 {
+pub(crate) fn incarnation() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(1)
 }
 
-struct Io {
-    sockets: Sockets,
+pub(crate) struct Io {
+    pub(crate) sockets: Sockets,
     send_errors: u64,
     last_send_error_log: Option<Instant>,
 }
 
 impl Io {
+    pub(crate) fn new(sockets: Sockets) -> Io {
+        Io { sockets, send_errors: 0, last_send_error_log: None }
+    }
+
     /// Sends everything the core queued. Never waits: a full socket buffer
     /// drops the datagram, as the network could have.
-    fn flush<R: rand::Rng>(&mut self, node: &mut Node<R>) {
+    pub(crate) fn flush<R: rand::Rng>(&mut self, node: &mut Node<R>) {
         while let Some(t) = node.poll_transmit() {
             let (sock, addr) = match t.dest {
                 Dest::Group => (&self.sockets.gossip, self.sockets.group),

@@ -94,24 +94,20 @@ pub struct Totals {
     pub regenerated: u64,
 }
 
-/// What the loop knows about who holds the baton: the member whose heartbeat
-/// last said it holds it, and when.
-pub type HolderHint = Option<(String, Instant)>;
-
 pub struct Inputs<'a, R> {
     pub node: &'a Node<R>,
     pub now: Instant,
     pub started: Instant,
     pub reading: Option<&'a Reading>,
     pub totals: Totals,
-    pub holder_hint: &'a HolderHint,
     pub heartbeat_interval: Duration,
 }
 
 pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
     let node = i.node;
     let cfg = node.config();
-    let links: BTreeMap<String, _> = node.link_stats(i.now).into_iter().map(|l| (l.peer.clone(), l)).collect();
+    let links: BTreeMap<String, _> =
+        node.link_stats(i.now).into_iter().map(|l| (l.peer.clone(), l)).collect();
     let members = node
         .members()
         .iter()
@@ -136,10 +132,10 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
     let holder = if holding {
         Some(cfg.name.clone())
     } else {
-        i.holder_hint.as_ref().and_then(|(name, at)| {
-            let recent = i.now.saturating_duration_since(*at) <= i.heartbeat_interval * 2;
+        node.holder_hint().and_then(|(name, at)| {
+            let recent = i.now.saturating_duration_since(at) <= i.heartbeat_interval * 2;
             let live = node.members().get(name).is_some_and(|m| m.state == MemberState::Alive);
-            (recent && live).then(|| name.clone())
+            (recent && live).then(|| name.to_owned())
         })
     };
     let r = node.rejections();

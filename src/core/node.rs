@@ -177,6 +177,8 @@ pub struct Node<R> {
     members: Members,
     relay: Relay,
     relay_out: RelayOut,
+    /// The member whose heartbeat last said it holds the baton, and when.
+    holder_hint: Option<(String, Instant)>,
     links: Links,
     rng: R,
     seq: u64,
@@ -210,6 +212,7 @@ impl<R: Rng> Node<R> {
             members: Members::new(cfg.max_members, timing),
             relay: Relay::new(cfg.baton.clone(), &cfg.name, now),
             relay_out: RelayOut::default(),
+            holder_hint: None,
             links: Links::new(cfg.links, now),
             codec,
             rng,
@@ -243,6 +246,12 @@ impl<R: Rng> Node<R> {
 
     pub fn relay(&self) -> &Relay {
         &self.relay
+    }
+
+    /// Who holds the baton as far as heartbeats tell: the member whose
+    /// heartbeat last said so, and when it arrived.
+    pub fn holder_hint(&self) -> Option<(&str, Instant)> {
+        self.holder_hint.as_ref().map(|(n, at)| (n.as_str(), *at))
     }
 
     /// Link health of every live peer, over the probe window.
@@ -339,6 +348,9 @@ impl<R: Rng> Node<R> {
                 }
                 if let Some(view) = hb.baton {
                     self.relay.on_view(now, view, &mut self.relay_out);
+                    if view.holding && self.relay.best() == Some(view.id) {
+                        self.holder_hint = Some((env.from.to_owned(), now));
+                    }
                 }
                 self.links.on_heartbeat(env.from, env.incarnation, hb.hb_seq);
             }

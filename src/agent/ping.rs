@@ -1,0 +1,114 @@
+//! ping: `herd ping [--count N]`, the seed's `SimpleCluster.Ping.ping`. Joins
+//! the cluster briefly as a member that does not relay the baton (named
+//! `<node>-ping-<pid>`, on an ephemeral data port, with the config's secret),
+//! lets the members answer its first heartbeat, probes every member `count`
+//! times, prints RTT, jitter and loss per member, and leaves gracefully.
+//!
+//! It drives the same core and sockets as `herd run`; it must not send
+//! metrics, serve status, or take the baton.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use rand::rngs::SmallRng;
+use tokio::sync::watch;
+
+use super::net;
+use super::runtime::{Io, node_config};
+use crate::config::Config;
+use crate::core::links::LinkConfig;
+use crate::core::node::{Fanout, Node, Via};
+
+/// Time between two probes of one member.
+const PROBE_EVERY: Duration = Duration::from_millis(200);
+
+/// Runs the ping and returns the table to print. Err when no member answered.
+pub async fn run(mut config: Config, count: usize) -> Result<String> {
+    let count = count.max(1);
+    let base = format!("{}-ping-{}", config.node.name, std::process::id());
+    config.node.name = base.chars().take(crate::core::wire::MAX_NAME).collect();
+    config.gossip.data_port = 0;
+    config.baton.enabled = false;
+    let sockets = net::bind(&config.gossip)?;
+    let data_port = sockets.data.local_addr()?.port();
+    let mut cfg = node_config(&config, data_port);
+    cfg.links = LinkConfig { probe_interval: PROBE_EVERY, window: count };
+    let fanout = cfg.fanout;
+    let started = Instant::now();
+    let mut node = Node::new(cfg, rand::make_rng::<SmallRng>(), started);
+    let mut io = Io::new(sockets);
+    let (seed_tx, mut seed_rx) = watch::channel(Vec::new());
+    let g = config.gossip.clone();
+    let resolver = (fanout == Fanout::Unicast)
+        .then(|| tokio::spawn(net::resolve_seeds(g.clone(), g.heartbeat_interval, seed_tx)));
+
+    // Members answer our first heartbeat at once; allow a whole interval for
+    // the static and DNS strategies, then `count` probe rounds, then a second
+    // for the last answers.
+    let end = started + g.heartbeat_interval + PROBE_EVERY * count as u32 + Duration::from_secs(1);
+    let mut gbuf = vec![0u8; 65536];
+    let mut dbuf = vec![0u8; 65536];
+    while Instant::now() < end {
+        let deadline = node.poll_timeout().unwrap_or(end).min(end);
+        tokio::select! {
+            r = io.sockets.gossip.recv_from(&mut gbuf) => {
+                if let Ok((n, src)) = r {
+                    node.handle(Instant::now(), Via::Gossip, src, &mut gbuf[..n]);
+                }
+            }
+            r = io.sockets.data.recv_from(&mut dbuf) => {
+                if let Ok((n, src)) = r {
+                    node.handle(Instant::now(), Via::Data, src, &mut dbuf[..n]);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+            Ok(()) = seed_rx.changed(), if resolver.is_some() => {
+                let seeds = seed_rx.borrow_and_update().clone();
+                node.set_seeds(Instant::now(), seeds);
+            }
+        }
+        let now = Instant::now();
+        if node.poll_timeout().is_some_and(|t| t <= now) {
+            node.handle_timeout(now);
+        }
+        io.flush(&mut node);
+        while node.poll_event().is_some() {}
+    }
+    let now = Instant::now();
+    let stats = node.link_stats(now);
+    let rejected = node.rejections();
+    node.leave(now);
+    io.flush(&mut node);
+    if let Some(task) = resolver {
+        task.abort();
+    }
+    if stats.is_empty() {
+        let hint = if rejected.auth > 0 {
+            format!(" ({} datagrams failed authentication: is [gossip] secret the cluster's?)", rejected.auth)
+        } else {
+            String::new()
+        };
+        bail!("no member of cluster {:?} answered within {:?}{hint}", config.node.cluster, end - started);
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<16} {:<22} {:>9} {:>10} {:>7}",
+        "member", "address", "rtt ms", "jitter ms", "loss %"
+    );
+    for s in &stats {
+        let addr = node.members().get(&s.peer).map(|m| m.data_addr.to_string()).unwrap_or_default();
+        let f = |v: Option<f64>, p: usize| v.map_or("-".to_owned(), |v| format!("{v:.p$}"));
+        let _ = writeln!(
+            out,
+            "{:<16} {:<22} {:>9} {:>10} {:>7}",
+            s.peer,
+            addr,
+            f(s.rtt_ms, 3),
+            f(s.jitter_ms, 3),
+            f(s.loss_pct, 1)
+        );
+    }
+    Ok(out)
+}
