@@ -10,10 +10,13 @@
 //!   state machine that drives them ([`core::node`]).
 //! - [`agent`]: the shell that owns all I/O: sockets ([`agent::net`]) and the
 //!   single event loop ([`agent::runtime`]) that feeds the core.
+//! - [`demo`]: `herd demo`, a whole cluster of real agents on this machine
+//!   with an embedded StatsD listener and a live table.
 
 pub mod agent;
 pub mod config;
 pub mod core;
+pub mod demo;
 
 /// `herd --version`: version, target triple and git revision.
 pub const VERSION: &str =

@@ -32,6 +32,24 @@ enum Command {
         #[arg(short, long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Run a whole cluster on this machine: N agents on loopback, a live table, a summary.
+    Demo {
+        /// Agents to run (psa, psb, ...).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(2..=26))]
+        nodes: u16,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// Ask the local agent for its member table, baton, link health and sensors.
+    Status {
+        /// Print the raw JSON of GET /status.
+        #[arg(long)]
+        json: bool,
+        /// The agent's status endpoint (default: [status] listen of the config, else 127.0.0.1:45894).
+        #[arg(long, value_name = "ADDR")]
+        addr: Option<String>,
+    },
     /// Join the cluster briefly and print RTT, jitter and loss to every member.
     Ping {
         /// Config file (for the cluster, its secret and the gossip settings).
@@ -54,6 +72,22 @@ fn main() -> ExitCode {
             }
             Err(e) => config_failure(&e),
         },
+        Command::Demo { nodes, seconds } => match herd::demo::run(usize::from(nodes), seconds) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => failure(&e),
+        },
+        Command::Status { json, addr } => {
+            let addr = addr
+                .or_else(|| load(None).ok().and_then(|(c, _)| c.status.listen).map(|a| a.to_string()))
+                .unwrap_or_else(|| "127.0.0.1:45894".to_owned());
+            match herd::agent::status::client(&addr, json) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => failure(&e),
+            }
+        }
         Command::Ping { config, count } => {
             let (config, _) = match load(config) {
                 Ok(c) => c,

@@ -8,6 +8,7 @@ pub mod runtime;
 pub mod sensors;
 pub mod snapshot;
 pub mod statsd;
+pub mod status;
 pub mod telemetry;
 
 pub use runtime::run;

@@ -13,11 +13,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use rand::rngs::SmallRng;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::net::{self, Sockets};
+use super::snapshot::{self, SnapshotRequest, Totals};
 use super::statsd::Metrics;
+use super::status;
 use super::telemetry::Telemetry;
 use crate::config::{Config, Strategy};
 use crate::core::baton::{BatonConfig, BatonEvent};
@@ -74,6 +76,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut flush = tokio::time::interval(config.statsd.flush_interval);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
+    let (status_tx, mut status_rx) = mpsc::channel::<SnapshotRequest>(16);
+    let status_task = match config.status.listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                info!(%addr, "status endpoint listening (GET /, /status, /metrics)");
+                Some(tokio::spawn(status::serve(listener, status_tx)))
+            }
+            Err(e) => {
+                warn!(%addr, error = %e, "cannot listen for the status endpoint; running without it ([status] listen)");
+                None
+            }
+        },
+        None => None,
+    };
     let mut gbuf = vec![0u8; RECV_BUF];
     let mut dbuf = vec![0u8; RECV_BUF];
     let far = Duration::from_secs(3600);
@@ -117,6 +134,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 node.set_seeds(Instant::now(), seeds);
             }
             _ = flush.tick() => sink.flush(&node),
+            Some(reply) = status_rx.recv(), if status_task.is_some() => {
+                let inputs = snapshot::Inputs {
+                    node: &node,
+                    now: Instant::now(),
+                    started,
+                    reading: telemetry.last.as_ref(),
+                    totals: sink.totals,
+                    heartbeat_interval: config.gossip.heartbeat_interval,
+                };
+                let _ = reply.send(snapshot::build(inputs));
+            }
             _ = telemetry_tick.tick() => {
                 let links = node.link_stats(Instant::now());
                 telemetry.report(&links, sink.metrics.as_ref());
@@ -136,7 +164,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     io.flush(&mut node);
     report(&mut node, &mut sink);
     sink.flush(&node);
-    if let Some(task) = resolver {
+    for task in [resolver, status_task].into_iter().flatten() {
         task.abort();
     }
     let r = node.rejections();
@@ -237,12 +265,20 @@ struct Sink {
     /// `herd.baton.hop_ms` is sampled when the relay runs unpaced, so a fast
     /// relay does not send one histogram line per pass.
     hop_sample_rate: f64,
+    /// Since start, for the status endpoint.
+    totals: Totals,
 }
 
 impl Sink {
     fn new(config: &Config) -> Sink {
         let hop_sample_rate = if config.baton.hold >= Duration::from_millis(1) { 1.0 } else { 0.01 };
-        let mut sink = Sink { metrics: None, config: config.clone(), failed_once: false, hop_sample_rate };
+        let mut sink = Sink {
+            metrics: None,
+            config: config.clone(),
+            failed_once: false,
+            hop_sample_rate,
+            totals: Totals::default(),
+        };
         sink.connect();
         sink
     }
@@ -308,6 +344,11 @@ fn report<R: rand::Rng>(node: &mut Node<R>, sink: &mut Sink) {
 
 fn baton_event(ev: BatonEvent, sink: &mut Sink) {
     let rate = sink.hop_sample_rate;
+    match &ev {
+        BatonEvent::Passed { .. } => sink.totals.passes += 1,
+        BatonEvent::Regenerated { .. } => sink.totals.regenerated += 1,
+        _ => {}
+    }
     let m = sink.metrics.as_mut();
     match ev {
         // Per pass: debug level only (tests use it to find the holder).
