@@ -91,6 +91,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         },
         None => None,
     };
+    // systemd (Type=notify): the sockets are bound, peers can find us. Without
+    // $NOTIFY_SOCKET this does nothing.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        debug!(error = %e, "sd_notify READY failed");
+    }
     let mut gbuf = vec![0u8; RECV_BUF];
     let mut dbuf = vec![0u8; RECV_BUF];
     let far = Duration::from_secs(3600);
@@ -160,6 +165,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         report(&mut node, &mut sink);
     }
 
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     node.leave(Instant::now());
     io.flush(&mut node);
     report(&mut node, &mut sink);

@@ -263,12 +263,21 @@ pub struct Agent {
 impl Agent {
     /// Writes `spec`'s config and spawns `herd run -c` on it.
     pub fn start(spec: &Spec) -> Agent {
+        Agent::start_with(spec, herd())
+    }
+
+    /// Like [`Agent::start`], with another `herd` command (e.g. an aarch64
+    /// build under `qemu-aarch64-static`); `run -c <config>` is appended.
+    pub fn start_with(spec: &Spec, mut command: Command) -> Agent {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path: PathBuf = dir.path().join(format!("{}.toml", spec.name));
         std::fs::write(&path, spec.to_toml()).expect("write config");
         let spawned = Instant::now();
-        let mut child = herd()
+        let mut child = command
             .env("RUST_LOG", &spec.rust_log)
+            .env_remove("HERD_CONFIG")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
             .arg("run")
             .arg("-c")
             .arg(&path)
