@@ -305,22 +305,11 @@ impl<R: Rng> Node<R> {
         let verdict = self.members.admit(now, env.from, env.incarnation, env.seq, hello, &mut changes);
         match verdict {
             Admit::Accepted => self.act(now, via, src, &env, &mut changes),
-            Admit::Ignored => match &env.msg {
-                // Authenticated but from no live member we know: still answer
-                // probes, so a restarted node learns its RTT at once...
-                Message::Ping { token } => self.send(reply_dest(via, src), Message::Ack { token: *token }),
-                // ...and take a baton handed off by a node that has just left.
-                Message::Pass { id, counter, lap } => {
-                    let (relay, mut cx) = self.relay_cx(now);
-                    relay.on_pass(&mut cx, src, *id, *counter, lap);
-                }
-                // ...and its acks, which may come after its leave.
-                Message::PassAck(ack) => {
-                    let (relay, mut cx) = self.relay_cx(now);
-                    relay.on_ack(&mut cx, env.from, *ack);
-                }
-                _ => {}
-            },
+            // Authenticated, but from no live member we know (a node that has
+            // just left, or restarted and not yet heartbeated).
+            Admit::Ignored => {
+                self.answer(now, via, src, &env);
+            }
             Admit::Replay => self.reject(now, src.ip(), Reason::Replay),
             Admit::Stale => self.reject(now, src.ip(), Reason::Stale),
             Admit::Full => self.reject(now, src.ip(), Reason::TableFull),
@@ -328,6 +317,26 @@ impl<R: Rng> Node<R> {
         self.absorb(now, &mut changes);
         self.scratch = changes;
         self.drain_relay();
+    }
+
+    /// What is done for any authenticated, fresh datagram, member or not:
+    /// probes are answered (a restarted node learns its RTT at once), passes
+    /// taken (a node that just left hands its baton off), acks heard (they may
+    /// come after the sender's leave). False for the other messages.
+    fn answer(&mut self, now: Instant, via: Via, src: SocketAddr, env: &Envelope<'_>) -> bool {
+        match &env.msg {
+            Message::Ping { token } => self.send(reply_dest(via, src), Message::Ack { token: *token }),
+            Message::Pass { id, counter, lap } => {
+                let (relay, mut cx) = self.relay_cx(now);
+                relay.on_pass(&mut cx, src, *id, *counter, lap);
+            }
+            Message::PassAck(ack) => {
+                let (relay, mut cx) = self.relay_cx(now);
+                relay.on_ack(&mut cx, env.from, *ack);
+            }
+            _ => return false,
+        }
+        true
     }
 
     fn act(
@@ -338,6 +347,9 @@ impl<R: Rng> Node<R> {
         env: &Envelope<'_>,
         changes: &mut Vec<MemberEvent>,
     ) {
+        if self.answer(now, via, src, env) {
+            return;
+        }
         match &env.msg {
             Message::Heartbeat(hb) => {
                 for s in &hb.sightings {
@@ -354,20 +366,13 @@ impl<R: Rng> Node<R> {
                 }
                 self.links.on_heartbeat(env.from, env.incarnation, hb.hb_seq);
             }
-            Message::Pass { id, counter, lap } => {
-                let (relay, mut cx) = self.relay_cx(now);
-                relay.on_pass(&mut cx, src, *id, *counter, lap);
-            }
-            Message::PassAck(ack) => {
-                let (relay, mut cx) = self.relay_cx(now);
-                relay.on_ack(&mut cx, env.from, *ack);
-            }
             Message::Leave => self.members.leave(now, env.from, changes),
-            Message::Ping { token } => self.send(reply_dest(via, src), Message::Ack { token: *token }),
             // Liveness was recorded by `admit`; a link probe's ack also gives an RTT.
             Message::Ack { token } => {
                 self.links.on_ack(now, env.from, *token);
             }
+            // Handled by `answer` above.
+            Message::Ping { .. } | Message::Pass { .. } | Message::PassAck(_) => {}
         }
     }
 
