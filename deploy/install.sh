@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# install.sh: installs (or upgrades) herd on Raspberry Pis over plain ssh and
+# scp, one host after the other, and stops at the first host that fails.
+# `deploy/install.sh -h` says how; tests/deploy.rs holds it to that.
+set -euo pipefail
+
+prog=install.sh
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+repo=$(dirname "$here")
+
+# Default paths are the repository's; printed relative when run from its top.
+if [[ $(pwd -P) == "$repo" ]]; then
+  base=
+else
+  base=$repo/
+fi
+binary=${base}target/aarch64-unknown-linux-musl/release/herd
+config=${base}config/herd.toml
+unit=${base}deploy/herd.service
+hosts_file=${HERD_HOSTS_FILE:-}
+dry_run=false
+force_config=false
+
+usage() {
+  cat <<EOF
+Usage: deploy/install.sh [options] [host ...]
+
+Installs herd on each host in turn, over ssh and scp: copies the binary, the
+config and the systemd unit to the host's /tmp, installs them as
+/usr/local/bin/herd, /etc/herd/herd.toml and /etc/systemd/system/herd.service,
+validates the config with 'herd check', enables and restarts the herd service,
+and waits until it answers 'herd status'. Stops at the first host that fails.
+
+Hosts are the arguments ([user@]host, e.g. pi@psa.local), else the lines of
+deploy/hosts (see deploy/hosts.example): one host per line, '#' starts a
+comment, blank lines are ignored.
+
+Options:
+  -n, --dry-run       print every scp and ssh command, prefixed '+ ', and run
+                      none (no network at all)
+  -b, --binary PATH   the binary to install
+                      (default: target/aarch64-unknown-linux-musl/release/herd)
+  -c, --config PATH   the config to install (default: config/herd.toml)
+      --force-config  replace an existing /etc/herd/herd.toml (default: an
+                      installed config is kept, so local edits survive upgrades)
+      --hosts FILE    read the hosts from FILE instead of deploy/hosts
+  -h, --help          show this help
+
+Environment:
+  SSH, SCP            the commands to run instead of 'ssh' and 'scp', options
+                      included, e.g. to reuse one connection per host:
+                      SSH="ssh -o ControlMaster=auto -o ControlPath=~/.ssh/%C -o ControlPersist=60"
+                      SCP="scp -o ControlMaster=auto -o ControlPath=~/.ssh/%C -o ControlPersist=60"
+  HERD_HOSTS_FILE     like --hosts
+
+The ssh user needs sudo without a password (Raspberry Pi OS's default user has
+it). The binary is built with:
+  rustup target add aarch64-unknown-linux-musl
+  cargo build --release --target aarch64-unknown-linux-musl
+
+Exit status: 0 when every host is done, 1 when one failed (the message names
+it), 2 for a usage error.
+EOF
+}
+
+# usage_error MESSAGE: for mistakes in the command line or the hosts file.
+usage_error() {
+  echo "$prog: $1" >&2
+  echo "Try 'deploy/install.sh --help'." >&2
+  exit 2
+}
+
+# Option values are the next argument, or after '=' (--binary=PATH).
+need_value() {
+  if [[ $# -lt 2 || -z $2 ]]; then
+    usage_error "option $1 needs a value"
+  fi
+}
+
+hosts=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    -h | --help) usage; exit 0 ;;
+    -n | --dry-run) dry_run=true ;;
+    --force-config) force_config=true ;;
+    -b | --binary) need_value "$@"; binary=$2; shift ;;
+    -c | --config) need_value "$@"; config=$2; shift ;;
+    --hosts) need_value "$@"; hosts_file=$2; shift ;;
+    --binary=*) binary=${1#*=} ;;
+    --config=*) config=${1#*=} ;;
+    --hosts=*) hosts_file=${1#*=} ;;
+    --) shift; hosts+=("$@"); break ;;
+    -*) usage_error "unknown option: $1" ;;
+    *) hosts+=("$1") ;;
+  esac
+  shift
+done
+
+# A host is [user@]name: no spaces, quotes or shell characters, and nothing
+# ssh or scp could take for an option or a path.
+valid_host() {
+  [[ $1 =~ ^([A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9_][A-Za-z0-9._-]*$ ]]
+}
+
+if [[ ${#hosts[@]} -eq 0 ]]; then
+  file=${hosts_file:-$here/hosts}
+  if [[ -n $hosts_file && ! -f $hosts_file ]]; then
+    usage_error "no hosts file $hosts_file"
+  fi
+  if [[ -f $file ]]; then
+    n=0
+    while IFS= read -r line || [[ -n $line ]]; do
+      n=$((n + 1))
+      line=${line%%#*}
+      read -r -a words <<<"$line"
+      case ${#words[@]} in
+        0) ;;
+        1) valid_host "${words[0]}" || usage_error "$file:$n: not a host: ${words[0]}"
+           hosts+=("${words[0]}") ;;
+        *) usage_error "$file:$n: one host per line: ${words[*]}" ;;
+      esac
+    done <"$file"
+  fi
+  if [[ ${#hosts[@]} -eq 0 ]]; then
+    usage_error "no hosts: name them as arguments ([user@]host ...) or one per line in ${hosts_file:-deploy/hosts} (see deploy/hosts.example)"
+  fi
+else
+  for h in "${hosts[@]}"; do
+    valid_host "$h" || usage_error "not a host: $h"
+  done
+fi
+
+read -r -a ssh <<<"${SSH:-ssh}"
+read -r -a scp <<<"${SCP:-scp}"
+[[ ${#ssh[@]} -gt 0 ]] || ssh=(ssh)
+[[ ${#scp[@]} -gt 0 ]] || scp=(scp)
+
+# A missing input is an error, except in a dry run, which only shows the plan.
+missing() {
+  if $dry_run; then
+    echo "$prog: warning: $1" >&2
+  else
+    echo "$prog: $1" >&2
+    exit 1
+  fi
+}
+[[ -f $binary ]] || missing "no binary at $binary: build it first with
+  rustup target add aarch64-unknown-linux-musl
+  cargo build --release --target aarch64-unknown-linux-musl
+(or name another one with --binary PATH)"
+[[ -f $config ]] || missing "no config at $config (name one with --config PATH)"
+[[ -f $unit ]] || missing "no systemd unit at $unit: is this a complete copy of herd?"
+
+# quote ARG...: the arguments as one shell command line, each quoted only when
+# it has to be, so that a printed line can be pasted into a shell.
+quote() {
+  local out=() a q="'\\''"
+  for a in "$@"; do
+    if [[ $a =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
+      out+=("$a")
+    else
+      out+=("'${a//\'/$q}'")
+    fi
+  done
+  printf '%s\n' "${out[*]}"
+}
+
+current=
+done_hosts=()
+
+# fail MESSAGE: names the host being installed and stops.
+fail() {
+  echo "$prog: failed on $current: $1" >&2
+  local i rest=() seen=false
+  for i in "${hosts[@]}"; do
+    if $seen; then rest+=("$i"); fi
+    if [[ $i == "$current" ]]; then seen=true; fi
+  done
+  echo "$prog: done before it: ${done_hosts[*]:-none}; not attempted: ${rest[*]:-none}" >&2
+  exit 1
+}
+
+# step WHAT COMMAND...: prints the command after '+ ' and, unless this is a
+# dry run, runs it; a failure stops everything, naming the host and WHAT.
+step() {
+  local what=$1 rc=0
+  shift
+  echo "+ $(quote "$@")"
+  if $dry_run; then
+    return 0
+  fi
+  "$@" || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    fail "$what ($1 exited with status $rc)"
+  fi
+}
+
+# What runs on each host, in order (the host's login shell runs each line).
+r_binary='sudo install -m 0755 /tmp/herd /usr/local/bin/herd'
+if $force_config; then
+  r_config='sudo install -D -m 0644 /tmp/herd.toml /etc/herd/herd.toml'
+else
+  r_config='if test -e /etc/herd/herd.toml; then echo "kept the existing /etc/herd/herd.toml (--force-config replaces it)"; else sudo install -D -m 0644 /tmp/herd.toml /etc/herd/herd.toml; fi'
+fi
+r_check='sudo /usr/local/bin/herd check -c /etc/herd/herd.toml >/dev/null'
+r_unit='sudo groupadd -f --system herd-secret && sudo install -m 0644 /tmp/herd.service /etc/systemd/system/herd.service && rm -f /tmp/herd /tmp/herd.toml /tmp/herd.service'
+# enable + restart starts a stopped service and restarts a running one (with
+# `enable --now` a first install would start it twice).
+r_start='sudo systemctl daemon-reload && sudo systemctl enable herd && sudo systemctl restart herd'
+r_verify='for i in 1 2 3 4 5 6 7 8 9 10; do systemctl is-active --quiet herd && sudo /usr/local/bin/herd status && exit 0; sleep 1; done; systemctl status --no-pager herd; exit 1'
+
+total=${#hosts[@]}
+i=0
+for host in "${hosts[@]}"; do
+  i=$((i + 1))
+  current=$host
+  echo "$prog: $host ($i of $total)" >&2
+  step "copying the binary" "${scp[@]}" "$binary" "$host:/tmp/herd"
+  step "copying the config" "${scp[@]}" "$config" "$host:/tmp/herd.toml"
+  step "copying the unit" "${scp[@]}" "$unit" "$host:/tmp/herd.service"
+  step "installing the binary" "${ssh[@]}" "$host" "$r_binary"
+  step "installing the config" "${ssh[@]}" "$host" "$r_config"
+  step "herd check rejected /etc/herd/herd.toml" "${ssh[@]}" "$host" "$r_check"
+  step "installing the unit" "${ssh[@]}" "$host" "$r_unit"
+  step "starting the service" "${ssh[@]}" "$host" "$r_start"
+  step "the service did not come up (systemctl is-active herd; herd status)" "${ssh[@]}" "$host" "$r_verify"
+  done_hosts+=("$host")
+done
+
+if $dry_run; then
+  echo "$prog: dry run: nothing was done on ${hosts[*]}" >&2
+else
+  echo "$prog: herd is running on ${hosts[*]}" >&2
+fi

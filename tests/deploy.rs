@@ -1,0 +1,849 @@
+//! The deploy kit in `deploy/`, held to what an operator relies on:
+//!
+//! - `install.sh --dry-run` prints the exact scp and ssh commands, host after
+//!   host, and runs none of them; its usage errors exit 2; a host that fails
+//!   stops the run, is named, and the hosts after it are never touched (fake
+//!   `SSH`/`SCP` commands record every call).
+//! - `herd.service` passes `systemd-analyze verify` and carries the hardening
+//!   of issue 6. Without `systemd-analyze` that test is skipped with a
+//!   message, except under CI (`CI=true`), where it fails: CI installs the
+//!   `systemd` package.
+//! - `datadog-dashboard.json` is dashboard JSON whose every query uses only
+//!   metrics herd emits: the names in README.md's metrics table (with its
+//!   `.freq_capped` / `*_occurred` shorthands expanded, and DogStatsD's
+//!   aggregates of each histogram).
+//! - The Kubernetes manifests (hostNetwork and the `dns` alternative) and the
+//!   Dockerfile say what they must; the herd.toml each manifest embeds passes
+//!   `herd check`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+// ---------------------------------------------------------------- install.sh
+
+const DEFAULT_BINARY: &str = "target/aarch64-unknown-linux-musl/release/herd";
+const DEFAULT_CONFIG: &str = "config/herd.toml";
+const UNIT: &str = "deploy/herd.service";
+
+/// What install.sh runs on every host, in order: the contract of its output.
+const R_BINARY: &str = "sudo install -m 0755 /tmp/herd /usr/local/bin/herd";
+const R_CONFIG_KEEP: &str = r#"if test -e /etc/herd/herd.toml; then echo "kept the existing /etc/herd/herd.toml (--force-config replaces it)"; else sudo install -D -m 0644 /tmp/herd.toml /etc/herd/herd.toml; fi"#;
+const R_CONFIG_FORCE: &str = "sudo install -D -m 0644 /tmp/herd.toml /etc/herd/herd.toml";
+const R_CHECK: &str = "sudo /usr/local/bin/herd check -c /etc/herd/herd.toml >/dev/null";
+const R_UNIT: &str = "sudo groupadd -f --system herd-secret && sudo install -m 0644 /tmp/herd.service /etc/systemd/system/herd.service && rm -f /tmp/herd /tmp/herd.toml /tmp/herd.service";
+const R_START: &str =
+    "sudo systemctl daemon-reload && sudo systemctl enable herd && sudo systemctl restart herd";
+const R_VERIFY: &str = "for i in 1 2 3 4 5 6 7 8 9 10; do systemctl is-active --quiet herd && sudo /usr/local/bin/herd status && exit 0; sleep 1; done; systemctl status --no-pager herd; exit 1";
+
+/// The inputs of one install, as install.sh prints them.
+struct Plan<'a> {
+    ssh: &'a str,
+    scp: &'a str,
+    binary: &'a str,
+    config: &'a str,
+    unit: &'a str,
+    force_config: bool,
+}
+
+impl Default for Plan<'_> {
+    fn default() -> Self {
+        Plan {
+            ssh: "ssh",
+            scp: "scp",
+            binary: DEFAULT_BINARY,
+            config: DEFAULT_CONFIG,
+            unit: UNIT,
+            force_config: false,
+        }
+    }
+}
+
+impl Plan<'_> {
+    /// The exact `+ ` lines for `hosts`, in order.
+    fn lines(&self, hosts: &[&str]) -> Vec<String> {
+        let config = if self.force_config { R_CONFIG_FORCE } else { R_CONFIG_KEEP };
+        let mut out = Vec::new();
+        for host in hosts {
+            let Plan { ssh, scp, binary, config: cfg, unit, .. } = self;
+            out.push(format!("+ {scp} {binary} {host}:/tmp/herd"));
+            out.push(format!("+ {scp} {cfg} {host}:/tmp/herd.toml"));
+            out.push(format!("+ {scp} {unit} {host}:/tmp/herd.service"));
+            for remote in [R_BINARY, config, R_CHECK, R_UNIT, R_START, R_VERIFY] {
+                out.push(format!("+ {ssh} {host} '{remote}'"));
+            }
+        }
+        out
+    }
+}
+
+/// `deploy/install.sh`, run from the top of the repository (as the README
+/// says), with none of its environment variables inherited.
+fn install_sh() -> Command {
+    let mut cmd = Command::new(root().join("deploy/install.sh"));
+    cmd.current_dir(root())
+        .env_remove("SSH")
+        .env_remove("SCP")
+        .env_remove("HERD_HOSTS_FILE")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run deploy/install.sh")
+}
+
+fn stdout_lines(out: &Output) -> Vec<String> {
+    text(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "install.sh failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// A directory holding `ssh` and `scp` stand-ins that append each call to
+/// `calls.log` there: any call at all shows up in the log.
+fn recording_path_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for name in ["ssh", "scp"] {
+        let path = dir.path().join(name);
+        let log = dir.path().join("calls.log");
+        std::fs::write(&path, format!("#!/bin/sh\necho \"{name} $*\" >> '{}'\n", log.display()))
+            .expect("write fake");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod fake");
+    }
+    dir
+}
+
+#[test]
+fn dry_run_prints_the_exact_scp_and_ssh_commands_for_each_host_in_order() {
+    // The real ssh and scp are shadowed by recorders: a dry run must call neither.
+    let fakes = recording_path_dir();
+    let path = format!("{}:{}", fakes.path().display(), std::env::var("PATH").unwrap_or_default());
+    let out = run(install_sh().env("PATH", &path).args(["--dry-run", "psa", "pi@psb.local"]));
+    assert_ok(&out);
+    assert_eq!(stdout_lines(&out), Plan::default().lines(&["psa", "pi@psb.local"]));
+    assert!(!fakes.path().join("calls.log").exists(), "a dry run called ssh or scp");
+    let err = text(&out.stderr);
+    assert!(err.contains("dry run: nothing was done on psa pi@psb.local"), "stderr: {err}");
+}
+
+#[test]
+fn dry_run_uses_the_ssh_and_scp_commands_from_the_environment_and_never_runs_them() {
+    // /bin/false fails whenever it runs: success proves nothing ran.
+    let out =
+        run(install_sh().env("SSH", "/bin/false").env("SCP", "/bin/false").args(["-n", "psa", "psb", "psc"]));
+    assert_ok(&out);
+    let plan = Plan { ssh: "/bin/false", scp: "/bin/false", ..Plan::default() };
+    assert_eq!(stdout_lines(&out), plan.lines(&["psa", "psb", "psc"]));
+
+    // Options in SSH/SCP are kept, word by word.
+    let out = run(install_sh()
+        .env("SSH", "ssh -o BatchMode=yes -p 2222")
+        .env("SCP", "scp -o BatchMode=yes -P 2222")
+        .args(["--dry-run", "psa"]));
+    assert_ok(&out);
+    let plan =
+        Plan { ssh: "ssh -o BatchMode=yes -p 2222", scp: "scp -o BatchMode=yes -P 2222", ..Plan::default() };
+    assert_eq!(stdout_lines(&out), plan.lines(&["psa"]));
+}
+
+#[test]
+fn dry_run_reads_hosts_from_a_file_skipping_comments_and_blank_lines() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "# the rack\npsa\n\n   psb.local   # top shelf\npi@psc\n#psd\n")
+        .expect("write hosts");
+    let expected = Plan { ssh: "/bin/false", scp: "/bin/false", ..Plan::default() }.lines(&[
+        "psa",
+        "psb.local",
+        "pi@psc",
+    ]);
+
+    let by_option = run(install_sh()
+        .env("SSH", "/bin/false")
+        .env("SCP", "/bin/false")
+        .arg("--dry-run")
+        .arg("--hosts")
+        .arg(&hosts));
+    assert_ok(&by_option);
+    assert_eq!(stdout_lines(&by_option), expected);
+
+    let by_env = run(install_sh()
+        .env("SSH", "/bin/false")
+        .env("SCP", "/bin/false")
+        .env("HERD_HOSTS_FILE", &hosts)
+        .arg("--dry-run"));
+    assert_ok(&by_env);
+    assert_eq!(stdout_lines(&by_env), expected);
+
+    // Hosts on the command line win over the file.
+    let args_win = run(install_sh().env("HERD_HOSTS_FILE", &hosts).args(["--dry-run", "psz"]));
+    assert_ok(&args_win);
+    assert_eq!(stdout_lines(&args_win), Plan::default().lines(&["psz"]));
+
+    // The shipped example is a valid hosts file: psa.local ... psd.local.
+    let example = run(install_sh().args(["--dry-run", "--hosts", "deploy/hosts.example"]));
+    assert_ok(&example);
+    assert_eq!(
+        stdout_lines(&example),
+        Plan::default().lines(&["psa.local", "psb.local", "psc.local", "psd.local"])
+    );
+}
+
+#[test]
+fn dry_run_shows_the_chosen_binary_and_config_and_force_config() {
+    let out = run(install_sh().args([
+        "--dry-run",
+        "--binary",
+        "/srv/build/herd",
+        "--config=/srv/lab.toml",
+        "--force-config",
+        "psa",
+    ]));
+    assert_ok(&out);
+    let plan =
+        Plan { binary: "/srv/build/herd", config: "/srv/lab.toml", force_config: true, ..Plan::default() };
+    assert_eq!(stdout_lines(&out), plan.lines(&["psa"]));
+    // A dry run only warns about a binary that is not built yet.
+    assert!(
+        text(&out.stderr).contains("warning: no binary at /srv/build/herd"),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+
+    // Run from elsewhere, the default paths are the repository's, absolute.
+    let elsewhere = tempfile::tempdir().expect("temporary directory");
+    let out = run(install_sh().current_dir(elsewhere.path()).args(["--dry-run", "psa"]));
+    assert_ok(&out);
+    let repo = std::fs::canonicalize(root()).expect("canonical repository path");
+    let (binary, config, unit) = (
+        format!("{}/{DEFAULT_BINARY}", repo.display()),
+        format!("{}/{DEFAULT_CONFIG}", repo.display()),
+        format!("{}/{UNIT}", repo.display()),
+    );
+    let plan = Plan { binary: &binary, config: &config, unit: &unit, ..Plan::default() };
+    assert_eq!(stdout_lines(&out), plan.lines(&["psa"]));
+}
+
+#[test]
+fn the_remote_commands_are_valid_sh() {
+    // Each runs in the host's login shell: POSIX sh syntax, nothing bash-only.
+    for remote in [R_BINARY, R_CONFIG_KEEP, R_CONFIG_FORCE, R_CHECK, R_UNIT, R_START, R_VERIFY] {
+        let out = Command::new("sh").args(["-n", "-c", remote]).output().expect("run sh -n");
+        assert!(out.status.success(), "sh -n refuses {remote:?}: {}", text(&out.stderr));
+        assert!(!remote.contains('\''), "{remote:?} would need quoting inside the printed '...'");
+    }
+}
+
+#[test]
+fn help_prints_the_usage() {
+    for flag in ["-h", "--help"] {
+        let out = run(install_sh().arg(flag));
+        assert_ok(&out);
+        let usage = text(&out.stdout);
+        for needle in [
+            "Usage: deploy/install.sh [options] [host ...]",
+            "--dry-run",
+            "--binary PATH",
+            "--config PATH",
+            "--force-config",
+            "--hosts FILE",
+            "deploy/hosts",
+            "SSH, SCP",
+            "HERD_HOSTS_FILE",
+            "cargo build --release --target aarch64-unknown-linux-musl",
+        ] {
+            assert!(usage.contains(needle), "usage lacks {needle:?}:\n{usage}");
+        }
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let empty = dir.path().join("hosts");
+    std::fs::write(&empty, "# nobody yet\n\n").expect("write hosts");
+    let two_per_line = dir.path().join("two");
+    std::fs::write(&two_per_line, "psa psb\n").expect("write hosts");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--bogus".into(), "psa".into()], "install.sh: unknown option: --bogus"),
+        (vec!["--dry-run".into(), "--hosts".into(), empty.display().to_string()], "install.sh: no hosts:"),
+        (
+            vec!["--dry-run".into(), "--hosts".into(), dir.path().join("absent").display().to_string()],
+            "no hosts file",
+        ),
+        (
+            vec!["--dry-run".into(), "--hosts".into(), two_per_line.display().to_string()],
+            "two:1: one host per line",
+        ),
+        (vec!["--dry-run".into(), "--".into(), "-oProxyCommand=sh".into()], "not a host: -oProxyCommand=sh"),
+        (vec!["--dry-run".into(), "psa;reboot".into()], "not a host: psa;reboot"),
+        (vec!["--binary".into()], "option --binary needs a value"),
+    ];
+    for (args, message) in cases {
+        let out = run(install_sh().env("SSH", "/bin/false").env("SCP", "/bin/false").args(&args));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: stderr: {err}");
+        assert!(err.contains(message), "{args:?}: expected {message:?} in stderr: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: printed commands before refusing: {}", text(&out.stdout));
+    }
+}
+
+#[test]
+fn a_missing_binary_is_an_error_that_says_how_to_build_it() {
+    let out = run(install_sh().env("SSH", "/bin/false").env("SCP", "/bin/false").args([
+        "--binary",
+        "/nonexistent/herd",
+        "psa",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("no binary at /nonexistent/herd"), "stderr: {err}");
+    assert!(err.contains("cargo build --release --target aarch64-unknown-linux-musl"), "stderr: {err}");
+    assert!(out.stdout.is_empty(), "ran something: {}", text(&out.stdout));
+}
+
+/// `sh FILE`: a fake ssh or scp that logs its arguments and fails like
+/// `fail_when` says (a shell `case` pattern over all its arguments).
+fn fake(dir: &Path, name: &str, fail_when: &str) -> String {
+    let log = dir.join("calls.log");
+    let script = dir.join(format!("fake-{name}"));
+    std::fs::write(
+        &script,
+        format!(
+            "echo \"{name} $*\" >> '{log}'\ncase \"$*\" in\n  {fail_when}) echo 'fake {name}: refused' >&2; exit 3 ;;\nesac\nexit 0\n",
+            log = log.display()
+        ),
+    )
+    .expect("write fake");
+    // Run through sh: nothing needs the executable bit.
+    format!("sh {}", script.display())
+}
+
+#[test]
+fn a_failing_host_stops_the_run_naming_it_and_later_hosts_are_never_touched() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ssh = fake(dir.path(), "ssh", "psb*herd\\ check*");
+    let scp = fake(dir.path(), "scp", "__never__");
+    let binary = env!("CARGO_BIN_EXE_herd");
+    let out =
+        run(install_sh().env("SSH", &ssh).env("SCP", &scp).args(["--binary", binary, "psa", "psb", "psc"]));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains("install.sh: failed on psb: herd check rejected /etc/herd/herd.toml"),
+        "stderr: {err}"
+    );
+    assert!(err.contains("done before it: psa; not attempted: psc"), "stderr: {err}");
+    assert!(err.contains("fake ssh: refused"), "the failing command's own message is shown: {err}");
+
+    // Every command it printed was run, in order, and nothing after the failure.
+    let log = std::fs::read_to_string(dir.path().join("calls.log")).expect("calls were logged");
+    let calls: Vec<&str> = log.lines().collect();
+    let plan = Plan { ssh: "ssh", scp: "scp", binary, ..Plan::default() };
+    let mut expected: Vec<String> = plan.lines(&["psa"]);
+    expected.extend(plan.lines(&["psb"]).into_iter().take(6)); // 3 copies, binary, config, check
+    // The log has the arguments unquoted; the printed lines quote the remote command.
+    let expected: Vec<String> =
+        expected.iter().map(|l| l.trim_start_matches("+ ").replace('\'', "")).collect();
+    assert_eq!(calls, expected);
+    assert!(!log.contains("psc"), "psc was touched:\n{log}");
+
+    let printed = stdout_lines(&out);
+    assert_eq!(printed.len(), 9 + 6, "printed: {printed:#?}");
+    assert_eq!(printed[..9], Plan { ssh: &ssh, scp: &scp, binary, ..Plan::default() }.lines(&["psa"])[..]);
+}
+
+#[test]
+fn install_sh_is_shellcheck_clean() {
+    let Ok(out) = Command::new("shellcheck").arg("--version").output() else {
+        eprintln!("skipped: shellcheck is not installed (apt-get install shellcheck)");
+        return;
+    };
+    assert!(out.status.success());
+    let out =
+        Command::new("shellcheck").arg(root().join("deploy/install.sh")).output().expect("run shellcheck");
+    assert!(out.status.success(), "shellcheck deploy/install.sh:\n{}", text(&out.stdout));
+}
+
+// -------------------------------------------------------------- herd.service
+
+/// The unit's directives (`Key=value`, comments and sections left out).
+fn unit_directives() -> Vec<String> {
+    read(UNIT)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';') && !l.starts_with('['))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn systemd_unit_is_hardened_as_issue_6_asks() {
+    let directives = unit_directives();
+    for line in [
+        "Type=notify",
+        "ExecStart=/usr/local/bin/herd run -c /etc/herd/herd.toml",
+        "Restart=always",
+        "RestartSec=2",
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "DynamicUser=yes",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "PrivateDevices=yes",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "ProtectControlGroups=yes",
+        "ProtectClock=yes",
+        "ProtectHostname=yes",
+        "RestrictNamespaces=yes",
+        "RestrictRealtime=yes",
+        "LockPersonality=yes",
+        "MemoryDenyWriteExecute=yes",
+        "SystemCallArchitectures=native",
+        "SystemCallFilter=@system-service",
+        "UMask=0077",
+        "MemoryMax=32M",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(directives.iter().any(|d| d == line), "{UNIT} lacks {line:?}");
+    }
+    // Exactly the socket families herd uses.
+    let families: BTreeSet<&str> = directives
+        .iter()
+        .find_map(|d| d.strip_prefix("RestrictAddressFamilies="))
+        .expect("RestrictAddressFamilies=")
+        .split_whitespace()
+        .collect();
+    assert_eq!(families, BTreeSet::from(["AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"]));
+    // Nothing that would break herd: it reads /sys and /proc/net, has no
+    // watchdog ping, needs the host's network and no root.
+    for key in [
+        "WatchdogSec=",
+        "ProcSubset=",
+        "PrivateNetwork=",
+        "User=root",
+        "TemporaryFileSystem=",
+        "InaccessiblePaths=",
+    ] {
+        assert!(!directives.iter().any(|d| d.starts_with(key)), "{UNIT} must not set {key}");
+    }
+    // The secret's group, which install.sh creates, is the unit's.
+    assert!(directives.iter().any(|d| d == "SupplementaryGroups=herd-secret"));
+    assert!(read("deploy/install.sh").contains("groupadd -f --system herd-secret"));
+}
+
+/// `systemd-analyze`, or `None` with a message (a failure under CI).
+fn systemd_analyze() -> Option<Command> {
+    if Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        return Some(Command::new("systemd-analyze"));
+    }
+    assert!(
+        !under_ci(),
+        "systemd-analyze is missing and CI=true: .ci/run must install it (apt-get install systemd)"
+    );
+    eprintln!("skipped: systemd-analyze is not installed (apt-get install systemd)");
+    None
+}
+
+/// A copy of the unit in a temporary directory, its ExecStart pointing at the
+/// herd Cargo built (verify checks that the binary exists).
+fn unit_copy() -> (tempfile::TempDir, PathBuf) {
+    let original = read(UNIT);
+    let exec = "ExecStart=/usr/local/bin/herd run";
+    assert_eq!(original.matches(exec).count(), 1, "{UNIT} has one ExecStart");
+    let unit = original.replace(exec, &format!("ExecStart={} run", env!("CARGO_BIN_EXE_herd")));
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("herd.service");
+    std::fs::write(&path, unit).expect("write unit copy");
+    (dir, path)
+}
+
+#[test]
+fn systemd_unit_passes_systemd_analyze_verify() {
+    let Some(mut analyze) = systemd_analyze() else { return };
+    let (_dir, path) = unit_copy();
+    let out = analyze.arg("verify").arg(&path).output().expect("run systemd-analyze verify");
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "systemd-analyze verify {UNIT}:\n{all}");
+    // Unknown keys and bad values are only warnings: none may concern the unit.
+    let about_unit: Vec<&str> =
+        all.lines().filter(|l| l.contains("herd.service") || l.contains("herd")).collect();
+    assert!(about_unit.is_empty(), "systemd-analyze verify {UNIT} warns:\n{}", about_unit.join("\n"));
+
+    // systemd's own hardening score (systemd >= 252); 1.5 when written.
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&path)
+        .output()
+        .expect("run systemd-analyze security");
+    let report = text(&out.stdout);
+    match report.lines().find_map(|l| l.split("Overall exposure level for herd.service: ").nth(1)) {
+        Some(level) => {
+            let score: f64 =
+                level.split_whitespace().next().and_then(|s| s.parse().ok()).expect("exposure score");
+            assert!(score <= 2.5, "exposure {score} of {UNIT} (systemd-analyze security):\n{report}");
+        }
+        None => eprintln!("no offline security report from this systemd-analyze: {}", text(&out.stderr)),
+    }
+}
+
+// --------------------------------------------------------- the dashboard
+
+/// Every metric herd emits, from README.md's metrics table: the backticked
+/// names of the first column (`.freq_capped` continues the name before it),
+/// `<name>_occurred` where the row mentions `*_occurred`, and DogStatsD's
+/// aggregates of each histogram (`h`).
+fn emitted_metrics() -> BTreeSet<String> {
+    let readme = read("README.md");
+    let section = readme.split("\n## Metrics").nth(1).expect("README.md has a \"## Metrics\" section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let mut names = BTreeSet::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (first, kind, rest) = (cells[1], cells[2], cells[3..].join("|"));
+        let mut parent = String::new();
+        let mut row_names = Vec::new();
+        for (i, piece) in first.split('`').enumerate() {
+            if i % 2 == 0 {
+                continue;
+            }
+            let name = match piece.strip_prefix('.') {
+                Some(leaf) => format!("{parent}.{leaf}"),
+                None => {
+                    parent = piece.rsplit_once('.').map(|(p, _)| p.to_owned()).unwrap_or_default();
+                    piece.to_owned()
+                }
+            };
+            row_names.push(name);
+        }
+        if rest.contains("`*_occurred`") {
+            let sticky: Vec<String> = row_names.iter().map(|n| format!("{n}_occurred")).collect();
+            row_names.extend(sticky);
+        }
+        if kind == "h" {
+            let aggregates: Vec<String> = row_names
+                .iter()
+                .flat_map(|n| ["avg", "max", "median", "95percentile", "count"].map(|s| format!("{n}.{s}")))
+                .collect();
+            row_names.extend(aggregates);
+        }
+        names.extend(row_names);
+    }
+    // Guard the parser against a change of the table's format.
+    for known in [
+        "baton",
+        "herd.baton.passes",
+        "herd.baton.hop_ms.95percentile",
+        "herd.throttle.soft_temp_limit",
+        "herd.throttle.freq_capped_occurred",
+        "herd.member.down",
+        "herd.link.heartbeat_loss_pct",
+        "herd.net.wifi_signal_dbm",
+    ] {
+        assert!(names.contains(known), "README.md's metrics table no longer yields {known}: {names:?}");
+    }
+    names
+}
+
+/// The metric names in a Datadog query: what follows each `avg:`/`sum:`/
+/// `min:`/`max:` up to the scope's `{`.
+fn metrics_in_query(q: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for agg in ["avg:", "sum:", "min:", "max:"] {
+        for (at, _) in q.match_indices(agg) {
+            let after = &q[at + agg.len()..];
+            let end = after.find('{').unwrap_or_else(|| panic!("query {q:?}: no scope after {agg}"));
+            found.push(after[..end].to_owned());
+        }
+    }
+    found
+}
+
+fn dashboard() -> serde_json::Value {
+    serde_json::from_str(&read("deploy/datadog-dashboard.json"))
+        .expect("deploy/datadog-dashboard.json is JSON")
+}
+
+/// Every widget definition, groups included, depth first.
+fn definitions(widgets: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+    for w in widgets.as_array().expect("widgets is an array") {
+        let d = &w["definition"];
+        assert!(d.is_object(), "widget without a definition: {w}");
+        out.push(d.clone());
+        if d["type"] == "group" {
+            definitions(&d["widgets"], out);
+        }
+    }
+}
+
+#[test]
+fn dashboard_queries_use_only_metrics_herd_emits() {
+    let emitted = emitted_metrics();
+    let dash = dashboard();
+    let mut defs = Vec::new();
+    definitions(&dash["widgets"], &mut defs);
+    let mut used = BTreeSet::new();
+    let mut unknown = Vec::new();
+    for d in &defs {
+        for r in d["requests"].as_array().into_iter().flatten() {
+            let q = r["q"]
+                .as_str()
+                .unwrap_or_else(|| panic!("request without a \"q\" query in {:?}", d["title"]));
+            assert!(q.contains("{$host}"), "query {q:?} ignores the $host template variable");
+            let names = metrics_in_query(q);
+            assert!(!names.is_empty(), "query {q:?} names no metric");
+            for name in names {
+                if !emitted.contains(&name) {
+                    unknown.push(format!("{name} (in {q:?})"));
+                }
+                used.insert(name);
+            }
+        }
+    }
+    assert!(unknown.is_empty(), "the dashboard queries metrics herd does not emit:\n{}", unknown.join("\n"));
+    assert!(used.len() >= 20, "only {} metrics used: {used:?}", used.len());
+}
+
+#[test]
+fn dashboard_is_importable_and_has_every_panel() {
+    let dash = dashboard();
+    assert!(dash["title"].as_str().is_some_and(|t| !t.is_empty()), "title");
+    assert_eq!(dash["layout_type"], "ordered");
+    let vars = dash["template_variables"].as_array().expect("template_variables");
+    assert!(
+        vars.iter().any(|v| v["name"] == "host" && v["prefix"] == "host"),
+        "no $host template variable: {vars:?}"
+    );
+
+    let mut defs = Vec::new();
+    definitions(&dash["widgets"], &mut defs);
+    for d in &defs {
+        let kind = d["type"].as_str().expect("widget type");
+        assert!(
+            ["group", "timeseries", "query_value", "note"].contains(&kind),
+            "unexpected widget type {kind}"
+        );
+        if kind == "timeseries" {
+            for r in d["requests"].as_array().expect("timeseries requests") {
+                assert!(
+                    ["line", "bars", "area"].contains(&r["display_type"].as_str().unwrap_or("")),
+                    "display_type: {r}"
+                );
+            }
+        }
+    }
+    let titles: Vec<String> =
+        defs.iter().filter_map(|d| d["title"].as_str()).map(str::to_lowercase).collect();
+    for topic in [
+        "baton counter",
+        "passes/s",
+        "hop",
+        "regenerated",
+        "members",
+        "temperature",
+        "throttle",
+        "link rtt",
+        "link loss",
+        "heartbeat loss",
+        "wi-fi",
+        "net up",
+    ] {
+        assert!(titles.iter().any(|t| t.contains(topic)), "no panel about {topic:?} among {titles:#?}");
+    }
+    // Per host, and per host and peer where herd tags a peer.
+    let queries: Vec<&str> = defs
+        .iter()
+        .flat_map(|d| d["requests"].as_array().into_iter().flatten())
+        .filter_map(|r| r["q"].as_str())
+        .collect();
+    let query = |metric: &str| queries.iter().find(|q| q.contains(&format!(":{metric}{{"))).copied();
+    assert!(query("baton").is_some_and(|q| q.ends_with("by {host}")));
+    assert!(query("herd.baton.passes").is_some_and(|q| q.contains(".as_rate()")));
+    assert!(query("herd.cpu.temperature").is_some_and(|q| q.contains("by {host,sensor}")));
+    for metric in ["herd.link.rtt_ms", "herd.link.loss_pct", "herd.link.heartbeat_loss_pct"] {
+        assert!(query(metric).is_some_and(|q| q.contains("by {host,peer}")), "{metric} per host and peer");
+    }
+    assert!(query("herd.baton.hop_ms.avg").is_some() && query("herd.baton.hop_ms.95percentile").is_some());
+}
+
+// ---------------------------------------------------- Kubernetes and Docker
+
+/// The block scalar under `herd.toml: |` in a manifest, dedented.
+fn embedded_config(manifest: &str) -> String {
+    let mut lines = manifest.lines().skip_while(|l| l.trim() != "herd.toml: |");
+    let key = lines.next().expect("a `herd.toml: |` key");
+    let key_indent = key.len() - key.trim_start().len();
+    let mut block = Vec::new();
+    for line in lines {
+        let indent = line.len() - line.trim_start().len();
+        if !line.trim().is_empty() && indent <= key_indent {
+            break;
+        }
+        block.push(line);
+    }
+    let indent = block
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    block.iter().map(|l| l.get(indent..).unwrap_or("")).collect::<Vec<_>>().join("\n") + "\n"
+}
+
+/// `herd check` on a manifest's config, its secret_file pointed at a real file.
+fn check_embedded(manifest_name: &str, manifest: &str) -> String {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "k8s-test-secret\n").expect("write secret");
+    let config = embedded_config(manifest);
+    let mounted = r#"secret_file = "/run/secrets/herd/secret""#;
+    assert!(config.contains(mounted), "{manifest_name}: the config reads the mounted Secret");
+    let config = config.replace(mounted, &format!("secret_file = {:?}", secret.display().to_string()));
+    let path = dir.path().join("herd.toml");
+    std::fs::write(&path, &config).expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .arg("check")
+        .arg("-c")
+        .arg(&path)
+        .env_remove("HERD_CONFIG")
+        .output()
+        .expect("run herd check");
+    assert!(
+        out.status.success(),
+        "{manifest_name}: herd check refuses its config:\n{}\n{config}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Every YAML document has an apiVersion and a kind; no tab indents.
+fn documents(name: &str, manifest: &str) -> Vec<String> {
+    assert!(!manifest.contains('\t'), "{name}: tabs in YAML");
+    let docs: Vec<String> = manifest.split("\n---\n").map(str::to_owned).collect();
+    for doc in &docs {
+        assert!(
+            doc.lines().any(|l| l.starts_with("apiVersion: ")),
+            "{name}: a document without apiVersion:\n{doc}"
+        );
+        assert!(doc.lines().any(|l| l.starts_with("kind: ")), "{name}: a document without kind:\n{doc}");
+    }
+    docs
+}
+
+fn assert_pod_hardened(name: &str, manifest: &str) {
+    for needle in [
+        "kind: DaemonSet",
+        "kind: ConfigMap",
+        "kind: Secret",
+        "secretName: herd-secret",
+        "name: herd-secret",
+        r#"command: ["/herd"]"#,
+        r#"args: ["run", "-c", "/etc/herd/herd.toml"]"#,
+        "runAsNonRoot: true",
+        "readOnlyRootFilesystem: true",
+        "allowPrivilegeEscalation: false",
+        r#"drop: ["ALL"]"#,
+        "cpu: 10m",
+        "memory: 16Mi",
+        "mountPath: /host/sys",
+        "path: /sys",
+    ] {
+        assert!(manifest.contains(needle), "{name} lacks {needle:?}");
+    }
+    let config = embedded_config(manifest);
+    assert!(config.contains(r#"sysfs_root = "/host/sys""#), "{name}: sysfs_root");
+    assert!(config.contains(r#"listen = "127.0.0.1:45894""#), "{name}: status on loopback");
+}
+
+#[test]
+fn k8s_daemonset_uses_the_host_network_and_points_to_the_dns_alternative() {
+    let name = "deploy/k8s/daemonset.yaml";
+    let manifest = read(name);
+    let docs = documents(name, &manifest);
+    assert!(
+        docs.iter().any(|d| d.contains("kind: DaemonSet") && d.contains("hostNetwork: true")),
+        "{name}: hostNetwork"
+    );
+    assert!(manifest.contains("dnsPolicy: ClusterFirstWithHostNet"));
+    assert!(
+        manifest.contains("deploy/k8s/dns.yaml") && manifest.contains("headless Service"),
+        "{name}: the dns alternative"
+    );
+    assert_pod_hardened(name, &manifest);
+    // herd reads /proc files from sysfs_root's sibling: /host/proc.
+    assert!(manifest.contains("mountPath: /host/proc") && manifest.contains("path: /proc"));
+    let effective = check_embedded(name, &manifest);
+    assert!(effective.contains(r#"strategy = "multicast""#), "{effective}");
+}
+
+#[test]
+fn k8s_dns_alternative_has_a_headless_service_matching_dns_name() {
+    let name = "deploy/k8s/dns.yaml";
+    let manifest = read(name);
+    let docs = documents(name, &manifest);
+    let service = docs.iter().find(|d| d.contains("kind: Service\n")).expect("a Service");
+    assert!(service.contains("clusterIP: None"), "{name}: the Service is headless");
+    assert!(service.contains("name: herd-dns\n") && service.contains("namespace: herd\n"));
+    assert!(
+        !manifest.lines().any(|l| l.trim().starts_with("hostNetwork:")),
+        "{name}: runs in the pod network"
+    );
+    assert_pod_hardened(name, &manifest);
+    let effective = check_embedded(name, &manifest);
+    assert!(effective.contains(r#"strategy = "dns""#), "{effective}");
+    assert!(effective.contains(r#"dns_name = "herd-dns.herd.svc.cluster.local""#), "{effective}");
+}
+
+#[test]
+fn dockerfile_packs_only_the_static_binary() {
+    let dockerfile = read("deploy/Dockerfile");
+    let instructions: Vec<&str> =
+        dockerfile.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    for line in [
+        "FROM scratch",
+        "ARG TARGET=aarch64-unknown-linux-musl",
+        "COPY target/${TARGET}/release/herd /herd",
+        "USER 65534:65534",
+        r#"ENTRYPOINT ["/herd"]"#,
+        r#"CMD ["run", "-c", "/etc/herd/herd.toml"]"#,
+    ] {
+        assert!(instructions.contains(&line), "deploy/Dockerfile lacks {line:?}");
+    }
+    assert_eq!(instructions.iter().filter(|l| l.starts_with("FROM ")).count(), 1, "one stage, from scratch");
+    assert!(dockerfile.contains("docker buildx build --platform linux/arm64 -f deploy/Dockerfile"));
+    // The build context is cut to what the COPY lines need.
+    let ignore = read("deploy/Dockerfile.dockerignore");
+    for pattern in ["*", "!target/*/release/herd", "!config/herd.toml"] {
+        assert!(ignore.lines().any(|l| l == pattern), "deploy/Dockerfile.dockerignore lacks {pattern}");
+    }
+    assert!(root().join("config/herd.toml").is_file());
+}
