@@ -5,9 +5,10 @@
 //!   stops the run, is named, and the hosts after it are never touched (fake
 //!   `SSH`/`SCP` commands record every call).
 //! - `herd.service` passes `systemd-analyze verify` and carries the hardening
-//!   of issue 6. Without `systemd-analyze` that test is skipped with a
-//!   message, except under CI (`CI=true`), where it fails: CI installs the
-//!   `systemd` package.
+//!   of issue 6; `install.sh` is shellcheck-clean. Without `systemd-analyze`
+//!   or `shellcheck` those tests are skipped with a message, except under CI
+//!   (`CI=true`), where they fail: CI installs the `systemd` and `shellcheck`
+//!   packages.
 //! - `datadog-dashboard.json` is dashboard JSON whose every query uses only
 //!   metrics herd emits: the names in README.md's metrics table (with its
 //!   `.freq_capped` / `*_occurred` shorthands expanded, and DogStatsD's
@@ -381,6 +382,10 @@ fn a_failing_host_stops_the_run_naming_it_and_later_hosts_are_never_touched() {
 #[test]
 fn install_sh_is_shellcheck_clean() {
     let Ok(out) = Command::new("shellcheck").arg("--version").output() else {
+        assert!(
+            !under_ci(),
+            "shellcheck is missing and CI=true: .ci/run must install it (apt-get install shellcheck)"
+        );
         eprintln!("skipped: shellcheck is not installed (apt-get install shellcheck)");
         return;
     };
