@@ -1,0 +1,175 @@
+//! prometheus: the snapshot as Prometheus text (exposition format 0.0.4) for `GET /metrics`.
+
+use super::*;
+
+/// The snapshot in the Prometheus text exposition format 0.0.4: one
+/// HELP/TYPE block per family, followed by its samples. A family with no
+/// sample (a sensor this machine lacks, a link not measured yet) is left out
+/// entirely, never reported as zero.
+pub(super) fn metrics(s: &Snapshot) -> String {
+    let mut p = Prometheus::default();
+    let one = |v: bool| if v { 1.0 } else { 0.0 };
+    p.gauge("herd_up", "1: the agent answered.", [(vec![], 1.0)]);
+    p.gauge(
+        "herd_info",
+        "Always 1; labels name the node, its cluster and the agent's version.",
+        [(vec![("node", s.node.as_str()), ("cluster", &s.cluster), ("version", &s.version)], 1.0)],
+    );
+    p.gauge(
+        "herd_incarnation",
+        "Start time of this agent run, as gossiped.",
+        [(vec![], s.incarnation as f64)],
+    );
+    p.gauge("herd_uptime_seconds", "Seconds since the agent started.", [(vec![], s.uptime_s)]);
+    p.gauge("herd_members", "Live members, this node included.", [(vec![], s.live_members as f64)]);
+    let members = &s.members;
+    p.gauge(
+        "herd_member_up",
+        "1 if the member is alive, else 0; label state is alive, suspect, down or left.",
+        members
+            .iter()
+            .map(|m| (vec![("member", m.name.as_str()), ("state", &m.state)], one(m.state == "alive"))),
+    );
+    p.gauge(
+        "herd_member_last_heard_seconds",
+        "Seconds since this node last heard of the member.",
+        members.iter().map(|m| (vec![("member", m.name.as_str())], m.last_heard_ms as f64 / 1e3)),
+    );
+    let links: [(&str, &str, LinkValue); 4] = [
+        ("herd_link_rtt_ms", "Probe round-trip time to the peer, ms, over the probe window.", |m| m.rtt_ms),
+        ("herd_link_jitter_ms", "Probe round-trip time jitter to the peer, ms.", |m| m.jitter_ms),
+        ("herd_link_loss_pct", "Probes to the peer lost, percent of the window.", |m| m.loss_pct),
+        (
+            "herd_link_heartbeat_loss_pct",
+            "Heartbeats of the peer missed, percent (from sequence gaps).",
+            |m| m.heartbeat_loss_pct,
+        ),
+    ];
+    for (name, help, value) in links {
+        p.gauge(
+            name,
+            help,
+            members.iter().filter_map(|m| Some((vec![("peer", m.name.as_str())], value(m)?))),
+        );
+    }
+    let b = &s.baton;
+    p.gauge(
+        "herd_baton_enabled",
+        "1 if this node takes part in the baton relay.",
+        [(vec![], one(b.enabled))],
+    );
+    p.gauge(
+        "herd_baton_epoch",
+        "Epoch of the newest baton this node knows.",
+        b.epoch.map(|e| (vec![], e as f64)),
+    );
+    p.gauge("herd_baton_counter", "Highest baton counter this node has seen.", [(vec![], b.counter as f64)]);
+    p.gauge("herd_baton_holding", "1 while this node holds the baton.", [(vec![], one(b.holding))]);
+    p.counter("herd_baton_passes_total", "Passes made by this node.", [(vec![], b.passes as f64)]);
+    p.counter(
+        "herd_baton_regenerated_total",
+        "Batons this node regenerated.",
+        [(vec![], b.regenerated as f64)],
+    );
+    let t = &s.sensors;
+    p.gauge(
+        "herd_cpu_temperature_celsius",
+        "Temperature by sensor (thermal zone or hwmon label), degrees Celsius.",
+        t.temperatures.iter().map(|(label, c)| (vec![("sensor", label.as_str())], *c)),
+    );
+    p.gauge("herd_cpu_freq_mhz", "Current frequency of CPU 0, MHz.", t.cpu_freq_mhz.map(|v| (vec![], v)));
+    p.gauge("herd_cpu_usage_pct", "CPU usage, percent.", t.cpu_usage_pct.map(|v| (vec![], v)));
+    p.gauge("herd_load_1", "Load average over 1 minute.", t.load_1.map(|v| (vec![], v)));
+    p.gauge("herd_mem_used_pct", "Memory used, percent.", t.mem_used_pct.map(|v| (vec![], v)));
+    p.gauge(
+        "herd_throttle",
+        "Raspberry Pi firmware throttled word: 1 if the flag is set (*_occurred: since boot).",
+        t.throttle.iter().flatten().map(|(flag, set)| (vec![("flag", flag.as_str())], one(*set))),
+    );
+    let net = t.net.as_ref();
+    let nic = |v: f64| net.map(|n| (vec![("interface", n.interface.as_str())], v));
+    p.gauge("herd_net_up", "1 if the gossip interface is up.", net.and_then(|n| nic(one(n.up))));
+    p.counter(
+        "herd_net_rx_errors_total",
+        "Receive errors of the gossip interface.",
+        net.and_then(|n| nic(n.rx_errors as f64)),
+    );
+    p.counter(
+        "herd_net_tx_errors_total",
+        "Transmit errors of the gossip interface.",
+        net.and_then(|n| nic(n.tx_errors as f64)),
+    );
+    p.gauge(
+        "herd_net_wifi_signal_dbm",
+        "Wi-Fi signal level of the gossip interface, dBm.",
+        net.and_then(|n| nic(n.wifi_signal_dbm?)),
+    );
+    p.counter(
+        "herd_rejected_total",
+        "Datagrams refused, by class (auth, replay, other_cluster, malformed, ...).",
+        s.rejected.iter().map(|(class, n)| (vec![("class", class.as_str())], *n as f64)),
+    );
+    p.out
+}
+
+/// One per-peer link measurement of a member.
+type LinkValue = fn(&MemberStatus) -> Option<f64>;
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+#[derive(Default)]
+struct Prometheus {
+    out: String,
+}
+
+impl Prometheus {
+    fn gauge<'a>(&mut self, name: &str, help: &str, samples: impl IntoIterator<Item = (Labels<'a>, f64)>) {
+        self.family(name, "gauge", help, samples);
+    }
+
+    fn counter<'a>(&mut self, name: &str, help: &str, samples: impl IntoIterator<Item = (Labels<'a>, f64)>) {
+        self.family(name, "counter", help, samples);
+    }
+
+    fn family<'a>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels<'a>, f64)>,
+    ) {
+        let mut samples = samples.into_iter().peekable();
+        if samples.peek().is_none() {
+            return;
+        }
+        let out = &mut self.out;
+        let help = help.replace('\\', r"\\").replace('\n', r"\n");
+        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        for (labels, value) in samples {
+            out.push_str(name);
+            for (i, (key, value)) in labels.iter().enumerate() {
+                out.push(if i == 0 { '{' } else { ',' });
+                let _ = write!(out, "{key}=\"{}\"", label_value(value));
+            }
+            if !labels.is_empty() {
+                out.push('}');
+            }
+            let _ = writeln!(out, " {}", prometheus_value(value));
+        }
+    }
+}
+
+/// A label value escaped as the text format requires: `\`, `"` and newline.
+pub(super) fn label_value(v: &str) -> String {
+    v.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
+}
+
+pub(super) fn prometheus_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        v.to_string()
+    }
+}
