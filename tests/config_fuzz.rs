@@ -3,40 +3,8 @@
 //! built from the real keys with random values of random types are judged
 //! key by key (each bad key reported once, good ones accepted).
 
-use herd::config::{Config, ConfigError};
+use herd::config::{Config, ConfigError, KEYS};
 use proptest::prelude::*;
-
-/// Every documented key, by section.
-const KEYS: &[(&str, &[&str])] = &[
-    ("node", &["name", "cluster"]),
-    (
-        "gossip",
-        &[
-            "strategy",
-            "port",
-            "if_addr",
-            "multicast_if",
-            "multicast_addr",
-            "multicast_ttl",
-            "broadcast_only",
-            "secret",
-            "secret_file",
-            "heartbeat_interval",
-            "suspect_after",
-            "down_after",
-            "hosts",
-            "dns_name",
-            "data_port",
-            "max_members",
-        ],
-    ),
-    ("baton", &["enabled", "main_node", "metric", "hold", "pass_timeout", "max_retries", "regenerate_after"]),
-    ("statsd", &["address", "prefix", "tags", "flavor", "max_packet_size", "flush_interval"]),
-    ("telemetry", &["interval", "sysfs_root", "interface"]),
-    ("links", &["probe_interval", "window"]),
-    ("status", &["listen"]),
-    ("log", &["level"]),
-];
 
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![

@@ -21,6 +21,40 @@ use toml::{Table, Value};
 /// saving that output as a config cannot silently change the key.
 const REDACTED: &str = "<redacted>";
 
+/// Every key of every section, in the documented order: what the validator
+/// accepts (anything else is an unknown key) and what `config/herd.toml`
+/// documents.
+pub const KEYS: &[(&str, &[&str])] = &[
+    ("node", &["name", "cluster"]),
+    (
+        "gossip",
+        &[
+            "strategy",
+            "port",
+            "if_addr",
+            "multicast_if",
+            "multicast_addr",
+            "multicast_ttl",
+            "broadcast_only",
+            "secret",
+            "secret_file",
+            "heartbeat_interval",
+            "suspect_after",
+            "down_after",
+            "hosts",
+            "dns_name",
+            "data_port",
+            "max_members",
+        ],
+    ),
+    ("baton", &["enabled", "main_node", "metric", "hold", "pass_timeout", "max_retries", "regenerate_after"]),
+    ("statsd", &["address", "prefix", "tags", "flavor", "max_packet_size", "flush_interval"]),
+    ("telemetry", &["interval", "sysfs_root", "interface"]),
+    ("links", &["probe_interval", "window"]),
+    ("status", &["listen"]),
+    ("log", &["level"]),
+];
+
 /// Where `herd run` and `herd check` look when no `-c` and no `$HERD_CONFIG`.
 pub const SYSTEM_CONFIG: &str = "/etc/herd/herd.toml";
 
@@ -461,7 +495,8 @@ impl<'p> Section<'p> {
     }
 
     /// Reports keys nobody took as unknown, naming the section's valid keys.
-    fn finish(self, known: &[&str]) {
+    fn finish(self) {
+        let known = KEYS.iter().find(|(name, _)| *name == self.name).map_or(&[][..], |(_, keys)| keys);
         for (key, value) in self.table {
             self.problems.push(Problem {
                 path: format!("{}.{key}", self.name),
@@ -544,7 +579,7 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
         let v = Value::String(name.clone());
         s.problem("name", &v, allowed);
     }
-    s.finish(&["name", "cluster"]);
+    s.finish();
     let node = NodeSection { name, cluster };
 
     let mut s = Section::new(&mut root, "gossip", p);
@@ -575,24 +610,7 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
     let dns_name = s.string("dns_name", "");
     let data_port = s.int("data_port", 45893, 0, 65535) as u16;
     let max_members = s.int("max_members", 256, 2, 65536) as usize;
-    s.finish(&[
-        "strategy",
-        "port",
-        "if_addr",
-        "multicast_if",
-        "multicast_addr",
-        "multicast_ttl",
-        "broadcast_only",
-        "secret",
-        "secret_file",
-        "heartbeat_interval",
-        "suspect_after",
-        "down_after",
-        "hosts",
-        "dns_name",
-        "data_port",
-        "max_members",
-    ]);
+    s.finish();
     let mut cross =
         |path: &str, value: String, allowed: String| p.push(Problem { path: path.into(), value, allowed });
     if suspect_after <= heartbeat_interval {
@@ -710,7 +728,7 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
     let pass_timeout = s.duration("pass_timeout", "250ms", Duration::from_millis(1));
     let max_retries = s.int("max_retries", 3, 0, 100) as u32;
     let regenerate_after = s.duration("regenerate_after", "3s", Duration::from_millis(10));
-    s.finish(&["enabled", "main_node", "metric", "hold", "pass_timeout", "max_retries", "regenerate_after"]);
+    s.finish();
     if regenerate_after <= pass_timeout * (max_retries + 1) {
         p.push(Problem {
             path: "baton.regenerate_after".into(),
@@ -751,7 +769,7 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
     };
     let max_packet_size = s.int("max_packet_size", 1432, 64, 65507) as usize;
     let flush_interval = s.duration("flush_interval", "1s", Duration::from_millis(1));
-    s.finish(&["address", "prefix", "tags", "flavor", "max_packet_size", "flush_interval"]);
+    s.finish();
     let statsd = StatsdSection { address, prefix, tags, flavor, max_packet_size, flush_interval };
 
     let mut s = Section::new(&mut root, "telemetry", p);
@@ -766,13 +784,13 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
             _ => Err("must be a network interface name such as \"eth0\" (at most 15 characters), or \"\" for automatic".into()),
         }
     });
-    s.finish(&["interval", "sysfs_root", "interface"]);
+    s.finish();
     let telemetry = TelemetrySection { interval, sysfs_root, interface };
 
     let mut s = Section::new(&mut root, "links", p);
     let probe_interval = s.duration("probe_interval", "1s", Duration::from_millis(10));
     let window = s.int("window", 60, 1, 10_000) as usize;
-    s.finish(&["probe_interval", "window"]);
+    s.finish();
     let links = LinksSection { probe_interval, window };
 
     let mut s = Section::new(&mut root, "status", p);
@@ -784,12 +802,12 @@ fn validate(mut root: Table) -> Result<Config, ConfigError> {
             }),
             None => Err("must be a string".into()),
         });
-    s.finish(&["listen"]);
+    s.finish();
     let status = StatusSection { listen };
 
     let mut s = Section::new(&mut root, "log", p);
     let level = s.choice("level", "info", LOG_LEVELS).to_owned();
-    s.finish(&["level"]);
+    s.finish();
     let log = LogSection { level };
 
     for (key, value) in root {
