@@ -56,6 +56,11 @@ pub struct BatonStatus {
     pub counter: u64,
     /// This node holds the baton now.
     pub holding: bool,
+    /// The baton it holds, as `<epoch>.<origin>` (origin in hex): two nodes
+    /// holding different ids at once means two batons (the lab tests count
+    /// them this way); the same id twice is one baton in mid-pass.
+    #[serde(default)]
+    pub held_id: Option<String>,
     /// Who holds it, as far as this node knows (itself, or the member whose
     /// heartbeat last said so within two heartbeats); `None` if unknown.
     pub holder: Option<String>,
@@ -163,6 +168,7 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
             epoch: relay.best().map(|b| b.epoch),
             counter: relay.high(),
             holding,
+            held_id: relay.holding().map(|(id, _)| format!("{}.{:016x}", id.epoch, id.origin)),
             holder,
             passes: i.totals.passes,
             regenerated: i.totals.regenerated,

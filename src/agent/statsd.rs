@@ -88,6 +88,12 @@ impl Metrics {
         let sink: Arc<dyn MetricSink + Send + Sync + RefUnwindSafe> = match &cfg.address {
             StatsdAddress::Udp(addr) => {
                 let sock = UdpSocket::bind("0.0.0.0:0").context("cannot open the StatsD socket")?;
+                // Connected, so the kernel reports the server's "port
+                // unreachable" as ECONNREFUSED on a later send: a StatsD
+                // server that is down is then logged, not silently missed.
+                sock.connect(addr.as_str()).with_context(|| {
+                    format!("cannot resolve the StatsD address {addr} ([statsd] address)")
+                })?;
                 sock.set_nonblocking(true)?;
                 let sink =
                     BufferedUdpMetricSink::with_capacity(addr.as_str(), sock, cap).with_context(|| {

@@ -516,22 +516,30 @@ pub struct Statsd {
 
 impl Statsd {
     pub fn start() -> Statsd {
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind statsd listener");
-        sock.set_read_timeout(Some(Duration::from_millis(50))).expect("read timeout");
-        let addr = sock.local_addr().expect("local addr");
+        Statsd::start_on(vec![UdpSocket::bind("127.0.0.1:0").expect("bind statsd listener")])
+    }
+
+    /// One server reading several sockets into one list of lines (the lab
+    /// binds one in each host's namespace, as a local dogstatsd would be);
+    /// `addr` is the first socket's.
+    pub fn start_on(socks: Vec<UdpSocket>) -> Statsd {
+        let addr = socks[0].local_addr().expect("local addr");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (sink, stopped) = (Arc::clone(&lines), Arc::clone(&stop));
-        thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while !stopped.load(Ordering::Relaxed) {
-                let Ok(n) = sock.recv(&mut buf) else { continue };
-                let at = Instant::now();
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let mut lines = sink.lock().unwrap_or_else(PoisonError::into_inner);
-                lines.extend(text.split('\n').filter(|l| !l.is_empty()).map(|l| (at, l.to_owned())));
-            }
-        });
+        for sock in socks {
+            sock.set_read_timeout(Some(Duration::from_millis(50))).expect("read timeout");
+            let (sink, stopped) = (Arc::clone(&lines), Arc::clone(&stop));
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while !stopped.load(Ordering::Relaxed) {
+                    let Ok(n) = sock.recv(&mut buf) else { continue };
+                    let at = Instant::now();
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let mut lines = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                    lines.extend(text.split('\n').filter(|l| !l.is_empty()).map(|l| (at, l.to_owned())));
+                }
+            });
+        }
         Statsd { addr, lines, stop }
     }
 

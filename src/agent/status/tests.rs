@@ -43,6 +43,7 @@ fn sample() -> Snapshot {
             epoch: Some(3),
             counter: 1841,
             holding: false,
+            held_id: None,
             holder: Some("psb".into()),
             passes: 120,
             regenerated: 1,

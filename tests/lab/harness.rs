@@ -1,0 +1,253 @@
+//! The lab harness: a [`Lab`] is N hosts (network namespaces on one bridge,
+//! built by `tests/lab/lab.sh`), and this module runs `herd` in them and
+//! watches it from outside.
+//!
+//! - Agents are real `herd run` processes started with `ip netns exec`, each
+//!   with its own eth0 address as `multicast_if` and the default ports, as on
+//!   a Pi. They are [`Agent`]s of the loopback harness, so logs, SIGKILL and
+//!   SIGTERM work the same.
+//! - Each host has a StatsD listener on its own 127.0.0.1:8125 (where a local
+//!   dogstatsd would be), all feeding one [`Statsd`]; status endpoints are
+//!   read inside the host's namespace. Both keep working across partitions,
+//!   so the tests see every side.
+//! - [`in_netns`] runs a closure on a thread that joined a namespace
+//!   (`setns`): sockets it creates belong to that namespace.
+//! - The lab is destroyed on drop, agents first (a panicking test leaves
+//!   nothing behind); one left by a killed test process is swept by the next
+//!   `lab.sh create`.
+//!
+//! Must not: send anything outside the lab's namespaces, or run without root
+//! (then [`Lab::new`] says why and the test skips, or fails under CI=true).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use herd::agent::snapshot::Snapshot;
+
+use crate::common::{Agent, Spec, Statsd, herd_bin, toml_str, unique_cluster};
+
+/// Where the agents' status endpoints listen (herd's default), inside each host.
+pub const STATUS: &str = "127.0.0.1:45894";
+/// herd's default gossip and data ports: every host has its own stack.
+pub const GOSSIP_PORT: u16 = 45892;
+pub const DATA_PORT: u16 = 45893;
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/lab/lab.sh")
+}
+
+/// Runs `f` on a thread inside network namespace `ns` and returns its result.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/var/run/netns/{ns}");
+    thread::scope(|s| {
+        s.spawn(|| {
+            let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            // SAFETY: setns on a valid namespace fd only changes this thread's
+            // network namespace; the fd outlives the call.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns into {ns}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}
+
+/// Why the lab cannot run here, if it cannot.
+fn unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("the network lab needs root (it creates network namespaces)".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("the network lab needs iproute2 (`ip`): apt-get install iproute2".into());
+    }
+    None
+}
+
+pub struct Lab {
+    pub id: String,
+    pub hosts: usize,
+    pub cluster: String,
+}
+
+impl Lab {
+    /// A lab of `hosts` hosts (1-based: host 1 is 10.77.0.1), or `None`
+    /// after printing why it cannot be built here. Under `CI=true` that is a
+    /// failure instead: CI runs as root with iproute2 installed.
+    pub fn new(tag: &str, hosts: usize) -> Option<Lab> {
+        if let Some(why) = unavailable() {
+            assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "CI must run the lab: {why}");
+            eprintln!("skipped: {why}");
+            return None;
+        }
+        let cluster = unique_cluster(tag);
+        let id = format!("{}-{}", std::process::id(), cluster.rsplit('-').next().unwrap_or("x"));
+        let lab = Lab { id, hosts, cluster };
+        lab.script(&["create", &lab.id, &hosts.to_string()]);
+        Some(lab)
+    }
+
+    /// Runs `lab.sh <args>`, panicking with its stderr if it fails.
+    pub fn script(&self, args: &[&str]) {
+        let out = Command::new("bash").arg(script()).args(args).output().expect("run lab.sh");
+        assert!(out.status.success(), "lab.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Host `i`'s namespace (0 = the switch).
+    pub fn ns(&self, i: usize) -> String {
+        if i == 0 { format!("herdlab-{}-hub", self.id) } else { format!("herdlab-{}-n{i}", self.id) }
+    }
+
+    pub fn addr(&self, i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, 0, i as u8)
+    }
+
+    /// Host `i`'s agent config: name `n<i>`, this lab's cluster, multicast on
+    /// its eth0, status endpoint and ports at herd's defaults, StatsD to the
+    /// host's own listener flushed every 50 ms.
+    pub fn spec(&self, i: usize) -> Spec {
+        Spec::new(&format!("n{i}"), &self.cluster, GOSSIP_PORT)
+            .gossip("multicast_if", &toml_str(&self.addr(i).to_string()))
+            .gossip("data_port", &DATA_PORT.to_string())
+            .set("status", "listen", &toml_str(STATUS))
+            .set("statsd", "address", &toml_str("127.0.0.1:8125"))
+            .set("statsd", "flush_interval", &toml_str("50ms"))
+    }
+
+    /// Starts `herd run` with `spec` on host `i`.
+    pub fn start(&self, i: usize, spec: &Spec) -> Agent {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(i), herd_bin()]);
+        Agent::start_with(spec, cmd)
+    }
+
+    /// Starts [`Lab::spec`] on hosts `1..=n`, each changed by `f`.
+    pub fn start_all(&self, n: usize, f: impl Fn(usize, Spec) -> Spec) -> Vec<Agent> {
+        (1..=n).map(|i| self.start(i, &f(i, self.spec(i)))).collect()
+    }
+
+    /// A StatsD listener on 127.0.0.1:8125 in each of hosts `1..=n`.
+    pub fn statsd(&self, n: usize) -> Statsd {
+        let socks = (1..=n)
+            .map(|i| in_netns(&self.ns(i), || UdpSocket::bind("127.0.0.1:8125").expect("bind statsd")))
+            .collect();
+        Statsd::start_on(socks)
+    }
+
+    /// Host `i`'s GET /status, or `None` if it does not answer.
+    pub fn status(&self, i: usize) -> Option<Snapshot> {
+        let text = in_netns(&self.ns(i), || herd::agent::status::client(STATUS, true)).ok()?;
+        Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("n{i}: bad /status JSON ({e}): {text}")))
+    }
+
+    /// The status of every host in `hosts` that answers, read in parallel
+    /// (one thread each) so the picture is close to one instant.
+    pub fn statuses(&self, hosts: &[usize]) -> BTreeMap<usize, Snapshot> {
+        thread::scope(|s| {
+            let handles: Vec<_> = hosts.iter().map(|&i| (i, s.spawn(move || self.status(i)))).collect();
+            handles.into_iter().filter_map(|(i, h)| Some((i, h.join().ok()??))).collect()
+        })
+    }
+
+    /// Distinct batons held among `hosts` right now (by baton id; the same id
+    /// at two hosts is one baton in mid-pass).
+    pub fn batons(&self, hosts: &[usize]) -> BTreeSet<String> {
+        self.statuses(hosts).into_values().filter_map(|s| s.baton.held_id).collect()
+    }
+
+    /// Moves `group` to a second switch: it and the rest cannot reach each other.
+    pub fn partition(&self, group: &[usize]) -> Instant {
+        let mut args = vec!["partition".to_owned(), self.id.clone()];
+        args.extend(group.iter().map(usize::to_string));
+        self.script(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        Instant::now()
+    }
+
+    pub fn heal(&self) -> Instant {
+        self.script(&["heal", &self.id]);
+        Instant::now()
+    }
+
+    /// Hosts `hosts` drop `pct` % of incoming packets (0 = none).
+    pub fn loss(&self, pct: u32, hosts: &[usize]) {
+        let mut args = vec!["loss".to_owned(), self.id.clone(), pct.to_string()];
+        args.extend(hosts.iter().map(usize::to_string));
+        self.script(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Agents are dropped (killed) by their owners; destroy kills anything
+        // still inside, so the namespaces can go.
+        let _ = Command::new("bash").arg(script()).args(["destroy", &self.id]).status();
+    }
+}
+
+/// A baton gauge `baton:<counter>|g|#host:<name>`: (counter, host).
+pub fn baton_gauge(line: &str) -> Option<(u64, &str)> {
+    let (counter, host) = line.strip_prefix("baton:")?.split_once("|g|#host:")?;
+    Some((counter.parse().ok()?, host))
+}
+
+/// Every baton gauge received so far: (arrival, counter, host).
+pub fn gauges(statsd: &Statsd) -> Vec<(Instant, u64, String)> {
+    statsd
+        .lines()
+        .into_iter()
+        .filter_map(|(at, l)| baton_gauge(&l).map(|(c, h)| (at, c, h.to_owned())))
+        .collect()
+}
+
+/// Panics unless every host's gauges increase strictly in arrival order
+/// (the counter never goes backwards, a value is never reported twice).
+pub fn assert_monotonic(gauges: &[(Instant, u64, String)]) {
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, c, h) in gauges {
+        if let Some(prev) = last.insert(h, *c) {
+            assert!(*c > prev, "{h}: baton gauge {c} after {prev}");
+        }
+    }
+}
+
+/// Waits up to `timeout` for `done`, polling every 20 ms; whether it came.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A scenario's line for the report (`cargo test --test lab -- --nocapture | grep LAB`).
+pub fn report(scenario: &str, checked: &str, figures: &str) {
+    println!("LAB | {scenario} | {checked} | {figures}");
+}
+
+/// When `agent` logged `name` back (`member up`, or `member restarted` for a
+/// new life) at or after `after`, waiting up to `timeout` for it.
+pub fn rejoined(agent: &Agent, name: &str, after: Instant, timeout: Duration) -> Option<Instant> {
+    let end = Instant::now() + timeout;
+    loop {
+        let hit = ["up", "restarted"]
+            .iter()
+            .filter_map(|e| agent.wait_for_after(&crate::common::member(e, name), after, Duration::ZERO))
+            .min();
+        if hit.is_some() || Instant::now() >= end {
+            return hit;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,16 @@
+//! The network lab: herd on several hosts of one L2 network (network
+//! namespaces on a bridge, see lab.sh and harness.rs), under partitions,
+//! loss, churn, intruders, floods and broken neighbours. Needs root; without
+//! it every test says why and skips (under CI=true they fail instead).
+//!
+//! Each scenario prints `LAB | scenario | what was checked | figures` lines:
+//! `cargo test --test lab -- --nocapture | grep '^LAB'` gives the report.
+//! Long scenarios run for `HERD_LAB_SECONDS` (default 180).
+
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(dead_code)] // each scenario uses part of it
+mod harness;
+
+mod discovery;
+mod neighbours;
