@@ -29,7 +29,7 @@ fn view() -> impl Strategy<Value = Option<BatonView>> {
 /// An owned message, so the strategies can generate borrowed ones from it.
 #[derive(Debug, Clone)]
 enum Kind {
-    Heartbeat(u16, u32, bool, Option<BatonView>, Vec<(String, u64, u32)>),
+    Heartbeat(u16, u32, u32, bool, Option<BatonView>, Vec<(String, u64, u32)>),
     Leave,
     Ping(u64),
     Ack(u64),
@@ -41,8 +41,8 @@ fn kind() -> impl Strategy<Value = Kind> {
     let sightings = proptest::collection::vec((name(), any::<u64>(), any::<u32>()), 0..20);
     let verdict = prop_oneof![Just(PassVerdict::Taken), Just(PassVerdict::Stale), Just(PassVerdict::Refused)];
     prop_oneof![
-        (1u16.., any::<u32>(), any::<bool>(), view(), sightings)
-            .prop_map(|(p, s, r, v, l)| Kind::Heartbeat(p, s, r, v, l)),
+        (1u16.., any::<u32>(), any::<u32>(), any::<bool>(), view(), sightings)
+            .prop_map(|(p, ip, s, r, v, l)| Kind::Heartbeat(p, ip, s, r, v, l)),
         Just(Kind::Leave),
         any::<u64>().prop_map(Kind::Ping),
         any::<u64>().prop_map(Kind::Ack),
@@ -55,8 +55,9 @@ fn kind() -> impl Strategy<Value = Kind> {
 
 fn message(k: &Kind) -> Message<'_> {
     match k {
-        Kind::Heartbeat(data_port, hb_seq, relays, baton, s) => Message::Heartbeat(Heartbeat {
+        Kind::Heartbeat(data_port, ip, hb_seq, relays, baton, s) => Message::Heartbeat(Heartbeat {
             data_port: *data_port,
+            ip: (*ip).into(),
             hb_seq: *hb_seq,
             relays: *relays,
             baton: *baton,

@@ -10,7 +10,7 @@
 //! - The data socket is this agent's own unicast port (`data_port`, 0 = any
 //!   free port), for probes and, later, the baton.
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -89,6 +89,40 @@ fn gossip_socket(g: &GossipSection) -> Result<Socket> {
 /// for the DNS strategy. IPv6 answers are skipped: herd's sockets are IPv4.
 /// A failed lookup keeps the previous targets and is logged once until it
 /// recovers.
+/// Whether [`own_ip`] has to work the address out (neither `if_addr` nor
+/// `multicast_if` names it).
+pub fn derives_ip(g: &GossipSection) -> bool {
+    g.if_addr.is_unspecified() && g.multicast_if.is_unspecified()
+}
+
+/// The IP this agent advertises in its heartbeats: `if_addr` or
+/// `multicast_if` when set, else the source address the kernel picks towards
+/// the peers (the group, the broadcast address or the first seed), found by
+/// connecting a UDP socket (nothing is sent). `0.0.0.0` if there is no route
+/// yet: peers then use the datagrams' source.
+pub fn own_ip(g: &GossipSection, seeds: &[SocketAddr]) -> Ipv4Addr {
+    if !g.if_addr.is_unspecified() {
+        return g.if_addr;
+    }
+    if !g.multicast_if.is_unspecified() {
+        return g.multicast_if;
+    }
+    let target = match g.strategy {
+        Strategy::Multicast => Some(SocketAddr::from((g.multicast_addr, g.port))),
+        Strategy::Static | Strategy::Dns => seeds.first().copied(),
+    };
+    let found = target.and_then(|target| {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+        let _ = sock.set_broadcast(true);
+        sock.connect(target).ok()?;
+        match sock.local_addr().ok()?.ip() {
+            IpAddr::V4(ip) => Some(ip),
+            IpAddr::V6(_) => None,
+        }
+    });
+    found.unwrap_or(Ipv4Addr::UNSPECIFIED)
+}
+
 pub async fn resolve_seeds(g: GossipSection, every: Duration, tx: watch::Sender<Vec<SocketAddr>>) {
     let mut failing = false;
     let mut ticker = tokio::time::interval(every);

@@ -35,6 +35,8 @@ const SEND_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Most data-socket datagrams handled in one turn of the loop before the
 /// other sources get a look in.
 const DRAIN: usize = 64;
+/// How often a derived advertised IP is checked again (see `net::own_ip`).
+const OWN_IP_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs the agent until `shutdown` completes, then leaves the cluster.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
@@ -74,6 +76,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut telemetry = Telemetry::new(&config);
     let mut telemetry_tick = tokio::time::interval(config.telemetry.interval);
     telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut own_ip_tick = tokio::time::interval(OWN_IP_EVERY);
+    own_ip_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut flush = tokio::time::interval(config.statsd.flush_interval);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
@@ -136,7 +140,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             // would wake every turn.
             Ok(()) = seed_rx.changed(), if resolver.is_some() => {
                 let seeds = seed_rx.borrow_and_update().clone();
+                node.set_ip(net::own_ip(g, &seeds));
                 node.set_seeds(Instant::now(), seeds);
+            }
+            // A derived address can change under us (DHCP).
+            _ = own_ip_tick.tick(), if net::derives_ip(g) => {
+                node.set_ip(net::own_ip(g, &seed_rx.borrow()));
             }
             _ = flush.tick() => sink.flush(&node),
             Some(reply) = status_rx.recv(), if status_task.is_some() => {
@@ -204,6 +213,8 @@ pub(crate) fn node_config(config: &Config, data_port: u16) -> NodeConfig {
         down_after: g.down_after,
         max_members: g.max_members,
         data_port,
+        ip: net::own_ip(g, &[]),
+        gossip_port: g.port,
         fanout,
         baton: BatonConfig {
             enabled: config.baton.enabled,

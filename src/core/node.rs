@@ -13,7 +13,7 @@
 //! a seeded simulation is reproducible).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, RngExt};
@@ -48,6 +48,13 @@ pub struct NodeConfig {
     pub max_members: usize,
     /// The data socket's actual port, advertised in heartbeats.
     pub data_port: u16,
+    /// This node's IP as peers should reach it, advertised in heartbeats
+    /// (`0.0.0.0`: unknown, peers take the datagrams' source); see
+    /// [`Node::set_ip`].
+    pub ip: Ipv4Addr,
+    /// The cluster's gossip port: where a member that advertises its IP gets
+    /// unicast heartbeats (every member shares it).
+    pub gossip_port: u16,
     pub fanout: Fanout,
     pub baton: BatonConfig,
     pub links: LinkConfig,
@@ -261,6 +268,12 @@ impl<R: Rng> Node<R> {
         stats
     }
 
+    /// The IP advertised in heartbeats from now on (the shell re-checks it:
+    /// DHCP may change it while the agent runs).
+    pub fn set_ip(&mut self, ip: Ipv4Addr) {
+        self.cfg.ip = ip;
+    }
+
     /// Replaces the unicast heartbeat targets (static hosts, DNS answers).
     /// A new target is greeted at once rather than at the next interval.
     pub fn set_seeds(&mut self, now: Instant, seeds: Vec<SocketAddr>) {
@@ -294,11 +307,18 @@ impl<R: Rng> Node<R> {
             return;
         }
         let hello = match (&env.msg, via) {
-            (Message::Heartbeat(hb), Via::Gossip) => Some(Hello {
-                gossip_addr: src,
-                data_addr: SocketAddr::new(src.ip(), hb.data_port),
-                relays: hb.relays,
-            }),
+            (Message::Heartbeat(hb), Via::Gossip) => {
+                // The advertised IP is authenticated, the source is not.
+                let (ip, gossip_port) = match hb.ip {
+                    ip if ip.is_unspecified() => (src.ip(), src.port()),
+                    ip => (IpAddr::V4(ip), self.cfg.gossip_port),
+                };
+                Some(Hello {
+                    gossip_addr: SocketAddr::new(ip, gossip_port),
+                    data_addr: SocketAddr::new(ip, hb.data_port),
+                    relays: hb.relays,
+                })
+            }
             _ => None,
         };
         let mut changes = std::mem::take(&mut self.scratch);
@@ -503,6 +523,7 @@ impl<R: Rng> Node<R> {
         }
         let hb = Message::Heartbeat(Heartbeat {
             data_port: self.cfg.data_port,
+            ip: self.cfg.ip,
             hb_seq: self.hb_seq,
             relays: self.relay.enabled(),
             baton: self.relay.view(now),

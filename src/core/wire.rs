@@ -17,6 +17,8 @@
 //! Owns: encoding, decoding, sealing. Must not: do I/O, read clocks, panic on
 //! any input (property-tested in `tests/wire.rs`).
 
+use std::net::Ipv4Addr;
+
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
@@ -104,8 +106,13 @@ pub struct BatonView {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Heartbeat<'a> {
-    /// The sender's unicast port (baton, probes); its IP is the datagram's source.
+    /// The sender's unicast port (baton, probes).
     pub data_port: u16,
+    /// The sender's own IP, as it knows it; `0.0.0.0` = unknown, use the
+    /// datagram's source. Inside the seal, unlike the source address: a
+    /// captured heartbeat replayed from elsewhere (one its target never got,
+    /// so the replay window takes it) still points at its real sender.
+    pub ip: Ipv4Addr,
     /// Counts heartbeats only, so receivers can see gaps (heartbeat loss).
     pub hb_seq: u32,
     /// The sender takes part in the baton relay (`[baton] enabled`).
@@ -328,6 +335,7 @@ fn encode_message(msg: &Message<'_>, out: &mut Vec<u8>) {
         Message::Heartbeat(hb) => {
             out.push(KIND_HEARTBEAT);
             out.extend_from_slice(&hb.data_port.to_be_bytes());
+            out.extend_from_slice(&hb.ip.octets());
             out.extend_from_slice(&hb.hb_seq.to_be_bytes());
             let mut flags = if hb.relays { HB_RELAYS } else { 0 };
             if let Some(v) = &hb.baton {
@@ -400,6 +408,7 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
             if data_port == 0 {
                 return Err(WireError::Malformed("data port"));
             }
+            let ip = Ipv4Addr::from(r.u32("sender address")?);
             let hb_seq = r.u32("heartbeat sequence")?;
             let flags = r.u8("heartbeat flags")?;
             if flags & !(HB_RELAYS | HB_VIEW | HB_HOLDING) != 0 {
@@ -437,6 +446,7 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
             }
             Message::Heartbeat(Heartbeat {
                 data_port,
+                ip,
                 hb_seq,
                 relays: flags & HB_RELAYS != 0,
                 baton,

@@ -251,3 +251,50 @@ pub fn rejoined(agent: &Agent, name: &str, after: Instant, timeout: Duration) ->
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+impl Lab {
+    /// A UDP socket of host `i` that is no agent: bound to its address on
+    /// an ephemeral port, sending multicast through its eth0 with TTL 1 (so
+    /// it can reach the group and every host's ports).
+    pub fn udp(&self, i: usize) -> UdpSocket {
+        let ip = self.addr(i);
+        in_netns(&self.ns(i), || {
+            let sock = UdpSocket::bind((ip, 0)).expect("bind a host socket");
+            sock.set_multicast_ttl_v4(1).expect("multicast TTL");
+            socket2::SockRef::from(&sock).set_multicast_if_v4(&ip).expect("multicast interface");
+            sock
+        })
+    }
+
+    /// A socket in host `i` that hears what an agent's gossip socket hears:
+    /// bound to the gossip port beside it (SO_REUSEADDR, SO_REUSEPORT) and a
+    /// member of herd's default multicast group on host `i`'s eth0.
+    pub fn gossip_listener(&self, i: usize) -> UdpSocket {
+        let ip = self.addr(i);
+        in_netns(&self.ns(i), || {
+            use socket2::{Domain, Protocol, Socket, Type};
+            let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+            sock.set_reuse_address(true).expect("SO_REUSEADDR");
+            sock.set_reuse_port(true).expect("SO_REUSEPORT");
+            let any = std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, GOSSIP_PORT);
+            sock.bind(&any.into()).expect("bind the gossip port beside the agent");
+            sock.join_multicast_v4(&GROUP, &ip).expect("join the multicast group");
+            sock.into()
+        })
+    }
+}
+
+/// herd's default multicast group (`[gossip] multicast_addr`).
+pub const GROUP: Ipv4Addr = Ipv4Addr::new(230, 1, 1, 251);
+
+/// Resident memory of process `pid` in KiB (`VmRSS` of /proc/<pid>/status).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Every host's `rejected` counters (hosts that answer).
+pub fn rejections(lab: &Lab, hosts: &[usize]) -> BTreeMap<usize, BTreeMap<String, u64>> {
+    lab.statuses(hosts).into_iter().map(|(i, s)| (i, s.rejected)).collect()
+}

@@ -13,4 +13,7 @@ mod common;
 mod harness;
 
 mod discovery;
+mod loss;
+mod intruders;
+mod flood;
 mod neighbours;

@@ -111,6 +111,9 @@ impl Sim {
             down_after: Duration::from_secs(5),
             max_members: 256,
             data_port: DATA_PORT,
+            // The simulated network has no spoofing: peers use the source.
+            ip: std::net::Ipv4Addr::UNSPECIFIED,
+            gossip_port: DATA_PORT,
             fanout: Fanout::Group,
             // Off unless a test turns it on, so membership tests see only
             // heartbeats, sightings and probes.
