@@ -147,9 +147,12 @@ fn secrets_clusters_and_modes_must_match() {
     assert_eq!(codec(None).open(&mut sealed.clone()), Err(WireError::UnexpectedSealed));
     assert_eq!(codec(Some(b"secret")).open(&mut plain.clone()), Err(WireError::Unauthenticated));
     assert_eq!(Codec::new("lab2", None, [0; 16]).open(&mut plain.clone()), Err(WireError::OtherCluster));
-    let mut v2 = plain.clone();
-    v2[2] = 2;
-    assert_eq!(codec(None).open(&mut v2), Err(WireError::UnsupportedVersion(2)));
+    // Version 1 (before heartbeats carried the sender's IP) and a future one.
+    for version in [1, herd::core::wire::VERSION + 1] {
+        let mut other = plain.clone();
+        other[2] = version;
+        assert_eq!(codec(None).open(&mut other), Err(WireError::UnsupportedVersion(version)));
+    }
     assert_eq!(codec(None).open(&mut vec![0; 5000]), Err(WireError::Oversized(5000)));
     assert_eq!(codec(None).open(&mut b"XX\x01\x00".to_vec()), Err(WireError::BadMagic));
 }

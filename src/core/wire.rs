@@ -25,7 +25,8 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 
 pub const MAGIC: [u8; 2] = *b"HD";
-pub const VERSION: u8 = 1;
+/// 2: heartbeats carry the sender's IP (version 1 took it from the source).
+pub const VERSION: u8 = 2;
 /// Longest node or cluster name, in bytes.
 pub const MAX_NAME: usize = 63;
 /// Largest datagram herd sends: fits a 1500-byte Ethernet MTU with IP/UDP headers.

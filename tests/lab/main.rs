@@ -12,8 +12,10 @@ mod common;
 #[allow(dead_code)] // each scenario uses part of it
 mod harness;
 
+mod churn;
 mod discovery;
-mod loss;
-mod intruders;
 mod flood;
+mod intruders;
+mod loss;
 mod neighbours;
+mod partition;
