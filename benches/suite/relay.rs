@@ -1,79 +1,68 @@
-//! Baton throughput benchmark: in one invocation, a raw UDP ring of N
-//! processes on loopback (the physical reference: each process receives a
-//! counter, increments it and sends it on, nothing else) and N `herd run`
-//! agents at `hold = "0ms"` with a secret and the gauge sent at every pass.
-//! Prints both rates and their ratio (PRODUCT.md target: herd ≥ 0.6 × ring).
-//!
-//!   cargo bench --bench baton                      # 4 nodes, 5 rounds of 5 s each
-//!   cargo bench --bench baton -- --nodes 8 --seconds 10 --rounds 5
-//!   cargo bench --bench baton -- --herd /path/to/other/herd   # compare builds
-//!
-//! Figures, not assertions: this machine is noisy, so the two are measured in
-//! alternating rounds and the medians compared.
+//! Baton throughput: a raw UDP ring of N processes on loopback (the physical
+//! reference: each process receives a counter, increments it and sends it on,
+//! nothing else) against N `herd run` agents at `hold = "0ms"` with the gauge
+//! sent at every pass, with and without a secret. Measured in alternating
+//! rounds, each round's ratio taken within seconds of its reference, then the
+//! median of the rounds: the scheduler's placement of the processes on this
+//! machine's cores moves both rates by up to 2× from one minute to the next.
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::procfs::cpu_ns;
+use crate::{Row, Setup, median};
 
 const WARMUP: Duration = Duration::from_secs(2);
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("ring-node") {
-        return ring_node(&args[1..]);
-    }
-    let mut nodes = 4usize;
-    let mut seconds = 5u64;
-    let mut rounds = 5usize;
-    let mut herd = env!("CARGO_BIN_EXE_herd").to_owned();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--nodes" => nodes = it.next().and_then(|v| v.parse().ok()).expect("--nodes N"),
-            "--seconds" => seconds = it.next().and_then(|v| v.parse().ok()).expect("--seconds S"),
-            "--herd" => herd = it.next().expect("--herd PATH").clone(),
-            "--rounds" => rounds = it.next().and_then(|v| v.parse().ok()).expect("--rounds N"),
-            _ => {} // cargo bench passes --bench
+pub fn run(s: &Setup, rows: &mut Vec<Row>) {
+    for &n in &s.relay_nodes {
+        let (mut rings, mut sealed, mut plain, mut cpus) = (vec![], vec![], vec![], vec![]);
+        let (mut r_sealed, mut r_plain) = (vec![], vec![]);
+        for round in 1..=s.rounds {
+            let ring = raw_ring(n, s.window);
+            let (with_secret, cpu) = herd_relay(&s.herd, n, s.window, true);
+            let (without, _) = herd_relay(&s.herd, n, s.window, false);
+            eprintln!(
+                "  relay {n} nodes, round {round}: ring {ring:.0}/s, herd {with_secret:.0}/s (secret), \
+                 {without:.0}/s (no secret)"
+            );
+            rings.push(ring);
+            sealed.push(with_secret);
+            plain.push(without);
+            cpus.push(cpu);
+            r_sealed.push(with_secret / ring);
+            r_plain.push(without / ring);
+        }
+        let ring = median(&mut rings);
+        for (label, rates, ratios) in
+            [("secret", &mut sealed, &mut r_sealed), ("no secret", &mut plain, &mut r_plain)]
+        {
+            let ratio = median(ratios);
+            let cpu = if label == "secret" {
+                format!(", {:.0} % CPU/agent", median(&mut cpus))
+            } else {
+                String::new()
+            };
+            rows.push(Row {
+                section: "throughput",
+                figure: format!("baton passes/s, {n} agents, {label}"),
+                value: format!("{:.0}/s{cpu}", median(rates)),
+                target: "≥ 0.6 × ring".into(),
+                reference: format!("raw UDP ring of {n}: {ring:.0}/s"),
+                ratio: Some(ratio),
+                met: Some(ratio >= 0.6),
+            });
         }
     }
-    let window = Duration::from_secs(seconds);
-    println!(
-        "baton throughput: {nodes} nodes on loopback; {rounds} rounds of raw ring then herd, \
-         {seconds} s each after {WARMUP:?} warm-up; medians"
-    );
-    let (mut rings, mut herds, mut cpus, mut ratios) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 1..=rounds {
-        let ring = raw_ring(nodes, window);
-        let (relay, cpu) = herd_relay(&herd, nodes, window);
-        println!("  round {round}: ring {ring:>9.0}/s   herd {relay:>9.0}/s   ratio {:.2}", relay / ring);
-        rings.push(ring);
-        herds.push(relay);
-        cpus.push(cpu);
-        ratios.push(relay / ring);
-    }
-    let (ring, relay, cpu) = (median(&mut rings), median(&mut herds), median(&mut cpus));
-    println!("  raw UDP ring ({nodes} processes)                 {ring:>10.0} passes/s");
-    println!(
-        "  herd agents (hold 0ms, secret, gauge/pass)     {relay:>10.0} passes/s   ({cpu:.0} % CPU per agent)"
-    );
-    // The ratio of each round (both measured within seconds of each other),
-    // then the median: the scheduler's placement of the processes on the
-    // cores shifts both rates from one minute to the next.
-    let ratio = median(&mut ratios);
-    println!("  ratio herd / raw ring (median of rounds)       {ratio:>10.2}   (target >= 0.60)");
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// One process of the raw ring: `ring-node <my port> <next port> <first> <window ms>`.
 /// The first node injects the counter and reports the rate over the window.
-fn ring_node(args: &[String]) {
+pub fn ring_node(args: &[String]) {
     let port: u16 = args[0].parse().unwrap();
     let next: u16 = args[1].parse().unwrap();
     let first = args[2] == "1";
@@ -135,8 +124,7 @@ fn raw_ring(n: usize, window: Duration) -> f64 {
         BufReader::new(c.stdout.as_mut().unwrap()).read_line(&mut ready).unwrap();
         assert_eq!(ready.trim(), "ready");
     }
-    children.push(spawn(0));
-    let first = children.pop().unwrap();
+    let first = spawn(0);
     let out = first.wait_with_output().unwrap();
     for mut c in children {
         let _ = c.kill();
@@ -146,8 +134,9 @@ fn raw_ring(n: usize, window: Duration) -> f64 {
 }
 
 /// Runs `n` agents reporting to a StatsD listener here; the rate is the growth
-/// of the highest `baton:` gauge over the window.
-fn herd_relay(herd: &str, n: usize, window: Duration) -> (f64, f64) {
+/// of the highest `baton:` gauge over the window. Returns (passes/s, CPU %
+/// per agent).
+fn herd_relay(herd: &str, n: usize, window: Duration, secret: bool) -> (f64, f64) {
     let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
     listener.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let statsd = listener.local_addr().unwrap();
@@ -178,14 +167,15 @@ fn herd_relay(herd: &str, n: usize, window: Duration) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cluster = format!("bench{}", std::process::id());
-    let agents: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+    let secret = if secret { "secret = \"bench secret\"\n" } else { "" };
+    let mut agents: Vec<Child> = Vec::new();
     for i in 0..n {
         let name = format!("ps{}", (b'a' + i as u8) as char);
         let path = dir.path().join(format!("{name}.toml"));
         let config = format!(
             "[node]\nname = \"{name}\"\ncluster = \"{cluster}\"\n\
-             [gossip]\nport = {port}\nmulticast_if = \"127.0.0.1\"\ndata_port = 0\nsecret = \"bench secret\"\n\
-             [baton]\nhold = \"0ms\"\n[statsd]\naddress = \"{statsd}\"\n[status]\nlisten = \"\"\n[log]\nlevel = \"warn\"\n"
+             [gossip]\nport = {port}\nmulticast_if = \"127.0.0.1\"\ndata_port = 0\n{secret}\
+             [baton]\nhold = \"0ms\"\n[statsd]\naddress = \"{statsd}\"\n[status]\nlisten = \"\"\n[log]\nlevel = \"error\"\n"
         );
         std::fs::write(&path, config).unwrap();
         let child = Command::new(herd)
@@ -195,7 +185,7 @@ fn herd_relay(herd: &str, n: usize, window: Duration) -> (f64, f64) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        agents.lock().unwrap().push(child);
+        agents.push(child);
     }
     // The baton starts two heartbeats after the agents, then warms up.
     let began = Instant::now();
@@ -203,29 +193,19 @@ fn herd_relay(herd: &str, n: usize, window: Duration) -> (f64, f64) {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(WARMUP);
-    let pids: Vec<u32> = agents.lock().unwrap().iter().map(Child::id).collect();
-    let cpu0: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+    let pids: Vec<u32> = agents.iter().map(Child::id).collect();
+    let cpu0: u64 = pids.iter().map(|p| cpu_ns(*p)).sum();
     let (t0, v0) = (Instant::now(), high.load(Ordering::Relaxed));
     std::thread::sleep(window);
     let (t1, v1) = (Instant::now(), high.load(Ordering::Relaxed));
-    let cpu1: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
-    for c in agents.lock().unwrap().iter_mut() {
+    let cpu1: u64 = pids.iter().map(|p| cpu_ns(*p)).sum();
+    for c in &mut agents {
         let _ = c.kill();
         let _ = c.wait();
     }
     stop.store(true, Ordering::Relaxed);
     let _ = reader.join();
     let secs = (t1 - t0).as_secs_f64();
-    let ticks_per_sec = 100.0; // USER_HZ on Linux
-    let cpu_pct = (cpu1 - cpu0) as f64 / ticks_per_sec / secs / n as f64 * 100.0;
+    let cpu_pct = crate::procfs::cpu_pct(cpu1 - cpu0, secs) / n as f64;
     ((v1 - v0) as f64 / secs, cpu_pct)
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let get = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    get(11) + get(12)
 }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::net::{self, Sockets};
-use super::snapshot::{self, SnapshotRequest, Totals};
+use super::snapshot::{self, SnapshotRequest, Totals, Traffic};
 use super::statsd::Metrics;
 use super::status;
 use super::telemetry::Telemetry;
@@ -115,7 +115,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::select! {
             _ = &mut shutdown => break,
             r = io.sockets.gossip.recv_from(&mut gbuf) => match r {
-                Ok((n, src)) => node.handle(Instant::now(), Via::Gossip, src, &mut gbuf[..n]),
+                Ok((n, src)) => {
+                    io.received(n);
+                    node.handle(Instant::now(), Via::Gossip, src, &mut gbuf[..n]);
+                }
                 Err(e) => debug!(error = %e, "gossip socket receive error"),
             },
             r = io.sockets.data.recv_from(&mut dbuf) => {
@@ -124,7 +127,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 let mut r = r;
                 for _ in 0..DRAIN {
                     match r {
-                        Ok((n, src)) => node.handle(Instant::now(), Via::Data, src, &mut dbuf[..n]),
+                        Ok((n, src)) => {
+                            io.received(n);
+                            node.handle(Instant::now(), Via::Data, src, &mut dbuf[..n]);
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                         Err(e) => {
                             debug!(error = %e, "data socket receive error");
@@ -155,6 +161,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     started,
                     reading: telemetry.last.as_ref(),
                     totals: sink.totals,
+                    traffic: io.traffic,
                     heartbeat_interval: config.gossip.heartbeat_interval,
                 };
                 let _ = reply.send(snapshot::build(inputs));
@@ -239,13 +246,14 @@ pub(crate) fn incarnation() -> u64 {
 
 pub(crate) struct Io {
     pub(crate) sockets: Sockets,
+    pub(crate) traffic: Traffic,
     send_errors: u64,
     last_send_error_log: Option<Instant>,
 }
 
 impl Io {
     pub(crate) fn new(sockets: Sockets) -> Io {
-        Io { sockets, send_errors: 0, last_send_error_log: None }
+        Io { sockets, traffic: Traffic::default(), send_errors: 0, last_send_error_log: None }
     }
 
     /// Sends everything the core queued. Never waits: a full socket buffer
@@ -257,10 +265,19 @@ impl Io {
                 Dest::Gossip(a) => (&self.sockets.gossip, a),
                 Dest::Data(a) => (&self.sockets.data, a),
             };
-            if let Err(e) = sock.try_send_to(&t.payload, addr) {
-                self.send_error(addr, e);
+            match sock.try_send_to(&t.payload, addr) {
+                Ok(n) => {
+                    self.traffic.sent_datagrams += 1;
+                    self.traffic.sent_bytes += n as u64;
+                }
+                Err(e) => self.send_error(addr, e),
             }
         }
+    }
+
+    pub(crate) fn received(&mut self, bytes: usize) {
+        self.traffic.received_datagrams += 1;
+        self.traffic.received_bytes += bytes as u64;
     }
 
     fn send_error(&mut self, addr: SocketAddr, e: std::io::Error) {

@@ -30,6 +30,19 @@ pub struct Snapshot {
     pub baton: BatonStatus,
     pub sensors: SensorStatus,
     pub rejected: BTreeMap<String, u64>,
+    /// Datagrams this agent sent and received since start (gossip and data
+    /// sockets; StatsD not included).
+    #[serde(default)]
+    pub traffic: Traffic,
+}
+
+/// UDP traffic of the gossip and data sockets, counted by the event loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    pub sent_datagrams: u64,
+    pub sent_bytes: u64,
+    pub received_datagrams: u64,
+    pub received_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +118,7 @@ pub struct Inputs<'a, R> {
     pub started: Instant,
     pub reading: Option<&'a Reading>,
     pub totals: Totals,
+    pub traffic: Traffic,
     pub heartbeat_interval: Duration,
 }
 
@@ -175,6 +189,7 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
         },
         sensors: i.reading.map(sensor_status).unwrap_or_default(),
         rejected,
+        traffic: i.traffic,
     }
 }
 

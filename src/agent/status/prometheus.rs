@@ -109,6 +109,19 @@ pub(super) fn metrics(s: &Snapshot) -> String {
         "Datagrams refused, by class (auth, replay, other_cluster, malformed, ...).",
         s.rejected.iter().map(|(class, n)| (vec![("class", class.as_str())], *n as f64)),
     );
+    let t = &s.traffic;
+    for (name, help, v) in [
+        ("herd_datagrams_sent_total", "Gossip and data datagrams sent.", t.sent_datagrams),
+        ("herd_datagram_bytes_sent_total", "Bytes of gossip and data datagrams sent.", t.sent_bytes),
+        ("herd_datagrams_received_total", "Gossip and data datagrams received.", t.received_datagrams),
+        (
+            "herd_datagram_bytes_received_total",
+            "Bytes of gossip and data datagrams received.",
+            t.received_bytes,
+        ),
+    ] {
+        p.counter(name, help, [(vec![], v as f64)]);
+    }
     p.out
 }
 

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::client::*;
 use super::*;
-use crate::agent::snapshot::{BatonStatus, NetStatus, SensorStatus};
+use crate::agent::snapshot::{BatonStatus, NetStatus, SensorStatus, Traffic};
 
 fn member(name: &str, state: &str, rtt: Option<f64>) -> MemberStatus {
     MemberStatus {
@@ -68,6 +68,12 @@ fn sample() -> Snapshot {
             }),
         },
         rejected: [("auth", 3), ("replay", 0)].map(|(k, v)| (k.to_owned(), v)).into(),
+        traffic: Traffic {
+            sent_datagrams: 4210,
+            sent_bytes: 612_345,
+            received_datagrams: 4198,
+            received_bytes: 610_001,
+        },
     }
 }
 
@@ -144,6 +150,8 @@ fn metrics_are_parsed_by_a_prometheus_parser() {
     assert_eq!(value(&m, "herd_net_rx_errors_total", Some(("interface", "eth0"))), Some(3.0));
     assert_eq!(value(&m, "herd_net_wifi_signal_dbm", None), Some(-52.0));
     assert_eq!(value(&m, "herd_rejected_total", Some(("class", "auth"))), Some(3.0));
+    assert_eq!(value(&m, "herd_datagrams_sent_total", None), Some(4210.0));
+    assert_eq!(value(&m, "herd_datagram_bytes_received_total", None), Some(610_001.0));
     assert!(text.contains("# TYPE herd_baton_passes_total counter\n"), "{text}");
     assert!(text.contains("# TYPE herd_members gauge\n"), "{text}");
 }

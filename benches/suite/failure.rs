@@ -1,0 +1,179 @@
+//! Failure handling: how long the cluster takes to notice what happens to a
+//! node, from the agents' own logs and gauges. Four agents, defaults
+//! (heartbeat 1 s, down_after 5 s, regenerate_after 3 s), a secret, the baton
+//! at `hold = "100ms"`; once on loopback and, when run as root, once in the
+//! network lab (each agent its own host). The reference is the bound the
+//! product promises, so the ratio is measured / bound.
+//!
+//! - join: a 4th agent starts → every agent has logged the others up;
+//! - SIGTERM → every peer logs `member left`;
+//! - kill -9 → every peer logs `member down`;
+//! - kill -9 of the baton's holder → a gauge above its last one, from another host.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use herd::agent::snapshot::Snapshot;
+
+use crate::common::{Agent, Cluster, Spec, Statsd, member, toml_str};
+use crate::harness::{Lab, gauges};
+use crate::{Row, Setup};
+
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Where the agents run.
+struct Place<'a> {
+    label: &'static str,
+    start: Box<dyn Fn(usize) -> Agent + 'a>,
+    name: Box<dyn Fn(usize) -> String + 'a>,
+    /// Which agent holds the baton now, by its `/status`.
+    holder: Box<dyn Fn() -> Option<usize> + 'a>,
+    statsd: Statsd,
+}
+
+pub fn run(s: &Setup, rows: &mut Vec<Row>) {
+    let cluster = Cluster::new("failure");
+    let statsd = Statsd::start();
+    let address = statsd.address();
+    let names = ["psa", "psb", "psc", "psd"];
+    let herd = s.herd.clone();
+    let ports: Vec<u16> = (0..4).map(|_| free_tcp_port()).collect();
+    let status = move |i: usize| format!("127.0.0.1:{}", ports[i]);
+    let loopback = Place {
+        label: "loopback",
+        start: Box::new(|i| {
+            let spec = tuned(cluster.node(names[i])).set("statsd", "address", &address).set(
+                "status",
+                "listen",
+                &toml_str(&status(i)),
+            );
+            Agent::start_with(&spec, Command::new(&herd))
+        }),
+        name: Box::new(move |i| names[i].to_owned()),
+        holder: Box::new(|| {
+            (0..4).find(|&i| {
+                herd::agent::status::client(&status(i), true)
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Snapshot>(&t).ok())
+                    .is_some_and(|s| s.baton.holding)
+            })
+        }),
+        statsd,
+    };
+    measure(&loopback, rows);
+    // The lab needs root; without it, say so in the table.
+    match Lab::new("bench-failure", 4) {
+        Some(lab) => {
+            let place = Place {
+                label: "lab",
+                start: Box::new(|i| lab.start(i + 1, &tuned(lab.spec(i + 1)))),
+                name: Box::new(|i| format!("n{}", i + 1)),
+                holder: Box::new(|| {
+                    lab.statuses(&[1, 2, 3, 4]).into_iter().find(|(_, s)| s.baton.holding).map(|(i, _)| i - 1)
+                }),
+                statsd: lab.statsd(4),
+            };
+            measure(&place, rows);
+        }
+        None => rows.push(Row {
+            section: "failure",
+            figure: "failure handling in the network lab".into(),
+            value: "not run: needs root".into(),
+            target: "-".into(),
+            reference: "-".into(),
+            ratio: None,
+            met: None,
+        }),
+    }
+}
+
+fn tuned(spec: Spec) -> Spec {
+    spec.secret("failure secret").set("baton", "hold", &toml_str("100ms"))
+}
+
+fn measure(p: &Place<'_>, rows: &mut Vec<Row>) {
+    let mut row = |figure: &str, took: Option<Duration>, bound: Duration, why: &str| {
+        rows.push(Row {
+            section: "failure",
+            figure: format!("{figure} ({})", p.label),
+            value: took.map_or("did not happen in 3× the bound".into(), |t| format!("{} ms", t.as_millis())),
+            target: format!("≤ {} ms ({why})", bound.as_millis()),
+            reference: "the bound".into(),
+            ratio: took.map(|t| t.as_secs_f64() / bound.as_secs_f64()),
+            met: Some(took.is_some_and(|t| t <= bound)),
+        });
+    };
+    let mut agents: Vec<Agent> = (0..3).map(|i| (p.start)(i)).collect();
+    for a in &agents {
+        for j in 0..3 {
+            if (p.name)(j) != a.name {
+                a.expect(&member("up", &(p.name)(j)), Duration::from_secs(10));
+            }
+        }
+    }
+    // Join: the 4th agent, seen by all and seeing all.
+    let fourth = (p.start)(3);
+    let joined = all_logged(&agents, &member("up", &fourth.name), fourth.spawned, 3 * HEARTBEAT * 2);
+    let saw = (0..3).map(|j| fourth.wait_for(&member("up", &(p.name)(j)), 3 * HEARTBEAT * 2)).collect();
+    let took = latest(vec![joined, latest(saw)]).map(|t| t - fourth.spawned);
+    row("join: 4th agent started → all 4 see each other", took, 2 * HEARTBEAT, "2 heartbeats");
+
+    // Leave: SIGTERM.
+    let mut fourth = fourth;
+    let sent = fourth.sigterm();
+    let took = all_logged(&agents, &member("left", &fourth.name), sent, 3 * HEARTBEAT).map(|t| t - sent);
+    row("SIGTERM → all peers log the leave", took, HEARTBEAT, "1 heartbeat");
+    fourth.wait_exit(Duration::from_secs(5));
+
+    // Crash: kill -9 of a member that is not holding (any will do).
+    let fourth = (p.start)(3);
+    all_logged(&agents, &member("up", &fourth.name), fourth.spawned, Duration::from_secs(5));
+    std::thread::sleep(2 * HEARTBEAT);
+    let mut fourth = fourth;
+    let killed = fourth.sigkill();
+    let bound = 5 * HEARTBEAT + HEARTBEAT;
+    let took = all_logged(&agents, &member("down", &fourth.name), killed, 3 * bound).map(|t| t - killed);
+    row("kill -9 → all peers mark it down", took, bound, "down_after + 1 heartbeat");
+    drop(fourth);
+
+    // Holder crash: kill the agent whose /status says it holds the baton
+    // (during its 100 ms hold; asking takes about a millisecond).
+    let bound = 3 * HEARTBEAT + HEARTBEAT;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let holder = loop {
+        if let Some(i) = (p.holder)().filter(|i| *i < agents.len()) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "{}: nobody holds the baton", p.label);
+    };
+    let name = agents[holder].name.clone();
+    let killed = agents[holder].sigkill();
+    let last = gauges(&p.statsd).iter().map(|g| g.1).max().unwrap_or(0);
+    let moved = Instant::now() + 3 * bound;
+    let took = loop {
+        let next = gauges(&p.statsd).into_iter().find(|(at, c, h)| *at > killed && *c > last && *h != name);
+        if let Some((at, ..)) = next {
+            break Some(at - killed);
+        }
+        if Instant::now() > moved {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    row("kill -9 of the baton's holder → baton moves again", took, bound, "regenerate_after + 1 heartbeat");
+    agents.clear();
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// When the last of `agents` logged `pattern` after `after`, waiting up to
+/// `timeout` for each; `None` if one did not.
+fn all_logged(agents: &[Agent], pattern: &str, after: Instant, timeout: Duration) -> Option<Instant> {
+    latest(agents.iter().map(|a| a.wait_for_after(pattern, after, timeout)).collect())
+}
+
+fn latest(v: Vec<Option<Instant>>) -> Option<Instant> {
+    v.into_iter().collect::<Option<Vec<_>>>()?.into_iter().max()
+}

@@ -1,0 +1,137 @@
+//! Scale: 8, 16 and 32 agents on this machine (loopback multicast, a secret,
+//! the baton at `hold = "100ms"`, defaults otherwise). For each size:
+//! convergence (from the last start until every agent has logged every other
+//! up), then over a window the datagrams and bytes each agent sends and
+//! receives (its own counters, read from `/status`) and its CPU. The reference
+//! of each size is the smallest size of the run: per-agent traffic growing
+//! linearly with N shows as a ratio equal to N / N₀.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use herd::agent::snapshot::Traffic;
+
+use crate::common::{Agent, Cluster, Statsd, member, toml_str};
+use crate::procfs::{cpu_ns, cpu_pct};
+use crate::{Row, Setup};
+
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+struct Figures {
+    n: usize,
+    converge: Option<Duration>,
+    /// Per agent per second, mean over the agents.
+    sent: f64,
+    received: f64,
+    sent_bytes: f64,
+    cpu_pct: f64,
+}
+
+pub fn run(s: &Setup, rows: &mut Vec<Row>) {
+    let window = if s.quick { Duration::from_secs(3) } else { Duration::from_secs(10) };
+    let figures: Vec<Figures> = s.scale_nodes.iter().map(|&n| measure(&s.herd, n, window)).collect();
+    let base = &figures[0];
+    for f in &figures {
+        let growth = f.n as f64 / base.n as f64;
+        rows.push(Row {
+            section: "scale",
+            figure: format!("{} agents: convergence", f.n),
+            value: f.converge.map_or("not within 10 s".into(), |d| format!("{} ms", d.as_millis())),
+            target: format!("≤ {} ms (2 heartbeats)", (2 * HEARTBEAT).as_millis()),
+            reference: "the bound".into(),
+            ratio: f.converge.map(|d| d.as_secs_f64() / (2 * HEARTBEAT).as_secs_f64()),
+            met: Some(f.converge.is_some_and(|d| d <= 2 * HEARTBEAT)),
+        });
+        rows.push(Row {
+            section: "scale",
+            figure: format!("{} agents: datagrams/s per agent (sent / received)", f.n),
+            value: format!("{:.1} / {:.1}", f.sent, f.received),
+            target: format!("grows ≤ linearly: ratio ≤ {growth:.1}"),
+            reference: format!("{} agents: {:.1} / {:.1}", base.n, base.sent, base.received),
+            ratio: Some((f.sent + f.received) / (base.sent + base.received)),
+            met: Some((f.sent + f.received) / (base.sent + base.received) <= growth * 1.1),
+        });
+        rows.push(Row {
+            section: "scale",
+            figure: format!("{} agents: bytes/s sent per agent", f.n),
+            value: format!("{:.0} B/s", f.sent_bytes),
+            target: format!("grows ≤ linearly: ratio ≤ {growth:.1}"),
+            reference: format!("{} agents: {:.0} B/s", base.n, base.sent_bytes),
+            ratio: Some(f.sent_bytes / base.sent_bytes),
+            met: Some(f.sent_bytes / base.sent_bytes <= growth * 1.1),
+        });
+        rows.push(Row {
+            section: "scale",
+            figure: format!("{} agents: CPU per agent", f.n),
+            value: format!("{:.2} %", f.cpu_pct),
+            target: format!("grows ≤ linearly: ratio ≤ {growth:.1}"),
+            reference: format!("{} agents: {:.2} %", base.n, base.cpu_pct),
+            // A short (quick) window can read no CPU time at all.
+            ratio: (base.cpu_pct > 0.0).then(|| f.cpu_pct / base.cpu_pct),
+            met: (base.cpu_pct > 0.0).then(|| f.cpu_pct / base.cpu_pct <= growth * 1.1),
+        });
+    }
+}
+
+fn measure(herd: &str, n: usize, window: Duration) -> Figures {
+    let statsd = Statsd::start();
+    let cluster = Cluster::new("scale");
+    let names: Vec<String> = (0..n).map(|i| format!("s{i:02}")).collect();
+    let ports: Vec<u16> = (0..n).map(|_| free_tcp_port()).collect();
+    let agents: Vec<Agent> = names
+        .iter()
+        .zip(&ports)
+        .map(|(name, port)| {
+            let spec = cluster
+                .node(name)
+                .secret("scale secret")
+                .set("baton", "hold", &toml_str("100ms"))
+                .set("statsd", "address", &statsd.address())
+                .set("status", "listen", &toml_str(&format!("127.0.0.1:{port}")));
+            Agent::start_with(&spec, Command::new(herd))
+        })
+        .collect();
+    let last_start = agents.iter().map(|a| a.spawned).max().unwrap();
+    let mut converged = Some(last_start);
+    for a in &agents {
+        for other in names.iter().filter(|o| **o != a.name) {
+            let seen = a.wait_for(&member("up", other), Duration::from_secs(10));
+            converged = match (converged, seen) {
+                (Some(c), Some(s)) => Some(c.max(s)),
+                _ => None,
+            };
+        }
+    }
+    let converge = converged.map(|c| c - last_start);
+    std::thread::sleep(2 * HEARTBEAT);
+    let traffic = || -> Vec<Traffic> {
+        ports
+            .iter()
+            .map(|p| {
+                let text = herd::agent::status::client(&format!("127.0.0.1:{p}"), true).expect("status");
+                serde_json::from_str::<herd::agent::snapshot::Snapshot>(&text).expect("status JSON").traffic
+            })
+            .collect()
+    };
+    let pids: Vec<u32> = agents.iter().map(Agent::pid).collect();
+    let (t0, before, ns0) = (Instant::now(), traffic(), pids.iter().map(|p| cpu_ns(*p)).sum::<u64>());
+    std::thread::sleep(window);
+    let (after, ns1) = (traffic(), pids.iter().map(|p| cpu_ns(*p)).sum::<u64>());
+    let secs = t0.elapsed().as_secs_f64();
+    let per = |f: fn(&Traffic) -> u64| {
+        // Each status query is one TCP exchange, not counted (UDP only).
+        before.iter().zip(&after).map(|(b, a)| (f(a) - f(b)) as f64).sum::<f64>() / n as f64 / secs
+    };
+    Figures {
+        n,
+        converge,
+        sent: per(|t| t.sent_datagrams),
+        received: per(|t| t.received_datagrams),
+        sent_bytes: per(|t| t.sent_bytes),
+        cpu_pct: cpu_pct(ns1.saturating_sub(ns0), secs) / n as f64,
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
