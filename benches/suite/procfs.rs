@@ -1,12 +1,17 @@
 //! Per-process figures from /proc: CPU time and memory.
 
 /// CPU time a process has used, in nanoseconds: the first field of
-/// /proc/<pid>/schedstat (exact), else utime + stime of /proc/<pid>/stat (in
+/// /proc/<pid>/task/*/schedstat (exact), else utime + stime of /proc/<pid>/stat (in
 /// 10 ms ticks, too coarse for an idle agent over a minute). 0 once it is gone.
 pub fn cpu_ns(pid: u32) -> u64 {
-    let exact = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+    // schedstat is per thread: sum every thread's (herd has one, a Go
+    // program such as node_exporter has many).
+    let exact = std::fs::read_dir(format!("/proc/{pid}/task")).ok().map(|tasks| {
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    });
     exact.unwrap_or_else(|| {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
