@@ -17,7 +17,7 @@ use herd::agent::snapshot::Snapshot;
 
 use crate::common::{Agent, Cluster, Spec, Statsd, member, toml_str};
 use crate::harness::{Lab, gauges};
-use crate::{Row, Setup};
+use crate::{Row, Setup, free_tcp_port};
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -162,10 +162,6 @@ fn measure(p: &Place<'_>, rows: &mut Vec<Row>) {
     };
     row("kill -9 of the baton's holder → baton moves again", took, bound, "regenerate_after + 1 heartbeat");
     agents.clear();
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// When the last of `agents` logged `pattern` after `after`, waiting up to

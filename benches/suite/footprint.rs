@@ -7,14 +7,14 @@
 //! Binary sizes are read from the target directory.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Agent, Cluster, Statsd, member, toml_str};
 use crate::procfs::{cpu_ns, cpu_pct, status_kib};
-use crate::{Row, Setup};
+use crate::{Row, Setup, free_tcp_port};
 
 const RSS_TARGET_KIB: u64 = 4096;
 const IDLE_CPU_TARGET_PCT: f64 = 0.5;
@@ -212,10 +212,6 @@ impl NodeExporter {
         let _ = self.child.wait();
         (rss, anon, cpu)
     }
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The body of `GET path` (HTTP/1.0), or "" on any failure.

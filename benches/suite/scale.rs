@@ -13,7 +13,7 @@ use herd::agent::snapshot::Traffic;
 
 use crate::common::{Agent, Cluster, Statsd, member, toml_str};
 use crate::procfs::{cpu_ns, cpu_pct};
-use crate::{Row, Setup};
+use crate::{Row, Setup, free_tcp_port};
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -130,8 +130,4 @@ fn measure(herd: &str, n: usize, window: Duration) -> Figures {
         sent_bytes: per(|t| t.sent_bytes),
         cpu_pct: cpu_pct(ns1.saturating_sub(ns0), secs) / n as f64,
     }
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
