@@ -10,9 +10,10 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{Agent, member, random_bytes, toml_str};
+use crate::common::{Agent, random_bytes, toml_str};
 use crate::harness::{
-    DATA_PORT, GOSSIP_PORT, GROUP, Lab, assert_monotonic, gauges, rejections, report, rss_kib, wait_until,
+    DATA_PORT, GOSSIP_PORT, GROUP, Lab, assert_monotonic, expect_mesh, gauges, longest_gap, rejections,
+    report, rss_kib, wait_until,
 };
 
 const HOSTS: usize = 3;
@@ -72,11 +73,7 @@ fn a_garbage_flood_is_counted_not_feared() {
     let statsd = lab.statsd(HOSTS);
     let mut agents: Vec<Agent> =
         lab.start_all(HOSTS, |_, spec| spec.secret("flood").set("baton", "hold", &toml_str("100ms")));
-    for a in &agents {
-        for b in agents.iter().filter(|b| b.name != a.name) {
-            a.expect(&member("up", &b.name), Duration::from_secs(5));
-        }
-    }
+    expect_mesh(&agents, Duration::from_secs(5));
     assert!(
         wait_until(Duration::from_secs(15), || gauges(&statsd).len() >= 20),
         "the baton should move before the flood: {} gauges",
@@ -152,15 +149,7 @@ fn a_garbage_flood_is_counted_not_feared() {
     let all = gauges(&statsd);
     assert_monotonic(&all);
     let during: Vec<_> = all.iter().filter(|(at, _, _)| *at >= start && *at <= end).collect();
-    let gap = during
-        .windows(2)
-        .map(|w| w[1].0.saturating_duration_since(w[0].0))
-        .chain([
-            during.first().map_or(Duration::MAX, |g| g.0.saturating_duration_since(start)),
-            during.last().map_or(Duration::MAX, |g| end.saturating_duration_since(g.0)),
-        ])
-        .max()
-        .unwrap();
+    let gap = longest_gap(&during, start, end);
     assert!(gap < Duration::from_secs(2), "the baton stopped for {gap:?} during the flood");
     let from_n1 = during.iter().filter(|(_, _, h)| h == "n1").count();
     assert!(from_n1 > 0, "n1, the flooded host, passed no baton during the flood");

@@ -298,3 +298,26 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 pub fn rejections(lab: &Lab, hosts: &[usize]) -> BTreeMap<usize, BTreeMap<String, u64>> {
     lab.statuses(hosts).into_iter().map(|(i, s)| (i, s.rejected)).collect()
 }
+
+/// Panics unless every agent logs `member up` for every other within `timeout`.
+pub fn expect_mesh(agents: &[Agent], timeout: Duration) {
+    for a in agents {
+        for b in agents.iter().filter(|b| b.name != a.name) {
+            a.expect(&crate::common::member("up", &b.name), timeout);
+        }
+    }
+}
+
+/// The longest time without a gauge in `during` (arrival order) between
+/// `start` and `end`, counting the edges; `Duration::MAX` if there was none.
+pub fn longest_gap(during: &[&(Instant, u64, String)], start: Instant, end: Instant) -> Duration {
+    during
+        .windows(2)
+        .map(|w| w[1].0.saturating_duration_since(w[0].0))
+        .chain([
+            during.first().map_or(Duration::MAX, |g| g.0.saturating_duration_since(start)),
+            during.last().map_or(Duration::MAX, |g| end.saturating_duration_since(g.0)),
+        ])
+        .max()
+        .unwrap_or(Duration::MAX)
+}

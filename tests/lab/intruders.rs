@@ -21,7 +21,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{Agent, member, random_bytes, toml_str};
-use crate::harness::{GOSSIP_PORT, GROUP, Lab, assert_monotonic, gauges, rejections, report, wait_until};
+use crate::harness::{
+    GOSSIP_PORT, GROUP, Lab, assert_monotonic, expect_mesh, gauges, longest_gap, rejections, report,
+    wait_until,
+};
 
 const GOOD: usize = 4;
 const INTRUDER: usize = 5;
@@ -354,15 +357,7 @@ fn intruders_are_refused_and_counted() {
     for n in &names {
         assert!(during.iter().any(|(_, _, h)| h == n), "{n} passed no baton during the attacks");
     }
-    let gap = during
-        .windows(2)
-        .map(|w| w[1].0.duration_since(w[0].0))
-        .chain([
-            during.first().map_or(Duration::MAX, |g| g.0.duration_since(attack_start)),
-            during.last().map_or(Duration::MAX, |g| attack_end.duration_since(g.0)),
-        ])
-        .max()
-        .unwrap();
+    let gap = longest_gap(&during, attack_start, attack_end);
     assert!(gap < Duration::from_secs(2), "the baton stopped for {gap:?} during the attacks");
 
     let end = rejections(&lab, &[INTRUDER]);
@@ -413,11 +408,7 @@ fn nft(lab: &Lab, i: usize, rules: &str) {
 fn a_replayed_lost_heartbeat_cannot_move_a_member() {
     let Some(lab) = Lab::new("hijack", 4) else { return };
     let agents: Vec<Agent> = lab.start_all(3, |_, spec| spec.secret("secret A"));
-    for a in &agents {
-        for b in agents.iter().filter(|b| b.name != a.name) {
-            a.expect(&member("up", &b.name), Duration::from_secs(5));
-        }
-    }
+    expect_mesh(&agents, Duration::from_secs(5));
     nft(
         &lab,
         1,

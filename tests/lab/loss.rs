@@ -9,8 +9,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::common::{Agent, member, toml_str};
-use crate::harness::{Lab, assert_monotonic, gauges, report, wait_until};
+use crate::common::{Agent, toml_str};
+use crate::harness::{Lab, assert_monotonic, expect_mesh, gauges, report, wait_until};
 
 const HOSTS: usize = 5;
 const LOSS_PCT: u32 = 20;
@@ -64,11 +64,7 @@ fn twenty_percent_loss_is_not_death() {
     let statsd = lab.statsd(HOSTS);
     let agents: Vec<Agent> =
         lab.start_all(HOSTS, |_, spec| spec.secret("lossy links").set("baton", "hold", &toml_str("100ms")));
-    for a in &agents {
-        for b in agents.iter().filter(|b| b.name != a.name) {
-            a.expect(&member("up", &b.name), Duration::from_secs(5));
-        }
-    }
+    expect_mesh(&agents, Duration::from_secs(5));
     assert!(
         wait_until(Duration::from_secs(15), || gauges(&statsd).len() >= 20),
         "the baton should move before the loss starts: {} gauges",

@@ -9,8 +9,8 @@ use std::net::{TcpListener, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use crate::common::{Statsd, member, toml_str};
-use crate::harness::{Lab, STATUS, gauges, in_netns, report, wait_until};
+use crate::common::{Statsd, toml_str};
+use crate::harness::{Lab, STATUS, expect_mesh, gauges, in_netns, report, wait_until};
 
 /// How long the agents run with their neighbours broken.
 const BROKEN_FOR: Duration = Duration::from_secs(25);
@@ -34,11 +34,7 @@ fn statsd_down_socket_missing_and_status_port_taken_are_survived() {
         }
     });
     let started = Instant::now();
-    for a in &agents {
-        for b in agents.iter().filter(|b| b.name != a.name) {
-            a.expect(&member("up", &b.name), Duration::from_secs(5));
-        }
-    }
+    expect_mesh(&agents, Duration::from_secs(5));
     agents[0].expect("cannot send metrics", Duration::from_secs(15));
     agents[1].expect("cannot send metrics", Duration::from_secs(5));
     agents[2].expect("cannot listen for the status endpoint; running without it", Duration::from_secs(5));

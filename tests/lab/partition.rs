@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{Agent, member, toml_str};
-use crate::harness::{Lab, assert_monotonic, gauges, rejoined, report, wait_until};
+use crate::harness::{Lab, assert_monotonic, expect_mesh, gauges, rejoined, report, wait_until};
 
 const HOSTS: usize = 6;
 const SIDE_A: [usize; 3] = [1, 2, 3];
@@ -109,11 +109,7 @@ fn each_side_keeps_a_baton_and_the_heal_leaves_one() {
     let all: Vec<usize> = (1..=HOSTS).collect();
 
     // Everyone has joined, and one baton relays among all six.
-    for a in &agents {
-        for b in agents.iter().filter(|b| b.name != a.name) {
-            a.expect(&member("up", &b.name), Duration::from_secs(10));
-        }
-    }
+    expect_mesh(&agents, Duration::from_secs(10));
     let joined = Instant::now();
     let hosts_since = |from: Instant, to: Instant| -> BTreeMap<String, usize> {
         let mut n = BTreeMap::new();
