@@ -80,7 +80,7 @@ proptest! {
 
     #[test]
     fn round_trip(from in name(), incarnation in any::<u64>(), seq in any::<u64>(), k in kind(), sealed in any::<bool>()) {
-        let c = codec(sealed.then_some(b"secret".as_slice()));
+        let mut c = codec(sealed.then_some(b"secret".as_slice()));
         let env = Envelope { cluster: "lab", from: &from, incarnation, seq, msg: message(&k) };
         let mut bytes = c.encode(&env);
         let got = c.open(&mut bytes).expect("own datagram decodes");
@@ -89,7 +89,7 @@ proptest! {
 
     #[test]
     fn any_bytes_give_a_value_not_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
-        for c in [codec(None), codec(Some(b"secret"))] {
+        for mut c in [codec(None), codec(Some(b"secret"))] {
             let _ = c.open(&mut bytes.clone());
             // Also with a valid header, so the body decoder sees random input.
             let mut framed = b"HD\x01\x00".to_vec();
@@ -100,7 +100,7 @@ proptest! {
 
     #[test]
     fn any_single_bit_flip_of_a_sealed_datagram_is_refused(k in kind(), bit in any::<prop::sample::Index>()) {
-        let c = codec(Some(b"secret"));
+        let mut c = codec(Some(b"secret"));
         let env = Envelope { cluster: "lab", from: "psa", incarnation: 1, seq: 9, msg: message(&k) };
         let mut bytes = c.encode(&env);
         let bit = bit.index(bytes.len() * 8);
@@ -110,7 +110,7 @@ proptest! {
 
     #[test]
     fn truncations_of_a_valid_datagram_are_refused(k in kind(), sealed in any::<bool>(), cut in any::<prop::sample::Index>()) {
-        let c = codec(sealed.then_some(b"secret".as_slice()));
+        let mut c = codec(sealed.then_some(b"secret".as_slice()));
         let env = Envelope { cluster: "lab", from: "psa", incarnation: 1, seq: 9, msg: message(&k) };
         let bytes = c.encode(&env);
         let cut = cut.index(bytes.len());
@@ -178,4 +178,92 @@ fn replay_window_tolerates_reordering_but_not_old_or_repeated() {
     assert!(w.accept(100));
     assert!(!w.accept(36), "more than 63 behind the top is refused");
     assert!(w.accept(37));
+}
+
+/// The key both tests below derive independently of `Codec`: HKDF-SHA256 of
+/// the secret, salt "herd gossip v1", info the cluster name.
+fn xchacha(secret: &[u8], cluster: &str) -> chacha20poly1305::XChaCha20Poly1305 {
+    use chacha20poly1305::KeyInit;
+    let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"herd gossip v1"), secret);
+    let mut key = [0u8; 32];
+    hk.expand(cluster.as_bytes(), &mut key).unwrap();
+    chacha20poly1305::XChaCha20Poly1305::new(&key.into())
+}
+
+/// The codec computes each sender's XChaCha subkey once; what it sends and
+/// accepts must still be plain XChaCha20-Poly1305 (the wire format of every
+/// herd speaking version 2), in both directions.
+#[test]
+fn sealing_is_xchacha20_poly1305_with_the_derived_key() {
+    use chacha20poly1305::aead::AeadInOut;
+    let x = xchacha(b"secret", "lab");
+    let env = |seq| Envelope {
+        cluster: "lab",
+        from: "psa",
+        incarnation: 9,
+        seq,
+        msg: Message::Pass { id: BatonId { epoch: 3, origin: 4 }, counter: seq, lap: vec!["psb", "psc"] },
+    };
+    let mut c = codec(Some(b"secret"));
+    for seq in [1, 2, u64::MAX] {
+        // Codec → XChaCha: decrypt what the codec sealed, compare with the plain encoding.
+        let sealed = c.encode(&env(seq));
+        let plain = codec(None).encode(&env(seq));
+        let (header, rest) = sealed.split_at(28);
+        let (body, tag) = rest.split_at(rest.len() - 16);
+        let mut body = body.to_vec();
+        x.decrypt_inout_detached(
+            header[4..].try_into().unwrap(),
+            header,
+            body.as_mut_slice().into(),
+            tag.try_into().unwrap(),
+        )
+        .expect("XChaCha20-Poly1305 opens the codec's datagram");
+        assert_eq!(body, plain[4..]);
+        // XChaCha → codec: seal with another salt (a fresh subkey for the
+        // codec), then again with the same salt (its remembered subkey).
+        for _ in 0..2 {
+            let mut nonce = [5u8; 24];
+            nonce[16..].copy_from_slice(&seq.to_be_bytes());
+            let mut dgram = vec![b'H', b'D', herd::core::wire::VERSION, 1];
+            dgram.extend_from_slice(&nonce);
+            let mut body = plain[4..].to_vec();
+            let tag = x.encrypt_inout_detached(&nonce.into(), &dgram, body.as_mut_slice().into()).unwrap();
+            dgram.extend_from_slice(&body);
+            dgram.extend_from_slice(&tag);
+            assert_eq!(c.open(&mut dgram.clone()).unwrap(), env(seq));
+            // One flipped bit anywhere still fails with the remembered subkey.
+            for i in [4, 30, dgram.len() - 1] {
+                let mut bad = dgram.clone();
+                bad[i] ^= 1;
+                assert_eq!(c.open(&mut bad), Err(WireError::AuthFailed), "bit flipped in byte {i}");
+            }
+        }
+    }
+}
+
+/// More senders than the codec remembers: every one of them still opens
+/// (the oldest subkeys are recomputed), and none is confused with another.
+#[test]
+fn many_senders_all_open() {
+    let mut rx = codec(Some(b"secret"));
+    let senders: Vec<Codec> = (0..700u16)
+        .map(|i| {
+            let mut salt = [0u8; 16];
+            salt[..2].copy_from_slice(&i.to_be_bytes());
+            Codec::new("lab", Some(b"secret"), salt)
+        })
+        .collect();
+    for round in 0..2 {
+        for (i, s) in senders.iter().enumerate() {
+            let env = Envelope {
+                cluster: "lab",
+                from: "psa",
+                incarnation: i as u64,
+                seq: round,
+                msg: Message::Leave,
+            };
+            assert_eq!(rx.open(&mut s.encode(&env)).unwrap(), env, "sender {i}, round {round}");
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //! of `Codec::open` agree; accepted envelopes survive a re-encode.
 #![no_main]
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex};
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -23,8 +23,10 @@ const CLUSTER: &str = "lab";
 const SECRET: &[u8] = b"secret";
 const NONCE: [u8; 24] = [9; 24];
 
-static PLAIN: LazyLock<Codec> = LazyLock::new(|| Codec::new(CLUSTER, None, [7; 16]));
-static SEALED: LazyLock<Codec> = LazyLock::new(|| Codec::new(CLUSTER, Some(SECRET), [7; 16]));
+// In a Mutex: `Codec::open` takes `&mut` (it remembers senders' subkeys).
+static PLAIN: LazyLock<Mutex<Codec>> = LazyLock::new(|| Mutex::new(Codec::new(CLUSTER, None, [7; 16])));
+static SEALED: LazyLock<Mutex<Codec>> =
+    LazyLock::new(|| Mutex::new(Codec::new(CLUSTER, Some(SECRET), [7; 16])));
 static CIPHER: LazyLock<XChaCha20Poly1305> = LazyLock::new(|| {
     let hk = Hkdf::<Sha256>::new(Some(b"herd gossip v1"), SECRET);
     let mut key = [0u8; 32];
@@ -46,7 +48,7 @@ fn seal(body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn round_trip(codec: &Codec, env: &Envelope<'_>) {
+fn round_trip(codec: &mut Codec, env: &Envelope<'_>) {
     let mut again = codec.encode(env);
     let decoded = codec.open(&mut again).expect("a re-encoded accepted datagram decodes");
     assert_eq!(&decoded, env, "re-encoding an accepted datagram changed it");
@@ -57,13 +59,15 @@ fuzz_target!(|body: &[u8]| {
     plain.extend_from_slice(body);
     let mut sealed = seal(body);
     let comparable = sealed.len() <= MAX_ACCEPTED;
-    let from_plain = PLAIN.open(&mut plain);
-    let from_sealed = SEALED.open(&mut sealed);
+    let (mut plain_codec, mut sealed_codec) =
+        (PLAIN.lock().expect("not poisoned"), SEALED.lock().expect("not poisoned"));
+    let from_plain = plain_codec.open(&mut plain);
+    let from_sealed = sealed_codec.open(&mut sealed);
     if let Ok(env) = &from_sealed {
-        round_trip(&SEALED, env);
+        round_trip(&mut sealed_codec, env);
     }
     if let Ok(env) = &from_plain {
-        round_trip(&PLAIN, env);
+        round_trip(&mut plain_codec, env);
     }
     // The sealed datagram is 40 bytes longer: only one of them may be oversized.
     if comparable {
