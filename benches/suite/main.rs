@@ -12,7 +12,8 @@
 //! prometheus-node-exporter when installed), `failure` (detection, failover,
 //! leave and join times on loopback, and in the network lab when run as root),
 //! `scale` (8/16/32 agents: convergence, traffic and CPU per agent).
-//! `--only SECTION[,SECTION]` runs some of them.
+//! `--only SECTION[,SECTION]` runs some of them; `--relay-nodes 4[,8]` sets
+//! the relay's cluster sizes (to iterate on one of them).
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -71,12 +72,17 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let mut herd = env!("CARGO_BIN_EXE_herd").to_owned();
     let mut only: Option<Vec<String>> = None;
+    let mut relay_nodes: Option<Vec<usize>> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--herd" => herd = it.next().expect("--herd PATH").clone(),
             "--only" => {
                 only = Some(it.next().expect("--only SECTIONS").split(',').map(str::to_owned).collect())
+            }
+            "--relay-nodes" => {
+                let list = it.next().expect("--relay-nodes N[,N]");
+                relay_nodes = Some(list.split(',').map(|n| n.parse().expect("--relay-nodes N[,N]")).collect())
             }
             _ => {} // --quick, and cargo bench's --bench
         }
@@ -102,6 +108,7 @@ fn main() {
             scale_nodes: vec![8, 16, 32],
         }
     };
+    let setup = Setup { relay_nodes: relay_nodes.unwrap_or(setup.relay_nodes), ..setup };
     let wanted = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
     eprintln!("herd benchmark suite{}: {}", if quick { " (quick)" } else { "" }, setup.herd);
     let mut rows = Vec::new();

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::config::{GossipSection, Strategy};
@@ -123,8 +123,12 @@ pub fn own_ip(g: &GossipSection, seeds: &[SocketAddr]) -> Ipv4Addr {
     found.unwrap_or(Ipv4Addr::UNSPECIFIED)
 }
 
-pub async fn resolve_seeds(g: GossipSection, every: Duration, tx: watch::Sender<Vec<SocketAddr>>) {
+/// Resolves the static hosts or the DNS name every `every` and sends the
+/// peers whenever they change (sorted, IPv4 only). A failed lookup keeps the
+/// previous peers. Returns when the receiver is gone.
+pub async fn resolve_seeds(g: GossipSection, every: Duration, tx: mpsc::Sender<Vec<SocketAddr>>) {
     let mut failing = false;
+    let mut current = Vec::new();
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -153,15 +157,12 @@ pub async fn resolve_seeds(g: GossipSection, every: Duration, tx: watch::Sender<
             failing = true;
             warn!(errors = %errors.join("; "), "cannot resolve peers; keeping the previous ones");
         }
-        if errors.is_empty() || !seeds.is_empty() {
-            tx.send_if_modified(|cur| {
-                let changed = *cur != seeds;
-                if changed {
-                    debug!(?seeds, "heartbeat targets");
-                    *cur = seeds;
-                }
-                changed
-            });
+        if (errors.is_empty() || !seeds.is_empty()) && seeds != current {
+            debug!(?seeds, "heartbeat targets");
+            current = seeds.clone();
+            if tx.send(seeds).await.is_err() {
+                return; // the agent is gone
+            }
         }
     }
 }

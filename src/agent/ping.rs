@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use rand::rngs::SmallRng;
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 
 use super::net;
 use super::runtime::{Io, node_config};
@@ -38,7 +38,7 @@ pub async fn run(mut config: Config, count: usize) -> Result<String> {
     let started = Instant::now();
     let mut node = Node::new(cfg, rand::make_rng::<SmallRng>(), started);
     let mut io = Io::new(sockets);
-    let (seed_tx, mut seed_rx) = watch::channel(Vec::new());
+    let (seed_tx, mut seed_rx) = mpsc::channel(1);
     let g = config.gossip.clone();
     let resolver = (fanout == Fanout::Unicast)
         .then(|| tokio::spawn(net::resolve_seeds(g.clone(), g.heartbeat_interval, seed_tx)));
@@ -63,10 +63,7 @@ pub async fn run(mut config: Config, count: usize) -> Result<String> {
                 }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {}
-            Ok(()) = seed_rx.changed(), if resolver.is_some() => {
-                let seeds = seed_rx.borrow_and_update().clone();
-                node.set_seeds(Instant::now(), seeds);
-            }
+            Some(seeds) = seed_rx.recv(), if resolver.is_some() => node.set_seeds(Instant::now(), seeds),
         }
         let now = Instant::now();
         if node.poll_timeout().is_some_and(|t| t <= now) {
