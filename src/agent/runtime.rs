@@ -1,16 +1,18 @@
 //! runtime: the one event loop. It owns the core [`Node`] and both sockets,
-//! and waits on (polled in place, in a fixed order, each turn): the shutdown
-//! future, datagrams on either socket, one timer at the core's next
-//! deadline, new heartbeat targets from the resolver, the StatsD flush and
-//! telemetry ticks, and snapshot requests from the status endpoint. After
-//! every input it sends what the core queued and logs what the core
-//! reported. No task per timer, no locks (STYLE.md 4).
+//! and waits on (polled in place, in a fixed order, each turn): shutdown,
+//! datagrams on either socket, one timer at the earliest of the core's next
+//! deadline and the periodic jobs (StatsD flush, telemetry, re-checking a
+//! derived IP), new heartbeat targets from the resolver, and snapshot
+//! requests from the status endpoint. After every input it sends what the
+//! core queued and logs what the core reported. No task per timer, no locks
+//! (STYLE.md 4).
 //!
 //! On shutdown it announces the leave, flushes, logs a summary and returns, so
 //! `herd run` exits well within 2 s of SIGTERM.
 
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +20,7 @@ use anyhow::Result;
 use rand::rngs::SmallRng;
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::net::{self, Sockets};
@@ -44,7 +46,7 @@ const DRAIN: usize = 64;
 const OWN_IP_EVERY: Duration = Duration::from_secs(30);
 
 /// Runs the agent until `shutdown` completes, then leaves the cluster.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let g = &config.gossip;
     let sockets = net::bind(g)?;
     let data_port = sockets.data.local_addr()?.port();
@@ -82,14 +84,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut io = Io::new(sockets);
     let mut sink = Sink::new(&config);
     let mut telemetry = Telemetry::new(&config);
-    let mut telemetry_tick = tokio::time::interval(config.telemetry.interval);
-    telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut own_ip_tick = tokio::time::interval(OWN_IP_EVERY);
-    own_ip_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let derives_ip = net::derives_ip(g);
-    let mut flush = tokio::time::interval(config.statsd.flush_interval);
-    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
+    let mut ticks = Ticks::new(&config, started);
     let (status_tx, status_rx) = mpsc::channel::<SnapshotRequest>(16);
     let status_task = match config.status.listen {
         Some(addr) => match tokio::net::TcpListener::bind(addr).await {
@@ -113,17 +109,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     let mut gbuf = vec![0u8; RECV_BUF];
     let mut dbuf = vec![0u8; RECV_BUF];
-    let far = Duration::from_secs(3600);
-    // One timer for the core's deadlines (not a new one per turn).
-    let sleep = tokio::time::sleep_until((Instant::now() + far).into());
-    tokio::pin!(shutdown, sleep);
+    // Its own task, so the loop polls a oneshot (an atomic load) per turn,
+    // not the signal machinery.
+    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let stopper = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    });
+    // One timer for the core's deadlines and the periodic work (not one per
+    // purpose, nor a new one per turn).
+    let sleep = tokio::time::sleep_until(ticks.next(node.poll_timeout()).into());
+    tokio::pin!(sleep);
 
     loop {
-        // The timer is moved only when the core's deadline comes earlier, or
-        // after it fired: at full speed every pass moves the deadline later
+        // The timer is moved only when the deadline comes earlier, or after
+        // it fired: at full speed every pass moves the core's deadline later
         // (`pass_timeout` after the pass), and re-arming it every turn cost
         // more than the spurious wake-up (at most one per `pass_timeout`).
-        let deadline = node.poll_timeout().unwrap_or_else(|| Instant::now() + far).into();
+        let deadline = ticks.next(node.poll_timeout()).into();
         if deadline < sleep.deadline() || sleep.is_elapsed() {
             sleep.as_mut().reset(deadline);
         }
@@ -132,7 +135,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         // CPU). Fixed order, the data socket last: a flood on it cannot keep
         // any other source from being seen.
         let wake = poll_fn(|cx| {
-            if shutdown.as_mut().poll(cx).is_ready() {
+            if Pin::new(&mut stop_rx).poll(cx).is_ready() {
                 return Poll::Ready(Wake::Shutdown);
             }
             if let Poll::Ready(r) = recv(&io.sockets.gossip, cx, &mut gbuf) {
@@ -144,17 +147,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             if let Some(Poll::Ready(Some(s))) = seed_rx.as_mut().map(|rx| rx.poll_recv(cx)) {
                 return Poll::Ready(Wake::Seeds(s));
             }
-            if derives_ip && own_ip_tick.poll_tick(cx).is_ready() {
-                return Poll::Ready(Wake::OwnIp);
-            }
-            if flush.poll_tick(cx).is_ready() {
-                return Poll::Ready(Wake::Flush);
-            }
             if let Some(Poll::Ready(Some(reply))) = status_rx.as_mut().map(|rx| rx.poll_recv(cx)) {
                 return Poll::Ready(Wake::Status(reply));
-            }
-            if telemetry_tick.poll_tick(cx).is_ready() {
-                return Poll::Ready(Wake::Telemetry);
             }
             recv(&io.sockets.data, cx, &mut dbuf).map(Wake::Data)
         })
@@ -191,9 +185,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 node.set_ip(net::own_ip(g, &seeds));
                 node.set_seeds(Instant::now(), seeds.clone());
             }
-            // A derived address can change under us (DHCP).
-            Wake::OwnIp => node.set_ip(net::own_ip(g, &seeds)),
-            Wake::Flush => sink.flush(&node),
             Wake::Status(reply) => {
                 let inputs = snapshot::Inputs {
                     node: &node,
@@ -206,16 +197,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 };
                 let _ = reply.send(snapshot::build(inputs));
             }
-            Wake::Telemetry => {
-                let links = node.link_stats(Instant::now());
-                telemetry.report(&links, sink.metrics.as_ref());
-            }
         }
         // Timers are checked after every input too, so a busy socket cannot
         // starve them.
         let now = Instant::now();
         if node.poll_timeout().is_some_and(|t| t <= now) {
             node.handle_timeout(now);
+        }
+        if ticks.flush.due(now) {
+            sink.flush(&node);
+        }
+        if ticks.telemetry.due(now) {
+            let links = node.link_stats(now);
+            telemetry.report(&links, sink.metrics.as_ref());
+        }
+        // A derived address can change under us (DHCP).
+        if ticks.own_ip.as_mut().is_some_and(|t| t.due(now)) {
+            node.set_ip(net::own_ip(g, &seeds));
         }
         io.flush(&mut node);
         report(&mut node, &mut sink);
@@ -226,7 +224,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     io.flush(&mut node);
     report(&mut node, &mut sink);
     sink.flush(&node);
-    for task in [resolver, status_task].into_iter().flatten() {
+    for task in [resolver, status_task, Some(stopper)].into_iter().flatten() {
         task.abort();
     }
     let r = node.rejections();
@@ -247,12 +245,56 @@ enum Wake {
     Shutdown,
     Gossip(std::io::Result<(usize, SocketAddr)>),
     Data(std::io::Result<(usize, SocketAddr)>),
+    /// The core's deadline or a periodic job (see [`Ticks`]) may be due.
     Deadline,
     Seeds(Vec<SocketAddr>),
-    OwnIp,
-    Flush,
     Status(SnapshotRequest),
-    Telemetry,
+}
+
+/// The loop's periodic jobs. Each runs at most once per period; a late turn
+/// delays the next run rather than bunching runs up.
+struct Ticks {
+    flush: Every,
+    telemetry: Every,
+    /// Only when the advertised IP is derived (see `net::own_ip`).
+    own_ip: Option<Every>,
+}
+
+struct Every {
+    period: Duration,
+    next: Instant,
+}
+
+impl Every {
+    /// The first run is at `now`, as with `tokio::time::interval`.
+    fn new(period: Duration, now: Instant) -> Every {
+        Every { period, next: now }
+    }
+
+    fn due(&mut self, now: Instant) -> bool {
+        let due = now >= self.next;
+        if due {
+            self.next = now + self.period;
+        }
+        due
+    }
+}
+
+impl Ticks {
+    fn new(config: &Config, now: Instant) -> Ticks {
+        Ticks {
+            flush: Every::new(config.statsd.flush_interval, now),
+            telemetry: Every::new(config.telemetry.interval, now),
+            own_ip: net::derives_ip(&config.gossip).then(|| Every::new(OWN_IP_EVERY, now + OWN_IP_EVERY)),
+        }
+    }
+
+    /// When the loop must next wake: the earliest of the jobs and the core's
+    /// deadline (`None` after the core left).
+    fn next(&self, core: Option<Instant>) -> Instant {
+        let jobs = [Some(self.flush.next), Some(self.telemetry.next), self.own_ip.as_ref().map(|t| t.next)];
+        jobs.into_iter().chain([core]).flatten().min().unwrap_or(self.flush.next)
+    }
 }
 
 /// One datagram, if there is one, into `buf`; registers for the next otherwise.
