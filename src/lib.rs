@@ -1,15 +1,18 @@
 //! herd: a small agent for Raspberry Pi clusters. It discovers its peers by
 //! multicast gossip (or static hosts, or DNS), keeps an authenticated member
-//! table, and (in later releases) relays a baton counter and reports sensors
-//! as StatsD gauges.
+//! table, relays a baton counter across shuffled laps of its peers, and
+//! reports the counter, CPU temperature, throttling and link health as StatsD
+//! gauges.
 //!
 //! Map of the crate:
 //! - [`config`]: the TOML schema, defaults and validation (`herd check`).
 //! - [`core`]: the protocol, with no I/O and no clock: the wire format
-//!   ([`core::wire`]), the member table ([`core::membership`]) and the node
+//!   ([`core::wire`]), the member table ([`core::membership`]), the baton
+//!   relay ([`core::baton`]), link statistics ([`core::links`]) and the node
 //!   state machine that drives them ([`core::node`]).
-//! - [`agent`]: the shell that owns all I/O: sockets ([`agent::net`]) and the
-//!   single event loop ([`agent::runtime`]) that feeds the core.
+//! - [`agent`]: the shell that owns all I/O: sockets ([`agent::net`]), the
+//!   single event loop ([`agent::runtime`]) that feeds the core, the StatsD
+//!   sink, sensors and the status endpoint.
 //! - [`demo`]: `herd demo`, a whole cluster of real agents on this machine
 //!   with an embedded StatsD listener and a live table.
 

@@ -53,7 +53,15 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
         ratio: reference_rss.map(|r| rss as f64 / r as f64),
         met: Some(rss <= RSS_TARGET_KIB),
     };
-    rows.push(rss_row("RSS of one agent, 4-node cluster, telemetry on (this build)", idle.rss_kib));
+    // The build under test is usually the dynamically linked one (cargo's
+    // own): its VmRSS also counts glibc's shared pages and more of the
+    // binary's file pages, so the target is judged on the shipped static
+    // build below; this row is for comparison.
+    rows.push(Row {
+        target: "- (the target is for the static build)".into(),
+        met: None,
+        ..rss_row("RSS of one agent, 4-node cluster, telemetry on (this build)", idle.rss_kib)
+    });
     rows.push(Row {
         section: "footprint",
         figure: "private memory (RssAnon) of one agent (this build)".into(),

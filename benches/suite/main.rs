@@ -101,8 +101,8 @@ fn main() {
         Setup {
             herd,
             quick,
-            rounds: 3,
-            window: Duration::from_secs(4),
+            rounds: 5,
+            window: Duration::from_secs(3),
             relay_nodes: vec![2, 4, 8],
             idle: Duration::from_secs(60),
             scale_nodes: vec![8, 16, 32],
