@@ -3,7 +3,7 @@
 //! machine is noisy: only ratios within one run mean anything), printed as
 //! one table. Figures, not assertions.
 //!
-//!   cargo bench --bench suite                 # the full run, about 8 minutes
+//!   cargo bench --bench suite                 # the full run, about 7 minutes
 //!   cargo bench --bench suite -- --quick      # smoke run (CI): every section, small and short
 //!   cargo bench --bench suite -- --herd PATH  # measure another build
 //!
@@ -101,8 +101,8 @@ fn main() {
         Setup {
             herd,
             quick,
-            rounds: 5,
-            window: Duration::from_secs(3),
+            rounds: 9,
+            window: Duration::from_secs(1),
             relay_nodes: vec![2, 4, 8],
             idle: Duration::from_secs(60),
             scale_nodes: vec![8, 16, 32],

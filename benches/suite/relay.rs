@@ -1,10 +1,16 @@
 //! Baton throughput: a raw UDP ring of N processes on loopback (the physical
 //! reference: each process receives a counter, increments it and sends it on,
 //! nothing else) against N `herd run` agents at `hold = "0ms"` with the gauge
-//! sent at every pass, with and without a secret. Measured in alternating
-//! rounds, each round's ratio taken within seconds of its reference, then the
-//! median of the rounds: the scheduler's placement of the processes on this
-//! machine's cores moves both rates by up to 2× from one minute to the next.
+//! sent at every pass, with and without a secret.
+//!
+//! This machine has slow spells: for seconds at a time every process runs at
+//! about half its instructions per cycle (the same instruction count per pass,
+//! ring and herd alike: a neighbour on the host, not our code). A ring
+//! measured a minute away from its herd run can land in another spell, so the
+//! herd cluster is started once per configuration and paused (SIGSTOP) while
+//! the ring runs: ring and herd windows alternate a second apart, each
+//! round's ratio is taken from one adjacent pair, and the median of the
+//! rounds is reported with their spread.
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
@@ -16,44 +22,41 @@ use std::time::{Duration, Instant};
 use crate::procfs::cpu_ns;
 use crate::{Row, Setup, median};
 
+/// Before the first window of a freshly started cluster or ring.
 const WARMUP: Duration = Duration::from_secs(2);
+/// After a paused cluster resumes (a pass may have waited for `pass_timeout`).
+const SETTLE: Duration = Duration::from_millis(500);
+/// Before the first window of a ring started between two herd windows.
+const RING_WARMUP: Duration = Duration::from_millis(300);
 
 pub fn run(s: &Setup, rows: &mut Vec<Row>) {
     for &n in &s.relay_nodes {
-        let (mut rings, mut sealed, mut plain, mut cpus) = (vec![], vec![], vec![], vec![]);
-        let (mut r_sealed, mut r_plain) = (vec![], vec![]);
-        for round in 1..=s.rounds {
-            let ring = raw_ring(n, s.window);
-            let (with_secret, cpu) = herd_relay(&s.herd, n, s.window, true);
-            let (without, _) = herd_relay(&s.herd, n, s.window, false);
-            eprintln!(
-                "  relay {n} nodes, round {round}: ring {ring:.0}/s, herd {with_secret:.0}/s (secret), \
-                 {without:.0}/s (no secret)"
-            );
-            rings.push(ring);
-            sealed.push(with_secret);
-            plain.push(without);
-            cpus.push(cpu);
-            r_sealed.push(with_secret / ring);
-            r_plain.push(without / ring);
-        }
-        let ring = median(&mut rings);
-        for (label, rates, ratios) in
-            [("secret", &mut sealed, &mut r_sealed), ("no secret", &mut plain, &mut r_plain)]
-        {
-            let ratio = median(ratios);
-            let cpu = if label == "secret" {
-                format!(", {:.0} % CPU/agent", median(&mut cpus))
-            } else {
-                String::new()
-            };
-            let (lo, hi) = spread(ratios);
+        for secret in [true, false] {
+            let label = if secret { "secret" } else { "no secret" };
+            let (mut rings, mut rates, mut ratios, mut cpus) = (vec![], vec![], vec![], vec![]);
+            let cluster = Relay::start(&s.herd, n, secret);
+            for round in 1..=s.rounds {
+                cluster.pause(true);
+                let ring = raw_ring(n, s.window, RING_WARMUP);
+                cluster.pause(false);
+                std::thread::sleep(SETTLE);
+                let (rate, cpu) = cluster.measure(s.window);
+                eprintln!("  relay {n} nodes, {label}, round {round}: ring {ring:.0}/s, herd {rate:.0}/s");
+                rings.push(ring);
+                rates.push(rate);
+                ratios.push(rate / ring);
+                cpus.push(cpu);
+            }
+            drop(cluster);
+            let (lo, hi) = spread(&ratios);
+            let ratio = median(&mut ratios);
+            let cpu = if secret { format!(", {:.0} % CPU/agent", median(&mut cpus)) } else { String::new() };
             rows.push(Row {
                 section: "throughput",
                 figure: format!("baton passes/s, {n} agents, {label}"),
-                value: format!("{:.0}/s{cpu}; round ratios {lo:.2}-{hi:.2}", median(rates)),
+                value: format!("{:.0}/s{cpu}; round ratios {lo:.2}-{hi:.2}", median(&mut rates)),
                 target: "≥ 0.6 × ring".into(),
-                reference: format!("raw UDP ring of {n}: {ring:.0}/s"),
+                reference: format!("raw UDP ring of {n}: {:.0}/s", median(&mut rings)),
                 ratio: Some(ratio),
                 met: Some(ratio >= 0.6),
             });
@@ -68,13 +71,14 @@ fn spread(v: &[f64]) -> (f64, f64) {
     v.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), x| (lo.min(*x), hi.max(*x)))
 }
 
-/// One process of the raw ring: `ring-node <my port> <next port> <first> <window ms>`.
+/// One process of the raw ring: `ring-node <my port> <next port> <first> <window ms> <warm-up ms>`.
 /// The first node injects the counter and reports the rate over the window.
 pub fn ring_node(args: &[String]) {
     let port: u16 = args[0].parse().unwrap();
     let next: u16 = args[1].parse().unwrap();
     let first = args[2] == "1";
     let window = Duration::from_millis(args[3].parse().unwrap());
+    let warmup = Duration::from_millis(args[4].parse().unwrap());
     let sock = UdpSocket::bind(("127.0.0.1", port)).unwrap();
     // Not connected: a connected UDP socket only accepts datagrams from its
     // peer, and this one receives from the previous node but sends to the next.
@@ -95,7 +99,7 @@ pub fn ring_node(args: &[String]) {
         if first {
             let now = Instant::now();
             match marks {
-                None if now - start >= WARMUP => marks = Some((now, v)),
+                None if now - start >= warmup => marks = Some((now, v)),
                 Some((t0, v0)) if now - t0 >= window => {
                     println!("{}", (v - v0) as f64 / (now - t0).as_secs_f64());
                     return;
@@ -110,7 +114,7 @@ fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn raw_ring(n: usize, window: Duration) -> f64 {
+fn raw_ring(n: usize, window: Duration, warmup: Duration) -> f64 {
     let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let exe = std::env::current_exe().unwrap();
     let spawn = |i: usize| {
@@ -121,6 +125,7 @@ fn raw_ring(n: usize, window: Duration) -> f64 {
                 &ports[(i + 1) % n].to_string(),
                 if i == 0 { "1" } else { "0" },
                 &window.as_millis().to_string(),
+                &warmup.as_millis().to_string(),
             ])
             .stdout(Stdio::piped())
             .spawn()
@@ -141,79 +146,110 @@ fn raw_ring(n: usize, window: Duration) -> f64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().expect("ring rate")
 }
 
-/// Runs `n` agents reporting to a StatsD listener here; the rate is the growth
-/// of the highest `baton:` gauge over the window. Returns (passes/s, CPU %
-/// per agent).
-fn herd_relay(herd: &str, n: usize, window: Duration, secret: bool) -> (f64, f64) {
-    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
-    listener.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let statsd = listener.local_addr().unwrap();
-    let high = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (high, stop) = (high.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(len) = listener.recv(&mut buf) else {
-                    continue;
-                };
-                // An agent batches its gauges in the order it sends them, so
-                // the last baton line of a datagram holds its highest counter:
-                // read only that one, to keep this listener's CPU (which the
-                // ring does not have to share) small.
-                let data = &buf[..len];
-                let last = data.split(|b| *b == b'\n').rev().find_map(|l| l.strip_prefix(b"baton:"));
-                if let Some(rest) = last {
-                    let digits = rest.iter().take_while(|b| b.is_ascii_digit());
-                    let v = digits.fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
-                    high.fetch_max(v, Ordering::Relaxed);
+/// `n` agents reporting to a StatsD listener here; a rate is the growth of
+/// the highest `baton:` gauge over a window.
+struct Relay {
+    agents: Vec<Child>,
+    high: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    fn start(herd: &str, n: usize, secret: bool) -> Relay {
+        let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
+        listener.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let statsd = listener.local_addr().unwrap();
+        let high = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (high, stop) = (high.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(len) = listener.recv(&mut buf) else {
+                        continue;
+                    };
+                    // An agent batches its gauges in the order it sends them, so
+                    // the last baton line of a datagram holds its highest counter:
+                    // read only that one, to keep this listener's CPU (which the
+                    // ring does not have to share) small.
+                    let data = &buf[..len];
+                    let last = data.split(|b| *b == b'\n').rev().find_map(|l| l.strip_prefix(b"baton:"));
+                    if let Some(rest) = last {
+                        let digits = rest.iter().take_while(|b| b.is_ascii_digit());
+                        let v = digits.fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
+                        high.fetch_max(v, Ordering::Relaxed);
+                    }
                 }
-            }
-        })
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cluster = format!("bench{}", std::process::id());
-    let secret = if secret { "secret = \"bench secret\"\n" } else { "" };
-    let mut agents: Vec<Child> = Vec::new();
-    for i in 0..n {
-        let name = format!("ps{}", (b'a' + i as u8) as char);
-        let path = dir.path().join(format!("{name}.toml"));
-        let config = format!(
-            "[node]\nname = \"{name}\"\ncluster = \"{cluster}\"\n\
-             [gossip]\nport = {port}\nmulticast_if = \"127.0.0.1\"\ndata_port = 0\n{secret}\
-             [baton]\nhold = \"0ms\"\n[statsd]\naddress = \"{statsd}\"\n[status]\nlisten = \"\"\n[log]\nlevel = \"error\"\n"
-        );
-        std::fs::write(&path, config).unwrap();
-        let child = Command::new(herd)
-            .args(["run", "-c"])
-            .arg(&path)
-            .env_remove("RUST_LOG")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        agents.push(child);
+            })
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let cluster = format!("bench{}", std::process::id());
+        let secret = if secret { "secret = \"bench secret\"\n" } else { "" };
+        let mut agents: Vec<Child> = Vec::new();
+        for i in 0..n {
+            let name = format!("ps{}", (b'a' + i as u8) as char);
+            let path = dir.path().join(format!("{name}.toml"));
+            let config = format!(
+                "[node]\nname = \"{name}\"\ncluster = \"{cluster}\"\n\
+                 [gossip]\nport = {port}\nmulticast_if = \"127.0.0.1\"\ndata_port = 0\n{secret}\
+                 [baton]\nhold = \"0ms\"\n[statsd]\naddress = \"{statsd}\"\n[status]\nlisten = \"\"\n[log]\nlevel = \"error\"\n"
+            );
+            std::fs::write(&path, config).unwrap();
+            let child = Command::new(herd)
+                .args(["run", "-c"])
+                .arg(&path)
+                .env_remove("RUST_LOG")
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            agents.push(child);
+        }
+        // The baton starts two heartbeats after the agents, then warms up.
+        let began = Instant::now();
+        while high.load(Ordering::Relaxed) == 0 && began.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(WARMUP);
+        Relay { agents, high, stop, reader: Some(reader), _dir: dir }
     }
-    // The baton starts two heartbeats after the agents, then warms up.
-    let began = Instant::now();
-    while high.load(Ordering::Relaxed) == 0 && began.elapsed() < Duration::from_secs(15) {
-        std::thread::sleep(Duration::from_millis(10));
+
+    /// SIGSTOP (or SIGCONT) every agent: a paused cluster leaves the
+    /// machine to the ring. Paused for about a second, less than
+    /// `suspect_after`, so nobody is suspected.
+    fn pause(&self, stop: bool) {
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let pids: Vec<String> = self.agents.iter().map(|c| c.id().to_string()).collect();
+        let ok = Command::new("kill").arg(signal).args(&pids).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill {signal} {pids:?} failed");
     }
-    std::thread::sleep(WARMUP);
-    let pids: Vec<u32> = agents.iter().map(Child::id).collect();
-    let cpu0: u64 = pids.iter().map(|p| cpu_ns(*p)).sum();
-    let (t0, v0) = (Instant::now(), high.load(Ordering::Relaxed));
-    std::thread::sleep(window);
-    let (t1, v1) = (Instant::now(), high.load(Ordering::Relaxed));
-    let cpu1: u64 = pids.iter().map(|p| cpu_ns(*p)).sum();
-    for c in &mut agents {
-        let _ = c.kill();
-        let _ = c.wait();
+
+    /// (passes/s, CPU % per agent) over `window`.
+    fn measure(&self, window: Duration) -> (f64, f64) {
+        let pids: Vec<u32> = self.agents.iter().map(Child::id).collect();
+        let cpu0: u64 = pids.iter().map(|p| cpu_ns(*p)).sum();
+        let (t0, v0) = (Instant::now(), self.high.load(Ordering::Relaxed));
+        std::thread::sleep(window);
+        let (t1, v1) = (Instant::now(), self.high.load(Ordering::Relaxed));
+        let cpu1: u64 = pids.iter().map(|p| cpu_ns(*p)).sum();
+        let secs = (t1 - t0).as_secs_f64();
+        let cpu_pct = crate::procfs::cpu_pct(cpu1 - cpu0, secs) / pids.len() as f64;
+        ((v1 - v0) as f64 / secs, cpu_pct)
     }
-    stop.store(true, Ordering::Relaxed);
-    let _ = reader.join();
-    let secs = (t1 - t0).as_secs_f64();
-    let cpu_pct = crate::procfs::cpu_pct(cpu1 - cpu0, secs) / n as f64;
-    ((v1 - v0) as f64 / secs, cpu_pct)
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        for c in &mut self.agents {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
 }
