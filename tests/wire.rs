@@ -2,7 +2,7 @@
 //! an error value, never a panic", property-tested.
 
 use herd::core::wire::{
-    BatonId, BatonView, Codec, Envelope, Heartbeat, MAX_LAP, MAX_NAME, Message, PassAck, PassVerdict,
+    BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, MAX_LAP, MAX_NAME, Message, PassAck, PassVerdict,
     ReplayWindow, Sighting, WireError,
 };
 use proptest::prelude::*;
@@ -67,7 +67,7 @@ fn message(k: &Kind) -> Message<'_> {
         Kind::Ping(t) => Message::Ping { token: *t },
         Kind::Ack(t) => Message::Ack { token: *t },
         Kind::Pass(id, counter, lap) => {
-            Message::Pass { id: *id, counter: *counter, lap: lap.iter().map(String::as_str).collect() }
+            Message::Pass { id: *id, counter: *counter, lap: Lap::from_names(lap.iter().map(String::as_str)) }
         }
         Kind::PassAck(id, counter, verdict, delay_us) => {
             Message::PassAck(PassAck { id: *id, counter: *counter, verdict: *verdict, delay_us: *delay_us })
@@ -132,6 +132,65 @@ proptest! {
             top = top.max(s);
         }
     }
+}
+
+/// A lap is taken off the wire, popped and sent on in its wire form: what
+/// goes out is exactly the names not yet popped.
+#[test]
+fn a_popped_lap_is_forwarded_as_the_remaining_names() {
+    let pass = |lap| Envelope {
+        cluster: "lab",
+        from: "psa",
+        incarnation: 1,
+        seq: 1,
+        msg: Message::Pass { id: BatonId { epoch: 1, origin: 2 }, counter: 7, lap },
+    };
+    let mut c = codec(Some(b"secret"));
+    let mut bytes = c.encode(&pass(Lap::from_names(["psb", "psc", "psd"])));
+    let Message::Pass { mut lap, .. } = c.open(&mut bytes).expect("decodes").msg else {
+        panic!("not a pass")
+    };
+    assert_eq!(lap.len(), 3);
+    assert_eq!(lap.pop_front().expect("a name").as_str(), "psb");
+    assert_eq!(lap.iter().collect::<Vec<_>>(), ["psc", "psd"]);
+    let mut bytes = c.encode(&pass(lap.clone()));
+    let got = c.open(&mut bytes).expect("decodes");
+    assert_eq!(got.msg, Message::Pass { id: BatonId { epoch: 1, origin: 2 }, counter: 7, lap });
+    let Message::Pass { mut lap, .. } = got.msg else { panic!("not a pass") };
+    assert_eq!(lap.pop_front().map(|n| n.as_str().to_owned()).as_deref(), Some("psc"));
+    assert_eq!(lap.pop_front().map(|n| n.as_str().to_owned()).as_deref(), Some("psd"));
+    assert!(lap.pop_front().is_none() && lap.is_empty());
+}
+
+/// A lap holds at most MAX_LAP names, each one a name config would accept;
+/// on the wire, more names or a longer one make the pass malformed.
+#[test]
+fn laps_are_bounded_when_built_and_when_decoded() {
+    let names: Vec<String> = (0..MAX_LAP + 5).map(|i| format!("n{i}")).collect();
+    let long = "x".repeat(MAX_NAME + 1);
+    let lap = Lap::from_names(std::iter::once(long.as_str()).chain(names.iter().map(String::as_str)));
+    assert_eq!(lap.len(), MAX_LAP);
+    assert_eq!(lap.iter().next(), Some("n0"));
+    let plain = |lap_bytes: &[u8]| {
+        let mut d = b"HD\x02\x00\x03lab\x03psa".to_vec();
+        d.extend_from_slice(&[0; 16]); // incarnation, seq
+        d.push(5); // pass
+        d.extend_from_slice(&[0; 16]); // baton id
+        d.extend_from_slice(&[0; 8]); // counter
+        d.extend_from_slice(lap_bytes);
+        d
+    };
+    let ok = plain(b"\x01\x03psb");
+    assert!(codec(None).open(&mut ok.clone()).is_ok());
+    let mut too_long = vec![1, (MAX_NAME + 1) as u8];
+    too_long.extend_from_slice(long.as_bytes());
+    assert_eq!(codec(None).open(&mut plain(&too_long)), Err(WireError::Malformed("lap name")));
+    let mut too_many = vec![(MAX_LAP + 1) as u8];
+    for _ in 0..=MAX_LAP {
+        too_many.extend_from_slice(b"\x01a");
+    }
+    assert_eq!(codec(None).open(&mut plain(&too_many)), Err(WireError::Malformed("lap length")));
+    assert_eq!(codec(None).open(&mut plain(b"\x02\x01\xff\x01a")), Err(WireError::Malformed("lap name")));
 }
 
 #[test]
@@ -202,7 +261,11 @@ fn sealing_is_xchacha20_poly1305_with_the_derived_key() {
         from: "psa",
         incarnation: 9,
         seq,
-        msg: Message::Pass { id: BatonId { epoch: 3, origin: 4 }, counter: seq, lap: vec!["psb", "psc"] },
+        msg: Message::Pass {
+            id: BatonId { epoch: 3, origin: 4 },
+            counter: seq,
+            lap: Lap::from_names(["psb", "psc"]),
+        },
     };
     let mut c = codec(Some(b"secret"));
     for seq in [1, 2, u64::MAX] {

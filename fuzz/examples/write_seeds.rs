@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use herd::core::wire::{
-    BatonId, BatonView, Codec, Envelope, Heartbeat, Message, PassAck, PassVerdict, Sighting,
+    BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, Message, PassAck, PassVerdict, Sighting,
 };
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
@@ -50,7 +50,7 @@ fn messages() -> Vec<(&'static str, Message<'static>)> {
         ("leave", Message::Leave),
         ("ping", Message::Ping { token: 0xfeed }),
         ("ack", Message::Ack { token: 0xfeed }),
-        ("pass", Message::Pass { id, counter: 42, lap: vec!["psb", "psc", "psd"] }),
+        ("pass", Message::Pass { id, counter: 42, lap: Lap::from_names(["psb", "psc", "psd"]) }),
         (
             "pass-ack",
             Message::PassAck(PassAck { id, counter: 42, verdict: PassVerdict::Stale, delay_us: 250 }),

@@ -35,7 +35,6 @@
 //! Timers are data: each state carries its own deadline, and a stale deadline
 //! is simply recomputed (STYLE.md 2). Must not: do I/O or read a clock.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -43,7 +42,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::membership::{MemberState, Members};
-use super::wire::{self, BatonId, BatonView, PassAck, PassVerdict};
+use super::wire::{self, BatonId, BatonView, Lap, LapName, PassAck, PassVerdict};
 
 #[derive(Debug, Clone)]
 pub struct BatonConfig {
@@ -103,7 +102,7 @@ pub enum BatonEvent {
 /// A datagram the relay wants sent to a peer's data address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelaySend {
-    Pass { id: BatonId, counter: u64, lap: Vec<String> },
+    Pass { id: BatonId, counter: u64, lap: Lap },
     PassAck(PassAck),
 }
 
@@ -128,7 +127,7 @@ enum Holding {
     /// Took the baton; passes it on at `until`.
     Waiting { until: Instant },
     /// Sent it to `to`; waiting for the ack until `deadline`.
-    Passing { to: String, addr: SocketAddr, first_sent: Instant, attempt: u32, deadline: Instant },
+    Passing { to: LapName, addr: SocketAddr, first_sent: Instant, attempt: u32, deadline: Instant },
     /// Nobody else alive relays: keep it until a peer appears.
     Alone,
 }
@@ -139,7 +138,7 @@ struct Held {
     /// The counter as received (Waiting, Alone) or as sent (Passing).
     counter: u64,
     /// Names still to visit in this lap, front first.
-    lap: VecDeque<String>,
+    lap: Lap,
     state: Holding,
 }
 
@@ -290,7 +289,7 @@ impl Relay {
         src: SocketAddr,
         id: BatonId,
         counter: u64,
-        lap: &[&str],
+        lap: &Lap,
     ) {
         let ack = |verdict| RelaySend::PassAck(PassAck { id, counter, verdict, delay_us: 0 });
         if !self.cfg.enabled {
@@ -321,8 +320,7 @@ impl Relay {
         self.last_seen = cx.now;
         self.last_taken = Some((id, counter));
         cx.out.events.push(BatonEvent::Taken { id, counter });
-        let lap = lap.iter().map(|s| (*s).to_owned()).collect();
-        self.take(cx, id, counter, lap);
+        self.take(cx, id, counter, lap.clone());
         // The ack goes after the onward pass: at full speed the next holder is
         // on the critical path and the previous one is not.
         let taken = PassAck { id, counter, verdict: PassVerdict::Taken, delay_us: 0 };
@@ -364,7 +362,7 @@ impl Relay {
         let Holding::Passing { to, first_sent, .. } = &h.state else {
             return;
         };
-        if to != from || h.id != ack.id || h.counter != ack.counter {
+        if to.as_str() != from || h.id != ack.id || h.counter != ack.counter {
             return;
         }
         match ack.verdict {
@@ -396,9 +394,9 @@ impl Relay {
             // that ack may come after its leave, so wait for the deadline
             // (without resending, see `handle_timeout`).
             Holding::Passing { to, .. }
-                if cx.members.get(to).is_none_or(|m| m.state == MemberState::Down) =>
+                if cx.members.get(to.as_str()).is_none_or(|m| m.state == MemberState::Down) =>
             {
-                cx.out.events.push(BatonEvent::Skipped { to: to.clone() });
+                cx.out.events.push(BatonEvent::Skipped { to: to.as_str().to_owned() });
                 self.forward(cx);
             }
             _ => {}
@@ -419,15 +417,15 @@ impl Relay {
         match &mut h.state {
             Holding::Waiting { until } if *until <= now => self.pass_on(cx),
             Holding::Passing { to, addr, attempt, deadline, .. } if *deadline <= now => {
-                let gone = !cx.members.get(to).is_some_and(|m| m.state.is_live());
+                let gone = !cx.members.get(to.as_str()).is_some_and(|m| m.state.is_live());
                 if *attempt < self.cfg.max_retries && !gone {
                     *attempt += 1;
                     *deadline = now + self.cfg.pass_timeout;
-                    cx.out.events.push(BatonEvent::Retransmit { to: to.clone() });
-                    let lap = h.lap.iter().cloned().collect();
+                    cx.out.events.push(BatonEvent::Retransmit { to: to.as_str().to_owned() });
+                    let lap = h.lap.clone();
                     cx.out.sends.push((*addr, RelaySend::Pass { id: h.id, counter: h.counter, lap }));
                 } else {
-                    cx.out.events.push(BatonEvent::Skipped { to: to.clone() });
+                    cx.out.events.push(BatonEvent::Skipped { to: to.as_str().to_owned() });
                     self.forward(cx);
                 }
             }
@@ -462,7 +460,7 @@ impl Relay {
         let target = match &h.state {
             // In flight: the target may have it already; the same pass again
             // is taken at most once.
-            Holding::Passing { to, addr, .. } if is_alive(cx.members, to) => Some(*addr),
+            Holding::Passing { to, addr, .. } if is_alive(cx.members, to.as_str()) => Some(*addr),
             Holding::Passing { .. } => self.next_target(&mut h.lap, cx, false).map(|(_, addr)| addr),
             Holding::Waiting { .. } | Holding::Alone => {
                 let target = self.next_target(&mut h.lap, cx, false).map(|(_, addr)| addr);
@@ -474,7 +472,7 @@ impl Relay {
             }
         };
         let Some(addr) = target else { return false };
-        let send = RelaySend::Pass { id: h.id, counter: h.counter, lap: h.lap.iter().cloned().collect() };
+        let send = RelaySend::Pass { id: h.id, counter: h.counter, lap: h.lap.clone() };
         cx.out.sends.push((addr, send.clone()));
         cx.out.sends.push((addr, send));
         true
@@ -518,10 +516,10 @@ impl Relay {
         };
         cx.out.events.push(event(id, counter + 1));
         self.adopt(id, now, cx.out);
-        self.take(cx, id, counter, VecDeque::new());
+        self.take(cx, id, counter, Lap::default());
     }
 
-    fn take<R: Rng>(&mut self, cx: &mut Cx<'_, R>, id: BatonId, counter: u64, lap: VecDeque<String>) {
+    fn take<R: Rng>(&mut self, cx: &mut Cx<'_, R>, id: BatonId, counter: u64, lap: Lap) {
         let until = cx.now + self.cfg.hold;
         self.held = Some(Held { id, counter, lap, state: Holding::Waiting { until } });
         if self.cfg.hold.is_zero() {
@@ -547,7 +545,7 @@ impl Relay {
                 h.state = Holding::Alone;
                 break;
             };
-            if to == self.me {
+            if to.as_str() == self.me {
                 // Passed to ourselves: arrived.
                 self.best_settled = self.best_settled.max(h.counter);
                 if self.cfg.hold.is_zero() {
@@ -556,7 +554,7 @@ impl Relay {
                 h.state = Holding::Waiting { until: now + self.cfg.hold };
                 break;
             }
-            let lap = h.lap.iter().cloned().collect();
+            let lap = h.lap.clone();
             cx.out.sends.push((addr, RelaySend::Pass { id: h.id, counter: h.counter, lap }));
             let deadline = now + self.cfg.pass_timeout;
             h.state = Holding::Passing { to, addr, first_sent: now, attempt: 0, deadline };
@@ -589,10 +587,10 @@ impl Relay {
     /// shuffles a new lap when it runs out. `None` if nobody else relays.
     fn next_target<R: Rng>(
         &self,
-        lap: &mut VecDeque<String>,
+        lap: &mut Lap,
         cx: &mut Cx<'_, R>,
         allow_self: bool,
-    ) -> Option<(String, SocketAddr)> {
+    ) -> Option<(LapName, SocketAddr)> {
         if !self.has_peer(cx.members) {
             return None;
         }
@@ -601,13 +599,13 @@ impl Relay {
                 *lap = self.new_lap(cx.members, cx.rng);
             }
             while let Some(name) = lap.pop_front() {
-                if name == self.me {
+                if name.as_str() == self.me {
                     if allow_self {
                         return Some((name, SocketAddr::from(([0, 0, 0, 0], 0))));
                     }
                     continue;
                 }
-                if let Some(m) = cx.members.get(&name)
+                if let Some(m) = cx.members.get(name.as_str())
                     && m.state == MemberState::Alive
                     && m.relays
                 {
@@ -619,7 +617,7 @@ impl Relay {
     }
 
     /// All alive relaying members and self, shuffled, cut to fit one datagram.
-    fn new_lap<R: Rng>(&self, members: &Members, rng: &mut R) -> VecDeque<String> {
+    fn new_lap<R: Rng>(&self, members: &Members, rng: &mut R) -> Lap {
         let mut names: Vec<&str> = members
             .iter()
             .filter(|m| m.state == MemberState::Alive && m.relays)
@@ -628,16 +626,11 @@ impl Relay {
             .collect();
         names.shuffle(rng);
         let mut budget = LAP_BUDGET;
-        names
-            .into_iter()
-            .take(wire::MAX_LAP)
-            .take_while(|n| {
-                let fits = n.len() < budget;
-                budget = budget.saturating_sub(n.len() + 1);
-                fits
-            })
-            .map(str::to_owned)
-            .collect()
+        Lap::from_names(names.into_iter().take(wire::MAX_LAP).take_while(|n| {
+            let fits = n.len() < budget;
+            budget = budget.saturating_sub(n.len() + 1);
+            fits
+        }))
     }
 
     fn has_peer(&self, members: &Members) -> bool {

@@ -450,11 +450,9 @@ impl<R: Rng> Node<R> {
         let mut out = std::mem::take(&mut self.relay_out);
         for (addr, send) in out.sends.drain(..) {
             let msg = match &send {
-                RelaySend::Pass { id, counter, lap } => Message::Pass {
-                    id: *id,
-                    counter: *counter,
-                    lap: lap.iter().map(String::as_str).collect(),
-                },
+                RelaySend::Pass { id, counter, lap } => {
+                    Message::Pass { id: *id, counter: *counter, lap: lap.clone() }
+                }
                 RelaySend::PassAck(ack) => Message::PassAck(*ack),
             };
             self.send(Dest::Data(addr), msg);

@@ -18,6 +18,7 @@
 //! any input (property-tested in `tests/wire.rs`).
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use chacha20::{R20, hchacha};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
@@ -151,7 +152,7 @@ pub enum Message<'a> {
     Pass {
         id: BatonId,
         counter: u64,
-        lap: Vec<&'a str>,
+        lap: Lap,
     },
     /// Answers a pass.
     PassAck(PassAck),
@@ -184,8 +185,116 @@ const HB_HOLDING: u8 = 0x04;
 /// of its members are met in later laps).
 pub const MAX_LAP: usize = 64;
 
+/// The names left in a baton's lap, kept in their wire form (each a `str8`)
+/// in a shared buffer: a pass is decoded with one allocation, and taking,
+/// popping and forwarding it copies no name (at full speed that was a third
+/// of the relay's own work per hop). Every name is valid UTF-8 of at most
+/// [`MAX_NAME`] bytes, and there are at most [`MAX_LAP`]: checked when
+/// decoded, enforced when built.
+#[derive(Clone)]
+pub struct Lap {
+    buf: Arc<[u8]>,
+    /// The remaining names are `buf[at..end]`.
+    at: usize,
+    end: usize,
+}
+
+impl Lap {
+    /// A lap of the first [`MAX_LAP`] of `names`; a name too long to send is
+    /// left out (config refuses such names, so none is expected).
+    pub fn from_names<'n>(names: impl IntoIterator<Item = &'n str>) -> Lap {
+        let mut buf = Vec::new();
+        for name in names.into_iter().filter(|n| n.len() <= MAX_NAME).take(MAX_LAP) {
+            put_str(&mut buf, name);
+        }
+        let end = buf.len();
+        Lap { buf: buf.into(), at: 0, end }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.at >= self.end
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let mut rest = &self.buf[self.at..self.end];
+        std::iter::from_fn(move || {
+            let (&len, tail) = rest.split_first()?;
+            let (name, tail) = tail.split_at_checked(len as usize)?;
+            rest = tail;
+            // Checked on the way in; an empty name is never a member.
+            Some(std::str::from_utf8(name).unwrap_or_default())
+        })
+    }
+
+    /// Takes the first name off the lap.
+    pub fn pop_front(&mut self) -> Option<LapName> {
+        let len = *self.buf[self.at..self.end].first()? as usize;
+        let start = self.at + 1;
+        self.at = (start + len).min(self.end);
+        Some(LapName { buf: Arc::clone(&self.buf), start, end: self.at })
+    }
+
+    /// The remaining names as they are encoded, after the count byte.
+    fn encoded(&self) -> &[u8] {
+        &self.buf[self.at..self.end]
+    }
+}
+
+impl Default for Lap {
+    fn default() -> Lap {
+        Lap::from_names(std::iter::empty())
+    }
+}
+
+impl PartialEq for Lap {
+    fn eq(&self, other: &Lap) -> bool {
+        self.encoded() == other.encoded()
+    }
+}
+
+impl Eq for Lap {}
+
+impl std::fmt::Debug for Lap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// One name taken off a [`Lap`], sharing its buffer.
+#[derive(Clone)]
+pub struct LapName {
+    buf: Arc<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl LapName {
+    pub fn as_str(&self) -> &str {
+        // Checked when the lap was decoded or built.
+        std::str::from_utf8(&self.buf[self.start..self.end]).unwrap_or_default()
+    }
+}
+
+impl PartialEq for LapName {
+    fn eq(&self, other: &LapName) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for LapName {}
+
+impl std::fmt::Debug for LapName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
 /// A decoded datagram. Borrowed from the receive buffer: no allocation per
-/// datagram beyond the sightings list.
+/// datagram beyond the sightings list or a pass's lap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope<'a> {
     pub cluster: &'a str,
@@ -415,11 +524,9 @@ fn encode_message(msg: &Message<'_>, out: &mut Vec<u8>) {
             out.push(KIND_PASS);
             put_id(out, *id);
             out.extend_from_slice(&counter.to_be_bytes());
-            let n = lap.len().min(MAX_LAP);
-            out.push(n as u8);
-            for name in &lap[..n] {
-                put_str(out, name);
-            }
+            // At most MAX_LAP names: a Lap holds no more.
+            out.push(lap.len() as u8);
+            out.extend_from_slice(lap.encoded());
         }
         Message::PassAck(ack) => {
             out.push(KIND_PASS_ACK);
@@ -508,11 +615,12 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
             if n > MAX_LAP || n > r.0.len() {
                 return Err(WireError::Malformed("lap length"));
             }
-            let mut lap = Vec::with_capacity(n);
+            let names = r.0;
             for _ in 0..n {
-                lap.push(r.str("lap name")?);
+                r.str("lap name")?;
             }
-            Message::Pass { id, counter, lap }
+            let names = &names[..names.len() - r.0.len()];
+            Message::Pass { id, counter, lap: Lap { buf: names.into(), at: 0, end: names.len() } }
         }
         KIND_PASS_ACK => {
             let id = r.id()?;
