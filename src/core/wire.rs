@@ -187,8 +187,8 @@ pub const MAX_LAP: usize = 64;
 
 /// The names left in a baton's lap, kept in their wire form (each a `str8`)
 /// in a shared buffer: a pass is decoded with one allocation, and taking,
-/// popping and forwarding it copies no name (at full speed that was a third
-/// of the relay's own work per hop). Every name is valid UTF-8 of at most
+/// popping and forwarding it copies no name (copies that were 7 % of an
+/// agent's instructions per pass at full speed). Every name is valid UTF-8 of at most
 /// [`MAX_NAME`] bytes, and there are at most [`MAX_LAP`]: checked when
 /// decoded, enforced when built.
 #[derive(Clone)]
@@ -216,23 +216,22 @@ impl Lap {
     }
 
     pub fn len(&self) -> usize {
-        // Counted by the length bytes alone: the names were checked already.
-        let (mut rest, mut n) = (self.encoded(), 0);
-        while let Some((&len, tail)) = rest.split_first() {
-            rest = tail.get(len as usize..).unwrap_or_default();
-            n += 1;
-        }
-        n
+        self.entries().count()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        let mut rest = &self.buf[self.at..self.end];
+        // Checked on the way in; an empty name is never a member.
+        self.entries().map(|name| std::str::from_utf8(name).unwrap_or_default())
+    }
+
+    /// The remaining names' bytes, split by their length bytes.
+    fn entries(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest = self.encoded();
         std::iter::from_fn(move || {
             let (&len, tail) = rest.split_first()?;
             let (name, tail) = tail.split_at_checked(len as usize)?;
             rest = tail;
-            // Checked on the way in; an empty name is never a member.
-            Some(std::str::from_utf8(name).unwrap_or_default())
+            Some(name)
         })
     }
 
@@ -284,14 +283,6 @@ impl LapName {
         std::str::from_utf8(&self.buf[self.start..self.end]).unwrap_or_default()
     }
 }
-
-impl PartialEq for LapName {
-    fn eq(&self, other: &LapName) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for LapName {}
 
 impl std::fmt::Debug for LapName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
