@@ -188,9 +188,9 @@ pub const MAX_LAP: usize = 64;
 /// The names left in a baton's lap, kept in their wire form (each a `str8`)
 /// in a shared buffer: a pass is decoded with one allocation, and taking,
 /// popping and forwarding it copies no name (copies that were 7 % of an
-/// agent's instructions per pass at full speed). Every name is valid UTF-8 of at most
-/// [`MAX_NAME`] bytes, and there are at most [`MAX_LAP`]: checked when
-/// decoded, enforced when built.
+/// agent's instructions per pass at full speed). Every name is valid UTF-8
+/// of at most [`MAX_NAME`] bytes, and there are at most [`MAX_LAP`]: checked
+/// when decoded, enforced when built.
 #[derive(Clone)]
 pub struct Lap {
     buf: Arc<[u8]>,
