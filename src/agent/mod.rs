@@ -1,14 +1,37 @@
-//! The shell: everything that touches the operating system. It binds the
-//! sockets, runs the event loop that drives the core, and turns the core's
-//! events into logs. The protocol itself lives in [`crate::core`].
+//! The shell: everything that touches the operating system. The protocol
+//! itself lives in [`crate::core`]; this module feeds it datagrams and the
+//! time, sends what it asks, and turns what it reports into logs, metrics and
+//! the status endpoint.
+//!
+//! Map of the shell:
+//! - [`runtime`]: `herd run`: set-up, `loop { driver.turn() }`, tear-down.
+//! - [`driver`]: one turn of the event loop in named steps (wait, input,
+//!   timer, periodic jobs, transmits, events); `herd run` and `herd ping`
+//!   drive the same [`driver::Driver`].
+//! - [`transport`]: the datagram device behind a small trait: the UDP sockets,
+//!   and an in-memory network for unit tests.
+//! - [`net`]: the sockets (socket2: multicast join, TTL, loop, reuse) and the
+//!   resolver of static hosts and DNS names; the advertised IP.
+//! - [`report`]: core events into logs and metrics: the one place that counts.
+//! - [`statsd`]: the cadence client and its sinks (UDP or Unix datagram), tags.
+//! - [`telemetry`]: a sensor reading and link statistics into gauges.
+//! - [`sensors`]: thermal zones, hwmon, cpufreq, Pi throttling, the NIC,
+//!   under `sysfs_root`; CPU, load and memory from sysinfo.
+//! - [`snapshot`]: the point-in-time picture the status endpoint serves.
+//! - [`status`]: the local endpoint (JSON, HTML page, Prometheus) and its
+//!   client `herd status`.
+//! - [`ping`]: `herd ping`, a short-lived member that probes every peer.
 
+pub mod driver;
 pub mod net;
 pub mod ping;
+pub mod report;
 pub mod runtime;
 pub mod sensors;
 pub mod snapshot;
 pub mod statsd;
 pub mod status;
 pub mod telemetry;
+pub mod transport;
 
 pub use runtime::run;

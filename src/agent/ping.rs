@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use rand::rngs::SmallRng;
-use tokio::sync::mpsc;
 
+use super::driver::{Driver, Inputs, Turn};
 use super::net;
-use super::runtime::{Io, node_config};
+use super::runtime::{node_config, start_resolver};
 use crate::config::Config;
 use crate::core::links::LinkConfig;
-use crate::core::node::{Fanout, Node, Via};
+use crate::core::node::Node;
 
 /// Time between two probes of one member.
 const PROBE_EVERY: Duration = Duration::from_millis(200);
@@ -31,53 +31,25 @@ pub async fn run(mut config: Config, count: usize) -> Result<String> {
     config.gossip.data_port = 0;
     config.baton.enabled = false;
     let sockets = net::bind(&config.gossip)?;
-    let data_port = sockets.data.local_addr()?.port();
-    let mut cfg = node_config(&config, data_port);
+    let mut cfg = node_config(&config, sockets.data.local_addr()?.port());
     cfg.links = LinkConfig { probe_interval: PROBE_EVERY, window: count };
-    let fanout = cfg.fanout;
+    let (resolver, seeds) = start_resolver(&config, &cfg);
     let started = Instant::now();
-    let mut node = Node::new(cfg, rand::make_rng::<SmallRng>(), started);
-    let mut io = Io::new(sockets);
-    let (seed_tx, mut seed_rx) = mpsc::channel(1);
-    let g = config.gossip.clone();
-    let resolver = (fanout == Fanout::Unicast)
-        .then(|| tokio::spawn(net::resolve_seeds(g.clone(), g.heartbeat_interval, seed_tx)));
-
     // Members answer our first heartbeat at once; allow a whole interval for
     // the static and DNS strategies, then `count` probe rounds, then a second
     // for the last answers.
-    let end = started + g.heartbeat_interval + PROBE_EVERY * count as u32 + Duration::from_secs(1);
-    let mut gbuf = vec![0u8; 65536];
-    let mut dbuf = vec![0u8; 65536];
-    while Instant::now() < end {
-        let deadline = node.poll_timeout().unwrap_or(end).min(end);
-        tokio::select! {
-            r = io.sockets.gossip.recv_from(&mut gbuf) => {
-                if let Ok((n, src)) = r {
-                    node.handle(Instant::now(), Via::Gossip, src, &mut gbuf[..n]);
-                }
-            }
-            r = io.sockets.data.recv_from(&mut dbuf) => {
-                if let Ok((n, src)) = r {
-                    node.handle(Instant::now(), Via::Data, src, &mut dbuf[..n]);
-                }
-            }
-            _ = tokio::time::sleep_until(deadline.into()) => {}
-            Some(seeds) = seed_rx.recv(), if resolver.is_some() => node.set_seeds(Instant::now(), seeds),
-        }
-        let now = Instant::now();
-        if node.poll_timeout().is_some_and(|t| t <= now) {
-            node.handle_timeout(now);
-        }
-        io.flush(&mut node);
-        while node.poll_event().is_some() {}
-    }
+    let end =
+        started + config.gossip.heartbeat_interval + PROBE_EVERY * count as u32 + Duration::from_secs(1);
+    let (shutdown, timer) = Inputs::shutdown_on(tokio::time::sleep_until(end.into()));
+    let node = Node::new(cfg, rand::make_rng::<SmallRng>(), started);
+    let inputs = Inputs { shutdown: Some(shutdown), seeds, status: None };
+    let mut driver = Driver::quiet(&config, node, sockets, inputs);
+    while driver.turn().await == Turn::Continue {}
     let now = Instant::now();
-    let stats = node.link_stats(now);
-    let rejected = node.rejections();
-    node.leave(now);
-    io.flush(&mut node);
-    if let Some(task) = resolver {
+    let stats = driver.node().link_stats(now);
+    let rejected = driver.node().rejections();
+    driver.leave();
+    for task in [resolver, Some(timer)].into_iter().flatten() {
         task.abort();
     }
     if stats.is_empty() {
@@ -95,7 +67,7 @@ pub async fn run(mut config: Config, count: usize) -> Result<String> {
         "member", "address", "rtt ms", "jitter ms", "loss %"
     );
     for s in &stats {
-        let addr = node.members().get(&s.peer).map(|m| m.data_addr.to_string()).unwrap_or_default();
+        let addr = driver.node().members().get(&s.peer).map(|m| m.data_addr.to_string()).unwrap_or_default();
         let f = |v: Option<f64>, p: usize| v.map_or("-".to_owned(), |v| format!("{v:.p$}"));
         let _ = writeln!(
             out,

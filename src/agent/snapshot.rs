@@ -8,12 +8,12 @@
 //! needs), or be built when nobody asked (idle CPU).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::report::Totals;
 use super::sensors::Reading;
-use crate::core::membership::MemberState;
 use crate::core::node::Node;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,13 +105,6 @@ pub struct NetStatus {
     pub wifi_signal_dbm: Option<f64>,
 }
 
-/// Counts the event loop keeps since start (the StatsD counters are per flush).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Totals {
-    pub passes: u64,
-    pub regenerated: u64,
-}
-
 pub struct Inputs<'a, R> {
     pub node: &'a Node<R>,
     pub now: Instant,
@@ -119,7 +112,6 @@ pub struct Inputs<'a, R> {
     pub reading: Option<&'a Reading>,
     pub totals: Totals,
     pub traffic: Traffic,
-    pub heartbeat_interval: Duration,
 }
 
 pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
@@ -147,43 +139,22 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
         })
         .collect();
     let relay = node.relay();
-    let holding = relay.holding().is_some();
-    let holder = if holding {
-        Some(cfg.name.clone())
-    } else {
-        node.holder_hint().and_then(|(name, at)| {
-            let recent = i.now.saturating_duration_since(at) <= i.heartbeat_interval * 2;
-            let live = node.members().get(name).is_some_and(|m| m.state == MemberState::Alive);
-            (recent && live).then(|| name.to_owned())
-        })
-    };
-    let r = node.rejections();
-    let rejected = [
-        ("auth", r.auth),
-        ("replay", r.replay),
-        ("other_cluster", r.other_cluster),
-        ("malformed", r.malformed),
-        ("table_full", r.table_full),
-        ("name_conflict", r.name_conflict),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let rejected = node.rejections().iter().map(|(k, v)| (k.to_owned(), v)).collect();
     Snapshot {
         node: cfg.name.clone(),
         cluster: cfg.cluster.clone(),
         incarnation: cfg.incarnation,
         version: crate::VERSION.to_owned(),
         uptime_s: i.now.saturating_duration_since(i.started).as_secs_f64(),
-        live_members: node.members().live().count() + 1,
+        live_members: node.cluster_size(),
         members,
         baton: BatonStatus {
             enabled: relay.enabled(),
             epoch: relay.best().map(|b| b.epoch),
             counter: relay.high(),
-            holding,
+            holding: relay.holding().is_some(),
             held_id: relay.holding().map(|(id, _)| format!("{}.{:016x}", id.epoch, id.origin)),
-            holder,
+            holder: node.holder(i.now).map(str::to_owned),
             passes: i.totals.passes,
             regenerated: i.totals.regenerated,
         },

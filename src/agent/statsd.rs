@@ -11,9 +11,13 @@
 //! every `flush_interval`). Send failures (server down, socket missing) are
 //! counted and logged at most once per 10 s.
 //!
-//! Counters are summed here and sent at each flush, so a relay doing tens of
-//! thousands of passes per second sends one `passes` line per second, not one
-//! per pass; the baton gauge goes out at every pass, as the seed's did.
+//! Counters are summed by the reporter (report.rs) and sent at each flush, so
+//! a relay doing tens of thousands of passes per second sends one `passes`
+//! line per second, not one per pass; the baton gauge goes out at every pass,
+//! as the seed's did.
+//!
+//! The sink is a cadence [`MetricSink`], so tests hand [`Metrics::with_sink`]
+//! cadence's `SpyMetricSink` and read the exact bytes.
 
 use std::net::UdpSocket;
 use std::os::unix::net::UnixDatagram;
@@ -28,6 +32,7 @@ use cadence::{BufferedUdpMetricSink, BufferedUnixMetricSink, MetricSink, StatsdC
 use tracing::warn;
 
 use crate::config::{Flavor, StatsdAddress, StatsdSection};
+use crate::core::limit::LogLimiter;
 
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -59,16 +64,6 @@ impl Errors {
     }
 }
 
-/// Counter sums since the last flush.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Counts {
-    pub passes: u64,
-    pub retransmits: u64,
-    pub regenerated: u64,
-    pub member_up: u64,
-    pub member_down: u64,
-}
-
 pub struct Metrics {
     prefixed: StatsdClient,
     baton: StatsdClient,
@@ -76,13 +71,13 @@ pub struct Metrics {
     sink: SharedSink,
     errors: Arc<Errors>,
     reported_errors: u64,
-    last_error_log: Option<Instant>,
-    pub counts: Counts,
+    error_log: LogLimiter,
     address: StatsdAddress,
     flavor: Flavor,
 }
 
 impl Metrics {
+    /// The sink of `[statsd] address`, batched up to `max_packet_size`.
     pub fn new(cfg: &StatsdSection, host: &str, baton_metric: &str) -> Result<Metrics> {
         let cap = cfg.max_packet_size;
         let sink: Arc<dyn MetricSink + Send + Sync + RefUnwindSafe> = match &cfg.address {
@@ -109,6 +104,16 @@ impl Metrics {
                 Arc::new(BufferedUnixMetricSink::with_capacity(path, sock, cap))
             }
         };
+        Ok(Metrics::with_sink(cfg, host, baton_metric, sink))
+    }
+
+    /// The clients of `cfg` (prefix, tags, flavor) over any sink.
+    pub fn with_sink(
+        cfg: &StatsdSection,
+        host: &str,
+        baton_metric: &str,
+        sink: Arc<dyn MetricSink + Send + Sync + RefUnwindSafe>,
+    ) -> Metrics {
         let sink = SharedSink(sink);
         let errors = Arc::new(Errors::default());
         let (prefix, baton_prefix) = match cfg.flavor {
@@ -134,18 +139,17 @@ impl Metrics {
             Flavor::DogStatsd => baton_metric.to_owned(),
             Flavor::Statsd => join(baton_metric, host),
         };
-        Ok(Metrics {
+        Metrics {
             prefixed: build(&prefix),
             baton: build(&baton_prefix),
             baton_metric,
             sink,
             errors,
             reported_errors: 0,
-            last_error_log: None,
-            counts: Counts::default(),
+            error_log: LogLimiter::new(ERROR_LOG_EVERY),
             address: cfg.address.clone(),
             flavor: cfg.flavor,
-        })
+        }
     }
 
     /// `baton:<counter>|g|#host:<node>`, at every pass.
@@ -178,28 +182,18 @@ impl Metrics {
         let _ = b.try_send();
     }
 
-    /// Sends the summed counters and every buffered line; logs send failures
-    /// (at most once per 10 s).
+    /// A counter: `n` more since the previous flush.
+    pub fn count(&self, name: &str, n: u64) {
+        let _ = self.prefixed.count(name, n as i64);
+    }
+
+    /// Sends every buffered line; logs send failures (at most once per 10 s).
     pub fn flush(&mut self, now: Instant) {
-        let c = std::mem::take(&mut self.counts);
-        for (name, n) in [
-            ("baton.passes", c.passes),
-            ("baton.retransmits", c.retransmits),
-            ("baton.regenerated", c.regenerated),
-            ("member.up", c.member_up),
-            ("member.down", c.member_down),
-        ] {
-            if n > 0 {
-                let _ = self.prefixed.count(name, n as i64);
-            }
-        }
         if let Err(e) = self.sink.flush() {
             self.errors.record(e);
         }
         let total = self.errors.count.load(Ordering::Relaxed);
-        if total > self.reported_errors
-            && self.last_error_log.is_none_or(|t| now.duration_since(t) >= ERROR_LOG_EVERY)
-        {
+        if total > self.reported_errors && self.error_log.allow(now).is_some() {
             let last = self.errors.last.lock().ok().and_then(|l| l.clone()).unwrap_or_default();
             warn!(
                 address = %self.address,
@@ -208,7 +202,6 @@ impl Metrics {
                 "cannot send metrics; the agent keeps running and retries"
             );
             self.reported_errors = total;
-            self.last_error_log = Some(now);
         }
     }
 }

@@ -42,6 +42,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::membership::{MemberState, Members};
+use super::node::Timings;
 use super::wire::{self, BatonId, BatonView, Lap, LapName, PassAck, PassVerdict};
 
 #[derive(Debug, Clone)]
@@ -53,11 +54,6 @@ pub struct BatonConfig {
     pub pass_timeout: Duration,
     pub max_retries: u32,
     pub regenerate_after: Duration,
-    /// How long a fresh node listens before it may start the first baton, so
-    /// it hears about an existing one first (the core uses 2 heartbeats).
-    pub start_after: Duration,
-    /// How often a node that is due to regenerate but not chosen looks again.
-    pub recheck: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,9 +109,9 @@ pub struct RelayOut {
     pub events: Vec<BatonEvent>,
 }
 
-/// What every relay call needs from the node: the clock reading, the member
-/// table, the RNG (lap shuffles) and where to put outputs.
-pub struct Cx<'a, R> {
+/// What every relay call borrows from its node: the clock reading, the
+/// member table, the RNG (lap shuffles) and where to put outputs.
+pub struct RelayCtx<'a, R> {
     pub now: Instant,
     pub members: &'a Members,
     pub rng: &'a mut R,
@@ -148,6 +144,8 @@ const LAP_BUDGET: usize = 1000;
 #[derive(Debug)]
 pub struct Relay {
     cfg: BatonConfig,
+    /// `start_after` and `recheck` (see [`Timings`]).
+    timings: Timings,
     me: String,
     origin: u64,
     started: Instant,
@@ -189,8 +187,9 @@ const MAX_ACK_DELAY: Duration = Duration::from_millis(25);
 const REGENERATE_MARGIN: u64 = 3;
 
 impl Relay {
-    pub fn new(cfg: BatonConfig, me: &str, now: Instant) -> Relay {
+    pub fn new(cfg: BatonConfig, timings: Timings, me: &str, now: Instant) -> Relay {
         Relay {
+            timings,
             origin: name_hash(me),
             me: me.to_owned(),
             started: now,
@@ -285,7 +284,7 @@ impl Relay {
     /// A pass (already authenticated) that arrived from `src`.
     pub fn on_pass<R: Rng>(
         &mut self,
-        cx: &mut Cx<'_, R>,
+        ctx: &mut RelayCtx<'_, R>,
         src: SocketAddr,
         id: BatonId,
         counter: u64,
@@ -293,42 +292,42 @@ impl Relay {
     ) {
         let ack = |verdict| RelaySend::PassAck(PassAck { id, counter, verdict, delay_us: 0 });
         if !self.cfg.enabled {
-            cx.out.sends.push((src, ack(PassVerdict::Refused)));
+            ctx.out.sends.push((src, ack(PassVerdict::Refused)));
             return;
         }
         if self.last_taken == Some((id, counter)) {
             // A resend whose first ack was lost.
-            cx.out.sends.push((src, ack(PassVerdict::Taken)));
+            ctx.out.sends.push((src, ack(PassVerdict::Taken)));
             return;
         }
         let older = self.best.is_some_and(|b| id < b);
         let lagging = self.best == Some(id) && counter <= self.best_settled;
         self.high = self.high.max(counter);
         if older || lagging {
-            cx.out.sends.push((src, ack(PassVerdict::Stale)));
+            ctx.out.sends.push((src, ack(PassVerdict::Stale)));
             return;
         }
         if self.best != Some(id) {
-            self.adopt(id, cx.now, cx.out);
+            self.adopt(id, ctx.now, ctx.out);
         }
         if self.held.is_some() {
             // Our copy of this baton is behind the one just received.
-            self.superseded(cx.out);
+            self.superseded(ctx.out);
         }
         self.best_high = self.best_high.max(counter);
         self.best_settled = self.best_settled.max(counter);
-        self.last_seen = cx.now;
+        self.last_seen = ctx.now;
         self.last_taken = Some((id, counter));
-        cx.out.events.push(BatonEvent::Taken { id, counter });
-        self.take(cx, id, counter, lap.clone());
+        ctx.out.events.push(BatonEvent::Taken { id, counter });
+        self.take(ctx, id, counter, lap.clone());
         // The ack goes after the onward pass: at full speed the next holder is
         // on the critical path and the previous one is not.
         let taken = PassAck { id, counter, verdict: PassVerdict::Taken, delay_us: 0 };
         if self.ack_delay.is_zero() {
-            cx.out.sends.push((src, RelaySend::PassAck(taken)));
+            ctx.out.sends.push((src, RelaySend::PassAck(taken)));
         } else {
             self.pending_acks.retain(|(to, ..)| *to != src);
-            self.pending_acks.push((src, taken, cx.now));
+            self.pending_acks.push((src, taken, ctx.now));
         }
     }
 
@@ -357,7 +356,7 @@ impl Relay {
     }
 
     /// An answer from `from` to one of our passes.
-    pub fn on_ack<R: Rng>(&mut self, cx: &mut Cx<'_, R>, from: &str, ack: PassAck) {
+    pub fn on_ack<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>, from: &str, ack: PassAck) {
         let Some(h) = &self.held else { return };
         let Holding::Passing { to, first_sent, .. } = &h.state else {
             return;
@@ -368,65 +367,65 @@ impl Relay {
         match ack.verdict {
             PassVerdict::Taken => {
                 let delay = Duration::from_micros(ack.delay_us.into());
-                let hop = cx.now.saturating_duration_since(*first_sent).saturating_sub(delay);
+                let hop = ctx.now.saturating_duration_since(*first_sent).saturating_sub(delay);
                 if self.best == Some(ack.id) {
                     self.best_settled = self.best_settled.max(ack.counter);
                 }
-                cx.out.events.push(BatonEvent::Acked { hop });
-                self.last_seen = cx.now;
+                ctx.out.events.push(BatonEvent::Acked { hop });
+                self.last_seen = ctx.now;
                 self.held = None;
             }
-            PassVerdict::Stale => self.drop_held("the receiver knows a newer baton or counter", cx.out),
+            PassVerdict::Stale => self.drop_held("the receiver knows a newer baton or counter", ctx.out),
             PassVerdict::Refused => {
-                cx.out.events.push(BatonEvent::Skipped { to: from.to_owned() });
-                self.forward(cx);
+                ctx.out.events.push(BatonEvent::Skipped { to: from.to_owned() });
+                self.skip_to_next(ctx);
             }
         }
     }
 
     /// Membership changed: resume a baton held alone, skip a target that is
     /// down or gone.
-    pub fn on_members_changed<R: Rng>(&mut self, cx: &mut Cx<'_, R>) {
+    pub fn on_members_changed<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
         let Some(h) = &self.held else { return };
         match &h.state {
-            Holding::Alone if self.has_peer(cx.members) => self.pass_on(cx),
+            Holding::Alone if self.has_peer(ctx.members) => self.pass_on(ctx),
             // Down: skip it now. Left: it acks what it took before leaving, and
             // that ack may come after its leave, so wait for the deadline
             // (without resending, see `handle_timeout`).
             Holding::Passing { to, .. }
-                if cx.members.get(to.as_str()).is_none_or(|m| m.state == MemberState::Down) =>
+                if ctx.members.get(to.as_str()).is_none_or(|m| m.state == MemberState::Down) =>
             {
-                cx.out.events.push(BatonEvent::Skipped { to: to.as_str().to_owned() });
-                self.forward(cx);
+                ctx.out.events.push(BatonEvent::Skipped { to: to.as_str().to_owned() });
+                self.skip_to_next(ctx);
             }
             _ => {}
         }
     }
 
-    /// Does what is due at `cx.now`: pass after a hold, resend or skip, start
+    /// Does what is due at `ctx.now`: pass after a hold, resend or skip, start
     /// or regenerate.
-    pub fn handle_timeout<R: Rng>(&mut self, cx: &mut Cx<'_, R>) {
+    pub fn handle_timeout<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
         if !self.cfg.enabled {
             return;
         }
-        let now = cx.now;
-        self.flush_acks(now, false, cx.out);
+        let now = ctx.now;
+        self.flush_acks(now, false, ctx.out);
         let Some(h) = &mut self.held else {
-            return self.check(cx);
+            return self.start_or_regenerate(ctx);
         };
         match &mut h.state {
-            Holding::Waiting { until } if *until <= now => self.pass_on(cx),
+            Holding::Waiting { until } if *until <= now => self.pass_on(ctx),
             Holding::Passing { to, addr, attempt, deadline, .. } if *deadline <= now => {
-                let gone = !cx.members.get(to.as_str()).is_some_and(|m| m.state.is_live());
+                let gone = !ctx.members.get(to.as_str()).is_some_and(|m| m.state.is_live());
                 if *attempt < self.cfg.max_retries && !gone {
                     *attempt += 1;
                     *deadline = now + self.cfg.pass_timeout;
-                    cx.out.events.push(BatonEvent::Retransmit { to: to.as_str().to_owned() });
+                    ctx.out.events.push(BatonEvent::Retransmit { to: to.as_str().to_owned() });
                     let lap = h.lap.clone();
-                    cx.out.sends.push((*addr, RelaySend::Pass { id: h.id, counter: h.counter, lap }));
+                    ctx.out.sends.push((*addr, RelaySend::Pass { id: h.id, counter: h.counter, lap }));
                 } else {
-                    cx.out.events.push(BatonEvent::Skipped { to: to.as_str().to_owned() });
-                    self.forward(cx);
+                    ctx.out.events.push(BatonEvent::Skipped { to: to.as_str().to_owned() });
+                    self.skip_to_next(ctx);
                 }
             }
             _ => {}
@@ -451,51 +450,51 @@ impl Relay {
 
     /// Graceful leave: hand a held baton to another live member at once
     /// (twice, as nobody will resend it). Returns whether one was handed off.
-    pub fn hand_off<R: Rng>(&mut self, cx: &mut Cx<'_, R>) -> bool {
+    pub fn hand_off<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) -> bool {
         // Owed acks go now, or their senders would resend to a node that left.
-        self.flush_acks(cx.now, true, cx.out);
+        self.flush_acks(ctx.now, true, ctx.out);
         let Some(mut h) = self.held.take() else {
             return false;
         };
         let target = match &h.state {
             // In flight: the target may have it already; the same pass again
             // is taken at most once.
-            Holding::Passing { to, addr, .. } if is_alive(cx.members, to.as_str()) => Some(*addr),
-            Holding::Passing { .. } => self.next_target(&mut h.lap, cx, false).map(|(_, addr)| addr),
+            Holding::Passing { to, addr, .. } if is_alive(ctx.members, to.as_str()) => Some(*addr),
+            Holding::Passing { .. } => self.next_target(&mut h.lap, ctx, false).map(|(_, addr)| addr),
             Holding::Waiting { .. } | Holding::Alone => {
-                let target = self.next_target(&mut h.lap, cx, false).map(|(_, addr)| addr);
+                let target = self.next_target(&mut h.lap, ctx, false).map(|(_, addr)| addr);
                 if target.is_some() {
                     self.increment(&mut h);
-                    cx.out.events.push(BatonEvent::Passed { counter: h.counter });
+                    ctx.out.events.push(BatonEvent::Passed { counter: h.counter });
                 }
                 target
             }
         };
         let Some(addr) = target else { return false };
         let send = RelaySend::Pass { id: h.id, counter: h.counter, lap: h.lap.clone() };
-        cx.out.sends.push((addr, send.clone()));
-        cx.out.sends.push((addr, send));
+        ctx.out.sends.push((addr, send.clone()));
+        ctx.out.sends.push((addr, send));
         true
     }
 
     /// Not holding: start the first baton or regenerate a lost one, if due and
     /// this node is the one to do it.
-    fn check<R: Rng>(&mut self, cx: &mut Cx<'_, R>) {
-        let now = cx.now;
+    fn start_or_regenerate<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
+        let now = ctx.now;
         if now < self.next_check {
             return;
         }
         let main = self.cfg.main_node.as_str();
         let starter = match main {
-            "" => self.lowest_alive(cx.members),
+            "" => self.lowest_alive(ctx.members),
             main => main == self.me,
         };
         // The configured main node is up and relays: leave the first baton to
         // it, however late it came (the seed's behaviour), and look again later.
-        let main_is_up = !main.is_empty() && main != self.me && is_alive_relay(cx.members, main);
+        let main_is_up = !main.is_empty() && main != self.me && is_alive_relay(ctx.members, main);
         let due = match self.best {
-            None if starter => self.started + self.cfg.start_after,
-            None if main_is_up => now + self.cfg.recheck,
+            None if starter => self.started + self.timings.start_after,
+            None if main_is_up => now + self.timings.recheck,
             // No baton heard of, and the starter has not started one.
             None => self.started + self.cfg.regenerate_after,
             Some(_) => self.last_seen + self.cfg.regenerate_after,
@@ -504,9 +503,9 @@ impl Relay {
             self.next_check = due;
             return;
         }
-        let chosen = (self.best.is_none() && starter) || self.lowest_alive(cx.members);
-        if !chosen || !self.has_peer(cx.members) {
-            self.next_check = now + self.cfg.recheck;
+        let chosen = (self.best.is_none() && starter) || self.lowest_alive(ctx.members);
+        if !chosen || !self.has_peer(ctx.members) {
+            self.next_check = now + self.timings.recheck;
             return;
         }
         let id = BatonId { epoch: self.best.map_or(1, |b| b.epoch + 1), origin: self.origin };
@@ -514,34 +513,34 @@ impl Relay {
             None => (self.high, |id, counter| BatonEvent::Started { id, counter }),
             Some(_) => (self.high + REGENERATE_MARGIN, |id, counter| BatonEvent::Regenerated { id, counter }),
         };
-        cx.out.events.push(event(id, counter + 1));
-        self.adopt(id, now, cx.out);
-        self.take(cx, id, counter, Lap::default());
+        ctx.out.events.push(event(id, counter + 1));
+        self.adopt(id, now, ctx.out);
+        self.take(ctx, id, counter, Lap::default());
     }
 
-    fn take<R: Rng>(&mut self, cx: &mut Cx<'_, R>, id: BatonId, counter: u64, lap: Lap) {
-        let until = cx.now + self.cfg.hold;
+    fn take<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>, id: BatonId, counter: u64, lap: Lap) {
+        let until = ctx.now + self.cfg.hold;
         self.held = Some(Held { id, counter, lap, state: Holding::Waiting { until } });
         if self.cfg.hold.is_zero() {
-            self.pass_on(cx);
+            self.pass_on(ctx);
         }
     }
 
     /// Increments the held counter and passes it to the next of the lap. A
     /// pass to self (self is in every lap, as in the seed) increments again,
     /// after another `hold`.
-    fn pass_on<R: Rng>(&mut self, cx: &mut Cx<'_, R>) {
+    fn pass_on<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
         let Some(mut h) = self.held.take() else { return };
-        let now = cx.now;
-        if !self.has_peer(cx.members) {
+        let now = ctx.now;
+        if !self.has_peer(ctx.members) {
             h.state = Holding::Alone;
             self.held = Some(h);
             return;
         }
         loop {
             self.increment(&mut h);
-            cx.out.events.push(BatonEvent::Passed { counter: h.counter });
-            let Some((to, addr)) = self.next_target(&mut h.lap, cx, true) else {
+            ctx.out.events.push(BatonEvent::Passed { counter: h.counter });
+            let Some((to, addr)) = self.next_target(&mut h.lap, ctx, true) else {
                 h.state = Holding::Alone;
                 break;
             };
@@ -555,7 +554,7 @@ impl Relay {
                 break;
             }
             let lap = h.lap.clone();
-            cx.out.sends.push((addr, RelaySend::Pass { id: h.id, counter: h.counter, lap }));
+            ctx.out.sends.push((addr, RelaySend::Pass { id: h.id, counter: h.counter, lap }));
             let deadline = now + self.cfg.pass_timeout;
             h.state = Holding::Passing { to, addr, first_sent: now, attempt: 0, deadline };
             break;
@@ -577,9 +576,9 @@ impl Relay {
     /// gone): pass on to the next of the lap at once. This is a new pass, with
     /// a new counter: the old one may have reached the skipped peer, and the
     /// rest of the cluster may have seen it in our heartbeats.
-    fn forward<R: Rng>(&mut self, cx: &mut Cx<'_, R>) {
+    fn skip_to_next<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
         if self.held.is_some() {
-            self.pass_on(cx);
+            self.pass_on(ctx);
         }
     }
 
@@ -588,15 +587,15 @@ impl Relay {
     fn next_target<R: Rng>(
         &self,
         lap: &mut Lap,
-        cx: &mut Cx<'_, R>,
+        ctx: &mut RelayCtx<'_, R>,
         allow_self: bool,
     ) -> Option<(LapName, SocketAddr)> {
-        if !self.has_peer(cx.members) {
+        if !self.has_peer(ctx.members) {
             return None;
         }
         for fresh in [false, true] {
             if fresh {
-                *lap = self.new_lap(cx.members, cx.rng);
+                *lap = self.new_lap(ctx.members, ctx.rng);
             }
             while let Some(name) = lap.pop_front() {
                 if name.as_str() == self.me {
@@ -605,7 +604,7 @@ impl Relay {
                     }
                     continue;
                 }
-                if let Some(m) = cx.members.get(name.as_str())
+                if let Some(m) = ctx.members.get(name.as_str())
                     && m.state == MemberState::Alive
                     && m.relays
                 {

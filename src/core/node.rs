@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, RngExt};
 
-use super::baton::{BatonConfig, BatonEvent, Cx, Relay, RelayOut, RelaySend};
+use super::baton::{BatonConfig, BatonEvent, Relay, RelayCtx, RelayOut, RelaySend};
+use super::limit::LogLimiter;
 use super::links::{LinkConfig, LinkStats, Links};
-use super::membership::{Admit, Change, Hello, MemberEvent, Members, Timing};
+use super::membership::{Admit, Change, Hello, MemberEvent, MemberState, Members, Timing};
 use super::wire::{self, Codec, Envelope, Heartbeat, Message, Sighting, WireError};
 
 /// How heartbeats reach the cluster.
@@ -34,6 +35,8 @@ pub enum Fanout {
 }
 
 /// What the core needs to know; the shell builds it from the validated config.
+/// The timings that follow from `heartbeat_interval` are not in it: see
+/// [`Timings`].
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub name: String,
@@ -58,6 +61,32 @@ pub struct NodeConfig {
     pub fanout: Fanout,
     pub baton: BatonConfig,
     pub links: LinkConfig,
+}
+
+/// The deadlines a node derives from its heartbeat interval instead of
+/// taking them from the config: one definition, used by [`Node::new`] for
+/// the shell and the simulator alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    /// How often a suspect member is probed directly.
+    pub probe_every: Duration,
+    /// How long a fresh node listens before it may start the first baton (two
+    /// heartbeats), so it hears about an existing one first.
+    pub start_after: Duration,
+    /// How often a node that is due to start or regenerate the baton, but is
+    /// not the one chosen to, looks again.
+    pub recheck: Duration,
+}
+
+impl Timings {
+    pub fn from_heartbeat(interval: Duration) -> Timings {
+        let floor = Duration::from_millis(10);
+        Timings {
+            probe_every: (interval / 4).max(floor),
+            start_after: interval * 2,
+            recheck: (interval / 10).max(floor),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,8 +158,22 @@ pub struct Rejections {
 }
 
 impl Rejections {
+    /// Every class with its count, in a fixed order: the one list of classes
+    /// that the status endpoint, `/metrics` and the shutdown log print.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        [
+            ("auth", self.auth),
+            ("replay", self.replay),
+            ("other_cluster", self.other_cluster),
+            ("malformed", self.malformed),
+            ("table_full", self.table_full),
+            ("name_conflict", self.name_conflict),
+        ]
+        .into_iter()
+    }
+
     pub fn total(&self) -> u64 {
-        self.auth + self.replay + self.other_cluster + self.malformed + self.table_full + self.name_conflict
+        self.iter().map(|(_, n)| n).sum()
     }
 
     fn count(&mut self, reason: &Reason) {
@@ -172,12 +215,6 @@ const REJECT_SOURCES: usize = 256;
 const SIGHTING_BUDGET: usize =
     wire::MAX_DATAGRAM - 4 - 24 - 16 - 2 * (1 + wire::MAX_NAME) - 8 - 8 - 1 - 2 - 4 - 1 - 44 - 1;
 
-#[derive(Debug, Clone, Copy)]
-struct LogSlot {
-    last: Instant,
-    suppressed: u64,
-}
-
 pub struct Node<R> {
     cfg: NodeConfig,
     codec: Codec,
@@ -200,7 +237,8 @@ pub struct Node<R> {
     events: VecDeque<Event>,
     scratch: Vec<MemberEvent>,
     rejections: Rejections,
-    log_slots: HashMap<IpAddr, LogSlot>,
+    /// One limiter per source IP (at most [`REJECT_SOURCES`]).
+    reject_logs: HashMap<IpAddr, LogLimiter>,
     left: bool,
 }
 
@@ -210,14 +248,15 @@ impl<R: Rng> Node<R> {
         let mut salt = [0u8; 16];
         rng.fill_bytes(&mut salt);
         let codec = Codec::new(&cfg.cluster, cfg.secret.as_deref(), salt);
+        let timings = Timings::from_heartbeat(cfg.heartbeat_interval);
         let timing = Timing {
             suspect_after: cfg.suspect_after,
             down_after: cfg.down_after,
-            probe_every: (cfg.heartbeat_interval / 4).max(Duration::from_millis(10)),
+            probe_every: timings.probe_every,
         };
         Node {
             members: Members::new(cfg.max_members, timing),
-            relay: Relay::new(cfg.baton.clone(), &cfg.name, now),
+            relay: Relay::new(cfg.baton.clone(), timings, &cfg.name, now),
             relay_out: RelayOut::default(),
             holder_hint: None,
             links: Links::new(cfg.links, now),
@@ -233,7 +272,7 @@ impl<R: Rng> Node<R> {
             events: VecDeque::new(),
             scratch: Vec::new(),
             rejections: Rejections::default(),
-            log_slots: HashMap::new(),
+            reject_logs: HashMap::new(),
             left: false,
             cfg,
         }
@@ -255,10 +294,23 @@ impl<R: Rng> Node<R> {
         &self.relay
     }
 
-    /// Who holds the baton as far as heartbeats tell: the member whose
-    /// heartbeat last said so, and when it arrived.
-    pub fn holder_hint(&self) -> Option<(&str, Instant)> {
-        self.holder_hint.as_ref().map(|(n, at)| (n.as_str(), *at))
+    /// Live members, self included: the size of the cluster as this node
+    /// sees it (the `members` gauge, the status endpoint, member log lines).
+    pub fn cluster_size(&self) -> usize {
+        self.members.live().count() + 1
+    }
+
+    /// Who holds the baton as far as this node knows at `now`: itself, or the
+    /// alive member whose heartbeat said so within the last two heartbeat
+    /// intervals; `None` if unknown.
+    pub fn holder(&self, now: Instant) -> Option<&str> {
+        if self.relay.holding().is_some() {
+            return Some(&self.cfg.name);
+        }
+        let (name, at) = self.holder_hint.as_ref()?;
+        let recent = now.saturating_duration_since(*at) <= self.cfg.heartbeat_interval * 2;
+        let alive = self.members.get(name).is_some_and(|m| m.state == MemberState::Alive);
+        (recent && alive).then_some(name.as_str())
     }
 
     /// Link health of every live peer, over the probe window.
@@ -328,7 +380,7 @@ impl<R: Rng> Node<R> {
             // Authenticated, but from no live member we know (a node that has
             // just left, or restarted and not yet heartbeated).
             Admit::Ignored => {
-                self.answer(now, via, src, &env);
+                self.handle_direct(now, via, src, &env);
             }
             Admit::Replay => self.reject(now, src.ip(), Reason::Replay),
             Admit::Stale => self.reject(now, src.ip(), Reason::Stale),
@@ -343,16 +395,16 @@ impl<R: Rng> Node<R> {
     /// probes are answered (a restarted node learns its RTT at once), passes
     /// taken (a node that just left hands its baton off), acks heard (they may
     /// come after the sender's leave). False for the other messages.
-    fn answer(&mut self, now: Instant, via: Via, src: SocketAddr, env: &Envelope<'_>) -> bool {
+    fn handle_direct(&mut self, now: Instant, via: Via, src: SocketAddr, env: &Envelope<'_>) -> bool {
         match &env.msg {
             Message::Ping { token } => self.send(reply_dest(via, src), Message::Ack { token: *token }),
             Message::Pass { id, counter, lap } => {
-                let (relay, mut cx) = self.relay_cx(now);
-                relay.on_pass(&mut cx, src, *id, *counter, lap);
+                let (relay, mut ctx) = self.relay_ctx(now);
+                relay.on_pass(&mut ctx, src, *id, *counter, lap);
             }
             Message::PassAck(ack) => {
-                let (relay, mut cx) = self.relay_cx(now);
-                relay.on_ack(&mut cx, env.from, *ack);
+                let (relay, mut ctx) = self.relay_ctx(now);
+                relay.on_ack(&mut ctx, env.from, *ack);
             }
             _ => return false,
         }
@@ -367,7 +419,7 @@ impl<R: Rng> Node<R> {
         env: &Envelope<'_>,
         changes: &mut Vec<MemberEvent>,
     ) {
-        if self.answer(now, via, src, env) {
+        if self.handle_direct(now, via, src, env) {
             return;
         }
         match &env.msg {
@@ -391,7 +443,7 @@ impl<R: Rng> Node<R> {
             Message::Ack { token } => {
                 self.links.on_ack(now, env.from, *token);
             }
-            // Handled by `answer` above.
+            // Handled by `handle_direct` above.
             Message::Ping { .. } | Message::Pass { .. } | Message::PassAck(_) => {}
         }
     }
@@ -400,8 +452,8 @@ impl<R: Rng> Node<R> {
     /// it learns this node without waiting a whole interval.
     fn absorb(&mut self, now: Instant, changes: &mut Vec<MemberEvent>) {
         if !changes.is_empty() {
-            let (relay, mut cx) = self.relay_cx(now);
-            relay.on_members_changed(&mut cx);
+            let (relay, mut ctx) = self.relay_ctx(now);
+            relay.on_members_changed(&mut ctx);
         }
         for ev in changes.drain(..) {
             if matches!(ev.change, Change::Up | Change::Restarted { .. }) {
@@ -434,15 +486,15 @@ impl<R: Rng> Node<R> {
         for (addr, token) in probes {
             self.send(Dest::Data(addr), Message::Ping { token });
         }
-        let (relay, mut cx) = self.relay_cx(now);
-        relay.handle_timeout(&mut cx);
+        let (relay, mut ctx) = self.relay_ctx(now);
+        relay.handle_timeout(&mut ctx);
         self.drain_relay();
     }
 
     /// The relay and its context, borrowed apart from the rest of the node.
-    fn relay_cx(&mut self, now: Instant) -> (&mut Relay, Cx<'_, R>) {
-        let cx = Cx { now, members: &self.members, rng: &mut self.rng, out: &mut self.relay_out };
-        (&mut self.relay, cx)
+    fn relay_ctx(&mut self, now: Instant) -> (&mut Relay, RelayCtx<'_, R>) {
+        let ctx = RelayCtx { now, members: &self.members, rng: &mut self.rng, out: &mut self.relay_out };
+        (&mut self.relay, ctx)
     }
 
     /// Encodes what the relay queued and forwards its events.
@@ -486,8 +538,8 @@ impl<R: Rng> Node<R> {
         if self.left {
             return;
         }
-        let (relay, mut cx) = self.relay_cx(now);
-        relay.hand_off(&mut cx);
+        let (relay, mut ctx) = self.relay_ctx(now);
+        relay.hand_off(&mut ctx);
         self.drain_relay();
         self.fan_out(Message::Leave);
         let direct: Vec<SocketAddr> = self.members.live().map(|m| m.data_addr).collect();
@@ -568,24 +620,16 @@ impl<R: Rng> Node<R> {
 
     fn reject(&mut self, now: Instant, source: IpAddr, reason: Reason) {
         self.rejections.count(&reason);
-        if self.log_slots.len() >= REJECT_SOURCES && !self.log_slots.contains_key(&source) {
-            self.log_slots.retain(|_, s| now.saturating_duration_since(s.last) < REJECT_LOG_EVERY);
-            if self.log_slots.len() >= REJECT_SOURCES {
+        if self.reject_logs.len() >= REJECT_SOURCES && !self.reject_logs.contains_key(&source) {
+            self.reject_logs.retain(|_, l| !l.is_idle(now));
+            if self.reject_logs.len() >= REJECT_SOURCES {
                 return;
             }
         }
-        let total = self.rejections.total();
-        match self.log_slots.get_mut(&source) {
-            Some(slot) if now.saturating_duration_since(slot.last) < REJECT_LOG_EVERY => slot.suppressed += 1,
-            Some(slot) => {
-                let suppressed = std::mem::take(&mut slot.suppressed);
-                slot.last = now;
-                self.events.push_back(Event::Rejected { source, reason, suppressed, total });
-            }
-            None => {
-                self.log_slots.insert(source, LogSlot { last: now, suppressed: 0 });
-                self.events.push_back(Event::Rejected { source, reason, suppressed: 0, total });
-            }
+        let limiter = self.reject_logs.entry(source).or_insert(LogLimiter::new(REJECT_LOG_EVERY));
+        if let Some(suppressed) = limiter.allow(now) {
+            let total = self.rejections.total();
+            self.events.push_back(Event::Rejected { source, reason, suppressed, total });
         }
     }
 }

@@ -124,8 +124,6 @@ impl Sim {
                 pass_timeout: Duration::from_millis(250),
                 max_retries: 3,
                 regenerate_after: Duration::from_secs(3),
-                start_after: Duration::from_secs(2),
-                recheck: Duration::from_millis(100),
             },
             links: LinkConfig { probe_interval: Duration::from_secs(1), window: 60 },
         };

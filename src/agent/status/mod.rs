@@ -57,6 +57,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::snapshot::{MemberStatus, Snapshot, SnapshotRequest};
+use crate::core::limit::LogLimiter;
 
 mod client;
 mod format;
@@ -346,26 +347,20 @@ impl AsyncWrite for Metered {
     }
 }
 
-/// One kind of warning, logged at most once per [`WARN_EVERY`]; the next line
-/// logged says how many were held back.
-#[derive(Default)]
-struct RateLimit(Mutex<(Option<Instant>, u64)>);
+/// One kind of warning, logged at most once per [`WARN_EVERY`] (shared by
+/// the connection tasks, hence the lock).
+struct RateLimit(Mutex<LogLimiter>);
+
+impl Default for RateLimit {
+    fn default() -> RateLimit {
+        RateLimit(Mutex::new(LogLimiter::new(WARN_EVERY)))
+    }
+}
 
 impl RateLimit {
     /// `Some(held back since the last line)` when a line may be logged now.
     fn allow(&self) -> Option<u64> {
-        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        match state.0 {
-            Some(last) if now.duration_since(last) < WARN_EVERY => {
-                state.1 += 1;
-                None
-            }
-            _ => {
-                state.0 = Some(now);
-                Some(std::mem::take(&mut state.1))
-            }
-        }
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).allow(Instant::now())
     }
 }
 

@@ -1,0 +1,490 @@
+//! driver: one turn of the agent's event loop, in named steps, the way
+//! quinn's `ConnectionDriver::poll` calls `drive_transmit` and `drive_timer`
+//! (STYLE.md 4). It owns the core [`Node`], the [`Transport`] and everything
+//! that runs on the loop's clock; `herd run` and `herd ping` drive the same
+//! turn, and unit tests drive it over an in-memory network.
+//!
+//! A turn:
+//! 1. [`Driver::wait`]: sleeps until one source is ready. Every source is
+//!    polled in place (no future built and dropped per turn, which `select!`
+//!    did and which cost a tenth of the relay's CPU), in a fixed order with
+//!    the data socket last, so a flood on it cannot hide any other source:
+//!    shutdown, the gossip socket, the one timer, new heartbeat targets,
+//!    status requests, the data socket.
+//! 2. the input: datagrams into the core (on the data path, the baton's,
+//!    what each caused is sent at once and the rest of the burst is taken
+//!    before going back to epoll), seeds, or a snapshot for the endpoint;
+//! 3. [`Driver::drive_timer`]: the core's deadline, checked after every
+//!    input so a busy socket cannot starve it;
+//! 4. [`Driver::drive_jobs`]: the periodic jobs (StatsD flush, telemetry,
+//!    re-deriving the advertised IP);
+//! 5. [`Driver::drive_transmit`]: everything the core queued;
+//! 6. [`Driver::drive_events`]: the core's events to the [`Reporter`].
+//!
+//! Must not: block, spawn tasks, or keep a timer per purpose (one timer at
+//! the earliest of the core's deadline and the jobs).
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Sleep;
+use tracing::{debug, warn};
+
+use super::net;
+use super::report::Reporter;
+use super::snapshot::{self, SnapshotRequest, Traffic};
+use super::telemetry::Telemetry;
+use super::transport::Transport;
+use crate::config::{Config, GossipSection};
+use crate::core::limit::LogLimiter;
+use crate::core::node::{Node, Via};
+
+/// Datagrams larger than this are truncated by the kernel and then refused by
+/// the codec as oversized; 64 KiB covers any UDP payload.
+const RECV_BUF: usize = 65536;
+/// Most data-socket datagrams handled in one turn before the other sources
+/// get a look in.
+const DRAIN: usize = 64;
+/// How often a derived advertised IP is checked again (see `net::own_ip`).
+const OWN_IP_EVERY: Duration = Duration::from_secs(30);
+const SEND_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+/// When nothing at all is due (only after the core left): the timer's
+/// deadline, so it never fires for nothing.
+const IDLE: Duration = Duration::from_secs(3600);
+
+/// What the driver listens to besides the transport. A source that is `None`
+/// is not polled (a closed channel would wake every turn).
+#[derive(Default)]
+pub struct Inputs {
+    /// Completes once: leave the cluster.
+    pub shutdown: Option<oneshot::Receiver<()>>,
+    /// New unicast heartbeat targets (static hosts, DNS), from the resolver.
+    pub seeds: Option<mpsc::Receiver<Vec<SocketAddr>>>,
+    /// Snapshot requests from the status endpoint.
+    pub status: Option<mpsc::Receiver<SnapshotRequest>>,
+}
+
+impl Inputs {
+    /// `shutdown` as a oneshot fired by its own task, so the loop polls an
+    /// atomic per turn instead of the signal machinery.
+    pub fn shutdown_on(
+        future: impl Future<Output = ()> + Send + 'static,
+    ) -> (oneshot::Receiver<()>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            future.await;
+            let _ = tx.send(());
+        });
+        (rx, task)
+    }
+}
+
+/// What a turn ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    Continue,
+    /// The shutdown input fired: call [`Driver::leave`].
+    Stop,
+}
+
+/// What ended one wait.
+enum Wake {
+    Shutdown,
+    Datagram(Via, std::io::Result<(usize, SocketAddr)>),
+    /// The core's deadline or a periodic job may be due.
+    Deadline,
+    Seeds(Vec<SocketAddr>),
+    Status(SnapshotRequest),
+}
+
+pub struct Driver<T> {
+    node: Node<SmallRng>,
+    transport: T,
+    inputs: Inputs,
+    timer: Pin<Box<Sleep>>,
+    jobs: Jobs,
+    /// `None` for `herd ping`: events are dropped, no metrics are sent.
+    reporter: Option<Reporter>,
+    telemetry: Option<Telemetry>,
+    /// For re-deriving the advertised IP (`net::own_ip`), with the seeds.
+    gossip: GossipSection,
+    seeds: Vec<SocketAddr>,
+    traffic: Traffic,
+    send_errors: u64,
+    send_log: LogLimiter,
+    started: Instant,
+    gbuf: Box<[u8]>,
+    dbuf: Box<[u8]>,
+}
+
+impl<T: Transport> Driver<T> {
+    /// The whole agent of `herd run`: every event reported and counted,
+    /// metrics flushed, telemetry read, a derived IP re-checked.
+    pub fn new(config: &Config, node: Node<SmallRng>, transport: T, inputs: Inputs) -> Driver<T> {
+        let now = Instant::now();
+        let mut d = Driver::quiet(config, node, transport, inputs);
+        d.reporter = Some(Reporter::new(config));
+        d.telemetry = Some(Telemetry::new(config));
+        d.jobs = Jobs::new(config, now);
+        d
+    }
+
+    /// Only the core and its inputs: no reporting, no telemetry, no periodic
+    /// jobs (`herd ping`, which must not send metrics).
+    pub fn quiet(config: &Config, node: Node<SmallRng>, transport: T, inputs: Inputs) -> Driver<T> {
+        let jobs = Jobs::default();
+        let timer = Box::pin(tokio::time::sleep_until(jobs.next(&node).into()));
+        Driver {
+            node,
+            transport,
+            inputs,
+            timer,
+            jobs,
+            reporter: None,
+            telemetry: None,
+            gossip: config.gossip.clone(),
+            seeds: Vec::new(),
+            traffic: Traffic::default(),
+            send_errors: 0,
+            send_log: LogLimiter::new(SEND_ERROR_LOG_EVERY),
+            started: Instant::now(),
+            gbuf: vec![0; RECV_BUF].into_boxed_slice(),
+            dbuf: vec![0; RECV_BUF].into_boxed_slice(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_reporter(&mut self, reporter: Reporter) {
+        self.reporter = Some(reporter);
+    }
+
+    pub fn node(&self) -> &Node<SmallRng> {
+        &self.node
+    }
+
+    /// One turn: wait for a source, handle it, then the timer, the jobs, the
+    /// transmits and the events. Cancel-safe: the only await is the wait,
+    /// which consumes nothing until it returns.
+    pub async fn turn(&mut self) -> Turn {
+        self.arm_timer();
+        match self.wait().await {
+            Wake::Shutdown => return Turn::Stop,
+            Wake::Datagram(via, r) => self.drive_recv(via, r),
+            Wake::Deadline => {}
+            Wake::Seeds(seeds) => self.set_seeds(seeds),
+            Wake::Status(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+        }
+        let now = Instant::now();
+        self.drive_timer(now);
+        self.drive_jobs(now);
+        self.drive_transmit();
+        self.drive_events();
+        Turn::Continue
+    }
+
+    /// Graceful leave: the core hands off the baton and announces the leave,
+    /// which is sent at once; then the last events, a final metrics flush
+    /// and the summary line.
+    pub fn leave(&mut self) {
+        let now = Instant::now();
+        self.node.leave(now);
+        self.drive_transmit();
+        self.drive_events();
+        let size = self.node.cluster_size();
+        if let Some(r) = self.reporter.as_mut() {
+            r.flush(size, now);
+            r.left(self.node.rejections());
+        }
+    }
+
+    /// Moves the timer only when the deadline comes earlier, or after it
+    /// fired: at full speed every pass moves the core's deadline later
+    /// (`pass_timeout` after the pass), and re-arming it every turn cost more
+    /// than the spurious wake-up (at most one per `pass_timeout`).
+    fn arm_timer(&mut self) {
+        let deadline = self.jobs.next(&self.node).into();
+        if deadline < self.timer.deadline() || self.timer.is_elapsed() {
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+
+    /// Step 1: until one source is ready (order: see the module doc).
+    async fn wait(&mut self) -> Wake {
+        let Driver { transport, inputs, timer, gbuf, dbuf, .. } = self;
+        poll_fn(|cx| {
+            if let Some(Poll::Ready(_)) = inputs.shutdown.as_mut().map(|rx| Pin::new(rx).poll(cx)) {
+                return Poll::Ready(Wake::Shutdown);
+            }
+            if let Poll::Ready(r) = transport.poll_recv(Via::Gossip, cx, gbuf) {
+                return Poll::Ready(Wake::Datagram(Via::Gossip, r));
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Deadline);
+            }
+            if let Some(Poll::Ready(Some(s))) = inputs.seeds.as_mut().map(|rx| rx.poll_recv(cx)) {
+                return Poll::Ready(Wake::Seeds(s));
+            }
+            if let Some(Poll::Ready(Some(reply))) = inputs.status.as_mut().map(|rx| rx.poll_recv(cx)) {
+                return Poll::Ready(Wake::Status(reply));
+            }
+            transport.poll_recv(Via::Data, cx, dbuf).map(|r| Wake::Datagram(Via::Data, r))
+        })
+        .await
+    }
+
+    /// Step 2, datagrams: into the core. On the data path (the baton's) what
+    /// each datagram caused is sent at once, and up to [`DRAIN`] queued ones
+    /// are taken before going back to epoll.
+    fn drive_recv(&mut self, via: Via, mut r: std::io::Result<(usize, SocketAddr)>) {
+        let rounds = if via == Via::Data { DRAIN } else { 1 };
+        for _ in 0..rounds {
+            match r {
+                Ok((n, src)) => {
+                    self.traffic.received_datagrams += 1;
+                    self.traffic.received_bytes += n as u64;
+                    let buf = if via == Via::Data { &mut self.dbuf } else { &mut self.gbuf };
+                    self.node.handle(Instant::now(), via, src, &mut buf[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    match via {
+                        Via::Gossip => debug!(error = %e, "gossip socket receive error"),
+                        Via::Data => debug!(error = %e, "data socket receive error"),
+                    }
+                    return;
+                }
+            }
+            if via == Via::Gossip {
+                return;
+            }
+            self.drive_transmit();
+            r = self.transport.try_recv(Via::Data, &mut self.dbuf);
+        }
+    }
+
+    /// Step 2, new heartbeat targets: the advertised IP may follow them.
+    fn set_seeds(&mut self, seeds: Vec<SocketAddr>) {
+        self.node.set_ip(net::own_ip(&self.gossip, &seeds));
+        self.node.set_seeds(Instant::now(), seeds.clone());
+        self.seeds = seeds;
+    }
+
+    /// Step 2, a status request: the picture of this agent now.
+    fn snapshot(&self) -> snapshot::Snapshot {
+        snapshot::build(snapshot::Inputs {
+            node: &self.node,
+            now: Instant::now(),
+            started: self.started,
+            reading: self.telemetry.as_ref().and_then(|t| t.last.as_ref()),
+            totals: self.reporter.as_ref().map(|r| *r.totals()).unwrap_or_default(),
+            traffic: self.traffic,
+        })
+    }
+
+    /// Step 3: the core's deadline.
+    fn drive_timer(&mut self, now: Instant) {
+        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+            self.node.handle_timeout(now);
+        }
+    }
+
+    /// Step 4: each periodic job that is due.
+    fn drive_jobs(&mut self, now: Instant) {
+        if Jobs::due(&mut self.jobs.flush, now)
+            && let Some(r) = self.reporter.as_mut()
+        {
+            r.flush(self.node.cluster_size(), now);
+        }
+        if Jobs::due(&mut self.jobs.telemetry, now)
+            && let Some(t) = self.telemetry.as_mut()
+        {
+            let links = self.node.link_stats(now);
+            t.report(&links, self.reporter.as_ref().and_then(Reporter::metrics));
+        }
+        // A derived address can change under us (DHCP).
+        if Jobs::due(&mut self.jobs.own_ip, now) {
+            self.node.set_ip(net::own_ip(&self.gossip, &self.seeds));
+        }
+    }
+
+    /// Step 5: sends everything the core queued. Never waits: a full socket
+    /// buffer drops the datagram, as the network could have.
+    fn drive_transmit(&mut self) {
+        while let Some(t) = self.node.poll_transmit() {
+            match self.transport.try_send(t.dest, &t.payload) {
+                Ok(n) => {
+                    self.traffic.sent_datagrams += 1;
+                    self.traffic.sent_bytes += n as u64;
+                }
+                Err(e) => {
+                    self.send_errors += 1;
+                    if self.send_log.allow(Instant::now()).is_some() {
+                        let to = self.transport.addr(t.dest);
+                        warn!(%to, error = %e, total = self.send_errors, "cannot send datagram");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Step 6: the core's events, to the reporter (or nowhere).
+    fn drive_events(&mut self) {
+        while let Some(ev) = self.node.poll_event() {
+            if let Some(r) = self.reporter.as_mut() {
+                r.event(ev, self.node.cluster_size());
+            }
+        }
+    }
+}
+
+/// The periodic jobs. Each runs at most once per period; a late turn delays
+/// the next run rather than bunching runs up.
+#[derive(Default)]
+struct Jobs {
+    flush: Option<Every>,
+    telemetry: Option<Every>,
+    /// Only when the advertised IP is derived (see `net::own_ip`).
+    own_ip: Option<Every>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Every {
+    period: Duration,
+    next: Instant,
+}
+
+impl Jobs {
+    /// The first flush and telemetry run at `now`, as with `tokio::time::interval`.
+    fn new(config: &Config, now: Instant) -> Jobs {
+        let every = |period| Some(Every { period, next: now });
+        Jobs {
+            flush: every(config.statsd.flush_interval),
+            telemetry: every(config.telemetry.interval),
+            own_ip: net::derives_ip(&config.gossip)
+                .then_some(Every { period: OWN_IP_EVERY, next: now + OWN_IP_EVERY }),
+        }
+    }
+
+    fn due(job: &mut Option<Every>, now: Instant) -> bool {
+        match job {
+            Some(e) if now >= e.next => {
+                e.next = now + e.period;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// When the loop must next wake: the earliest of the jobs and the core's
+    /// deadline.
+    fn next<R: rand::Rng>(&self, node: &Node<R>) -> Instant {
+        let jobs = [self.flush, self.telemetry, self.own_ip].map(|j| j.map(|e| e.next));
+        let earliest = jobs.into_iter().chain([node.poll_timeout()]).flatten().min();
+        earliest.unwrap_or_else(|| Instant::now() + IDLE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cadence::SpyMetricSink;
+
+    use super::*;
+    use crate::agent::runtime::node_config;
+    use crate::agent::statsd::Metrics;
+    use crate::agent::transport::memory::{Endpoint, Network};
+    use crate::core::membership::MemberState;
+
+    type Lines = Box<dyn Fn() -> Vec<String>>;
+
+    /// `ip` is advertised in heartbeats, so it must be the endpoint's.
+    fn config(name: &str, ip: std::net::IpAddr) -> Config {
+        let text = format!(
+            "[node]\nname = \"{name}\"\ncluster = \"unit\"\n\
+             [gossip]\nif_addr = \"{ip}\"\nsecret = \"unit secret\"\nheartbeat_interval = \"100ms\"\n\
+             suspect_after = \"300ms\"\ndown_after = \"500ms\"\n\
+             [baton]\nhold = \"5ms\"\n[status]\nlisten = \"\"\n\
+             [telemetry]\nsysfs_root = \"/nonexistent\"\n"
+        );
+        Config::from_toml_str(&text, "unit.toml").unwrap()
+    }
+
+    /// A whole agent over endpoint `i`; its metrics go to a spy, whose lines
+    /// the returned closure takes.
+    fn agent(net: &Network, i: u8, name: &str) -> (Driver<Endpoint>, Lines) {
+        let endpoint = net.endpoint(i);
+        let config = config(name, endpoint.data.ip());
+        let node = Node::new(node_config(&config, endpoint.data.port()), rand::make_rng(), Instant::now());
+        let mut driver = Driver::new(&config, node, endpoint, Inputs::default());
+        let (rx, sink) = SpyMetricSink::new();
+        let metrics = Metrics::with_sink(&config.statsd, name, &config.baton.metric, Arc::new(sink));
+        driver.set_reporter(Reporter::with_metrics(&config, metrics));
+        let lines = move || rx.try_iter().map(|b| String::from_utf8(b).unwrap()).collect();
+        (driver, Box::new(lines))
+    }
+
+    /// Turns both drivers until `done` holds; fails after 5 s.
+    async fn drive_until(
+        a: &mut Driver<Endpoint>,
+        b: &mut Driver<Endpoint>,
+        done: impl Fn(&Node<SmallRng>, &Node<SmallRng>) -> bool,
+    ) {
+        let end = Instant::now() + Duration::from_secs(5);
+        while !done(&a.node, &b.node) {
+            assert!(Instant::now() < end, "not done within 5 s");
+            tokio::select! {
+                _ = a.turn() => {}
+                _ = b.turn() => {}
+            }
+        }
+    }
+
+    fn state(n: &Node<SmallRng>, peer: &str) -> Option<MemberState> {
+        n.members().get(peer).map(|m| m.state)
+    }
+
+    #[tokio::test]
+    async fn two_drivers_over_memory_join_relay_one_baton_and_leave() {
+        let net = Network::default();
+        let (mut a, a_lines) = agent(&net, 0, "psa");
+        let (mut b, b_lines) = agent(&net, 1, "psb");
+        let alive = Some(MemberState::Alive);
+        drive_until(&mut a, &mut b, |a, b| state(a, "psb") == alive && state(b, "psa") == alive).await;
+        drive_until(&mut a, &mut b, |a, b| a.relay().high() >= 20 && b.relay().high() >= 20).await;
+
+        // Each driver reported its own passes as `baton:<n>|g|#host:<node>`,
+        // and together they are one rising counter: one baton.
+        let gauges = |lines: Vec<String>, host: &str| -> Vec<u64> {
+            let suffix = format!("|g|#host:{host}");
+            let mut out = Vec::new();
+            for l in lines.iter().filter(|l| l.starts_with("baton:")) {
+                let n = l.strip_prefix("baton:").and_then(|r| r.strip_suffix(suffix.as_str()));
+                out.push(n.unwrap_or_else(|| panic!("{l:?}")).parse::<u64>().unwrap());
+            }
+            out
+        };
+        let (from_a, from_b) = (gauges(a_lines(), "psa"), gauges(b_lines(), "psb"));
+        assert!(!from_a.is_empty() && !from_b.is_empty(), "{from_a:?} {from_b:?}");
+        assert_eq!(from_a.len() as u64, a.reporter.as_ref().unwrap().totals().passes);
+        let mut all: Vec<u64> = from_a.iter().chain(&from_b).copied().collect();
+        all.sort_unstable();
+        let distinct = all.len();
+        all.dedup();
+        assert_eq!(all.len(), distinct, "a counter sent twice: {from_a:?} {from_b:?}");
+        assert!(from_a.windows(2).all(|w| w[0] < w[1]), "{from_a:?}");
+
+        a.leave();
+        assert_eq!(a.node.poll_timeout(), None, "a node that left has no deadline");
+        drive_until(&mut a, &mut b, |_, b| state(b, "psa") == Some(MemberState::Left)).await;
+        let last = a_lines();
+        assert!(last.iter().any(|l| l == "herd.members:2|g|#host:psa"), "final flush: {last:?}");
+    }
+}

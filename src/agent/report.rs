@@ -1,0 +1,215 @@
+//! report: turns what the core reports into logs and metrics, and is the one
+//! place that counts. Passes, retransmits, regenerations and member ups and
+//! downs are counted here once, since start ([`Totals`], which the status
+//! endpoint shows); the StatsD counters are the growth of those totals since
+//! the previous flush, so the two can never disagree.
+//!
+//! It owns the metric sink, created lazily: a StatsD host name that does not
+//! resolve yet (DNS not up at boot) is retried at every flush instead of
+//! failing the agent.
+//!
+//! Must not: touch the core's state (it is handed events and figures) or
+//! wait on anything (recording a metric never blocks, see statsd.rs).
+
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::statsd::Metrics;
+use crate::config::Config;
+use crate::core::baton::BatonEvent;
+use crate::core::membership::{Change, MemberEvent};
+use crate::core::node::{Event, Reason, Rejections};
+use crate::core::wire::WireError;
+
+/// What this agent did since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub passes: u64,
+    pub retransmits: u64,
+    pub regenerated: u64,
+    pub member_up: u64,
+    pub member_down: u64,
+}
+
+impl Totals {
+    /// Each total under its StatsD counter name (after `[statsd] prefix`).
+    fn counters(&self) -> [(&'static str, u64); 5] {
+        [
+            ("baton.passes", self.passes),
+            ("baton.retransmits", self.retransmits),
+            ("baton.regenerated", self.regenerated),
+            ("member.up", self.member_up),
+            ("member.down", self.member_down),
+        ]
+    }
+}
+
+pub struct Reporter {
+    metrics: Option<Metrics>,
+    config: Config,
+    /// The sink failed to open once (logged once, then retried quietly).
+    failed_once: bool,
+    /// `herd.baton.hop_ms` is sampled when the relay runs unpaced, so a fast
+    /// relay does not send one histogram line per pass.
+    hop_sample_rate: f64,
+    totals: Totals,
+    /// `totals` as of the previous flush.
+    flushed: Totals,
+}
+
+impl Reporter {
+    pub fn new(config: &Config) -> Reporter {
+        let hop_sample_rate = if config.baton.hold >= Duration::from_millis(1) { 1.0 } else { 0.01 };
+        let mut r = Reporter {
+            metrics: None,
+            config: config.clone(),
+            failed_once: false,
+            hop_sample_rate,
+            totals: Totals::default(),
+            flushed: Totals::default(),
+        };
+        r.connect();
+        r
+    }
+
+    /// A reporter whose metrics go to `metrics` (tests: a spy sink).
+    #[cfg(test)]
+    pub fn with_metrics(config: &Config, metrics: Metrics) -> Reporter {
+        Reporter { metrics: Some(metrics), ..Reporter::new(config) }
+    }
+
+    pub fn totals(&self) -> &Totals {
+        &self.totals
+    }
+
+    /// The sink, if it is open (telemetry sends through it).
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_ref()
+    }
+
+    fn connect(&mut self) {
+        if self.metrics.is_some() {
+            return;
+        }
+        match Metrics::new(&self.config.statsd, &self.config.node.name, &self.config.baton.metric) {
+            Ok(m) => {
+                if self.failed_once {
+                    info!(address = %self.config.statsd.address, "metrics sink ready");
+                }
+                self.metrics = Some(m);
+            }
+            Err(e) if !self.failed_once => {
+                self.failed_once = true;
+                warn!("{e:#}; metrics are dropped until it works (retried every flush_interval)");
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Every `flush_interval`: the `members` gauge, the counters' growth since
+    /// the previous flush, and every buffered line. While the sink cannot be
+    /// opened the interval's counts are dropped, as its lines are.
+    pub fn flush(&mut self, cluster_size: usize, now: Instant) {
+        self.connect();
+        let (totals, flushed) = (self.totals.counters(), self.flushed.counters());
+        self.flushed = self.totals;
+        let Some(m) = self.metrics.as_mut() else { return };
+        m.gauge("members", cluster_size as f64);
+        for ((name, total), (_, before)) in totals.into_iter().zip(flushed) {
+            if total > before {
+                m.count(name, total - before);
+            }
+        }
+        m.flush(now);
+    }
+
+    /// One event of the core; `cluster_size` is the core's after it.
+    pub fn event(&mut self, ev: Event, cluster_size: usize) {
+        match ev {
+            Event::Baton(ev) => self.baton(ev),
+            Event::Member(ev) => {
+                self.count_member(&ev.change);
+                log_member(&ev, cluster_size);
+            }
+            Event::Rejected { source, reason, suppressed, total } => {
+                if matches!(reason, Reason::Wire(WireError::OtherCluster)) {
+                    info!(%source, %reason, suppressed, total, "datagram rejected");
+                } else {
+                    warn!(%source, %reason, suppressed, total, "datagram rejected");
+                }
+            }
+        }
+    }
+
+    /// The last line of a run: every rejection class, by the core's list.
+    pub fn left(&self, rejections: Rejections) {
+        let classes: Vec<String> = rejections.iter().map(|(class, n)| format!("{class}={n}")).collect();
+        info!("left the cluster rejected={} {}", rejections.total(), classes.join(" "));
+    }
+
+    fn count_member(&mut self, change: &Change) {
+        let t = &mut self.totals;
+        match change {
+            Change::Up => t.member_up += 1,
+            Change::Restarted { .. } => {
+                t.member_down += 1;
+                t.member_up += 1;
+            }
+            Change::Down { .. } | Change::Left => t.member_down += 1,
+            Change::Suspect { .. } | Change::Alive => {}
+        }
+    }
+
+    fn baton(&mut self, ev: BatonEvent) {
+        let m = self.metrics.as_ref();
+        match ev {
+            // Per pass: debug level only (tests use it to find the holder).
+            BatonEvent::Taken { id, counter } => debug!(epoch = id.epoch, counter, "baton taken"),
+            BatonEvent::Passed { counter } => {
+                self.totals.passes += 1;
+                if let Some(m) = m {
+                    m.baton(counter);
+                }
+            }
+            BatonEvent::Acked { hop } => {
+                if let Some(m) = m {
+                    m.histogram_ms("baton.hop_ms", hop.as_micros() as f64 / 1000.0, self.hop_sample_rate);
+                }
+            }
+            BatonEvent::Retransmit { to } => {
+                self.totals.retransmits += 1;
+                debug!(to = %to, "baton pass resent");
+            }
+            BatonEvent::Skipped { to } => {
+                info!(peer = %to, "baton: peer skipped for this lap (no ack, refused, or gone)")
+            }
+            BatonEvent::Started { id, counter } => info!(epoch = id.epoch, counter, "baton started"),
+            BatonEvent::Regenerated { id, counter } => {
+                self.totals.regenerated += 1;
+                info!(epoch = id.epoch, counter, "baton regenerated (none seen for regenerate_after)");
+            }
+            BatonEvent::Dropped { id, counter, why } => {
+                info!(epoch = id.epoch, counter, why, "baton dropped")
+            }
+        }
+    }
+}
+
+fn log_member(ev: &MemberEvent, members: usize) {
+    let (name, addr, inc) = (&ev.name, ev.addr, ev.incarnation);
+    match &ev.change {
+        Change::Up => info!(member = %name, %addr, incarnation = inc, members, "member up"),
+        Change::Restarted { old_incarnation } => {
+            info!(member = %name, %addr, incarnation = inc, old_incarnation, members, "member restarted")
+        }
+        Change::Suspect { silent_for } => {
+            warn!(member = %name, %addr, silent_ms = silent_for.as_millis() as u64, members, "member suspect")
+        }
+        Change::Alive => info!(member = %name, %addr, members, "member alive again"),
+        Change::Down { silent_for } => {
+            warn!(member = %name, %addr, silent_ms = silent_for.as_millis() as u64, members, "member down")
+        }
+        Change::Left => info!(member = %name, %addr, members, "member left"),
+    }
+}

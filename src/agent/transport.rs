@@ -1,0 +1,191 @@
+//! transport: the datagram device the driver reads and writes, behind a small
+//! trait (STYLE.md 6), so one driver runs on the agent's UDP sockets and, in
+//! unit tests, on an in-memory network ([`memory`]).
+//!
+//! Contract for implementations: nothing here waits. A receive that finds
+//! nothing registers the task's waker and says `Pending` (or `WouldBlock`);
+//! a send that finds no room fails, and the datagram is dropped, as the
+//! network could have dropped it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+
+use tokio::io::ReadBuf;
+use tokio::net::UdpSocket;
+
+use super::net::Sockets;
+use crate::core::node::{Dest, Via};
+
+pub trait Transport {
+    /// One datagram that arrived on `via`, into `buf`, with its source; if
+    /// none is waiting, registers `cx` to be woken for the next.
+    fn poll_recv(
+        &mut self,
+        via: Via,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>>;
+
+    /// The next waiting datagram on `via`, or `WouldBlock`. The driver takes
+    /// bursts on the data path this way without going back to the reactor.
+    fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
+
+    /// Sends one datagram now, or fails.
+    fn try_send(&mut self, dest: Dest, payload: &[u8]) -> io::Result<usize>;
+
+    /// The address a datagram for `dest` goes to (for logs).
+    fn addr(&self, dest: Dest) -> SocketAddr;
+}
+
+impl Sockets {
+    fn socket(&self, via: Via) -> &UdpSocket {
+        match via {
+            Via::Gossip => &self.gossip,
+            Via::Data => &self.data,
+        }
+    }
+}
+
+impl Transport for Sockets {
+    fn poll_recv(
+        &mut self,
+        via: Via,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        let mut rb = ReadBuf::new(buf);
+        self.socket(via).poll_recv_from(cx, &mut rb).map_ok(|src| (rb.filled().len(), src))
+    }
+
+    fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.socket(via).try_recv_from(buf)
+    }
+
+    fn try_send(&mut self, dest: Dest, payload: &[u8]) -> io::Result<usize> {
+        let sock = match dest {
+            Dest::Group | Dest::Gossip(_) => &self.gossip,
+            Dest::Data(_) => &self.data,
+        };
+        sock.try_send_to(payload, self.addr(dest))
+    }
+
+    fn addr(&self, dest: Dest) -> SocketAddr {
+        match dest {
+            Dest::Group => self.group,
+            Dest::Gossip(a) | Dest::Data(a) => a,
+        }
+    }
+}
+
+/// An in-memory network for unit tests: every endpoint has a gossip and a
+/// data address; `Dest::Group` reaches every endpoint's gossip inbox (its
+/// own too, as multicast loopback does), unicast the inbox at that address.
+/// Nothing is lost or reordered.
+#[cfg(test)]
+pub mod memory {
+    use std::collections::{HashMap, VecDeque};
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::sync::{Arc, Mutex};
+    use std::task::Waker;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Inbox {
+        queue: VecDeque<(Vec<u8>, SocketAddr)>,
+        waker: Option<Waker>,
+    }
+
+    #[derive(Clone, Default)]
+    pub struct Network(Arc<Mutex<HashMap<SocketAddr, Inbox>>>);
+
+    pub struct Endpoint {
+        net: Network,
+        pub gossip: SocketAddr,
+        pub data: SocketAddr,
+    }
+
+    impl Network {
+        /// Endpoint `i` lives at 10.0.0.(i+1), gossip port 45892, data 45893.
+        pub fn endpoint(&self, i: u8) -> Endpoint {
+            let ip = Ipv4Addr::new(10, 0, 0, i + 1);
+            let (gossip, data) = (SocketAddr::from((ip, 45892)), SocketAddr::from((ip, 45893)));
+            let mut inboxes = self.0.lock().unwrap();
+            inboxes.insert(gossip, Inbox::default());
+            inboxes.insert(data, Inbox::default());
+            Endpoint { net: self.clone(), gossip, data }
+        }
+    }
+
+    impl Endpoint {
+        fn addr(&self, via: Via) -> SocketAddr {
+            match via {
+                Via::Gossip => self.gossip,
+                Via::Data => self.data,
+            }
+        }
+    }
+
+    impl Transport for Endpoint {
+        fn poll_recv(
+            &mut self,
+            via: Via,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<(usize, SocketAddr)>> {
+            match self.try_recv(via, buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut inboxes = self.net.0.lock().unwrap();
+                    let inbox = inboxes.get_mut(&self.addr(via)).expect("registered endpoint");
+                    inbox.waker = Some(cx.waker().clone());
+                    // A datagram may have come between the two locks.
+                    if inbox.queue.is_empty() {
+                        return Poll::Pending;
+                    }
+                    drop(inboxes);
+                    Poll::Ready(self.try_recv(via, buf))
+                }
+                r => Poll::Ready(r),
+            }
+        }
+
+        fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+            let mut inboxes = self.net.0.lock().unwrap();
+            let inbox = inboxes.get_mut(&self.addr(via)).expect("registered endpoint");
+            let (bytes, src) = inbox.queue.pop_front().ok_or(io::ErrorKind::WouldBlock)?;
+            let n = bytes.len().min(buf.len());
+            buf[..n].copy_from_slice(&bytes[..n]);
+            Ok((n, src))
+        }
+
+        fn try_send(&mut self, dest: Dest, payload: &[u8]) -> io::Result<usize> {
+            let mut inboxes = self.net.0.lock().unwrap();
+            let (src, targets): (SocketAddr, Vec<SocketAddr>) = match dest {
+                Dest::Group => (
+                    self.gossip,
+                    inboxes.keys().filter(|a| a.port() == self.gossip.port()).copied().collect(),
+                ),
+                Dest::Gossip(a) => (self.gossip, vec![a]),
+                Dest::Data(a) => (self.data, vec![a]),
+            };
+            for to in targets {
+                // Like UDP: a datagram to nobody is gone.
+                if let Some(inbox) = inboxes.get_mut(&to) {
+                    inbox.queue.push_back((payload.to_vec(), src));
+                    if let Some(w) = inbox.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+            Ok(payload.len())
+        }
+
+        fn addr(&self, dest: Dest) -> SocketAddr {
+            match dest {
+                Dest::Group => SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.gossip.port())),
+                Dest::Gossip(a) | Dest::Data(a) => a,
+            }
+        }
+    }
+}
