@@ -393,13 +393,9 @@ impl Jobs {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use cadence::SpyMetricSink;
-
     use super::*;
     use crate::agent::runtime::node_config;
-    use crate::agent::statsd::Metrics;
+    use crate::agent::statsd::spy;
     use crate::agent::transport::memory::{Endpoint, Network};
     use crate::core::membership::MemberState;
 
@@ -424,10 +420,8 @@ mod tests {
         let config = config(name, endpoint.data.ip());
         let node = Node::new(node_config(&config, endpoint.data.port()), rand::make_rng(), Instant::now());
         let mut driver = Driver::new(&config, node, endpoint, Inputs::default());
-        let (rx, sink) = SpyMetricSink::new();
-        let metrics = Metrics::with_sink(&config.statsd, name, &config.baton.metric, Arc::new(sink));
+        let (metrics, lines) = spy::metrics(&config, name);
         driver.set_reporter(Reporter::with_metrics(&config, metrics));
-        let lines = move || rx.try_iter().map(|b| String::from_utf8(b).unwrap()).collect();
         (driver, Box::new(lines))
     }
 

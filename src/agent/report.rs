@@ -59,16 +59,9 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// Opens the sink of `[statsd] address` (or logs why not, and retries).
     pub fn new(config: &Config) -> Reporter {
-        let hop_sample_rate = if config.baton.hold >= Duration::from_millis(1) { 1.0 } else { 0.01 };
-        let mut r = Reporter {
-            metrics: None,
-            config: config.clone(),
-            failed_once: false,
-            hop_sample_rate,
-            totals: Totals::default(),
-            flushed: Totals::default(),
-        };
+        let mut r = Reporter::build(config, None);
         r.connect();
         r
     }
@@ -76,7 +69,19 @@ impl Reporter {
     /// A reporter whose metrics go to `metrics` (tests: a spy sink).
     #[cfg(test)]
     pub fn with_metrics(config: &Config, metrics: Metrics) -> Reporter {
-        Reporter { metrics: Some(metrics), ..Reporter::new(config) }
+        Reporter::build(config, Some(metrics))
+    }
+
+    fn build(config: &Config, metrics: Option<Metrics>) -> Reporter {
+        let hop_sample_rate = if config.baton.hold >= Duration::from_millis(1) { 1.0 } else { 0.01 };
+        Reporter {
+            metrics,
+            config: config.clone(),
+            failed_once: false,
+            hop_sample_rate,
+            totals: Totals::default(),
+            flushed: Totals::default(),
+        }
     }
 
     pub fn totals(&self) -> &Totals {
@@ -211,5 +216,74 @@ fn log_member(ev: &MemberEvent, members: usize) {
             warn!(member = %name, %addr, silent_ms = silent_for.as_millis() as u64, members, "member down")
         }
         Change::Left => info!(member = %name, %addr, members, "member left"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::agent::statsd::spy;
+
+    fn member(change: Change) -> Event {
+        let addr: SocketAddr = "10.0.0.2:45893".parse().unwrap();
+        Event::Member(MemberEvent { name: "psb".into(), incarnation: 1, addr, change })
+    }
+
+    #[test]
+    fn counters_are_the_growth_of_the_totals_since_the_previous_flush() {
+        let config = spy::config("[baton]\nhold = \"10ms\"\n");
+        let (m, lines) = spy::metrics(&config, "psa");
+        let mut r = Reporter::with_metrics(&config, m);
+        let t0 = Instant::now();
+        for counter in [5, 6, 7] {
+            r.event(Event::Baton(BatonEvent::Passed { counter }), 2);
+        }
+        r.event(Event::Baton(BatonEvent::Acked { hop: Duration::from_micros(1250) }), 2);
+        r.event(Event::Baton(BatonEvent::Retransmit { to: "psb".into() }), 2);
+        r.event(member(Change::Up), 2);
+        r.event(member(Change::Restarted { old_incarnation: 0 }), 2);
+        r.flush(2, t0);
+        assert_eq!(
+            lines(),
+            [
+                "baton:5|g|#host:psa",
+                "baton:6|g|#host:psa",
+                "baton:7|g|#host:psa",
+                "herd.baton.hop_ms:1.25|h|#host:psa",
+                "herd.members:2|g|#host:psa",
+                "herd.baton.passes:3|c|#host:psa",
+                "herd.baton.retransmits:1|c|#host:psa",
+                "herd.member.up:2|c|#host:psa",
+                "herd.member.down:1|c|#host:psa",
+            ]
+        );
+        r.event(Event::Baton(BatonEvent::Passed { counter: 8 }), 1);
+        r.event(member(Change::Left), 1);
+        r.flush(1, t0);
+        assert_eq!(
+            lines(),
+            [
+                "baton:8|g|#host:psa",
+                "herd.members:1|g|#host:psa",
+                "herd.baton.passes:1|c|#host:psa",
+                "herd.member.down:1|c|#host:psa",
+            ]
+        );
+        // What the status endpoint shows: since start.
+        let want = Totals { passes: 4, retransmits: 1, regenerated: 0, member_up: 2, member_down: 2 };
+        assert_eq!(*r.totals(), want);
+    }
+
+    #[test]
+    fn an_unpaced_relay_samples_the_hop_histogram() {
+        let config = spy::config("[baton]\nhold = \"0ms\"\n");
+        let (m, lines) = spy::metrics(&config, "psa");
+        let mut r = Reporter::with_metrics(&config, m);
+        r.event(Event::Baton(BatonEvent::Acked { hop: Duration::from_micros(300) }), 2);
+        let sent = lines();
+        // Sampled at 1 %: a line, if any, says so.
+        assert!(sent.iter().all(|l| l == "herd.baton.hop_ms:0.3|h|@0.01|#host:psa"), "{sent:?}");
     }
 }

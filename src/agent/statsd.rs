@@ -218,3 +218,69 @@ fn join(a: &str, b: &str) -> String {
         _ => format!("{a}.{b}"),
     }
 }
+
+/// A spy of the exact bytes each metric line has (cadence's `SpyMetricSink`,
+/// one line per emit). Shared by the tests of statsd, telemetry and report.
+#[cfg(test)]
+pub(crate) mod spy {
+    use std::sync::Arc;
+
+    use cadence::SpyMetricSink;
+
+    use super::Metrics;
+    use crate::config::Config;
+
+    /// Metrics as `config` would send them from `host`, and a reader of the
+    /// lines sent so far.
+    pub fn metrics(config: &Config, host: &str) -> (Metrics, impl Fn() -> Vec<String> + use<>) {
+        let (rx, sink) = SpyMetricSink::new();
+        let m = Metrics::with_sink(&config.statsd, host, &config.baton.metric, Arc::new(sink));
+        (m, move || rx.try_iter().map(|b| String::from_utf8(b).expect("UTF-8 line")).collect())
+    }
+
+    pub fn config(text: &str) -> Config {
+        Config::from_toml_str(text, "spy.toml").expect("valid config")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spy;
+
+    #[test]
+    fn dogstatsd_lines_carry_the_host_and_the_constant_tags() {
+        let config = spy::config("[statsd]\ntags = [\"env:lab\", \"rack\"]\n");
+        let (m, lines) = spy::metrics(&config, "psa");
+        m.baton(42);
+        m.gauge("members", 3.0);
+        m.gauge_tagged("link.rtt_ms", 1.25, ("peer", "psb"));
+        m.count("baton.passes", 7);
+        m.histogram_ms("baton.hop_ms", 0.5, 1.0);
+        m.histogram_ms("baton.hop_ms", 0.5, 0.01);
+        assert_eq!(
+            lines(),
+            [
+                "baton:42|g|#host:psa,env:lab,rack",
+                "herd.members:3|g|#host:psa,env:lab,rack",
+                "herd.link.rtt_ms:1.25|g|#host:psa,env:lab,rack,peer:psb",
+                "herd.baton.passes:7|c|#host:psa,env:lab,rack",
+                "herd.baton.hop_ms:0.5|h|#host:psa,env:lab,rack",
+                "herd.baton.hop_ms:0.5|h|@0.01|#host:psa,env:lab,rack",
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_statsd_puts_host_and_tag_values_in_the_name() {
+        let config =
+            spy::config("[statsd]\nflavor = \"statsd\"\nprefix = \"\"\n[baton]\nmetric = \"relay.n\"\n");
+        let (m, lines) = spy::metrics(&config, "psa");
+        m.baton(7);
+        m.gauge("members", 2.0);
+        m.gauge_tagged("cpu.temperature", 48.5, ("sensor", "cpu-thermal.0 x"));
+        assert_eq!(
+            lines(),
+            ["relay.n.psa:7|g", "psa.members:2|g", "psa.cpu.temperature.cpu-thermal_0_x:48.5|g"]
+        );
+    }
+}

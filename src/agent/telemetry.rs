@@ -97,3 +97,64 @@ fn round3(v: f64) -> f64 {
 fn tag_safe(label: &str) -> String {
     label.chars().map(|c| if c.is_whitespace() || matches!(c, '|' | ',' | '#') { '_' } else { c }).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::sensors::NetState;
+    use crate::agent::statsd::spy;
+
+    #[test]
+    fn a_reading_and_links_become_these_exact_lines() {
+        let config = spy::config("");
+        let (m, lines) = spy::metrics(&config, "psa");
+        let reading = Reading {
+            temperatures: vec![("cpu-thermal".into(), 48.3124), ("rp1 adc".into(), 51.0)],
+            cpu_freq_mhz: Some(1500.0),
+            cpu_usage_pct: None,
+            load_1: Some(0.25),
+            mem_used_pct: Some(31.4159),
+            throttle: Some(Throttle(0x5_0001)),
+            net: Some(NetState {
+                interface: "wlan0".into(),
+                up: true,
+                rx_errors: 2,
+                tx_errors: 0,
+                wifi_signal_dbm: Some(-61.0),
+            }),
+        };
+        let links = [LinkStats {
+            peer: "psb".into(),
+            rtt_ms: Some(0.4567),
+            jitter_ms: Some(0.05),
+            loss_pct: None,
+            heartbeat_loss_pct: Some(0.0),
+        }];
+        send(&reading, &links, &m);
+        let t = "#host:psa";
+        let want: Vec<String> = [
+            format!("herd.cpu.temperature:48.312|g|{t},sensor:cpu-thermal"),
+            format!("herd.cpu.temperature:51|g|{t},sensor:rp1_adc"),
+            format!("herd.cpu.freq_mhz:1500|g|{t}"),
+            format!("herd.load.1:0.25|g|{t}"),
+            format!("herd.mem.used_pct:31.416|g|{t}"),
+            format!("herd.throttle.under_voltage:1|g|{t}"),
+            format!("herd.throttle.freq_capped:0|g|{t}"),
+            format!("herd.throttle.throttled:0|g|{t}"),
+            format!("herd.throttle.soft_temp_limit:0|g|{t}"),
+            format!("herd.throttle.under_voltage_occurred:1|g|{t}"),
+            format!("herd.throttle.freq_capped_occurred:0|g|{t}"),
+            format!("herd.throttle.throttled_occurred:1|g|{t}"),
+            format!("herd.throttle.soft_temp_limit_occurred:0|g|{t}"),
+            format!("herd.net.up:1|g|{t}"),
+            format!("herd.net.rx_errors:2|g|{t}"),
+            format!("herd.net.tx_errors:0|g|{t}"),
+            format!("herd.net.wifi_signal_dbm:-61|g|{t}"),
+            format!("herd.link.rtt_ms:0.457|g|{t},peer:psb"),
+            format!("herd.link.jitter_ms:0.05|g|{t},peer:psb"),
+            format!("herd.link.heartbeat_loss_pct:0|g|{t},peer:psb"),
+        ]
+        .into();
+        assert_eq!(lines(), want);
+    }
+}
