@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use herd::agent::process::{self, Signal};
 use herd::config::{Config, ConfigError, SYSTEM_CONFIG};
 
 /// sysexits.h EX_CONFIG: the configuration is invalid.
@@ -93,7 +94,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_failure(&e),
             };
-            init_tracing("warn");
+            process::init_tracing("warn");
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return failure(&e.into()),
@@ -111,7 +112,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_failure(&e),
             };
-            init_tracing(&config.log.level);
+            process::init_tracing(&format!("herd={},warn", config.log.level));
             tracing::debug!(%origin, "config loaded");
             match run(config) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -148,42 +149,13 @@ fn config_failure(e: &ConfigError) -> ExitCode {
     ExitCode::from(EX_CONFIG)
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides `[log] level`. Under systemd
-/// (JOURNAL_STREAM set) timestamps are left to journald.
-fn init_tracing(level: &str) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("herd={level},warn")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn run(config: Config) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(herd::agent::run(config, shutdown_signal()))
-}
-
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let shutdown = async {
+        match process::shutdown_signal().await {
+            Signal::Term => tracing::info!("SIGTERM: leaving the cluster"),
+            Signal::Int => tracing::info!("SIGINT: leaving the cluster"),
         }
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: leaving the cluster"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: leaving the cluster"),
-    }
+    rt.block_on(herd::agent::run(config, shutdown))
 }

@@ -3,7 +3,7 @@
 //! built from the real keys with random values of random types are judged
 //! key by key (each bad key reported once, good ones accepted).
 
-use herd::config::{Config, ConfigError, KEYS};
+use herd::config::{Config, ConfigError, known_keys};
 use proptest::prelude::*;
 
 fn value() -> impl Strategy<Value = String> {
@@ -20,12 +20,13 @@ fn value() -> impl Strategy<Value = String> {
 }
 
 fn document() -> impl Strategy<Value = String> {
-    let entry = (0..KEYS.len(), any::<prop::sample::Index>(), value());
+    let entry = (0..known_keys().len(), any::<prop::sample::Index>(), value());
     proptest::collection::vec(entry, 0..12).prop_map(|entries| {
+        let keys = known_keys();
         let mut doc = String::new();
         for (section, key, value) in entries {
-            let (name, keys) = KEYS[section];
-            doc.push_str(&format!("[{name}]\n{} = {value}\n", key.get(keys)));
+            let (name, names) = &keys[section];
+            doc.push_str(&format!("[{name}]\n{} = {value}\n", key.get(names)));
         }
         doc
     })
@@ -53,7 +54,7 @@ proptest! {
                 prop_assert!(!problems.is_empty());
                 for p in problems {
                     let (section, key) = p.path.split_once('.').unwrap_or((p.path.as_str(), ""));
-                    let known = KEYS.iter().any(|(s, keys)| *s == section && (key.is_empty() || keys.contains(&key)));
+                    let known = known_keys().iter().any(|(s, keys)| *s == section && (key.is_empty() || keys.contains(&key)));
                     prop_assert!(known, "problem names no known key: {}", p);
                     prop_assert!(!p.allowed.is_empty(), "problem says nothing of what is allowed: {}", p);
                 }

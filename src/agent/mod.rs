@@ -21,10 +21,12 @@
 //! - [`status`]: the local endpoint (JSON, HTML page, Prometheus) and its
 //!   client `herd status`.
 //! - [`ping`]: `herd ping`, a short-lived member that probes every peer.
+//! - [`process`]: logging and the shutdown signal, once per process.
 
 pub mod driver;
 pub mod net;
 pub mod ping;
+pub mod process;
 pub mod report;
 pub mod runtime;
 pub mod sensors;

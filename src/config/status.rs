@@ -1,0 +1,32 @@
+//! `[status]`: the local status endpoint.
+
+use std::net::SocketAddr;
+
+use super::key::{Key, Section, text};
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StatusSection {
+    /// `None` when `listen = ""` (endpoint disabled).
+    pub listen: Option<SocketAddr>,
+}
+
+const LISTEN: Key<StatusSection> = Key::new(
+    "listen",
+    || text("127.0.0.1:45894"),
+    |s, v| {
+        s.listen = match v.as_str() {
+            Some("") => None,
+            Some(a) => Some(a.parse::<SocketAddr>().map_err(|_| {
+                "must be \"ip:port\" such as \"127.0.0.1:45894\", or \"\" to disable".to_owned()
+            })?),
+            None => return Err("must be a string".into()),
+        };
+        Ok(())
+    },
+    |s| text(s.listen.map(|a| a.to_string()).unwrap_or_default()),
+);
+
+impl Section for StatusSection {
+    const NAME: &'static str = "status";
+    const KEYS: &'static [Key<Self>] = &[LISTEN];
+}

@@ -1,0 +1,354 @@
+//! demo: `herd demo`, a whole cluster on this machine with no setup, no root
+//! and no config file: the newcomer's first command.
+//!
+//! It owns, for the length of one run:
+//! - N real agents (psa, psb, ... up to psz), each the unchanged
+//!   [`crate::agent::run`] that `herd run` uses, as tasks of one tokio runtime
+//!   on this thread, each from the built-in defaults
+//!   ([`Config::defaults_named`]) with what the demo needs set: loopback
+//!   multicast, a gossip port picked free at start, `data_port = 0`, a random
+//!   secret and a cluster name of its own, so a demo never joins or disturbs a
+//!   real cluster (whose port is 45892) or another demo (this file);
+//! - an embedded StatsD listener (a UDP socket on 127.0.0.1, in the same
+//!   runtime) that parses the DogStatsD lines the agents send and keeps, per
+//!   node, what the table shows ([`listener`]);
+//! - the table on stdout, redrawn in place every second on a terminal, or
+//!   printed as one plain block per second otherwise, and one summary line at
+//!   the end ([`table`]). Agent logs go to stderr at `warn` (`RUST_LOG`
+//!   overrides).
+//!
+//! Everything shown is measured from the metrics the agents actually send,
+//! exactly as a StatsD server would receive them: the demo never looks inside
+//! an agent.
+//!
+//! Must not: touch any file, need privileges, use the real gossip port, print
+//! anything but the table and the summary on stdout, or leave an agent
+//! running: every agent is stopped through its shutdown future (so it
+//! announces its leave, as on SIGTERM) before [`run`] returns.
+
+use std::io::IsTerminal;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use rand::RngExt;
+use rand::rngs::SmallRng;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::agent::process;
+use crate::config::{Config, Flavor, Secret, StatsdAddress, Strategy};
+
+mod listener;
+mod table;
+
+use listener::{Stats, statsd_listener};
+use table::{Header, Screen, render};
+
+/// `herd demo` without `--nodes`.
+pub const DEFAULT_NODES: usize = 4;
+/// Names are `ps` + one letter: psa to psz.
+pub const MAX_NODES: usize = 26;
+
+/// The gossip port of real clusters (libcluster's): never used by a demo.
+const REAL_GOSSIP_PORT: u16 = 45892;
+/// Demo gossip ports are drawn from here: below Linux's ephemeral range
+/// (32768-60999), so no agent's `data_port = 0` socket can be given it, and
+/// far from the real port.
+const PORT_RANGE: Range<u16> = 20000..32000;
+/// How often the table is drawn.
+const REFRESH: Duration = Duration::from_secs(1);
+/// Agents leave within a heartbeat; this is the bound before the demo gives up on them.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// A run at least this long with no agent hearing another means discovery is
+/// broken (heartbeats go out every second), not just slow.
+const DISCOVERY_DEADLINE: Duration = Duration::from_secs(3);
+/// Datagrams read per wake-up before the agents get the thread back.
+const DRAIN: usize = 64;
+
+/// `[statsd] prefix` and `[baton] metric` the demo configures and parses.
+const PREFIX: &str = "herd";
+const BATON_METRIC: &str = "baton";
+
+/// Runs `herd demo`: `nodes` agents (1 to 26) for `seconds` (or until Ctrl-C
+/// or SIGTERM), then stops them and prints the summary. Blocks; builds its
+/// own single-threaded runtime and initialises logging (stderr, `warn` unless
+/// `RUST_LOG` says otherwise). Returns `Err` with a message for the user when
+/// the demo cannot run (a socket cannot be bound, an agent fails) or when no
+/// agent heard another (loopback multicast blocked).
+pub fn run(nodes: usize, seconds: Option<u64>) -> Result<()> {
+    if !(1..=MAX_NODES).contains(&nodes) {
+        bail!("--nodes {nodes}: must be from 1 to {MAX_NODES} (the nodes are named psa to psz)");
+    }
+    if seconds == Some(0) {
+        bail!("--seconds 0: must be at least 1 (or leave it out and stop the demo with Ctrl-C)");
+    }
+    process::init_tracing("warn");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let screen = Screen { tty: std::io::stdout().is_terminal(), drawn: false };
+    rt.block_on(demo(nodes, seconds.map(Duration::from_secs), screen))
+}
+
+/// Why the demo stopped.
+enum Stop {
+    /// `--seconds` elapsed, or Ctrl-C / SIGTERM.
+    Done,
+    /// stdout is gone (e.g. piped into `head`): stop quietly.
+    OutputClosed,
+    /// An agent ended on its own: the demo cannot go on.
+    AgentFailed(anyhow::Error),
+}
+
+async fn demo(nodes: usize, seconds: Option<Duration>, mut screen: Screen) -> Result<()> {
+    let listener = statsd_listener()?;
+    let statsd = listener.local_addr()?;
+    let port = free_gossip_port()?;
+    let secret = random_secret()?;
+    let cluster = format!("demo-{}", std::process::id());
+    let names = node_names(nodes);
+    let mut configs = Vec::with_capacity(nodes);
+    for name in &names {
+        let config = agent_config(name, &cluster, port, &secret, statsd)
+            .map_err(|e| anyhow!("the demo's config for {name} is invalid (a bug in herd demo): {e}"))?;
+        configs.push(config);
+    }
+
+    // Each agent's shutdown future completes when this turns true (or when
+    // the sender is dropped, so an early return stops them too).
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut agents = JoinSet::new();
+    for config in configs {
+        let mut stop = stop_rx.clone();
+        let name = config.node.name.clone();
+        // Every log line of this agent names it: N agents share one process.
+        // An error-level span, so it is on whatever level RUST_LOG asks for.
+        let span = tracing::error_span!("agent", node = %name);
+        agents.spawn(
+            async move {
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                (name, crate::agent::run(config, shutdown).await)
+            }
+            .instrument(span),
+        );
+    }
+
+    let started = Instant::now();
+    let header = Header { cluster, port, seconds, tty: screen.tty };
+    let mut stats = Stats::new(&names);
+    let mut tick = tokio::time::interval_at((started + REFRESH).into(), REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let signal = process::shutdown_signal();
+    tokio::pin!(signal);
+    let mut buf = vec![0u8; 65536];
+
+    let stop = loop {
+        tokio::select! {
+            _ = &mut signal => break Stop::Done,
+            r = listener.recv(&mut buf) => {
+                // Take what else is queued too: the gauges come in floods.
+                let mut r = r;
+                for _ in 0..DRAIN {
+                    match r {
+                        Ok(n) => stats.ingest(&buf[..n], Instant::now()),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "demo StatsD listener receive error");
+                            break;
+                        }
+                    }
+                    r = listener.try_recv(&mut buf);
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                let elapsed = now.duration_since(started);
+                if screen.draw(&render(&header, &mut stats, now, elapsed)).is_err() {
+                    break Stop::OutputClosed;
+                }
+                // On the tick, so a run of S seconds shows S tables.
+                if seconds.is_some_and(|s| elapsed >= s) {
+                    break Stop::Done;
+                }
+            }
+            Some(done) = agents.join_next() => {
+                let why = match done {
+                    Ok((name, Ok(()))) => anyhow!("agent {name} stopped on its own"),
+                    Ok((name, Err(e))) => anyhow!("agent {name} failed: {e:#}"),
+                    Err(e) => anyhow!("an agent task failed: {e}"),
+                };
+                break Stop::AgentFailed(why);
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    // What the run showed, before the agents' leaves change their gauges.
+    let summary = stats.summary();
+    let nobody_heard = nodes > 1 && stats.nodes.iter().all(|n| n.most_members <= 1);
+
+    let _ = stop_tx.send(true);
+    let stopped = stop_agents(&mut agents).await;
+    match stop {
+        Stop::AgentFailed(e) => return Err(e),
+        Stop::OutputClosed => return stopped,
+        Stop::Done => stopped?,
+    }
+    screen.line(&summary);
+    if nobody_heard && elapsed >= DISCOVERY_DEADLINE {
+        bail!(
+            "no agent heard another in {:.0} s: multicast on the loopback interface seems blocked \
+             (`ip link show lo` should say MULTICAST; check the firewall for 127.0.0.1 port {port})",
+            elapsed.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// Waits for every agent to return after its shutdown future completed;
+/// aborts them and fails after [`STOP_TIMEOUT`]. The first agent error, if
+/// any, is returned once all have ended.
+async fn stop_agents(agents: &mut JoinSet<(String, Result<()>)>) -> Result<()> {
+    let deadline = tokio::time::sleep(STOP_TIMEOUT);
+    tokio::pin!(deadline);
+    let mut first_error = None;
+    loop {
+        tokio::select! {
+            done = agents.join_next() => match done {
+                None => break,
+                Some(Ok((_, Ok(())))) => {}
+                Some(Ok((name, Err(e)))) => {
+                    first_error.get_or_insert(anyhow!("agent {name} failed while leaving: {e:#}"));
+                }
+                Some(Err(e)) => {
+                    first_error.get_or_insert(anyhow!("an agent task failed while leaving: {e}"));
+                }
+            },
+            _ = &mut deadline => {
+                agents.abort_all();
+                bail!("agents did not stop within {} s", STOP_TIMEOUT.as_secs());
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// A UDP port in [`PORT_RANGE`] that no socket on this machine holds now
+/// (not even one bound to a single address), drawn at random so two demos
+/// started together do not pick the same one. Never [`REAL_GOSSIP_PORT`].
+fn free_gossip_port() -> Result<u16> {
+    let mut rng = rand::make_rng::<SmallRng>();
+    for _ in 0..200 {
+        let port = rng.random_range(PORT_RANGE);
+        if port != REAL_GOSSIP_PORT && StdUdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("cannot find a free UDP port for the demo's gossip in {}-{}", PORT_RANGE.start, PORT_RANGE.end - 1)
+}
+
+/// 128 bits from the operating system, as 32 hex digits: the cluster's
+/// secret, so the demo's gossip is authenticated and encrypted like a real
+/// cluster's, and nothing else can join it.
+fn random_secret() -> Result<String> {
+    use rand::TryRng;
+    let mut bytes = [0u8; 16];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| anyhow!("cannot get random bytes for the demo's secret: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// psa, psb, ... (`n` at most [`MAX_NODES`]).
+fn node_names(n: usize) -> Vec<String> {
+    (b'a'..=b'z').take(n).map(|c| format!("ps{}", c as char)).collect()
+}
+
+/// One agent's config: the built-in defaults, with loopback multicast on
+/// the demo's port, its secret and cluster, an unpaced baton, quick metrics
+/// to the listener, and no status endpoint. The values the listener depends
+/// on (prefix, flavour, baton metric) are set here too, so a change of the
+/// defaults cannot silently empty the table.
+fn agent_config(
+    name: &str,
+    cluster: &str,
+    port: u16,
+    secret: &str,
+    statsd: SocketAddr,
+) -> Result<Config, crate::config::ConfigError> {
+    let mut c = Config::defaults_named(name)?;
+    c.node.cluster = cluster.to_owned();
+    let g = &mut c.gossip;
+    g.strategy = Strategy::Multicast;
+    g.port = port;
+    g.multicast_if = Ipv4Addr::LOCALHOST;
+    g.data_port = 0;
+    g.secret = Some(Secret(secret.as_bytes().to_vec()));
+    c.baton.enabled = true;
+    c.baton.main_node = String::new();
+    c.baton.metric = BATON_METRIC.to_owned();
+    c.baton.hold = Duration::ZERO;
+    c.statsd.address = StatsdAddress::Udp(statsd.to_string());
+    c.statsd.prefix = PREFIX.to_owned();
+    c.statsd.flavor = Flavor::DogStatsd;
+    c.statsd.flush_interval = Duration::from_millis(200);
+    c.telemetry.interval = Duration::from_secs(1);
+    c.links.probe_interval = Duration::from_millis(250);
+    c.status.listen = None;
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_run_from_psa() {
+        assert_eq!(node_names(4), ["psa", "psb", "psc", "psd"]);
+        assert_eq!(node_names(MAX_NODES).last().map(String::as_str), Some("psz"));
+    }
+
+    #[test]
+    fn every_agent_config_is_valid_and_isolated() {
+        let statsd: SocketAddr = "127.0.0.1:9125".parse().unwrap();
+        let c = agent_config("psb", "demo-42", 23456, "00ff", statsd).expect("valid demo config");
+        assert_eq!(c.node.name, "psb");
+        assert_eq!(c.node.cluster, "demo-42");
+        assert_eq!(c.gossip.port, 23456);
+        assert_ne!(c.gossip.port, REAL_GOSSIP_PORT);
+        assert_eq!(c.gossip.multicast_if, Ipv4Addr::LOCALHOST);
+        assert_eq!(c.gossip.data_port, 0);
+        assert_eq!(c.gossip.secret.as_ref().map(|s| s.0.clone()), Some(b"00ff".to_vec()));
+        assert_eq!(c.baton.hold, Duration::ZERO);
+        assert_eq!(c.statsd.flush_interval, Duration::from_millis(200));
+        assert_eq!(c.telemetry.interval, Duration::from_secs(1));
+        assert_eq!(c.links.probe_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn secrets_are_random_hex() {
+        let (a, b) = (random_secret().unwrap(), random_secret().unwrap());
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn gossip_port_is_free_and_not_the_real_one() {
+        let port = free_gossip_port().unwrap();
+        assert!(PORT_RANGE.contains(&port));
+        assert_ne!(port, REAL_GOSSIP_PORT);
+    }
+
+    #[test]
+    fn refuses_bad_arguments_before_starting_anything() {
+        assert!(run(0, Some(1)).unwrap_err().to_string().contains("--nodes 0"));
+        assert!(run(27, Some(1)).unwrap_err().to_string().contains("psz"));
+        assert!(run(2, Some(0)).unwrap_err().to_string().contains("--seconds 0"));
+    }
+}

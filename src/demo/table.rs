@@ -1,0 +1,127 @@
+//! table: what the demo prints: one block per second (a header line, the
+//! column titles, a row per node), drawn in place on a terminal, and the
+//! summary line at the end.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use super::listener::Stats;
+
+/// The table's column titles; numbers are right-aligned under them.
+pub(super) const COLUMNS: [&str; 6] = ["node", "members", "passes/s", "counter", "temp°C", "rtt ms"];
+
+/// What the header line says about the run.
+pub(super) struct Header {
+    pub(super) cluster: String,
+    pub(super) port: u16,
+    pub(super) seconds: Option<Duration>,
+    pub(super) tty: bool,
+}
+
+/// One table block: the header line, the column titles and a row per node,
+/// each line ending in `\n`. Plain text; the [`Screen`] adds any escapes.
+pub(super) fn render(header: &Header, stats: &mut Stats, now: Instant, elapsed: Duration) -> String {
+    let mut out = format!(
+        "herd demo: cluster {}, gossip port {} on 127.0.0.1, {} s",
+        header.cluster,
+        header.port,
+        elapsed.as_secs_f64().round()
+    );
+    if let Some(s) = header.seconds {
+        out.push_str(&format!(" of {}", s.as_secs()));
+    }
+    if header.tty {
+        out.push_str(" (Ctrl-C stops)");
+    }
+    out.push('\n');
+    let rows = stats.rows(now);
+    let widths: Vec<usize> = (0..COLUMNS.len())
+        .map(|i| {
+            rows.iter().map(|r| r[i].chars().count()).chain([COLUMNS[i].chars().count()]).max().unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 6], out: &mut String| {
+        let mut text = format!("{:<w$}", cells[0], w = widths[0]);
+        for (cell, w) in cells.iter().zip(&widths).skip(1) {
+            text.push_str(&format!("  {cell:>w$}"));
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(COLUMNS, &mut out);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], &mut out);
+    }
+    out
+}
+
+/// stdout: on a terminal, each table replaces the previous one in place
+/// (cursor home, each line cleared to its end, the rest of the screen
+/// cleared); otherwise each table is printed as a plain block followed by a
+/// blank line. Write errors are returned (stdout closed: the demo stops).
+pub(super) struct Screen {
+    pub(super) tty: bool,
+    pub(super) drawn: bool,
+}
+
+impl Screen {
+    pub(super) fn draw(&mut self, block: &str) -> std::io::Result<()> {
+        let mut text = String::with_capacity(block.len() + 64);
+        if self.tty {
+            text.push_str(if self.drawn { "\x1b[H" } else { "\x1b[H\x1b[2J" });
+            for line in block.lines() {
+                text.push_str(line);
+                text.push_str("\x1b[K\n");
+            }
+            text.push_str("\x1b[J");
+        } else {
+            text.push_str(block);
+            text.push('\n');
+        }
+        self.drawn = true;
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
+
+    /// A line after the tables (the summary). Best effort: stdout may be gone.
+    pub(super) fn line(&mut self, line: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        super::super::node_names(n)
+    }
+
+    #[test]
+    fn renders_an_aligned_plain_table() {
+        let mut s = Stats::new(&names(2));
+        let t0 = Instant::now();
+        s.ingest(
+            b"baton:123456|g|#host:psa\nherd.members:2|g|#host:psa\nherd.baton.passes:9|c|#host:psa",
+            t0,
+        );
+        let header = Header {
+            cluster: "demo-7".into(),
+            port: 23456,
+            seconds: Some(Duration::from_secs(5)),
+            tty: false,
+        };
+        let text = render(&header, &mut s, t0, Duration::from_millis(2004));
+        assert_eq!(
+            text,
+            "herd demo: cluster demo-7, gossip port 23456 on 127.0.0.1, 2 s of 5\n\
+             node  members  passes/s  counter  temp°C  rtt ms\n\
+             psa         2         9   123456       -       -\n\
+             psb         -         0        -       -       -\n"
+        );
+        assert!(!text.contains('\x1b'));
+    }
+}
