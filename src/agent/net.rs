@@ -8,7 +8,7 @@
 //!   the same host hear each other). With `broadcast_only` it sends to
 //!   `multicast_addr` as a broadcast address instead of joining a group.
 //! - The data socket is this agent's own unicast port (`data_port`, 0 = any
-//!   free port), for probes and, later, the baton.
+//!   free port), for probes and the baton.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -29,7 +29,7 @@ pub struct Sockets {
 }
 
 /// Receive buffer asked of the kernel: room for bursts of heartbeats from a
-/// large cluster, and later the baton at full speed.
+/// large cluster, and for the baton at full speed.
 const RECV_BUFFER: usize = 1 << 20;
 
 pub fn bind(g: &GossipSection) -> Result<Sockets> {
@@ -84,11 +84,6 @@ fn gossip_socket(g: &GossipSection) -> Result<Socket> {
     Ok(sock)
 }
 
-/// Resolves the unicast heartbeat targets every `every` and publishes them:
-/// `hosts` for the static strategy, `dns_name`'s A records (at the gossip port)
-/// for the DNS strategy. IPv6 answers are skipped: herd's sockets are IPv4.
-/// A failed lookup keeps the previous targets and is logged once until it
-/// recovers.
 /// Whether [`own_ip`] has to work the address out (neither `if_addr` nor
 /// `multicast_if` names it).
 pub fn derives_ip(g: &GossipSection) -> bool {
@@ -123,9 +118,12 @@ pub fn own_ip(g: &GossipSection, seeds: &[SocketAddr]) -> Ipv4Addr {
     found.unwrap_or(Ipv4Addr::UNSPECIFIED)
 }
 
-/// Resolves the static hosts or the DNS name every `every` and sends the
-/// peers whenever they change (sorted, IPv4 only). A failed lookup keeps the
-/// previous peers. Returns when the receiver is gone.
+/// Resolves the unicast heartbeat targets every `every` and publishes them
+/// whenever they change (sorted): `hosts` for the static strategy,
+/// `dns_name`'s A records (at the gossip port) for the DNS strategy. IPv6
+/// answers are skipped: herd's sockets are IPv4. A failed lookup keeps the
+/// previous targets and is logged once until it recovers. Returns when the
+/// receiver is gone.
 pub async fn resolve_seeds(g: GossipSection, every: Duration, tx: mpsc::Sender<Vec<SocketAddr>>) {
     let mut failing = false;
     let mut current = Vec::new();

@@ -16,6 +16,8 @@ use super::{BATON_METRIC, PREFIX};
 /// Receive buffer asked of the kernel for the listener: the baton gauge goes
 /// out at every pass, tens of thousands of lines a second.
 const LISTENER_BUFFER: usize = 1 << 20;
+/// Datagrams read per wake-up before the agents get the thread back.
+const DRAIN: usize = 64;
 /// The `passes/s` column sums the passes counters received this long ago or less.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 
@@ -31,6 +33,23 @@ pub(super) fn statsd_listener() -> Result<UdpSocket> {
         UdpSocket::from_std(sock.into())
     };
     bind().with_context(|| format!("cannot bind the demo's StatsD listener to {addr}"))
+}
+
+/// The datagram `first` that woke the listener, and what else is queued (the
+/// gauges come in floods), up to [`DRAIN`], into `stats`.
+pub(super) fn drain(listener: &UdpSocket, first: std::io::Result<usize>, buf: &mut [u8], stats: &mut Stats) {
+    let mut r = first;
+    for _ in 0..DRAIN {
+        match r {
+            Ok(n) => stats.ingest(&buf[..n], Instant::now()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "demo StatsD listener receive error");
+                break;
+            }
+        }
+        r = listener.try_recv(buf);
+    }
 }
 
 /// One metric line, borrowed from the datagram:

@@ -65,8 +65,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// A run at least this long with no agent hearing another means discovery is
 /// broken (heartbeats go out every second), not just slow.
 const DISCOVERY_DEADLINE: Duration = Duration::from_secs(3);
-/// Datagrams read per wake-up before the agents get the thread back.
-const DRAIN: usize = 64;
 
 /// `[statsd] prefix` and `[baton] metric` the demo configures and parses.
 const PREFIX: &str = "herd";
@@ -121,23 +119,7 @@ async fn demo(nodes: usize, seconds: Option<Duration>, mut screen: Screen) -> Re
     // Each agent's shutdown future completes when this turns true (or when
     // the sender is dropped, so an early return stops them too).
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut agents = JoinSet::new();
-    for config in configs {
-        let mut stop = stop_rx.clone();
-        let name = config.node.name.clone();
-        // Every log line of this agent names it: N agents share one process.
-        // An error-level span, so it is on whatever level RUST_LOG asks for.
-        let span = tracing::error_span!("agent", node = %name);
-        agents.spawn(
-            async move {
-                let shutdown = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                (name, crate::agent::run(config, shutdown).await)
-            }
-            .instrument(span),
-        );
-    }
+    let mut agents = start_agents(configs, &stop_rx);
 
     let started = Instant::now();
     let header = Header { cluster, port, seconds, tty: screen.tty };
@@ -151,21 +133,7 @@ async fn demo(nodes: usize, seconds: Option<Duration>, mut screen: Screen) -> Re
     let stop = loop {
         tokio::select! {
             _ = &mut signal => break Stop::Done,
-            r = listener.recv(&mut buf) => {
-                // Take what else is queued too: the gauges come in floods.
-                let mut r = r;
-                for _ in 0..DRAIN {
-                    match r {
-                        Ok(n) => stats.ingest(&buf[..n], Instant::now()),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            tracing::debug!(error = %e, "demo StatsD listener receive error");
-                            break;
-                        }
-                    }
-                    r = listener.try_recv(&mut buf);
-                }
-            }
+            r = listener.recv(&mut buf) => listener::drain(&listener, r, &mut buf, &mut stats),
             _ = tick.tick() => {
                 let now = Instant::now();
                 let elapsed = now.duration_since(started);
@@ -208,6 +176,29 @@ async fn demo(nodes: usize, seconds: Option<Duration>, mut screen: Screen) -> Re
         );
     }
     Ok(())
+}
+
+/// One task per agent, each stopped through its shutdown future when `stop`
+/// turns true.
+fn start_agents(configs: Vec<Config>, stop: &watch::Receiver<bool>) -> JoinSet<(String, Result<()>)> {
+    let mut agents = JoinSet::new();
+    for config in configs {
+        let mut stop = stop.clone();
+        let name = config.node.name.clone();
+        // Every log line of this agent names it: N agents share one process.
+        // An error-level span, so it is on whatever level RUST_LOG asks for.
+        let span = tracing::error_span!("agent", node = %name);
+        agents.spawn(
+            async move {
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                (name, crate::agent::run(config, shutdown).await)
+            }
+            .instrument(span),
+        );
+    }
+    agents
 }
 
 /// Waits for every agent to return after its shutdown future completed;

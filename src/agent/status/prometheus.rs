@@ -1,6 +1,7 @@
 //! prometheus: the snapshot as Prometheus text (exposition format 0.0.4) for `GET /metrics`.
 
 use super::*;
+use crate::agent::snapshot::{BatonStatus, SensorStatus};
 
 /// The snapshot in the Prometheus text exposition format 0.0.4: one
 /// HELP/TYPE block per family, followed by its samples. A family with no
@@ -8,7 +9,20 @@ use super::*;
 /// entirely, never reported as zero.
 pub(super) fn metrics(s: &Snapshot) -> String {
     let mut p = Prometheus::default();
-    let one = |v: bool| if v { 1.0 } else { 0.0 };
+    agent(&mut p, s);
+    members(&mut p, &s.members);
+    baton(&mut p, &s.baton);
+    sensors(&mut p, &s.sensors);
+    traffic(&mut p, s);
+    p.out
+}
+
+fn one(v: bool) -> f64 {
+    if v { 1.0 } else { 0.0 }
+}
+
+/// The agent itself: up, info, incarnation, uptime, cluster size.
+fn agent(p: &mut Prometheus, s: &Snapshot) {
     p.gauge("herd_up", "1: the agent answered.", [(vec![], 1.0)]);
     p.gauge(
         "herd_info",
@@ -22,7 +36,10 @@ pub(super) fn metrics(s: &Snapshot) -> String {
     );
     p.gauge("herd_uptime_seconds", "Seconds since the agent started.", [(vec![], s.uptime_s)]);
     p.gauge("herd_members", "Live members, this node included.", [(vec![], s.live_members as f64)]);
-    let members = &s.members;
+}
+
+/// Each member's state and link health.
+fn members(p: &mut Prometheus, members: &[MemberStatus]) {
     p.gauge(
         "herd_member_up",
         "1 if the member is alive, else 0; label state is alive, suspect, down or left.",
@@ -52,7 +69,9 @@ pub(super) fn metrics(s: &Snapshot) -> String {
             members.iter().filter_map(|m| Some((vec![("peer", m.name.as_str())], value(m)?))),
         );
     }
-    let b = &s.baton;
+}
+
+fn baton(p: &mut Prometheus, b: &BatonStatus) {
     p.gauge(
         "herd_baton_enabled",
         "1 if this node takes part in the baton relay.",
@@ -71,7 +90,10 @@ pub(super) fn metrics(s: &Snapshot) -> String {
         "Batons this node regenerated.",
         [(vec![], b.regenerated as f64)],
     );
-    let t = &s.sensors;
+}
+
+/// The last sensor reading; what the machine lacks is left out.
+fn sensors(p: &mut Prometheus, t: &SensorStatus) {
     p.gauge(
         "herd_cpu_temperature_celsius",
         "Temperature by sensor (thermal zone or hwmon label), degrees Celsius.",
@@ -104,6 +126,10 @@ pub(super) fn metrics(s: &Snapshot) -> String {
         "Wi-Fi signal level of the gossip interface, dBm.",
         net.and_then(|n| nic(n.wifi_signal_dbm?)),
     );
+}
+
+/// Refused datagrams by class, and the sockets' traffic.
+fn traffic(p: &mut Prometheus, s: &Snapshot) {
     p.counter(
         "herd_rejected_total",
         "Datagrams refused, by class (auth, replay, other_cluster, malformed, ...).",
@@ -122,7 +148,6 @@ pub(super) fn metrics(s: &Snapshot) -> String {
     ] {
         p.counter(name, help, [(vec![], v as f64)]);
     }
-    p.out
 }
 
 /// One per-peer link measurement of a member.
