@@ -5,14 +5,19 @@
 //! gauges.
 //!
 //! Map of the crate:
-//! - [`config`]: the TOML schema, defaults and validation (`herd check`).
+//! - [`config`]: the TOML schema, one file per section with each key declared
+//!   once, defaults and validation (`herd check`).
 //! - [`core`]: the protocol, with no I/O and no clock: the wire format
 //!   ([`core::wire`]), the member table ([`core::membership`]), the baton
-//!   relay ([`core::baton`]), link statistics ([`core::links`]) and the node
-//!   state machine that drives them ([`core::node`]).
-//! - [`agent`]: the shell that owns all I/O: sockets ([`agent::net`]), the
-//!   single event loop ([`agent::runtime`]) that feeds the core, the StatsD
-//!   sink, sensors and the status endpoint.
+//!   relay ([`core::baton`]), link statistics ([`core::links`]), a clock-free
+//!   log limiter ([`core::limit`]) and the node state machine that drives
+//!   them ([`core::node`]).
+//! - [`agent`]: the shell that owns all I/O: `herd run`'s set-up, loop and
+//!   tear-down ([`agent::runtime`]), one turn of the event loop
+//!   ([`agent::driver`]) over a [`agent::transport`], the one place that
+//!   counts and reports ([`agent::report`]), sockets ([`agent::net`]), the
+//!   StatsD sink, sensors, the status endpoint and `herd ping`
+//!   ([`agent`] lists them all).
 //! - [`demo`]: `herd demo`, a whole cluster of real agents on this machine
 //!   with an embedded StatsD listener and a live table.
 

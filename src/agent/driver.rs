@@ -5,7 +5,7 @@
 //! turn, and unit tests drive it over an in-memory network.
 //!
 //! A turn:
-//! 1. [`Driver::wait`]: sleeps until one source is ready. Every source is
+//! 1. `wait`: sleeps until one source is ready. Every source is
 //!    polled in place (no future built and dropped per turn, which `select!`
 //!    did and which cost a tenth of the relay's CPU), in a fixed order with
 //!    the data socket last, so a flood on it cannot hide any other source:
@@ -14,12 +14,12 @@
 //! 2. the input: datagrams into the core (on the data path, the baton's,
 //!    what each caused is sent at once and the rest of the burst is taken
 //!    before going back to epoll), seeds, or a snapshot for the endpoint;
-//! 3. [`Driver::drive_timer`]: the core's deadline, checked after every
+//! 3. `drive_timer`: the core's deadline, checked after every
 //!    input so a busy socket cannot starve it;
-//! 4. [`Driver::drive_jobs`]: the periodic jobs (StatsD flush, telemetry,
+//! 4. `drive_jobs`: the periodic jobs (StatsD flush, telemetry,
 //!    re-deriving the advertised IP);
-//! 5. [`Driver::drive_transmit`]: everything the core queued;
-//! 6. [`Driver::drive_events`]: the core's events to the [`Reporter`].
+//! 5. `drive_transmit`: everything the core queued;
+//! 6. `drive_events`: the core's events to the [`Reporter`].
 //!
 //! Must not: block, spawn tasks, or keep a timer per purpose (one timer at
 //! the earliest of the core's deadline and the jobs).

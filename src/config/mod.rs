@@ -5,12 +5,12 @@
 //! each section (one file here: node, gossip, baton, statsd, telemetry,
 //! links, status, log) takes its keys out of it. Each key is declared once,
 //! in its section's file, with its name, default, check and printing side by
-//! side ([`key::Key`]); the list of known keys, the unknown-key messages, the
+//! side (`key::Key`); the list of known keys, the unknown-key messages, the
 //! defaults and `herd check`'s output are derived from those declarations.
 //! Every problem is recorded (key path, bad value, what is allowed) instead
 //! of stopping at the first, so `herd check` lists every mistake at once.
 //! Keys left over are unknown, and are problems too. The rules between keys
-//! (e.g. `suspect_after < down_after`) run last, in [`Config::check`].
+//! (e.g. `suspect_after < down_after`) run last, in `Config::check`.
 //!
 //! A [`Config`] is a plain validated value: `herd run` builds the agent from
 //! one, and a running agent can be handed a new one the same way.

@@ -5,7 +5,7 @@ use super::{Problem, check_name};
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodeSection {
-    /// After [`NodeSection::check`], never empty (the hostname by default).
+    /// After `NodeSection::check`, never empty (the hostname by default).
     pub name: String,
     pub cluster: String,
 }

@@ -11,10 +11,10 @@
 //!   real cluster (whose port is 45892) or another demo (this file);
 //! - an embedded StatsD listener (a UDP socket on 127.0.0.1, in the same
 //!   runtime) that parses the DogStatsD lines the agents send and keeps, per
-//!   node, what the table shows ([`listener`]);
+//!   node, what the table shows (`listener`);
 //! - the table on stdout, redrawn in place every second on a terminal, or
 //!   printed as one plain block per second otherwise, and one summary line at
-//!   the end ([`table`]). Agent logs go to stderr at `warn` (`RUST_LOG`
+//!   the end (`table`). Agent logs go to stderr at `warn` (`RUST_LOG`
 //!   overrides).
 //!
 //! Everything shown is measured from the metrics the agents actually send,

@@ -7,7 +7,7 @@ use super::*;
 /// with `json` the JSON as received, pretty-printed; else a human view (node,
 /// cluster, uptime, live members; the member table; the baton; sensors).
 /// `Err` carries one complete line for the operator, e.g. "no herd agent
-/// answers at 127.0.0.1:45894 (is `herd run` running, and is [status] listen
+/// answers at 127.0.0.1:45894 (is `herd run` running, and is `[status] listen`
 /// set?): connection refused". Blocking.
 pub fn client(addr: &str, json: bool) -> anyhow::Result<String> {
     let addr = addr.trim().trim_start_matches("http://").trim_end_matches('/');
