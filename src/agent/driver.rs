@@ -39,7 +39,7 @@ use super::net;
 use super::report::Reporter;
 use super::snapshot::{self, SnapshotRequest, Traffic};
 use super::telemetry::Telemetry;
-use super::transport::Transport;
+use super::transport::{Received, Transport};
 use crate::config::{Config, GossipSection};
 use crate::core::limit::LogLimiter;
 use crate::core::node::{Node, Via};
@@ -95,7 +95,7 @@ pub enum Turn {
 /// What ended one wait.
 enum Wake {
     Shutdown,
-    Datagram(Via, std::io::Result<(usize, SocketAddr)>),
+    Datagram(Via, Received),
     /// The core's deadline or a periodic job may be due.
     Deadline,
     Seeds(Vec<SocketAddr>),
@@ -242,7 +242,7 @@ impl<T: Transport> Driver<T> {
     /// Step 2, datagrams: into the core. On the data path (the baton's) what
     /// each datagram caused is sent at once, and up to [`DRAIN`] queued ones
     /// are taken before going back to epoll.
-    fn drive_recv(&mut self, via: Via, mut r: std::io::Result<(usize, SocketAddr)>) {
+    fn drive_recv(&mut self, via: Via, mut r: Received) {
         let rounds = if via == Via::Data { DRAIN } else { 1 };
         for _ in 0..rounds {
             match r {

@@ -17,19 +17,17 @@ use tokio::net::UdpSocket;
 use super::net::Sockets;
 use crate::core::node::{Dest, Via};
 
+/// A received datagram's length and source.
+pub type Received = io::Result<(usize, SocketAddr)>;
+
 pub trait Transport {
     /// One datagram that arrived on `via`, into `buf`, with its source; if
     /// none is waiting, registers `cx` to be woken for the next.
-    fn poll_recv(
-        &mut self,
-        via: Via,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<(usize, SocketAddr)>>;
+    fn poll_recv(&mut self, via: Via, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Received>;
 
     /// The next waiting datagram on `via`, or `WouldBlock`. The driver takes
     /// bursts on the data path this way without going back to the reactor.
-    fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
+    fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> Received;
 
     /// Sends one datagram now, or fails.
     fn try_send(&mut self, dest: Dest, payload: &[u8]) -> io::Result<usize>;
@@ -48,17 +46,12 @@ impl Sockets {
 }
 
 impl Transport for Sockets {
-    fn poll_recv(
-        &mut self,
-        via: Via,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+    fn poll_recv(&mut self, via: Via, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Received> {
         let mut rb = ReadBuf::new(buf);
         self.socket(via).poll_recv_from(cx, &mut rb).map_ok(|src| (rb.filled().len(), src))
     }
 
-    fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> Received {
         self.socket(via).try_recv_from(buf)
     }
 
@@ -128,12 +121,7 @@ pub mod memory {
     }
 
     impl Transport for Endpoint {
-        fn poll_recv(
-            &mut self,
-            via: Via,
-            cx: &mut Context<'_>,
-            buf: &mut [u8],
-        ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        fn poll_recv(&mut self, via: Via, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Received> {
             match self.try_recv(via, buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let mut inboxes = self.net.0.lock().unwrap();
@@ -150,7 +138,7 @@ pub mod memory {
             }
         }
 
-        fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> Received {
             let mut inboxes = self.net.0.lock().unwrap();
             let inbox = inboxes.get_mut(&self.addr(via)).expect("registered endpoint");
             let (bytes, src) = inbox.queue.pop_front().ok_or(io::ErrorKind::WouldBlock)?;
