@@ -10,13 +10,12 @@
 mod common;
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Agent, Cluster, Statsd, free_port, member, toml_str};
+use common::{Agent, Cluster, Statsd, free_tcp_port, member, toml_str};
 
 /// The whole Chromium run, start-up included (virtual time makes the page
 /// itself take well under a second).
@@ -32,15 +31,6 @@ fn chromium() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
         .find(|p| p.is_file())
-}
-
-fn free_tcp_port() -> u16 {
-    loop {
-        let port = free_port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// Runs Chromium headless on `url` and returns the DOM it dumps.

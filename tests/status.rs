@@ -19,27 +19,16 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Agent, Cluster, Statsd, free_port, herd, member, toml_str};
+use common::{Agent, Cluster, Statsd, free_tcp_port, herd, member, toml_str};
 use serde_json::Value;
 
 /// How long a 3-node cluster may take to converge, start its baton and
 /// measure its links (heartbeat and probe interval 1 s).
 const CONVERGE: Duration = Duration::from_secs(15);
-
-/// A TCP port from the harness's range (outside the ephemeral range) that no
-/// TCP socket holds right now.
-fn free_tcp_port() -> u16 {
-    loop {
-        let port = free_port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 fn pi4_sysfs() -> String {
     format!("{}/tests/fixtures/pi4/sys", env!("CARGO_MANIFEST_DIR"))

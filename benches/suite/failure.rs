@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use herd::agent::snapshot::Snapshot;
 
-use crate::common::{Agent, Cluster, Spec, Statsd, member, toml_str};
+use crate::common::{Agent, Cluster, Spec, Statsd, free_tcp_port, member, toml_str};
 use crate::harness::{Lab, gauges};
-use crate::{Row, Setup, free_tcp_port};
+use crate::{Row, Setup};
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 

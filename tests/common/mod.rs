@@ -1,8 +1,9 @@
 //! Harness for the multi-process tests: runs real `herd` processes on
 //! loopback and watches their logs.
 //!
-//! - [`free_port`] and [`Cluster::new`] give every test its own gossip port and
-//!   cluster name, so tests running in parallel threads never hear each other.
+//! - [`free_udp_port`] and [`Cluster::new`] give every test its own gossip
+//!   port and cluster name, so tests running in parallel threads never hear
+//!   each other; [`free_tcp_port`] gives status endpoints theirs (ports.rs).
 //! - [`Spec`] builds a node's config file; [`Agent::start`] writes it into a
 //!   temporary directory and spawns `herd run -c` on it, with `RUST_LOG` set
 //!   explicitly so the caller's environment cannot change what is logged.
@@ -20,7 +21,6 @@
 // Each test binary (`cluster`, `cli`) uses a different part of this module.
 #![allow(dead_code)]
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{BufRead, BufReader};
@@ -32,10 +32,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Gossip ports are drawn from here: below Linux's default ephemeral range
-/// (32768-60999), so an agent's `data_port = 0` socket, which the kernel
-/// takes from that range, can never squat on a port another test picked.
-const PORT_RANGE: std::ops::Range<u16> = 20000..32000;
+mod ports;
+
+// As with dead code: each test binary uses some of these.
+#[allow(unused_imports)]
+pub use ports::{free_tcp_port, free_udp_port};
 
 /// The `herd` binary Cargo built for these tests.
 pub fn herd_bin() -> &'static str {
@@ -60,26 +61,6 @@ fn random_u64() -> u64 {
     RandomState::new().hash_one(CALLS.fetch_add(1, Ordering::Relaxed))
 }
 
-/// A UDP port in [`PORT_RANGE`] that no socket holds right now and that this
-/// process has not handed out before. Random rather than sequential, so two
-/// test binaries run at once are unlikely to collide either.
-pub fn free_port() -> u16 {
-    static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let mut taken = TAKEN.lock().unwrap_or_else(PoisonError::into_inner);
-    let taken = taken.get_or_insert_with(HashSet::new);
-    let span = u64::from(PORT_RANGE.end - PORT_RANGE.start);
-    for _ in 0..1000 {
-        let port = PORT_RANGE.start + (random_u64() % span) as u16;
-        // 0.0.0.0 conflicts with a socket bound to any local address, so this
-        // also covers agents bound to 127.0.0.2 and friends.
-        if !taken.contains(&port) && UdpSocket::bind(("0.0.0.0", port)).is_ok() {
-            taken.insert(port);
-            return port;
-        }
-    }
-    panic!("no free UDP port in {PORT_RANGE:?}");
-}
-
 /// A cluster name no other test (in this or another process) uses: clusters
 /// are bound into the datagram key, so this isolates tests even if two ever
 /// shared a port.
@@ -96,7 +77,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(tag: &str) -> Cluster {
-        Cluster { name: unique_cluster(tag), port: free_port() }
+        Cluster { name: unique_cluster(tag), port: free_udp_port() }
     }
 
     /// A node of this cluster on loopback multicast (the agent's default
