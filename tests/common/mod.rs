@@ -10,6 +10,9 @@
 //! - A thread per agent reads its stderr line by line, stamping each line with
 //!   the [`Instant`] it arrived; [`Agent::wait_for`] returns that instant, so
 //!   tests measure join and detection times from the logs themselves.
+//! - [`wait_until`] polls any condition; [`Statsd`] receives the agents'
+//!   metrics and [`gauges`] reads the baton relay from them, strictly
+//!   (statsd.rs).
 //! - Agents are killed on drop, so a failing test leaves no processes behind;
 //!   when the drop happens during a panic, each agent prints its whole log
 //!   (captured by the test harness and shown with the failure), which makes a
@@ -33,10 +36,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod ports;
+mod statsd;
 
 // As with dead code: each test binary uses some of these.
 #[allow(unused_imports)]
 pub use ports::{free_tcp_port, free_udp_port};
+#[allow(unused_imports)]
+pub use statsd::{Statsd, baton_gauge, gauges};
 
 /// The `herd` binary Cargo built for these tests.
 pub fn herd_bin() -> &'static str {
@@ -486,57 +492,17 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A StatsD server for the tests: a UDP socket on loopback whose datagrams a
-/// thread splits into lines, each stamped with its arrival time. Lines are
-/// kept byte for byte, so tests can assert the exact metric text.
-pub struct Statsd {
-    pub addr: std::net::SocketAddr,
-    lines: Arc<Mutex<Vec<(Instant, String)>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Statsd {
-    pub fn start() -> Statsd {
-        Statsd::start_on(vec![UdpSocket::bind("127.0.0.1:0").expect("bind statsd listener")])
-    }
-
-    /// One server reading several sockets into one list of lines (the lab
-    /// binds one in each host's namespace, as a local dogstatsd would be);
-    /// `addr` is the first socket's.
-    pub fn start_on(socks: Vec<UdpSocket>) -> Statsd {
-        let addr = socks[0].local_addr().expect("local addr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        for sock in socks {
-            sock.set_read_timeout(Some(Duration::from_millis(50))).expect("read timeout");
-            let (sink, stopped) = (Arc::clone(&lines), Arc::clone(&stop));
-            thread::spawn(move || {
-                let mut buf = vec![0u8; 65536];
-                while !stopped.load(Ordering::Relaxed) {
-                    let Ok(n) = sock.recv(&mut buf) else { continue };
-                    let at = Instant::now();
-                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    let mut lines = sink.lock().unwrap_or_else(PoisonError::into_inner);
-                    lines.extend(text.split('\n').filter(|l| !l.is_empty()).map(|l| (at, l.to_owned())));
-                }
-            });
+/// Waits up to `timeout` for `done`, polling every 20 ms; whether it came
+/// (`done` is asked once more when the time is up).
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
         }
-        Statsd { addr, lines, stop }
-    }
-
-    /// Every line received so far, with its arrival time.
-    pub fn lines(&self) -> Vec<(Instant, String)> {
-        self.lines.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// `[statsd] address` for an agent that reports here.
-    pub fn address(&self) -> String {
-        toml_str(&self.addr.to_string())
-    }
-}
-
-impl Drop for Statsd {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        if Instant::now() >= end {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }

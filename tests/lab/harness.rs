@@ -191,21 +191,6 @@ impl Drop for Lab {
     }
 }
 
-/// A baton gauge `baton:<counter>|g|#host:<name>`: (counter, host).
-pub fn baton_gauge(line: &str) -> Option<(u64, &str)> {
-    let (counter, host) = line.strip_prefix("baton:")?.split_once("|g|#host:")?;
-    Some((counter.parse().ok()?, host))
-}
-
-/// Every baton gauge received so far: (arrival, counter, host).
-pub fn gauges(statsd: &Statsd) -> Vec<(Instant, u64, String)> {
-    statsd
-        .lines()
-        .into_iter()
-        .filter_map(|(at, l)| baton_gauge(&l).map(|(c, h)| (at, c, h.to_owned())))
-        .collect()
-}
-
 /// Panics unless every host's gauges increase strictly in arrival order
 /// (the counter never goes backwards, a value is never reported twice).
 pub fn assert_monotonic(gauges: &[(Instant, u64, String)]) {
@@ -214,20 +199,6 @@ pub fn assert_monotonic(gauges: &[(Instant, u64, String)]) {
         if let Some(prev) = last.insert(h, *c) {
             assert!(*c > prev, "{h}: baton gauge {c} after {prev}");
         }
-    }
-}
-
-/// Waits up to `timeout` for `done`, polling every 20 ms; whether it came.
-pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
     }
 }
 

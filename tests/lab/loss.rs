@@ -9,8 +9,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::common::{Agent, toml_str};
-use crate::harness::{Lab, assert_monotonic, expect_mesh, gauges, report, wait_until};
+use crate::common::{Agent, gauges, toml_str, wait_until};
+use crate::harness::{Lab, assert_monotonic, expect_mesh, report};
 
 const HOSTS: usize = 5;
 const LOSS_PCT: u32 = 20;
@@ -66,9 +66,9 @@ fn twenty_percent_loss_is_not_death() {
         lab.start_all(HOSTS, |_, spec| spec.secret("lossy links").set("baton", "hold", &toml_str("100ms")));
     expect_mesh(&agents, Duration::from_secs(5));
     assert!(
-        wait_until(Duration::from_secs(15), || gauges(&statsd).len() >= 20),
+        wait_until(Duration::from_secs(15), || gauges(&statsd, "").len() >= 20),
         "the baton should move before the loss starts: {} gauges",
-        gauges(&statsd).len()
+        gauges(&statsd, "").len()
     );
 
     let secs = seconds();
@@ -114,7 +114,7 @@ fn twenty_percent_loss_is_not_death() {
         .count();
 
     // The baton kept moving: every 10-second window, every host, in order.
-    let all_gauges = gauges(&statsd);
+    let all_gauges = gauges(&statsd, "");
     assert_monotonic(&all_gauges);
     let during: Vec<_> = all_gauges.iter().filter(|(at, _, _)| *at >= t0 && *at <= t1).collect();
     let windows: Vec<usize> = (0..secs / 10)
