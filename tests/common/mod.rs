@@ -27,7 +27,7 @@
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -90,6 +90,48 @@ impl Cluster {
     /// strategy with `multicast_if = "127.0.0.1"`).
     pub fn node(&self, name: &str) -> Spec {
         Spec::new(name, &self.name, self.port)
+    }
+}
+
+/// psa, psb and psc of a new cluster on loopback, psa serving `[status]
+/// listen` on a free TCP port, all three relaying at `hold = "50ms"` and
+/// reporting to one StatsD listener: what the status endpoint's tests and the
+/// browser test read. Returned once psa has logged its endpoint listening
+/// and both peers up.
+pub struct StatusTrio {
+    pub agents: Vec<Agent>,
+    /// psa's status endpoint.
+    pub addr: SocketAddr,
+    _statsd: Statsd,
+}
+
+impl StatusTrio {
+    /// Starts the three, each node's spec changed by `tune(name, spec)`.
+    pub fn start(tag: &str, tune: impl Fn(&str, Spec) -> Spec) -> StatusTrio {
+        let cluster = Cluster::new(tag);
+        let statsd = Statsd::start();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let agents: Vec<Agent> = ["psa", "psb", "psc"]
+            .iter()
+            .map(|name| {
+                // A paced relay: the tests share two cores with others.
+                let spec = cluster.node(name).set("baton", "hold", &toml_str("50ms"));
+                let mut spec = tune(name, spec.set("statsd", "address", &statsd.address()));
+                if *name == "psa" {
+                    spec = spec.set("status", "listen", &toml_str(&addr.to_string()));
+                }
+                Agent::start(&spec)
+            })
+            .collect();
+        let psa = &agents[0];
+        psa.expect("status endpoint listening", Duration::from_secs(5));
+        psa.expect(&member("up", "psb"), Duration::from_secs(5));
+        psa.expect(&member("up", "psc"), Duration::from_secs(5));
+        StatusTrio { agents, addr, _statsd: statsd }
+    }
+
+    pub fn psa(&mut self) -> &mut Agent {
+        &mut self.agents[0]
     }
 }
 
