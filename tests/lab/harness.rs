@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use herd::agent::snapshot::Snapshot;
 
-use crate::common::{Agent, Spec, Statsd, herd_bin, toml_str, unique_cluster};
+use crate::common::{Agent, Spec, Statsd, gauges, herd_bin, toml_str, unique_cluster, wait_until};
 
 /// Where the agents' status endpoints listen (herd's default), inside each host.
 pub const STATUS: &str = "127.0.0.1:45894";
@@ -131,6 +131,22 @@ impl Lab {
     /// Starts [`Lab::spec`] on hosts `1..=n`, each changed by `f`.
     pub fn start_all(&self, n: usize, f: impl Fn(usize, Spec) -> Spec) -> Vec<Agent> {
         (1..=n).map(|i| self.start(i, &f(i, self.spec(i)))).collect()
+    }
+
+    /// Hosts `1..=n` relaying with `secret` at `hold = "100ms"`: returned once
+    /// they see each other (5 s) and `statsd` has 20 gauges (15 s), else a
+    /// panic saying the baton should move before `next` (what the test does
+    /// to them then).
+    pub fn start_relay(&self, n: usize, secret: &str, statsd: &Statsd, next: &str) -> Vec<Agent> {
+        let agents =
+            self.start_all(n, |_, spec| spec.secret(secret).set("baton", "hold", &toml_str("100ms")));
+        expect_mesh(&agents, Duration::from_secs(5));
+        assert!(
+            wait_until(Duration::from_secs(15), || gauges(statsd, "").len() >= 20),
+            "the baton should move before {next}: {} gauges",
+            gauges(statsd, "").len()
+        );
+        agents
     }
 
     /// A StatsD listener on 127.0.0.1:8125 in each of hosts `1..=n`.
