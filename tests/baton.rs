@@ -7,38 +7,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{Agent, Cluster, Statsd, member, toml_str};
+use common::{Agent, Cluster, Statsd, baton_gauge, gauges, member, toml_str, wait_until};
 
 const HOLD_MS: u64 = 500;
-
-/// `baton:<counter>|g|#host:<name>[,tags]`, parsed strictly.
-fn baton_line<'a>(line: &'a str, tags: &str) -> Option<(u64, &'a str)> {
-    let rest = line.strip_prefix("baton:")?;
-    let (counter, rest) = rest.split_once("|g|#host:")?;
-    let host = rest.strip_suffix(tags)?;
-    let counter: u64 = counter.parse().ok()?;
-    (counter.to_string() == rest_counter(line) && !host.is_empty() && !host.contains([',', '|']))
-        .then_some((counter, host))
-}
-
-fn rest_counter(line: &str) -> &str {
-    line["baton:".len()..].split('|').next().unwrap_or_default()
-}
-
-/// Every baton gauge received: (arrival, counter, host). Panics on a line that
-/// starts like a baton gauge but is not byte-exact.
-fn gauges(statsd: &Statsd, tags: &str) -> Vec<(Instant, u64, String)> {
-    statsd
-        .lines()
-        .into_iter()
-        .filter(|(_, l)| l.starts_with("baton"))
-        .map(|(at, l)| {
-            let (c, h) =
-                baton_line(&l, tags).unwrap_or_else(|| panic!("not a byte-exact baton gauge: {l:?}"));
-            (at, c, h.to_owned())
-        })
-        .collect()
-}
 
 fn start(cluster: &Cluster, name: &str, statsd: &Statsd, extra: &[(&str, &str, &str)]) -> Agent {
     let mut spec = cluster
@@ -52,17 +23,6 @@ fn start(cluster: &Cluster, name: &str, statsd: &Statsd, extra: &[(&str, &str, &
         spec = spec.set(section, key, value);
     }
     Agent::start(&spec)
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    done()
 }
 
 #[test]
@@ -209,7 +169,7 @@ fn metrics_go_to_a_unix_socket_and_a_missing_socket_is_survived() {
         }
     }
     let gauge = text.lines().find(|l| l.starts_with("baton:")).expect("baton gauge over the Unix socket");
-    assert!(baton_line(gauge, "").is_some(), "{gauge:?}");
+    assert!(baton_gauge(gauge, "").is_some(), "{gauge:?}");
 }
 
 #[test]
@@ -233,4 +193,38 @@ fn plain_statsd_flavor_puts_the_host_in_the_name_and_sends_no_tags() {
     let lines: Vec<String> = statsd.lines().into_iter().map(|l| l.1).collect();
     assert!(ok, "{lines:?}");
     assert!(lines.iter().all(|l| !l.contains('#')), "no tags in plain StatsD: {lines:?}");
+}
+
+/// The parser every test reads the relay through (tests/common/statsd.rs)
+/// takes exact gauges only: a near miss is refused, not read leniently.
+#[test]
+fn the_baton_gauge_parser_takes_exact_gauges_only() {
+    assert_eq!(baton_gauge("baton:42|g|#host:psa", ""), Some((42, "psa")));
+    assert_eq!(baton_gauge("baton:0|g|#host:n1", ""), Some((0, "n1")));
+    let tags = ",env:lab,rack:1";
+    assert_eq!(baton_gauge("baton:7|g|#host:psb,env:lab,rack:1", tags), Some((7, "psb")));
+    let near_misses = [
+        ("baton:42|g|#host:psa,env:lab", ""),
+        ("baton:42|g|#host:psa", ",env:lab"),
+        ("baton:7|g|#host:psb,rack:1,env:lab", tags),
+        ("baton:7|g|#host:psb,x,env:lab,rack:1", tags),
+        ("baton:042|g|#host:psa", ""),
+        ("baton:+42|g|#host:psa", ""),
+        ("baton:-1|g|#host:psa", ""),
+        ("baton:4.2|g|#host:psa", ""),
+        ("baton:18446744073709551616|g|#host:psa", ""),
+        ("baton:|g|#host:psa", ""),
+        ("baton:42|c|#host:psa", ""),
+        ("baton:42|g|#host:", ""),
+        ("baton:42|g|#host:psa ", ""),
+        ("baton:42|g|#host:psa\n", ""),
+        ("baton:42|g|#host:psa|x", ""),
+        ("baton:42|g", ""),
+        ("baton.psa:42|g", ""),
+        ("herd.baton:42|g|#host:psa", ""),
+        (" baton:42|g|#host:psa", ""),
+    ];
+    for (line, tags) in near_misses {
+        assert_eq!(baton_gauge(line, tags), None, "{line:?} with tags {tags:?}");
+    }
 }

@@ -10,13 +10,12 @@
 mod common;
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Agent, Cluster, Statsd, free_port, member, toml_str};
+use common::StatusTrio;
 
 /// The whole Chromium run, start-up included (virtual time makes the page
 /// itself take well under a second).
@@ -32,15 +31,6 @@ fn chromium() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
         .find(|p| p.is_file())
-}
-
-fn free_tcp_port() -> u16 {
-    loop {
-        let port = free_port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// Runs Chromium headless on `url` and returns the DOM it dumps.
@@ -105,29 +95,9 @@ fn chromium_renders_the_status_page_with_every_node() {
         eprintln!("SKIPPED chromium_renders_the_status_page_with_every_node: chromium not installed");
         return;
     };
-    let cluster = Cluster::new("browser");
-    let statsd = Statsd::start();
-    let port = free_tcp_port();
-    let agents: Vec<Agent> = ["psa", "psb", "psc"]
-        .iter()
-        .map(|name| {
-            let mut spec = cluster.node(name).set("baton", "hold", &toml_str("50ms")).set(
-                "statsd",
-                "address",
-                &statsd.address(),
-            );
-            if *name == "psa" {
-                spec = spec.set("status", "listen", &toml_str(&format!("127.0.0.1:{port}")));
-            }
-            Agent::start(&spec)
-        })
-        .collect();
-    let psa = &agents[0];
-    psa.expect("status endpoint listening", Duration::from_secs(5));
-    psa.expect(&member("up", "psb"), Duration::from_secs(5));
-    psa.expect(&member("up", "psc"), Duration::from_secs(5));
+    let trio = StatusTrio::start("browser", |_, spec| spec);
 
-    let dom = dump_dom(&browser, &format!("http://127.0.0.1:{port}/"));
+    let dom = dump_dom(&browser, &format!("http://{}/", trio.addr));
     let excerpt = dom.find("<table id=\"members\"").map_or(dom.as_str(), |at| &dom[at..]);
     let excerpt = &excerpt[..excerpt.find("</table>").map_or(excerpt.len(), |end| end + 8)];
     println!("members table as rendered by chromium:\n{excerpt}");

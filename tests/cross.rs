@@ -13,9 +13,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Agent, Cluster, Statsd, member, toml_str};
+use common::{Agent, Cluster, Statsd, gauges, member, toml_str, wait_until};
 
 fn tools() -> Option<(PathBuf, PathBuf)> {
     let bin = std::env::var_os("HERD_AARCH64_BIN").map(PathBuf::from).unwrap_or_else(|| {
@@ -98,23 +98,12 @@ fn a_mixed_architecture_cluster_relays_the_baton_through_every_node() {
             agent.expect(&member("up", o), Duration::from_secs(10));
         }
     }
-    let end = Instant::now() + Duration::from_secs(30);
-    let hosts = || -> BTreeSet<String> {
-        statsd
-            .lines()
-            .into_iter()
-            .filter_map(|(_, l)| {
-                l.strip_prefix("baton:").and_then(|r| r.split_once("|g|#host:")).map(|(_, h)| h.to_owned())
-            })
-            .collect()
-    };
-    while Instant::now() < end && hosts().len() < 3 {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let gauges: Vec<String> =
+    let hosts = || -> BTreeSet<String> { gauges(&statsd, "").into_iter().map(|g| g.2).collect() };
+    wait_until(Duration::from_secs(30), || hosts().len() >= 3);
+    let lines: Vec<String> =
         statsd.lines().into_iter().map(|l| l.1).filter(|l| l.starts_with("baton:")).collect();
-    println!("baton gauges, mixed cluster (psa = aarch64 under qemu):\n{}", gauges.join("\n"));
-    assert_eq!(hosts(), BTreeSet::from(["psa".into(), "psb".into(), "psc".into()]), "{gauges:?}");
+    println!("baton gauges, mixed cluster (psa = aarch64 under qemu):\n{}", lines.join("\n"));
+    assert_eq!(hosts(), BTreeSet::from(["psa".into(), "psb".into(), "psc".into()]), "{lines:?}");
     assert!(arm.line_at("herd started").is_some());
     assert!(
         arm.lines().iter().any(|l| l.contains("aarch64-unknown-linux-musl")),

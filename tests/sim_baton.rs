@@ -4,34 +4,17 @@
 
 mod sim;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use herd::core::baton::BatonEvent;
 use rand::RngExt;
 use sim::Sim;
+use sim::relay::{Killed, Tally, Upset, assert_monotonic_per_node, relay};
 
 const SECOND: Duration = Duration::from_secs(1);
 const HEARTBEAT: Duration = SECOND;
 const REGENERATE_AFTER: Duration = Duration::from_secs(3);
-
-fn relay(n: usize, seed: u64, hold: Duration) -> Sim {
-    let mut sim = Sim::new(n, seed).with_baton(hold);
-    sim.start_all_within(HEARTBEAT);
-    sim.run_for(5 * SECOND);
-    assert!(!sim.passes().is_empty(), "the baton started");
-    sim
-}
-
-/// Each node's own gauge values strictly increase.
-fn assert_monotonic_per_node(sim: &Sim) {
-    let mut last: BTreeMap<usize, u64> = BTreeMap::new();
-    for (at, node, counter) in sim.passes() {
-        if let Some(prev) = last.insert(node, counter) {
-            assert!(counter > prev, "node {node} went from {prev} to {counter} at {at:?}");
-        }
-    }
-}
 
 #[test]
 fn the_baton_starts_by_itself_and_each_lap_visits_every_member_once() {
@@ -183,74 +166,42 @@ fn exactly_one_baton_through_random_chaos() {
 fn chaos(seed: u64, length: Duration) {
     let n = 6;
     let mut sim = relay(n, seed, Duration::from_millis(50));
-    let end = sim.elapsed() + length;
-    let mut calm_since = sim.elapsed();
-    let (mut kills, mut heals, mut loss_periods, mut checked_samples) = (0, 0, 0, 0);
+    let mut checked_samples = 0;
     let mut worst_resume = Duration::ZERO;
-    while sim.elapsed() < end {
-        let pick = sim.rng().random_range(0..4);
-        match pick {
-            // Kill a random node (the holder half the time), restart it later.
-            0 => {
-                let holder = sim.holders().into_iter().find(|h| h.3).map(|h| h.0);
-                let victim = match holder {
-                    Some(h) if sim.rng().random_bool(0.5) => h,
-                    _ => sim.rng().random_range(0..n),
-                };
-                if !sim.is_running(victim) {
-                    continue;
-                }
-                let calm = sim.elapsed() >= calm_since + 2 * HEARTBEAT;
-                let t0 = sim.elapsed();
-                let killed_holder = Some(victim) == holder;
-                sim.kill(victim);
-                kills += 1;
-                sim.run_for(Duration::from_secs(8));
-                if killed_holder && calm {
-                    let next = sim.passes().into_iter().find(|p| p.0 >= t0).expect("relay resumed");
-                    worst_resume = worst_resume.max(next.0 - t0);
-                    assert!(
-                        next.0 - t0 <= REGENERATE_AFTER + HEARTBEAT,
-                        "seed {seed}: resumed after {:?}",
-                        next.0 - t0
-                    );
-                }
-                sim.start(victim);
-                calm_since = sim.elapsed();
-            }
-            // Partition into two random non-empty sides, then heal.
-            1 => {
-                let groups: Vec<u8> = (0..n).map(|_| sim.rng().random_range(0..2)).collect();
-                sim.partition(&groups);
-                let d = Duration::from_secs(sim.rng().random_range(5..30));
-                sim.run_for(d);
-                sim.heal();
-                heals += 1;
-                calm_since = sim.elapsed();
-            }
-            // A period of 20 % loss.
-            2 => {
-                sim.loss = 0.2;
-                let d = Duration::from_secs(sim.rng().random_range(5..30));
-                sim.run_for(d);
-                sim.loss = 0.0;
-                loss_periods += 1;
-                calm_since = sim.elapsed();
-            }
-            // Calm: sample the one-baton invariant every 20 ms.
-            _ => {
-                let d = sim.rng().random_range(5..20);
-                for _ in 0..d * 50 {
-                    sim.run_for(Duration::from_millis(20));
-                    if sim.elapsed() >= calm_since + 2 * HEARTBEAT {
-                        let still = sim.holders().into_iter().filter(|h| h.3).count();
-                        assert!(still <= 1, "seed {seed} at {:?}: {:?}", sim.elapsed(), sim.holders());
-                        checked_samples += 1;
-                    }
-                }
+    let upsets = [
+        // Kill a random node (the holder half the time), restart it later.
+        Upset::Kill { down: Duration::from_secs(8), holder_first: true },
+        // Partition into two random sides, then heal.
+        Upset::Partition { secs: 5..30 },
+        // A period of 20 % loss.
+        Upset::Loss { loss: 0.2, secs: 5..30 },
+    ];
+    let killed = |sim: &Sim, k: Killed| {
+        let calm = k.at >= k.calm_since + 2 * HEARTBEAT;
+        if k.holder && calm {
+            let t0 = k.at;
+            let next = sim.passes().into_iter().find(|p| p.0 >= t0).expect("relay resumed");
+            worst_resume = worst_resume.max(next.0 - t0);
+            assert!(
+                next.0 - t0 <= REGENERATE_AFTER + HEARTBEAT,
+                "seed {seed}: resumed after {:?}",
+                next.0 - t0
+            );
+        }
+    };
+    // Calm: sample the one-baton invariant every 20 ms.
+    let calm = |sim: &mut Sim, calm_since: Duration| {
+        let d = sim.rng().random_range(5..20);
+        for _ in 0..d * 50 {
+            sim.run_for(Duration::from_millis(20));
+            if sim.elapsed() >= calm_since + 2 * HEARTBEAT {
+                let still = sim.holders().into_iter().filter(|h| h.3).count();
+                assert!(still <= 1, "seed {seed} at {:?}: {:?}", sim.elapsed(), sim.holders());
+                checked_samples += 1;
             }
         }
-    }
+    };
+    let Tally { kills, heals, loss_periods, .. } = sim.chaos(length, &upsets, killed, calm);
     assert_monotonic_per_node(&sim);
     println!(
         "seed {seed}: {:?} simulated, {} passes, {kills} kills, {heals} partitions healed, {loss_periods} loss periods, \

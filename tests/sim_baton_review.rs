@@ -7,13 +7,14 @@
 
 mod sim;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use herd::core::baton::BatonEvent;
 use herd::core::node::Event;
 use rand::RngExt;
 use sim::Sim;
+use sim::relay::{Upset, assert_monotonic_per_node, relay};
 
 const SECOND: Duration = Duration::from_secs(1);
 const HEARTBEAT: Duration = SECOND;
@@ -21,15 +22,6 @@ const REGENERATE_AFTER: Duration = Duration::from_secs(3);
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// `n` nodes, all started within a heartbeat, run until the baton moves.
-fn relay(n: usize, seed: u64, hold: Duration) -> Sim {
-    let mut sim = Sim::new(n, seed).with_baton(hold);
-    sim.start_all_within(HEARTBEAT);
-    sim.run_for(5 * SECOND);
-    assert!(!sim.passes().is_empty(), "the baton started");
-    sim
 }
 
 fn events_since(
@@ -54,15 +46,6 @@ type Pass = (Duration, usize, u64);
 fn global_regressions(sim: &Sim, t0: Duration) -> Vec<(Pass, Pass)> {
     let p: Vec<_> = sim.passes().into_iter().filter(|p| p.0 >= t0).collect();
     p.windows(2).filter(|w| w[1].2 <= w[0].2).map(|w| (w[0], w[1])).collect()
-}
-
-fn assert_monotonic_per_node(sim: &Sim) {
-    let mut last: BTreeMap<usize, u64> = BTreeMap::new();
-    for (at, node, counter) in sim.passes() {
-        if let Some(prev) = last.insert(node, counter) {
-            assert!(counter > prev, "node {node} went from {prev} to {counter} at {at:?}");
-        }
-    }
 }
 
 /// Longest time without any pass in [t0, end].
@@ -454,15 +437,10 @@ fn holder_kills_regenerate_once_within_bound() {
 /// regeneration, the relay never stalls for long.
 #[test]
 fn random_graceful_restarts_keep_one_baton() {
-    let n = 5;
-    let mut sim = relay(n, 77, ms(50));
+    let mut sim = relay(5, 77, ms(50));
     let t_start = sim.elapsed();
     for _ in 0..60 {
-        let holder = sim.holders().into_iter().find(|h| h.3).map(|h| h.0);
-        let victim = match holder {
-            Some(h) if sim.rng().random_bool(0.5) => h,
-            _ => sim.rng().random_range(0..n),
-        };
+        let (victim, _) = sim.pick_victim(true);
         sim.stop(victim);
         for _ in 0..100 {
             sim.run_for(ms(20));
@@ -505,49 +483,27 @@ fn a_killed_lowest_holder_is_replaced_by_the_next_lowest() {
 #[test]
 fn unpaced_relay_through_kills_stops_and_loss() {
     for seed in [5u64, 6, 7] {
-        let n = 5;
-        let mut sim = relay(n, seed, Duration::ZERO);
-        let end = sim.elapsed() + Duration::from_secs(500);
-        let mut calm_since = sim.elapsed();
+        let mut sim = relay(5, seed, Duration::ZERO);
         let mut checked = 0;
-        while sim.elapsed() < end {
-            match sim.rng().random_range(0..4) {
-                0 => {
-                    let v = sim.rng().random_range(0..n);
-                    sim.kill(v);
-                    sim.run_for(Duration::from_secs(8));
-                    sim.start(v);
-                    calm_since = sim.elapsed();
-                }
-                1 => {
-                    let v = sim.rng().random_range(0..n);
-                    sim.stop(v);
-                    sim.run_for(Duration::from_secs(3));
-                    sim.start(v);
-                    calm_since = sim.elapsed();
-                }
-                2 => {
-                    sim.loss = 0.1;
-                    let d = Duration::from_secs(sim.rng().random_range(5..20));
-                    sim.run_for(d);
-                    sim.loss = 0.0;
-                    calm_since = sim.elapsed();
-                }
-                _ => {
-                    let t = sim.elapsed();
-                    let d = Duration::from_secs(sim.rng().random_range(8..20));
-                    sim.run_for(d);
-                    let from = t.max(calm_since + REGENERATE_AFTER + 2 * HEARTBEAT);
-                    if sim.elapsed() > from {
-                        let bad = global_regressions(&sim, from);
-                        assert!(bad.is_empty(), "seed {seed}: {bad:?}");
-                        let stall = longest_stall(&sim, from);
-                        assert!(stall <= ms(1100), "seed {seed} from {from:?}: no pass for {stall:?}");
-                        checked += 1;
-                    }
-                }
+        let upsets = [
+            Upset::Kill { down: Duration::from_secs(8), holder_first: false },
+            Upset::Stop { down: Duration::from_secs(3) },
+            Upset::Loss { loss: 0.1, secs: 5..20 },
+        ];
+        let calm = |sim: &mut Sim, calm_since: Duration| {
+            let t = sim.elapsed();
+            let d = Duration::from_secs(sim.rng().random_range(8..20));
+            sim.run_for(d);
+            let from = t.max(calm_since + REGENERATE_AFTER + 2 * HEARTBEAT);
+            if sim.elapsed() > from {
+                let bad = global_regressions(sim, from);
+                assert!(bad.is_empty(), "seed {seed}: {bad:?}");
+                let stall = longest_stall(sim, from);
+                assert!(stall <= ms(1100), "seed {seed} from {from:?}: no pass for {stall:?}");
+                checked += 1;
             }
-        }
+        };
+        sim.chaos(Duration::from_secs(500), &upsets, |_, _| {}, calm);
         assert!(checked > 5, "seed {seed}: {checked} calm windows checked");
         assert_monotonic_per_node(&sim);
     }

@@ -19,75 +19,37 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Agent, Cluster, Statsd, free_port, herd, member, toml_str};
+use common::{StatusTrio, free_tcp_port, herd, toml_str};
 use serde_json::Value;
 
 /// How long a 3-node cluster may take to converge, start its baton and
 /// measure its links (heartbeat and probe interval 1 s).
 const CONVERGE: Duration = Duration::from_secs(15);
 
-/// A TCP port from the harness's range (outside the ephemeral range) that no
-/// TCP socket holds right now.
-fn free_tcp_port() -> u16 {
-    loop {
-        let port = free_port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 fn pi4_sysfs() -> String {
     format!("{}/tests/fixtures/pi4/sys", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// psa (status endpoint, Pi 4 fixture), psb and psc, converged: psa has seen
-/// both peers come up.
-struct Lab {
-    agents: Vec<Agent>,
-    addr: SocketAddr,
-    _statsd: Statsd,
+/// The status tests' cluster: psa also reads the Pi 4 fixture, and all three
+/// share a secret.
+fn start(tag: &str) -> StatusTrio {
+    StatusTrio::start(tag, |name, spec| {
+        let spec = spec.secret("status-tests");
+        match name {
+            "psa" => spec
+                .set("telemetry", "interval", &toml_str("1s"))
+                .set("telemetry", "sysfs_root", &toml_str(&pi4_sysfs()))
+                .set("telemetry", "interface", &toml_str("wlan0")),
+            _ => spec,
+        }
+    })
 }
 
-impl Lab {
-    fn start(tag: &str) -> Lab {
-        let cluster = Cluster::new(tag);
-        let statsd = Statsd::start();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let agents: Vec<Agent> = ["psa", "psb", "psc"]
-            .iter()
-            .map(|name| {
-                let mut spec = cluster
-                    .node(name)
-                    .secret("status-tests")
-                    // A paced relay: the tests share two cores with others.
-                    .set("baton", "hold", &toml_str("50ms"))
-                    .set("statsd", "address", &statsd.address());
-                if *name == "psa" {
-                    spec = spec
-                        .set("status", "listen", &toml_str(&addr.to_string()))
-                        .set("telemetry", "interval", &toml_str("1s"))
-                        .set("telemetry", "sysfs_root", &toml_str(&pi4_sysfs()))
-                        .set("telemetry", "interface", &toml_str("wlan0"));
-                }
-                Agent::start(&spec)
-            })
-            .collect();
-        let psa = &agents[0];
-        psa.expect("status endpoint listening", Duration::from_secs(5));
-        psa.expect(&member("up", "psb"), Duration::from_secs(5));
-        psa.expect(&member("up", "psc"), Duration::from_secs(5));
-        Lab { agents, addr, _statsd: statsd }
-    }
-
-    fn psa(&mut self) -> &mut Agent {
-        &mut self.agents[0]
-    }
-
+impl StatusTrio {
     /// `GET path` until `ready` accepts the body, or [`CONVERGE`] passes.
     fn get_until(&self, path: &str, ready: impl Fn(&str) -> bool) -> Reply {
         let deadline = Instant::now() + CONVERGE;
@@ -157,10 +119,10 @@ fn json(body: &str) -> Value {
 
 #[test]
 fn status_json_has_members_baton_and_sensors() {
-    let mut lab = Lab::start("status-json");
-    let ports: HashMap<String, u16> = lab.agents.iter().map(|a| (a.name.clone(), a.data_port())).collect();
+    let mut trio = start("status-json");
+    let ports: HashMap<String, u16> = trio.agents.iter().map(|a| (a.name.clone(), a.data_port())).collect();
     // Converged: both peers alive with a measured RTT, a known baton holder.
-    let reply = lab.get_until("/status", |body| {
+    let reply = trio.get_until("/status", |body| {
         let s = json(body);
         let members = s["members"].as_array().unwrap();
         s["live_members"] == 3
@@ -171,7 +133,7 @@ fn status_json_has_members_baton_and_sensors() {
     assert_eq!(reply.headers["content-type"], "application/json");
     let s = json(&reply.body);
     assert_eq!(s["node"], "psa");
-    assert_eq!(s["cluster"], lab.psa().spec.cluster.as_str());
+    assert_eq!(s["cluster"], trio.psa().spec.cluster.as_str());
     assert!(s["incarnation"].as_u64().unwrap() > 0, "{s:#}");
     assert!(s["version"].as_str().unwrap().starts_with(env!("CARGO_PKG_VERSION")), "{s:#}");
     let uptime = s["uptime_s"].as_f64().unwrap();
@@ -218,21 +180,21 @@ fn status_json_has_members_baton_and_sensors() {
     assert_eq!(s["rejected"]["auth"], 0, "{s:#}");
 
     // The page, server-rendered: every member is listed without running its script.
-    let page = request(lab.addr, &get("/"));
+    let page = request(trio.addr, &get("/"));
     assert_eq!(page.status, 200);
     assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
     for name in ["psa", "psb", "psc"] {
         assert!(page.body.contains(&format!("<tr data-member=\"{name}\">")), "{name}:\n{}", page.body);
     }
-    assert_eq!(request(lab.addr, &get("/nowhere")).status, 404);
+    assert_eq!(request(trio.addr, &get("/nowhere")).status, 404);
 }
 
 #[test]
 fn metrics_parse_as_prometheus_text() {
-    let lab = Lab::start("status-metrics");
+    let trio = start("status-metrics");
     // Converged, and every link measured (jitter needs two probes).
     let links = ["rtt_ms", "jitter_ms", "loss_pct", "heartbeat_loss_pct"];
-    let reply = lab.get_until("/metrics", |body| {
+    let reply = trio.get_until("/metrics", |body| {
         body.contains("herd_members 3\n")
             && ["psb", "psc"].iter().all(|peer| {
                 links.iter().all(|link| body.contains(&format!("herd_link_{link}{{peer=\"{peer}\"}} ")))
@@ -283,8 +245,8 @@ fn metrics_parse_as_prometheus_text() {
 
 #[test]
 fn limits_refuse_bad_requests_and_idle_connections_do_not_lock_it_up() {
-    let mut lab = Lab::start("status-limits");
-    let addr = lab.addr;
+    let mut trio = start("status-limits");
+    let addr = trio.addr;
     assert_eq!(request(addr, &get("/status")).status, 200);
 
     let post = request(addr, "POST /status HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}");
@@ -295,7 +257,7 @@ fn limits_refuse_bad_requests_and_idle_connections_do_not_lock_it_up() {
     let huge = format!("GET /status HTTP/1.1\r\nHost: t\r\nX-Filler: {}\r\n\r\n", "x".repeat(20_000));
     let huge = request(addr, &huge);
     assert!(huge.status == 431 || huge.status == 0, "oversized head: {huge:?}");
-    lab.psa().expect("request head too large", Duration::from_secs(2));
+    trio.psa().expect("request head too large", Duration::from_secs(2));
 
     // 20 connections that send nothing (one sends half a request head): 16
     // hold every slot, the others are refused at once.
@@ -306,7 +268,7 @@ fn limits_refuse_bad_requests_and_idle_connections_do_not_lock_it_up() {
     let refused = request(addr, &get("/status"));
     assert!(refused.status == 503 || refused.status == 0, "a 21st connection is refused: {refused:?}");
     assert!(t0.elapsed() < Duration::from_secs(3), "refused at once, not queued");
-    lab.psa().expect("too many connections", Duration::from_secs(2));
+    trio.psa().expect("too many connections", Duration::from_secs(2));
 
     // The head timeout (5 s) frees the slots; the 21st request is then served.
     let served = loop {
@@ -323,18 +285,18 @@ fn limits_refuse_bad_requests_and_idle_connections_do_not_lock_it_up() {
         let text = read_to_close(s);
         assert!(text.is_empty() || text.starts_with("HTTP/1.1 503 "), "idle connection got {text:?}");
     }
-    lab.psa().expect("slow request head", Duration::from_secs(2));
-    assert!(lab.psa().is_running());
+    trio.psa().expect("slow request head", Duration::from_secs(2));
+    assert!(trio.psa().is_running());
     assert_eq!(json(&request(addr, &get("/status")).body)["live_members"], 3);
 }
 
 #[test]
 fn herd_status_prints_the_member_table_and_json() {
-    let lab = Lab::start("status-cli");
-    let addr = lab.addr.to_string();
-    let cluster = lab.agents[0].spec.cluster.clone();
+    let trio = start("status-cli");
+    let addr = trio.addr.to_string();
+    let cluster = trio.agents[0].spec.cluster.clone();
     // Wait until the baton runs, so the view shows a holder.
-    lab.get_until("/status", |body| json(body)["baton"]["holder"].is_string());
+    trio.get_until("/status", |body| json(body)["baton"]["holder"].is_string());
 
     let out = herd().args(["status", "--addr", &addr]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -6,9 +6,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Agent, Cluster, Statsd, toml_str};
+use common::{Agent, Cluster, Statsd, toml_str, wait_until};
 
 fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}/sys", env!("CARGO_MANIFEST_DIR"))
@@ -98,15 +98,11 @@ fn three_agents_report_every_metric_the_pi4_fixture_can_produce() {
         }
         missing
     };
-    let end = Instant::now() + Duration::from_secs(20);
     let mut lines = BTreeSet::new();
-    while Instant::now() < end {
+    wait_until(Duration::from_secs(20), || {
         lines = statsd.lines().into_iter().map(|l| l.1).collect();
-        if missing(&lines).is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        missing(&lines).is_empty()
+    });
     let still = missing(&lines);
     assert!(still.is_empty(), "missing: {still:#?}\nreceived: {lines:#?}");
 
@@ -147,10 +143,9 @@ fn an_empty_sysfs_sends_no_sensor_metrics_and_the_agent_runs_on() {
     let a = Agent::start(&spec("psa"));
     let _b = Agent::start(&spec("psb"));
     // Link metrics still come; sensor ones never do, and nothing is a fake zero.
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end && !statsd.lines().iter().any(|l| l.1.starts_with("herd.link.rtt_ms:")) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(10), || {
+        statsd.lines().iter().any(|l| l.1.starts_with("herd.link.rtt_ms:"))
+    });
     std::thread::sleep(Duration::from_secs(1));
     let lines: Vec<String> = statsd.lines().into_iter().map(|l| l.1).collect();
     assert!(lines.iter().any(|l| l.starts_with("herd.link.rtt_ms:")), "{lines:?}");

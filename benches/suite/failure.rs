@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use herd::agent::snapshot::Snapshot;
 
-use crate::common::{Agent, Cluster, Spec, Statsd, member, toml_str};
-use crate::harness::{Lab, gauges};
-use crate::{Row, Setup, free_tcp_port};
+use crate::common::{Agent, Cluster, Spec, Statsd, free_tcp_port, gauges, member, toml_str};
+use crate::harness::Lab;
+use crate::{Row, Setup};
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -172,8 +172,9 @@ fn measure(p: &Place<'_>, rows: &mut Vec<Row>) {
             .map(|t| t - killed);
         let until = Instant::now() + 2 * bound;
         let gauge = loop {
-            let next =
-                gauges(&p.statsd).into_iter().find(|(at, c, h)| *at > killed && *c > counter && *h != name);
+            let next = gauges(&p.statsd, "")
+                .into_iter()
+                .find(|(at, c, h)| *at > killed && *c > counter && *h != name);
             if let Some((at, ..)) = next {
                 break Some(at - killed);
             }

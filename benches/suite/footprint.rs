@@ -12,9 +12,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Agent, Cluster, Statsd, member, toml_str};
+use crate::common::{Agent, Cluster, Statsd, free_tcp_port, member, toml_str};
 use crate::procfs::{cpu_ns, cpu_pct, status_kib};
-use crate::{Row, Setup, free_tcp_port};
+use crate::{Row, Setup};
 
 const RSS_TARGET_KIB: u64 = 4096;
 const IDLE_CPU_TARGET_PCT: f64 = 0.5;

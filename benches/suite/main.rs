@@ -53,12 +53,6 @@ pub struct Row {
     pub met: Option<bool>,
 }
 
-/// A TCP port on loopback nobody listens on right now (status endpoints,
-/// node_exporter).
-pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]

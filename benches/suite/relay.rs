@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::free_udp_port;
 use crate::procfs::cpu_ns;
 use crate::{Row, Setup, median};
 
@@ -117,12 +118,8 @@ pub fn ring_node(args: &[String]) {
     }
 }
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn raw_ring(n: usize, window: Duration, warmup: Duration) -> f64 {
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..n).map(|_| free_udp_port()).collect();
     let exe = std::env::current_exe().unwrap();
     let spawn = |i: usize| {
         Command::new(&exe)
@@ -193,7 +190,7 @@ impl Relay {
             })
         };
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = free_udp_port();
         let cluster = format!("bench{}", std::process::id());
         let secret = if secret { "secret = \"bench secret\"\n" } else { "" };
         let mut agents: Vec<Child> = Vec::new();

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use herd::agent::snapshot::Traffic;
 
-use crate::common::{Agent, Cluster, Statsd, member, toml_str};
+use crate::common::{Agent, Cluster, Statsd, free_tcp_port, member, toml_str};
 use crate::procfs::{cpu_ns, cpu_pct};
-use crate::{Row, Setup, free_tcp_port};
+use crate::{Row, Setup};
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 

@@ -1,14 +1,18 @@
 //! Harness for the multi-process tests: runs real `herd` processes on
 //! loopback and watches their logs.
 //!
-//! - [`free_port`] and [`Cluster::new`] give every test its own gossip port and
-//!   cluster name, so tests running in parallel threads never hear each other.
+//! - [`free_udp_port`] and [`Cluster::new`] give every test its own gossip
+//!   port and cluster name, so tests running in parallel threads never hear
+//!   each other; [`free_tcp_port`] gives status endpoints theirs (ports.rs).
 //! - [`Spec`] builds a node's config file; [`Agent::start`] writes it into a
 //!   temporary directory and spawns `herd run -c` on it, with `RUST_LOG` set
 //!   explicitly so the caller's environment cannot change what is logged.
 //! - A thread per agent reads its stderr line by line, stamping each line with
 //!   the [`Instant`] it arrived; [`Agent::wait_for`] returns that instant, so
 //!   tests measure join and detection times from the logs themselves.
+//! - [`wait_until`] polls any condition; [`Statsd`] receives the agents'
+//!   metrics and [`gauges`] reads the baton relay from them, strictly
+//!   (statsd.rs).
 //! - Agents are killed on drop, so a failing test leaves no processes behind;
 //!   when the drop happens during a panic, each agent prints its whole log
 //!   (captured by the test harness and shown with the failure), which makes a
@@ -20,11 +24,10 @@
 // Each test binary (`cluster`, `cli`) uses a different part of this module.
 #![allow(dead_code)]
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, RandomState};
 use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -32,10 +35,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Gossip ports are drawn from here: below Linux's default ephemeral range
-/// (32768-60999), so an agent's `data_port = 0` socket, which the kernel
-/// takes from that range, can never squat on a port another test picked.
-const PORT_RANGE: std::ops::Range<u16> = 20000..32000;
+mod ports;
+mod statsd;
+
+// As with dead code: each test binary uses some of these.
+#[allow(unused_imports)]
+pub use ports::{free_tcp_port, free_udp_port};
+#[allow(unused_imports)]
+pub use statsd::{Statsd, baton_gauge, gauges};
 
 /// The `herd` binary Cargo built for these tests.
 pub fn herd_bin() -> &'static str {
@@ -60,26 +67,6 @@ fn random_u64() -> u64 {
     RandomState::new().hash_one(CALLS.fetch_add(1, Ordering::Relaxed))
 }
 
-/// A UDP port in [`PORT_RANGE`] that no socket holds right now and that this
-/// process has not handed out before. Random rather than sequential, so two
-/// test binaries run at once are unlikely to collide either.
-pub fn free_port() -> u16 {
-    static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let mut taken = TAKEN.lock().unwrap_or_else(PoisonError::into_inner);
-    let taken = taken.get_or_insert_with(HashSet::new);
-    let span = u64::from(PORT_RANGE.end - PORT_RANGE.start);
-    for _ in 0..1000 {
-        let port = PORT_RANGE.start + (random_u64() % span) as u16;
-        // 0.0.0.0 conflicts with a socket bound to any local address, so this
-        // also covers agents bound to 127.0.0.2 and friends.
-        if !taken.contains(&port) && UdpSocket::bind(("0.0.0.0", port)).is_ok() {
-            taken.insert(port);
-            return port;
-        }
-    }
-    panic!("no free UDP port in {PORT_RANGE:?}");
-}
-
 /// A cluster name no other test (in this or another process) uses: clusters
 /// are bound into the datagram key, so this isolates tests even if two ever
 /// shared a port.
@@ -96,13 +83,55 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(tag: &str) -> Cluster {
-        Cluster { name: unique_cluster(tag), port: free_port() }
+        Cluster { name: unique_cluster(tag), port: free_udp_port() }
     }
 
     /// A node of this cluster on loopback multicast (the agent's default
     /// strategy with `multicast_if = "127.0.0.1"`).
     pub fn node(&self, name: &str) -> Spec {
         Spec::new(name, &self.name, self.port)
+    }
+}
+
+/// psa, psb and psc of a new cluster on loopback, psa serving `[status]
+/// listen` on a free TCP port, all three relaying at `hold = "50ms"` and
+/// reporting to one StatsD listener: what the status endpoint's tests and the
+/// browser test read. Returned once psa has logged its endpoint listening
+/// and both peers up.
+pub struct StatusTrio {
+    pub agents: Vec<Agent>,
+    /// psa's status endpoint.
+    pub addr: SocketAddr,
+    _statsd: Statsd,
+}
+
+impl StatusTrio {
+    /// Starts the three, each node's spec changed by `tune(name, spec)`.
+    pub fn start(tag: &str, tune: impl Fn(&str, Spec) -> Spec) -> StatusTrio {
+        let cluster = Cluster::new(tag);
+        let statsd = Statsd::start();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let agents: Vec<Agent> = ["psa", "psb", "psc"]
+            .iter()
+            .map(|name| {
+                // A paced relay: the tests share two cores with others.
+                let spec = cluster.node(name).set("baton", "hold", &toml_str("50ms"));
+                let mut spec = tune(name, spec.set("statsd", "address", &statsd.address()));
+                if *name == "psa" {
+                    spec = spec.set("status", "listen", &toml_str(&addr.to_string()));
+                }
+                Agent::start(&spec)
+            })
+            .collect();
+        let psa = &agents[0];
+        psa.expect("status endpoint listening", Duration::from_secs(5));
+        psa.expect(&member("up", "psb"), Duration::from_secs(5));
+        psa.expect(&member("up", "psc"), Duration::from_secs(5));
+        StatusTrio { agents, addr, _statsd: statsd }
+    }
+
+    pub fn psa(&mut self) -> &mut Agent {
+        &mut self.agents[0]
     }
 }
 
@@ -505,57 +534,17 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A StatsD server for the tests: a UDP socket on loopback whose datagrams a
-/// thread splits into lines, each stamped with its arrival time. Lines are
-/// kept byte for byte, so tests can assert the exact metric text.
-pub struct Statsd {
-    pub addr: std::net::SocketAddr,
-    lines: Arc<Mutex<Vec<(Instant, String)>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Statsd {
-    pub fn start() -> Statsd {
-        Statsd::start_on(vec![UdpSocket::bind("127.0.0.1:0").expect("bind statsd listener")])
-    }
-
-    /// One server reading several sockets into one list of lines (the lab
-    /// binds one in each host's namespace, as a local dogstatsd would be);
-    /// `addr` is the first socket's.
-    pub fn start_on(socks: Vec<UdpSocket>) -> Statsd {
-        let addr = socks[0].local_addr().expect("local addr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        for sock in socks {
-            sock.set_read_timeout(Some(Duration::from_millis(50))).expect("read timeout");
-            let (sink, stopped) = (Arc::clone(&lines), Arc::clone(&stop));
-            thread::spawn(move || {
-                let mut buf = vec![0u8; 65536];
-                while !stopped.load(Ordering::Relaxed) {
-                    let Ok(n) = sock.recv(&mut buf) else { continue };
-                    let at = Instant::now();
-                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    let mut lines = sink.lock().unwrap_or_else(PoisonError::into_inner);
-                    lines.extend(text.split('\n').filter(|l| !l.is_empty()).map(|l| (at, l.to_owned())));
-                }
-            });
+/// Waits up to `timeout` for `done`, polling every 20 ms; whether it came
+/// (`done` is asked once more when the time is up).
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
         }
-        Statsd { addr, lines, stop }
-    }
-
-    /// Every line received so far, with its arrival time.
-    pub fn lines(&self) -> Vec<(Instant, String)> {
-        self.lines.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// `[statsd] address` for an agent that reports here.
-    pub fn address(&self) -> String {
-        toml_str(&self.addr.to_string())
-    }
-}
-
-impl Drop for Statsd {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        if Instant::now() >= end {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }

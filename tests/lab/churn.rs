@@ -29,8 +29,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{Agent, Spec, herd_bin, toml_str};
-use crate::harness::{Lab, assert_monotonic, gauges, rejoined, report};
+use crate::common::{Agent, Spec, gauges, herd_bin, toml_str};
+use crate::harness::{Lab, assert_monotonic, rejoined, report};
 
 const HOSTS: usize = 5;
 const MIN_RUNNING: usize = 3;
@@ -452,7 +452,7 @@ fn churn_keeps_one_baton_and_every_restart_rejoins() {
     }
     let calm = Instant::now();
     // ...and the baton goes round all five again.
-    let since_calm = || gauges(&statsd).into_iter().filter(|(at, ..)| *at >= calm).map(|(_, _, h)| h);
+    let since_calm = || gauges(&statsd, "").into_iter().filter(|(at, ..)| *at >= calm).map(|(_, _, h)| h);
     while since_calm().collect::<BTreeSet<_>>().len() < HOSTS {
         if calm.elapsed() > Duration::from_secs(10) {
             let seen: BTreeSet<String> = since_calm().collect();
@@ -461,7 +461,7 @@ fn churn_keeps_one_baton_and_every_restart_rejoins() {
         c.tick(false);
     }
 
-    let all = gauges(&statsd);
+    let all = gauges(&statsd, "");
     assert_monotonic(&all);
     let lives = || c.hosts.iter().flat_map(|h| h.past.iter().chain(&h.agent));
     let count = |pattern: &str| -> usize {

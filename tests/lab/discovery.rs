@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{Agent, member, toml_str};
-use crate::harness::{GOSSIP_PORT, Lab, report, wait_until};
+use crate::common::{Agent, member, toml_str, wait_until};
+use crate::harness::{GOSSIP_PORT, Lab, report};
 
 const HOSTS: usize = 5;
 

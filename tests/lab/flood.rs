@@ -10,10 +10,9 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{Agent, random_bytes, toml_str};
+use crate::common::{Agent, gauges, random_bytes};
 use crate::harness::{
-    DATA_PORT, GOSSIP_PORT, GROUP, Lab, assert_monotonic, expect_mesh, gauges, longest_gap, rejections,
-    report, rss_kib, wait_until,
+    DATA_PORT, GOSSIP_PORT, GROUP, Lab, assert_monotonic, longest_gap, rejections, report, rss_kib,
 };
 
 const HOSTS: usize = 3;
@@ -71,14 +70,7 @@ fn a_garbage_flood_is_counted_not_feared() {
     let Some(lab) = Lab::new("flood", ATTACKER) else { return };
     let hosts: Vec<usize> = (1..=HOSTS).collect();
     let statsd = lab.statsd(HOSTS);
-    let mut agents: Vec<Agent> =
-        lab.start_all(HOSTS, |_, spec| spec.secret("flood").set("baton", "hold", &toml_str("100ms")));
-    expect_mesh(&agents, Duration::from_secs(5));
-    assert!(
-        wait_until(Duration::from_secs(15), || gauges(&statsd).len() >= 20),
-        "the baton should move before the flood: {} gauges",
-        gauges(&statsd).len()
-    );
+    let mut agents: Vec<Agent> = lab.start_relay(HOSTS, "flood", &statsd, "the flood");
     // `ip netns exec` execs herd, so the child's pid is the agent's.
     let pid = agents[0].pid();
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
@@ -146,7 +138,7 @@ fn a_garbage_flood_is_counted_not_feared() {
     }
 
     // The baton kept moving: no 2-second gap cluster-wide, in order.
-    let all = gauges(&statsd);
+    let all = gauges(&statsd, "");
     assert_monotonic(&all);
     let during: Vec<_> = all.iter().filter(|(at, _, _)| *at >= start && *at <= end).collect();
     let gap = longest_gap(&during, start, end);

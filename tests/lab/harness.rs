@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use herd::agent::snapshot::Snapshot;
 
-use crate::common::{Agent, Spec, Statsd, herd_bin, toml_str, unique_cluster};
+use crate::common::{Agent, Spec, Statsd, gauges, herd_bin, toml_str, unique_cluster, wait_until};
 
 /// Where the agents' status endpoints listen (herd's default), inside each host.
 pub const STATUS: &str = "127.0.0.1:45894";
@@ -133,6 +133,22 @@ impl Lab {
         (1..=n).map(|i| self.start(i, &f(i, self.spec(i)))).collect()
     }
 
+    /// Hosts `1..=n` relaying with `secret` at `hold = "100ms"`: returned once
+    /// they see each other (5 s) and `statsd` has 20 gauges (15 s), else a
+    /// panic saying the baton should move before `next` (what the test does
+    /// to them then).
+    pub fn start_relay(&self, n: usize, secret: &str, statsd: &Statsd, next: &str) -> Vec<Agent> {
+        let agents =
+            self.start_all(n, |_, spec| spec.secret(secret).set("baton", "hold", &toml_str("100ms")));
+        expect_mesh(&agents, Duration::from_secs(5));
+        assert!(
+            wait_until(Duration::from_secs(15), || gauges(statsd, "").len() >= 20),
+            "the baton should move before {next}: {} gauges",
+            gauges(statsd, "").len()
+        );
+        agents
+    }
+
     /// A StatsD listener on 127.0.0.1:8125 in each of hosts `1..=n`.
     pub fn statsd(&self, n: usize) -> Statsd {
         let socks = (1..=n)
@@ -191,21 +207,6 @@ impl Drop for Lab {
     }
 }
 
-/// A baton gauge `baton:<counter>|g|#host:<name>`: (counter, host).
-pub fn baton_gauge(line: &str) -> Option<(u64, &str)> {
-    let (counter, host) = line.strip_prefix("baton:")?.split_once("|g|#host:")?;
-    Some((counter.parse().ok()?, host))
-}
-
-/// Every baton gauge received so far: (arrival, counter, host).
-pub fn gauges(statsd: &Statsd) -> Vec<(Instant, u64, String)> {
-    statsd
-        .lines()
-        .into_iter()
-        .filter_map(|(at, l)| baton_gauge(&l).map(|(c, h)| (at, c, h.to_owned())))
-        .collect()
-}
-
 /// Panics unless every host's gauges increase strictly in arrival order
 /// (the counter never goes backwards, a value is never reported twice).
 pub fn assert_monotonic(gauges: &[(Instant, u64, String)]) {
@@ -214,20 +215,6 @@ pub fn assert_monotonic(gauges: &[(Instant, u64, String)]) {
         if let Some(prev) = last.insert(h, *c) {
             assert!(*c > prev, "{h}: baton gauge {c} after {prev}");
         }
-    }
-}
-
-/// Waits up to `timeout` for `done`, polling every 20 ms; whether it came.
-pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
     }
 }
 

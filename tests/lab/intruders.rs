@@ -20,10 +20,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{Agent, member, random_bytes, toml_str};
+use crate::common::{Agent, gauges, member, random_bytes, toml_str, wait_until};
 use crate::harness::{
-    GOSSIP_PORT, GROUP, Lab, assert_monotonic, expect_mesh, gauges, longest_gap, rejections, report,
-    wait_until,
+    GOSSIP_PORT, GROUP, Lab, assert_monotonic, expect_mesh, longest_gap, rejections, report,
 };
 
 const GOOD: usize = 4;
@@ -348,7 +347,7 @@ fn intruders_are_refused_and_counted() {
     }
 
     // The baton kept moving through it all, among hosts 1-4.
-    let all = gauges(&statsd);
+    let all = gauges(&statsd, "");
     assert_monotonic(&all);
     let during: Vec<_> = all
         .iter()

@@ -9,8 +9,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::common::{Agent, toml_str};
-use crate::harness::{Lab, assert_monotonic, expect_mesh, gauges, report, wait_until};
+use crate::common::{Agent, gauges};
+use crate::harness::{Lab, assert_monotonic, report};
 
 const HOSTS: usize = 5;
 const LOSS_PCT: u32 = 20;
@@ -62,14 +62,7 @@ fn twenty_percent_loss_is_not_death() {
     let Some(lab) = Lab::new("loss", HOSTS) else { return };
     let all: Vec<usize> = (1..=HOSTS).collect();
     let statsd = lab.statsd(HOSTS);
-    let agents: Vec<Agent> =
-        lab.start_all(HOSTS, |_, spec| spec.secret("lossy links").set("baton", "hold", &toml_str("100ms")));
-    expect_mesh(&agents, Duration::from_secs(5));
-    assert!(
-        wait_until(Duration::from_secs(15), || gauges(&statsd).len() >= 20),
-        "the baton should move before the loss starts: {} gauges",
-        gauges(&statsd).len()
-    );
+    let agents: Vec<Agent> = lab.start_relay(HOSTS, "lossy links", &statsd, "the loss starts");
 
     let secs = seconds();
     lab.loss(LOSS_PCT, &all);
@@ -114,7 +107,7 @@ fn twenty_percent_loss_is_not_death() {
         .count();
 
     // The baton kept moving: every 10-second window, every host, in order.
-    let all_gauges = gauges(&statsd);
+    let all_gauges = gauges(&statsd, "");
     assert_monotonic(&all_gauges);
     let during: Vec<_> = all_gauges.iter().filter(|(at, _, _)| *at >= t0 && *at <= t1).collect();
     let windows: Vec<usize> = (0..secs / 10)

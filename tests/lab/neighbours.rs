@@ -9,8 +9,8 @@ use std::net::{TcpListener, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use crate::common::{Statsd, toml_str};
-use crate::harness::{Lab, STATUS, expect_mesh, gauges, in_netns, report, wait_until};
+use crate::common::{Statsd, baton_gauge, gauges, toml_str, wait_until};
+use crate::harness::{Lab, STATUS, expect_mesh, in_netns, report};
 
 /// How long the agents run with their neighbours broken.
 const BROKEN_FOR: Duration = Duration::from_secs(25);
@@ -55,7 +55,7 @@ fn statsd_down_socket_missing_and_status_port_taken_are_survived() {
     std::thread::sleep(BROKEN_FOR.saturating_sub(started.elapsed()));
     let after = (passes(1).expect("n1 status"), passes(2).expect("n2 status"));
     assert!(after.0 > before.0 && after.1 > before.1, "n1/n2 passes: {before:?} -> {after:?}");
-    let n3_gauges = gauges(&n3_statsd).len();
+    let n3_gauges = gauges(&n3_statsd, "").len();
     assert!(n3_gauges > 20, "n3 (StatsD up) kept reporting passes: {n3_gauges} gauges");
     let mut agents = agents;
     for a in &mut agents {
@@ -81,7 +81,7 @@ fn statsd_down_socket_missing_and_status_port_taken_are_survived() {
     let uds = UnixDatagram::bind(&socket).expect("bind the StatsD socket");
     uds.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     assert!(
-        wait_until(Duration::from_secs(5), || gauges(&n1_statsd).iter().any(|g| g.2 == "n1")),
+        wait_until(Duration::from_secs(5), || gauges(&n1_statsd, "").iter().any(|g| g.2 == "n1")),
         "n1's gauges after its StatsD server came up"
     );
     let n1_back = repaired.elapsed();
@@ -91,7 +91,7 @@ fn statsd_down_socket_missing_and_status_port_taken_are_survived() {
         if let Ok(n) = uds.recv(&mut buf)
             && String::from_utf8_lossy(&buf[..n])
                 .lines()
-                .any(|l| l.starts_with("baton:") && l.ends_with("#host:n2"))
+                .any(|l| baton_gauge(l, "").is_some_and(|(_, host)| host == "n2"))
         {
             break repaired.elapsed();
         }

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{Agent, member, toml_str};
-use crate::harness::{Lab, assert_monotonic, expect_mesh, gauges, rejoined, report, wait_until};
+use crate::common::{Agent, gauges, member, toml_str, wait_until};
+use crate::harness::{Lab, assert_monotonic, expect_mesh, rejoined, report};
 
 const HOSTS: usize = 6;
 const SIDE_A: [usize; 3] = [1, 2, 3];
@@ -113,7 +113,7 @@ fn each_side_keeps_a_baton_and_the_heal_leaves_one() {
     let joined = Instant::now();
     let hosts_since = |from: Instant, to: Instant| -> BTreeMap<String, usize> {
         let mut n = BTreeMap::new();
-        for (at, _, h) in gauges(&statsd) {
+        for (at, _, h) in gauges(&statsd, "") {
             if at >= from && at < to {
                 *n.entry(h).or_insert(0) += 1;
             }
@@ -226,7 +226,7 @@ fn each_side_keeps_a_baton_and_the_heal_leaves_one() {
     // that of the last sample holding any but the greater one (not just the
     // last holding two: the loser can be seen alone while the winner is
     // between a read of its sender and one of its receiver).
-    let before_heal = gauges(&statsd).iter().map(|(_, c, _)| *c).max().unwrap_or(0);
+    let before_heal = gauges(&statsd, "").iter().map(|(_, c, _)| *c).max().unwrap_or(0);
     let healed = lab.heal();
     let winner = if baton_order(&id_a) > baton_order(&id_b) { id_a.clone() } else { id_b.clone() };
     let (mut last_other, mut most, mut heal_samples) = (None, 0usize, 0usize);
@@ -300,7 +300,7 @@ fn each_side_keeps_a_baton_and_the_heal_leaves_one() {
     // Counters: every host's gauges increase over the whole run, and once the
     // survivor has gone round (everyone has heard everyone for three
     // heartbeats) it counts above everything either side reached.
-    let all_gauges = gauges(&statsd);
+    let all_gauges = gauges(&statsd, "");
     assert_monotonic(&all_gauges);
     let above_from = healed + one_after + 3 * HEARTBEAT;
     let late: Vec<_> = all_gauges.iter().filter(|(at, ..)| *at >= above_from).collect();
