@@ -15,13 +15,11 @@ use rand::RngExt;
 use super::Sim;
 
 const SECOND: Duration = Duration::from_secs(1);
-/// The heartbeat of [`Sim::new`]'s template.
-const HEARTBEAT: Duration = SECOND;
 
 /// `n` nodes, all started within a heartbeat, run until the baton moves.
 pub fn relay(n: usize, seed: u64, hold: Duration) -> Sim {
     let mut sim = Sim::new(n, seed).with_baton(hold);
-    sim.start_all_within(HEARTBEAT);
+    sim.start_all_within(sim.template.heartbeat_interval);
     sim.run_for(5 * SECOND);
     assert!(!sim.passes().is_empty(), "the baton started");
     sim
