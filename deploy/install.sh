@@ -18,6 +18,7 @@ binary=${base}target/aarch64-unknown-linux-musl/release/herd
 config=${base}config/herd.toml
 unit=${base}deploy/herd.service
 hosts_file=${HERD_HOSTS_FILE:-}
+secret=
 dry_run=false
 force_config=false
 
@@ -28,8 +29,9 @@ Usage: deploy/install.sh [options] [host ...]
 Installs herd on each host in turn, over ssh and scp: copies the binary, the
 config and the systemd unit to the host's /tmp, installs them as
 /usr/local/bin/herd, /etc/herd/herd.toml and /etc/systemd/system/herd.service,
-validates the config with 'herd check', enables and restarts the herd service,
-and waits until it answers 'herd status'. Stops at the first host that fails.
+installs the gossip secret if given (--secret), validates the config with
+'herd check', enables and restarts the herd service, and waits until it
+answers 'herd status'. Stops at the first host that fails.
 
 Hosts are the arguments ([user@]host, e.g. pi@psa.local), else the lines of
 deploy/hosts (see deploy/hosts.example): one host per line, '#' starts a
@@ -43,6 +45,10 @@ Options:
   -c, --config PATH   the config to install (default: config/herd.toml)
       --force-config  replace an existing /etc/herd/herd.toml (default: an
                       installed config is kept, so local edits survive upgrades)
+      --secret FILE   install FILE as /etc/herd/secret (mode 0640, group
+                      herd-secret, which the unit's dynamic user joins), for
+                      [gossip] secret_file = "/etc/herd/secret"; it goes over
+                      ssh's stdin, never through a file in /tmp
       --hosts FILE    read the hosts from FILE instead of deploy/hosts
   -h, --help          show this help
 
@@ -86,7 +92,9 @@ while [[ $# -gt 0 ]]; do
     -b | --binary) need_value "$@"; binary=$2; shift ;;
     -c | --config) need_value "$@"; config=$2; shift ;;
     --hosts) need_value "$@"; hosts_file=$2; shift ;;
+    --secret) need_value "$@"; secret=$2; shift ;;
     --binary=*) binary=${1#*=} ;;
+    --secret=*) secret=${1#*=} ;;
     --config=*) config=${1#*=} ;;
     --hosts=*) hosts_file=${1#*=} ;;
     --) shift; hosts+=("$@"); break ;;
@@ -150,6 +158,7 @@ missing() {
 (or name another one with --binary PATH)"
 [[ -f $config ]] || missing "no config at $config (name one with --config PATH)"
 [[ -f $unit ]] || missing "no systemd unit at $unit: is this a complete copy of herd?"
+[[ -z $secret || -f $secret ]] || missing "no secret file at $secret (--secret FILE)"
 
 # quote ARG...: the arguments as one shell command line, each quoted only when
 # it has to be, so that a printed line can be pasted into a shell.
@@ -182,18 +191,20 @@ fail() {
 
 # step WHAT COMMAND...: prints the command after '+ ' and, unless this is a
 # dry run, runs it; a failure stops everything, naming the host and WHAT.
+# With $input set, the command reads that file on its stdin ('< FILE').
 step() {
   local what=$1 rc=0
   shift
-  echo "+ $(quote "$@")"
+  echo "+ $(quote "$@")${input:+ < $(quote "$input")}"
   if $dry_run; then
     return 0
   fi
-  "$@" || rc=$?
+  "$@" <"${input:-/dev/null}" || rc=$?
   if [[ $rc -ne 0 ]]; then
     fail "$what ($1 exited with status $rc)"
   fi
 }
+input=
 
 # What runs on each host, in order (the host's login shell runs each line).
 r_binary='sudo install -m 0755 /tmp/herd /usr/local/bin/herd'
@@ -202,6 +213,8 @@ if $force_config; then
 else
   r_config='if test -e /etc/herd/herd.toml; then echo "kept the existing /etc/herd/herd.toml (--force-config replaces it)"; else sudo install -D -m 0644 /tmp/herd.toml /etc/herd/herd.toml; fi'
 fi
+# The group first: the secret belongs to it, and the unit refuses to start without it.
+r_secret='sudo groupadd -f --system herd-secret && sudo install -D -m 0640 -g herd-secret /dev/stdin /etc/herd/secret'
 r_check='sudo /usr/local/bin/herd check -c /etc/herd/herd.toml >/dev/null'
 r_unit='sudo groupadd -f --system herd-secret && sudo install -m 0644 /tmp/herd.service /etc/systemd/system/herd.service && rm -f /tmp/herd /tmp/herd.toml /tmp/herd.service'
 # enable + restart starts a stopped service and restarts a running one (with
@@ -220,6 +233,9 @@ for host in "${hosts[@]}"; do
   step "copying the unit" "${scp[@]}" "$unit" "$host:/tmp/herd.service"
   step "installing the binary" "${ssh[@]}" "$host" "$r_binary"
   step "installing the config" "${ssh[@]}" "$host" "$r_config"
+  if [[ -n $secret ]]; then
+    input=$secret step "installing the secret" "${ssh[@]}" "$host" "$r_secret"
+  fi
   step "herd check rejected /etc/herd/herd.toml" "${ssh[@]}" "$host" "$r_check"
   step "installing the unit" "${ssh[@]}" "$host" "$r_unit"
   step "starting the service" "${ssh[@]}" "$host" "$r_start"

@@ -47,6 +47,7 @@ const UNIT: &str = "deploy/herd.service";
 const R_BINARY: &str = "sudo install -m 0755 /tmp/herd /usr/local/bin/herd";
 const R_CONFIG_KEEP: &str = r#"if test -e /etc/herd/herd.toml; then echo "kept the existing /etc/herd/herd.toml (--force-config replaces it)"; else sudo install -D -m 0644 /tmp/herd.toml /etc/herd/herd.toml; fi"#;
 const R_CONFIG_FORCE: &str = "sudo install -D -m 0644 /tmp/herd.toml /etc/herd/herd.toml";
+const R_SECRET: &str = "sudo groupadd -f --system herd-secret && sudo install -D -m 0640 -g herd-secret /dev/stdin /etc/herd/secret";
 const R_CHECK: &str = "sudo /usr/local/bin/herd check -c /etc/herd/herd.toml >/dev/null";
 const R_UNIT: &str = "sudo groupadd -f --system herd-secret && sudo install -m 0644 /tmp/herd.service /etc/systemd/system/herd.service && rm -f /tmp/herd /tmp/herd.toml /tmp/herd.service";
 const R_START: &str =
@@ -212,6 +213,35 @@ fn dry_run_reads_hosts_from_a_file_skipping_comments_and_blank_lines() {
     assert_eq!(
         stdout_lines(&example),
         Plan::default().lines(&["psa.local", "psb.local", "psc.local", "psd.local"])
+    );
+}
+
+#[test]
+fn a_secret_goes_over_ssh_stdin_into_the_herd_secret_group_before_the_check() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let secret = dir.path().join("herd.secret");
+    std::fs::write(&secret, "hunter2\n").expect("write secret");
+    let secret = secret.display().to_string();
+    let out = run(install_sh().args(["--dry-run", "--secret", &secret, "psa"]));
+    assert_ok(&out);
+    let mut want = Plan::default().lines(&["psa"]);
+    // After the config, before `herd check` (which reads secret_file).
+    let check = want.iter().position(|l| l.contains(R_CHECK)).expect("the check step");
+    want.insert(check, format!("+ ssh psa '{R_SECRET}' < {secret}"));
+    assert_eq!(stdout_lines(&out), want);
+    assert!(!text(&out.stdout).contains("hunter2"), "the secret itself is never printed");
+
+    // A real run stops before any ssh (the binary is there, the secret not).
+    let binary = dir.path().join("herd");
+    std::fs::write(&binary, "").expect("write binary");
+    let binary = binary.display().to_string();
+    let missing =
+        run(install_sh().args(["--binary", &binary, "--secret", "/nonexistent/herd.secret", "psa"]));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("no secret file at /nonexistent/herd.secret"),
+        "{}",
+        text(&missing.stderr)
     );
 }
 

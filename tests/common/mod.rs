@@ -548,3 +548,22 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs `f` on a thread that joined the network namespace at `path`
+/// (`/var/run/netns/NAME`, or `/proc/PID/ns/net`) and returns its result.
+/// Sockets `f` creates belong to that namespace for good.
+pub fn in_netns_at<T: Send>(path: &str, f: impl FnOnce() -> T + Send) -> T {
+    use std::os::fd::AsRawFd;
+    thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            // SAFETY: setns on a valid namespace fd only changes this thread's
+            // network namespace; the fd outlives the call.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns into {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
+}

@@ -20,9 +20,7 @@
 //! (then [`Lab::new`] says why and the test skips, or fails under CI=true).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
@@ -44,19 +42,7 @@ fn script() -> PathBuf {
 
 /// Runs `f` on a thread inside network namespace `ns` and returns its result.
 pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/var/run/netns/{ns}");
-    thread::scope(|s| {
-        s.spawn(|| {
-            let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-            // SAFETY: setns on a valid namespace fd only changes this thread's
-            // network namespace; the fd outlives the call.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns into {ns}: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-    })
+    crate::common::in_netns_at(&format!("/var/run/netns/{ns}"), f)
 }
 
 /// Why the lab cannot run here, if it cannot.

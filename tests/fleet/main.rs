@@ -1,0 +1,15 @@
+//! The fleet lab: herd deployed to emulated Pis (systemd-nspawn containers
+//! with real systemd and sshd, on one bridge, see fleet.sh and harness.rs)
+//! with `deploy/install.sh`, exactly as the README's "Run it on your Pis"
+//! says. Needs root; without it every test says why and skips (under CI=true
+//! they fail instead).
+//!
+//! Each scenario prints `FLEET | scenario | what was checked | figures`
+//! lines: `cargo test --test fleet -- --nocapture | grep '^FLEET'` gives the
+//! report.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod harness;
+
+mod deploy;
