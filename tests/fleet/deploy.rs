@@ -9,22 +9,11 @@ use crate::harness::{Fleet, report, secs};
 
 const PIS: usize = 3;
 
-/// README step 2: the operator's config and secret, in a directory of theirs.
-fn operator_files(fleet: &Fleet) -> (tempfile::TempDir, String, String) {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let config = dir.path().join("my-herd.toml");
-    std::fs::write(&config, fleet.config()).expect("write config");
-    let secret = dir.path().join("herd.secret");
-    std::fs::write(&secret, format!("{}\n", fleet.cluster)).expect("write secret");
-    let path = |p: std::path::PathBuf| p.display().to_string();
-    (dir, path(config), path(secret))
-}
-
 #[test]
 fn deploy_from_nothing_forms_one_cluster_by_multicast() {
     let Some(fleet) = Fleet::new("deploy", PIS) else { return };
     let statsd = fleet.statsd();
-    let (_dir, config, secret) = operator_files(&fleet);
+    let (_dir, config, secret) = fleet.operator_files();
     let t0 = Instant::now();
     fleet.install(&["--config", &config, "--secret", &secret]);
     let installed = t0.elapsed();
@@ -75,7 +64,7 @@ fn deploy_from_nothing_forms_one_cluster_by_multicast() {
 #[test]
 fn the_running_agent_is_sandboxed_as_the_unit_says() {
     let Some(fleet) = Fleet::new("sandbox", 1) else { return };
-    let (_dir, config, secret) = operator_files(&fleet);
+    let (_dir, config, secret) = fleet.operator_files();
     fleet.install(&["--config", &config, "--secret", &secret]);
     let pid = fleet.run(1, "systemctl show -p MainPID --value herd");
     let pid = pid.trim();

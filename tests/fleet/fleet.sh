@@ -116,11 +116,14 @@ destroy() {
   local id=$1 s pid i
   s=$(state "$id")
   if [[ -d $s ]]; then
-    for pidfile in "$s"/pi*/nspawn.pid; do
+    # The boot loops first (so no Pi is booted again), then the Pis: nspawn
+    # powers its container off on SIGTERM.
+    for pidfile in "$s"/pi*/boot.pid; do
       [[ -f $pidfile ]] || continue
       pid=$(cat "$pidfile")
-      kill -TERM "$pid" 2>/dev/null || true
+      kill -KILL "$pid" 2>/dev/null || true
     done
+    pkill -TERM -f -- "--machine=$PREFIX-$id-" 2>/dev/null || true
     for i in $(seq 50); do
       pgrep -f -- "--machine=$PREFIX-$id-" >/dev/null || break
       sleep 0.1
@@ -217,19 +220,28 @@ EOF
   ssh-keygen -q -A -f "$p/root" >/dev/null
   install -d -m 0700 -o 1000 -g 1000 "$p/root/home/pi/.ssh"
   install -m 0600 -o 1000 -g 1000 "$s/key.pub" "$p/root/home/pi/.ssh/authorized_keys"
-  nsenter --net="/run/netns/$(hub "$id")" \
-    systemd-nspawn --quiet --boot --register=no --keep-unit \
-    --machine="$PREFIX-$id-$i" --hostname="$name" \
-    --directory="$p/root" --network-bridge=br0 \
-    </dev/null >"$p/console.log" 2>&1 &
-  echo $! >"$p/nspawn.pid"
+  # A Pi that reboots (`systemctl reboot`: nspawn exits with status 133) is
+  # booted again, as systemd-nspawn@.service does on a real host.
+  (
+    while true; do
+      rc=0
+      nsenter --net="/run/netns/$(hub "$id")" \
+        systemd-nspawn --quiet --boot --register=no --keep-unit \
+        --machine="$PREFIX-$id-$i" --hostname="$name" \
+        --directory="$p/root" --network-bridge=br0 || rc=$?
+      ((rc == 133)) || exit "$rc"
+    done
+  ) </dev/null >>"$p/console.log" 2>&1 &
+  echo $! >"$p/boot.pid"
 }
 
-# Pi I's init as the host sees it: the child of its nspawn.
+# Pi I's init as the host sees it: the child of its nspawn (a child of the
+# boot loop). Empty while the Pi is between two boots.
 pi_pid() {
-  local id=$1 i=$2 s
+  local id=$1 i=$2 s nspawn
   s=$(state "$id")
-  pgrep -P "$(cat "$s/pi$i/nspawn.pid")" | head -1
+  nspawn=$(pgrep -P "$(cat "$s/pi$i/boot.pid")" | head -1)
+  [[ -z $nspawn ]] || pgrep -P "$nspawn" | head -1
 }
 
 wait_ssh() {

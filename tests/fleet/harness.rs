@@ -16,6 +16,7 @@
 //! root and the tools (then [`Fleet::new`] says why and the test skips, or
 //! fails under CI=true).
 
+use std::collections::BTreeSet;
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use herd::agent::snapshot::Snapshot;
 
-use crate::common::{Statsd, in_netns_at, unique_cluster};
+use crate::common::{Statsd, gauges, in_netns_at, unique_cluster, wait_until};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -182,15 +183,71 @@ impl Fleet {
     }
 
     /// A StatsD listener on 127.0.0.1:8125 of every Pi, in one [`Statsd`].
+    /// A Pi that reboots gets a new network namespace: listen there again
+    /// with [`Fleet::statsd_on`].
     pub fn statsd(&self) -> Statsd {
-        let socks: Vec<UdpSocket> = (1..=self.pis)
-            .map(|i| {
+        self.statsd_on(&(1..=self.pis).collect::<Vec<_>>())
+    }
+
+    /// A StatsD listener on 127.0.0.1:8125 of each Pi in `pis`.
+    pub fn statsd_on(&self, pis: &[usize]) -> Statsd {
+        let socks: Vec<UdpSocket> = pis
+            .iter()
+            .map(|&i| {
                 in_netns_at(&format!("/proc/{}/ns/net", self.pid(i)), || {
                     UdpSocket::bind("127.0.0.1:8125").expect("bind 127.0.0.1:8125 on the Pi")
                 })
             })
             .collect();
         Statsd::start_on(socks)
+    }
+
+    /// Until Pi `i` answers ssh again (after a reboot), for at most `within`.
+    pub fn wait_ssh(&self, i: usize, within: Duration) -> bool {
+        wait_until(within, || self.ssh(i, "true").status.success())
+    }
+
+    /// The ids of the batons held across the fleet now (`held_id` of every
+    /// Pi that answers): one baton is at most one id.
+    pub fn batons(&self) -> BTreeSet<String> {
+        (1..=self.pis).filter_map(|i| self.status(i)?.baton.held_id).collect()
+    }
+
+    /// herd's log on Pi `i` (`journalctl -u herd`, messages only).
+    pub fn journal(&self, i: usize) -> String {
+        self.run(i, "journalctl -u herd --no-pager -o cat")
+    }
+
+    /// README steps 2 and 3 on every Pi (a config with `secret_file` and a
+    /// paced baton, the secret, `install.sh`), then until every Pi lists all
+    /// and `statsd` has baton gauges from every Pi (15 s). The operator's
+    /// files live as long as the returned directory.
+    pub fn deploy(&self, statsd: &Statsd) -> tempfile::TempDir {
+        let (dir, config, secret) = self.operator_files();
+        self.install(&["--config", &config, "--secret", &secret]);
+        let n = self.pis;
+        let formed = wait_until(Duration::from_secs(15), || {
+            (1..=n).all(|i| self.status(i).is_some_and(|s| s.live_members == n))
+        });
+        assert!(formed, "every Pi lists {n} live members within 15 s of the install");
+        let names: BTreeSet<String> = (1..=n).map(|i| self.name(i)).collect();
+        let relaying = wait_until(Duration::from_secs(15), || {
+            gauges(statsd, "").iter().map(|(_, _, h)| h.clone()).collect::<BTreeSet<_>>() == names
+        });
+        assert!(relaying, "baton gauges from every Pi within 15 s");
+        dir
+    }
+
+    /// README step 2: the operator's config and secret, in a directory of
+    /// theirs; (directory, config path, secret path).
+    pub fn operator_files(&self) -> (tempfile::TempDir, String, String) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let config = dir.path().join("my-herd.toml");
+        std::fs::write(&config, self.config()).expect("write config");
+        let secret = dir.path().join("herd.secret");
+        std::fs::write(&secret, format!("{}\n", self.cluster)).expect("write secret");
+        let path = |p: PathBuf| p.display().to_string();
+        (dir, path(config), path(secret))
     }
 
     /// `herd status --json` on Pi `i`, over ssh.

@@ -13,3 +13,5 @@ mod common;
 mod harness;
 
 mod deploy;
+mod lifecycle;
+mod operations;
