@@ -13,6 +13,11 @@
 #                                systemd, sshd, sudo): built once, cached
 #                                under /var/tmp/herd-fleet, keyed by the
 #                                recipe that built it; prints its directory
+#   fleet.sh image-arm64         the aarch64 Pi image for qemu-system-aarch64
+#                                (kernel, initramfs, ext4 root disk),
+#                                assembled on the host without running any
+#                                arm64 code; cached likewise; prints its
+#                                directory (not booted by the tests yet)
 #   fleet.sh create ID N         namespace herdfleet-ID-hub (the switch, and
 #                                the operator's laptop at 10.78.0.254) and
 #                                Pis pi1..piN (10.78.0.<i>, hostnames psa, psb,
@@ -40,6 +45,14 @@ STATE=/run/herd-fleet
 SUITE=bookworm
 MIRROR=${HERD_FLEET_MIRROR:-http://deb.debian.org/debian}
 PACKAGES=systemd,systemd-sysv,dbus,openssh-server,iproute2,sudo,procps,libpam-systemd
+# The aarch64 image is only extracted (no maintainer script runs), so it
+# names Debian's Essential set itself, and the kernel and busybox for the
+# initramfs.
+ESSENTIAL=base-files,base-passwd,bash,bsdutils,coreutils,dash,debianutils,diffutils,findutils,grep,gzip,hostname,init-system-helpers,login,mount,ncurses-bin,passwd,perl-base,sed,sysvinit-utils,tar,util-linux
+ARM64_PACKAGES=$PACKAGES,$ESSENTIAL,linux-image-arm64,busybox-static
+# Modules the initramfs loads, in dependency order: the virtio disk and NIC
+# on qemu's `virt` machine, and ext4.
+INITRD_MODULES="virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk failover net_failover virtio_net crc16 mbcache jbd2 crc32c_generic ext4"
 # Bump when the image recipe below changes: it is part of the cache key.
 RECIPE=3
 
@@ -102,6 +115,98 @@ image() {
   rm -rf "$dir"
   mkdir -p "$dir"
   mv "$tmp/ready" "$dir/rootfs"
+  touch "$dir/done"
+  echo "$dir"
+}
+
+arm64_dir() {
+  local key
+  key=$(printf '%s\n' "$RECIPE" "$SUITE" "$ARM64_PACKAGES" "$INITRD_MODULES" | sha256sum | cut -c1-12)
+  echo "$CACHE/arm64-$key"
+}
+
+# The aarch64 image: extracted, never configured (so nothing runs under
+# emulation: mmdebstrap's own install of these packages spends over 20
+# minutes in qemu-user, mostly in mkinitramfs). What the packages' scripts
+# would have made is made here with the host's tools, or taken from the
+# amd64 image of the same release where it is the same on every
+# architecture (the PAM stacks pam-auth-update writes).
+image_arm64() {
+  local dir tmp r kver amd64 m
+  dir=$(arm64_dir)
+  if [[ -f $dir/done ]]; then
+    echo "$dir"
+    return
+  fi
+  for m in mmdebstrap depmod mkfs.ext4 cpio; do
+    command -v "$m" >/dev/null || die "the aarch64 image needs $m: apt-get install mmdebstrap kmod e2fsprogs cpio"
+  done
+  amd64=$(image)/rootfs
+  mkdir -p "$CACHE"
+  tmp=$(mktemp -d "$CACHE/build.XXXXXX")
+  trap 'rm -rf "$tmp"' RETURN
+  echo "fleet.sh: building the aarch64 Pi image (extracting $SUITE arm64, about 30 s)" >&2
+  r=$tmp/rootfs
+  mmdebstrap --variant=extract --arch=arm64 --include="$ARM64_PACKAGES" "$SUITE" "$r" "$MIRROR" \
+    >"$tmp/log" 2>&1 || die "mmdebstrap failed; its log: $(tail -5 "$tmp/log")"
+  kver=$(ls "$r/lib/modules")
+  depmod -b "$r" "$kver"
+  # Accounts: base-passwd's tables, systemd's users, sshd's, and pi (in adm
+  # and systemd-journal, with passwordless sudo, as on Raspberry Pi OS).
+  cp "$r/usr/share/base-passwd/passwd.master" "$r/etc/passwd"
+  cp "$r/usr/share/base-passwd/group.master" "$r/etc/group"
+  install -m 0640 /dev/null "$r/etc/shadow"
+  install -m 0640 /dev/null "$r/etc/gshadow"
+  systemd-sysusers --root="$r" >/dev/null 2>&1
+  echo 'sshd:x:101:65534::/run/sshd:/usr/sbin/nologin' >>"$r/etc/passwd"
+  echo 'pi:x:1000:1000::/home/pi:/bin/bash' >>"$r/etc/passwd"
+  echo 'pi:x:1000:' >>"$r/etc/group"
+  echo 'pi:*:19000:0:99999:7:::' >>"$r/etc/shadow"
+  sed -i -e 's/^\(adm:x:4:\)$/\1pi/' -e 's/^\(systemd-journal:x:[0-9]*:\)$/\1pi/' "$r/etc/group"
+  install -d -o 1000 -g 1000 "$r/home/pi"
+  echo 'pi ALL=(ALL) NOPASSWD: ALL' >"$r/etc/sudoers.d/pi"
+  chmod 0440 "$r/etc/sudoers.d/pi"
+  # What base-files', openssh-server's and libpam-runtime's scripts make.
+  mkdir -p "$r"/usr/local/{bin,sbin,lib,share}
+  cp "$r/usr/share/openssh/sshd_config" "$r/etc/ssh/sshd_config"
+  cp "$amd64"/etc/pam.d/common-* "$r/etc/pam.d/"
+  rm -f "$r/etc/hostname" "$r"/etc/ssh/ssh_host_*
+  : >"$r/etc/machine-id"
+  # Without the SysV script, `systemctl --root` enables without running
+  # update-rc.d (an arm64 binary).
+  rm -f "$r/etc/init.d/ssh"
+  systemctl --root="$r" enable systemd-networkd ssh >/dev/null 2>&1
+  ln -sf /lib/systemd/systemd "$r/sbin/init"
+  # The initramfs: busybox, the modules, and an /init that mounts the disk.
+  local i=$tmp/initramfs
+  mkdir -p "$i"/{bin,dev,proc,sys,root,lib/modules}
+  cp "$r/bin/busybox" "$i/bin/busybox"
+  for m in $INITRD_MODULES; do
+    cp "$(find "$r/lib/modules/$kver" -name "$m.ko" | head -1)" "$i/lib/modules/" ||
+      die "kernel $kver has no module $m"
+  done
+  echo "$INITRD_MODULES" >"$i/lib/modules/order"
+  cat >"$i/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+for m in $(/bin/busybox cat /lib/modules/order); do /bin/busybox insmod "/lib/modules/$m.ko"; done
+for t in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; /bin/busybox sleep 0.5; done
+/bin/busybox mount -t ext4 -o rw /dev/vda /root || { echo "initramfs: cannot mount /dev/vda"; exec /bin/busybox sh; }
+/bin/busybox umount /proc /sys
+/bin/busybox mount --move /dev /root/dev
+exec /bin/busybox switch_root /root /sbin/init
+EOF
+  chmod 0755 "$i/init"
+  (cd "$i" && find . | cpio -o -H newc --quiet | gzip -1) >"$tmp/initrd.gz"
+  cp "$r/boot/vmlinuz-$kver" "$tmp/vmlinuz"
+  rm -rf "$r/var/cache/apt/archives"/*.deb "$r/var/lib/apt/lists"/*
+  truncate -s 2G "$tmp/root.img"
+  mkfs.ext4 -q -F -L root -d "$r" "$tmp/root.img"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  mv "$tmp/vmlinuz" "$tmp/initrd.gz" "$tmp/root.img" "$dir/"
   touch "$dir/done"
   echo "$dir"
 }
@@ -302,6 +407,7 @@ cmd=${1:-}
 shift || true
 case $cmd in
   image) need_root; image ;;
+  image-arm64) need_root; image_arm64 ;;
   create) need_root; (($# == 2)) || die "usage: fleet.sh create ID N"; create "$@" ;;
   wait) need_root; (($# == 2)) || die "usage: fleet.sh wait ID N"; wait_ssh "$@" ;;
   env) (($# == 1)) || die "usage: fleet.sh env ID"; env_lines "$1" ;;
@@ -310,5 +416,5 @@ case $cmd in
   destroy) need_root; (($# == 1)) || die "usage: fleet.sh destroy ID"; destroy "$1" ;;
   sweep) need_root; sweep ;;
   up) need_root; up "$@" ;;
-  *) die "usage: fleet.sh up|image|create|wait|env|ssh|pid|destroy|sweep (see the top of $0)" ;;
+  *) die "usage: fleet.sh up|image|image-arm64|create|wait|env|ssh|pid|destroy|sweep (see the top of $0)" ;;
 esac
