@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::StatusTrio;
+use common::{StatusTrio, may_run};
 
 /// The whole Chromium run, start-up included (virtual time makes the page
 /// itself take well under a second).
@@ -86,15 +86,13 @@ fn dump_dom(browser: &PathBuf, url: &str) -> String {
 
 #[test]
 fn chromium_renders_the_status_page_with_every_node() {
-    let Some(browser) = chromium() else {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        assert!(
-            !ci,
-            "chromium is not installed, and CI=true: .ci/run must install it (apt-get install chromium)"
-        );
-        eprintln!("SKIPPED chromium_renders_the_status_page_with_every_node: chromium not installed");
+    let browser = chromium();
+    let missing =
+        browser.is_none().then(|| "chromium is not installed (apt-get install chromium)".to_owned());
+    if !may_run("chromium_renders_the_status_page_with_every_node", missing) {
         return;
-    };
+    }
+    let browser = browser.expect("checked");
     let trio = StatusTrio::start("browser", |_, spec| spec);
 
     let dom = dump_dom(&browser, &format!("http://{}/", trio.addr));

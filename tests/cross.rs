@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Agent, Cluster, Statsd, gauges, member, toml_str, wait_until};
+use common::{Agent, Cluster, Statsd, gauges, may_run, member, toml_str, wait_until};
 
 fn tools() -> Option<(PathBuf, PathBuf)> {
     let bin = std::env::var_os("HERD_AARCH64_BIN").map(PathBuf::from).unwrap_or_else(|| {
@@ -32,14 +32,8 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
         }
         _ => None,
     };
-    match missing {
-        None => Some((qemu.expect("checked"), bin)),
-        Some(what) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("CI needs {what}"),
-        Some(what) => {
-            eprintln!("SKIPPED: missing {what}");
-            None
-        }
-    }
+    may_run("the aarch64 tests", missing.map(|what| format!("missing {what}")))
+        .then(|| (qemu.expect("checked"), bin))
 }
 
 fn emulated(qemu: &PathBuf, bin: &PathBuf) -> Command {

@@ -534,6 +534,28 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Whether this run is CI's (`CI=true`): .ci/run installs every tool the
+/// tests need, so there a missing one is a failure, never a skip.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Whether a test that needs more than Rust may go on. `missing` says what
+/// this machine lacks for it (`None`: nothing): then the test is skipped with
+/// that printed, or fails under CI (see [`under_ci`]).
+pub fn may_run(test: &str, missing: Option<String>) -> bool {
+    let Some(why) = missing else { return true };
+    assert!(!under_ci(), "CI=true, but {test} cannot run: {why} (.ci/run must provide it)");
+    eprintln!("SKIPPED {test}: {why}");
+    false
+}
+
+/// Whether the tests run as root (the lab and the fleet need it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Waits up to `timeout` for `done`, polling every 20 ms; whether it came
 /// (`done` is asked once more when the time is up).
 pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {

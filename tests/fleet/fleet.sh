@@ -3,10 +3,11 @@
 # bridge, so deploy/install.sh, the hardened unit and multicast discovery run
 # exactly as on a shelf of Raspberry Pis.
 #
-#   sudo tests/fleet/fleet.sh up [--pis 3]
-#       builds (or reuses) the image, boots the Pis, deploys herd to them
-#       with deploy/install.sh as the README says, prints `herd status` of
-#       the first Pi every 5 s until Ctrl-C, then removes everything (trap).
+#   sudo tests/fleet/fleet.sh up [--pis 3] [--guests 0]
+#       builds (or reuses) the images, boots the Pis (the last --guests of
+#       them aarch64 guests), deploys herd to them with deploy/install.sh as
+#       the README says, prints `herd status` of the first Pi every 5 s
+#       until Ctrl-C, then removes everything (trap).
 #
 # Building blocks (the fleet tests drive these):
 #   fleet.sh image               the amd64 Pi image (debootstrap bookworm,
@@ -17,24 +18,32 @@
 #                                (kernel, initramfs, ext4 root disk),
 #                                assembled on the host without running any
 #                                arm64 code; cached likewise; prints its
-#                                directory (not booted by the tests yet)
-#   fleet.sh create ID N         namespace herdfleet-ID-hub (the switch, and
+#                                directory
+#   fleet.sh create ID N [G]     namespace herdfleet-ID-hub (the switch, and
 #                                the operator's laptop at 10.78.0.254) and
 #                                Pis pi1..piN (10.78.0.<i>, hostnames psa, psb,
 #                                ...): systemd-nspawn containers booted from
-#                                the image through an overlay of their own
+#                                the image through an overlay of their own,
+#                                the last G of them (default 0) aarch64
+#                                guests under qemu-system-aarch64 instead
 #   fleet.sh wait ID N           until every Pi answers ssh
 #   fleet.sh env ID              SSH=, SCP= and HOSTS= lines for install.sh
+#                                (HOSTS_X86_64= and HOSTS_AARCH64= too: the
+#                                containers, the guests)
 #   fleet.sh ssh ID I CMD...     a command on Pi I as the `pi` user
-#   fleet.sh pid ID I            the PID of Pi I's init (its namespaces)
+#   fleet.sh pid ID I            the PID of Pi I as the host sees it: a
+#                                container's init (its namespaces), a
+#                                guest's qemu
 #   fleet.sh destroy ID          stops every Pi, unmounts, deletes the namespace
 #   fleet.sh sweep               destroys fleets whose creating process is gone
 #
 # ID is "<pid>-<tag>" as in tests/lab/lab.sh. Nothing is created in the
 # caller's network namespace: the bridge and every veth live in the fleet's
-# hub namespace, and nspawn runs under `nsenter --net` into it (under
-# `ip netns exec` it cannot find the cgroup hierarchy). The host has no
-# systemd, so nspawn runs with --register=no --keep-unit.
+# hub namespace (a guest's tap too), and nspawn and qemu run under
+# `nsenter --net` into it (under `ip netns exec` nspawn cannot find the
+# cgroup hierarchy). The host has no systemd, so nspawn runs with
+# --register=no --keep-unit. Images are cached under /var/tmp/herd-fleet; a
+# new recipe's image replaces the old one's.
 set -euo pipefail
 
 PREFIX=herdfleet
@@ -53,8 +62,9 @@ ARM64_PACKAGES=$PACKAGES,$ESSENTIAL,linux-image-arm64,busybox-static
 # Modules the initramfs loads, in dependency order: the virtio disk and NIC
 # on qemu's `virt` machine, and ext4.
 INITRD_MODULES="virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk failover net_failover virtio_net crc16 mbcache jbd2 crc32c_generic ext4"
-# Bump when the image recipe below changes: it is part of the cache key.
+# Bump when an image recipe below changes: each is part of its cache key.
 RECIPE=3
+ARM64_RECIPE=4
 
 die() {
   echo "fleet.sh: $*" >&2
@@ -78,6 +88,19 @@ name_of() {
   echo "ps${letters:$(($1 - 1)):1}"
 }
 
+# with_lock NAME CMD...: CMD with $CACHE/NAME.lock held, so that of fleets
+# started in parallel one builds an image and the others wait and use it. The
+# lock is released before anything CMD started can inherit it for good.
+with_lock() {
+  local name=$1 lock
+  shift
+  mkdir -p "$CACHE"
+  exec {lock}>"$CACHE/$name.lock"
+  flock "$lock"
+  "$@"
+  exec {lock}>&-
+}
+
 image_dir() {
   local key
   key=$(printf '%s\n' "$RECIPE" "$SUITE" "$PACKAGES" "$(uname -m)" | sha256sum | cut -c1-12)
@@ -87,16 +110,16 @@ image_dir() {
 # The image: a minimal Debian with systemd as init, sshd and sudo, a `pi`
 # user with passwordless sudo (as Raspberry Pi OS has), networkd for the
 # address, and nothing host-specific (no hostname, no machine-id).
-image() {
+image() { with_lock amd64 image_build; }
+image_build() {
   local dir tmp
   dir=$(image_dir)
   if [[ -f $dir/done ]]; then
     echo "$dir"
     return
   fi
-  mkdir -p "$CACHE"
   tmp=$(mktemp -d "$CACHE/build.XXXXXX")
-  trap 'rm -rf "$tmp"' RETURN
+  trap 'rm -rf "$tmp"; trap - RETURN' RETURN
   echo "fleet.sh: building the Pi image (debootstrap $SUITE, about 90 s)" >&2
   debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$tmp/rootfs" "$MIRROR" >"$tmp/log" 2>&1 ||
     die "debootstrap failed; its log: $(tail -5 "$tmp/log")"
@@ -112,7 +135,7 @@ image() {
   rm -f "$r"/etc/ssh/ssh_host_*
   rm -rf "$r/var/cache/apt/archives"/*.deb "$r/var/lib/apt/lists"/*
   mv "$tmp/rootfs" "$tmp/ready"
-  rm -rf "$dir"
+  rm -rf "$dir" "$CACHE"/amd64-*
   mkdir -p "$dir"
   mv "$tmp/ready" "$dir/rootfs"
   touch "$dir/done"
@@ -121,7 +144,7 @@ image() {
 
 arm64_dir() {
   local key
-  key=$(printf '%s\n' "$RECIPE" "$SUITE" "$ARM64_PACKAGES" "$INITRD_MODULES" | sha256sum | cut -c1-12)
+  key=$(printf '%s\n' "$ARM64_RECIPE" "$SUITE" "$ARM64_PACKAGES" "$INITRD_MODULES" | sha256sum | cut -c1-12)
   echo "$CACHE/arm64-$key"
 }
 
@@ -131,7 +154,8 @@ arm64_dir() {
 # would have made is made here with the host's tools, or taken from the
 # amd64 image of the same release where it is the same on every
 # architecture (the PAM stacks pam-auth-update writes).
-image_arm64() {
+image_arm64() { with_lock arm64 image_arm64_build; }
+image_arm64_build() {
   local dir tmp r kver amd64 m
   dir=$(arm64_dir)
   if [[ -f $dir/done ]]; then
@@ -142,9 +166,8 @@ image_arm64() {
     command -v "$m" >/dev/null || die "the aarch64 image needs $m: apt-get install mmdebstrap kmod e2fsprogs cpio"
   done
   amd64=$(image)/rootfs
-  mkdir -p "$CACHE"
   tmp=$(mktemp -d "$CACHE/build.XXXXXX")
-  trap 'rm -rf "$tmp"' RETURN
+  trap 'rm -rf "$tmp"; trap - RETURN' RETURN
   echo "fleet.sh: building the aarch64 Pi image (extracting $SUITE arm64, about 30 s)" >&2
   r=$tmp/rootfs
   mmdebstrap --variant=extract --arch=arm64 --include="$ARM64_PACKAGES" "$SUITE" "$r" "$MIRROR" \
@@ -166,8 +189,11 @@ image_arm64() {
   install -d -o 1000 -g 1000 "$r/home/pi"
   echo 'pi ALL=(ALL) NOPASSWD: ALL' >"$r/etc/sudoers.d/pi"
   chmod 0440 "$r/etc/sudoers.d/pi"
-  # What base-files', openssh-server's and libpam-runtime's scripts make.
-  mkdir -p "$r"/usr/local/{bin,sbin,lib,share}
+  # What base-files', systemd's, openssh-server's and libpam-runtime's
+  # scripts make: a persistent journal (so `journalctl` shows earlier boots),
+  # the tmpfiles.d tree, the sshd config and the PAM stacks.
+  mkdir -p "$r"/usr/local/{bin,sbin,lib,share} "$r/var/log/journal"
+  systemd-tmpfiles --root="$r" --create >/dev/null 2>&1 || true
   cp "$r/usr/share/openssh/sshd_config" "$r/etc/ssh/sshd_config"
   cp "$amd64"/etc/pam.d/common-* "$r/etc/pam.d/"
   rm -f "$r/etc/hostname" "$r"/etc/ssh/ssh_host_*
@@ -192,8 +218,15 @@ image_arm64() {
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
 for m in $(/bin/busybox cat /lib/modules/order); do /bin/busybox insmod "/lib/modules/$m.ko"; done
-for t in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; /bin/busybox sleep 0.5; done
+for t in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && [ -b /dev/vdb ] && break; /bin/busybox sleep 0.5; done
 /bin/busybox mount -t ext4 -o rw /dev/vda /root || { echo "initramfs: cannot mount /dev/vda"; exec /bin/busybox sh; }
+# The seed disk (fleet.sh boot_guest): this Pi's hostname, address, host keys
+# and authorized key, laid over the root on every boot, as cloud-init's
+# NoCloud seed would be.
+if [ -b /dev/vdb ]; then
+  /bin/busybox mkdir -p /seed
+  /bin/busybox mount -t ext4 -o ro /dev/vdb /seed && /bin/busybox cp -a /seed/root/. /root/ && /bin/busybox umount /seed
+fi
 /bin/busybox umount /proc /sys
 /bin/busybox mount --move /dev /root/dev
 exec /bin/busybox switch_root /root /sbin/init
@@ -204,7 +237,7 @@ EOF
   rm -rf "$r/var/cache/apt/archives"/*.deb "$r/var/lib/apt/lists"/*
   truncate -s 2G "$tmp/root.img"
   mkfs.ext4 -q -F -L root -d "$r" "$tmp/root.img"
-  rm -rf "$dir"
+  rm -rf "$dir" "$CACHE"/arm64-*
   mkdir -p "$dir"
   mv "$tmp/vmlinuz" "$tmp/initrd.gz" "$tmp/root.img" "$dir/"
   touch "$dir/done"
@@ -215,6 +248,7 @@ EOF
 fleets() {
   ip netns list | awk '{print $1}' | grep -E "^$PREFIX-[0-9]+-[A-Za-z0-9]+-hub\$" | sed -e "s/^$PREFIX-//" -e 's/-hub$//' || true
   if [[ -d $STATE ]]; then ls "$STATE"; fi
+  if [[ -d $CACHE/disks ]]; then ls "$CACHE/disks"; fi
 }
 
 destroy() {
@@ -229,6 +263,8 @@ destroy() {
       kill -KILL "$pid" 2>/dev/null || true
     done
     pkill -TERM -f -- "--machine=$PREFIX-$id-" 2>/dev/null || true
+    # A guest is only a disk image the fleet throws away: no shutdown.
+    pkill -KILL -f -- "-name $PREFIX-$id-" 2>/dev/null || true
     for i in $(seq 50); do
       pgrep -f -- "--machine=$PREFIX-$id-" >/dev/null || break
       sleep 0.1
@@ -239,6 +275,7 @@ destroy() {
     done
     rm -rf "$s"
   fi
+  rm -rf "$(disks "$id")"
   local ns
   ns=$(hub "$id")
   if ip netns list | awk '{print $1}' | grep -qx "$ns"; then
@@ -261,13 +298,18 @@ sweep() {
 }
 
 create() {
-  local id=$1 n=$2 i dir s ns
+  local id=$1 n=$2 guests=${3:-0} i dir arm s ns
   [[ $id =~ ^[0-9]+-[A-Za-z0-9]+$ ]] || die "fleet id must be <pid>-<tag>, got '$id'"
   if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 1 || n > 26)); then die "Pis must be 1-26, got '$n'"; fi
+  if ! [[ $guests =~ ^[0-9]+$ ]] || ((guests > n)); then die "guests must be 0-$n, got '$guests'"; fi
   s=$(state "$id")
   [[ ! -e $s ]] || die "fleet $id exists already"
   sweep
   dir=$(image)
+  if ((guests > 0)); then
+    command -v qemu-system-aarch64 >/dev/null || die "aarch64 guests need qemu-system-aarch64: apt-get install qemu-system-arm"
+    arm=$(image_arm64)
+  fi
   trap 'destroy "$id"' ERR
   mkdir -p "$s"
   ssh-keygen -q -t ed25519 -N '' -C "herd fleet $id" -f "$s/key"
@@ -279,8 +321,16 @@ create() {
   ip -n "$ns" link set br0 up
   : >"$s/ssh_config"
   : >"$s/hosts"
+  : >"$s/hosts.x86_64"
+  : >"$s/hosts.aarch64"
   for ((i = 1; i <= n; i++)); do
-    boot "$id" "$i" "$dir"
+    if ((i > n - guests)); then
+      boot_guest "$id" "$i" "$arm"
+      name_of "$i" >>"$s/hosts.aarch64"
+    else
+      boot "$id" "$i" "$dir"
+      name_of "$i" >>"$s/hosts.x86_64"
+    fi
     cat >>"$s/ssh_config" <<EOF
 Host $(name_of "$i")
   HostName $SUBNET.$i
@@ -292,6 +342,11 @@ EOF
 Host *
   IdentityFile $s/key
   IdentitiesOnly yes
+  # One connection per Pi, shared by every command for 60 s: a login on an
+  # emulated aarch64 Pi costs seconds, a command on an open one milliseconds.
+  ControlMaster auto
+  ControlPath $s/ssh-%h
+  ControlPersist 60
   StrictHostKeyChecking no
   UserKnownHostsFile /dev/null
   LogLevel ERROR
@@ -300,20 +355,18 @@ EOF
   trap - ERR
 }
 
-# Pi I: an overlay over the image (its writes survive a reboot of the Pi,
-# not the fleet), its hostname and address, root's and pi's authorized key.
-boot() {
-  local id=$1 i=$2 dir=$3 s p name
-  s=$(state "$id")
-  p=$s/pi$i
+# What makes ROOT Pi I of fleet ID: its hostname and /etc/hosts, its address
+# (networkd, on the interface that MATCH names), ssh host keys of its own,
+# and the fleet's key authorized for `pi`.
+identity() {
+  local id=$1 i=$2 root=$3 match=$4 name
   name=$(name_of "$i")
-  mkdir -p "$p/upper" "$p/work" "$p/root"
-  mount -t overlay overlay -o "lowerdir=$dir/rootfs,upperdir=$p/upper,workdir=$p/work" "$p/root"
-  echo "$name" >"$p/root/etc/hostname"
-  mkdir -p "$p/root/etc/systemd/network"
-  cat >"$p/root/etc/systemd/network/10-host0.network" <<EOF
+  mkdir -p "$root/etc/systemd/network" "$root/etc/ssh"
+  echo "$name" >"$root/etc/hostname"
+  printf '127.0.0.1 localhost\n127.0.1.1 %s\n::1 localhost ip6-localhost ip6-loopback\n' "$name" >"$root/etc/hosts"
+  cat >"$root/etc/systemd/network/10-pi.network" <<EOF
 [Match]
-Name=host0
+$match
 
 [Network]
 Address=$SUBNET.$i/24
@@ -321,10 +374,22 @@ Address=$SUBNET.$i/24
 # joins on its interface). The hub routes nowhere, so nothing leaves it.
 Gateway=$LAPTOP
 EOF
-  printf '127.0.1.1 %s\n' "$name" >>"$p/root/etc/hosts"
-  ssh-keygen -q -A -f "$p/root" >/dev/null
-  install -d -m 0700 -o 1000 -g 1000 "$p/root/home/pi/.ssh"
-  install -m 0600 -o 1000 -g 1000 "$s/key.pub" "$p/root/home/pi/.ssh/authorized_keys"
+  ssh-keygen -q -A -f "$root" >/dev/null
+  install -d -o 1000 -g 1000 "$root/home/pi"
+  install -d -m 0700 -o 1000 -g 1000 "$root/home/pi/.ssh"
+  install -m 0600 -o 1000 -g 1000 "$(state "$id")/key.pub" "$root/home/pi/.ssh/authorized_keys"
+}
+
+# Pi I: an overlay over the image (its writes survive a reboot of the Pi,
+# not the fleet) with its identity.
+boot() {
+  local id=$1 i=$2 dir=$3 s p name
+  s=$(state "$id")
+  p=$s/pi$i
+  name=$(name_of "$i")
+  mkdir -p "$p/upper" "$p/work" "$p/root"
+  mount -t overlay overlay -o "lowerdir=$dir/rootfs,upperdir=$p/upper,workdir=$p/work" "$p/root"
+  identity "$id" "$i" "$p/root" Name=host0
   # A Pi that reboots (`systemctl reboot`: nspawn exits with status 133) is
   # booted again, as systemd-nspawn@.service does on a real host.
   (
@@ -340,21 +405,73 @@ EOF
   echo $! >"$p/boot.pid"
 }
 
-# Pi I's init as the host sees it: the child of its nspawn (a child of the
-# boot loop). Empty while the Pi is between two boots.
-pi_pid() {
-  local id=$1 i=$2 s nspawn
+# Pi I as an aarch64 guest: Debian's arm64 kernel under qemu-system-aarch64
+# (`virt`, Cortex-A72, 2 cores, 512 MiB as a Pi 3), booted from its own copy
+# of the image's root disk (which survives its reboots, not the fleet) and a
+# seed disk with what makes it this Pi (see the initramfs), its NIC a tap on
+# the hub's bridge. Its kernel and network stack are its own: the host sees
+# only the qemu process.
+boot_guest() {
+  local id=$1 i=$2 dir=$3 s p name disks
   s=$(state "$id")
-  nspawn=$(pgrep -P "$(cat "$s/pi$i/boot.pid")" | head -1)
-  [[ -z $nspawn ]] || pgrep -P "$nspawn" | head -1
+  p=$s/pi$i
+  name=$(name_of "$i")
+  disks=$(disks "$id")
+  mkdir -p "$p" "$disks"
+  cp --sparse=always "$dir/root.img" "$disks/pi$i.img"
+  identity "$id" "$i" "$p/seed/root" Type=ether
+  truncate -s 8M "$p/seed.img"
+  mkfs.ext4 -q -F -L seed -d "$p/seed" "$p/seed.img"
+  ip -n "$(hub "$id")" tuntap add "tap$i" mode tap
+  ip -n "$(hub "$id")" link set "tap$i" master br0 up
+  # A reboot makes qemu exit (-no-reboot, status 0): the loop starts the Pi
+  # again, as a Pi whose power stays on. qemu failing ends the loop.
+  (
+    while true; do
+      nsenter --net="/run/netns/$(hub "$id")" \
+        qemu-system-aarch64 -name "$PREFIX-$id-$i" -M virt -cpu cortex-a72 -smp 2 -m 512 \
+        -accel tcg,thread=multi -no-reboot -display none -monitor none \
+        -kernel "$dir/vmlinuz" -initrd "$dir/initrd.gz" \
+        -append "console=ttyAMA0 root=/dev/vda rw panic=-1" \
+        -drive "file=$disks/pi$i.img,format=raw,if=none,id=root" -device virtio-blk-pci,drive=root \
+        -drive "file=$p/seed.img,format=raw,if=none,id=seed,readonly=on" -device virtio-blk-pci,drive=seed \
+        -netdev "tap,id=net,ifname=tap$i,script=no,downscript=no" \
+        -device "virtio-net-pci,netdev=net,mac=52:54:00:78:00:$(printf '%02x' "$i")" \
+        -serial stdio || exit
+    done
+  ) </dev/null >>"$p/console.log" 2>&1 &
+  echo $! >"$p/boot.pid"
 }
 
+# Where the guests' root disks live: on disk, not in /run (often a small tmpfs).
+disks() { echo "$CACHE/disks/$1"; }
+
+# The process that is Pi I, as the host sees it: a container's init (the
+# child of its nspawn, a child of the boot loop), or a guest's qemu (a child
+# of the boot loop). Empty while the Pi is between two boots.
+pi_pid() {
+  local id=$1 i=$2 s child
+  s=$(state "$id")
+  child=$(pgrep -P "$(cat "$s/pi$i/boot.pid")" | head -1 || true)
+  [[ -n $child ]] || return 0
+  if [[ -f $s/pi$i/seed.img ]]; then
+    echo "$child"
+  else
+    pgrep -P "$child" | head -1 || true
+  fi
+}
+
+# Until every Pi answers ssh: 60 s for a container, 300 s for a guest (an
+# emulated aarch64 boots in about 30 s on an idle 2-core machine, several
+# times that when the machine is busy).
 wait_ssh() {
-  local id=$1 n=$2 i t
+  local id=$1 n=$2 i limit end
   for ((i = 1; i <= n; i++)); do
-    for t in $(seq 120); do
-      if pi_ssh "$id" "$i" true 2>/dev/null; then break; fi
-      ((t < 120)) || die "Pi $i ($(name_of "$i")) does not answer ssh after 60 s; console: $(tail -5 "$(state "$id")/pi$i/console.log")"
+    limit=60
+    [[ ! -f $(state "$id")/pi$i/seed.img ]] || limit=300
+    end=$((SECONDS + limit))
+    until pi_ssh "$id" "$i" true 2>/dev/null; do
+      ((SECONDS < end)) || die "Pi $i ($(name_of "$i")) does not answer ssh after $limit s; console: $(tail -5 "$(state "$id")/pi$i/console.log")"
       sleep 0.5
     done
   done
@@ -375,28 +492,38 @@ env_lines() {
   echo "SSH=$(ssh_cmd "$id")"
   echo "SCP=$(scp_cmd "$id")"
   echo "HOSTS=$(state "$id")/hosts"
+  echo "HOSTS_X86_64=$(state "$id")/hosts.x86_64"
+  echo "HOSTS_AARCH64=$(state "$id")/hosts.aarch64"
 }
 
 # `up`: a fleet with herd deployed, for people rather than tests.
 up() {
-  local pis=3 id="$$-up" repo here
+  local pis=3 guests=0 id="$$-up" repo here arch hosts bin
   while (($#)); do
     case $1 in
       --pis) pis=$2; shift 2 ;;
+      --guests) guests=$2; shift 2 ;;
       *) die "unknown option '$1' (see the top of $0)" ;;
     esac
   done
   here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
   repo=$(dirname "$(dirname "$here")")
-  local bin=$repo/target/x86_64-unknown-linux-musl/release/herd
-  [[ -x $bin ]] || die "no static x86_64 build at $bin: cargo build --release --target x86_64-unknown-linux-musl"
+  for arch in x86_64 aarch64; do
+    [[ $arch == x86_64 ]] || ((guests > 0)) || continue
+    bin=$repo/target/$arch-unknown-linux-musl/release/herd
+    [[ -x $bin ]] || die "no static $arch build at $bin: cargo build --release --target $arch-unknown-linux-musl"
+  done
   trap 'destroy "$id"' EXIT
   trap 'exit 130' INT TERM
-  create "$id" "$pis"
+  create "$id" "$pis" "$guests"
   wait_ssh "$id" "$pis"
-  SSH=$(ssh_cmd "$id") SCP=$(scp_cmd "$id") "$repo/deploy/install.sh" \
-    --hosts "$(state "$id")/hosts" --binary "$bin" --config "$repo/config/herd.toml"
-  echo "fleet $id: $pis Pis $SUBNET.1-$pis; ssh: $(ssh_cmd "$id") psa; Ctrl-C ends it"
+  for arch in x86_64 aarch64; do
+    hosts=$(state "$id")/hosts.$arch
+    [[ -s $hosts ]] || continue
+    SSH=$(ssh_cmd "$id") SCP=$(scp_cmd "$id") "$repo/deploy/install.sh" --hosts "$hosts" \
+      --binary "$repo/target/$arch-unknown-linux-musl/release/herd" --config "$repo/config/herd.toml"
+  done
+  echo "fleet $id: $pis Pis $SUBNET.1-$pis ($guests of them aarch64 guests); ssh: $(ssh_cmd "$id") psa; Ctrl-C ends it"
   while sleep 5; do
     echo "---- $(date +%T) herd status on psa"
     pi_ssh "$id" 1 herd status || true
@@ -408,7 +535,7 @@ shift || true
 case $cmd in
   image) need_root; image ;;
   image-arm64) need_root; image_arm64 ;;
-  create) need_root; (($# == 2)) || die "usage: fleet.sh create ID N"; create "$@" ;;
+  create) need_root; (($# == 2 || $# == 3)) || die "usage: fleet.sh create ID N [GUESTS]"; create "$@" ;;
   wait) need_root; (($# == 2)) || die "usage: fleet.sh wait ID N"; wait_ssh "$@" ;;
   env) (($# == 1)) || die "usage: fleet.sh env ID"; env_lines "$1" ;;
   ssh) need_root; (($# >= 3)) || die "usage: fleet.sh ssh ID I CMD..."; pi_ssh "$@" ;;

@@ -1,14 +1,22 @@
-//! The fleet harness: a [`Fleet`] is N emulated Pis (systemd-nspawn
-//! containers with systemd and sshd on one bridge, built by
-//! `tests/fleet/fleet.sh`), and this module deploys herd to them the way the
-//! README tells an operator to and watches them from outside.
+//! The fleet harness: a [`Fleet`] is N emulated Pis on one bridge, built by
+//! `tests/fleet/fleet.sh`: systemd-nspawn containers (amd64, systemd and
+//! sshd) and aarch64 guests (Debian's arm64 kernel under qemu-system-aarch64,
+//! the last Pis of a [`Fleet::mixed`] fleet). This module deploys herd to
+//! them the way the README tells an operator to and watches them from
+//! outside.
 //!
 //! - Deploying is `deploy/install.sh` itself, with `SSH`/`SCP` pointed into
-//!   the fleet's namespace (`fleet.sh env`) and the static x86_64 build.
-//! - Each Pi has a StatsD listener on its own 127.0.0.1:8125, where its
-//!   Datadog Agent would be: a socket the test binds inside the Pi's network
-//!   namespace, so herd's default `[statsd] address` is used unchanged and the
-//!   test reads back exactly what each Pi sent. All feed one [`Statsd`].
+//!   the fleet's namespace (`fleet.sh env`): the static x86_64 build to the
+//!   containers, the static aarch64 build to the guests (one run per
+//!   architecture, as an operator does until install.sh picks by `uname -m`).
+//! - Metrics: each container has a StatsD listener on its own
+//!   127.0.0.1:8125, where its Datadog Agent would be (a socket bound inside
+//!   its network namespace), so herd's default `[statsd] address` is used
+//!   unchanged. A guest's network stack is inside its own kernel, out of the
+//!   test's reach, so a guest stands for the Pi with no Agent of its own (a
+//!   Pi Zero: Datadog has no ARMv6 agent) and sends to the cluster's
+//!   DogStatsD on the operator's machine, 10.78.0.254:8125 on the bridge: its
+//!   config differs in that one line. All feed one [`Statsd`].
 //! - The fleet is destroyed on drop; one left behind by a killed test is
 //!   swept by the next `fleet.sh create`.
 //!
@@ -24,7 +32,10 @@ use std::time::{Duration, Instant};
 
 use herd::agent::snapshot::Snapshot;
 
-use crate::common::{Statsd, gauges, in_netns_at, unique_cluster, wait_until};
+use crate::common::{Statsd, gauges, in_netns_at, is_root, may_run, unique_cluster, wait_until};
+
+/// The operator's machine on the bridge, where the guests' DogStatsD listens.
+pub const LAPTOP_STATSD: &str = "10.78.0.254:8125";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -39,23 +50,44 @@ pub fn x86_64_build() -> PathBuf {
     repo().join("target/x86_64-unknown-linux-musl/release/herd")
 }
 
+/// The binary install.sh copies to the aarch64 guests (its default).
+pub fn aarch64_build() -> PathBuf {
+    repo().join("target/aarch64-unknown-linux-musl/release/herd")
+}
+
+fn installed(tool: &str) -> bool {
+    Command::new("which").arg(tool).output().is_ok_and(|o| o.status.success())
+}
+
 /// Why the fleet cannot run here, if it cannot.
-fn unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+fn unavailable(guests: usize) -> Option<String> {
+    if !is_root() {
         return Some("the fleet lab needs root (namespaces, mounts, containers)".into());
     }
-    for tool in ["ip", "debootstrap", "systemd-nspawn", "ssh"] {
-        if Command::new("which").arg(tool).output().map_or(true, |o| !o.status.success()) {
-            return Some(format!(
-                "the fleet lab needs {tool}: apt-get install iproute2 debootstrap systemd-container openssh-client"
-            ));
-        }
+    let mut tools = vec![
+        ("ip", "iproute2"),
+        ("debootstrap", "debootstrap"),
+        ("systemd-nspawn", "systemd-container"),
+        ("ssh", "openssh-client"),
+    ];
+    let mut builds = vec![("x86_64", x86_64_build())];
+    if guests > 0 {
+        tools.extend([
+            ("qemu-system-aarch64", "qemu-system-arm"),
+            ("mmdebstrap", "mmdebstrap"),
+            ("depmod", "kmod"),
+            ("mkfs.ext4", "e2fsprogs"),
+            ("cpio", "cpio"),
+        ]);
+        builds.push(("aarch64", aarch64_build()));
     }
-    if !x86_64_build().exists() {
+    if let Some((tool, package)) = tools.iter().find(|(tool, _)| !installed(tool)) {
+        return Some(format!("the fleet lab needs {tool}: apt-get install {package}"));
+    }
+    if let Some((arch, path)) = builds.iter().find(|(_, path)| !path.exists()) {
         return Some(format!(
-            "the fleet lab deploys the static build {}: cargo build --release --target x86_64-unknown-linux-musl",
-            x86_64_build().display()
+            "the fleet lab deploys the static build {}: cargo build --release --target {arch}-unknown-linux-musl",
+            path.display()
         ));
     }
     None
@@ -72,32 +104,55 @@ pub fn secs(d: Duration) -> String {
 pub struct Fleet {
     pub id: String,
     pub pis: usize,
+    /// How many of the Pis are aarch64 guests: the last ones.
+    pub guests: usize,
     pub cluster: String,
-    /// How long `fleet.sh image` took (a cached image: well under a second).
+    /// How long `fleet.sh create` spent on the images (cached: well under a
+    /// second).
     pub image_time: Duration,
-    /// From `fleet.sh create` to every Pi answering ssh.
+    /// From the images being ready to every Pi answering ssh.
     pub boot_time: Duration,
     env: Vec<(String, String)>,
 }
 
+/// README step 2's files, in a directory of the operator's: the config, the
+/// guests' variant of it (metrics to [`LAPTOP_STATSD`]) and the secret. They
+/// live as long as this does.
+pub struct Files {
+    _dir: tempfile::TempDir,
+    pub config: String,
+    pub guest_config: String,
+    pub secret: String,
+}
+
 impl Fleet {
-    /// A booted fleet of `pis` Pis (1-based: Pi 1 is psa at 10.78.0.1), or
-    /// `None` after printing why it cannot be built here. Under `CI=true`
-    /// that is a failure instead: CI installs what the fleet needs.
+    /// A booted fleet of `pis` containers (1-based: Pi 1 is psa at
+    /// 10.78.0.1), or `None` after printing why it cannot be built here.
+    /// Under `CI=true` that is a failure instead: CI installs what the fleet
+    /// needs.
     pub fn new(tag: &str, pis: usize) -> Option<Fleet> {
-        if let Some(why) = unavailable() {
-            assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "CI must run the fleet: {why}");
-            eprintln!("skipped: {why}");
+        Fleet::mixed(tag, pis, 0)
+    }
+
+    /// A booted fleet of `containers` containers and then `guests` aarch64
+    /// guests, as [`Fleet::new`].
+    pub fn mixed(tag: &str, containers: usize, guests: usize) -> Option<Fleet> {
+        if !may_run("the fleet lab", unavailable(guests)) {
             return None;
         }
+        let pis = containers + guests;
         let cluster = unique_cluster(tag);
         let id = format!("{}-{}", std::process::id(), cluster.rsplit('-').next().unwrap_or("x"));
         let t0 = Instant::now();
         script(&["image"]);
+        if guests > 0 {
+            script(&["image-arm64"]);
+        }
         let image_time = t0.elapsed();
         let t1 = Instant::now();
-        let mut fleet = Fleet { id, pis, cluster, image_time, boot_time: Duration::ZERO, env: Vec::new() };
-        script(&["create", &fleet.id, &pis.to_string()]);
+        let mut fleet =
+            Fleet { id, pis, guests, cluster, image_time, boot_time: Duration::ZERO, env: Vec::new() };
+        script(&["create", &fleet.id, &pis.to_string(), &guests.to_string()]);
         script(&["wait", &fleet.id, &pis.to_string()]);
         fleet.boot_time = t1.elapsed();
         let env = script(&["env", &fleet.id]);
@@ -106,6 +161,11 @@ impl Fleet {
             .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
             .collect();
         Some(fleet)
+    }
+
+    /// Whether Pi `i` is an aarch64 guest (else an amd64 container).
+    pub fn is_guest(&self, i: usize) -> bool {
+        i > self.pis - self.guests
     }
 
     pub fn name(&self, i: usize) -> String {
@@ -155,51 +215,109 @@ impl Fleet {
         text
     }
 
-    /// `deploy/install.sh` with `args`, on the hosts of the fleet (as
-    /// `deploy/hosts` would list them); its output, which must be a success.
-    pub fn install(&self, args: &[&str]) -> Output {
-        let out = Command::new(repo().join("deploy/install.sh"))
-            .current_dir(repo())
-            .env("SSH", self.env("SSH"))
-            .env("SCP", self.env("SCP"))
-            .args(["--hosts", self.env("HOSTS"), "--binary"])
-            .arg(x86_64_build())
-            .args(args)
-            .output()
-            .expect("run deploy/install.sh");
-        assert!(
-            out.status.success(),
-            "install.sh {args:?}: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+    /// README step 2: `config` and its guests' variant and the secret, in a
+    /// directory of the operator's.
+    pub fn files(&self, config: &str) -> Files {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {name}: {e}"));
+            path.display().to_string()
+        };
+        let local = "address = \"127.0.0.1:8125\"";
+        assert!(config.contains(local), "the config has no `{local}` line");
+        let guest = config.replacen(local, &format!("address = \"{LAPTOP_STATSD}\""), 1);
+        Files {
+            config: write("my-herd.toml", config),
+            guest_config: write("my-herd-guest.toml", &guest),
+            secret: write("herd.secret", &format!("{}\n", self.cluster)),
+            _dir: dir,
+        }
     }
 
-    /// The init process of Pi `i` as the host sees it.
+    /// [`Fleet::files`] of [`Fleet::config`].
+    pub fn operator_files(&self) -> Files {
+        self.files(&self.config())
+    }
+
+    /// README step 3: `deploy/install.sh` with `files` and `extra` options
+    /// on every Pi, as `deploy/hosts` would list them: once for the
+    /// containers (x86_64 build) and once for the guests (aarch64 build),
+    /// each of which must succeed; how long each took (x86_64, aarch64).
+    pub fn install(&self, files: &Files, extra: &[&str]) -> (Duration, Duration) {
+        let run = |hosts: &str, binary: PathBuf, config: &str| {
+            let t0 = Instant::now();
+            let out = Command::new(repo().join("deploy/install.sh"))
+                .current_dir(repo())
+                .env("SSH", self.env("SSH"))
+                .env("SCP", self.env("SCP"))
+                .args(["--hosts", self.env(hosts), "--binary"])
+                .arg(binary)
+                .args(["--config", config, "--secret", &files.secret])
+                .args(extra)
+                .output()
+                .expect("run deploy/install.sh");
+            assert!(
+                out.status.success(),
+                "install.sh {extra:?} on {hosts}: {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            t0.elapsed()
+        };
+        let amd64 = if self.guests < self.pis {
+            run("HOSTS_X86_64", x86_64_build(), &files.config)
+        } else {
+            Duration::ZERO
+        };
+        let arm64 = if self.guests > 0 {
+            run("HOSTS_AARCH64", aarch64_build(), &files.guest_config)
+        } else {
+            Duration::ZERO
+        };
+        (amd64, arm64)
+    }
+
+    /// The process that is Pi `i` as the host sees it: a container's init, a
+    /// guest's qemu. `None` while it is between two boots.
+    pub fn try_pid(&self, i: usize) -> Option<u32> {
+        script(&["pid", &self.id, &i.to_string()]).trim().parse().ok()
+    }
+
+    /// [`Fleet::try_pid`], which must be there.
     pub fn pid(&self, i: usize) -> u32 {
-        let out = script(&["pid", &self.id, &i.to_string()]);
-        out.trim().parse().unwrap_or_else(|_| panic!("fleet.sh pid: {out:?}"))
+        self.try_pid(i).unwrap_or_else(|| panic!("{} is not running", self.name(i)))
     }
 
-    /// A StatsD listener on 127.0.0.1:8125 of every Pi, in one [`Statsd`].
-    /// A Pi that reboots gets a new network namespace: listen there again
-    /// with [`Fleet::statsd_on`].
+    /// The fleet's StatsD listeners in one [`Statsd`]: 127.0.0.1:8125 of
+    /// every container, and [`LAPTOP_STATSD`] when there are guests. A
+    /// container that reboots gets a new network namespace: listen there
+    /// again with [`Fleet::statsd_on`].
     pub fn statsd(&self) -> Statsd {
-        self.statsd_on(&(1..=self.pis).collect::<Vec<_>>())
+        let mut socks =
+            self.local_listeners(&(1..=self.pis).filter(|&i| !self.is_guest(i)).collect::<Vec<_>>());
+        if self.guests > 0 {
+            socks.push(in_netns_at(&format!("/run/netns/herdfleet-{}-hub", self.id), || {
+                UdpSocket::bind(LAPTOP_STATSD).expect("bind the laptop's DogStatsD on the bridge")
+            }));
+        }
+        Statsd::start_on(socks)
     }
 
-    /// A StatsD listener on 127.0.0.1:8125 of each Pi in `pis`.
+    /// A StatsD listener on 127.0.0.1:8125 of each container in `pis`.
     pub fn statsd_on(&self, pis: &[usize]) -> Statsd {
-        let socks: Vec<UdpSocket> = pis
-            .iter()
+        Statsd::start_on(self.local_listeners(pis))
+    }
+
+    fn local_listeners(&self, pis: &[usize]) -> Vec<UdpSocket> {
+        pis.iter()
             .map(|&i| {
+                assert!(!self.is_guest(i), "{} is a guest: its metrics go to {LAPTOP_STATSD}", self.name(i));
                 in_netns_at(&format!("/proc/{}/ns/net", self.pid(i)), || {
                     UdpSocket::bind("127.0.0.1:8125").expect("bind 127.0.0.1:8125 on the Pi")
                 })
             })
-            .collect();
-        Statsd::start_on(socks)
+            .collect()
     }
 
     /// Until Pi `i` answers ssh again (after a reboot), for at most `within`.
@@ -220,34 +338,22 @@ impl Fleet {
 
     /// README steps 2 and 3 on every Pi (a config with `secret_file` and a
     /// paced baton, the secret, `install.sh`), then until every Pi lists all
-    /// and `statsd` has baton gauges from every Pi (15 s). The operator's
-    /// files live as long as the returned directory.
-    pub fn deploy(&self, statsd: &Statsd) -> tempfile::TempDir {
-        let (dir, config, secret) = self.operator_files();
-        self.install(&["--config", &config, "--secret", &secret]);
+    /// and `statsd` has baton gauges from every Pi (30 s: an emulated
+    /// aarch64 Pi is slow on a busy machine).
+    pub fn deploy(&self, statsd: &Statsd) -> Files {
+        let files = self.operator_files();
+        self.install(&files, &[]);
         let n = self.pis;
-        let formed = wait_until(Duration::from_secs(15), || {
+        let formed = wait_until(Duration::from_secs(30), || {
             (1..=n).all(|i| self.status(i).is_some_and(|s| s.live_members == n))
         });
-        assert!(formed, "every Pi lists {n} live members within 15 s of the install");
+        assert!(formed, "every Pi lists {n} live members within 30 s of the install");
         let names: BTreeSet<String> = (1..=n).map(|i| self.name(i)).collect();
-        let relaying = wait_until(Duration::from_secs(15), || {
+        let relaying = wait_until(Duration::from_secs(30), || {
             gauges(statsd, "").iter().map(|(_, _, h)| h.clone()).collect::<BTreeSet<_>>() == names
         });
-        assert!(relaying, "baton gauges from every Pi within 15 s");
-        dir
-    }
-
-    /// README step 2: the operator's config and secret, in a directory of
-    /// theirs; (directory, config path, secret path).
-    pub fn operator_files(&self) -> (tempfile::TempDir, String, String) {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let config = dir.path().join("my-herd.toml");
-        std::fs::write(&config, self.config()).expect("write config");
-        let secret = dir.path().join("herd.secret");
-        std::fs::write(&secret, format!("{}\n", self.cluster)).expect("write secret");
-        let path = |p: PathBuf| p.display().to_string();
-        (dir, path(config), path(secret))
+        assert!(relaying, "baton gauges from every Pi within 30 s");
+        files
     }
 
     /// `herd status --json` on Pi `i`, over ssh.

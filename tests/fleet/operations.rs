@@ -1,5 +1,5 @@
-//! Scenarios 4 and 5: a Pi rebooted (herd is back after boot: enabled,
-//! after network-online), and a changed config rolled out host by host with
+//! Scenarios 4 and 5: a container and an aarch64 guest rebooted (herd is
+//! back after boot: enabled, after network-online), and a changed config rolled out host by host with
 //! `install.sh --force-config` (it takes effect; the cluster never drops
 //! below N-1). One baton throughout.
 
@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{baton_gauge, gauges, wait_until};
+use crate::common::{Statsd, baton_gauge, gauges, wait_until};
 use crate::harness::{Fleet, report, secs};
 
 const PIS: usize = 3;
@@ -24,52 +24,69 @@ fn most_batons(fleet: &Fleet, d: Duration) -> usize {
     most
 }
 
-#[test]
-fn a_rebooted_pi_runs_herd_again_after_boot() {
-    let Some(fleet) = Fleet::new("reboot", PIS) else { return };
-    let statsd = fleet.statsd();
-    let _files = fleet.deploy(&statsd);
-    let psb = fleet.name(2);
-    let init_before = fleet.pid(2);
-
+/// `systemctl reboot` of Pi `i`: it boots again, herd is active after
+/// network-online, every Pi lists it, it relays, one baton; (ssh back,
+/// rejoined by all) after the reboot began.
+fn reboot(fleet: &Fleet, statsd: &Statsd, i: usize) -> (Duration, Duration) {
+    let name = fleet.name(i);
+    let before = fleet.pid(i);
     let t0 = Instant::now();
     // The connection may drop before ssh returns: its status is not the test.
-    let _ = fleet.ssh(2, "sudo systemctl reboot");
-    let rebooted = wait_until(Duration::from_secs(60), || {
-        let out = std::process::Command::new("bash")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fleet/fleet.sh"))
-            .args(["pid", &fleet.id, "2"])
-            .output()
-            .expect("fleet.sh pid");
-        let pid = String::from_utf8_lossy(&out.stdout).trim().parse::<u32>().ok();
-        pid.is_some_and(|p| p != init_before)
-    });
-    assert!(rebooted, "psb booted again within 60 s");
-    assert!(fleet.wait_ssh(2, Duration::from_secs(60)), "psb answers ssh after the reboot");
+    let _ = fleet.ssh(i, "sudo systemctl reboot");
+    let rebooted = wait_until(Duration::from_secs(120), || fleet.try_pid(i).is_some_and(|p| p != before));
+    assert!(rebooted, "{name} booted again within 120 s");
+    let booting = Instant::now();
+    assert!(fleet.wait_ssh(i, Duration::from_secs(300)), "{name} answers ssh after the reboot");
     let booted = t0.elapsed();
-    let active = wait_until(Duration::from_secs(30), || {
-        fleet.ssh(2, "systemctl is-active --quiet herd").status.success()
+    let active = wait_until(Duration::from_secs(60), || {
+        fleet.ssh(i, "systemctl is-active --quiet herd").status.success()
     });
-    assert!(active, "herd is active after boot (enabled, after network-online)");
-    let ordered = fleet.run(2, "systemctl show -p After --value herd");
+    assert!(active, "herd is active on {name} after boot (enabled, after network-online)");
+    let ordered = fleet.run(i, "systemctl show -p After --value herd");
     assert!(ordered.contains("network-online.target"), "{ordered}");
-    let back = wait_until(Duration::from_secs(15), || {
-        (1..=PIS).all(|i| fleet.status(i).is_some_and(|s| s.live_members == PIS))
+    let n = fleet.pis;
+    let back = wait_until(Duration::from_secs(30), || {
+        (1..=n).all(|j| fleet.status(j).is_some_and(|s| s.live_members == n))
     });
     let rejoined = t0.elapsed();
-    assert!(back, "every Pi lists psb again");
-    // The rebooted Pi has a new network namespace: its Agent is listened to anew.
-    let again = fleet.statsd_on(&[2]);
-    let relays = wait_until(Duration::from_secs(15), || gauges(&again, "").iter().any(|(_, _, h)| *h == psb));
-    assert!(relays, "psb relays the baton after its reboot");
-    let most = most_batons(&fleet, Duration::from_secs(3));
-    assert!(most <= 1, "one baton after the reboot, saw {most} held at once");
-    let journal = fleet.journal(2);
-    assert!(journal.matches("herd started").count() >= 2, "two boots in psb's journal:\n{journal}");
+    assert!(back, "every Pi lists {name} again");
+    // A rebooted container has a new network namespace: its Agent is
+    // listened to anew. A guest's metrics go on arriving at the laptop's.
+    let again = (!fleet.is_guest(i)).then(|| fleet.statsd_on(&[i]));
+    let relays = wait_until(Duration::from_secs(30), || {
+        gauges(again.as_ref().unwrap_or(statsd), "").iter().any(|(at, _, h)| *at > booting && *h == name)
+    });
+    assert!(relays, "{name} relays the baton after its reboot");
+    let most = most_batons(fleet, Duration::from_secs(3));
+    assert!(most <= 1, "one baton after {name}'s reboot, saw {most} held at once");
+    let boots = fleet.run(i, "journalctl --list-boots --no-pager | wc -l");
+    let journal = fleet.journal(i);
+    assert!(
+        journal.matches("herd started").count() >= 2,
+        "two boots in {name}'s journal ({} boots listed):\n{journal}",
+        boots.trim()
+    );
+    (booted, rejoined)
+}
+
+#[test]
+fn a_rebooted_pi_runs_herd_again_after_boot() {
+    // psa and psb are containers, psc the aarch64 guest.
+    let Some(fleet) = Fleet::mixed("reboot", 2, 1) else { return };
+    let statsd = fleet.statsd();
+    let _files = fleet.deploy(&statsd);
+    let (container_ssh, container_back) = reboot(&fleet, &statsd, 2);
+    let (guest_ssh, guest_back) = reboot(&fleet, &statsd, 3);
     report(
         "reboot",
-        "systemctl reboot of a container: booted, herd active after network-online, rejoined, relaying, one baton",
-        &format!("ssh back {} after the reboot, rejoined by all {}", secs(booted), secs(rejoined)),
+        "systemctl reboot of a container, then of the aarch64 guest: booted, herd active after network-online, rejoined, relaying, one baton",
+        &format!(
+            "container: ssh back {} after the reboot, rejoined by all {}; guest: ssh back {}, rejoined by all {}",
+            secs(container_ssh),
+            secs(container_back),
+            secs(guest_ssh),
+            secs(guest_back)
+        ),
     );
 }
 
@@ -80,11 +97,9 @@ fn a_config_push_host_by_host_takes_effect_without_dropping_the_cluster() {
     let _files = fleet.deploy(&statsd);
 
     // The change: a constant tag on every metric.
-    let (dir, _, secret) = fleet.operator_files();
-    let pushed = dir.path().join("pushed.toml");
     let text = fleet.config().replacen("tags = []", "tags = [\"rollout:2\"]", 1);
     assert!(text.contains("tags = [\"rollout:2\"]"), "config/herd.toml has a `tags = []` line");
-    std::fs::write(&pushed, text).expect("write the pushed config");
+    let pushed = fleet.files(&text);
 
     // While it rolls out, every answering Pi's view is sampled.
     let done = AtomicBool::new(false);
@@ -101,7 +116,7 @@ fn a_config_push_host_by_host_takes_effect_without_dropping_the_cluster() {
                 }
             }
         });
-        fleet.install(&["--config", &pushed.display().to_string(), "--secret", &secret, "--force-config"]);
+        fleet.install(&pushed, &["--force-config"]);
         done.store(true, Ordering::Relaxed);
     });
     let rolled = t0.elapsed();
