@@ -534,6 +534,15 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Prints a line of figures (`LAB | ...`, `FLEET | ...`) where `cargo test`
+/// shows it even without `--nocapture`: the harness captures what `println!`
+/// prints, not writes to the stdout handle, so CI's log has the figures of
+/// every run.
+pub fn report_line(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 /// Whether this run is CI's (`CI=true`): .ci/run installs every tool the
 /// tests need, so there a missing one is a failure, never a skip.
 pub fn under_ci() -> bool {

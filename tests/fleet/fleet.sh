@@ -255,21 +255,27 @@ destroy() {
   local id=$1 s pid i
   s=$(state "$id")
   if [[ -d $s ]]; then
-    # The boot loops first (so no Pi is booted again), then the Pis: nspawn
-    # powers its container off on SIGTERM.
+    # Every Pi's power off at once, as a fleet that is thrown away needs no
+    # shutdown: SIGKILL to a container's init (the kernel then kills its
+    # whole PID namespace, and its nspawn exits) and to a guest's qemu. Their
+    # boot loops first, so that no Pi is booted again. An nspawn that is
+    # killed instead would leave its container running.
+    local inits=() loops=() p
     for pidfile in "$s"/pi*/boot.pid; do
       [[ -f $pidfile ]] || continue
-      pid=$(cat "$pidfile")
-      kill -KILL "$pid" 2>/dev/null || true
+      i=${pidfile%/boot.pid}
+      i=${i##*/pi}
+      p=$(pi_pid "$id" "$i")
+      [[ -z $p ]] || inits+=("$p")
+      loops+=("$(cat "$pidfile")")
     done
-    pkill -TERM -f -- "--machine=$PREFIX-$id-" 2>/dev/null || true
-    # A guest is only a disk image the fleet throws away: no shutdown.
-    pkill -KILL -f -- "-name $PREFIX-$id-" 2>/dev/null || true
+    ((${#loops[@]} == 0)) || kill -KILL "${loops[@]}" 2>/dev/null || true
+    ((${#inits[@]} == 0)) || kill -KILL "${inits[@]}" 2>/dev/null || true
     for i in $(seq 50); do
-      pgrep -f -- "--machine=$PREFIX-$id-" >/dev/null || break
+      pgrep -f -- "--machine=$PREFIX-$id-|-name $PREFIX-$id-" >/dev/null || break
       sleep 0.1
     done
-    pkill -KILL -f -- "--machine=$PREFIX-$id-" 2>/dev/null || true
+    pkill -KILL -f -- "--machine=$PREFIX-$id-|-name $PREFIX-$id-" 2>/dev/null || true
     for m in "$s"/pi*/root; do
       mountpoint -q "$m" 2>/dev/null && umount -l "$m"
     done

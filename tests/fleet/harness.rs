@@ -94,7 +94,7 @@ fn unavailable(guests: usize) -> Option<String> {
 }
 
 pub fn report(scenario: &str, checked: &str, figures: &str) {
-    println!("FLEET | {scenario} | {checked} | {figures}");
+    crate::common::report_line(&format!("FLEET | {scenario} | {checked} | {figures}"));
 }
 
 pub fn secs(d: Duration) -> String {

@@ -205,7 +205,7 @@ pub fn assert_monotonic(gauges: &[(Instant, u64, String)]) {
 
 /// A scenario's line for the report (`cargo test --test lab -- --nocapture | grep LAB`).
 pub fn report(scenario: &str, checked: &str, figures: &str) {
-    println!("LAB | {scenario} | {checked} | {figures}");
+    crate::common::report_line(&format!("LAB | {scenario} | {checked} | {figures}"));
 }
 
 /// When `agent` logged `name` back (`member up`, or `member restarted` for a
