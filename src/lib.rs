@@ -21,11 +21,35 @@
 //! - [`demo`]: `herd demo`, a whole cluster of real agents on this machine
 //!   with an embedded StatsD listener and a live table.
 
+/// The wire versions this release speaks and understands (`core::wire`
+/// defines them from this), as literals so that [`VERSION`] can name them.
+macro_rules! wire_version {
+    (speaks) => {
+        3
+    };
+    (understands) => {
+        2
+    };
+}
+
 pub mod agent;
 pub mod config;
 pub mod core;
 pub mod demo;
 
-/// `herd --version`: version, target triple and git revision.
-pub const VERSION: &str =
-    concat!(env!("CARGO_PKG_VERSION"), " (", env!("HERD_TARGET"), ", git ", env!("HERD_GIT_REV"), ")");
+/// `herd --version`: version, target triple, git revision and the wire
+/// versions (which releases talk to which: README, "Running a fleet").
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HERD_TARGET"),
+    ", git ",
+    env!("HERD_GIT_REV"),
+    ", wire ",
+    wire_version!(speaks),
+    ", understands ",
+    wire_version!(understands),
+    "-",
+    wire_version!(speaks),
+    ")"
+);

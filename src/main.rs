@@ -51,6 +51,8 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         addr: Option<String>,
     },
+    /// Print a new random key (32 bytes, base64) for [gossip] secret_file.
+    Keygen,
     /// Join the cluster briefly and print RTT, jitter and loss to every member.
     Ping {
         /// Config file (for the cluster, its secret and the gossip settings).
@@ -65,6 +67,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Keygen => match herd::config::new_key() {
+            Ok(key) => {
+                println!("{key}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("herd: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Check { config } => match load(config) {
             Ok((config, origin)) => {
                 println!("# herd {}: effective config from {origin}", herd::VERSION);

@@ -68,14 +68,16 @@ fn assert_rejected(text: &str, problems: &[&str]) {
 }
 
 #[test]
-fn version_names_version_target_and_git_revision() {
+fn version_names_version_target_git_revision_and_wire_versions() {
     let run: Run = herd().arg("--version").output().expect("run herd").into();
     assert_eq!(run.code, Some(0));
     assert_eq!(run.stdout, format!("herd {}\n", herd::VERSION));
-    // `herd 0.1.0 (x86_64-unknown-linux-gnu, git 0123456789ab)`
-    let rest = run
-        .stdout
-        .trim_end()
+    // `herd 0.1.0 (x86_64-unknown-linux-gnu, git 0123456789ab, wire 3, understands 2-3)`
+    use herd::core::wire::{MIN_VERSION, VERSION};
+    let wire = format!(", wire {VERSION}, understands {MIN_VERSION}-{VERSION})");
+    let stdout = run.stdout.trim_end().strip_suffix(&wire).map(|s| format!("{s})"));
+    let stdout = stdout.unwrap_or_else(|| panic!("no `{wire}` in {:?}", run.stdout));
+    let rest = stdout
         .strip_prefix(&format!("herd {} (", env!("CARGO_PKG_VERSION")))
         .and_then(|r| r.strip_suffix(')'))
         .unwrap_or_else(|| panic!("unexpected shape: {:?}", run.stdout));
@@ -108,6 +110,7 @@ fn empty_config_is_valid_and_prints_the_defaults() {
     assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
     assert!(run.stdout.starts_with("# herd "), "first line is a comment: {}", run.stdout);
     assert!(run.stdout.lines().any(|l| l == "port = 45892"), "{}", run.stdout);
+    assert!(run.stdout.lines().any(|l| l == "hold = \"100ms\""), "the always-on pace: {}", run.stdout);
     assert!(run.stdout.lines().any(|l| l == "multicast_addr = \"230.1.1.251\""));
     // The effective config is itself a valid config.
     let again = check(&run.stdout);

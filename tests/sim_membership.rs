@@ -219,7 +219,7 @@ fn replayed_altered_and_foreign_datagrams_change_nothing() {
 #[test]
 fn a_node_with_the_wrong_secret_never_joins_and_is_counted() {
     let mut sim = Sim::new(3, 17);
-    sim.nodes[2].secret = Some(b"not the secret".to_vec());
+    sim.nodes[2].keys = vec![b"not the secret".to_vec()];
     sim.start_all_within(HEARTBEAT);
     sim.run_for(10 * SECOND);
     for good in [0, 1] {
@@ -230,7 +230,7 @@ fn a_node_with_the_wrong_secret_never_joins_and_is_counted() {
     assert_eq!(sim.node(2).members().len(), 0);
     // An unauthenticated node is refused too.
     let mut sim = Sim::new(2, 18);
-    sim.nodes[1].secret = None;
+    sim.nodes[1].keys = Vec::new();
     sim.start_all_within(HEARTBEAT);
     sim.run_for(5 * SECOND);
     assert_eq!(sim.state(0, 1), None);

@@ -2,13 +2,18 @@
 //! an error value, never a panic", property-tested.
 
 use herd::core::wire::{
-    BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, MAX_LAP, MAX_NAME, Message, PassAck, PassVerdict,
-    ReplayWindow, Sighting, WireError,
+    BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, MAX_LAP, MAX_NAME, MIN_VERSION, Message, PassAck,
+    PassVerdict, ReplayWindow, Sighting, VERSION, WireError,
 };
 use proptest::prelude::*;
 
 fn codec(secret: Option<&[u8]>) -> Codec {
-    Codec::new("lab", secret, [7; 16])
+    Codec::new("lab", &Vec::from_iter(secret), [7; 16])
+}
+
+/// A codec whose keyring is `keys`, the first sealing.
+fn keyring(keys: &[&str]) -> Codec {
+    Codec::new("lab", &keys.iter().map(|k| k.as_bytes()).collect::<Vec<_>>(), [7; 16])
 }
 
 fn name() -> impl Strategy<Value = String> {
@@ -53,7 +58,9 @@ fn kind() -> impl Strategy<Value = Kind> {
     ]
 }
 
-fn message(k: &Kind) -> Message<'_> {
+/// `k` as sent in wire `version` (a heartbeat announces what it understands
+/// from version 3 on).
+fn message(k: &Kind, version: u8) -> Message<'_> {
     match k {
         Kind::Heartbeat(data_port, ip, hb_seq, relays, baton, s) => Message::Heartbeat(Heartbeat {
             data_port: *data_port,
@@ -62,6 +69,7 @@ fn message(k: &Kind) -> Message<'_> {
             relays: *relays,
             baton: *baton,
             sightings: s.iter().map(|(n, i, a)| Sighting { name: n, incarnation: *i, age_ms: *a }).collect(),
+            understands: (version >= 3).then_some(VERSION),
         }),
         Kind::Leave => Message::Leave,
         Kind::Ping(t) => Message::Ping { token: *t },
@@ -79,9 +87,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn round_trip(from in name(), incarnation in any::<u64>(), seq in any::<u64>(), k in kind(), sealed in any::<bool>()) {
+    fn round_trip(from in name(), incarnation in any::<u64>(), seq in any::<u64>(), k in kind(), sealed in any::<bool>(), version in MIN_VERSION..=VERSION) {
         let mut c = codec(sealed.then_some(b"secret".as_slice()));
-        let env = Envelope { cluster: "lab", from: &from, incarnation, seq, msg: message(&k) };
+        let env = Envelope { version, cluster: "lab", from: &from, incarnation, seq, msg: message(&k, version) };
         let mut bytes = c.encode(&env);
         let got = c.open(&mut bytes).expect("own datagram decodes");
         prop_assert_eq!(got, env);
@@ -92,16 +100,18 @@ proptest! {
         for mut c in [codec(None), codec(Some(b"secret"))] {
             let _ = c.open(&mut bytes.clone());
             // Also with a valid header, so the body decoder sees random input.
-            let mut framed = b"HD\x01\x00".to_vec();
-            framed.extend_from_slice(&bytes);
-            let _ = c.open(&mut framed);
+            for version in MIN_VERSION..=VERSION {
+                let mut framed = vec![b'H', b'D', version, 0];
+                framed.extend_from_slice(&bytes);
+                let _ = c.open(&mut framed);
+            }
         }
     }
 
     #[test]
     fn any_single_bit_flip_of_a_sealed_datagram_is_refused(k in kind(), bit in any::<prop::sample::Index>()) {
         let mut c = codec(Some(b"secret"));
-        let env = Envelope { cluster: "lab", from: "psa", incarnation: 1, seq: 9, msg: message(&k) };
+        let env = Envelope { version: VERSION, cluster: "lab", from: "psa", incarnation: 1, seq: 9, msg: message(&k, VERSION) };
         let mut bytes = c.encode(&env);
         let bit = bit.index(bytes.len() * 8);
         bytes[bit / 8] ^= 1 << (bit % 8);
@@ -111,7 +121,7 @@ proptest! {
     #[test]
     fn truncations_of_a_valid_datagram_are_refused(k in kind(), sealed in any::<bool>(), cut in any::<prop::sample::Index>()) {
         let mut c = codec(sealed.then_some(b"secret".as_slice()));
-        let env = Envelope { cluster: "lab", from: "psa", incarnation: 1, seq: 9, msg: message(&k) };
+        let env = Envelope { version: VERSION, cluster: "lab", from: "psa", incarnation: 1, seq: 9, msg: message(&k, VERSION) };
         let bytes = c.encode(&env);
         let cut = cut.index(bytes.len());
         prop_assert!(c.open(&mut bytes[..cut].to_vec()).is_err());
@@ -139,6 +149,7 @@ proptest! {
 #[test]
 fn a_popped_lap_is_forwarded_as_the_remaining_names() {
     let pass = |lap| Envelope {
+        version: VERSION,
         cluster: "lab",
         from: "psa",
         incarnation: 1,
@@ -194,19 +205,33 @@ fn laps_are_bounded_when_built_and_when_decoded() {
 
 #[test]
 fn secrets_clusters_and_modes_must_match() {
-    let env = Envelope { cluster: "lab", from: "psa", incarnation: 1, seq: 1, msg: Message::Leave };
+    let env = Envelope {
+        version: VERSION,
+        cluster: "lab",
+        from: "psa",
+        incarnation: 1,
+        seq: 1,
+        msg: Message::Leave,
+    };
     let sealed = codec(Some(b"secret")).encode(&env);
     let plain = codec(None).encode(&env);
-    assert_eq!(codec(Some(b"other")).open(&mut sealed.clone()), Err(WireError::AuthFailed));
-    assert_eq!(
-        Codec::new("lab2", Some(b"secret"), [0; 16]).open(&mut sealed.clone()),
-        Err(WireError::AuthFailed)
-    );
+    // Another secret or cluster: in version 3 the key id already differs (it
+    // is derived from both), in version 2 the tag does not match.
+    let old = Envelope { version: MIN_VERSION, ..env.clone() };
+    let sealed_old = codec(Some(b"secret")).encode(&old);
+    for other in [codec(Some(b"other")), Codec::new("lab2", &[b"secret"], [0; 16])] {
+        let mut other = other;
+        assert!(matches!(other.open(&mut sealed.clone()), Err(WireError::UnknownKey(_))));
+        assert_eq!(other.open(&mut sealed_old.clone()), Err(WireError::AuthFailed));
+    }
     assert_eq!(codec(None).open(&mut sealed.clone()), Err(WireError::UnexpectedSealed));
     assert_eq!(codec(Some(b"secret")).open(&mut plain.clone()), Err(WireError::Unauthenticated));
-    assert_eq!(Codec::new("lab2", None, [0; 16]).open(&mut plain.clone()), Err(WireError::OtherCluster));
+    assert_eq!(
+        Codec::new::<&[u8]>("lab2", &[], [0; 16]).open(&mut plain.clone()),
+        Err(WireError::OtherCluster)
+    );
     // Version 1 (before heartbeats carried the sender's IP) and a future one.
-    for version in [1, herd::core::wire::VERSION + 1] {
+    for version in [1, VERSION + 1] {
         let mut other = plain.clone();
         other[2] = version;
         assert_eq!(codec(None).open(&mut other), Err(WireError::UnsupportedVersion(version)));
@@ -218,12 +243,19 @@ fn secrets_clusters_and_modes_must_match() {
 #[test]
 fn sealed_datagrams_do_not_show_names_and_nonces_differ() {
     let c = codec(Some(b"secret"));
-    let env =
-        |seq| Envelope { cluster: "lab", from: "raspberry-psa", incarnation: 1, seq, msg: Message::Leave };
+    let env = |seq| Envelope {
+        version: VERSION,
+        cluster: "lab",
+        from: "raspberry-psa",
+        incarnation: 1,
+        seq,
+        msg: Message::Leave,
+    };
     let a = c.encode(&env(1));
     let b = c.encode(&env(2));
     assert!(!a.windows(13).any(|w| w == b"raspberry-psa"));
-    assert_ne!(a[4..28], b[4..28], "nonce must change with seq");
+    assert_ne!(a[8..32], b[8..32], "nonce must change with seq");
+    assert_eq!(a[4..8], b[4..8], "the key id is the key's");
 }
 
 #[test]
@@ -250,12 +282,15 @@ fn xchacha(secret: &[u8], cluster: &str) -> chacha20poly1305::XChaCha20Poly1305 
 
 /// The codec computes each sender's XChaCha subkey once; what it sends and
 /// accepts must still be plain XChaCha20-Poly1305 (the wire format of every
-/// herd speaking version 2), in both directions.
+/// herd since version 2), in both directions and in both versions: version 2
+/// with the nonce right after the 4-byte header, version 3 with the key id
+/// between them.
 #[test]
 fn sealing_is_xchacha20_poly1305_with_the_derived_key() {
     use chacha20poly1305::aead::AeadInOut;
     let x = xchacha(b"secret", "lab");
-    let env = |seq| Envelope {
+    let env = |version, seq| Envelope {
+        version,
         cluster: "lab",
         from: "psa",
         incarnation: 9,
@@ -267,41 +302,109 @@ fn sealing_is_xchacha20_poly1305_with_the_derived_key() {
         },
     };
     let mut c = codec(Some(b"secret"));
-    for seq in [1, 2, u64::MAX] {
-        // Codec → XChaCha: decrypt what the codec sealed, compare with the plain encoding.
-        let sealed = c.encode(&env(seq));
-        let plain = codec(None).encode(&env(seq));
-        let (header, rest) = sealed.split_at(28);
-        let (body, tag) = rest.split_at(rest.len() - 16);
-        let mut body = body.to_vec();
-        x.decrypt_inout_detached(
-            header[4..].try_into().unwrap(),
-            header,
-            body.as_mut_slice().into(),
-            tag.try_into().unwrap(),
-        )
-        .expect("XChaCha20-Poly1305 opens the codec's datagram");
-        assert_eq!(body, plain[4..]);
-        // XChaCha → codec: seal with another salt (a fresh subkey for the
-        // codec), then again with the same salt (its remembered subkey).
-        for _ in 0..2 {
-            let mut nonce = [5u8; 24];
-            nonce[16..].copy_from_slice(&seq.to_be_bytes());
-            let mut dgram = vec![b'H', b'D', herd::core::wire::VERSION, 1];
-            dgram.extend_from_slice(&nonce);
-            let mut body = plain[4..].to_vec();
-            let tag = x.encrypt_inout_detached(&nonce.into(), &dgram, body.as_mut_slice().into()).unwrap();
-            dgram.extend_from_slice(&body);
-            dgram.extend_from_slice(&tag);
-            assert_eq!(c.open(&mut dgram.clone()).unwrap(), env(seq));
-            // One flipped bit anywhere still fails with the remembered subkey.
-            for i in [4, 30, dgram.len() - 1] {
-                let mut bad = dgram.clone();
-                bad[i] ^= 1;
-                assert_eq!(c.open(&mut bad), Err(WireError::AuthFailed), "bit flipped in byte {i}");
+    for version in [MIN_VERSION, VERSION] {
+        let header_len = if version >= 3 { 32 } else { 28 };
+        for seq in [1, 2, u64::MAX] {
+            // Codec → XChaCha: decrypt what the codec sealed, compare with the plain encoding.
+            let sealed = c.encode(&env(version, seq));
+            let plain = codec(None).encode(&env(version, seq));
+            let (header, rest) = sealed.split_at(header_len);
+            let (body, tag) = rest.split_at(rest.len() - 16);
+            let mut body = body.to_vec();
+            x.decrypt_inout_detached(
+                header[header_len - 24..].try_into().unwrap(),
+                header,
+                body.as_mut_slice().into(),
+                tag.try_into().unwrap(),
+            )
+            .expect("XChaCha20-Poly1305 opens the codec's datagram");
+            assert_eq!(body, plain[4..]);
+            // XChaCha → codec: seal with another salt (a fresh subkey for the
+            // codec), then again with the same salt (its remembered subkey).
+            for _ in 0..2 {
+                let mut nonce = [5u8; 24];
+                nonce[16..].copy_from_slice(&seq.to_be_bytes());
+                let mut dgram = vec![b'H', b'D', version, 1];
+                dgram.extend_from_slice(&header[4..header_len - 24]);
+                dgram.extend_from_slice(&nonce);
+                let mut body = plain[4..].to_vec();
+                let tag =
+                    x.encrypt_inout_detached(&nonce.into(), &dgram, body.as_mut_slice().into()).unwrap();
+                dgram.extend_from_slice(&body);
+                dgram.extend_from_slice(&tag);
+                assert_eq!(c.open(&mut dgram.clone()).unwrap(), env(version, seq));
+                // One flipped bit anywhere still fails with the remembered subkey
+                // (in a version 3 key id: as a key this codec does not have).
+                for i in [4, 30, dgram.len() - 1] {
+                    let mut bad = dgram.clone();
+                    bad[i] ^= 1;
+                    let got = c.open(&mut bad);
+                    if version >= 3 && i == 4 {
+                        assert!(matches!(got, Err(WireError::UnknownKey(_))), "key id flipped: {got:?}");
+                    } else {
+                        assert_eq!(got, Err(WireError::AuthFailed), "bit flipped in byte {i}");
+                    }
+                }
             }
         }
     }
+}
+
+/// A keyring: the first key seals, every key opens, in both versions (a
+/// version 3 datagram names its key; a version 2 one is tried with each); a
+/// key not in the ring is refused, in version 3 as a key this node lacks.
+#[test]
+fn a_keyring_opens_with_any_of_its_keys() {
+    let leave = |version| Envelope {
+        version,
+        cluster: "lab",
+        from: "psa",
+        incarnation: 1,
+        seq: 1,
+        msg: Message::Leave,
+    };
+    let old = keyring(&["old"]);
+    let new = keyring(&["new"]);
+    let rotating = keyring(&["new", "old"]);
+    assert_eq!(rotating.key_ids().len(), 2);
+    assert_eq!(rotating.key_ids()[0], new.key_ids()[0], "the first key seals and is listed first");
+    assert_eq!(rotating.key_ids()[1], old.key_ids()[0]);
+    assert_ne!(old.key_ids(), new.key_ids());
+    assert_ne!(
+        Codec::new("lab2", &[b"old"], [7; 16]).key_ids(),
+        old.key_ids(),
+        "a key's id depends on the cluster, as the key does"
+    );
+    for version in [MIN_VERSION, VERSION] {
+        for (sender, receiver) in
+            [(&old, "new,old"), (&new, "new,old"), (&rotating, "old,new"), (&rotating, "new")]
+        {
+            let mut rx = keyring(&receiver.split(',').collect::<Vec<_>>());
+            let mut bytes = sender.encode(&leave(version));
+            let got = rx.open(&mut bytes);
+            assert_eq!(
+                got,
+                Ok(leave(version)),
+                "v{version}: sealed by {:?}, keyring {receiver}",
+                sender.key_ids()
+            );
+        }
+        let mut bytes = old.encode(&leave(version));
+        let got = keyring(&["other"]).open(&mut bytes);
+        if version >= 3 {
+            let id = u32::from_str_radix(&old.key_ids()[0], 16).unwrap();
+            assert_eq!(got, Err(WireError::UnknownKey(id)));
+        } else {
+            assert_eq!(got, Err(WireError::AuthFailed));
+        }
+    }
+    // A sender that changes its sealing key (a reload) under the same salt
+    // still opens: the remembered subkey is not the only one tried.
+    let mut rx = keyring(&["new", "old"]);
+    assert!(rx.open(&mut old.encode(&leave(MIN_VERSION))).is_ok());
+    let mut second = leave(MIN_VERSION);
+    second.seq = 2;
+    assert_eq!(rx.open(&mut new.encode(&second)), Ok(second));
 }
 
 /// More senders than the codec remembers: every one of them still opens
@@ -313,12 +416,13 @@ fn many_senders_all_open() {
         .map(|i| {
             let mut salt = [0u8; 16];
             salt[..2].copy_from_slice(&i.to_be_bytes());
-            Codec::new("lab", Some(b"secret"), salt)
+            Codec::new("lab", &[b"secret"], salt)
         })
         .collect();
     for round in 0..2 {
         for (i, s) in senders.iter().enumerate() {
             let env = Envelope {
+                version: VERSION,
                 cluster: "lab",
                 from: "psa",
                 incarnation: i as u64,

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use herd::core::wire::{
-    BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, Message, PassAck, PassVerdict, Sighting,
+    BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, Message, PassAck, PassVerdict, Sighting, VERSION,
 };
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
@@ -34,6 +34,7 @@ fn messages() -> Vec<(&'static str, Message<'static>)> {
                     Sighting { name: "psb", incarnation: 2, age_ms: 300 },
                     Sighting { name: "psc.local", incarnation: 9, age_ms: 1500 },
                 ],
+                understands: Some(VERSION),
             }),
         ),
         (
@@ -45,6 +46,7 @@ fn messages() -> Vec<(&'static str, Message<'static>)> {
                 relays: false,
                 baton: None,
                 sightings: vec![],
+                understands: Some(VERSION),
             }),
         ),
         ("leave", Message::Leave),
@@ -62,10 +64,10 @@ fn main() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR"));
     let corpus = |target: &str| -> PathBuf { fuzz.join("corpus").join(target) };
 
-    let plain = Codec::new("lab", None, [7; 16]);
-    let sealed = Codec::new("lab", Some(b"secret"), [7; 16]);
+    let plain = Codec::new::<&[u8]>("lab", &[], [7; 16]);
+    let sealed = Codec::new("lab", &[b"secret"], [7; 16]);
     for (i, (name, msg)) in messages().into_iter().enumerate() {
-        let env = Envelope { cluster: "lab", from: "psa", incarnation: 5, seq: 100 + i as u64, msg };
+        let env = Envelope { version: VERSION, cluster: "lab", from: "psa", incarnation: 5, seq: 100 + i as u64, msg };
         let p = plain.encode(&env);
         write(&corpus("wire_open"), &format!("plain-{name}"), &p);
         write(&corpus("wire_open"), &format!("sealed-{name}"), &sealed.encode(&env));

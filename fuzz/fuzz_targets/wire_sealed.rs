@@ -24,9 +24,9 @@ const SECRET: &[u8] = b"secret";
 const NONCE: [u8; 24] = [9; 24];
 
 // In a Mutex: `Codec::open` takes `&mut` (it remembers senders' subkeys).
-static PLAIN: LazyLock<Mutex<Codec>> = LazyLock::new(|| Mutex::new(Codec::new(CLUSTER, None, [7; 16])));
+static PLAIN: LazyLock<Mutex<Codec>> = LazyLock::new(|| Mutex::new(Codec::new::<&[u8]>(CLUSTER, &[], [7; 16])));
 static SEALED: LazyLock<Mutex<Codec>> =
-    LazyLock::new(|| Mutex::new(Codec::new(CLUSTER, Some(SECRET), [7; 16])));
+    LazyLock::new(|| Mutex::new(Codec::new(CLUSTER, &[SECRET], [7; 16])));
 static CIPHER: LazyLock<XChaCha20Poly1305> = LazyLock::new(|| {
     let hk = Hkdf::<Sha256>::new(Some(b"herd gossip v1"), SECRET);
     let mut key = [0u8; 32];

@@ -199,7 +199,7 @@ impl<T: Transport> Driver<T> {
         self.drive_events();
         let size = self.node.cluster_size();
         if let Some(r) = self.reporter.as_mut() {
-            r.flush(size, now);
+            r.flush(size, self.node.rejections(), now);
             r.left(self.node.rejections());
         }
     }
@@ -300,7 +300,7 @@ impl<T: Transport> Driver<T> {
         if Jobs::due(&mut self.jobs.flush, now)
             && let Some(r) = self.reporter.as_mut()
         {
-            r.flush(self.node.cluster_size(), now);
+            r.flush(self.node.cluster_size(), self.node.rejections(), now);
         }
         if Jobs::due(&mut self.jobs.telemetry, now)
             && let Some(t) = self.telemetry.as_mut()

@@ -56,6 +56,8 @@ pub struct Reporter {
     totals: Totals,
     /// `totals` as of the previous flush.
     flushed: Totals,
+    /// The core's rejection counts as of the previous flush.
+    flushed_rejections: Rejections,
 }
 
 impl Reporter {
@@ -81,6 +83,7 @@ impl Reporter {
             hop_sample_rate,
             totals: Totals::default(),
             flushed: Totals::default(),
+            flushed_rejections: Rejections::default(),
         }
     }
 
@@ -113,17 +116,24 @@ impl Reporter {
     }
 
     /// Every `flush_interval`: the `members` gauge, the counters' growth since
-    /// the previous flush, and every buffered line. While the sink cannot be
+    /// the previous flush (with `gossip.rejected`, tagged by reason, from the
+    /// core's `rejections`), and every buffered line. While the sink cannot be
     /// opened the interval's counts are dropped, as its lines are.
-    pub fn flush(&mut self, cluster_size: usize, now: Instant) {
+    pub fn flush(&mut self, cluster_size: usize, rejections: Rejections, now: Instant) {
         self.connect();
         let (totals, flushed) = (self.totals.counters(), self.flushed.counters());
+        let before = std::mem::replace(&mut self.flushed_rejections, rejections);
         self.flushed = self.totals;
         let Some(m) = self.metrics.as_mut() else { return };
         m.gauge("members", cluster_size as f64);
         for ((name, total), (_, before)) in totals.into_iter().zip(flushed) {
             if total > before {
                 m.count(name, total - before);
+            }
+        }
+        for ((reason, total), (_, before)) in rejections.iter().zip(before.iter()) {
+            if total > before {
+                m.count_tagged("gossip.rejected", total - before, ("reason", reason));
             }
         }
         m.flush(now);
@@ -244,7 +254,7 @@ mod tests {
         r.event(Event::Baton(BatonEvent::Retransmit { to: "psb".into() }), 2);
         r.event(member(Change::Up), 2);
         r.event(member(Change::Restarted { old_incarnation: 0 }), 2);
-        r.flush(2, t0);
+        r.flush(2, Rejections::default(), t0);
         assert_eq!(
             lines(),
             [
@@ -261,7 +271,8 @@ mod tests {
         );
         r.event(Event::Baton(BatonEvent::Passed { counter: 8 }), 1);
         r.event(member(Change::Left), 1);
-        r.flush(1, t0);
+        let rejections = Rejections { auth: 2, stale: 1, ..Rejections::default() };
+        r.flush(1, rejections, t0);
         assert_eq!(
             lines(),
             [
@@ -269,8 +280,13 @@ mod tests {
                 "herd.members:1|g|#host:psa",
                 "herd.baton.passes:1|c|#host:psa",
                 "herd.member.down:1|c|#host:psa",
+                "herd.gossip.rejected:2|c|#host:psa,reason:auth",
+                "herd.gossip.rejected:1|c|#host:psa,reason:stale",
             ]
         );
+        // Only the growth: nothing new, no line.
+        r.flush(1, rejections, t0);
+        assert!(!lines().iter().any(|l| l.contains("rejected")), "{:?}", lines());
         // What the status endpoint shows: since start.
         let want = Totals { passes: 4, retransmits: 1, regenerated: 0, member_up: 2, member_down: 2 };
         assert_eq!(*r.totals(), want);

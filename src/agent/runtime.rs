@@ -35,7 +35,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         version = crate::VERSION,
         "herd started"
     );
-    if node_cfg.secret.is_none() {
+    if node_cfg.keys.is_empty() {
         warn!(
             "no [gossip] secret or secret_file set: datagrams are neither authenticated nor encrypted, \
              and anyone on the network can join or disturb this cluster"
@@ -120,7 +120,7 @@ pub(crate) fn node_config(config: &Config, data_port: u16) -> NodeConfig {
         name: config.node.name.clone(),
         cluster: config.node.cluster.clone(),
         incarnation: incarnation(),
-        secret: g.secret.as_ref().map(|s| s.0.clone()),
+        keys: g.keys.iter().map(|k| k.0.clone()).collect(),
         heartbeat_interval: g.heartbeat_interval,
         suspect_after: g.suspect_after,
         down_after: g.down_after,

@@ -30,6 +30,10 @@ pub struct Snapshot {
     pub baton: BatonStatus,
     pub sensors: SensorStatus,
     pub rejected: BTreeMap<String, u64>,
+    /// The ids of the keyring's keys (never the keys), the sealing key
+    /// first; empty without a secret.
+    #[serde(default)]
+    pub keys: Vec<String>,
     /// Datagrams this agent sent and received since start (gossip and data
     /// sockets; StatsD not included).
     #[serde(default)]
@@ -59,6 +63,10 @@ pub struct MemberStatus {
     pub jitter_ms: Option<f64>,
     pub loss_pct: Option<f64>,
     pub heartbeat_loss_pct: Option<f64>,
+    /// The wire version this node speaks to it: the newest both understand
+    /// (during an upgrade, the previous release's members show its version).
+    #[serde(default)]
+    pub wire: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +143,7 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
                 jitter_ms: link.and_then(|l| l.jitter_ms),
                 loss_pct: link.and_then(|l| l.loss_pct),
                 heartbeat_loss_pct: link.and_then(|l| l.heartbeat_loss_pct),
+                wire: node.wire_for(m),
             }
         })
         .collect();
@@ -160,6 +169,7 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
         },
         sensors: i.reading.map(sensor_status).unwrap_or_default(),
         rejected,
+        keys: node.key_ids(),
         traffic: i.traffic,
     }
 }

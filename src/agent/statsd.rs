@@ -187,6 +187,19 @@ impl Metrics {
         let _ = self.prefixed.count(name, n as i64);
     }
 
+    /// A counter with one more tag (`reason:`); in plain StatsD the value
+    /// goes into the name, as for [`Metrics::gauge_tagged`].
+    pub fn count_tagged(&self, name: &str, n: u64, tag: (&str, &str)) {
+        match self.flavor {
+            Flavor::DogStatsd => {
+                let _ = self.prefixed.count_with_tags(name, n as i64).with_tag(tag.0, tag.1).try_send();
+            }
+            Flavor::Statsd => {
+                let _ = self.prefixed.count(&format!("{name}.{}", graphite_safe(tag.1)), n as i64);
+            }
+        }
+    }
+
     /// Sends every buffered line; logs send failures (at most once per 10 s).
     pub fn flush(&mut self, now: Instant) {
         if let Err(e) = self.sink.flush() {

@@ -50,8 +50,11 @@ pub struct GossipSection {
     pub multicast_addr: Ipv4Addr,
     pub multicast_ttl: u32,
     pub broadcast_only: bool,
-    /// From `secret` or the contents of `secret_file`; `None` = unauthenticated.
-    pub secret: Option<Secret>,
+    /// The keyring: `secret` (one key), or the lines of `secret_file` (blank
+    /// lines skipped). The first key seals what this node sends, every key
+    /// opens, so a secret is rotated without a split (README, "Running a
+    /// fleet"). Empty = unauthenticated.
+    pub keys: Vec<Secret>,
     pub secret_file: Option<PathBuf>,
     pub heartbeat_interval: Duration,
     pub suspect_after: Duration,
@@ -73,7 +76,7 @@ impl Default for GossipSection {
             multicast_addr: Ipv4Addr::UNSPECIFIED,
             multicast_ttl: 0,
             broadcast_only: false,
-            secret: None,
+            keys: Vec::new(),
             secret_file: None,
             heartbeat_interval: Duration::ZERO,
             suspect_after: Duration::ZERO,
@@ -141,9 +144,9 @@ const BROADCAST_ONLY: Key<G> = Key::new(
 const SECRET: Key<G> = Key::new(
     "secret",
     || text(""),
-    |g, v| string(v).map(|s| g.secret = (!s.is_empty()).then(|| Secret(s.into_bytes()))),
+    |g, v| string(v).map(|s| g.keys = if s.is_empty() { Vec::new() } else { vec![Secret(s.into_bytes())] }),
     // Never the secret itself, so the output can be shown or logged.
-    |g| text(if g.secret.is_some() && g.secret_file.is_none() { REDACTED } else { "" }),
+    |g| text(if !g.keys.is_empty() && g.secret_file.is_none() { REDACTED } else { "" }),
 );
 const SECRET_FILE: Key<G> = Key::new(
     "secret_file",
@@ -251,7 +254,7 @@ impl GossipSection {
     }
 
     fn check_secret(&mut self, p: &mut Vec<Problem>) {
-        if self.secret.as_ref().is_some_and(|s| s.0 == REDACTED.as_bytes()) {
+        if self.keys.iter().any(|k| k.0 == REDACTED.as_bytes()) {
             p.push(Problem {
                 path: SECRET.path(),
                 value: text(REDACTED).to_string(),
@@ -260,27 +263,53 @@ impl GossipSection {
                     SECRET_FILE.name
                 ),
             });
-            self.secret = None;
+            self.keys.clear();
         }
         let Some(path) = &self.secret_file else { return };
-        if self.secret.is_some() {
+        if !self.keys.is_empty() {
             let allowed = format!("set either {} or {}, not both", SECRET.name, SECRET_FILE.name);
             p.push(SECRET_FILE.problem(self, allowed));
-            self.secret = None;
+            self.keys.clear();
             return;
         }
         match std::fs::read(path) {
-            Ok(bytes) => {
-                // A trailing newline from `echo secret > file` is not part of the secret.
-                let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-                let text = text.strip_suffix(b"\r").unwrap_or(text).to_vec();
-                if text.is_empty() {
-                    p.push(SECRET_FILE.problem(self, "the file is empty"));
-                } else {
-                    self.secret = Some(Secret(text));
-                }
-            }
+            Ok(bytes) => match keyring(&bytes) {
+                Ok(keys) => self.keys = keys,
+                Err(allowed) => p.push(SECRET_FILE.problem(self, allowed)),
+            },
             Err(e) => p.push(SECRET_FILE.problem(self, format!("must be a readable file ({e})"))),
         }
+    }
+}
+
+/// `herd keygen`: a new key for `secret_file`, 32 bytes from the operating
+/// system's random source, in base64 (44 characters, one line).
+pub fn new_key() -> anyhow::Result<String> {
+    use base64::Engine as _;
+    use rand::TryRng as _;
+    let mut bytes = [0u8; 32];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("cannot get random bytes for a key: {e}"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// Most keys a `secret_file` holds: a datagram of the previous wire version
+/// names no key, so it is tried against each.
+pub const MAX_KEYS: usize = 8;
+
+/// The keys of a `secret_file`: one a line (a line's `\r\n` or `\n` is not
+/// part of its key), blank lines skipped, in order; or what is wrong with it.
+fn keyring(bytes: &[u8]) -> Result<Vec<Secret>, String> {
+    let keys: Vec<Secret> = bytes
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .map(|line| Secret(line.to_vec()))
+        .collect();
+    match keys.len() {
+        0 => Err("the file holds no key (one a line; `herd keygen` makes one)".into()),
+        n if n > MAX_KEYS => Err(format!("holds {n} keys; at most {MAX_KEYS}, one a line")),
+        _ => Ok(keys),
     }
 }

@@ -35,7 +35,7 @@ mod status;
 mod telemetry;
 
 pub use baton::BatonSection;
-pub use gossip::{GossipSection, Secret, Strategy};
+pub use gossip::{GossipSection, MAX_KEYS, Secret, Strategy, new_key};
 use key::Section;
 pub use links::LinksSection;
 pub use log::LogSection;

@@ -21,10 +21,12 @@ fn empty_file_gives_documented_defaults() {
     assert_eq!(c.gossip.data_port, 45893);
     assert_eq!(c.gossip.max_members, 256);
     assert_eq!(c.baton.pass_timeout, Duration::from_millis(250));
+    // An always-on pace: PRODUCT.md's default, not the benchmark's "0ms".
+    assert_eq!(c.baton.hold, Duration::from_millis(100));
     assert_eq!(c.statsd.address, StatsdAddress::Udp("127.0.0.1:8125".into()));
     assert_eq!(c.status.listen, Some("127.0.0.1:45894".parse().unwrap()));
     assert_eq!(c.node.cluster, "herd");
-    assert!(c.gossip.secret.is_none());
+    assert!(c.gossip.keys.is_empty());
 }
 
 #[test]
@@ -98,10 +100,27 @@ fn secret_file_is_read_and_trailing_newline_dropped() {
     std::fs::write(&f, "hunter2\n").unwrap();
     let c = Config::from_toml_str(&format!("[gossip]\nsecret_file = {:?}\n", f.display().to_string()), "t")
         .unwrap();
-    assert_eq!(c.gossip.secret, Some(Secret(b"hunter2".to_vec())));
+    assert_eq!(c.gossip.keys, vec![Secret(b"hunter2".to_vec())]);
     assert!(!c.to_toml().contains("hunter2"));
     let missing = problems("[gossip]\nsecret_file = \"/nonexistent/herd-secret\"\n");
     assert_eq!(missing[0].path, "gossip.secret_file");
+}
+
+#[test]
+fn secret_file_is_a_keyring_of_one_key_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("secret");
+    let config = format!("[gossip]\nsecret_file = {:?}\n", f.display().to_string());
+    std::fs::write(&f, "new key\r\n\n  \nold key\n").unwrap();
+    let c = Config::from_toml_str(&config, "t").unwrap();
+    assert_eq!(c.gossip.keys, vec![Secret(b"new key".to_vec()), Secret(b"old key".to_vec())]);
+    std::fs::write(&f, "\n\n").unwrap();
+    let p = problems(&config);
+    assert_eq!(p[0].path, "gossip.secret_file");
+    assert!(p[0].allowed.contains("no key"), "{:?}", p[0]);
+    std::fs::write(&f, (0..9).map(|i| format!("key {i}\n")).collect::<String>()).unwrap();
+    let p = problems(&config);
+    assert!(p[0].allowed.contains("holds 9 keys; at most 8"), "{:?}", p[0]);
 }
 
 #[test]

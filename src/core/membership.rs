@@ -68,6 +68,12 @@ pub struct Member {
     pub last_heard: Instant,
     /// When `state` last changed.
     pub since: Instant,
+    /// The newest wire version this life of the member is known to
+    /// understand: the highest it sent, or announced (see `node::Node`).
+    pub wire: u8,
+    /// This life was sent a probe in this release's wire version, to learn
+    /// whether it understands it (see `node::Node`).
+    pub wire_probed: bool,
     window: ReplayWindow,
     retired: [u64; RETIRED_LIVES],
     next_probe: Option<Instant>,
@@ -145,6 +151,21 @@ impl Members {
 
     pub fn get(&self, name: &str) -> Option<&Member> {
         self.map.get(name)
+    }
+
+    /// Records that the current life of `name` understands wire `version`
+    /// (it sent or announced it).
+    pub fn understands(&mut self, name: &str, version: u8) {
+        if let Some(m) = self.map.get_mut(name) {
+            m.wire = m.wire.max(version);
+        }
+    }
+
+    /// Marks the current life of `name` as sent its wire version probe.
+    pub fn wire_probed(&mut self, name: &str) {
+        if let Some(m) = self.map.get_mut(name) {
+            m.wire_probed = true;
+        }
     }
 
     /// All members, in name order (deterministic for simulation).
@@ -333,6 +354,8 @@ impl Member {
             relays: hello.relays,
             last_heard: now,
             since: now,
+            wire: 0,
+            wire_probed: false,
             window: ReplayWindow::starting_at(seq),
             retired: [incarnation; RETIRED_LIVES],
             next_probe: None,

@@ -9,6 +9,17 @@
 //! - call [`Node::handle_timeout`] whenever `now >= poll_timeout()`;
 //! - after either, drain [`Node::poll_transmit`] and [`Node::poll_event`].
 //!
+//! Wire versions (see `wire`): each member records the newest version its
+//! current life is known to understand (the highest it sent or announced).
+//! Unicast goes to a member in that version, a reply in its request's, and
+//! what goes to the whole cluster (heartbeats, leaves) in [`VERSION`] only
+//! when every live member understands it, else in [`MIN_VERSION`]: a mixed
+//! cluster of this release and the previous one is one cluster. A member
+//! heard only in the old version is sent one probe in the new one per life
+//! (with the next heartbeat): a node of this release answers it in kind, a
+//! node of the previous release drops it (its one `unsupported protocol
+//! version` rejection per upgraded peer).
+//!
 //! Must not: do I/O, read a clock, draw OS randomness (the RNG is injected, so
 //! a seeded simulation is reproducible).
 
@@ -21,8 +32,8 @@ use rand::{Rng, RngExt};
 use super::baton::{BatonConfig, BatonEvent, Relay, RelayCtx, RelayOut, RelaySend};
 use super::limit::LogLimiter;
 use super::links::{LinkConfig, LinkStats, Links};
-use super::membership::{Admit, Change, Hello, MemberEvent, MemberState, Members, Timing};
-use super::wire::{self, Codec, Envelope, Heartbeat, Message, Sighting, WireError};
+use super::membership::{Admit, Change, Hello, Member, MemberEvent, MemberState, Members, Timing};
+use super::wire::{self, Codec, Envelope, Heartbeat, MIN_VERSION, Message, Sighting, VERSION, WireError};
 
 /// How heartbeats reach the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +55,9 @@ pub struct NodeConfig {
     /// This life of the node: must grow across restarts (the shell uses the
     /// start time in milliseconds since the Unix epoch).
     pub incarnation: u64,
-    pub secret: Option<Vec<u8>>,
+    /// The keyring (`[gossip] secret` or `secret_file`): the first key seals
+    /// what this node sends, every key opens. Empty: plain datagrams.
+    pub keys: Vec<Vec<u8>>,
     pub heartbeat_interval: Duration,
     pub suspect_after: Duration,
     pub down_after: Duration,
@@ -146,9 +159,13 @@ impl std::fmt::Display for Reason {
 /// Counts of refused datagrams, by class.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rejections {
-    /// Wrong or missing secret, altered, or sealed for another cluster.
+    /// Wrong or missing secret, a key not in the keyring, altered, or sealed
+    /// for another cluster.
     pub auth: u64,
+    /// A sequence number already seen from that life.
     pub replay: u64,
+    /// From an earlier life of the sender.
+    pub stale: u64,
     /// Plain datagrams of another cluster.
     pub other_cluster: u64,
     /// Garbage, truncated, oversized, unknown version or kind.
@@ -164,6 +181,7 @@ impl Rejections {
         [
             ("auth", self.auth),
             ("replay", self.replay),
+            ("stale", self.stale),
             ("other_cluster", self.other_cluster),
             ("malformed", self.malformed),
             ("table_full", self.table_full),
@@ -179,11 +197,15 @@ impl Rejections {
     fn count(&mut self, reason: &Reason) {
         let slot = match reason {
             Reason::Wire(
-                WireError::AuthFailed | WireError::Unauthenticated | WireError::UnexpectedSealed,
+                WireError::AuthFailed
+                | WireError::UnknownKey(_)
+                | WireError::Unauthenticated
+                | WireError::UnexpectedSealed,
             ) => &mut self.auth,
             Reason::Wire(WireError::OtherCluster) => &mut self.other_cluster,
             Reason::Wire(_) => &mut self.malformed,
-            Reason::Replay | Reason::Stale => &mut self.replay,
+            Reason::Replay => &mut self.replay,
+            Reason::Stale => &mut self.stale,
             Reason::TableFull => &mut self.table_full,
             Reason::NameConflict { .. } => &mut self.name_conflict,
         };
@@ -247,7 +269,7 @@ impl<R: Rng> Node<R> {
     pub fn new(cfg: NodeConfig, mut rng: R, now: Instant) -> Node<R> {
         let mut salt = [0u8; 16];
         rng.fill_bytes(&mut salt);
-        let codec = Codec::new(&cfg.cluster, cfg.secret.as_deref(), salt);
+        let codec = Codec::new(&cfg.cluster, &cfg.keys, salt);
         let timings = Timings::from_heartbeat(cfg.heartbeat_interval);
         let timing = Timing {
             suspect_after: cfg.suspect_after,
@@ -320,6 +342,16 @@ impl<R: Rng> Node<R> {
         stats
     }
 
+    /// The keyring's key ids, the sealing key first (see `wire::Codec::key_ids`).
+    pub fn key_ids(&self) -> Vec<String> {
+        self.codec.key_ids()
+    }
+
+    /// The wire version this node speaks to member `m` (unicast).
+    pub fn wire_for(&self, m: &Member) -> u8 {
+        m.wire.clamp(MIN_VERSION, VERSION)
+    }
+
     /// The IP advertised in heartbeats from now on (the shell re-checks it:
     /// DHCP may change it while the agent runs).
     pub fn set_ip(&mut self, ip: Ipv4Addr) {
@@ -376,7 +408,13 @@ impl<R: Rng> Node<R> {
         let mut changes = std::mem::take(&mut self.scratch);
         let verdict = self.members.admit(now, env.from, env.incarnation, env.seq, hello, &mut changes);
         match verdict {
-            Admit::Accepted => self.act(now, via, src, &env, &mut changes),
+            Admit::Accepted => {
+                self.members.understands(env.from, env.version);
+                if let Message::Heartbeat(Heartbeat { understands: Some(v), .. }) = env.msg {
+                    self.members.understands(env.from, v);
+                }
+                self.act(now, via, src, &env, &mut changes)
+            }
             // Authenticated, but from no live member we know (a node that has
             // just left, or restarted and not yet heartbeated).
             Admit::Ignored => {
@@ -397,7 +435,9 @@ impl<R: Rng> Node<R> {
     /// come after the sender's leave). False for the other messages.
     fn handle_direct(&mut self, now: Instant, via: Via, src: SocketAddr, env: &Envelope<'_>) -> bool {
         match &env.msg {
-            Message::Ping { token } => self.send(reply_dest(via, src), Message::Ack { token: *token }),
+            Message::Ping { token } => {
+                self.send_as(reply_dest(via, src), env.version, Message::Ack { token: *token })
+            }
             Message::Pass { id, counter, lap } => {
                 let (relay, mut ctx) = self.relay_ctx(now);
                 relay.on_pass(&mut ctx, src, *id, *counter, lap);
@@ -578,9 +618,12 @@ impl<R: Rng> Node<R> {
             relays: self.relay.enabled(),
             baton: self.relay.view(now),
             sightings,
+            understands: Some(VERSION),
         });
-        let payload = encode(&self.codec, &self.cfg, &mut self.seq, hb);
+        let version = self.group_version();
+        let payload = encode(&self.codec, &self.cfg, &mut self.seq, version, hb);
         self.fan_out_payload(payload);
+        self.probe_versions();
         self.last_heartbeat = Some(now);
         // Up to 10 % early, never late: keeps peers' suspicion deadlines safe
         // while keeping agents started together from heartbeating in lockstep.
@@ -589,17 +632,53 @@ impl<R: Rng> Node<R> {
         self.next_heartbeat = now + interval - jitter;
     }
 
-    fn encode(&mut self, msg: Message<'_>) -> Vec<u8> {
-        encode(&self.codec, &self.cfg, &mut self.seq, msg)
+    /// The version of what goes to the whole cluster: [`VERSION`] when every
+    /// live member understands it (and there is one), else [`MIN_VERSION`].
+    fn group_version(&self) -> u8 {
+        let mut live = self.members.live().peekable();
+        let all_new = live.peek().is_some() && live.all(|m| m.wire >= VERSION);
+        if all_new { VERSION } else { MIN_VERSION }
     }
 
+    /// The version for unicast to `addr`: what the live member there
+    /// understands, at most [`VERSION`]; [`MIN_VERSION`] for anyone else.
+    fn version_for(&self, addr: SocketAddr) -> u8 {
+        self.members.live().find(|m| m.data_addr == addr).map_or(MIN_VERSION, |m| self.wire_for(m))
+    }
+
+    /// One probe in [`VERSION`] to each live member heard only in older
+    /// versions, once per life: it answers in kind if it understands.
+    fn probe_versions(&mut self) {
+        let due: Vec<(String, SocketAddr)> = self
+            .members
+            .live()
+            .filter(|m| m.wire < VERSION && !m.wire_probed)
+            .map(|m| (m.name.clone(), m.data_addr))
+            .collect();
+        for (name, addr) in due {
+            self.members.wire_probed(&name);
+            let token = self.rng.next_u64();
+            self.send_as(Dest::Data(addr), VERSION, Message::Ping { token });
+        }
+    }
+
+    /// Sends `msg` in the version `dest` understands.
     fn send(&mut self, dest: Dest, msg: Message<'_>) {
-        let payload = self.encode(msg);
+        let version = match dest {
+            Dest::Data(addr) => self.version_for(addr),
+            Dest::Group | Dest::Gossip(_) => self.group_version(),
+        };
+        self.send_as(dest, version, msg);
+    }
+
+    fn send_as(&mut self, dest: Dest, version: u8, msg: Message<'_>) {
+        let payload = encode(&self.codec, &self.cfg, &mut self.seq, version, msg);
         self.outbox.push_back(Transmit { dest, payload });
     }
 
     fn fan_out(&mut self, msg: Message<'_>) {
-        let payload = self.encode(msg);
+        let version = self.group_version();
+        let payload = encode(&self.codec, &self.cfg, &mut self.seq, version, msg);
         self.fan_out_payload(payload);
     }
 
@@ -636,10 +715,16 @@ impl<R: Rng> Node<R> {
 
 /// Every datagram gets the next `seq`: the replay window and the nonce rely on
 /// it never repeating within this life.
-fn encode(codec: &Codec, cfg: &NodeConfig, seq: &mut u64, msg: Message<'_>) -> Vec<u8> {
+fn encode(codec: &Codec, cfg: &NodeConfig, seq: &mut u64, version: u8, msg: Message<'_>) -> Vec<u8> {
     *seq += 1;
-    let env =
-        Envelope { cluster: &cfg.cluster, from: &cfg.name, incarnation: cfg.incarnation, seq: *seq, msg };
+    let env = Envelope {
+        version,
+        cluster: &cfg.cluster,
+        from: &cfg.name,
+        incarnation: cfg.incarnation,
+        seq: *seq,
+        msg,
+    };
     codec.encode(&env)
 }
 

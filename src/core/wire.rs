@@ -2,7 +2,7 @@
 //! XChaCha20-Poly1305, around one message.
 //!
 //! ```text
-//! header   "HD" | version u8 | flags u8 | [nonce 24 bytes, when sealed]
+//! header   "HD" | version u8 | flags u8 | [key id 4 bytes (v3) | nonce 24 bytes, when sealed]
 //! body     cluster str8 | from str8 | incarnation u64 | seq u64 | kind u8 | payload
 //! trailer  [tag 16 bytes, when sealed]
 //! ```
@@ -13,6 +13,21 @@
 //! cluster, or altered in any bit fails [`Codec::open`]. Freshness (replays)
 //! is judged by the receiver from `(from, incarnation, seq)`, which are inside
 //! the authenticated body: see [`ReplayWindow`].
+//!
+//! ## Versions
+//! - 1: the first release.
+//! - 2: heartbeats carry the sender's IP (version 1 took it from the source).
+//! - 3: a sealed datagram names its key (a 4-byte id derived from it, so a
+//!   node with several keys opens it with the right one, and tells "a key I
+//!   do not have" from "altered"); a heartbeat ends with extensions (type,
+//!   length, bytes; a receiver skips types it does not know, so additions
+//!   need no new version), the first of which says which versions the sender
+//!   understands.
+//!
+//! A release speaks [`VERSION`] and understands [`MIN_VERSION`] (the previous
+//! release's) too, so a cluster upgraded one node at a time stays one
+//! cluster. Which version goes to whom is the node's choice (see
+//! `node::Node`): the codec encodes and decodes either.
 //!
 //! Owns: encoding, decoding, sealing. Must not: do I/O, read clocks, panic on
 //! any input (property-tested in `tests/wire.rs`).
@@ -27,8 +42,11 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 
 pub const MAGIC: [u8; 2] = *b"HD";
-/// 2: heartbeats carry the sender's IP (version 1 took it from the source).
-pub const VERSION: u8 = 2;
+/// The version this release speaks (see "Versions" above).
+pub const VERSION: u8 = wire_version!(speaks);
+/// The oldest version this release understands, and speaks to a peer that
+/// knows no newer: the previous release's.
+pub const MIN_VERSION: u8 = wire_version!(understands);
 /// Longest node or cluster name, in bytes.
 pub const MAX_NAME: usize = 63;
 /// Largest datagram herd sends: fits a 1500-byte Ethernet MTU with IP/UDP headers.
@@ -37,10 +55,19 @@ pub const MAX_DATAGRAM: usize = 1400;
 pub const MAX_ACCEPTED: usize = 4096;
 
 const FLAG_SEALED: u8 = 0x01;
+const KEY_ID_LEN: usize = 4;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 const PLAIN_HEADER: usize = 4;
-const SEALED_HEADER: usize = PLAIN_HEADER + NONCE_LEN;
+
+/// Header length of a sealed datagram of `version`.
+fn sealed_header(version: u8) -> usize {
+    PLAIN_HEADER + if version >= 3 { KEY_ID_LEN } else { 0 } + NONCE_LEN
+}
+
+/// The heartbeat extension saying which versions the sender understands:
+/// `min u8 | max u8`.
+const EXT_VERSIONS: u8 = 1;
 
 /// Why a datagram was refused. Every variant is a normal outcome for hostile or
 /// foreign input; none of them is a bug.
@@ -60,6 +87,8 @@ pub enum WireError {
     UnexpectedSealed,
     #[error("authentication failed (wrong secret, other cluster, or altered)")]
     AuthFailed,
+    #[error("sealed with a key this node does not have (key id {0:08x}): is its secret_file rotated?")]
+    UnknownKey(u32),
     #[error("datagram for another cluster")]
     OtherCluster,
     #[error("malformed {0}")]
@@ -122,6 +151,10 @@ pub struct Heartbeat<'a> {
     pub relays: bool,
     pub baton: Option<BatonView>,
     pub sightings: Vec<Sighting<'a>>,
+    /// The newest wire version the sender understands, from the heartbeat's
+    /// versions extension (version 3 on); `None` in a version 2 heartbeat.
+    /// Encoded as this release's [`VERSION`] whatever it holds.
+    pub understands: Option<u8>,
 }
 
 /// The receiver's answer to a [`Message::Pass`].
@@ -294,6 +327,9 @@ impl std::fmt::Debug for LapName {
 /// datagram beyond the sightings list or a pass's lap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope<'a> {
+    /// The wire version: what [`Codec::encode`] writes, what [`Codec::open`]
+    /// read (from [`MIN_VERSION`] to [`VERSION`]).
+    pub version: u8,
     pub cluster: &'a str,
     pub from: &'a str,
     pub incarnation: u64,
@@ -305,7 +341,7 @@ pub struct Envelope<'a> {
 /// Most senders' subkeys [`Codec::open`] keeps (48 bytes each).
 const SUBKEYS: usize = 512;
 
-/// Encodes and decodes one cluster's datagrams; holds the derived key.
+/// Encodes and decodes one cluster's datagrams; holds the derived keys.
 pub struct Codec {
     cluster: String,
     keys: Option<Keys>,
@@ -319,12 +355,32 @@ pub struct Codec {
 /// computed once, not per datagram: the wire format is unchanged, and a
 /// baton pass costs two ChaCha20 blocks per side instead of three.
 struct Keys {
-    key: Key,
-    /// Ours, for sealing.
+    /// The keyring; the first key seals.
+    ring: Vec<RingKey>,
+    /// Ours, for sealing: the first key's subkey under our salt.
     own: ChaCha20Poly1305,
-    /// Senders' subkeys by salt, oldest first; entered only once a datagram
-    /// under them authenticated, so garbage cannot fill it.
-    senders: std::collections::VecDeque<([u8; 16], ChaCha20Poly1305)>,
+    /// Senders' subkeys by (salt, ring index), oldest first; entered only
+    /// once a datagram under them authenticated, so garbage cannot fill it.
+    senders: std::collections::VecDeque<([u8; 16], usize, ChaCha20Poly1305)>,
+}
+
+struct RingKey {
+    key: Key,
+    id: [u8; KEY_ID_LEN],
+}
+
+impl RingKey {
+    /// The cluster's key for `secret`, and its id: both from HKDF-SHA256, so
+    /// the id (sent in the clear) tells nothing about the key.
+    fn derive(cluster: &str, secret: &[u8]) -> RingKey {
+        let hk = Hkdf::<Sha256>::new(Some(b"herd gossip v1"), secret);
+        let mut key = [0u8; 32];
+        hk.expand(cluster.as_bytes(), &mut key).expect("32 bytes is a valid HKDF-SHA256 length");
+        let mut id = [0u8; KEY_ID_LEN];
+        hk.expand_multi_info(&[b"herd key id\0", cluster.as_bytes()], &mut id)
+            .expect("4 bytes is a valid HKDF-SHA256 length");
+        RingKey { key: Key::from(key), id }
+    }
 }
 
 impl Keys {
@@ -343,21 +399,19 @@ fn inner_nonce(seq: &[u8]) -> Nonce {
 
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Codec").field("cluster", &self.cluster).field("sealed", &self.keys.is_some()).finish()
+        f.debug_struct("Codec").field("cluster", &self.cluster).field("keys", &self.key_ids()).finish()
     }
 }
 
 impl Codec {
     /// `nonce_salt` must be random per process (the core draws it from its
-    /// injected RNG); `secret = None` sends and accepts only plain datagrams.
-    pub fn new(cluster: &str, secret: Option<&[u8]>, nonce_salt: [u8; 16]) -> Codec {
-        let keys = secret.map(|s| {
-            let hk = Hkdf::<Sha256>::new(Some(b"herd gossip v1"), s);
-            let mut key = [0u8; 32];
-            hk.expand(cluster.as_bytes(), &mut key).expect("32 bytes is a valid HKDF-SHA256 length");
-            let key = Key::from(key);
-            let own = Keys::subkey(&key, &nonce_salt);
-            Keys { key, own, senders: std::collections::VecDeque::new() }
+    /// injected RNG); `secrets` is the keyring (the first seals, every one
+    /// opens); none sends and accepts only plain datagrams.
+    pub fn new<S: AsRef<[u8]>>(cluster: &str, secrets: &[S], nonce_salt: [u8; 16]) -> Codec {
+        let keys = (!secrets.is_empty()).then(|| {
+            let ring: Vec<RingKey> = secrets.iter().map(|s| RingKey::derive(cluster, s.as_ref())).collect();
+            let own = Keys::subkey(&ring[0].key, &nonce_salt);
+            Keys { ring, own, senders: std::collections::VecDeque::new() }
         });
         Codec { cluster: cluster.to_owned(), keys, nonce_salt }
     }
@@ -366,16 +420,28 @@ impl Codec {
         self.keys.is_some()
     }
 
-    /// Encodes `env` (its `cluster` field is ignored: this codec's cluster is
+    /// The keyring's key ids as 8 hex digits, sealing key first: what logs
+    /// and the status endpoint show of the keys (never the keys).
+    pub fn key_ids(&self) -> Vec<String> {
+        let ring = self.keys.as_ref().map_or(&[][..], |k| &k.ring[..]);
+        ring.iter().map(|k| format!("{:08x}", u32::from_be_bytes(k.id))).collect()
+    }
+
+    /// Encodes `env` as wire version `env.version` ([`MIN_VERSION`] to
+    /// [`VERSION`]; its `cluster` field is ignored: this codec's cluster is
     /// written) into `out`, replacing its contents.
     pub fn encode_into(&self, env: &Envelope<'_>, out: &mut Vec<u8>) {
+        let version = env.version.clamp(MIN_VERSION, VERSION);
         out.clear();
         out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
-        let sealed = self.keys.is_some();
-        out.push(if sealed { FLAG_SEALED } else { 0 });
+        out.push(version);
+        let sealed = self.keys.as_ref();
+        out.push(if sealed.is_some() { FLAG_SEALED } else { 0 });
         let mut nonce = [0u8; NONCE_LEN];
-        if sealed {
+        if let Some(keys) = sealed {
+            if version >= 3 {
+                out.extend_from_slice(&keys.ring[0].id);
+            }
             // Nonce = per-process random salt ‖ seq: unique for every datagram
             // any node ever sends under this key (XChaCha's 192-bit nonce
             // leaves room for a 128-bit random part).
@@ -388,8 +454,8 @@ impl Codec {
         put_str(out, env.from);
         out.extend_from_slice(&env.incarnation.to_be_bytes());
         out.extend_from_slice(&env.seq.to_be_bytes());
-        encode_message(&env.msg, out);
-        if let Some(keys) = &self.keys {
+        encode_message(&env.msg, version, out);
+        if let Some(keys) = sealed {
             let (header, body) = out.split_at_mut(body_start);
             let tag = keys
                 .own
@@ -405,9 +471,10 @@ impl Codec {
         out
     }
 
-    /// Checks, decrypts (in place) and decodes one datagram. Any byte string
-    /// gives `Ok` or a [`WireError`], never a panic. `&mut`: it remembers the
-    /// subkeys of senders it authenticated.
+    /// Checks, decrypts (in place) and decodes one datagram of any version
+    /// this release understands. Any byte string gives `Ok` or a
+    /// [`WireError`], never a panic. `&mut`: it remembers the subkeys of
+    /// senders it authenticated.
     pub fn open<'a>(&mut self, buf: &'a mut [u8]) -> Result<Envelope<'a>, WireError> {
         if buf.len() > MAX_ACCEPTED {
             return Err(WireError::Oversized(buf.len()));
@@ -418,8 +485,9 @@ impl Codec {
         if buf[..2] != MAGIC {
             return Err(WireError::BadMagic);
         }
-        if buf[2] != VERSION {
-            return Err(WireError::UnsupportedVersion(buf[2]));
+        let version = buf[2];
+        if !(MIN_VERSION..=VERSION).contains(&version) {
+            return Err(WireError::UnsupportedVersion(version));
         }
         let sealed = buf[3] & FLAG_SEALED != 0;
         if buf[3] & !FLAG_SEALED != 0 {
@@ -429,30 +497,7 @@ impl Codec {
             (None, false) => &buf[PLAIN_HEADER..],
             (Some(_), false) => return Err(WireError::Unauthenticated),
             (None, true) => return Err(WireError::UnexpectedSealed),
-            (Some(keys), true) => {
-                if buf.len() < SEALED_HEADER + TAG_LEN {
-                    return Err(WireError::Truncated);
-                }
-                let (header, rest) = buf.split_at_mut(SEALED_HEADER);
-                let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
-                let salt: [u8; 16] = header[PLAIN_HEADER..PLAIN_HEADER + 16].try_into().expect("16 bytes");
-                let nonce = inner_nonce(&header[PLAIN_HEADER + 16..]);
-                let tag = Tag::try_from(&*tag).map_err(|_| WireError::Truncated)?;
-                let known = keys.senders.iter().position(|(s, _)| *s == salt);
-                let fresh = known.is_none().then(|| Keys::subkey(&keys.key, &salt));
-                let cipher =
-                    known.map(|i| &keys.senders[i].1).or(fresh.as_ref()).ok_or(WireError::AuthFailed)?;
-                cipher
-                    .decrypt_inout_detached(&nonce, header, (&mut *body).into(), &tag)
-                    .map_err(|_| WireError::AuthFailed)?;
-                if let Some(fresh) = fresh {
-                    if keys.senders.len() == SUBKEYS {
-                        keys.senders.pop_front();
-                    }
-                    keys.senders.push_back((salt, fresh));
-                }
-                body
-            }
+            (Some(keys), true) => keys.unseal(version, buf)?,
         };
         let mut r = Reader(body);
         let cluster = r.str("cluster")?;
@@ -467,11 +512,59 @@ impl Codec {
         }
         let incarnation = r.u64("incarnation")?;
         let seq = r.u64("sequence number")?;
-        let msg = decode_message(&mut r)?;
+        let msg = decode_message(&mut r, version)?;
         if !r.0.is_empty() {
             return Err(WireError::Malformed("trailing bytes"));
         }
-        Ok(Envelope { cluster, from, incarnation, seq, msg })
+        Ok(Envelope { version, cluster, from, incarnation, seq, msg })
+    }
+}
+
+impl Keys {
+    /// Authenticates and decrypts a sealed datagram in place; its body. A
+    /// version 3 datagram names its key; a version 2 one is tried with the
+    /// key that opened its sender's last one, then with every key (a failed
+    /// try leaves the buffer as it was: the tag is checked before decrypting).
+    fn unseal<'a>(&mut self, version: u8, buf: &'a mut [u8]) -> Result<&'a [u8], WireError> {
+        let header_len = sealed_header(version);
+        if buf.len() < header_len + TAG_LEN {
+            return Err(WireError::Truncated);
+        }
+        let (header, rest) = buf.split_at_mut(header_len);
+        let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        let nonce_at = header_len - NONCE_LEN;
+        let salt: [u8; 16] = header[nonce_at..nonce_at + 16].try_into().expect("16 bytes");
+        let nonce = inner_nonce(&header[nonce_at + 16..]);
+        let tag = Tag::try_from(&*tag).map_err(|_| WireError::Truncated)?;
+        let candidates: Vec<usize> = if version >= 3 {
+            let id: [u8; KEY_ID_LEN] =
+                header[PLAIN_HEADER..PLAIN_HEADER + KEY_ID_LEN].try_into().expect("4 bytes");
+            let index = self
+                .ring
+                .iter()
+                .position(|k| k.id == id)
+                .ok_or(WireError::UnknownKey(u32::from_be_bytes(id)))?;
+            vec![index]
+        } else {
+            let last = self.senders.iter().rev().find(|(s, ..)| *s == salt).map(|(_, i, _)| *i);
+            last.into_iter().chain((0..self.ring.len()).filter(|i| Some(*i) != last)).collect()
+        };
+        for index in candidates {
+            let known = self.senders.iter().position(|(s, i, _)| *s == salt && *i == index);
+            let fresh = known.is_none().then(|| Keys::subkey(&self.ring[index].key, &salt));
+            let Some(cipher) = known.map(|k| &self.senders[k].2).or(fresh.as_ref()) else { continue };
+            if cipher.decrypt_inout_detached(&nonce, header, (&mut *body).into(), &tag).is_err() {
+                continue;
+            }
+            if let Some(fresh) = fresh {
+                if self.senders.len() == SUBKEYS {
+                    self.senders.pop_front();
+                }
+                self.senders.push_back((salt, index, fresh));
+            }
+            return Ok(body);
+        }
+        Err(WireError::AuthFailed)
     }
 }
 
@@ -481,7 +574,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&s.as_bytes()[..len]);
 }
 
-fn encode_message(msg: &Message<'_>, out: &mut Vec<u8>) {
+fn encode_message(msg: &Message<'_>, version: u8, out: &mut Vec<u8>) {
     match msg {
         Message::Heartbeat(hb) => {
             out.push(KIND_HEARTBEAT);
@@ -506,6 +599,11 @@ fn encode_message(msg: &Message<'_>, out: &mut Vec<u8>) {
                 put_str(out, s.name);
                 out.extend_from_slice(&s.incarnation.to_be_bytes());
                 out.extend_from_slice(&s.age_ms.to_be_bytes());
+            }
+            if version >= 3 {
+                // Extensions: their count, then each as type | length | bytes.
+                out.push(1);
+                out.extend_from_slice(&[EXT_VERSIONS, 2, MIN_VERSION, VERSION]);
             }
         }
         Message::Leave => out.push(KIND_LEAVE),
@@ -549,7 +647,7 @@ pub fn sighting_len(name: &str) -> usize {
     1 + name.len().min(u8::MAX as usize) + 8 + 4
 }
 
-fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
+fn decode_message<'a>(r: &mut Reader<'a>, version: u8) -> Result<Message<'a>, WireError> {
     let kind = r.u8("message kind")?;
     Ok(match kind {
         KIND_HEARTBEAT => {
@@ -593,6 +691,18 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
                 let age_ms = r.u32("sighting age")?;
                 sightings.push(Sighting { name, incarnation, age_ms });
             }
+            let mut understands = None;
+            if version >= 3 {
+                for _ in 0..r.u8("extension count")? {
+                    let kind = r.u8("extension type")?;
+                    let len = r.u8("extension length")? as usize;
+                    let bytes = r.take(len, "extension")?;
+                    if kind == EXT_VERSIONS {
+                        let &[_, max] = bytes else { return Err(WireError::Malformed("versions extension")) };
+                        understands = Some(max);
+                    }
+                }
+            }
             Message::Heartbeat(Heartbeat {
                 data_port,
                 ip,
@@ -600,6 +710,7 @@ fn decode_message<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
                 relays: flags & HB_RELAYS != 0,
                 baton,
                 sightings,
+                understands,
             })
         }
         KIND_LEAVE => Message::Leave,

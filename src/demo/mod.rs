@@ -279,7 +279,7 @@ fn agent_config(
     g.port = port;
     g.multicast_if = Ipv4Addr::LOCALHOST;
     g.data_port = 0;
-    g.secret = Some(Secret(secret.as_bytes().to_vec()));
+    g.keys = vec![Secret(secret.as_bytes().to_vec())];
     c.baton.enabled = true;
     c.baton.main_node = String::new();
     c.baton.metric = BATON_METRIC.to_owned();
@@ -314,7 +314,7 @@ mod tests {
         assert_ne!(c.gossip.port, REAL_GOSSIP_PORT);
         assert_eq!(c.gossip.multicast_if, Ipv4Addr::LOCALHOST);
         assert_eq!(c.gossip.data_port, 0);
-        assert_eq!(c.gossip.secret.as_ref().map(|s| s.0.clone()), Some(b"00ff".to_vec()));
+        assert_eq!(c.gossip.keys, vec![Secret(b"00ff".to_vec())]);
         assert_eq!(c.baton.hold, Duration::ZERO);
         assert_eq!(c.statsd.flush_interval, Duration::from_millis(200));
         assert_eq!(c.telemetry.interval, Duration::from_secs(1));

@@ -35,14 +35,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod compat;
 mod ports;
 mod statsd;
 
 // As with dead code: each test binary uses some of these.
 #[allow(unused_imports)]
+pub use compat::{previous_build, previous_release};
+#[allow(unused_imports)]
 pub use ports::{free_tcp_port, free_udp_port};
 #[allow(unused_imports)]
-pub use statsd::{Statsd, baton_gauge, gauges};
+pub use statsd::{Statsd, assert_one_baton, baton_gauge, gauges};
 
 /// The `herd` binary Cargo built for these tests.
 pub fn herd_bin() -> &'static str {
@@ -161,7 +164,9 @@ impl Spec {
                 // Several agents share one host: each takes any free data port.
                 ("data_port".into(), "0".into()),
             ],
-            other: Vec::new(),
+            // The tests relay at full speed unless they say otherwise (the
+            // shipped default, 100ms, paces an always-on agent).
+            other: vec![("baton".into(), "hold".into(), toml_str("0ms"))],
             rust_log: "herd=info".into(),
         }
     }

@@ -99,3 +99,16 @@ pub fn gauges(statsd: &Statsd, tags: &str) -> Vec<(Instant, u64, String)> {
         })
         .collect()
 }
+
+/// The gauges `g` (of [`gauges`]) must be one baton's: every counter value
+/// sent once, and each host's values strictly increasing.
+pub fn assert_one_baton(g: &[(Instant, u64, String)]) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for (_, c, h) in g {
+        assert!(seen.insert(*c), "counter {c} sent twice: two batons");
+        if let Some(prev) = last.insert(h, *c) {
+            assert!(*c > prev, "{h} went from {prev} to {c}");
+        }
+    }
+}

@@ -198,16 +198,14 @@ impl Fleet {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// The operator's config: `config/herd.toml` with this fleet's cluster,
-    /// the secret in `/etc/herd/secret` and a paced baton, as the README's
-    /// step 2 says.
+    /// The operator's config: `config/herd.toml` with this fleet's cluster
+    /// and the secret in `/etc/herd/secret`, as the README's step 2 says.
     pub fn config(&self) -> String {
         let shipped = std::fs::read_to_string(repo().join("config/herd.toml")).expect("config/herd.toml");
         let mut text = shipped.clone();
         for (from, to) in [
             ("cluster = \"herd\"", format!("cluster = \"{}\"", self.cluster)),
             ("secret_file = \"\"", "secret_file = \"/etc/herd/secret\"".to_owned()),
-            ("hold = \"0ms\"", "hold = \"100ms\"".to_owned()),
         ] {
             assert!(text.contains(from), "config/herd.toml has no `{from}` line");
             text = text.replacen(from, &to, 1);
@@ -245,6 +243,12 @@ impl Fleet {
     /// containers (x86_64 build) and once for the guests (aarch64 build),
     /// each of which must succeed; how long each took (x86_64, aarch64).
     pub fn install(&self, files: &Files, extra: &[&str]) -> (Duration, Duration) {
+        self.install_builds(files, x86_64_build(), extra)
+    }
+
+    /// [`Fleet::install`] with another x86_64 build for the containers (the
+    /// previous release, for an upgrade).
+    pub fn install_builds(&self, files: &Files, x86_64: PathBuf, extra: &[&str]) -> (Duration, Duration) {
         let run = |hosts: &str, binary: PathBuf, config: &str| {
             let t0 = Instant::now();
             let out = Command::new(repo().join("deploy/install.sh"))
@@ -265,11 +269,8 @@ impl Fleet {
             );
             t0.elapsed()
         };
-        let amd64 = if self.guests < self.pis {
-            run("HOSTS_X86_64", x86_64_build(), &files.config)
-        } else {
-            Duration::ZERO
-        };
+        let amd64 =
+            if self.guests < self.pis { run("HOSTS_X86_64", x86_64, &files.config) } else { Duration::ZERO };
         let arm64 = if self.guests > 0 {
             run("HOSTS_AARCH64", aarch64_build(), &files.guest_config)
         } else {

@@ -15,3 +15,4 @@ mod harness;
 mod deploy;
 mod lifecycle;
 mod operations;
+mod upgrade;

@@ -31,7 +31,8 @@ pub const DATA_PORT: u16 = 45893;
 pub struct SimNode {
     pub name: String,
     pub node: Option<Node<SmallRng>>,
-    pub secret: Option<Vec<u8>>,
+    /// Its keyring (the first key seals); empty: plain datagrams.
+    pub keys: Vec<Vec<u8>>,
     /// Incarnation of the current (or last) life.
     pub incarnation: u64,
     /// Overrides `template.baton.enabled` for this node.
@@ -108,7 +109,7 @@ impl Sim {
             name: String::new(),
             cluster: "sim".into(),
             incarnation: 0,
-            secret: Some(b"sim secret".to_vec()),
+            keys: vec![b"sim secret".to_vec()],
             heartbeat_interval: Duration::from_secs(1),
             suspect_after: Duration::from_secs(3),
             down_after: Duration::from_secs(5),
@@ -137,7 +138,7 @@ impl Sim {
                 .map(|i| SimNode {
                     name: name(i),
                     node: None,
-                    secret: template.secret.clone(),
+                    keys: template.keys.clone(),
                     incarnation: 0,
                     relays: None,
                 })
@@ -167,7 +168,7 @@ impl Sim {
     pub fn start_with_incarnation(&mut self, i: usize, incarnation: u64) {
         let mut cfg = self.template.clone();
         cfg.name = self.nodes[i].name.clone();
-        cfg.secret = self.nodes[i].secret.clone();
+        cfg.keys = self.nodes[i].keys.clone();
         cfg.incarnation = incarnation;
         if let Some(relays) = self.nodes[i].relays {
             cfg.baton.enabled = relays;

@@ -22,6 +22,7 @@ fn member(name: &str, state: &str, rtt: Option<f64>) -> MemberStatus {
         jitter_ms: rtt.map(|r| r / 10.0),
         loss_pct: rtt.map(|_| 0.0),
         heartbeat_loss_pct: rtt.map(|_| 1.5),
+        wire: 3,
     }
 }
 
@@ -68,6 +69,7 @@ fn sample() -> Snapshot {
             }),
         },
         rejected: [("auth", 3), ("replay", 0)].map(|(k, v)| (k.to_owned(), v)).into(),
+        keys: vec!["1a2b3c4d".into()],
         traffic: Traffic {
             sent_datagrams: 4210,
             sent_bytes: 612_345,

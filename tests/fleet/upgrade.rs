@@ -1,0 +1,110 @@
+//! Scenario 7 (the fleet issue's "later"): a rolling upgrade from the
+//! previous release (tests/compat/previous-release, built from git history)
+//! to this one, with `deploy/install.sh`, one host at a time, as an operator
+//! does it. Never a `member down`, never two batons, no regeneration; at the
+//! end every Pi speaks this release's wire version to every other.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use herd::core::wire::VERSION;
+
+use crate::common::{assert_one_baton, gauges, may_run, previous_build, wait_until};
+use crate::harness::{Fleet, report, secs, x86_64_build};
+
+const PIS: usize = 3;
+
+#[test]
+fn a_rolling_upgrade_from_the_previous_release_never_splits_the_cluster() {
+    let old = previous_build();
+    if !may_run("the rolling upgrade", old.as_ref().err().cloned()) {
+        return;
+    }
+    let old = old.expect("checked");
+    let Some(fleet) = Fleet::new("upgrade", PIS) else { return };
+    let statsd = fleet.statsd();
+    let files = fleet.operator_files();
+    fleet.install_builds(&files, old.clone(), &[]);
+    let formed = wait_until(Duration::from_secs(30), || {
+        (1..=PIS).all(|i| fleet.status(i).is_some_and(|s| s.live_members == PIS))
+    });
+    assert!(formed, "the previous release forms a cluster of {PIS}");
+    let old_version = fleet.run(1, "herd --version");
+    assert!(!old_version.contains("wire"), "the previous release runs: {old_version}");
+    let names: BTreeSet<String> = (1..=PIS).map(|i| fleet.name(i)).collect();
+    let hosts_since = |t: Instant| {
+        gauges(&statsd, "").iter().filter(|(at, ..)| *at > t).map(|g| g.2.clone()).collect::<BTreeSet<_>>()
+    };
+    let t0 = Instant::now();
+    assert!(wait_until(Duration::from_secs(30), || hosts_since(t0) == names), "gauges from every Pi");
+
+    // The upgrade, host by host, while every answering Pi is watched.
+    let done = AtomicBool::new(false);
+    let (fewest, most) = (Mutex::new(usize::MAX), Mutex::new(0));
+    let t1 = Instant::now();
+    thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                let mut held = BTreeSet::new();
+                for i in 1..=PIS {
+                    if let Some(st) = fleet.status(i) {
+                        let mut f = fewest.lock().unwrap();
+                        *f = (*f).min(st.live_members);
+                        held.extend(st.baton.held_id);
+                    }
+                }
+                let mut m = most.lock().unwrap();
+                *m = (*m).max(held.len());
+            }
+        });
+        fleet.install_builds(&files, x86_64_build(), &[]);
+        done.store(true, Ordering::Relaxed);
+    });
+    let upgraded = t1.elapsed();
+    let (fewest, most) = (*fewest.lock().unwrap(), *most.lock().unwrap());
+    assert!(fewest >= PIS - 1, "the cluster dropped to {fewest} live members during the upgrade");
+    assert!(most <= 1, "{most} batons held at once during the upgrade");
+    let t2 = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(30), || hosts_since(t2) == names),
+        "gauges from every Pi after it"
+    );
+    let all_new = wait_until(Duration::from_secs(15), || {
+        (1..=PIS).all(|i| {
+            fleet
+                .status(i)
+                .is_some_and(|s| s.live_members == PIS && s.members.iter().all(|m| m.wire == VERSION))
+        })
+    });
+    let wires: Vec<String> = (1..=PIS)
+        .map(|i| {
+            let s = fleet.status(i);
+            let w: Vec<String> = s
+                .iter()
+                .flat_map(|s| s.members.iter().map(|m| format!("{}:{}:{}", m.name, m.state, m.wire)))
+                .collect();
+            format!("{} sees {}", fleet.name(i), w.join(" "))
+        })
+        .collect();
+    assert!(all_new, "after the upgrade every Pi speaks wire {VERSION} to every other: {wires:?}");
+    let g = gauges(&statsd, "");
+    assert_one_baton(&g);
+    for i in 1..=PIS {
+        let journal = fleet.journal(i);
+        for bad in ["member down", "baton regenerated"] {
+            assert!(!journal.contains(bad), "{}: `{bad}` during the upgrade:\n{journal}", fleet.name(i));
+        }
+    }
+    report(
+        "rolling upgrade",
+        "previous release on 3 Pis, then install.sh with this one host by host: never below N-1, one baton, no member down, no regeneration, all on the new wire version after",
+        &format!(
+            "upgraded 3 Pis in {}, fewest live members seen {fewest} of {PIS}, most batons held at once {most}, {} gauges, every counter once",
+            secs(upgraded),
+            g.len()
+        ),
+    );
+}
