@@ -126,7 +126,7 @@ fn main() -> ExitCode {
             };
             process::init_tracing(&format!("herd={},warn", config.log.level));
             tracing::debug!(%origin, "config loaded");
-            match run(config) {
+            match run(config, origin.0) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -139,13 +139,25 @@ fn main() -> ExitCode {
 
 /// Finds the config: `-c`, else `$HERD_CONFIG`, else the system file if present,
 /// else the built-in defaults. Returns it with a description of its origin.
-fn load(arg: Option<PathBuf>) -> Result<(Config, String), ConfigError> {
+fn load(arg: Option<PathBuf>) -> Result<(Config, Origin), ConfigError> {
     let env = std::env::var_os("HERD_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from);
     let system = PathBuf::from(SYSTEM_CONFIG);
     let path = arg.or(env).or_else(|| system.exists().then_some(system));
     match path {
-        Some(p) => Config::load(&p).map(|c| (c, p.display().to_string())),
-        None => Config::defaults().map(|c| (c, "built-in defaults".to_owned())),
+        Some(p) => Config::load(&p).map(|c| (c, Origin(Some(p)))),
+        None => Config::defaults().map(|c| (c, Origin(None))),
+    }
+}
+
+/// Where a config came from: a file, or the built-in defaults (`None`).
+struct Origin(Option<PathBuf>);
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(p) => write!(f, "{}", p.display()),
+            None => f.write_str("built-in defaults"),
+        }
     }
 }
 
@@ -161,7 +173,7 @@ fn config_failure(e: &ConfigError) -> ExitCode {
     ExitCode::from(EX_CONFIG)
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, file: Option<PathBuf>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let shutdown = async {
         match process::shutdown_signal().await {
@@ -169,5 +181,5 @@ fn run(config: Config) -> anyhow::Result<()> {
             Signal::Int => tracing::info!("SIGINT: leaving the cluster"),
         }
     };
-    rt.block_on(herd::agent::run(config, shutdown))
+    rt.block_on(herd::agent::run(config, file, shutdown))
 }

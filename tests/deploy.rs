@@ -440,6 +440,7 @@ fn systemd_unit_is_hardened_as_issue_6_asks() {
     for line in [
         "Type=notify",
         "ExecStart=/usr/local/bin/herd run -c /etc/herd/herd.toml",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=always",
         "RestartSec=2",
         "Wants=network-online.target",

@@ -26,21 +26,23 @@
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Sleep;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::net;
+use super::process;
 use super::report::Reporter;
 use super::snapshot::{self, SnapshotRequest, Traffic};
 use super::telemetry::Telemetry;
 use super::transport::{Received, Transport};
-use crate::config::{Config, GossipSection};
+use crate::config::{Config, GossipSection, reload};
 use crate::core::limit::LogLimiter;
 use crate::core::node::{Node, Via};
 
@@ -67,6 +69,8 @@ pub struct Inputs {
     pub seeds: Option<mpsc::Receiver<Vec<SocketAddr>>>,
     /// Snapshot requests from the status endpoint.
     pub status: Option<mpsc::Receiver<SnapshotRequest>>,
+    /// Re-read the config file (SIGHUP).
+    pub reload: Option<mpsc::Receiver<()>>,
 }
 
 impl Inputs {
@@ -100,6 +104,7 @@ enum Wake {
     Deadline,
     Seeds(Vec<SocketAddr>),
     Status(SnapshotRequest),
+    Reload,
 }
 
 pub struct Driver<T> {
@@ -114,6 +119,11 @@ pub struct Driver<T> {
     /// For re-deriving the advertised IP (`net::own_ip`), with the seeds.
     gossip: GossipSection,
     seeds: Vec<SocketAddr>,
+    /// The config running now, where it was read from (`None`: the built-in
+    /// defaults) and when (a reload re-reads the same file).
+    config: Config,
+    config_file: Option<PathBuf>,
+    config_loaded: SystemTime,
     traffic: Traffic,
     send_errors: u64,
     send_log: LogLimiter,
@@ -149,6 +159,9 @@ impl<T: Transport> Driver<T> {
             telemetry: None,
             gossip: config.gossip.clone(),
             seeds: Vec::new(),
+            config: config.clone(),
+            config_file: None,
+            config_loaded: SystemTime::now(),
             traffic: Traffic::default(),
             send_errors: 0,
             send_log: LogLimiter::new(SEND_ERROR_LOG_EVERY),
@@ -156,6 +169,11 @@ impl<T: Transport> Driver<T> {
             gbuf: vec![0; RECV_BUF].into_boxed_slice(),
             dbuf: vec![0; RECV_BUF].into_boxed_slice(),
         }
+    }
+
+    /// The file the config was read from, which a reload reads again.
+    pub fn set_config_file(&mut self, path: Option<PathBuf>) {
+        self.config_file = path;
     }
 
     #[cfg(test)]
@@ -180,6 +198,7 @@ impl<T: Transport> Driver<T> {
             Wake::Status(reply) => {
                 let _ = reply.send(self.snapshot());
             }
+            Wake::Reload => self.reload(),
         }
         let now = Instant::now();
         self.drive_timer(now);
@@ -234,6 +253,9 @@ impl<T: Transport> Driver<T> {
             if let Some(Poll::Ready(Some(reply))) = inputs.status.as_mut().map(|rx| rx.poll_recv(cx)) {
                 return Poll::Ready(Wake::Status(reply));
             }
+            if let Some(Poll::Ready(Some(()))) = inputs.reload.as_mut().map(|rx| rx.poll_recv(cx)) {
+                return Poll::Ready(Wake::Reload);
+            }
             transport.poll_recv(Via::Data, cx, dbuf).map(|r| Wake::Datagram(Via::Data, r))
         })
         .await
@@ -285,7 +307,52 @@ impl<T: Transport> Driver<T> {
             reading: self.telemetry.as_ref().and_then(|t| t.last.as_ref()),
             totals: self.reporter.as_ref().map(|r| *r.totals()).unwrap_or_default(),
             traffic: self.traffic,
+            config_file: self.config_file.as_deref(),
+            config_loaded: self.config_loaded,
         })
+    }
+
+    /// Step 2, SIGHUP: the config file read again and what may change live
+    /// applied (see `config::reload`); the node keeps its life, its members
+    /// and the baton, so peers see nothing. A file with problems changes
+    /// nothing: each is logged as `herd check` prints it.
+    fn reload(&mut self) {
+        let Some(path) = self.config_file.clone() else {
+            warn!("SIGHUP: no config file to read again (running on the built-in defaults)");
+            return;
+        };
+        let wanted = match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                for line in e.lines() {
+                    warn!("reload: {line}");
+                }
+                warn!(file = %path.display(), "reload refused: the config is unchanged");
+                return;
+            }
+        };
+        let (config, held) = reload::plan(&self.config, wanted);
+        if !held.is_empty() {
+            let held: Vec<String> = held.iter().map(ToString::to_string).collect();
+            warn!("reload: these need a restart and keep their running values: {}", held.join(", "));
+        }
+        let changed = reload::changed(&self.config, &config);
+        let now = Instant::now();
+        let mut node_cfg = crate::agent::runtime::node_config(&config, self.node.config().data_port);
+        node_cfg.ip = self.node.config().ip;
+        self.node.reconfigure(now, node_cfg);
+        if self.reporter.is_some() {
+            self.reporter = Some(Reporter::reconfigured(self.reporter.take(), &config));
+            self.telemetry = Some(Telemetry::new(&config));
+            self.jobs = Jobs::new(&config, now);
+        }
+        if config.log.level != self.config.log.level {
+            process::set_log_filter(&format!("herd={},warn", config.log.level));
+        }
+        self.config = config;
+        self.config_loaded = SystemTime::now();
+        let changed = if changed.is_empty() { "nothing".to_owned() } else { changed.join(", ") };
+        info!(file = %path.display(), %changed, "config reloaded");
     }
 
     /// Step 3: the core's deadline.

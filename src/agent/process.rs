@@ -8,18 +8,53 @@ use std::io::IsTerminal;
 /// `RUST_LOG` overrides `filter`. Under systemd (JOURNAL_STREAM set)
 /// timestamps are left to journald. Does nothing if logging is set up already.
 pub fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt()
+    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let overridden = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(filter));
+    let base = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
-    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().try_init()
+    // The reloadable filter must be the builder's last layer, after the
+    // time format is chosen.
+    macro_rules! install {
+        ($builder:expr) => {{
+            let builder = $builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            let ok = builder.try_init().is_ok();
+            if ok {
+                let _ = LOG_FILTER.set(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())));
+            }
+            ok
+        }};
+    }
+    let ok = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        install!(base.without_time())
     } else {
-        builder.try_init()
+        install!(base)
     };
+    if ok && overridden {
+        let _ = LOG_FIXED.set(());
+    }
+}
+
+type Reloader = Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// How to change the log filter of the running process (`[log] level` on a
+/// reload); set once by [`init_tracing`].
+static LOG_FILTER: std::sync::OnceLock<Reloader> = std::sync::OnceLock::new();
+/// Set when `RUST_LOG` chose the filter: then a reload leaves it alone.
+static LOG_FIXED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+
+/// Makes `filter` the log filter from now on, unless `RUST_LOG` set it at
+/// start (it wins, as at start). False if there is nothing to change (no
+/// logging set up by [`init_tracing`], or `RUST_LOG`).
+pub fn set_log_filter(filter: &str) -> bool {
+    if LOG_FIXED.get().is_some() {
+        return false;
+    }
+    LOG_FILTER.get().is_some_and(|reload| reload(tracing_subscriber::EnvFilter::new(filter)).is_ok())
 }
 
 /// The signal that ended the wait.

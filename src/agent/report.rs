@@ -87,6 +87,24 @@ impl Reporter {
         }
     }
 
+    /// A reporter for a reloaded `config` (another address, prefix, tags,
+    /// flavour or pace): a new sink, the totals of `old` kept, so counters
+    /// go on from where they were.
+    pub fn reconfigured(old: Option<Reporter>, config: &Config) -> Reporter {
+        let mut r = Reporter::build(config, None);
+        if let Some(mut old) = old {
+            // What the old sink still buffers goes out first.
+            if let Some(m) = old.metrics.as_mut() {
+                m.flush(Instant::now());
+            }
+            r.totals = old.totals;
+            r.flushed = old.flushed;
+            r.flushed_rejections = old.flushed_rejections;
+        }
+        r.connect();
+        r
+    }
+
     pub fn totals(&self) -> &Totals {
         &self.totals
     }

@@ -22,7 +22,13 @@ use crate::core::links::LinkConfig;
 use crate::core::node::{Fanout, Node, NodeConfig};
 
 /// Runs the agent until `shutdown` completes, then leaves the cluster.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+/// `config_file` is where `config` was read from: SIGHUP reads it again
+/// (`None`, the built-in defaults, has nothing to re-read).
+pub async fn run(
+    config: Config,
+    config_file: Option<std::path::PathBuf>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let g = &config.gossip;
     let sockets = net::bind(g)?;
     let node_cfg = node_config(&config, sockets.data.local_addr()?.port());
@@ -45,8 +51,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let (status_task, status) = start_status(&config).await;
     let (shutdown, stopper) = Inputs::shutdown_on(shutdown);
     let node = Node::new(node_cfg, rand::make_rng::<SmallRng>(), std::time::Instant::now());
-    let inputs = Inputs { shutdown: Some(shutdown), seeds, status };
+    let (reload_task, reload) = start_reload_signal();
+    let inputs = Inputs { shutdown: Some(shutdown), seeds, status, reload };
     let mut driver = Driver::new(&config, node, sockets, inputs);
+    driver.set_config_file(config_file);
     // systemd (Type=notify): the sockets are bound, peers can find us. Without
     // $NOTIFY_SOCKET this does nothing.
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
@@ -57,10 +65,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     driver.leave();
-    for task in [resolver, status_task, Some(stopper)].into_iter().flatten() {
+    for task in [resolver, status_task, reload_task, Some(stopper)].into_iter().flatten() {
         task.abort();
     }
     Ok(())
+}
+
+/// SIGHUP (`systemctl reload herd`) as a channel the loop polls; `None` if
+/// it cannot be listened for (then a SIGHUP would end the process: logged).
+fn start_reload_signal() -> (Option<tokio::task::JoinHandle<()>>, Option<mpsc::Receiver<()>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            let (tx, rx) = mpsc::channel(1);
+            let task = tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    info!("SIGHUP: reading the config again");
+                    // A reload already queued covers this one too.
+                    let _ = tx.try_send(());
+                }
+            });
+            (Some(task), Some(rx))
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP: `systemctl reload herd` would stop the agent");
+            (None, None)
+        }
+    }
 }
 
 /// How heartbeats travel, for the start line.

@@ -30,6 +30,13 @@ pub struct Snapshot {
     pub baton: BatonStatus,
     pub sensors: SensorStatus,
     pub rejected: BTreeMap<String, u64>,
+    /// The config file the agent runs on (`None`: the built-in defaults)
+    /// and when it was read, as an RFC 3339 UTC time (at start, or at the
+    /// last reload that took).
+    #[serde(default)]
+    pub config_file: Option<String>,
+    #[serde(default)]
+    pub config_loaded: String,
     /// The ids of the keyring's keys (never the keys), the sealing key
     /// first; empty without a secret.
     #[serde(default)]
@@ -120,6 +127,8 @@ pub struct Inputs<'a, R> {
     pub reading: Option<&'a Reading>,
     pub totals: Totals,
     pub traffic: Traffic,
+    pub config_file: Option<&'a std::path::Path>,
+    pub config_loaded: std::time::SystemTime,
 }
 
 pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
@@ -170,6 +179,8 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
         sensors: i.reading.map(sensor_status).unwrap_or_default(),
         rejected,
         keys: node.key_ids(),
+        config_file: i.config_file.map(|p| p.display().to_string()),
+        config_loaded: humantime::format_rfc3339_seconds(i.config_loaded).to_string(),
         traffic: i.traffic,
     }
 }

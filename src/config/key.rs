@@ -47,6 +47,18 @@ impl<S: Section> Key<S> {
         }
     }
 
+    /// The value as `herd check` prints it.
+    pub fn value(&self, section: &S) -> Value {
+        (self.print)(section)
+    }
+
+    /// Sets a value printed from a valid section of the same kind (a reload
+    /// keeping a running value). Checks that read other keys may refuse it
+    /// until those are restored too: call again once they are.
+    pub fn restore(&self, section: &mut S, value: &Value) -> Result<(), String> {
+        (self.set)(section, value)
+    }
+
     /// `<section>.<key>`, as problems name it.
     pub fn path(&self) -> String {
         format!("{}.{}", S::NAME, self.name)

@@ -30,6 +30,7 @@ mod key;
 mod links;
 mod log;
 mod node;
+pub mod reload;
 mod statsd;
 mod status;
 mod telemetry;

@@ -166,3 +166,40 @@ fn the_redacted_placeholder_is_not_accepted_as_a_secret() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].path, "gossip.secret");
 }
+
+#[test]
+fn a_reload_keeps_restart_keys_and_applies_the_rest() {
+    let running = Config::from_toml_str("[node]\nname = \"psa\"\n", "t").unwrap();
+    let wanted = Config::from_toml_str(
+        "[node]\nname = \"psb\"\n[gossip]\nport = 46000\nbroadcast_only = true\nmulticast_addr = \"10.0.0.255\"\n\
+         heartbeat_interval = \"2s\"\nsuspect_after = \"6s\"\ndown_after = \"10s\"\n\
+         [statsd]\ntags = [\"env:lab\"]\n[baton]\nhold = \"1s\"\n",
+        "t",
+    )
+    .unwrap();
+    let (config, held) = super::reload::plan(&running, wanted);
+    let paths: Vec<&str> = held.iter().map(|h| h.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["node.name", "gossip.port", "gossip.multicast_addr", "gossip.broadcast_only"],
+        "{held:?}"
+    );
+    assert_eq!(held[1].to_string(), "gossip.port = 45892 (file: 46000)");
+    assert_eq!((config.node.name.as_str(), config.gossip.port), ("psa", 45892));
+    assert!(!config.gossip.broadcast_only);
+    assert_eq!(config.gossip.multicast_addr, Ipv4Addr::new(230, 1, 1, 251));
+    assert_eq!(config.gossip.heartbeat_interval, Duration::from_secs(2));
+    assert_eq!(config.statsd.tags, vec!["env:lab".to_owned()]);
+    assert_eq!(config.baton.hold, Duration::from_secs(1));
+    let changed = super::reload::changed(&running, &config);
+    assert_eq!(
+        changed,
+        [
+            "gossip.heartbeat_interval",
+            "gossip.suspect_after",
+            "gossip.down_after",
+            "baton.hold",
+            "statsd.tags"
+        ]
+    );
+}

@@ -187,6 +187,14 @@ const MAX_ACK_DELAY: Duration = Duration::from_millis(25);
 const REGENERATE_MARGIN: u64 = 3;
 
 impl Relay {
+    /// A new pace, timeouts and starter (a reload): the baton, its counter
+    /// and the lap in progress are kept; the new values apply from the next
+    /// pass, retransmit or check on.
+    pub fn set_config(&mut self, cfg: BatonConfig, timings: Timings) {
+        self.cfg = cfg;
+        self.timings = timings;
+    }
+
     pub fn new(cfg: BatonConfig, timings: Timings, me: &str, now: Instant) -> Relay {
         Relay {
             timings,

@@ -65,6 +65,14 @@ impl Links {
         Links { cfg, peers: BTreeMap::new(), next_probe: now + cfg.probe_interval }
     }
 
+    /// A new probe interval and window (a reload): what was measured is
+    /// kept (a smaller window drops the oldest at the next probe), and the
+    /// next probe is no later than one new interval away.
+    pub fn set_config(&mut self, cfg: LinkConfig, now: Instant) {
+        self.cfg = cfg;
+        self.next_probe = self.next_probe.min(now + cfg.probe_interval);
+    }
+
     /// How long a probe may go unanswered before it counts as lost: one probe
     /// interval, but never under a second, so a slow Wi-Fi link is measured
     /// as slow rather than lossy.
@@ -99,7 +107,7 @@ impl Links {
                 heartbeats: VecDeque::new(),
             });
             let token = rng.next_u64();
-            if peer.probes.len() == self.cfg.window {
+            while peer.probes.len() >= self.cfg.window {
                 peer.probes.pop_front();
             }
             peer.probes.push_back(Probe { token, sent: now, rtt: None });
@@ -131,7 +139,7 @@ impl Links {
             // duplicate: not evidence about gaps.
             return;
         }
-        if peer.heartbeats.len() == self.cfg.window {
+        while peer.heartbeats.len() >= self.cfg.window {
             peer.heartbeats.pop_front();
         }
         peer.heartbeats.push_back(hb_seq);

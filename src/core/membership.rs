@@ -149,6 +149,12 @@ impl Members {
         Members { map: BTreeMap::new(), cap, timing }
     }
 
+    /// New suspicion and down deadlines (a reload), for every member from
+    /// its next check on.
+    pub fn set_timing(&mut self, timing: Timing) {
+        self.timing = timing;
+    }
+
     pub fn get(&self, name: &str) -> Option<&Member> {
         self.map.get(name)
     }

@@ -342,6 +342,37 @@ impl<R: Rng> Node<R> {
         stats
     }
 
+    /// Takes a reloaded config: the keyring, the gossip timings, the baton's
+    /// and the links' settings. Name, cluster, incarnation, ports, address,
+    /// fan-out and table size are this life's and stay (the shell's reload
+    /// keeps them). Membership, the baton and link history are kept: peers
+    /// see nothing but the new timings.
+    pub fn reconfigure(&mut self, now: Instant, cfg: NodeConfig) {
+        if cfg.keys != self.cfg.keys {
+            self.codec = self.codec.rekeyed(&cfg.keys);
+        }
+        let timings = Timings::from_heartbeat(cfg.heartbeat_interval);
+        self.members.set_timing(Timing {
+            suspect_after: cfg.suspect_after,
+            down_after: cfg.down_after,
+            probe_every: timings.probe_every,
+        });
+        self.relay.set_config(cfg.baton.clone(), timings);
+        self.links.set_config(cfg.links, now);
+        self.next_heartbeat = self.next_heartbeat.min(now + cfg.heartbeat_interval);
+        self.cfg = NodeConfig {
+            name: std::mem::take(&mut self.cfg.name),
+            cluster: std::mem::take(&mut self.cfg.cluster),
+            incarnation: self.cfg.incarnation,
+            data_port: self.cfg.data_port,
+            ip: self.cfg.ip,
+            gossip_port: self.cfg.gossip_port,
+            fanout: self.cfg.fanout,
+            max_members: self.cfg.max_members,
+            ..cfg
+        };
+    }
+
     /// The keyring's key ids, the sealing key first (see `wire::Codec::key_ids`).
     pub fn key_ids(&self) -> Vec<String> {
         self.codec.key_ids()

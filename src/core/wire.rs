@@ -420,6 +420,13 @@ impl Codec {
         self.keys.is_some()
     }
 
+    /// This codec with another keyring (a reload): the same cluster and
+    /// nonce salt, so the sequence numbers this node goes on with keep every
+    /// nonce unique.
+    pub fn rekeyed<S: AsRef<[u8]>>(&self, secrets: &[S]) -> Codec {
+        Codec::new(&self.cluster, secrets, self.nonce_salt)
+    }
+
     /// The keyring's key ids as 8 hex digits, sealing key first: what logs
     /// and the status endpoint show of the keys (never the keys).
     pub fn key_ids(&self) -> Vec<String> {

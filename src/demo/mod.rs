@@ -193,7 +193,7 @@ fn start_agents(configs: Vec<Config>, stop: &watch::Receiver<bool>) -> JoinSet<(
                 let shutdown = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                (name, crate::agent::run(config, shutdown).await)
+                (name, crate::agent::run(config, None, shutdown).await)
             }
             .instrument(span),
         );

@@ -351,6 +351,34 @@ impl Agent {
         self.child.id()
     }
 
+    /// Rewrites the agent's config file with `spec` (it keeps running on
+    /// the old one until [`Agent::sighup`]).
+    pub fn rewrite_config(&mut self, spec: &Spec) {
+        std::fs::write(self._dir.path().join(format!("{}.toml", self.spec.name)), spec.to_toml())
+            .expect("rewrite config");
+        self.spec = spec.clone();
+    }
+
+    /// Writes `text` as the agent's config file, as is (a broken file).
+    pub fn write_config_text(&self, text: &str) {
+        std::fs::write(self._dir.path().join(format!("{}.toml", self.spec.name)), text)
+            .expect("write config");
+    }
+
+    /// Sends SIGHUP (`systemctl reload herd`); when it was sent.
+    pub fn sighup(&mut self) -> Instant {
+        assert!(self.is_running(), "{}: SIGHUP to an exited agent", self.name);
+        let at = Instant::now();
+        let ok = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "{}: kill -HUP {} failed", self.name, self.pid());
+        at
+    }
+
     /// When the first line containing `pattern` arrived, waiting up to
     /// `timeout` for it; `None` if it did not come (or the process exited
     /// without logging it).

@@ -139,3 +139,40 @@ fn a_config_push_host_by_host_takes_effect_without_dropping_the_cluster() {
         &format!("rolled out to {PIS} Pis in {}, fewest live members seen {fewest} of {PIS}", secs(rolled)),
     );
 }
+
+#[test]
+fn systemctl_reload_applies_a_changed_config_in_place() {
+    let Some(fleet) = Fleet::new("reload", PIS) else { return };
+    let statsd = fleet.statsd();
+    let _files = fleet.deploy(&statsd);
+    let before = fleet.status(1).expect("status of psa");
+    // The operator edits the installed config on psa and reloads.
+    fleet.run(1, "sudo sed -i 's/^tags = \\[\\]/tags = [\"reloaded:1\"]/' /etc/herd/herd.toml");
+    let t0 = Instant::now();
+    fleet.run(1, "sudo systemctl reload herd");
+    let tagged = wait_until(Duration::from_secs(15), || {
+        statsd
+            .lines()
+            .iter()
+            .any(|(at, l)| *at > t0 && baton_gauge(l, ",reloaded:1").is_some_and(|(_, h)| h == "psa"))
+    });
+    let took = t0.elapsed();
+    assert!(tagged, "psa's gauges carry the reloaded tag");
+    let after = fleet.status(1).expect("status of psa");
+    assert_eq!(after.incarnation, before.incarnation, "the same life: reloaded, not restarted");
+    assert_eq!(after.config_file.as_deref(), Some("/etc/herd/herd.toml"));
+    let journal = fleet.journal(1);
+    assert!(journal.contains("config reloaded"), "{journal}");
+    assert!(fleet.run(1, "systemctl is-active herd").trim() == "active");
+    for i in 2..=PIS {
+        let log = fleet.journal(i);
+        for event in ["member left", "member down", "member restarted"] {
+            assert!(!log.contains(event), "{}: `{event}` after psa's reload:\n{log}", fleet.name(i));
+        }
+    }
+    report(
+        "reload",
+        "sed on /etc/herd/herd.toml, systemctl reload herd: the new tag on psa's metrics, same incarnation, peers log nothing",
+        &format!("reload to the first tagged gauge {}", secs(took)),
+    );
+}

@@ -215,6 +215,17 @@ pub(super) fn human(s: &Snapshot) -> String {
         block("sensors", sensors);
     }
     block("rejected datagrams", rejected_rows(s));
+    let mut config = vec![(
+        "file".to_owned(),
+        match &s.config_file {
+            Some(f) => format!("{f} (loaded {})", s.config_loaded),
+            None => "built-in defaults".to_owned(),
+        },
+    )];
+    if !s.keys.is_empty() {
+        config.push(("keys".to_owned(), format!("{} (the first seals)", s.keys.join(", "))));
+    }
+    block("config", config);
     out.truncate(out.trim_end().len());
     out.push('\n');
     out

@@ -70,6 +70,8 @@ fn sample() -> Snapshot {
         },
         rejected: [("auth", 3), ("replay", 0)].map(|(k, v)| (k.to_owned(), v)).into(),
         keys: vec!["1a2b3c4d".into()],
+        config_file: Some("/etc/herd/herd.toml".into()),
+        config_loaded: "2026-12-02T01:30:00Z".into(),
         traffic: Traffic {
             sent_datagrams: 4210,
             sent_bytes: 612_345,
@@ -88,6 +90,8 @@ fn bare() -> Snapshot {
     s.baton.epoch = None;
     s.baton.holder = None;
     s.rejected = BTreeMap::new();
+    s.config_file = None;
+    s.keys = Vec::new();
     s
 }
 
@@ -224,13 +228,20 @@ fn human_view_has_the_member_table_baton_and_sensors() {
         text.contains("  net            eth0 up · rx errors 3 · tx errors 0 · Wi-Fi -52 dBm\n"),
         "{text}"
     );
-    assert!(text.ends_with("  auth  3\n"), "{text}");
+    assert!(text.contains("\nrejected datagrams\n  auth  3\n"), "{text}");
+    assert!(
+        text.ends_with(
+            "\nconfig\n  file  /etc/herd/herd.toml (loaded 2026-12-02T01:30:00Z)\n  keys  1a2b3c4d (the first seals)\n"
+        ),
+        "{text}"
+    );
     let bare = human(&bare());
     assert!(
         bare.contains("  epoch    no baton seen yet\n") && bare.contains("  holder   unknown\n"),
         "{bare}"
     );
-    assert!(bare.ends_with("no sensor reading yet\n"), "{bare}");
+    assert!(bare.contains("no sensor reading yet\n"), "{bare}");
+    assert!(bare.ends_with("\nconfig\n  file  built-in defaults\n"), "{bare}");
 }
 
 #[test]

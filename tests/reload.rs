@@ -1,0 +1,195 @@
+//! Reload on SIGHUP (`systemctl reload herd`), as PRODUCT.md's "Operating a
+//! fleet" says: a live key takes effect at once, a key that needs a restart
+//! is named and keeps its running value, a bad file changes nothing, and the
+//! agent keeps its life, its members and the baton (peers log nothing). The
+//! keyring reloads too: a secret rotated by reloads alone.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{
+    Agent, Cluster, Spec, Statsd, assert_one_baton, baton_gauge, free_tcp_port, gauges, herd, member,
+    toml_str, wait_until,
+};
+use herd::agent::snapshot::Snapshot;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn status(addr: SocketAddr) -> Snapshot {
+    let out = herd().args(["status", "--json", "--addr", &addr.to_string()]).output().expect("herd status");
+    assert!(out.status.success(), "herd status: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
+/// Nothing a peer would log about `name` since `t`.
+fn peers_saw_nothing(agents: &[Agent], name: &str, t: Instant) {
+    for a in agents.iter().filter(|a| a.name != name) {
+        for event in ["left", "down", "up", "restarted", "suspect"] {
+            assert!(
+                a.wait_for_after(&member(event, name), t, Duration::ZERO).is_none(),
+                "{}: `member {event}` of {name} after its reload",
+                a.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_reload_applies_live_keys_holds_restart_keys_and_refuses_a_bad_file() {
+    let cluster = Cluster::new("reload");
+    let statsd = Statsd::start();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+    let spec = |name: &str| -> Spec {
+        let spec = cluster
+            .node(name)
+            .secret("reload")
+            .set("baton", "hold", &toml_str("50ms"))
+            .set("statsd", "address", &statsd.address())
+            .set("statsd", "flush_interval", &toml_str("100ms"));
+        if name == "psa" { spec.set("status", "listen", &toml_str(&addr.to_string())) } else { spec }
+    };
+    let mut agents: Vec<Agent> = ["psa", "psb", "psc"].iter().map(|n| Agent::start(&spec(n))).collect();
+    for a in &agents {
+        for other in ["psa", "psb", "psc"].iter().filter(|o| **o != a.name) {
+            a.expect(&member("up", other), PATIENCE);
+        }
+    }
+    assert!(wait_until(PATIENCE, || gauges(&statsd, "").len() > 10), "the baton moves");
+    let before = status(addr);
+    assert!(
+        before.config_file.as_deref().is_some_and(|f| f.ends_with("psa.toml")),
+        "{:?}",
+        before.config_file
+    );
+
+    // A live key: psa's metrics carry the new tag from the next flush on.
+    let psa = 0;
+    let tagged = spec("psa").set("statsd", "tags", "[\"reload:2\"]");
+    agents[psa].rewrite_config(&tagged);
+    std::thread::sleep(Duration::from_millis(1100)); // a new `config_loaded` second
+    let t0 = agents[psa].sighup();
+    let done = agents[psa].expect_after("config reloaded", t0, PATIENCE);
+    let line = agents[psa].lines().into_iter().rev().find(|l| l.contains("config reloaded")).unwrap();
+    assert!(line.contains("statsd.tags"), "the reload names what changed: {line}");
+    let seen = wait_until(PATIENCE, || {
+        statsd
+            .lines()
+            .iter()
+            .any(|(at, l)| *at > done && baton_gauge(l, ",reload:2").is_some_and(|(_, h)| h == "psa"))
+    });
+    assert!(seen, "psa's baton gauges carry reload:2 after the reload");
+    let after = status(addr);
+    assert_eq!(after.incarnation, before.incarnation, "a reload keeps the node's life");
+    assert_eq!(after.live_members, 3);
+    assert_ne!(after.config_loaded, before.config_loaded, "/status says when the config was loaded");
+    println!("reload of a live key: SIGHUP to `config reloaded` {} ms", done.duration_since(t0).as_millis());
+
+    // A key that needs a restart: named, kept; the rest still applies.
+    let mut moved = tagged.clone().set("statsd", "tags", "[\"reload:3\"]");
+    moved.port = common::free_udp_port();
+    agents[psa].rewrite_config(&moved);
+    let t1 = agents[psa].sighup();
+    agents[psa].expect_after("need a restart and keep their running values: gossip.port", t1, PATIENCE);
+    agents[psa].expect_after("config reloaded", t1, PATIENCE);
+    let t1b = Instant::now();
+    let seen = wait_until(PATIENCE, || {
+        statsd
+            .lines()
+            .iter()
+            .any(|(at, l)| *at > t1b && baton_gauge(l, ",reload:3").is_some_and(|(_, h)| h == "psa"))
+    });
+    assert!(seen, "the live part of that file applied");
+    assert_eq!(status(addr).live_members, 3, "still on the old port, still in the cluster");
+
+    // A bad file: every problem logged as `herd check` says it, nothing changes.
+    agents[psa].write_config_text("[baton]\nhold = \"soon\"\n[gossip]\nsuspect_after = \"1ms\"\n");
+    let t2 = agents[psa].sighup();
+    agents[psa].expect_after("reload refused: the config is unchanged", t2, PATIENCE);
+    let problems: Vec<String> =
+        agents[psa].lines().into_iter().filter(|l| l.contains("reload: ") && l.contains("WARN")).collect();
+    assert!(problems.iter().any(|l| l.contains("baton.hold")), "{problems:?}");
+    assert!(problems.iter().any(|l| l.contains("gossip.suspect_after")), "{problems:?}");
+    let t2b = Instant::now();
+    let still = wait_until(PATIENCE, || {
+        statsd
+            .lines()
+            .iter()
+            .any(|(at, l)| *at > t2b && baton_gauge(l, ",reload:3").is_some_and(|(_, h)| h == "psa"))
+    });
+    assert!(still, "psa runs on with the config it had");
+    assert!(agents[psa].is_running());
+
+    peers_saw_nothing(&agents, "psa", t0);
+    // Every baton line, whichever tags psa had when it sent it.
+    let all: Vec<(Instant, u64, String)> = statsd
+        .lines()
+        .into_iter()
+        .filter(|(_, l)| l.starts_with("baton"))
+        .map(|(at, l)| {
+            let (c, h) = ["", ",reload:2", ",reload:3"]
+                .iter()
+                .find_map(|tags| baton_gauge(&l, tags))
+                .unwrap_or_else(|| panic!("not a baton gauge: {l:?}"));
+            (at, c, h.to_owned())
+        })
+        .collect();
+    assert_one_baton(&all);
+    for a in &agents {
+        assert!(!a.has_line("baton regenerated"), "{}: a regeneration", a.name);
+    }
+}
+
+/// README "Rotating the secret" with reloads only: never a leave, never a
+/// `member down`, one baton.
+#[test]
+fn the_secret_is_rotated_by_reloads_alone() {
+    let cluster = Cluster::new("rekey");
+    let statsd = Statsd::start();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let names = ["psa", "psb", "psc"];
+    let key_file = |name: &str| dir.path().join(format!("{name}.keys"));
+    let spec = |name: &str| {
+        cluster
+            .node(name)
+            .gossip("secret_file", &toml_str(&key_file(name).display().to_string()))
+            .set("baton", "hold", &toml_str("20ms"))
+            .set("statsd", "address", &statsd.address())
+            .set("statsd", "flush_interval", &toml_str("100ms"))
+    };
+    for n in names {
+        std::fs::write(key_file(n), "old key\n").unwrap();
+    }
+    let mut agents: Vec<Agent> = names.iter().map(|n| Agent::start(&spec(n))).collect();
+    for a in &agents {
+        for other in names.iter().filter(|o| **o != a.name) {
+            a.expect(&member("up", other), PATIENCE);
+        }
+    }
+    let t0 = Instant::now();
+    for keys in ["old key\nnew key\n", "new key\nold key\n", "new key\n"] {
+        for (i, n) in names.iter().enumerate() {
+            std::fs::write(key_file(n), keys).unwrap();
+            let at = agents[i].sighup();
+            agents[i].expect_after("config reloaded", at, PATIENCE);
+            // A heartbeat round under the new keyring before the next node.
+            std::thread::sleep(Duration::from_millis(1200));
+        }
+    }
+    let after = Instant::now();
+    let moving = wait_until(PATIENCE, || {
+        let hosts: std::collections::BTreeSet<String> =
+            gauges(&statsd, "").into_iter().filter(|(at, ..)| *at > after).map(|g| g.2).collect();
+        hosts.len() == 3
+    });
+    assert!(moving, "all three relay on the new key alone");
+    for n in names {
+        peers_saw_nothing(&agents, n, t0);
+    }
+    assert_one_baton(&gauges(&statsd, ""));
+    println!(
+        "rotated 3 agents through 3 steps by 9 reloads in {:.1} s, no member event",
+        after.duration_since(t0).as_secs_f64()
+    );
+}
