@@ -446,6 +446,7 @@ fn systemd_unit_is_hardened_as_issue_6_asks() {
         "Wants=network-online.target",
         "After=network-online.target",
         "DynamicUser=yes",
+        "StateDirectory=herd",
         "NoNewPrivileges=yes",
         "CapabilityBoundingSet=",
         "ProtectSystem=strict",

@@ -70,6 +70,7 @@ fn message(k: &Kind, version: u8) -> Message<'_> {
             baton: *baton,
             sightings: s.iter().map(|(n, i, a)| Sighting { name: n, incarnation: *i, age_ms: *a }).collect(),
             understands: (version >= 3).then_some(VERSION),
+            floor: (version >= 3 && *hb_seq % 3 == 0).then_some(u64::from(*hb_seq) + 1),
         }),
         Kind::Leave => Message::Leave,
         Kind::Ping(t) => Message::Ping { token: *t },
@@ -432,4 +433,38 @@ fn many_senders_all_open() {
             assert_eq!(rx.open(&mut s.encode(&env)).unwrap(), env, "sender {i}, round {round}");
         }
     }
+}
+
+/// Version 3 heartbeats end with extensions: one of a type this release does
+/// not know (a later release's) is skipped, so additions need no new version.
+#[test]
+fn unknown_heartbeat_extensions_are_skipped() {
+    let hb = |floor| {
+        Message::Heartbeat(Heartbeat {
+            data_port: 45893,
+            ip: [10, 0, 0, 1].into(),
+            hb_seq: 7,
+            relays: true,
+            baton: None,
+            sightings: vec![],
+            understands: Some(VERSION),
+            floor,
+        })
+    };
+    let env =
+        Envelope { version: VERSION, cluster: "lab", from: "psa", incarnation: 1, seq: 1, msg: hb(None) };
+    let mut bytes = codec(None).encode(&env);
+    // The last extension is the versions one: count, then type 1, length 2, min, max.
+    let count_at = bytes.len() - 5;
+    assert_eq!(bytes[count_at..], [1, 1, 2, MIN_VERSION, VERSION]);
+    bytes[count_at] = 2;
+    bytes.extend_from_slice(&[0xee, 3, 1, 2, 3]);
+    assert_eq!(codec(None).open(&mut bytes.clone()), Ok(env.clone()));
+    // Cut inside the unknown one: malformed, not a panic.
+    assert!(codec(None).open(&mut bytes[..bytes.len() - 1].to_vec()).is_err());
+    // A floor travels; a zero floor is not sent.
+    let with_floor = Envelope { msg: hb(Some(120_004)), ..env.clone() };
+    assert_eq!(codec(None).open(&mut codec(None).encode(&with_floor)), Ok(with_floor));
+    let zero = Envelope { msg: hb(Some(0)), ..env.clone() };
+    assert_eq!(codec(None).open(&mut codec(None).encode(&zero)), Ok(env));
 }

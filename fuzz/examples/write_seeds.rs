@@ -35,6 +35,7 @@ fn messages() -> Vec<(&'static str, Message<'static>)> {
                     Sighting { name: "psc.local", incarnation: 9, age_ms: 1500 },
                 ],
                 understands: Some(VERSION),
+                floor: None,
             }),
         ),
         (
@@ -47,6 +48,7 @@ fn messages() -> Vec<(&'static str, Message<'static>)> {
                 baton: None,
                 sightings: vec![],
                 understands: Some(VERSION),
+                floor: None,
             }),
         ),
         ("leave", Message::Leave),

@@ -127,6 +127,7 @@ pub struct Driver<T> {
     traffic: Traffic,
     send_errors: u64,
     send_log: LogLimiter,
+    state_log: LogLimiter,
     started: Instant,
     gbuf: Box<[u8]>,
     dbuf: Box<[u8]>,
@@ -165,6 +166,7 @@ impl<T: Transport> Driver<T> {
             traffic: Traffic::default(),
             send_errors: 0,
             send_log: LogLimiter::new(SEND_ERROR_LOG_EVERY),
+            state_log: LogLimiter::new(SEND_ERROR_LOG_EVERY),
             started: Instant::now(),
             gbuf: vec![0; RECV_BUF].into_boxed_slice(),
             dbuf: vec![0; RECV_BUF].into_boxed_slice(),
@@ -381,9 +383,14 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    /// Step 5: sends everything the core queued. Never waits: a full socket
-    /// buffer drops the datagram, as the network could have.
+    /// Step 5: sends everything the core queued, after writing the counter
+    /// reservation it asked for, if any (so no counter goes out above a
+    /// written ceiling). Never waits on the network: a full socket buffer
+    /// drops the datagram, as the network could have.
     fn drive_transmit(&mut self) {
+        if let Some(up_to) = self.node.poll_reserve() {
+            self.drive_reserve(up_to);
+        }
         while let Some(t) = self.node.poll_transmit() {
             match self.transport.try_send(t.dest, &t.payload) {
                 Ok(n) => {
@@ -396,6 +403,28 @@ impl<T: Transport> Driver<T> {
                         let to = self.transport.addr(t.dest);
                         warn!(%to, error = %e, total = self.send_errors, "cannot send datagram");
                     }
+                }
+            }
+        }
+    }
+
+    /// The state file write the core asked for: a few milliseconds (an
+    /// fsync), about once per 10 minutes. A failure is logged (at most once
+    /// per 10 s) and tried again 10 s later.
+    fn drive_reserve(&mut self, up_to: u64) {
+        let Some(dir) = self.config.node.state_dir.clone() else {
+            // No state_dir, no reservations: the core never asks.
+            return;
+        };
+        match super::state::write(&dir, up_to) {
+            Ok(()) => {
+                debug!(ceiling = up_to, "counter reserved");
+                self.node.reserved(Instant::now(), up_to, true);
+            }
+            Err(e) => {
+                self.node.reserved(Instant::now(), up_to, false);
+                if self.state_log.allow(Instant::now()).is_some() {
+                    warn!("{e:#}; the counter is not protected against a power cut until it works");
                 }
             }
         }

@@ -31,6 +31,7 @@ pub mod report;
 pub mod runtime;
 pub mod sensors;
 pub mod snapshot;
+pub mod state;
 pub mod statsd;
 pub mod status;
 pub mod telemetry;

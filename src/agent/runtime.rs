@@ -31,7 +31,8 @@ pub async fn run(
 ) -> Result<()> {
     let g = &config.gossip;
     let sockets = net::bind(g)?;
-    let node_cfg = node_config(&config, sockets.data.local_addr()?.port());
+    let mut node_cfg = node_config(&config, sockets.data.local_addr()?.port());
+    node_cfg.reserved = read_state(&config);
     info!(
         node = %node_cfg.name,
         cluster = %node_cfg.cluster,
@@ -69,6 +70,29 @@ pub async fn run(
         task.abort();
     }
     Ok(())
+}
+
+/// The counter ceiling of `[node] state_dir`'s state file: `None` without a
+/// state directory (nothing will be written), else the file's (0 for none
+/// yet). A corrupt or unreadable file is a warning and counts as none.
+fn read_state(config: &Config) -> Option<u64> {
+    let dir = config.node.state_dir.as_ref()?;
+    match super::state::read(dir) {
+        Ok(Some(ceiling)) => {
+            info!(dir = %dir.display(), ceiling, "counter reservations restored: a new baton starts above {ceiling}");
+            Some(ceiling)
+        }
+        Ok(None) => {
+            info!(dir = %dir.display(), "no counter reservations yet (first start with this state_dir)");
+            Some(0)
+        }
+        Err(e) => {
+            warn!(
+                "{e:#}; starting without the earlier reservations (after a power cut of the whole cluster the counter may start lower)"
+            );
+            Some(0)
+        }
+    }
 }
 
 /// SIGHUP (`systemctl reload herd`) as a channel the loop polls; `None` if
@@ -169,6 +193,9 @@ pub(crate) fn node_config(config: &Config, data_port: u16) -> NodeConfig {
             regenerate_after: config.baton.regenerate_after,
         },
         links: LinkConfig { probe_interval: config.links.probe_interval, window: config.links.window },
+        // Read by `run` from the state file (this is also the reload's view,
+        // which must not read it again).
+        reserved: None,
     }
 }
 

@@ -14,7 +14,7 @@ use super::key::{Key, Section};
 use super::{Config, GossipSection, NodeSection, StatusSection};
 
 /// Keys a reload cannot change, by section.
-const NODE: &[&str] = &["name", "cluster"];
+const NODE: &[&str] = &["name", "cluster", "state_dir"];
 const GOSSIP: &[&str] = &[
     "strategy",
     "port",

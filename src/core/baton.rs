@@ -153,6 +153,8 @@ pub struct Relay {
     best: Option<BatonId>,
     /// The highest counter seen, of any baton: new counters start above it.
     high: u64,
+    /// Counters possibly sent before a restart (see [`Relay::raise_floor`]).
+    floor: u64,
     /// Of the `best` baton only (reset when a greater one is adopted, so a
     /// heal never pits the winner against the loser's counters): the highest
     /// counter seen, some perhaps still in flight...
@@ -195,6 +197,19 @@ impl Relay {
         self.timings = timings;
     }
 
+    /// Counters at or below `floor` may have been sent before a restart (a
+    /// node's state file, or a peer's heartbeat saying so: see
+    /// `core::reserve`). A baton started with none known anywhere starts
+    /// above it; a baton that is running, or one regenerated after a known
+    /// baton was lost, is not moved by it (its counters are all known).
+    pub fn raise_floor(&mut self, floor: u64) {
+        self.floor = self.floor.max(floor);
+    }
+
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+
     pub fn new(cfg: BatonConfig, timings: Timings, me: &str, now: Instant) -> Relay {
         Relay {
             timings,
@@ -203,6 +218,7 @@ impl Relay {
             started: now,
             best: None,
             high: 0,
+            floor: 0,
             best_high: 0,
             best_settled: 0,
             last_seen: now,
@@ -518,7 +534,7 @@ impl Relay {
         }
         let id = BatonId { epoch: self.best.map_or(1, |b| b.epoch + 1), origin: self.origin };
         let (counter, event): (u64, fn(BatonId, u64) -> BatonEvent) = match self.best {
-            None => (self.high, |id, counter| BatonEvent::Started { id, counter }),
+            None => (self.high.max(self.floor), |id, counter| BatonEvent::Started { id, counter }),
             Some(_) => (self.high + REGENERATE_MARGIN, |id, counter| BatonEvent::Regenerated { id, counter }),
         };
         ctx.out.events.push(event(id, counter + 1));

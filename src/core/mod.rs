@@ -8,4 +8,5 @@ pub mod limit;
 pub mod links;
 pub mod membership;
 pub mod node;
+pub mod reserve;
 pub mod wire;

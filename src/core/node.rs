@@ -33,6 +33,7 @@ use super::baton::{BatonConfig, BatonEvent, Relay, RelayCtx, RelayOut, RelaySend
 use super::limit::LogLimiter;
 use super::links::{LinkConfig, LinkStats, Links};
 use super::membership::{Admit, Change, Hello, Member, MemberEvent, MemberState, Members, Timing};
+use super::reserve::Reservations;
 use super::wire::{self, Codec, Envelope, Heartbeat, MIN_VERSION, Message, Sighting, VERSION, WireError};
 
 /// How heartbeats reach the cluster.
@@ -74,6 +75,10 @@ pub struct NodeConfig {
     pub fanout: Fanout,
     pub baton: BatonConfig,
     pub links: LinkConfig,
+    /// Counter reservations (a `[node] state_dir`): `Some(ceiling)` of the
+    /// state file as read at start (0: none yet), `None` without a state
+    /// directory (then nothing is ever asked to be written).
+    pub reserved: Option<u64>,
 }
 
 /// The deadlines a node derives from its heartbeat interval instead of
@@ -259,6 +264,9 @@ pub struct Node<R> {
     events: VecDeque<Event>,
     scratch: Vec<MemberEvent>,
     rejections: Rejections,
+    reservations: Option<Reservations>,
+    /// A ceiling to write before anything else is sent (see [`Node::poll_reserve`]).
+    reserve: Option<u64>,
     /// One limiter per source IP (at most [`REJECT_SOURCES`]).
     reject_logs: HashMap<IpAddr, LogLimiter>,
     left: bool,
@@ -276,9 +284,15 @@ impl<R: Rng> Node<R> {
             down_after: cfg.down_after,
             probe_every: timings.probe_every,
         };
+        let mut relay = Relay::new(cfg.baton.clone(), timings, &cfg.name, now);
+        if let Some(ceiling) = cfg.reserved {
+            relay.raise_floor(ceiling);
+        }
         Node {
             members: Members::new(cfg.max_members, timing),
-            relay: Relay::new(cfg.baton.clone(), timings, &cfg.name, now),
+            reservations: cfg.reserved.map(|c| Reservations::new(c, cfg.baton.hold)),
+            reserve: None,
+            relay,
             relay_out: RelayOut::default(),
             holder_hint: None,
             links: Links::new(cfg.links, now),
@@ -457,7 +471,7 @@ impl<R: Rng> Node<R> {
         }
         self.absorb(now, &mut changes);
         self.scratch = changes;
-        self.drain_relay();
+        self.drain_relay(now);
     }
 
     /// What is done for any authenticated, fresh datagram, member or not:
@@ -500,6 +514,9 @@ impl<R: Rng> Node<R> {
                         let age = Duration::from_millis(s.age_ms.into());
                         self.members.sighted(now, s.name, s.incarnation, age, changes);
                     }
+                }
+                if let Some(floor) = hb.floor {
+                    self.relay.raise_floor(floor);
                 }
                 if let Some(view) = hb.baton {
                     self.relay.on_view(now, view, &mut self.relay_out);
@@ -559,7 +576,7 @@ impl<R: Rng> Node<R> {
         }
         let (relay, mut ctx) = self.relay_ctx(now);
         relay.handle_timeout(&mut ctx);
-        self.drain_relay();
+        self.drain_relay(now);
     }
 
     /// The relay and its context, borrowed apart from the rest of the node.
@@ -569,7 +586,7 @@ impl<R: Rng> Node<R> {
     }
 
     /// Encodes what the relay queued and forwards its events.
-    fn drain_relay(&mut self) {
+    fn drain_relay(&mut self, now: Instant) {
         let mut out = std::mem::take(&mut self.relay_out);
         for (addr, send) in out.sends.drain(..) {
             let msg = match &send {
@@ -582,6 +599,34 @@ impl<R: Rng> Node<R> {
         }
         self.events.extend(out.events.drain(..).map(Event::Baton));
         self.relay_out = out;
+        self.reserve_ahead(now);
+    }
+
+    /// Asks for a new ceiling when the highest counter known comes within
+    /// half a range of the written one (after every change of it: the relay
+    /// reports through `drain_relay`).
+    fn reserve_ahead(&mut self, now: Instant) {
+        let Some(r) = self.reservations.as_mut() else { return };
+        if let Some(up_to) = r.due(now, self.relay.high()) {
+            self.reserve = Some(up_to);
+        }
+    }
+
+    /// A counter ceiling to write to the state file (write, fsync, rename)
+    /// before the next [`Node::poll_transmit`], then confirm with
+    /// [`Node::reserved`]. It is asked for half a range before counters
+    /// reach the written one (`core::reserve`), and taken before this turn's
+    /// datagrams go out, so no counter is sent above a written ceiling.
+    pub fn poll_reserve(&mut self) -> Option<u64> {
+        self.reserve.take()
+    }
+
+    /// The state file holds `up_to` now (`ok`), or writing it failed
+    /// (asked again [`crate::core::reserve::RETRY`] later).
+    pub fn reserved(&mut self, now: Instant, up_to: u64, ok: bool) {
+        if let Some(r) = self.reservations.as_mut() {
+            if ok { r.written(up_to) } else { r.failed(now) }
+        }
     }
 
     /// When `handle_timeout` must next be called; `None` after `leave`.
@@ -611,7 +656,7 @@ impl<R: Rng> Node<R> {
         }
         let (relay, mut ctx) = self.relay_ctx(now);
         relay.hand_off(&mut ctx);
-        self.drain_relay();
+        self.drain_relay(now);
         self.fan_out(Message::Leave);
         let direct: Vec<SocketAddr> = self.members.live().map(|m| m.data_addr).collect();
         for addr in direct {
@@ -650,6 +695,7 @@ impl<R: Rng> Node<R> {
             baton: self.relay.view(now),
             sightings,
             understands: Some(VERSION),
+            floor: Some(self.relay.floor()),
         });
         let version = self.group_version();
         let payload = encode(&self.codec, &self.cfg, &mut self.seq, version, hb);

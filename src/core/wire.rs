@@ -68,6 +68,8 @@ fn sealed_header(version: u8) -> usize {
 /// The heartbeat extension saying which versions the sender understands:
 /// `min u8 | max u8`.
 const EXT_VERSIONS: u8 = 1;
+/// The heartbeat extension with the sender's counter floor: `floor u64`.
+const EXT_FLOOR: u8 = 2;
 
 /// Why a datagram was refused. Every variant is a normal outcome for hostile or
 /// foreign input; none of them is a bug.
@@ -155,6 +157,11 @@ pub struct Heartbeat<'a> {
     /// versions extension (version 3 on); `None` in a version 2 heartbeat.
     /// Encoded as this release's [`VERSION`] whatever it holds.
     pub understands: Option<u8>,
+    /// Counters at or below this may have been sent before a restart of
+    /// some node (restored from state files after a power cut, see
+    /// `core::reserve`): a new baton starts above it. Version 3 on, when
+    /// not zero.
+    pub floor: Option<u64>,
 }
 
 /// The receiver's answer to a [`Message::Pass`].
@@ -609,8 +616,13 @@ fn encode_message(msg: &Message<'_>, version: u8, out: &mut Vec<u8>) {
             }
             if version >= 3 {
                 // Extensions: their count, then each as type | length | bytes.
-                out.push(1);
+                let floor = hb.floor.filter(|f| *f > 0);
+                out.push(1 + u8::from(floor.is_some()));
                 out.extend_from_slice(&[EXT_VERSIONS, 2, MIN_VERSION, VERSION]);
+                if let Some(f) = floor {
+                    out.extend_from_slice(&[EXT_FLOOR, 8]);
+                    out.extend_from_slice(&f.to_be_bytes());
+                }
             }
         }
         Message::Leave => out.push(KIND_LEAVE),
@@ -698,15 +710,26 @@ fn decode_message<'a>(r: &mut Reader<'a>, version: u8) -> Result<Message<'a>, Wi
                 let age_ms = r.u32("sighting age")?;
                 sightings.push(Sighting { name, incarnation, age_ms });
             }
-            let mut understands = None;
+            let (mut understands, mut floor) = (None, None);
             if version >= 3 {
                 for _ in 0..r.u8("extension count")? {
                     let kind = r.u8("extension type")?;
                     let len = r.u8("extension length")? as usize;
                     let bytes = r.take(len, "extension")?;
-                    if kind == EXT_VERSIONS {
-                        let &[_, max] = bytes else { return Err(WireError::Malformed("versions extension")) };
-                        understands = Some(max);
+                    match kind {
+                        EXT_VERSIONS => {
+                            let &[_, max] = bytes else {
+                                return Err(WireError::Malformed("versions extension"));
+                            };
+                            understands = Some(max);
+                        }
+                        EXT_FLOOR => {
+                            let f: [u8; 8] =
+                                bytes.try_into().map_err(|_| WireError::Malformed("floor extension"))?;
+                            floor = Some(u64::from_be_bytes(f)).filter(|f| *f > 0);
+                        }
+                        // A later release's: skipped.
+                        _ => {}
                     }
                 }
             }
@@ -718,6 +741,7 @@ fn decode_message<'a>(r: &mut Reader<'a>, version: u8) -> Result<Message<'a>, Wi
                 baton,
                 sightings,
                 understands,
+                floor,
             })
         }
         KIND_LEAVE => Message::Leave,

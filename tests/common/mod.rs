@@ -202,6 +202,9 @@ impl Spec {
         writeln!(out, "[node]").unwrap();
         writeln!(out, "name = {}", toml_str(&self.name)).unwrap();
         writeln!(out, "cluster = {}", toml_str(&self.cluster)).unwrap();
+        for (_, key, value) in self.other.iter().filter(|(s, ..)| s == "node") {
+            writeln!(out, "{key} = {value}").unwrap();
+        }
         writeln!(out, "\n[gossip]").unwrap();
         writeln!(out, "port = {}", self.port).unwrap();
         for (key, value) in &self.gossip {
@@ -209,7 +212,7 @@ impl Spec {
         }
         // The status endpoint's fixed default port would clash between agents.
         let mut sections: Vec<(&str, Vec<(&str, &str)>)> = vec![("status", vec![("listen", "\"\"")])];
-        for (section, key, value) in &self.other {
+        for (section, key, value) in self.other.iter().filter(|(s, ..)| s != "node") {
             match sections.iter_mut().find(|(s, _)| s == section) {
                 Some((_, keys)) => {
                     keys.retain(|(k, _)| k != key);

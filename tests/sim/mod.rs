@@ -37,6 +37,9 @@ pub struct SimNode {
     pub incarnation: u64,
     /// Overrides `template.baton.enabled` for this node.
     pub relays: Option<bool>,
+    /// Its state file (a `[node] state_dir`): the counter ceiling written,
+    /// which survives a kill. `None`: no state directory.
+    pub state: Option<u64>,
 }
 
 struct Packet {
@@ -130,6 +133,7 @@ impl Sim {
                 regenerate_after: Duration::from_secs(3),
             },
             links: LinkConfig { probe_interval: Duration::from_secs(1), window: 60 },
+            reserved: None,
         };
         Sim {
             base,
@@ -141,6 +145,7 @@ impl Sim {
                     keys: template.keys.clone(),
                     incarnation: 0,
                     relays: None,
+                    state: None,
                 })
                 .collect(),
             queue: BinaryHeap::new(),
@@ -173,6 +178,7 @@ impl Sim {
         if let Some(relays) = self.nodes[i].relays {
             cfg.baton.enabled = relays;
         }
+        cfg.reserved = self.nodes[i].state;
         let rng = SmallRng::seed_from_u64(self.seed ^ (i as u64 * 7919) ^ incarnation);
         self.nodes[i].incarnation = incarnation;
         self.nodes[i].node = Some(Node::new(cfg, rng, self.now));
@@ -278,9 +284,14 @@ impl Sim {
     }
 
     fn drain(&mut self, i: usize) {
-        let Some(node) = self.nodes[i].node.as_mut() else {
+        let SimNode { node: Some(node), state, .. } = &mut self.nodes[i] else {
             return;
         };
+        // As the shell does: the reservation is written before anything is sent.
+        if let Some(up_to) = node.poll_reserve() {
+            *state = Some(up_to);
+            node.reserved(self.now, up_to, true);
+        }
         let mut out = Vec::new();
         while let Some(t) = node.poll_transmit() {
             out.push(t);
