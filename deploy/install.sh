@@ -219,7 +219,10 @@ r_check='sudo /usr/local/bin/herd check -c /etc/herd/herd.toml >/dev/null'
 r_unit='sudo groupadd -f --system herd-secret && sudo install -m 0644 /tmp/herd.service /etc/systemd/system/herd.service && rm -f /tmp/herd /tmp/herd.toml /tmp/herd.service'
 # enable + restart starts a stopped service and restarts a running one (with
 # `enable --now` a first install would start it twice).
-r_start='sudo systemctl daemon-reload && sudo systemctl enable herd && sudo systemctl restart herd'
+# sync: what was installed (binary, config, secret, unit, the enable symlink)
+# is on the SD card before herd runs, so a power cut right after an install
+# cannot leave an empty unit file behind (found by the fleet's power cut).
+r_start='sudo systemctl daemon-reload && sudo systemctl enable herd && sync && sudo systemctl restart herd'
 r_verify='for i in 1 2 3 4 5 6 7 8 9 10; do systemctl is-active --quiet herd && sudo /usr/local/bin/herd status && exit 0; sleep 1; done; systemctl status --no-pager herd; exit 1'
 
 total=${#hosts[@]}

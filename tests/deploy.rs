@@ -51,7 +51,7 @@ const R_SECRET: &str = "sudo groupadd -f --system herd-secret && sudo install -D
 const R_CHECK: &str = "sudo /usr/local/bin/herd check -c /etc/herd/herd.toml >/dev/null";
 const R_UNIT: &str = "sudo groupadd -f --system herd-secret && sudo install -m 0644 /tmp/herd.service /etc/systemd/system/herd.service && rm -f /tmp/herd /tmp/herd.toml /tmp/herd.service";
 const R_START: &str =
-    "sudo systemctl daemon-reload && sudo systemctl enable herd && sudo systemctl restart herd";
+    "sudo systemctl daemon-reload && sudo systemctl enable herd && sync && sudo systemctl restart herd";
 const R_VERIFY: &str = "for i in 1 2 3 4 5 6 7 8 9 10; do systemctl is-active --quiet herd && sudo /usr/local/bin/herd status && exit 0; sleep 1; done; systemctl status --no-pager herd; exit 1";
 
 /// The inputs of one install, as install.sh prints them.

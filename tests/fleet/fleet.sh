@@ -34,6 +34,9 @@
 #   fleet.sh pid ID I            the PID of Pi I as the host sees it: a
 #                                container's init (its namespaces), a
 #                                guest's qemu
+#   fleet.sh cut ID              a power cut: every Pi killed at once (what it
+#                                wrote to disk stays)
+#   fleet.sh power ID            power back: every Pi boots again
 #   fleet.sh destroy ID          stops every Pi, unmounts, deletes the namespace
 #   fleet.sh sweep               destroys fleets whose creating process is gone
 #
@@ -251,31 +254,45 @@ fleets() {
   if [[ -d $CACHE/disks ]]; then ls "$CACHE/disks"; fi
 }
 
+# Every Pi's power off at once: SIGKILL to a container's init (the kernel
+# then kills its whole PID namespace, and its nspawn exits) and to a guest's
+# qemu, their boot loops first so that no Pi is booted again. What they wrote
+# stays (overlays, disk images); page caches die with the guests' kernels.
+# An nspawn that is killed instead would leave its container running.
+power_off() {
+  local id=$1 s i p pidfile inits=() loops=()
+  s=$(state "$id")
+  for pidfile in "$s"/pi*/boot.pid; do
+    [[ -f $pidfile ]] || continue
+    i=${pidfile%/boot.pid}
+    i=${i##*/pi}
+    p=$(pi_pid "$id" "$i")
+    [[ -z $p ]] || inits+=("$p")
+    loops+=("$(cat "$pidfile")")
+  done
+  ((${#loops[@]} == 0)) || kill -KILL "${loops[@]}" 2>/dev/null || true
+  ((${#inits[@]} == 0)) || kill -KILL "${inits[@]}" 2>/dev/null || true
+  for i in $(seq 50); do
+    pgrep -f -- "--machine=$PREFIX-$id-|-name $PREFIX-$id-" >/dev/null || break
+    sleep 0.1
+  done
+  pkill -KILL -f -- "--machine=$PREFIX-$id-|-name $PREFIX-$id-" 2>/dev/null || true
+}
+
+# Power back on for every Pi of fleet ID, as after a power cut.
+power_on() {
+  local id=$1 p i
+  for p in "$(state "$id")"/pi*; do
+    i=${p##*/pi}
+    if [[ -f $p/seed.img ]]; then start_guest "$id" "$i"; else start_container "$id" "$i"; fi
+  done
+}
+
 destroy() {
-  local id=$1 s pid i
+  local id=$1 s m
   s=$(state "$id")
   if [[ -d $s ]]; then
-    # Every Pi's power off at once, as a fleet that is thrown away needs no
-    # shutdown: SIGKILL to a container's init (the kernel then kills its
-    # whole PID namespace, and its nspawn exits) and to a guest's qemu. Their
-    # boot loops first, so that no Pi is booted again. An nspawn that is
-    # killed instead would leave its container running.
-    local inits=() loops=() p
-    for pidfile in "$s"/pi*/boot.pid; do
-      [[ -f $pidfile ]] || continue
-      i=${pidfile%/boot.pid}
-      i=${i##*/pi}
-      p=$(pi_pid "$id" "$i")
-      [[ -z $p ]] || inits+=("$p")
-      loops+=("$(cat "$pidfile")")
-    done
-    ((${#loops[@]} == 0)) || kill -KILL "${loops[@]}" 2>/dev/null || true
-    ((${#inits[@]} == 0)) || kill -KILL "${inits[@]}" 2>/dev/null || true
-    for i in $(seq 50); do
-      pgrep -f -- "--machine=$PREFIX-$id-|-name $PREFIX-$id-" >/dev/null || break
-      sleep 0.1
-    done
-    pkill -KILL -f -- "--machine=$PREFIX-$id-|-name $PREFIX-$id-" 2>/dev/null || true
+    power_off "$id"
     for m in "$s"/pi*/root; do
       mountpoint -q "$m" 2>/dev/null && umount -l "$m"
     done
@@ -396,8 +413,16 @@ boot() {
   mkdir -p "$p/upper" "$p/work" "$p/root"
   mount -t overlay overlay -o "lowerdir=$dir/rootfs,upperdir=$p/upper,workdir=$p/work" "$p/root"
   identity "$id" "$i" "$p/root" Name=host0
-  # A Pi that reboots (`systemctl reboot`: nspawn exits with status 133) is
-  # booted again, as systemd-nspawn@.service does on a real host.
+  start_container "$id" "$i"
+}
+
+# Pi I's power on: nspawn on its prepared root, in a loop of its own. A Pi
+# that reboots (`systemctl reboot`: nspawn exits with status 133) is booted
+# again, as systemd-nspawn@.service does on a real host.
+start_container() {
+  local id=$1 i=$2 p name
+  p=$(state "$id")/pi$i
+  name=$(name_of "$i")
   (
     while true; do
       rc=0
@@ -418,10 +443,9 @@ boot() {
 # the hub's bridge. Its kernel and network stack are its own: the host sees
 # only the qemu process.
 boot_guest() {
-  local id=$1 i=$2 dir=$3 s p name disks
+  local id=$1 i=$2 dir=$3 s p disks
   s=$(state "$id")
   p=$s/pi$i
-  name=$(name_of "$i")
   disks=$(disks "$id")
   mkdir -p "$p" "$disks"
   cp --sparse=always "$dir/root.img" "$disks/pi$i.img"
@@ -430,6 +454,16 @@ boot_guest() {
   mkfs.ext4 -q -F -L seed -d "$p/seed" "$p/seed.img"
   ip -n "$(hub "$id")" tuntap add "tap$i" mode tap
   ip -n "$(hub "$id")" link set "tap$i" master br0 up
+  echo "$dir" >"$p/image"
+  start_guest "$id" "$i"
+}
+
+# Guest I's power on: qemu on its disks, in a loop of its own.
+start_guest() {
+  local id=$1 i=$2 p dir disks
+  p=$(state "$id")/pi$i
+  dir=$(cat "$p/image")
+  disks=$(disks "$id")
   # A reboot makes qemu exit (-no-reboot, status 0): the loop starts the Pi
   # again, as a Pi whose power stays on. qemu failing ends the loop.
   (
@@ -547,7 +581,9 @@ case $cmd in
   ssh) need_root; (($# >= 3)) || die "usage: fleet.sh ssh ID I CMD..."; pi_ssh "$@" ;;
   pid) (($# == 2)) || die "usage: fleet.sh pid ID I"; pi_pid "$@" ;;
   destroy) need_root; (($# == 1)) || die "usage: fleet.sh destroy ID"; destroy "$1" ;;
+  cut) need_root; (($# == 1)) || die "usage: fleet.sh cut ID"; power_off "$1" ;;
+  power) need_root; (($# == 1)) || die "usage: fleet.sh power ID"; power_on "$1" ;;
   sweep) need_root; sweep ;;
   up) need_root; up "$@" ;;
-  *) die "usage: fleet.sh up|image|image-arm64|create|wait|env|ssh|pid|destroy|sweep (see the top of $0)" ;;
+  *) die "usage: fleet.sh up|image|image-arm64|create|wait|env|ssh|pid|cut|power|destroy|sweep (see the top of $0)" ;;
 esac

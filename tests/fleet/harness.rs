@@ -321,6 +321,17 @@ impl Fleet {
             .collect()
     }
 
+    /// A power cut: every Pi killed at once (what each wrote to its disk
+    /// stays, as on an SD card).
+    pub fn cut(&self) {
+        script(&["cut", &self.id]);
+    }
+
+    /// Power back after [`Fleet::cut`]: every Pi boots again.
+    pub fn power(&self) {
+        script(&["power", &self.id]);
+    }
+
     /// Until Pi `i` answers ssh again (after a reboot), for at most `within`.
     pub fn wait_ssh(&self, i: usize, within: Duration) -> bool {
         wait_until(within, || self.ssh(i, "true").status.success())

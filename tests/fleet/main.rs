@@ -15,4 +15,5 @@ mod harness;
 mod deploy;
 mod lifecycle;
 mod operations;
+mod powercut;
 mod upgrade;
