@@ -126,3 +126,31 @@ fn without_a_state_dir_nothing_is_written_to_disk() {
     // ...and psa, relaying the same baton without a state_dir, wrote nothing.
     assert_eq!(write_bytes(plain.pid()), 0, "psa wrote to disk");
 }
+
+#[test]
+fn a_corrupt_state_file_is_a_warning_and_the_agent_runs_on() {
+    let cluster = Cluster::new("corrupt");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    std::fs::write(dir.path().join("counter"), "not what herd wrote\n").unwrap();
+    let spec = |name: &str| {
+        cluster.node(name).set("baton", "hold", &toml_str("20ms")).set(
+            "node",
+            "state_dir",
+            &toml_str(&dir.path().display().to_string()),
+        )
+    };
+    let psa = Agent::start(&spec("psa"));
+    let psb = Agent::start(&cluster.node("psb").set("baton", "hold", &toml_str("20ms")));
+    let warned = psa.expect("is not a herd state file", PATIENCE);
+    let line = psa.lines().into_iter().find(|l| l.contains("is not a herd state file")).unwrap();
+    assert!(line.contains("WARN") && line.contains("counter"), "names the file: {line}");
+    psa.expect(&member("up", "psb"), PATIENCE);
+    psb.expect(&member("up", "psa"), PATIENCE);
+    // It reserves afresh: the file is herd's again.
+    let rewritten = wait_until(PATIENCE, || {
+        std::fs::read_to_string(dir.path().join("counter"))
+            .is_ok_and(|t| t.starts_with("herd counter ceiling v1\n"))
+    });
+    assert!(rewritten, "psa writes a valid state file after the warning");
+    assert!(warned.elapsed() < PATIENCE * 2);
+}

@@ -24,6 +24,11 @@ pub fn previous_release() -> (String, u8) {
     (commit, u8::try_from(wire).expect("a wire version"))
 }
 
+/// The previous release's source tree (a worktree made by [`previous_build`]).
+pub fn previous_tree() -> PathBuf {
+    repo().join("target/compat").join(previous_release().0)
+}
+
 /// The previous release's static x86_64 `herd`, built (once) in a worktree
 /// of its commit under `target/compat/<commit>`; or why it cannot be had
 /// here (no such commit in history, no network for its crates).
@@ -35,7 +40,7 @@ pub fn previous_build() -> Result<PathBuf, String> {
     if !known.status.success() {
         return Err(format!("commit {commit} is not in this clone's history (a shallow clone?)"));
     }
-    let tree = repo().join("target/compat").join(&commit);
+    let tree = previous_tree();
     let target = "x86_64-unknown-linux-musl";
     let bin = tree.join(format!("target/{target}/release/herd"));
     if bin.exists() {

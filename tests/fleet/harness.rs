@@ -202,7 +202,12 @@ impl Fleet {
     /// and the secret in `/etc/herd/secret`, as the README's step 2 says.
     pub fn config(&self) -> String {
         let shipped = std::fs::read_to_string(repo().join("config/herd.toml")).expect("config/herd.toml");
-        let mut text = shipped.clone();
+        self.config_of(&shipped)
+    }
+
+    /// [`Fleet::config`] made from another release's `config/herd.toml`.
+    pub fn config_of(&self, shipped: &str) -> String {
+        let mut text = shipped.to_owned();
         for (from, to) in [
             ("cluster = \"herd\"", format!("cluster = \"{}\"", self.cluster)),
             ("secret_file = \"\"", "secret_file = \"/etc/herd/secret\"".to_owned()),

@@ -1,7 +1,7 @@
 //! Scenario 7 (the fleet issue's "later"): a rolling upgrade from the
 //! previous release (tests/compat/previous-release, built from git history)
 //! to this one, with `deploy/install.sh`, one host at a time, as an operator
-//! does it. Never a `member down`, never two batons, no regeneration; at the
+//! does it: the previous release's own config stays installed. Never a `member down`, never two batons, no regeneration; at the
 //! end every Pi speaks this release's wire version to every other.
 
 use std::collections::BTreeSet;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use herd::core::wire::VERSION;
 
-use crate::common::{assert_one_baton, gauges, may_run, previous_build, wait_until};
+use crate::common::{assert_one_baton, gauges, may_run, previous_build, previous_tree, wait_until};
 use crate::harness::{Fleet, report, secs, x86_64_build};
 
 const PIS: usize = 3;
@@ -26,7 +26,14 @@ fn a_rolling_upgrade_from_the_previous_release_never_splits_the_cluster() {
     let old = old.expect("checked");
     let Some(fleet) = Fleet::new("upgrade", PIS) else { return };
     let statsd = fleet.statsd();
-    let files = fleet.operator_files();
+    // The operator installed the previous release with its own
+    // config/herd.toml (paced, as its CHANGELOG entry asks); the upgrade
+    // keeps that file (install.sh without --force-config), so this release
+    // must run on it too.
+    let shipped =
+        std::fs::read_to_string(previous_tree().join("config/herd.toml")).expect("its config/herd.toml");
+    let old_config = fleet.config_of(&shipped.replacen("hold = \"0ms\"", "hold = \"100ms\"", 1));
+    let files = fleet.files(&old_config);
     fleet.install_builds(&files, old.clone(), &[]);
     let formed = wait_until(Duration::from_secs(30), || {
         (1..=PIS).all(|i| fleet.status(i).is_some_and(|s| s.live_members == PIS))
