@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{
-    Agent, Cluster, Spec, Statsd, assert_one_baton, field, gauges, member, random_bytes, send_garbage,
-    toml_str, wait_until,
+    Agent, Cluster, Spec, Statsd, assert_one_baton, expect_mesh, field, gauges, member, random_bytes,
+    send_garbage, toml_str, wait_until,
 };
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -172,11 +172,7 @@ fn the_secret_is_rotated_step_by_step_without_a_split() {
         std::fs::write(key_file(n), "old key\n").unwrap();
     }
     let mut agents: Vec<Agent> = names.iter().map(|n| Agent::start(&spec(n))).collect();
-    for (i, a) in agents.iter().enumerate() {
-        for other in names.iter().filter(|o| **o != names[i]) {
-            a.expect(&member("up", other), PATIENCE);
-        }
-    }
+    expect_mesh(&agents, PATIENCE);
     let relaying_since = |t: Instant| {
         let all = || {
             gauges(&statsd, "")

@@ -17,8 +17,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Agent, Cluster, Spec, Statsd, assert_one_baton, free_tcp_port, gauges, herd, may_run, member,
-    previous_build, previous_release, toml_str, wait_until,
+    Agent, Cluster, Spec, Statsd, assert_one_baton, expect_mesh, free_tcp_port, gauges, herd, may_run,
+    member, previous_build, previous_release, toml_str, wait_until,
 };
 use herd::agent::snapshot::Snapshot;
 use herd::core::wire::{MIN_VERSION, VERSION};
@@ -76,11 +76,7 @@ fn the_previous_release_and_this_one_form_one_cluster_with_one_baton() {
     ];
     let names = ["psa", "psb", "psc", "psd"];
     let t0 = Instant::now();
-    for (i, a) in agents.iter().enumerate() {
-        for other in names.iter().filter(|n| **n != names[i]) {
-            a.expect(&member("up", other), Duration::from_secs(10));
-        }
-    }
+    expect_mesh(&agents, Duration::from_secs(10));
     let formed = t0.elapsed();
     let all: BTreeSet<String> = names.iter().map(|n| n.to_string()).collect();
     let hosts = || gauges(&statsd, "").into_iter().map(|g| g.2).collect::<BTreeSet<_>>();

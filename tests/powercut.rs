@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Agent, Cluster, Spec, Statsd, gauges, member, toml_str, wait_until};
+use common::{Agent, Cluster, Spec, Statsd, expect_mesh, gauges, member, toml_str, wait_until};
 
 const PATIENCE: Duration = Duration::from_secs(15);
 const NAMES: [&str; 4] = ["psa", "psb", "psc", "psd"];
@@ -27,11 +27,7 @@ fn write_bytes(pid: u32) -> u64 {
 /// Starts the four, until the baton has gone round (gauges from all four).
 fn start_all(spec: &dyn Fn(&str) -> Spec, statsd: &Statsd, since: Instant) -> Vec<Agent> {
     let agents: Vec<Agent> = NAMES.iter().map(|n| Agent::start(&spec(n))).collect();
-    for a in &agents {
-        for other in NAMES.iter().filter(|o| **o != a.name) {
-            a.expect(&member("up", other), PATIENCE);
-        }
-    }
+    expect_mesh(&agents, PATIENCE);
     let all = wait_until(PATIENCE, || {
         let hosts: std::collections::BTreeSet<String> =
             gauges(statsd, "").into_iter().filter(|(at, ..)| *at > since).map(|g| g.2).collect();

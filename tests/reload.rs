@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{
-    Agent, Cluster, Spec, Statsd, assert_one_baton, baton_gauge, free_tcp_port, gauges, herd, member,
-    toml_str, wait_until,
+    Agent, Cluster, Spec, Statsd, assert_one_baton, baton_gauge, expect_mesh, free_tcp_port, gauges, herd,
+    member, toml_str, wait_until,
 };
 use herd::agent::snapshot::Snapshot;
 
@@ -51,11 +51,7 @@ fn a_reload_applies_live_keys_holds_restart_keys_and_refuses_a_bad_file() {
         if name == "psa" { spec.set("status", "listen", &toml_str(&addr.to_string())) } else { spec }
     };
     let mut agents: Vec<Agent> = ["psa", "psb", "psc"].iter().map(|n| Agent::start(&spec(n))).collect();
-    for a in &agents {
-        for other in ["psa", "psb", "psc"].iter().filter(|o| **o != a.name) {
-            a.expect(&member("up", other), PATIENCE);
-        }
-    }
+    expect_mesh(&agents, PATIENCE);
     assert!(wait_until(PATIENCE, || gauges(&statsd, "").len() > 10), "the baton moves");
     let before = status(addr);
     assert!(
@@ -162,11 +158,7 @@ fn the_secret_is_rotated_by_reloads_alone() {
         std::fs::write(key_file(n), "old key\n").unwrap();
     }
     let mut agents: Vec<Agent> = names.iter().map(|n| Agent::start(&spec(n))).collect();
-    for a in &agents {
-        for other in names.iter().filter(|o| **o != a.name) {
-            a.expect(&member("up", other), PATIENCE);
-        }
-    }
+    expect_mesh(&agents, PATIENCE);
     let t0 = Instant::now();
     for keys in ["old key\nnew key\n", "new key\nold key\n", "new key\n"] {
         for (i, n) in names.iter().enumerate() {

@@ -579,6 +579,16 @@ pub fn report_line(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
+/// Until every agent of `agents` has logged `member up` for every other
+/// (each within `timeout`): a full mesh.
+pub fn expect_mesh(agents: &[Agent], timeout: Duration) {
+    for a in agents {
+        for other in agents.iter().filter(|o| o.name != a.name) {
+            a.expect(&member("up", &other.name), timeout);
+        }
+    }
+}
+
 /// Whether this run is CI's (`CI=true`): .ci/run installs every tool the
 /// tests need, so there a missing one is a failure, never a skip.
 pub fn under_ci() -> bool {
