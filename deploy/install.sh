@@ -14,7 +14,8 @@ if [[ $(pwd -P) == "$repo" ]]; then
 else
   base=$repo/
 fi
-binary=${base}target/aarch64-unknown-linux-musl/release/herd
+binary=
+dist=${HERD_DIST:-}
 config=${base}config/herd.toml
 unit=${base}deploy/herd.service
 hosts_file=${HERD_HOSTS_FILE:-}
@@ -26,8 +27,18 @@ usage() {
   cat <<EOF
 Usage: deploy/install.sh [options] [host ...]
 
-Installs herd on each host in turn, over ssh and scp: copies the binary, the
-config and the systemd unit to the host's /tmp, installs them as
+Installs herd on each host in turn, over ssh and scp. First it asks every host
+its machine ('uname -m') and picks the static build for it:
+
+  aarch64, arm64   aarch64-unknown-linux-musl      (64-bit Pi OS; Pi 3, 4, 5, Zero 2 W)
+  armv7l, armv8l   armv7-unknown-linux-musleabihf  (32-bit Pi OS on a Pi 2, 3, 4, Zero 2 W)
+  armv6l           arm-unknown-linux-musleabihf    (Pi 1, Zero, Zero W)
+  x86_64, amd64    x86_64-unknown-linux-musl
+
+from dist/ (scripts/dist.sh puts herd-<version>-<triple> there), else from
+target/<triple>/release/herd; an unknown machine, or one with no build, stops
+the run before any host is touched. Then, host after host, it copies the
+binary, the config and the systemd unit to the host's /tmp, installs them as
 /usr/local/bin/herd, /etc/herd/herd.toml and /etc/systemd/system/herd.service,
 installs the gossip secret if given (--secret), validates the config with
 'herd check', enables and restarts the herd service, and waits until it
@@ -38,10 +49,15 @@ deploy/hosts (see deploy/hosts.example): one host per line, '#' starts a
 comment, blank lines are ignored.
 
 Options:
-  -n, --dry-run       print every scp and ssh command, prefixed '+ ', and run
-                      none (no network at all)
-  -b, --binary PATH   the binary to install
-                      (default: target/aarch64-unknown-linux-musl/release/herd)
+  -n, --dry-run       ask each host its machine (uname -m: the only command
+                      run), show which binary goes to which host, and print
+                      every scp and ssh command, prefixed '+ ', running none
+                      (with --binary: no network at all)
+  -b, --binary PATH   install PATH on every host, whatever its machine (no
+                      uname -m); default: each host's build, as above
+  -d, --dist DIR      where the builds are: DIR/herd-<version>-<triple> (as
+                      scripts/dist.sh writes them) or DIR/<triple>/release/herd
+                      (a cargo target directory); default: dist/, then target/
   -c, --config PATH   the config to install (default: config/herd.toml)
       --force-config  replace an existing /etc/herd/herd.toml (default: an
                       installed config is kept, so local edits survive upgrades)
@@ -58,9 +74,12 @@ Environment:
                       SSH="ssh -o ControlMaster=auto -o ControlPath=~/.ssh/%C -o ControlPersist=60"
                       SCP="scp -o ControlMaster=auto -o ControlPath=~/.ssh/%C -o ControlPersist=60"
   HERD_HOSTS_FILE     like --hosts
+  HERD_DIST           like --dist
 
 The ssh user needs sudo without a password (Raspberry Pi OS's default user has
-it). The binary is built with:
+it). The builds for every Pi are made with:
+  scripts/dist.sh
+or, for 64-bit Pis only:
   rustup target add aarch64-unknown-linux-musl
   cargo build --release --target aarch64-unknown-linux-musl
 
@@ -90,6 +109,8 @@ while [[ $# -gt 0 ]]; do
     -n | --dry-run) dry_run=true ;;
     --force-config) force_config=true ;;
     -b | --binary) need_value "$@"; binary=$2; shift ;;
+    -d | --dist) need_value "$@"; dist=$2; shift ;;
+    --dist=*) dist=${1#*=} ;;
     -c | --config) need_value "$@"; config=$2; shift ;;
     --hosts) need_value "$@"; hosts_file=$2; shift ;;
     --secret) need_value "$@"; secret=$2; shift ;;
@@ -152,10 +173,10 @@ missing() {
     exit 1
   fi
 }
-[[ -f $binary ]] || missing "no binary at $binary: build it first with
-  rustup target add aarch64-unknown-linux-musl
-  cargo build --release --target aarch64-unknown-linux-musl
+[[ -z $binary || -f $binary ]] || missing "no binary at $binary: build it first with
+  scripts/dist.sh
 (or name another one with --binary PATH)"
+[[ -z $dist || -d $dist ]] || missing "no directory $dist (--dist DIR)"
 [[ -f $config ]] || missing "no config at $config (name one with --config PATH)"
 [[ -f $unit ]] || missing "no systemd unit at $unit: is this a complete copy of herd?"
 [[ -z $secret || -f $secret ]] || missing "no secret file at $secret (--secret FILE)"
@@ -225,13 +246,82 @@ r_unit='sudo groupadd -f --system herd-secret && sudo install -m 0644 /tmp/herd.
 r_start='sudo systemctl daemon-reload && sudo systemctl enable herd && sync && sudo systemctl restart herd'
 r_verify='for i in 1 2 3 4 5 6 7 8 9 10; do systemctl is-active --quiet herd && sudo /usr/local/bin/herd status && exit 0; sleep 1; done; systemctl status --no-pager herd; exit 1'
 
+# triple_for MACHINE: the build for what `uname -m` says, or nothing.
+triple_for() {
+  case $1 in
+    aarch64 | arm64) echo aarch64-unknown-linux-musl ;;
+    armv7l | armv8l) echo armv7-unknown-linux-musleabihf ;;
+    armv6l) echo arm-unknown-linux-musleabihf ;;
+    x86_64 | amd64) echo x86_64-unknown-linux-musl ;;
+  esac
+}
+
+# build_for TRIPLE: sets $path to the binary for TRIPLE (see --dist), or to
+# nothing. Several versions of one triple in one directory are an error:
+# which one is meant?
+build_for() {
+  local dirs d f found=()
+  path=
+  if [[ -n $dist ]]; then dirs=("$dist"); else dirs=("${base}dist" "${CARGO_TARGET_DIR:-${base}target}"); fi
+  for d in "${dirs[@]}"; do
+    d=${d%/}
+    d=${d:-/}
+    found=()
+    for f in "$d"/herd-*-"$1"; do
+      [[ -f $f ]] && found+=("$f")
+    done
+    if [[ ${#found[@]} -gt 1 ]]; then
+      probe_fail "several builds for $1 in $d: ${found[*]}; keep one, or name it with --binary PATH"
+    fi
+    if [[ ${#found[@]} -eq 1 ]]; then path=${found[0]}; return; fi
+    if [[ -f $d/$1/release/herd ]]; then path=$d/$1/release/herd; return; fi
+  done
+}
+
+# probe_fail MESSAGE: a host's machine cannot be served; nothing was touched.
+probe_fail() {
+  echo "$prog: $current: $1" >&2
+  echo "$prog: nothing was installed on any host" >&2
+  exit 1
+}
+
+# Which binary goes to which host, for every host before any is touched:
+# `uname -m` over ssh (read-only, also in a dry run), unless --binary says.
+binaries=()
+if [[ -z $binary ]]; then
+  for host in "${hosts[@]}"; do
+    current=$host
+    rc=0
+    machine=$("${ssh[@]}" "$host" 'uname -m' </dev/null) || rc=$?
+    if [[ $rc -ne 0 ]]; then
+      probe_fail "asking its machine with uname -m failed (${ssh[0]} exited with status $rc)"
+    fi
+    machine=${machine//[$'\r\n\t ']/}
+    triple=$(triple_for "$machine")
+    if [[ -z $triple ]]; then
+      probe_fail "uname -m says '$machine', a machine herd has no build for (herd runs on aarch64, armv7l, armv8l, armv6l and x86_64)"
+    fi
+    build_for "$triple"
+    if [[ -z $path ]]; then
+      where=${dist:-${base}dist/ or ${CARGO_TARGET_DIR:-${base}target}/$triple/release/herd}
+      missing "no build for $host ($machine: $triple) in $where: build it with
+  scripts/dist.sh
+(or name one with --binary PATH)"
+      path="<no build for $triple>"
+    fi
+    echo "$prog: $host is $machine: $path" >&2
+    binaries+=("$path")
+  done
+  current=
+fi
+
 total=${#hosts[@]}
 i=0
 for host in "${hosts[@]}"; do
   i=$((i + 1))
   current=$host
   echo "$prog: $host ($i of $total)" >&2
-  step "copying the binary" "${scp[@]}" "$binary" "$host:/tmp/herd"
+  step "copying the binary" "${scp[@]}" "${binary:-${binaries[$((i - 1))]}}" "$host:/tmp/herd"
   step "copying the config" "${scp[@]}" "$config" "$host:/tmp/herd.toml"
   step "copying the unit" "${scp[@]}" "$unit" "$host:/tmp/herd.service"
   step "installing the binary" "${ssh[@]}" "$host" "$r_binary"

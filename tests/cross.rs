@@ -1,78 +1,150 @@
-//! The static aarch64 build, verified under emulation: it is a static aarch64
-//! ELF, it runs (`--version`, `check` on the shipped config) under
-//! `qemu-aarch64-static`, and it relays the baton in a mixed-architecture
-//! cluster with two native agents (static strategy: qemu-user cannot set
+//! The static ARM builds of `scripts/dist.sh`, verified under emulation:
+//! aarch64 (64-bit Pi OS), armv7 (32-bit Pi OS, here on the Pi 2's Cortex-A7)
+//! and armv6 (the Pi 1 and Zero, here on their ARM1176). Each is a static ELF
+//! of its architecture whose `--version` names its triple and which runs
+//! `check` on the shipped config; and all three relay the baton in one cluster
+//! with a native agent (static strategy: qemu-user cannot set
 //! IP_MULTICAST_IF, a limit of the emulator, not of herd on a Pi).
 //!
-//! Needs `target/aarch64-unknown-linux-musl/release/herd` (or
-//! `$HERD_AARCH64_BIN`), `qemu-aarch64-static` and `file`; `.ci/run` provides
+//! Needs `target/<triple>/release/herd` for the three (`scripts/dist.sh`),
+//! `qemu-aarch64-static`, `qemu-arm-static` and `file`; `.ci/run` provides
 //! them. Without them the tests fail under `CI=true` and are skipped otherwise.
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Agent, Cluster, Statsd, gauges, may_run, member, toml_str, wait_until};
+use common::{Agent, Cluster, Statsd, assert_one_baton, gauges, may_run, member, toml_str, wait_until};
 
-fn tools() -> Option<(PathBuf, PathBuf)> {
-    let bin = std::env::var_os("HERD_AARCH64_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/aarch64-unknown-linux-musl/release/herd")
-    });
-    let qemu = ["/usr/bin/qemu-aarch64-static", "/usr/bin/qemu-aarch64"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    let missing = match (&qemu, bin.exists()) {
-        (None, _) => Some("qemu-aarch64-static (Debian package qemu-user-static)".to_owned()),
-        (_, false) => {
-            Some(format!("{} (cargo build --release --target aarch64-unknown-linux-musl)", bin.display()))
+/// One ARM build and the emulated core it runs on.
+struct Arm {
+    triple: &'static str,
+    /// What `file` says about the binary's architecture.
+    file_says: &'static str,
+    qemu: &'static str,
+    /// `qemu -cpu`: the Pi's own core, so an instruction it lacks fails here.
+    cpu: &'static str,
+    /// The agent's name in the mixed cluster.
+    node: &'static str,
+}
+
+const ARMS: [Arm; 3] = [
+    Arm {
+        triple: "aarch64-unknown-linux-musl",
+        file_says: "ARM aarch64",
+        qemu: "qemu-aarch64-static",
+        cpu: "cortex-a53",
+        node: "psa",
+    },
+    Arm {
+        triple: "armv7-unknown-linux-musleabihf",
+        file_says: "32-bit LSB executable, ARM, EABI5",
+        qemu: "qemu-arm-static",
+        cpu: "cortex-a7",
+        node: "psb",
+    },
+    Arm {
+        triple: "arm-unknown-linux-musleabihf",
+        file_says: "32-bit LSB executable, ARM, EABI5",
+        qemu: "qemu-arm-static",
+        cpu: "arm1176",
+        node: "psc",
+    },
+];
+
+impl Arm {
+    fn binary(&self) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/{}/release/herd", self.triple))
+    }
+
+    /// `herd` of this build under its emulator and core.
+    fn command(&self) -> Command {
+        let mut c = Command::new(Path::new("/usr/bin").join(self.qemu));
+        c.arg("-cpu").arg(self.cpu).arg(self.binary());
+        c
+    }
+}
+
+/// Whether every build and emulator is here (else skipped, or failed in CI).
+fn ready() -> bool {
+    let mut missing = Vec::new();
+    for arm in &ARMS {
+        if !Path::new("/usr/bin").join(arm.qemu).exists() {
+            missing.push(format!("/usr/bin/{} (Debian package qemu-user-static)", arm.qemu));
         }
-        _ => None,
-    };
-    may_run("the aarch64 tests", missing.map(|what| format!("missing {what}")))
-        .then(|| (qemu.expect("checked"), bin))
-}
-
-fn emulated(qemu: &PathBuf, bin: &PathBuf) -> Command {
-    let mut c = Command::new(qemu);
-    c.arg(bin);
-    c
+        if !arm.binary().exists() {
+            missing.push(format!("{} (scripts/dist.sh {})", arm.binary().display(), arm.triple));
+        }
+    }
+    missing.dedup();
+    may_run("the ARM builds' tests", (!missing.is_empty()).then(|| format!("missing {}", missing.join(", "))))
 }
 
 #[test]
-fn the_aarch64_build_is_a_static_elf_that_runs_under_emulation() {
-    let Some((qemu, bin)) = tools() else { return };
-    let file = Command::new("file").arg(&bin).output().expect("the file command");
-    let what = String::from_utf8_lossy(&file.stdout);
-    println!("{what}");
-    assert!(what.contains("ARM aarch64") && what.contains("statically linked"), "{what}");
-
-    let version = emulated(&qemu, &bin).arg("--version").output().unwrap();
-    let version = String::from_utf8_lossy(&version.stdout);
-    println!("{version}");
-    assert!(version.starts_with("herd ") && version.contains("aarch64-unknown-linux-musl"), "{version}");
-
+fn each_arm_build_is_a_static_elf_of_its_architecture_that_runs_on_its_pis_core() {
+    if !ready() {
+        return;
+    }
     let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/herd.toml");
-    let check = emulated(&qemu, &bin).arg("check").arg("-c").arg(&shipped).output().unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
-    assert!(String::from_utf8_lossy(&check.stdout).contains("port = 45892"));
+    for arm in &ARMS {
+        let file = Command::new("file").arg(arm.binary()).output().expect("the file command");
+        let what = String::from_utf8_lossy(&file.stdout);
+        println!("{what}");
+        assert!(what.contains(arm.file_says) && what.contains("statically linked"), "{what}");
+        let size = std::fs::metadata(arm.binary()).unwrap().len();
+        assert!(size <= 3 * 1024 * 1024, "{}: {size} bytes, over the 3 MiB budget", arm.triple);
+
+        let version = arm.command().arg("--version").output().unwrap();
+        let text = String::from_utf8_lossy(&version.stdout);
+        println!("{} on {}: {text}", arm.triple, arm.cpu);
+        assert!(version.status.success(), "{} on {}: {:?}", arm.triple, arm.cpu, version.status);
+        assert!(text.starts_with("herd ") && text.contains(&format!("({},", arm.triple)), "{text}");
+
+        let check = arm.command().arg("check").arg("-c").arg(&shipped).output().unwrap();
+        assert!(check.status.success(), "{}: {}", arm.triple, String::from_utf8_lossy(&check.stderr));
+        assert!(String::from_utf8_lossy(&check.stdout).contains("port = 45892"));
+    }
 }
 
 #[test]
-fn a_mixed_architecture_cluster_relays_the_baton_through_every_node() {
-    let Some((qemu, bin)) = tools() else { return };
+fn the_armv7_build_is_not_enough_for_a_pi_zero() {
+    // Why there is an armv6 build: ARMv7 code on the Pi Zero's ARM1176 dies
+    // with SIGILL ("Illegal instruction", as exporters that ship only armv7
+    // get reported), which install.sh avoids by picking by `uname -m`.
+    if !ready() {
+        return;
+    }
+    let v7 = &ARMS[1];
+    let out = Command::new("/usr/bin/qemu-arm-static")
+        .args(["-cpu", "arm1176"])
+        .arg(v7.binary())
+        .arg("--version")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.signal() == Some(libc::SIGILL) || out.status.code() == Some(128 + libc::SIGILL),
+        "the armv7 build on an ARM1176: {:?}, {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn a_cluster_of_every_arm_build_and_a_native_agent_relays_the_baton() {
+    if !ready() {
+        return;
+    }
     let statsd = Statsd::start();
     let cluster = Cluster::new("mixed");
     // qemu-user does not emulate IP_MULTICAST_IF, so this cluster uses the
     // static strategy: each agent on its own loopback address, one port.
+    let names = ["psa", "psb", "psc", "psd"];
     let ip = |name: &str| format!("127.0.0.{}", 2 + (name.as_bytes()[2] - b'a'));
-    let hosts = format!(
-        "[{}]",
-        ["psa", "psb", "psc"].map(|n| toml_str(&format!("{}:{}", ip(n), cluster.port))).join(", ")
-    );
+    let hosts = format!("[{}]", names.map(|n| toml_str(&format!("{}:{}", ip(n), cluster.port))).join(", "));
     let spec = |name: &str| {
         cluster
             .node(name)
@@ -84,23 +156,43 @@ fn a_mixed_architecture_cluster_relays_the_baton_through_every_node() {
             .set("statsd", "address", &statsd.address())
             .set("statsd", "flush_interval", &toml_str("100ms"))
     };
-    let arm = Agent::start_with(&spec("psa"), emulated(&qemu, &bin));
-    let b = Agent::start(&spec("psb"));
-    let c = Agent::start(&spec("psc"));
-    for (agent, others) in [(&arm, ["psb", "psc"]), (&b, ["psa", "psc"]), (&c, ["psa", "psb"])] {
-        for o in others {
-            agent.expect(&member("up", o), Duration::from_secs(10));
+    let mut agents: Vec<(&str, Agent)> =
+        ARMS.iter().map(|arm| (arm.node, Agent::start_with(&spec(arm.node), arm.command()))).collect();
+    agents.push(("psd", Agent::start(&spec("psd"))));
+    for (name, agent) in &agents {
+        for other in names.iter().filter(|o| *o != name) {
+            agent.expect(&member("up", other), Duration::from_secs(20));
         }
     }
-    let hosts = || -> BTreeSet<String> { gauges(&statsd, "").into_iter().map(|g| g.2).collect() };
-    wait_until(Duration::from_secs(30), || hosts().len() >= 3);
-    let lines: Vec<String> =
-        statsd.lines().into_iter().map(|l| l.1).filter(|l| l.starts_with("baton:")).collect();
-    println!("baton gauges, mixed cluster (psa = aarch64 under qemu):\n{}", lines.join("\n"));
-    assert_eq!(hosts(), BTreeSet::from(["psa".into(), "psb".into(), "psc".into()]), "{lines:?}");
-    assert!(arm.line_at("herd started").is_some());
-    assert!(
-        arm.lines().iter().any(|l| l.contains("aarch64-unknown-linux-musl")),
-        "the emulated agent is the aarch64 build"
-    );
+    for (arm, (_, agent)) in ARMS.iter().zip(&agents) {
+        assert!(
+            agent.lines().iter().any(|l| l.contains(arm.triple)),
+            "{} is the {} build",
+            arm.node,
+            arm.triple
+        );
+    }
+
+    // Baton gauges from every host, byte-exact: the counter went through
+    // every build, one baton, each host's values rising.
+    let by_host = || -> BTreeMap<String, Vec<u64>> {
+        let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for (_, counter, host) in gauges(&statsd, "") {
+            out.entry(host).or_default().push(counter);
+        }
+        out
+    };
+    wait_until(Duration::from_secs(40), || by_host().values().filter(|v| v.len() >= 3).count() == 4);
+    let seen = by_host();
+    let hosts: BTreeSet<&str> = seen.keys().map(String::as_str).collect();
+    assert_eq!(hosts, BTreeSet::from(names), "baton gauges by host: {seen:?}");
+    assert_one_baton(&gauges(&statsd, ""));
+    for (host, values) in &seen {
+        let arch = ARMS.iter().find(|a| a.node == host).map_or("x86_64 (native)", |a| a.triple);
+        common::report_line(&format!(
+            "CROSS | {host} {arch} | {} baton gauges, counters {}",
+            values.len(),
+            values.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
+        ));
+    }
 }

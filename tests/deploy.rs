@@ -39,7 +39,9 @@ fn text(bytes: &[u8]) -> String {
 
 // ---------------------------------------------------------------- install.sh
 
-const DEFAULT_BINARY: &str = "target/aarch64-unknown-linux-musl/release/herd";
+/// The `--binary` of the tests that are about something else: one binary for
+/// every host, so install.sh asks no host its machine.
+const BINARY: &str = "/srv/build/herd";
 const DEFAULT_CONFIG: &str = "config/herd.toml";
 const UNIT: &str = "deploy/herd.service";
 
@@ -69,7 +71,7 @@ impl Default for Plan<'_> {
         Plan {
             ssh: "ssh",
             scp: "scp",
-            binary: DEFAULT_BINARY,
+            binary: BINARY,
             config: DEFAULT_CONFIG,
             unit: UNIT,
             force_config: false,
@@ -142,10 +144,12 @@ fn recording_path_dir() -> tempfile::TempDir {
 
 #[test]
 fn dry_run_prints_the_exact_scp_and_ssh_commands_for_each_host_in_order() {
-    // The real ssh and scp are shadowed by recorders: a dry run must call neither.
+    // The real ssh and scp are shadowed by recorders: a dry run with
+    // --binary must call neither.
     let fakes = recording_path_dir();
     let path = format!("{}:{}", fakes.path().display(), std::env::var("PATH").unwrap_or_default());
-    let out = run(install_sh().env("PATH", &path).args(["--dry-run", "psa", "pi@psb.local"]));
+    let out =
+        run(install_sh().env("PATH", &path).args(["--dry-run", "--binary", BINARY, "psa", "pi@psb.local"]));
     assert_ok(&out);
     assert_eq!(stdout_lines(&out), Plan::default().lines(&["psa", "pi@psb.local"]));
     assert!(!fakes.path().join("calls.log").exists(), "a dry run called ssh or scp");
@@ -156,8 +160,10 @@ fn dry_run_prints_the_exact_scp_and_ssh_commands_for_each_host_in_order() {
 #[test]
 fn dry_run_uses_the_ssh_and_scp_commands_from_the_environment_and_never_runs_them() {
     // /bin/false fails whenever it runs: success proves nothing ran.
-    let out =
-        run(install_sh().env("SSH", "/bin/false").env("SCP", "/bin/false").args(["-n", "psa", "psb", "psc"]));
+    let out = run(install_sh()
+        .env("SSH", "/bin/false")
+        .env("SCP", "/bin/false")
+        .args(["-n", "-b", BINARY, "psa", "psb", "psc"]));
     assert_ok(&out);
     let plan = Plan { ssh: "/bin/false", scp: "/bin/false", ..Plan::default() };
     assert_eq!(stdout_lines(&out), plan.lines(&["psa", "psb", "psc"]));
@@ -166,7 +172,7 @@ fn dry_run_uses_the_ssh_and_scp_commands_from_the_environment_and_never_runs_the
     let out = run(install_sh()
         .env("SSH", "ssh -o BatchMode=yes -p 2222")
         .env("SCP", "scp -o BatchMode=yes -P 2222")
-        .args(["--dry-run", "psa"]));
+        .args(["--dry-run", "--binary", BINARY, "psa"]));
     assert_ok(&out);
     let plan =
         Plan { ssh: "ssh -o BatchMode=yes -p 2222", scp: "scp -o BatchMode=yes -P 2222", ..Plan::default() };
@@ -188,7 +194,7 @@ fn dry_run_reads_hosts_from_a_file_skipping_comments_and_blank_lines() {
     let by_option = run(install_sh()
         .env("SSH", "/bin/false")
         .env("SCP", "/bin/false")
-        .arg("--dry-run")
+        .args(["--dry-run", "--binary", BINARY])
         .arg("--hosts")
         .arg(&hosts));
     assert_ok(&by_option);
@@ -198,17 +204,19 @@ fn dry_run_reads_hosts_from_a_file_skipping_comments_and_blank_lines() {
         .env("SSH", "/bin/false")
         .env("SCP", "/bin/false")
         .env("HERD_HOSTS_FILE", &hosts)
-        .arg("--dry-run"));
+        .args(["--dry-run", "--binary", BINARY]));
     assert_ok(&by_env);
     assert_eq!(stdout_lines(&by_env), expected);
 
     // Hosts on the command line win over the file.
-    let args_win = run(install_sh().env("HERD_HOSTS_FILE", &hosts).args(["--dry-run", "psz"]));
+    let args_win =
+        run(install_sh().env("HERD_HOSTS_FILE", &hosts).args(["--dry-run", "--binary", BINARY, "psz"]));
     assert_ok(&args_win);
     assert_eq!(stdout_lines(&args_win), Plan::default().lines(&["psz"]));
 
     // The shipped example is a valid hosts file: psa.local ... psd.local.
-    let example = run(install_sh().args(["--dry-run", "--hosts", "deploy/hosts.example"]));
+    let example =
+        run(install_sh().args(["--dry-run", "--binary", BINARY, "--hosts", "deploy/hosts.example"]));
     assert_ok(&example);
     assert_eq!(
         stdout_lines(&example),
@@ -222,7 +230,7 @@ fn a_secret_goes_over_ssh_stdin_into_the_herd_secret_group_before_the_check() {
     let secret = dir.path().join("herd.secret");
     std::fs::write(&secret, "hunter2\n").expect("write secret");
     let secret = secret.display().to_string();
-    let out = run(install_sh().args(["--dry-run", "--secret", &secret, "psa"]));
+    let out = run(install_sh().args(["--dry-run", "--binary", BINARY, "--secret", &secret, "psa"]));
     assert_ok(&out);
     let mut want = Plan::default().lines(&["psa"]);
     // After the config, before `herd check` (which reads secret_file).
@@ -250,33 +258,41 @@ fn dry_run_shows_the_chosen_binary_and_config_and_force_config() {
     let out = run(install_sh().args([
         "--dry-run",
         "--binary",
-        "/srv/build/herd",
+        "/srv/lab/herd",
         "--config=/srv/lab.toml",
         "--force-config",
         "psa",
     ]));
     assert_ok(&out);
     let plan =
-        Plan { binary: "/srv/build/herd", config: "/srv/lab.toml", force_config: true, ..Plan::default() };
+        Plan { binary: "/srv/lab/herd", config: "/srv/lab.toml", force_config: true, ..Plan::default() };
     assert_eq!(stdout_lines(&out), plan.lines(&["psa"]));
     // A dry run only warns about a binary that is not built yet.
     assert!(
-        text(&out.stderr).contains("warning: no binary at /srv/build/herd"),
+        text(&out.stderr).contains("warning: no binary at /srv/lab/herd"),
         "stderr: {}",
         text(&out.stderr)
     );
 
-    // Run from elsewhere, the default paths are the repository's, absolute.
+    // Run from elsewhere, the default paths are the repository's, absolute:
+    // the build psa's machine gets is looked for in its dist/, then target/.
     let elsewhere = tempfile::tempdir().expect("temporary directory");
-    let out = run(install_sh().current_dir(elsewhere.path()).args(["--dry-run", "psa"]));
+    let ssh = machine_ssh(elsewhere.path());
+    let out = run(install_sh().current_dir(elsewhere.path()).env("SSH", &ssh).args(["--dry-run", "psa"]));
     assert_ok(&out);
     let repo = std::fs::canonicalize(root()).expect("canonical repository path");
-    let (binary, config, unit) = (
-        format!("{}/{DEFAULT_BINARY}", repo.display()),
-        format!("{}/{DEFAULT_CONFIG}", repo.display()),
-        format!("{}/{UNIT}", repo.display()),
-    );
-    let plan = Plan { binary: &binary, config: &config, unit: &unit, ..Plan::default() };
+    let triple = "aarch64-unknown-linux-musl";
+    let in_dist = std::fs::read_dir(repo.join("dist")).into_iter().flatten().flatten().find(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        name.starts_with("herd-") && name.ends_with(&format!("-{triple}"))
+    });
+    let binary = match in_dist {
+        Some(e) => e.path().display().to_string(),
+        None => format!("{}/target/{triple}/release/herd", repo.display()),
+    };
+    let (config, unit) =
+        (format!("{}/{DEFAULT_CONFIG}", repo.display()), format!("{}/{UNIT}", repo.display()));
+    let plan = Plan { ssh: &ssh, binary: &binary, config: &config, unit: &unit, ..Plan::default() };
     assert_eq!(stdout_lines(&out), plan.lines(&["psa"]));
 }
 
@@ -306,6 +322,11 @@ fn help_prints_the_usage() {
             "deploy/hosts",
             "SSH, SCP",
             "HERD_HOSTS_FILE",
+            "--dist DIR",
+            "HERD_DIST",
+            "uname -m",
+            "armv6l           arm-unknown-linux-musleabihf",
+            "scripts/dist.sh",
             "cargo build --release --target aarch64-unknown-linux-musl",
         ] {
             assert!(usage.contains(needle), "usage lacks {needle:?}:\n{usage}");
@@ -354,7 +375,7 @@ fn a_missing_binary_is_an_error_that_says_how_to_build_it() {
     assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains("no binary at /nonexistent/herd"), "stderr: {err}");
-    assert!(err.contains("cargo build --release --target aarch64-unknown-linux-musl"), "stderr: {err}");
+    assert!(err.contains("scripts/dist.sh"), "stderr: {err}");
     assert!(out.stdout.is_empty(), "ran something: {}", text(&out.stdout));
 }
 
@@ -373,6 +394,173 @@ fn fake(dir: &Path, name: &str, fail_when: &str) -> String {
     .expect("write fake");
     // Run through sh: nothing needs the executable bit.
     format!("sh {}", script.display())
+}
+
+/// `sh FILE`: a fake ssh that logs its arguments to `calls.log` and answers
+/// `uname -m` by host, as these Pis would: psa a 64-bit Pi OS, psb a 32-bit
+/// one on a Pi 3, psc a Pi Zero, psd a PC, pse a BSD-style arm64, psf a
+/// 32-bit personality on a 64-bit kernel; psx a MIPS router, and psq is
+/// unreachable. Every other command succeeds silently.
+fn machine_ssh(dir: &Path) -> String {
+    let log = dir.join("calls.log");
+    let script = dir.join("fake-machine-ssh");
+    std::fs::write(
+        &script,
+        format!(
+            r#"echo "ssh $*" >> '{log}'
+case "$1" in *@*) h=${{1#*@}} ;; *) h=$1 ;; esac
+if [ "$2" = "uname -m" ]; then
+  case $h in
+    psa*) echo aarch64 ;; psb*) echo armv7l ;; psc*) echo armv6l ;; psd*) echo x86_64 ;;
+    pse*) echo arm64 ;; psf*) echo armv8l ;; psx*) echo mips ;;
+    psq*) echo "ssh: connect to host $h port 22: Connection refused" >&2; exit 255 ;;
+  esac
+fi
+exit 0
+"#,
+            log = log.display()
+        ),
+    )
+    .expect("write fake ssh");
+    format!("sh {}", script.display())
+}
+
+const TRIPLES: [&str; 4] = [
+    "aarch64-unknown-linux-musl",
+    "armv7-unknown-linux-musleabihf",
+    "arm-unknown-linux-musleabihf",
+    "x86_64-unknown-linux-musl",
+];
+
+/// A dist/ as scripts/dist.sh leaves it, with stand-in binaries.
+fn fake_dist(dir: &Path, version: &str) -> PathBuf {
+    let dist = dir.join("dist");
+    std::fs::create_dir_all(&dist).expect("mkdir dist");
+    for t in TRIPLES {
+        std::fs::write(dist.join(format!("herd-{version}-{t}")), t).expect("write build");
+    }
+    std::fs::write(dist.join("SHA256SUMS"), "").expect("write sums");
+    dist
+}
+
+fn calls(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("calls.log")).unwrap_or_default().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn each_host_gets_the_build_for_what_its_uname_m_says() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ssh = machine_ssh(dir.path());
+    let dist = fake_dist(dir.path(), "0.9.0");
+    let build = |t: &str| format!("{}/herd-0.9.0-{t}", dist.display());
+    let hosts = ["psa", "pi@psb.local", "psc", "psd", "pse", "psf"];
+    let triple_of = ["aarch64", "armv7", "arm-", "x86_64", "aarch64", "armv7"]
+        .map(|prefix| *TRIPLES.iter().find(|t| t.starts_with(prefix)).expect("a triple"));
+    let want = |ssh: &str, scp: &str| -> Vec<String> {
+        hosts
+            .iter()
+            .zip(triple_of)
+            .flat_map(|(h, t)| Plan { ssh, scp, binary: &build(t), ..Plan::default() }.lines(&[h]))
+            .collect()
+    };
+
+    // The dry run asks each host its machine (the only command it runs),
+    // every host before any is installed, and shows the build for each.
+    let out = run(install_sh().env("SSH", &ssh).arg("--dry-run").arg("--dist").arg(&dist).args(hosts));
+    assert_ok(&out);
+    assert_eq!(stdout_lines(&out), want(&ssh, "scp"));
+    let asked: Vec<String> = hosts.iter().map(|h| format!("ssh {h} uname -m")).collect();
+    assert_eq!(calls(dir.path()), asked, "a dry run runs only uname -m");
+    let err = text(&out.stderr);
+    for (line, (h, t)) in [
+        ("psa is aarch64", ("psa", TRIPLES[0])),
+        ("pi@psb.local is armv7l", ("psb", TRIPLES[1])),
+        ("psc is armv6l", ("psc", TRIPLES[2])),
+        ("psd is x86_64", ("psd", TRIPLES[3])),
+        ("pse is arm64", ("pse", TRIPLES[0])),
+        ("psf is armv8l", ("psf", TRIPLES[1])),
+    ] {
+        assert!(err.contains(&format!("install.sh: {line}: {}\n", build(t))), "{h}: stderr: {err}");
+    }
+
+    // A real run copies each host its own build; HERD_DIST is like --dist.
+    std::fs::remove_file(dir.path().join("calls.log")).expect("reset the log");
+    let scp = fake(dir.path(), "scp", "__never__");
+    let out = run(install_sh().env("SSH", &ssh).env("SCP", &scp).env("HERD_DIST", &dist).args(hosts));
+    assert_ok(&out);
+    assert_eq!(stdout_lines(&out), want(&ssh, &scp));
+    let copies: Vec<String> = calls(dir.path()).into_iter().filter(|c| c.ends_with(":/tmp/herd")).collect();
+    let expected: Vec<String> =
+        hosts.iter().zip(triple_of).map(|(h, t)| format!("scp {} {h}:/tmp/herd", build(t))).collect();
+    assert_eq!(copies, expected);
+}
+
+#[test]
+fn an_unknown_or_unreachable_machine_stops_the_run_before_any_host_is_touched() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ssh = machine_ssh(dir.path());
+    let scp = fake(dir.path(), "scp", "__never__");
+    let dist = fake_dist(dir.path(), "0.9.0");
+    for (bad, message) in [
+        (
+            "psx",
+            "install.sh: psx: uname -m says 'mips', a machine herd has no build for (herd runs on aarch64, armv7l, armv8l, armv6l and x86_64)",
+        ),
+        ("psq", "install.sh: psq: asking its machine with uname -m failed (sh exited with status 255)"),
+    ] {
+        let _ = std::fs::remove_file(dir.path().join("calls.log"));
+        let out = run(install_sh()
+            .env("SSH", &ssh)
+            .env("SCP", &scp)
+            .arg("--dist")
+            .arg(&dist)
+            .args(["psa", bad, "psb"]));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+        assert!(err.contains(message), "stderr: {err}");
+        assert!(err.contains("install.sh: nothing was installed on any host"), "stderr: {err}");
+        assert_eq!(calls(dir.path()), ["ssh psa uname -m".to_owned(), format!("ssh {bad} uname -m")]);
+        assert!(out.stdout.is_empty(), "printed commands: {}", text(&out.stdout));
+    }
+    assert!(
+        text(&run(install_sh().env("SSH", &ssh).arg("--dist").arg(&dist).arg("psq")).stderr)
+            .contains("ssh: connect to host psq port 22: Connection refused"),
+        "ssh's own message is shown"
+    );
+}
+
+#[test]
+fn a_machine_without_a_build_and_two_versions_of_one_build_are_errors() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ssh = machine_ssh(dir.path());
+    let scp = fake(dir.path(), "scp", "__never__");
+    // A cargo target directory serves as well: only the aarch64 build is there.
+    let target = dir.path().join("target");
+    let aarch64 = target.join("aarch64-unknown-linux-musl/release/herd");
+    std::fs::create_dir_all(aarch64.parent().unwrap()).expect("mkdir");
+    std::fs::write(&aarch64, "").expect("write build");
+    let out = run(install_sh().env("SSH", &ssh).arg("-n").arg("--dist").arg(&target).args(["psa", "psc"]));
+    assert_ok(&out);
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("install.sh: psa is aarch64: {}\n", aarch64.display())), "{err}");
+    let no_build = format!(
+        "no build for psc (armv6l: arm-unknown-linux-musleabihf) in {}: build it with\n  scripts/dist.sh",
+        target.display()
+    );
+    assert!(err.contains(&format!("warning: {no_build}")), "a dry run warns: {err}");
+    let out =
+        run(install_sh().env("SSH", &ssh).env("SCP", &scp).arg("--dist").arg(&target).args(["psa", "psc"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains(&format!("install.sh: {no_build}")), "{}", text(&out.stderr));
+    assert!(!calls(dir.path()).iter().any(|c| c.starts_with("scp")), "copied before failing");
+
+    let dist = fake_dist(dir.path(), "0.9.0");
+    fake_dist(dir.path(), "0.8.0");
+    let out = run(install_sh().env("SSH", &ssh).arg("-n").arg("--dist").arg(&dist).arg("psb"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("install.sh: psb: several builds for armv7-unknown-linux-musleabihf in"), "{err}");
+    assert!(err.contains("keep one, or name it with --binary PATH"), "{err}");
 }
 
 #[test]

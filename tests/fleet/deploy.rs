@@ -17,6 +17,20 @@ fn deploy_from_nothing_forms_one_cluster_by_multicast() {
     let Some(fleet) = Fleet::mixed("deploy", CONTAINERS, GUESTS) else { return };
     let statsd = fleet.statsd();
     let files = fleet.operator_files();
+    // install.sh asks each Pi its machine over ssh and picks its build: the
+    // dry run's plan for the whole mixed fleet at once.
+    let planned = fleet.planned_builds();
+    let want: Vec<(String, String)> = (1..=PIS)
+        .map(|i| {
+            let triple =
+                if fleet.is_guest(i) { "aarch64-unknown-linux-musl" } else { "x86_64-unknown-linux-musl" };
+            (
+                fleet.name(i),
+                crate::harness::repo().join(format!("target/{triple}/release/herd")).display().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(planned, want, "install.sh's pick by uname -m");
     let t0 = Instant::now();
     let (amd64, arm64) = fleet.install(&files, &[]);
     let installed = t0.elapsed();

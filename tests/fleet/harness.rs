@@ -37,7 +37,7 @@ use crate::common::{Statsd, gauges, in_netns_at, is_root, may_run, unique_cluste
 /// The operator's machine on the bridge, where the guests' DogStatsD listens.
 pub const LAPTOP_STATSD: &str = "10.78.0.254:8125";
 
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -50,7 +50,7 @@ pub fn x86_64_build() -> PathBuf {
     repo().join("target/x86_64-unknown-linux-musl/release/herd")
 }
 
-/// The binary install.sh copies to the aarch64 guests (its default).
+/// The binary install.sh picks for the aarch64 guests (from target/).
 pub fn aarch64_build() -> PathBuf {
     repo().join("target/aarch64-unknown-linux-musl/release/herd")
 }
@@ -244,24 +244,34 @@ impl Fleet {
     }
 
     /// README step 3: `deploy/install.sh` with `files` and `extra` options
-    /// on every Pi, as `deploy/hosts` would list them: once for the
-    /// containers (x86_64 build) and once for the guests (aarch64 build),
-    /// each of which must succeed; how long each took (x86_64, aarch64).
+    /// on every Pi, as `deploy/hosts` would list them, each Pi getting the
+    /// build for its `uname -m` from target/: once for the containers and
+    /// once for the guests (whose config sends to [`LAPTOP_STATSD`]), each of
+    /// which must succeed; how long each took (containers, guests).
     pub fn install(&self, files: &Files, extra: &[&str]) -> (Duration, Duration) {
-        self.install_builds(files, x86_64_build(), extra)
+        self.install_builds(files, None, extra)
     }
 
-    /// [`Fleet::install`] with another x86_64 build for the containers (the
-    /// previous release, for an upgrade).
-    pub fn install_builds(&self, files: &Files, x86_64: PathBuf, extra: &[&str]) -> (Duration, Duration) {
-        let run = |hosts: &str, binary: PathBuf, config: &str| {
+    /// [`Fleet::install`], with `x86_64` (the previous release, for an
+    /// upgrade) as every container's binary if given.
+    pub fn install_builds(
+        &self,
+        files: &Files,
+        x86_64: Option<PathBuf>,
+        extra: &[&str],
+    ) -> (Duration, Duration) {
+        let run = |hosts: &str, binary: Option<PathBuf>, config: &str| {
             let t0 = Instant::now();
-            let out = Command::new(repo().join("deploy/install.sh"))
-                .current_dir(repo())
+            let mut cmd = Command::new(repo().join("deploy/install.sh"));
+            cmd.current_dir(repo())
                 .env("SSH", self.env("SSH"))
                 .env("SCP", self.env("SCP"))
-                .args(["--hosts", self.env(hosts), "--binary"])
-                .arg(binary)
+                .args(["--hosts", self.env(hosts)]);
+            match binary {
+                Some(binary) => cmd.arg("--binary").arg(binary),
+                None => cmd.arg("--dist").arg(repo().join("target")),
+            };
+            let out = cmd
                 .args(["--config", config, "--secret", &files.secret])
                 .args(extra)
                 .output()
@@ -276,12 +286,32 @@ impl Fleet {
         };
         let amd64 =
             if self.guests < self.pis { run("HOSTS_X86_64", x86_64, &files.config) } else { Duration::ZERO };
-        let arm64 = if self.guests > 0 {
-            run("HOSTS_AARCH64", aarch64_build(), &files.guest_config)
-        } else {
-            Duration::ZERO
-        };
+        let arm64 =
+            if self.guests > 0 { run("HOSTS_AARCH64", None, &files.guest_config) } else { Duration::ZERO };
         (amd64, arm64)
+    }
+
+    /// `install.sh --dry-run` on every Pi at once: which binary it says goes
+    /// to which host (`uname -m` asked over ssh), as `(host, binary)`.
+    pub fn planned_builds(&self) -> Vec<(String, String)> {
+        let out = Command::new(repo().join("deploy/install.sh"))
+            .current_dir(repo())
+            .env("SSH", self.env("SSH"))
+            .env("SCP", self.env("SCP"))
+            .args(["--dry-run", "--hosts", self.env("HOSTS")])
+            .arg("--dist")
+            .arg(repo().join("target"))
+            .output()
+            .expect("run deploy/install.sh");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "install.sh --dry-run: {}\n{err}", out.status);
+        err.lines()
+            .filter_map(|l| {
+                let (host, rest) = l.strip_prefix("install.sh: ")?.split_once(" is ")?;
+                let (_machine, binary) = rest.split_once(": ")?;
+                Some((host.to_owned(), binary.to_owned()))
+            })
+            .collect()
     }
 
     /// The process that is Pi `i` as the host sees it: a container's init, a

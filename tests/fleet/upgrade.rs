@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use herd::core::wire::VERSION;
 
 use crate::common::{assert_one_baton, gauges, may_run, previous_build, previous_tree, wait_until};
-use crate::harness::{Fleet, report, secs, x86_64_build};
+use crate::harness::{Fleet, report, secs};
 
 const PIS: usize = 3;
 
@@ -34,7 +34,7 @@ fn a_rolling_upgrade_from_the_previous_release_never_splits_the_cluster() {
         std::fs::read_to_string(previous_tree().join("config/herd.toml")).expect("its config/herd.toml");
     let old_config = fleet.config_of(&shipped.replacen("hold = \"0ms\"", "hold = \"100ms\"", 1));
     let files = fleet.files(&old_config);
-    fleet.install_builds(&files, old.clone(), &[]);
+    fleet.install_builds(&files, Some(old.clone()), &[]);
     let formed = wait_until(Duration::from_secs(30), || {
         (1..=PIS).all(|i| fleet.status(i).is_some_and(|s| s.live_members == PIS))
     });
@@ -67,7 +67,7 @@ fn a_rolling_upgrade_from_the_previous_release_never_splits_the_cluster() {
                 *m = (*m).max(held.len());
             }
         });
-        fleet.install_builds(&files, x86_64_build(), &[]);
+        fleet.install_builds(&files, None, &[]);
         done.store(true, Ordering::Relaxed);
     });
     let upgraded = t1.elapsed();
