@@ -21,7 +21,6 @@ const IDLE_CPU_TARGET_PCT: f64 = 0.5;
 const SIZE_TARGET: u64 = 3 << 20;
 const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 const MUSL_X86: &str = "target/x86_64-unknown-linux-musl/release/herd";
-const MUSL_ARM: &str = "target/aarch64-unknown-linux-musl/release/herd";
 
 pub fn run(s: &Setup, rows: &mut Vec<Row>) {
     let exporter = NodeExporter::start();
@@ -78,10 +77,14 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
         rows.push(missing("RSS, static musl build", MUSL_X86, "x86_64-unknown-linux-musl"));
     }
     let reference_size = std::fs::metadata(NODE_EXPORTER).ok().map(|m| m.len());
-    for (figure, path, triple) in [
-        ("binary size, static aarch64", MUSL_ARM, "aarch64-unknown-linux-musl"),
-        ("binary size, static x86_64", MUSL_X86, "x86_64-unknown-linux-musl"),
+    for (arch, triple) in [
+        ("aarch64", "aarch64-unknown-linux-musl"),
+        ("armv7", "armv7-unknown-linux-musleabihf"),
+        ("armv6", "arm-unknown-linux-musleabihf"),
+        ("x86_64", "x86_64-unknown-linux-musl"),
     ] {
+        let (figure, path) = (format!("binary size, static {arch}"), format!("target/{triple}/release/herd"));
+        let (figure, path) = (figure.as_str(), path.as_str());
         let Ok(meta) = std::fs::metadata(path) else {
             rows.push(missing(figure, path, triple));
             continue;
@@ -106,7 +109,7 @@ fn missing(figure: &str, path: &str, triple: &str) -> Row {
         section: "footprint",
         figure: figure.into(),
         value: format!("not built ({path})"),
-        target: format!("cargo build --release --target {triple}"),
+        target: format!("scripts/dist.sh {triple}"),
         reference: "-".into(),
         ratio: None,
         met: None,

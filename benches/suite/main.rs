@@ -11,12 +11,16 @@
 //! and without secret), `footprint` (RSS, idle CPU, binary sizes, against
 //! prometheus-node-exporter when installed), `failure` (detection, failover,
 //! leave and join times on loopback, and in the network lab when run as root),
-//! `scale` (8/16/32 agents: convergence, traffic and CPU per agent).
+//! `cost` (instructions per second idle and per baton pass, under callgrind
+//! and, for the armv6 and aarch64 builds, counted by qemu; projected onto a
+//! Pi Zero and a Pi 4 core), `scale` (8/16/32 agents: convergence, traffic
+//! and CPU per agent).
 //! `--only SECTION[,SECTION]` runs some of them; `--relay-nodes 4[,8]` sets
 //! the relay's cluster sizes (to iterate on one of them).
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod cost;
 mod failure;
 mod footprint;
 #[allow(dead_code)] // the suite uses part of the lab harness
@@ -62,6 +66,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("ring-node") {
         return relay::ring_node(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("ring-hops") {
+        return cost::ring_hops(&args[1..]);
     }
     let quick = args.iter().any(|a| a == "--quick");
     let mut herd = env!("CARGO_BIN_EXE_herd").to_owned();
@@ -111,6 +118,9 @@ fn main() {
     }
     if wanted("footprint") {
         footprint::run(&setup, &mut rows);
+    }
+    if wanted("cost") {
+        cost::run(&setup, &mut rows);
     }
     if wanted("failure") {
         failure::run(&setup, &mut rows);
