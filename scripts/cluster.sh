@@ -37,7 +37,8 @@ trap cleanup INT TERM EXIT
 # real one on the same machine.
 port=${HERD_CLUSTER_PORT:-46892}
 for ((i = 0; i < n; i++)); do
-  name=ps$(printf "\\x$(printf %x $((97 + i)))")
+  letters=abcdefghijklmnopqrstuvwxyz
+  name=ps${letters:i:1}
   cat > "$dir/$name.toml" <<TOML
 [node]
 name = "$name"

@@ -196,3 +196,47 @@ fn a_cluster_of_every_arm_build_and_a_native_agent_relays_the_baton() {
         ));
     }
 }
+
+#[test]
+fn dist_holds_every_build_with_its_checksum() {
+    // What scripts/dist.sh leaves (CI runs it before the tests): the four
+    // builds, each the target directory's, named by version and triple, each
+    // within the budget, and SHA256SUMS that `sha256sum -c` accepts.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dist = root.join("dist");
+    let version = env!("CARGO_PKG_VERSION");
+    let triples = ARMS.iter().map(|a| a.triple).chain(["x86_64-unknown-linux-musl"]);
+    let missing: Vec<String> = triples
+        .clone()
+        .map(|t| dist.join(format!("herd-{version}-{t}")))
+        .chain([dist.join("SHA256SUMS")])
+        .filter(|p| !p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !may_run(
+        "the dist/ test",
+        (!missing.is_empty()).then(|| format!("missing {} (scripts/dist.sh)", missing.join(", "))),
+    ) {
+        return;
+    }
+    for t in triples {
+        let shipped = std::fs::read(dist.join(format!("herd-{version}-{t}"))).unwrap();
+        assert!(shipped.len() <= 3 * 1024 * 1024, "{t}: {} bytes", shipped.len());
+        // A later cargo build of one target makes dist/ stale: fine on a
+        // developer's machine, not in CI, where dist.sh ran just before.
+        let built = std::fs::read(root.join(format!("target/{t}/release/herd"))).unwrap_or_default();
+        let stale = (shipped != built)
+            .then(|| format!("dist/herd-{version}-{t} is not target/{t}/release/herd (run scripts/dist.sh)"));
+        if !may_run("the dist/ test", stale) {
+            return;
+        }
+    }
+    let check = Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&dist).output().unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "sha256sum -c SHA256SUMS:\n{out}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(out.lines().filter(|l| l.ends_with(": OK")).count(), 4, "{out}");
+}

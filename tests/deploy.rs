@@ -598,16 +598,52 @@ fn a_failing_host_stops_the_run_naming_it_and_later_hosts_are_never_touched() {
 }
 
 #[test]
-fn install_sh_is_shellcheck_clean() {
+fn the_shell_scripts_are_shellcheck_clean() {
     let out = Command::new("shellcheck").arg("--version").output();
     let missing = out.is_err().then(|| "shellcheck is not installed (apt-get install shellcheck)".to_owned());
-    if !may_run("install_sh_is_shellcheck_clean", missing) {
+    if !may_run("the_shell_scripts_are_shellcheck_clean", missing) {
         return;
     }
     assert!(out.expect("checked").status.success());
-    let out =
-        Command::new("shellcheck").arg(root().join("deploy/install.sh")).output().expect("run shellcheck");
-    assert!(out.status.success(), "shellcheck deploy/install.sh:\n{}", text(&out.stdout));
+    for script in [
+        "deploy/install.sh",
+        "scripts/dist.sh",
+        "scripts/cluster.sh",
+        "tests/lab/lab.sh",
+        "tests/fleet/fleet.sh",
+        ".ci/run",
+    ] {
+        let out = Command::new("shellcheck").arg(root().join(script)).output().expect("run shellcheck");
+        assert!(out.status.success(), "shellcheck {script}:\n{}", text(&out.stdout));
+    }
+}
+
+#[test]
+fn dist_sh_refuses_what_would_build_the_wrong_binaries() {
+    let dist = || {
+        let mut c = Command::new("bash");
+        c.arg(root().join("scripts/dist.sh")).env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS");
+        c
+    };
+    let out = dist().arg("mips-unknown-linux-musl").output().expect("run dist.sh");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("dist.sh: no such target: mips-unknown-linux-musl (one of: aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf arm-unknown-linux-musleabihf x86_64-unknown-linux-musl)"), "{}", text(&out.stderr));
+    // RUSTFLAGS would silently drop .cargo/config.toml's flags.
+    let out = dist().env("RUSTFLAGS", "-C opt-level=1").output().expect("run dist.sh");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr)
+            .contains("dist.sh: RUSTFLAGS is set: it would replace .cargo/config.toml's rustflags"),
+        "{}",
+        text(&out.stderr)
+    );
+    let help = dist().arg("--help").output().expect("run dist.sh");
+    assert!(help.status.success());
+    for needle in
+        ["herd-<version>-<target triple>", "armv6l", "Pi 1, Zero, Zero W", "RUSTC_BOOTSTRAP=1", "SHA256SUMS"]
+    {
+        assert!(text(&help.stdout).contains(needle), "--help lacks {needle:?}:\n{}", text(&help.stdout));
+    }
 }
 
 // -------------------------------------------------------------- herd.service

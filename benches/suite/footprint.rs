@@ -16,7 +16,8 @@ use crate::common::{Agent, Cluster, Statsd, free_tcp_port, member, toml_str};
 use crate::procfs::{cpu_ns, cpu_pct, status_kib};
 use crate::{Row, Setup};
 
-const RSS_TARGET_KIB: u64 = 4096;
+/// PRODUCT.md: RSS of one agent (static build) ≤ 3 MiB.
+const RSS_TARGET_KIB: u64 = 3072;
 const IDLE_CPU_TARGET_PCT: f64 = 0.5;
 const SIZE_TARGET: u64 = 3 << 20;
 const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
@@ -35,13 +36,18 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
         section: "footprint",
         figure: format!("idle CPU per agent, 4 agents, hold 100ms, {} s", s.idle.as_secs()),
         value: format!("{:.2} %", idle.cpu_pct),
-        target: format!("≤ {IDLE_CPU_TARGET_PCT} % of a core"),
+        target: format!("≤ {IDLE_CPU_TARGET_PCT} % of a core and ≤ node_exporter"),
         reference: reference(
             "node_exporter",
             exporter_figures.map(|(.., cpu)| format!("node_exporter {cpu:.2} %")),
         ),
         ratio: exporter_figures.map(|(.., cpu)| idle.cpu_pct / cpu),
-        met: Some(idle.cpu_pct <= IDLE_CPU_TARGET_PCT),
+        // PRODUCT.md asks both: the absolute bound, and no more than
+        // node_exporter in the same run (when it is installed).
+        met: Some(
+            idle.cpu_pct <= IDLE_CPU_TARGET_PCT
+                && exporter_figures.is_none_or(|(.., cpu)| idle.cpu_pct <= cpu),
+        ),
     });
     let rss_row = |figure: &str, rss: u64| Row {
         section: "footprint",

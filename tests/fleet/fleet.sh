@@ -538,7 +538,7 @@ env_lines() {
 
 # `up`: a fleet with herd deployed, for people rather than tests.
 up() {
-  local pis=3 guests=0 id="$$-up" repo here arch hosts bin
+  local pis=3 guests=0 id="$$-up" repo here arch bin
   while (($#)); do
     case $1 in
       --pis) pis=$2; shift 2 ;;
@@ -557,12 +557,10 @@ up() {
   trap 'exit 130' INT TERM
   create "$id" "$pis" "$guests"
   wait_ssh "$id" "$pis"
-  for arch in x86_64 aarch64; do
-    hosts=$(state "$id")/hosts.$arch
-    [[ -s $hosts ]] || continue
-    SSH=$(ssh_cmd "$id") SCP=$(scp_cmd "$id") "$repo/deploy/install.sh" --hosts "$hosts" \
-      --binary "$repo/target/$arch-unknown-linux-musl/release/herd" --config "$repo/config/herd.toml"
-  done
+  # One install for the mixed fleet: install.sh picks each Pi's build by its
+  # uname -m, from the target directory (what was checked above).
+  SSH=$(ssh_cmd "$id") SCP=$(scp_cmd "$id") "$repo/deploy/install.sh" --hosts "$(state "$id")/hosts" \
+    --dist "$repo/target" --config "$repo/config/herd.toml"
   echo "fleet $id: $pis Pis $SUBNET.1-$pis ($guests of them aarch64 guests); ssh: $(ssh_cmd "$id") psa; Ctrl-C ends it"
   while sleep 5; do
     echo "---- $(date +%T) herd status on psa"
