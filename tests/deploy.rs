@@ -680,7 +680,6 @@ fn systemd_unit_is_hardened_as_issue_6_asks() {
         "ProtectKernelTunables=yes",
         "ProtectKernelModules=yes",
         "ProtectControlGroups=yes",
-        "ProtectClock=yes",
         "ProtectHostname=yes",
         "RestrictNamespaces=yes",
         "RestrictRealtime=yes",
@@ -688,12 +687,19 @@ fn systemd_unit_is_hardened_as_issue_6_asks() {
         "MemoryDenyWriteExecute=yes",
         "SystemCallArchitectures=native",
         "SystemCallFilter=@system-service",
+        // Reading the clock's NTP state; no ProtectClock= (it blocks that).
+        "SystemCallFilter=adjtimex clock_adjtime",
         "UMask=0077",
         "MemoryMax=32M",
         "WantedBy=multi-user.target",
     ] {
         assert!(directives.iter().any(|d| d == line), "{UNIT} lacks {line:?}");
     }
+    // ProtectClock= would make adjtimex fail (EPERM) even to read.
+    assert!(
+        !directives.iter().any(|d| d.starts_with("ProtectClock=")),
+        "{UNIT}: ProtectClock= blocks herd.clock.*"
+    );
     // Exactly the socket families herd uses.
     let families: BTreeSet<&str> = directives
         .iter()
@@ -928,6 +934,14 @@ fn dashboard_is_importable_and_has_every_panel() {
         "heartbeat loss",
         "wi-fi",
         "net up",
+        "suspect",
+        "rejected",
+        "fan",
+        "read-only",
+        "clock synchronised",
+        "clock offset",
+        "link speed",
+        "carrier changes",
     ] {
         assert!(titles.iter().any(|t| t.contains(topic)), "no panel about {topic:?} among {titles:#?}");
     }
@@ -945,6 +959,111 @@ fn dashboard_is_importable_and_has_every_panel() {
         assert!(query(metric).is_some_and(|q| q.contains("by {host,peer}")), "{metric} per host and peer");
     }
     assert!(query("herd.baton.hop_ms.avg").is_some() && query("herd.baton.hop_ms.95percentile").is_some());
+}
+
+fn monitors() -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(&read("deploy/datadog-monitors.json"))
+        .expect("deploy/datadog-monitors.json is JSON");
+    v.as_array().expect("a JSON array of monitors").clone()
+}
+
+#[test]
+fn monitors_alert_per_host_on_what_takes_pis_down_using_only_metrics_herd_emits() {
+    let emitted = emitted_metrics();
+    let monitors = monitors();
+    let mut queries = Vec::new();
+    for m in &monitors {
+        let name = m["name"].as_str().expect("a name");
+        assert_eq!(m["type"], "query alert", "{name}: type");
+        assert!(m["message"].as_str().is_some_and(|t| t.len() > 40), "{name}: a message saying what to do");
+        let q = m["query"].as_str().unwrap_or_else(|| panic!("{name}: no query"));
+        for metric in metrics_in_query(q) {
+            assert!(emitted.contains(&metric), "{name}: {metric} is not a metric herd emits (query {q:?})");
+        }
+        // Datadog refuses a monitor whose critical threshold differs from
+        // the query's.
+        let (_, threshold) = q.rsplit_once(' ').expect("query ends with its threshold");
+        let threshold: f64 = threshold.parse().unwrap_or_else(|_| panic!("{name}: threshold of {q:?}"));
+        assert_eq!(m["options"]["thresholds"]["critical"].as_f64(), Some(threshold), "{name}: critical");
+        // Multi-alert: one alert per Pi (and per peer where the metric has
+        // one), except the baton, which is the cluster's.
+        if !q.contains("herd.baton.passes") {
+            assert!(q.contains(" by {host"), "{name}: not per host: {q:?}");
+        }
+        queries.push(q.to_owned());
+    }
+    let has = |needle: &str| queries.iter().any(|q| q.contains(needle));
+    for (what, needle) in [
+        ("under-voltage", "herd.throttle.under_voltage{*} by {host} >= 1"),
+        ("throttled", "herd.throttle.throttled{*} by {host} >= 1"),
+        ("temperature above 80 °C", "herd.cpu.temperature{*} by {host} > 80"),
+        ("the cluster smaller than expected", "herd.members{*} by {host} <"),
+        ("the baton stalled for 2 minutes", "sum(last_2m):sum:herd.baton.passes{*}.as_count() < 1"),
+        ("link loss above 5 %", "herd.link.loss_pct{*} by {host,peer} > 5"),
+        ("root read-only", "herd.fs.root_readonly{*} by {host} >= 1"),
+        ("clock unsynced", "herd.clock.synced{*} by {host} < 1"),
+    ] {
+        assert!(has(needle), "no monitor for {what} ({needle:?}) among {queries:#?}");
+    }
+    // A Pi that stops reporting is a member down too: the members monitor
+    // alerts on no data.
+    let members =
+        monitors.iter().find(|m| m["query"].as_str().unwrap_or("").contains("herd.members")).unwrap();
+    assert_eq!(members["options"]["notify_no_data"], true);
+}
+
+/// A Python with PyPI's datadog-api-client: `$HERD_PYTHON`, else the
+/// virtualenv `.ci/run` makes (target/py-tools).
+fn datadog_python() -> Option<PathBuf> {
+    let python = std::env::var_os("HERD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/py-tools/bin/python"));
+    let ok = Command::new(&python)
+        .args(["-c", "import datadog_api_client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let missing = (!ok).then(|| {
+        format!(
+            "no Python with datadog-api-client at {} (python3 -m venv target/py-tools && \
+             target/py-tools/bin/pip install datadog-api-client)",
+            python.display()
+        )
+    });
+    may_run("the Datadog model test", missing).then_some(python)
+}
+
+#[test]
+fn dashboard_and_monitors_load_into_datadogs_own_api_models() {
+    let Some(python) = datadog_python() else { return };
+    let out = Command::new(&python)
+        .arg(root().join("tests/datadog_models.py"))
+        .arg(root().join("deploy/datadog-dashboard.json"))
+        .arg(root().join("deploy/datadog-monitors.json"))
+        .output()
+        .expect("run tests/datadog_models.py");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "the Datadog client refused them:\n{}{stdout}", text(&out.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("Monitor ")).count(), monitors().len(), "{stdout}");
+    assert!(stdout.starts_with("Dashboard 'herd: Raspberry Pi cluster'"), "{stdout}");
+
+    // The check can fail: a monitor type the client does not know, and a
+    // threshold of the wrong type, are both refused.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut bad = monitors();
+    bad[0]["type"] = "metric allert".into();
+    bad[1]["options"]["thresholds"]["critical"] = "hot".into();
+    let file = dir.path().join("bad.json");
+    std::fs::write(&file, serde_json::to_string(&bad).unwrap()).unwrap();
+    let out = Command::new(&python)
+        .arg(root().join("tests/datadog_models.py"))
+        .arg(root().join("deploy/datadog-dashboard.json"))
+        .arg(&file)
+        .output()
+        .expect("run tests/datadog_models.py");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("monitor[0].type: not a value the Monitor model knows"), "{err}");
+    assert!(err.contains("monitor[1]: ApiTypeError"), "{err}");
 }
 
 // ---------------------------------------------------- Kubernetes and Docker

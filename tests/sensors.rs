@@ -1,8 +1,12 @@
-//! Sensor parsing against fixture trees under `tests/fixtures/` shaped like a Raspberry Pi 4 and a
-//! Pi 5 (`<tree>/sys` and the sibling `<tree>/proc`), and against empty and corrupt trees.
+//! Sensor parsing against fixture trees under `tests/fixtures/` shaped like a Raspberry Pi 4 (its
+//! eth0 on a bad cable: 100 Mbit/s, 7 link flaps), a Pi 5 (active cooler, Wi-Fi) and a Pi Zero W
+//! (no firmware throttled word, the hwmon under-voltage alarm set, Wi-Fi only, root remounted
+//! read-only), each as `<tree>/sys` and the sibling `<tree>/proc`, and against empty and corrupt
+//! trees.
 //!
 //! Everything read from the fixtures is checked exactly. CPU usage, load and memory come from sysinfo,
-//! which reads this machine's real /proc, so only their presence and range are checked.
+//! which reads this machine's real /proc, and the clock state and root fill from this machine's
+//! kernel (adjtimex, statvfs), so only their presence and range are checked.
 
 use std::cell::RefCell;
 use std::io::{self, Write};
@@ -55,6 +59,25 @@ fn assert_system_values_in_range(r: &Reading) {
     assert!(load >= 0.0, "load {load}");
     let mem = r.mem_used_pct.expect("memory use from the real /proc");
     assert!(mem > 0.0 && mem <= 100.0, "memory used {mem}%");
+    let clock = r.clock.expect("adjtimex of this machine's kernel");
+    assert!(clock.error_ms >= 0.0, "clock error {clock:?}");
+    let used = r.root_used_pct.expect("statvfs of /");
+    assert!((0.0..=100.0).contains(&used), "root used {used}%");
+}
+
+/// A [`NetState`] with only the fields every interface has; the tests add the rest.
+fn nic(interface: &str, up: bool, rx_errors: u64, tx_errors: u64) -> NetState {
+    NetState {
+        interface: interface.into(),
+        up,
+        rx_errors,
+        tx_errors,
+        wifi_signal_dbm: None,
+        speed_mbps: None,
+        full_duplex: None,
+        carrier_changes: None,
+        rx_dropped: None,
+    }
 }
 
 #[test]
@@ -64,16 +87,22 @@ fn pi4_tree_reads_exactly() {
     assert_eq!(r.temperatures, temps(&[("cpu-thermal", 48.312)]));
     assert_eq!(r.cpu_freq_mhz, Some(1500.0));
     assert_eq!(r.throttle, Some(Throttle(0x50005)));
+    // rpi_volt's alarm is read too (telemetry uses it only without the firmware word).
+    assert_eq!(r.under_voltage_alarm, Some(false));
+    assert!(r.fans.is_empty(), "a gpio-fan cooling device has no hwmon fan input");
+    // The bad cable: negotiated 100 Mbit/s, 7 carrier changes, 12 drops.
     assert_eq!(
         r.net,
         Some(NetState {
-            interface: "eth0".into(),
-            up: true,
-            rx_errors: 0,
-            tx_errors: 0,
-            wifi_signal_dbm: None,
+            speed_mbps: Some(100.0),
+            full_duplex: Some(true),
+            carrier_changes: Some(7),
+            rx_dropped: Some(12),
+            ..nic("eth0", true, 0, 0)
         })
     );
+    assert_eq!(r.root_readonly, Some(false));
+    assert_eq!(r.uptime_s, Some(86523.41));
     assert_system_values_in_range(&r);
 }
 
@@ -83,11 +112,10 @@ fn pi4_wlan0_is_down_with_its_signal() {
     assert_eq!(
         r.net,
         Some(NetState {
-            interface: "wlan0".into(),
-            up: false,
-            rx_errors: 3,
-            tx_errors: 0,
             wifi_signal_dbm: Some(-52.0),
+            carrier_changes: Some(0),
+            rx_dropped: Some(0),
+            ..nic("wlan0", false, 3, 0)
         })
     );
 }
@@ -101,17 +129,52 @@ fn pi5_tree_reads_exactly() {
     assert_eq!(r.throttle, Some(Throttle(0)));
     assert!(set_flags(Throttle(0)).is_empty());
     assert!(Throttle(0).newly_set(None).is_empty());
-    // Auto-detected from proc/net/route: wlan0 carries the only default route.
+    // The active cooler's fan.
+    assert_eq!(r.fans, temps(&[("pwmfan", 3120.0)]));
+    assert_eq!(r.under_voltage_alarm, Some(false));
+    // Auto-detected from proc/net/route: wlan0 carries the only default route. Wi-Fi has no speed
+    // or duplex file.
     assert_eq!(
         r.net,
         Some(NetState {
-            interface: "wlan0".into(),
-            up: true,
-            rx_errors: 3,
-            tx_errors: 1,
             wifi_signal_dbm: Some(-61.0),
+            carrier_changes: Some(2),
+            rx_dropped: Some(5),
+            ..nic("wlan0", true, 3, 1)
         })
     );
+    assert_eq!((r.root_readonly, r.uptime_s), (Some(false), Some(3600.02)));
+    assert_system_values_in_range(&r);
+}
+
+#[test]
+fn pi5_eth0_down_has_no_speed_and_an_unknown_duplex() {
+    // A link that is down: the kernel says -1 and "unknown"; neither is a value.
+    let r = read("pi5", Some("eth0"));
+    assert_eq!(r.net, Some(NetState { carrier_changes: Some(1), ..nic("eth0", false, 0, 0) }));
+}
+
+#[test]
+fn pi_zero_w_tree_reads_exactly() {
+    let r = read("pizero-w", None);
+    assert_eq!(r.temperatures, temps(&[("cpu-thermal", 61.224)]));
+    assert_eq!(r.cpu_freq_mhz, Some(1000.0));
+    // No firmware word on this kernel: under-voltage comes from hwmon rpi_volt.
+    assert_eq!(r.throttle, None);
+    assert_eq!(r.under_voltage_alarm, Some(true));
+    assert!(r.fans.is_empty());
+    assert_eq!(
+        r.net,
+        Some(NetState {
+            wifi_signal_dbm: Some(-67.0),
+            carrier_changes: Some(4),
+            rx_dropped: Some(41),
+            ..nic("wlan0", true, 0, 0)
+        })
+    );
+    // / was remounted read-only after the rw boot mount: the last one counts.
+    assert_eq!(r.root_readonly, Some(true));
+    assert_eq!(r.uptime_s, Some(1209600.77));
     assert_system_values_in_range(&r);
 }
 
@@ -170,9 +233,7 @@ fn interface_is_the_owner_of_multicast_if() {
          eth0\t00000000\t0101A8C0\t0003\t0\t0\t202\t00000000\t0\t0\t0\n",
     );
     let net = sensors(&sys, None, Ipv4Addr::LOCALHOST).read().net;
-    let expected =
-        NetState { interface: "lo".into(), up: false, rx_errors: 0, tx_errors: 7, wifi_signal_dbm: None };
-    assert_eq!(net, Some(expected));
+    assert_eq!(net, Some(nic("lo", false, 0, 7)));
     // No interface has this address (TEST-NET-1): no state, rather than the default route's.
     assert_eq!(sensors(&sys, None, Ipv4Addr::new(192, 0, 2, 77)).read().net, None);
 }
@@ -185,6 +246,8 @@ fn empty_tree_gives_nothing_from_sysfs() {
         assert_eq!(r.cpu_freq_mhz, None);
         assert_eq!(r.throttle, None);
         assert_eq!(r.net, None);
+        assert_eq!((r.under_voltage_alarm, r.root_readonly, r.uptime_s), (None, None, None));
+        assert!(r.fans.is_empty());
         assert_system_values_in_range(&r);
     }
 }
@@ -213,16 +276,7 @@ fn corrupt_tree_keeps_only_what_parses() {
     assert_eq!(r.cpu_freq_mhz, None, "empty scaling_cur_freq");
     assert_eq!(r.throttle, None, "throttled word \"zz\"");
     // operstate "dormant" is not up; the wireless level "weak" is no signal.
-    assert_eq!(
-        r.net,
-        Some(NetState {
-            interface: "wlan0".into(),
-            up: false,
-            rx_errors: 0,
-            tx_errors: 0,
-            wifi_signal_dbm: None,
-        })
-    );
+    assert_eq!(r.net, Some(nic("wlan0", false, 0, 0)));
     assert_system_values_in_range(&r);
     // eth0's tx_errors is "-": no made-up count, so no state at all.
     assert_eq!(read("corrupt", Some("eth0")).net, None);

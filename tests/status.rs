@@ -193,11 +193,19 @@ fn status_json_has_members_baton_and_sensors() {
 fn metrics_parse_as_prometheus_text() {
     let trio = start("status-metrics");
     // Converged, and every link measured (jitter needs two probes).
-    let links = ["rtt_ms", "jitter_ms", "loss_pct", "heartbeat_loss_pct"];
+    let links =
+        ["rtt_seconds", "jitter_seconds", "loss_ratio", "heartbeat_loss_ratio", "clock_offset_seconds"];
     let reply = trio.get_until("/metrics", |body| {
         body.contains("herd_members 3\n")
             && ["psb", "psc"].iter().all(|peer| {
-                links.iter().all(|link| body.contains(&format!("herd_link_{link}{{peer=\"{peer}\"}} ")))
+                links.iter().all(|link| {
+                    let family = if link.starts_with("clock") {
+                        format!("herd_{link}")
+                    } else {
+                        format!("herd_link_{link}")
+                    };
+                    body.contains(&format!("{family}{{peer=\"{peer}\"}} "))
+                })
             })
     });
     assert_eq!(reply.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
@@ -216,31 +224,81 @@ fn metrics_parse_as_prometheus_text() {
     assert_eq!(value("herd_members", None), Gauge(3.0));
     for peer in ["psb", "psc"] {
         assert_eq!(value("herd_member_up", Some(("member", peer))), Gauge(1.0));
-        let Gauge(rtt) = value("herd_link_rtt_ms", Some(("peer", peer))) else { panic!("rtt not a gauge") };
-        assert!(rtt > 0.0 && rtt < 200.0, "{peer}: {rtt}");
-        let Gauge(loss) = value("herd_link_loss_pct", Some(("peer", peer))) else {
+        // Seconds and ratios, as Prometheus names want.
+        let Gauge(rtt) = value("herd_link_rtt_seconds", Some(("peer", peer))) else {
+            panic!("rtt not a gauge")
+        };
+        assert!(rtt > 0.0 && rtt < 0.2, "{peer}: {rtt}");
+        let Gauge(loss) = value("herd_link_loss_ratio", Some(("peer", peer))) else {
             panic!("loss not a gauge")
         };
-        assert!((0.0..=50.0).contains(&loss), "{peer}: {loss}");
-        assert!(matches!(value("herd_link_jitter_ms", Some(("peer", peer))), Gauge(_)));
-        assert!(matches!(value("herd_link_heartbeat_loss_pct", Some(("peer", peer))), Gauge(_)));
+        assert!((0.0..=0.5).contains(&loss), "{peer}: {loss}");
+        assert!(matches!(value("herd_link_jitter_seconds", Some(("peer", peer))), Gauge(_)));
+        assert!(matches!(value("herd_link_heartbeat_loss_ratio", Some(("peer", peer))), Gauge(_)));
+        // One machine, one clock: the offset is the measurement's error only.
+        let Gauge(offset) = value("herd_clock_offset_seconds", Some(("peer", peer))) else {
+            panic!("offset not a gauge")
+        };
+        assert!(offset.abs() < 0.05, "{peer}: clock offset {offset} s on one machine");
     }
     assert_eq!(value("herd_cpu_temperature_celsius", Some(("sensor", "cpu-thermal"))), Gauge(48.312));
-    assert_eq!(value("herd_cpu_freq_mhz", None), Gauge(1500.0));
+    assert_eq!(value("herd_cpu_frequency_hertz", None), Gauge(1.5e9));
     assert_eq!(value("herd_throttle", Some(("flag", "under_voltage"))), Gauge(1.0));
     assert_eq!(value("herd_throttle", Some(("flag", "soft_temp_limit"))), Gauge(0.0));
     assert_eq!(value("herd_net_up", Some(("interface", "wlan0"))), Gauge(0.0));
     assert_eq!(value("herd_net_wifi_signal_dbm", None), Gauge(-52.0));
     assert_eq!(value("herd_rejected_total", Some(("class", "auth"))), Counter(0.0));
     assert!(matches!(value("herd_baton_passes_total", None), Counter(n) if n >= 0.0));
-    assert!(matches!(value("herd_baton_counter", None), Gauge(n) if n >= 0.0));
+    assert!(matches!(value("herd_baton_value", None), Gauge(n) if n >= 0.0));
+    // The Pi 4 fixture's wlan0 flaps counted; uptime from its proc/uptime.
+    assert_eq!(value("herd_net_carrier_changes_total", Some(("interface", "wlan0"))), Counter(0.0));
+    assert_eq!(value("herd_system_uptime_seconds", None), Gauge(86523.41));
+    assert_eq!(value("herd_fs_root_readonly", None), Gauge(0.0));
+    assert!(matches!(value("herd_clock_synced", None), Gauge(v) if v == 0.0 || v == 1.0));
     assert!(matches!(value("herd_uptime_seconds", None), Gauge(n) if n > 0.0));
     // Every family is documented, and the text has nothing the parser skipped.
-    for family in ["herd_members", "herd_link_rtt_ms", "herd_baton_passes_total", "herd_throttle"] {
+    for family in ["herd_members", "herd_link_rtt_seconds", "herd_baton_passes_total", "herd_throttle"] {
         assert!(scrape.docs.contains_key(family), "no HELP for {family}");
     }
     let samples = reply.body.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
     assert_eq!(scrape.samples.len(), samples, "every sample line parsed");
+}
+
+#[test]
+fn promtool_check_metrics_finds_nothing_to_complain_about() {
+    // Prometheus' own linter on a live /metrics with every family present:
+    // sensors from the Pi 4 fixture, links and clock offsets measured.
+    let which = std::process::Command::new("promtool").arg("--version").output();
+    let missing = which.is_err().then(|| "promtool (Debian package prometheus)".to_owned());
+    if !common::may_run("promtool_check_metrics_finds_nothing_to_complain_about", missing) {
+        return;
+    }
+    let trio = start("status-promtool");
+    let reply = trio.get_until("/metrics", |body| {
+        ["psb", "psc"].iter().all(|p| body.contains(&format!("herd_clock_offset_seconds{{peer=\"{p}\"}} ")))
+            && body.contains("herd_link_jitter_seconds{peer=\"psc\"}")
+    });
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    child.stdin.take().unwrap().write_all(reply.body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    common::report_line(&format!(
+        "PROMTOOL | promtool check metrics on a live /metrics ({} families) | exit {}, said {:?}",
+        reply.body.lines().filter(|l| l.starts_with("# TYPE")).count(),
+        out.status.code().unwrap_or(-1),
+        said.trim()
+    ));
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics:\n{said}\n{}",
+        reply.body
+    );
 }
 
 #[test]
@@ -306,7 +364,7 @@ fn herd_status_prints_the_member_table_and_json() {
     assert!(lines[0].ends_with(" · 3 live members"), "{stdout}");
     let header = lines.iter().position(|l| l.starts_with("NODE  ")).unwrap_or_else(|| panic!("{stdout}"));
     let header_cols: Vec<&str> = lines[header].split("  ").filter(|c| !c.is_empty()).map(str::trim).collect();
-    assert_eq!(header_cols, ["NODE", "STATE", "ADDR", "LAST HEARD", "RTT", "LOSS"]);
+    assert_eq!(header_cols, ["NODE", "STATE", "ADDR", "LAST HEARD", "RTT", "LOSS", "CLOCK"]);
     let rows: Vec<Vec<&str>> =
         lines[header + 1..header + 4].iter().map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows[0][..2], ["psa", "self"], "{stdout}");
@@ -320,9 +378,13 @@ fn herd_status_prints_the_member_table_and_json() {
         "\n  throttle       throttled, throttled_occurred, under_voltage, under_voltage_occurred\n";
     assert!(stdout.contains(throttle), "{stdout}");
     assert!(
-        stdout.contains("\n  net            wlan0 down · rx errors 3 · tx errors 0 · Wi-Fi -52 dBm\n"),
+        stdout.contains(
+            "\n  net            wlan0 down · rx errors 3 · tx errors 0 · Wi-Fi -52 dBm · 0 carrier changes · 0 rx dropped\n"
+        ),
         "{stdout}"
     );
+    assert!(stdout.contains("\n  root fs        "), "{stdout}");
+    assert!(stdout.contains("\n  booted         1d 00h ago\n"), "{stdout}");
     assert!(stdout.ends_with('\n') && !stdout.ends_with("\n\n"));
 
     let out = herd().args(["status", "--json", "--addr", &addr]).output().unwrap();

@@ -37,7 +37,7 @@ enum Kind {
     Heartbeat(u16, u32, u32, bool, Option<BatonView>, Vec<(String, u64, u32)>),
     Leave,
     Ping(u64),
-    Ack(u64),
+    Ack(u64, Option<i64>),
     Pass(BatonId, u64, Vec<String>),
     PassAck(BatonId, u64, PassVerdict, u32),
 }
@@ -50,7 +50,11 @@ fn kind() -> impl Strategy<Value = Kind> {
             .prop_map(|(p, ip, s, r, v, l)| Kind::Heartbeat(p, ip, s, r, v, l)),
         Just(Kind::Leave),
         any::<u64>().prop_map(Kind::Ping),
-        any::<u64>().prop_map(Kind::Ack),
+        (
+            any::<u64>(),
+            proptest::option::of(any::<i64>().prop_filter("not the none marker", |w| *w != i64::MIN))
+        )
+            .prop_map(|(t, w)| Kind::Ack(t, w)),
         (baton_id(), any::<u64>(), proptest::collection::vec(name(), 0..=MAX_LAP.min(16)))
             .prop_map(|(id, c, lap)| Kind::Pass(id, c, lap)),
         (baton_id(), any::<u64>(), verdict, any::<u32>())
@@ -74,7 +78,8 @@ fn message(k: &Kind, version: u8) -> Message<'_> {
         }),
         Kind::Leave => Message::Leave,
         Kind::Ping(t) => Message::Ping { token: *t },
-        Kind::Ack(t) => Message::Ack { token: *t },
+        // Version 2 acks carry no wall clock.
+        Kind::Ack(t, w) => Message::Ack { token: *t, wall_us: w.filter(|_| version >= 3) },
         Kind::Pass(id, counter, lap) => {
             Message::Pass { id: *id, counter: *counter, lap: Lap::from_names(lap.iter().map(String::as_str)) }
         }

@@ -53,7 +53,7 @@ fn messages() -> Vec<(&'static str, Message<'static>)> {
         ),
         ("leave", Message::Leave),
         ("ping", Message::Ping { token: 0xfeed }),
-        ("ack", Message::Ack { token: 0xfeed }),
+        ("ack", Message::Ack { token: 0xfeed, wall_us: Some(1_764_633_600_000_000) }),
         ("pass", Message::Pass { id, counter: 42, lap: Lap::from_names(["psb", "psc", "psd"]) }),
         (
             "pass-ack",

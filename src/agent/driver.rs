@@ -192,7 +192,9 @@ impl<T: Transport> Driver<T> {
     /// which consumes nothing until it returns.
     pub async fn turn(&mut self) -> Turn {
         self.arm_timer();
-        match self.wait().await {
+        let wake = self.wait().await;
+        self.stamp_wall_clock();
+        match wake {
             Wake::Shutdown => return Turn::Stop,
             Wake::Datagram(via, r) => self.drive_recv(via, r),
             Wake::Deadline => {}
@@ -208,6 +210,19 @@ impl<T: Transport> Driver<T> {
         self.drive_transmit();
         self.drive_events();
         Turn::Continue
+    }
+
+    /// Hands the core the wall clock for this turn (it reads none): acks
+    /// carry it, and probes are timed by it, for the clock offset per peer.
+    /// A clock before 1970 (a Pi that booted with no RTC and no saved time
+    /// may say so) is still a clock: the offset shows how wrong it is.
+    fn stamp_wall_clock(&mut self) {
+        let wall = SystemTime::now();
+        let us = match wall.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(after) => after.as_micros() as i64,
+            Err(before) => -(before.duration().as_micros() as i64),
+        };
+        self.node.set_wall_clock(Instant::now(), us);
     }
 
     /// Graceful leave: the core hands off the baton and announces the leave,

@@ -7,39 +7,51 @@ use std::io::IsTerminal;
 /// Logs go to stderr (stdout is for `herd demo`'s table and command output);
 /// `RUST_LOG` overrides `filter`. Under systemd (JOURNAL_STREAM set)
 /// timestamps are left to journald. Does nothing if logging is set up already.
+///
+/// Filters are `tracing_subscriber`'s `Targets`: `level` and `target=level`
+/// directives, comma-separated (`herd=debug,warn`), which is what RUST_LOG
+/// is used for here; span and field filters (EnvFilter's) are not
+/// understood. EnvFilter would bring a regex engine, a fifth of the binary.
 pub fn init_tracing(filter: &str) {
-    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    use tracing_subscriber::prelude::*;
+    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let from_env = from_env.and_then(|v| match v.parse::<Targets>() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("herd: RUST_LOG={v:?} is not a filter ({e}); using [log] level");
+            None
+        }
+    });
     let overridden = from_env.is_some();
-    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(filter));
-    let base = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let targets = from_env.unwrap_or_else(|| parse_filter(filter));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(targets);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
-    // The reloadable filter must be the builder's last layer, after the
-    // time format is chosen.
-    macro_rules! install {
-        ($builder:expr) => {{
-            let builder = $builder.with_filter_reloading();
-            let handle = builder.reload_handle();
-            let ok = builder.try_init().is_ok();
-            if ok {
-                let _ = LOG_FILTER.set(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())));
-            }
-            ok
-        }};
-    }
+    let registry = tracing_subscriber::registry().with(filter);
     let ok = if std::env::var_os("JOURNAL_STREAM").is_some() {
-        install!(base.without_time())
+        registry.with(fmt.without_time()).try_init().is_ok()
     } else {
-        install!(base)
+        registry.with(fmt).try_init().is_ok()
     };
-    if ok && overridden {
-        let _ = LOG_FIXED.set(());
+    if ok {
+        let _ = LOG_FILTER.set(Box::new(move |t| handle.reload(t).map_err(|e| e.to_string())));
+        if overridden {
+            let _ = LOG_FIXED.set(());
+        }
     }
 }
 
-type Reloader = Box<dyn Fn(tracing_subscriber::EnvFilter) -> Result<(), String> + Send + Sync>;
+use tracing_subscriber::filter::Targets;
+
+/// `filter` as Targets; one the config checked cannot fail, and anything
+/// else falls back to `herd=info,warn`.
+fn parse_filter(filter: &str) -> Targets {
+    filter.parse().unwrap_or_else(|_| "herd=info,warn".parse().expect("a valid filter"))
+}
+
+type Reloader = Box<dyn Fn(Targets) -> Result<(), String> + Send + Sync>;
 
 /// How to change the log filter of the running process (`[log] level` on a
 /// reload); set once by [`init_tracing`].
@@ -54,7 +66,7 @@ pub fn set_log_filter(filter: &str) -> bool {
     if LOG_FIXED.get().is_some() {
         return false;
     }
-    LOG_FILTER.get().is_some_and(|reload| reload(tracing_subscriber::EnvFilter::new(filter)).is_ok())
+    LOG_FILTER.get().is_some_and(|reload| reload(parse_filter(filter)).is_ok())
 }
 
 /// The signal that ended the wait.

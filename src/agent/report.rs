@@ -30,17 +30,20 @@ pub struct Totals {
     pub regenerated: u64,
     pub member_up: u64,
     pub member_down: u64,
+    /// Members turned suspect: flaps, when they come back alive.
+    pub member_suspect: u64,
 }
 
 impl Totals {
     /// Each total under its StatsD counter name (after `[statsd] prefix`).
-    fn counters(&self) -> [(&'static str, u64); 5] {
+    fn counters(&self) -> [(&'static str, u64); 6] {
         [
             ("baton.passes", self.passes),
             ("baton.retransmits", self.retransmits),
             ("baton.regenerated", self.regenerated),
             ("member.up", self.member_up),
             ("member.down", self.member_down),
+            ("member.suspect", self.member_suspect),
         ]
     }
 }
@@ -190,7 +193,8 @@ impl Reporter {
                 t.member_up += 1;
             }
             Change::Down { .. } | Change::Left => t.member_down += 1,
-            Change::Suspect { .. } | Change::Alive => {}
+            Change::Suspect { .. } => t.member_suspect += 1,
+            Change::Alive => {}
         }
     }
 
@@ -288,6 +292,8 @@ mod tests {
             ]
         );
         r.event(Event::Baton(BatonEvent::Passed { counter: 8 }), 1);
+        r.event(member(Change::Suspect { silent_for: Duration::from_secs(3) }), 1);
+        r.event(member(Change::Alive), 1);
         r.event(member(Change::Left), 1);
         let rejections = Rejections { auth: 2, stale: 1, ..Rejections::default() };
         r.flush(1, rejections, t0);
@@ -298,6 +304,7 @@ mod tests {
                 "herd.members:1|g|#host:psa",
                 "herd.baton.passes:1|c|#host:psa",
                 "herd.member.down:1|c|#host:psa",
+                "herd.member.suspect:1|c|#host:psa",
                 "herd.gossip.rejected:2|c|#host:psa,reason:auth",
                 "herd.gossip.rejected:1|c|#host:psa,reason:stale",
             ]
@@ -306,7 +313,14 @@ mod tests {
         r.flush(1, rejections, t0);
         assert!(!lines().iter().any(|l| l.contains("rejected")), "{:?}", lines());
         // What the status endpoint shows: since start.
-        let want = Totals { passes: 4, retransmits: 1, regenerated: 0, member_up: 2, member_down: 2 };
+        let want = Totals {
+            passes: 4,
+            retransmits: 1,
+            regenerated: 0,
+            member_up: 2,
+            member_down: 2,
+            member_suspect: 1,
+        };
         assert_eq!(*r.totals(), want);
     }
 

@@ -1,10 +1,14 @@
 //! sensors: the node's own health, read once per `[telemetry] interval`. It owns reading
-//! - temperatures from thermal zones and hwmon (`class/thermal`, `class/hwmon`), the CPU frequency
-//!   (cpufreq), the Raspberry Pi firmware's throttled word and the gossip interface's state
-//!   (`class/net/<if>`), all as plain files under `[telemetry] sysfs_root`, and the default route and
-//!   Wi-Fi signal from `net/route` and `net/wireless` under the sibling `proc` directory, so a fixture
-//!   tree stands in for a whole Pi;
-//! - CPU usage, load average and memory use from sysinfo, which always reads the real `/proc`.
+//! - temperatures and fans from thermal zones and hwmon (`class/thermal`, `class/hwmon`), the
+//!   under-voltage alarm of hwmon `rpi_volt`, the CPU frequency (cpufreq), the Raspberry Pi
+//!   firmware's throttled word and the gossip interface's state, speed, duplex, link flaps and drops
+//!   (`class/net/<if>`), all as plain files under `[telemetry] sysfs_root`, and the default route,
+//!   the Wi-Fi signal, the root mount's options and the uptime from `net/route`, `net/wireless`,
+//!   `mounts` and `uptime` under the sibling `proc` directory, so a fixture tree stands in for a
+//!   whole Pi;
+//! - CPU usage, load average and memory use from sysinfo, which always reads the real `/proc`;
+//! - the kernel's clock discipline (adjtimex(2) with no mode bits: it only reads, and herd never
+//!   sets the clock) and the root filesystem's fill (statvfs(3) of `/`), from the running kernel.
 //!
 //! Contract: [`Sensors::read`] never panics, never spawns a process (no `vcgencmd`) and never waits on
 //! anything slower than a sysfs or procfs read. A missing, unreadable or unparsable item is `None` (or
@@ -46,7 +50,30 @@ pub struct Reading {
     /// Used (total minus available) over total RAM, in percent.
     pub mem_used_pct: Option<f64>,
     pub throttle: Option<Throttle>,
+    /// hwmon `rpi_volt` `in0_lcrit_alarm`: the supply is below the Pi's minimum now. Newer kernels
+    /// deprecate the firmware's `get_throttled` for it; telemetry uses it where the word is missing.
+    pub under_voltage_alarm: Option<bool>,
+    /// RPM per fan (hwmon `fan*_input`), labelled like hwmon temperatures, sorted by label.
+    pub fans: Vec<(String, f64)>,
     pub net: Option<NetState>,
+    pub clock: Option<ClockState>,
+    /// Used over usable blocks of `/`, in percent, as df(1) counts them (blocks reserved for root
+    /// count as neither).
+    pub root_used_pct: Option<f64>,
+    /// `/` is mounted read-only (the last mount of `/` in `proc/mounts`): what the kernel does to a
+    /// worn SD card.
+    pub root_readonly: Option<bool>,
+    /// Seconds since boot (`proc/uptime`).
+    pub uptime_s: Option<f64>,
+}
+
+/// The kernel's NTP state (adjtimex(2)): whether a time daemon has synchronised the clock, and its
+/// own estimate of the error. A Pi has no RTC: until NTP syncs, its clock is whatever it saved at
+/// shutdown.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClockState {
+    pub synced: bool,
+    pub error_ms: f64,
 }
 
 /// The Raspberry Pi firmware's throttled word (`vcgencmd get_throttled`): bits 0-3 are live, bits
@@ -96,6 +123,14 @@ pub struct NetState {
     /// The "level" column of the interface's line in `proc/net/wireless`; `None` when it has no line
     /// there (a wired interface).
     pub wifi_signal_dbm: Option<f64>,
+    /// Negotiated speed (`speed`, Mbit/s); `None` where the driver has none (Wi-Fi, a link that is
+    /// down: the kernel then answers -1 or an error).
+    pub speed_mbps: Option<f64>,
+    /// `duplex` is "full"; `None` when it is "unknown" or missing.
+    pub full_duplex: Option<bool>,
+    /// Link flaps since boot (`carrier_changes`: every up and every down counts one).
+    pub carrier_changes: Option<u64>,
+    pub rx_dropped: Option<u64>,
 }
 
 /// Reads the sensors; keeps only what makes the next read cheaper or quieter.
@@ -144,8 +179,10 @@ impl Sensors {
     /// unparsable is None (or absent from `temperatures`) and is logged once at debug level naming the
     /// file and why; it is logged again only if it came back and went missing again.
     pub fn read(&mut self) -> Reading {
+        // Listed once per read: temperatures, the voltage alarm and fans are all hwmon's.
+        let hwmon = self.hwmon_devices();
         Reading {
-            temperatures: self.temperatures(),
+            temperatures: self.temperatures(&hwmon),
             cpu_freq_mhz: self.sys_value("devices/system/cpu/cpu0/cpufreq/scaling_cur_freq", |s| {
                 s.parse::<u64>().ok().map(|khz| khz as f64 / 1000.0)
             }),
@@ -153,8 +190,95 @@ impl Sensors {
             load_1: self.load_1(),
             mem_used_pct: self.mem_used_pct(),
             throttle: self.sys_value("devices/platform/soc/soc:firmware/get_throttled", parse_throttled),
+            under_voltage_alarm: self.under_voltage_alarm(&hwmon),
+            fans: self.fans(&hwmon),
             net: self.net(),
+            clock: self.missing.check("adjtimex", read_clock()),
+            root_used_pct: self.missing.check("statvfs /", root_used_pct()),
+            root_readonly: self.root_readonly(),
+            uptime_s: self.proc_value("uptime", |s| {
+                s.split_whitespace().next()?.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
+            }),
         }
+    }
+
+    /// One value file under the proc root.
+    fn proc_value<T>(&mut self, relative: &str, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+        let path = self.proc.join(relative);
+        self.missing.check(&path.to_string_lossy(), read_value(&path, parse))
+    }
+
+    /// Whether the last mount of `/` in `proc/mounts` has the `ro` option.
+    fn root_readonly(&mut self) -> Option<bool> {
+        let mounts = self.proc.join("mounts");
+        let readonly = read_text(&mounts).and_then(|text| {
+            text.lines()
+                .rev()
+                .find_map(|line| {
+                    // device mountpoint type options dump pass
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    (fields.get(1) == Some(&"/")).then(|| fields.get(3).copied())
+                })
+                .flatten()
+                .map(|options| options.split(',').any(|o| o == "ro"))
+                .ok_or(Fault::Unavailable("no mount of / listed".to_owned()))
+        });
+        self.missing.check(&mounts.to_string_lossy(), readonly)
+    }
+
+    /// The hwmon devices as (directory, name, file names), in hwmon order; unreadable ones are
+    /// logged and left out.
+    fn hwmon_devices(&mut self) -> Vec<Hwmon> {
+        let dir = self.sys.join("class/hwmon");
+        let Some(entries) = self.missing.check(&dir.to_string_lossy(), list_dir(&dir)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (_, device) in numbered(entries, "hwmon", "") {
+            let path = dir.join(&device);
+            let name_file = path.join("name");
+            let name = read_string(&name_file);
+            let Some(name) = self.missing.check(&name_file.to_string_lossy(), name) else {
+                continue;
+            };
+            let Some(files) = self.missing.check(&path.to_string_lossy(), list_dir(&path)) else {
+                continue;
+            };
+            out.push((path, device, name, files));
+        }
+        out
+    }
+
+    /// `in0_lcrit_alarm` of the hwmon device named `rpi_volt` ("1": under-voltage now).
+    fn under_voltage_alarm(&mut self, hwmon: &[Hwmon]) -> Option<bool> {
+        let device = hwmon.iter().find(|(_, _, name, _)| name == "rpi_volt")?;
+        let file = device.0.join("in0_lcrit_alarm");
+        let alarm = read_value(&file, |s| match s {
+            "0" => Some(false),
+            "1" => Some(true),
+            _ => None,
+        });
+        self.missing.check(&file.to_string_lossy(), alarm)
+    }
+
+    /// Each `fan*_input` of each hwmon device, in RPM: labelled by the device's name, or
+    /// `<name>_fanN` when it has several.
+    fn fans(&mut self, hwmon: &[Hwmon]) -> Vec<(String, f64)> {
+        let mut fans = Vec::new();
+        for (path, device, name, files) in hwmon {
+            let inputs = numbered(files.clone(), "fan", "_input");
+            let several = inputs.len() > 1;
+            for (n, input) in inputs {
+                let file = path.join(&input);
+                let rpm = read_value(&file, |s| s.parse::<u64>().ok().map(|r| r as f64));
+                let Some(rpm) = self.missing.check(&file.to_string_lossy(), rpm) else {
+                    continue;
+                };
+                let label = if several { format!("{name}_fan{n}") } else { name.clone() };
+                fans.push(Labelled { label, source: format!("{device}_fan{n}"), value: rpm });
+            }
+        }
+        finish_labels(fans)
     }
 
     /// One single-value file under the sysfs root.
@@ -163,16 +287,16 @@ impl Sensors {
         self.missing.check(&path.to_string_lossy(), read_value(&path, parse))
     }
 
-    fn temperatures(&mut self) -> Vec<(String, f64)> {
+    fn temperatures(&mut self, hwmon: &[Hwmon]) -> Vec<(String, f64)> {
         let mut temps = Vec::new();
         let zone_types = self.thermal_zones(&mut temps);
-        self.hwmon(&zone_types, &mut temps);
+        self.hwmon(hwmon, &zone_types, &mut temps);
         finish_labels(temps)
     }
 
     /// Pushes each thermal zone that has a type and a temperature; returns those zones' types with
     /// '-' read as '_', for de-duplication against hwmon.
-    fn thermal_zones(&mut self, temps: &mut Vec<Temp>) -> HashSet<String> {
+    fn thermal_zones(&mut self, temps: &mut Vec<Labelled>) -> HashSet<String> {
         let mut types = HashSet::new();
         let dir = self.sys.join("class/thermal");
         let Some(entries) = self.missing.check(&dir.to_string_lossy(), list_dir(&dir)) else {
@@ -191,32 +315,19 @@ impl Sensors {
                 continue;
             };
             types.insert(kind.replace('-', "_"));
-            temps.push(Temp { label: kind, source: zone, celsius });
+            temps.push(Labelled { label: kind, source: zone, value: celsius });
         }
         types
     }
 
     /// Pushes each `temp*_input` of each hwmon device that is not a thermal zone seen again.
-    fn hwmon(&mut self, zone_types: &HashSet<String>, temps: &mut Vec<Temp>) {
-        let dir = self.sys.join("class/hwmon");
-        let Some(entries) = self.missing.check(&dir.to_string_lossy(), list_dir(&dir)) else {
-            return;
-        };
-        for (_, device) in numbered(entries, "hwmon", "") {
-            let path = dir.join(&device);
-            let name_file = path.join("name");
-            let name = read_string(&name_file);
-            let Some(name) = self.missing.check(&name_file.to_string_lossy(), name) else {
-                continue;
-            };
+    fn hwmon(&mut self, hwmon: &[Hwmon], zone_types: &HashSet<String>, temps: &mut Vec<Labelled>) {
+        for (path, device, name, files) in hwmon {
             if zone_types.contains(&name.replace('-', "_")) {
                 continue;
             }
-            let Some(files) = self.missing.check(&path.to_string_lossy(), list_dir(&path)) else {
-                continue;
-            };
             // Devices without temperatures (rpi_volt, fans) have no input here and yield nothing.
-            let inputs = numbered(files, "temp", "_input");
+            let inputs = numbered(files.clone(), "temp", "_input");
             let several = inputs.len() > 1;
             for (n, input) in inputs {
                 let input_file = path.join(&input);
@@ -230,7 +341,7 @@ impl Sensors {
                 } else {
                     name.clone()
                 };
-                temps.push(Temp { label, source: format!("{device}_temp{n}"), celsius });
+                temps.push(Labelled { label, source: format!("{device}_temp{n}"), value: celsius });
             }
         }
     }
@@ -287,7 +398,32 @@ impl Sensors {
                 let key = format!("{} ({interface} level)", wireless.display());
                 self.missing.check(&key, parse_dbm(level))
             });
-        Some(NetState { interface, up, rx_errors: rx_errors?, tx_errors: tx_errors?, wifi_signal_dbm })
+        let (rx_errors, tx_errors) = (rx_errors?, tx_errors?);
+        // A link that is down (or Wi-Fi) has no speed: the kernel answers -1, or refuses the read.
+        let speed_mbps = self.sys_value(&format!("class/net/{interface}/speed"), |s| {
+            s.parse::<i64>().ok().map(|v| if v > 0 { Some(v as f64) } else { None })
+        });
+        let full_duplex = self.sys_value(&format!("class/net/{interface}/duplex"), |s| match s {
+            "full" => Some(Some(true)),
+            "half" => Some(Some(false)),
+            "unknown" => Some(None),
+            _ => None,
+        });
+        let carrier_changes =
+            self.sys_value(&format!("class/net/{interface}/carrier_changes"), |s| s.parse().ok());
+        let rx_dropped =
+            self.sys_value(&format!("class/net/{interface}/statistics/rx_dropped"), |s| s.parse().ok());
+        Some(NetState {
+            interface,
+            up,
+            rx_errors,
+            tx_errors,
+            wifi_signal_dbm,
+            speed_mbps: speed_mbps.flatten(),
+            full_duplex: full_duplex.flatten(),
+            carrier_changes,
+            rx_dropped,
+        })
     }
 
     /// The configured interface, else the one that has `multicast_if`, else the default route's. A name
@@ -315,15 +451,18 @@ impl Sensors {
     }
 }
 
-/// A temperature before labels are made unique.
-struct Temp {
+/// An hwmon device: its directory, directory name (`hwmon2`), `name` and files.
+type Hwmon = (PathBuf, String, String, Vec<String>);
+
+/// A sensor's value (°C, RPM) before labels are made unique.
+struct Labelled {
     label: String,
     /// The sensor's directory (`thermal_zone0`, `hwmon1_temp2`): unique, appended to a shared label.
     source: String,
-    celsius: f64,
+    value: f64,
 }
 
-fn finish_labels(temps: Vec<Temp>) -> Vec<(String, f64)> {
+fn finish_labels(temps: Vec<Labelled>) -> Vec<(String, f64)> {
     let mut uses: HashMap<String, usize> = HashMap::new();
     for t in &temps {
         *uses.entry(t.label.clone()).or_default() += 1;
@@ -331,8 +470,8 @@ fn finish_labels(temps: Vec<Temp>) -> Vec<(String, f64)> {
     let mut out: Vec<(String, f64)> = temps
         .into_iter()
         .map(|t| match uses[&t.label] {
-            1 => (t.label, t.celsius),
-            _ => (format!("{}_{}", t.label, t.source), t.celsius),
+            1 => (t.label, t.value),
+            _ => (format!("{}_{}", t.label, t.source), t.value),
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -422,6 +561,37 @@ fn numbered(names: Vec<String>, prefix: &str, suffix: &str) -> Vec<(u32, String)
         .collect();
     found.sort();
     found
+}
+
+/// The kernel's clock discipline, read-only: adjtimex(2) with `modes = 0` changes nothing (and needs
+/// no privilege). Unsynchronised when the kernel says TIME_ERROR or STA_UNSYNC.
+fn read_clock() -> Result<ClockState, Fault> {
+    // SAFETY: timex is plain data, for which all-zero is valid (modes = 0: read only).
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    // SAFETY: `tx` is a valid, writable timex.
+    let state = unsafe { libc::adjtimex(&mut tx) };
+    if state == -1 {
+        // EPERM under a seccomp filter that blocks it (systemd's ProtectClock=yes does).
+        return Err(Fault::Unreadable(io::Error::last_os_error()));
+    }
+    let synced = state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0;
+    Ok(ClockState { synced, error_ms: tx.esterror as f64 / 1000.0 })
+}
+
+/// statvfs(3) of `/`: used blocks over used plus those available to users, as df(1) shows it.
+fn root_used_pct() -> Result<f64, Fault> {
+    // SAFETY: statvfs is plain data; all-zero is valid.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid, writable statvfs.
+    if unsafe { libc::statvfs(c"/".as_ptr(), &mut st) } != 0 {
+        return Err(Fault::Unreadable(io::Error::last_os_error()));
+    }
+    let used = (st.f_blocks as u64).saturating_sub(st.f_bfree as u64);
+    let usable = used + st.f_bavail as u64;
+    if usable == 0 {
+        return Err(Fault::Unavailable("statvfs reports no blocks".to_owned()));
+    }
+    Ok(used as f64 / usable as f64 * 100.0)
 }
 
 /// Kernel temperatures are integer millidegrees Celsius ("48312" = 48.312 °C).

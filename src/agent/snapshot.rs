@@ -45,6 +45,9 @@ pub struct Snapshot {
     /// sockets; StatsD not included).
     #[serde(default)]
     pub traffic: Traffic,
+    /// Times a member turned suspect since start (flaps).
+    #[serde(default)]
+    pub member_suspects: u64,
 }
 
 /// UDP traffic of the gossip and data sockets, counted by the event loop.
@@ -74,6 +77,10 @@ pub struct MemberStatus {
     /// (during an upgrade, the previous release's members show its version).
     #[serde(default)]
     pub wire: u8,
+    /// Its clock minus ours, ms (median over the probe window); `None`
+    /// when it sends no wall clock (the previous release).
+    #[serde(default)]
+    pub clock_offset_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,9 +113,25 @@ pub struct SensorStatus {
     pub cpu_usage_pct: Option<f64>,
     pub load_1: Option<f64>,
     pub mem_used_pct: Option<f64>,
-    /// Flag name (e.g. "under_voltage", "throttled_occurred") → set.
+    /// Flag name (e.g. "under_voltage", "throttled_occurred") → set. Where
+    /// the firmware word is missing, only "under_voltage", from hwmon.
     pub throttle: Option<BTreeMap<String, bool>>,
     pub net: Option<NetStatus>,
+    // Added in 0.2 (issue 18); absent from an older agent's answer.
+    /// RPM by fan label.
+    #[serde(default)]
+    pub fans: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub clock_synced: Option<bool>,
+    #[serde(default)]
+    pub clock_error_ms: Option<f64>,
+    #[serde(default)]
+    pub root_used_pct: Option<f64>,
+    #[serde(default)]
+    pub root_readonly: Option<bool>,
+    /// Seconds since the machine booted.
+    #[serde(default)]
+    pub system_uptime_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +141,14 @@ pub struct NetStatus {
     pub rx_errors: u64,
     pub tx_errors: u64,
     pub wifi_signal_dbm: Option<f64>,
+    #[serde(default)]
+    pub speed_mbps: Option<f64>,
+    #[serde(default)]
+    pub full_duplex: Option<bool>,
+    #[serde(default)]
+    pub carrier_changes: Option<u64>,
+    #[serde(default)]
+    pub rx_dropped: Option<u64>,
 }
 
 pub struct Inputs<'a, R> {
@@ -153,6 +184,7 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
                 loss_pct: link.and_then(|l| l.loss_pct),
                 heartbeat_loss_pct: link.and_then(|l| l.heartbeat_loss_pct),
                 wire: node.wire_for(m),
+                clock_offset_ms: link.and_then(|l| l.clock_offset_ms),
             }
         })
         .collect();
@@ -182,6 +214,7 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
         config_file: i.config_file.map(|p| p.display().to_string()),
         config_loaded: humantime::format_rfc3339_seconds(i.config_loaded).to_string(),
         traffic: i.traffic,
+        member_suspects: i.totals.member_suspect,
     }
 }
 
@@ -192,14 +225,28 @@ fn sensor_status(r: &Reading) -> SensorStatus {
         cpu_usage_pct: r.cpu_usage_pct,
         load_1: r.load_1,
         mem_used_pct: r.mem_used_pct,
-        throttle: r.throttle.map(|t| t.flags().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()),
+        throttle: match (r.throttle, r.under_voltage_alarm) {
+            (Some(t), _) => Some(t.flags().iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()),
+            (None, Some(alarm)) => Some(BTreeMap::from([("under_voltage".to_owned(), alarm)])),
+            (None, None) => None,
+        },
         net: r.net.as_ref().map(|n| NetStatus {
             interface: n.interface.clone(),
             up: n.up,
             rx_errors: n.rx_errors,
             tx_errors: n.tx_errors,
             wifi_signal_dbm: n.wifi_signal_dbm,
+            speed_mbps: n.speed_mbps,
+            full_duplex: n.full_duplex,
+            carrier_changes: n.carrier_changes,
+            rx_dropped: n.rx_dropped,
         }),
+        fans: r.fans.iter().cloned().collect(),
+        clock_synced: r.clock.map(|c| c.synced),
+        clock_error_ms: r.clock.map(|c| c.error_ms),
+        root_used_pct: r.root_used_pct,
+        root_readonly: r.root_readonly,
+        system_uptime_s: r.uptime_s,
     }
 }
 

@@ -1,9 +1,10 @@
 //! statsd: the metric sink. Two cadence clients share one buffered sink (UDP
 //! `host:port` or a Unix datagram socket): one with `[statsd] prefix` for
 //! `herd.*` metrics, one without for the seed-compatible baton gauge. Every
-//! metric carries `host:<node>` and the constant `[statsd] tags`; with
-//! `flavor = "statsd"` there are no tags and the host goes into the name
-//! (`herd.psa.members`, `baton.psa`).
+//! metric carries `host:<node>` (unless `[statsd] host_tag = false`: then the
+//! Datadog Agent files it under its own hostname) and the constant `[statsd]
+//! tags`; with `flavor = "statsd"` there are no tags and the host goes into the
+//! name (`herd.psa.members`, `baton.psa`), again unless `host_tag = false`.
 //!
 //! Contract: recording a metric never blocks and never fails the caller. The
 //! sockets are non-blocking; lines are batched up to `max_packet_size` and
@@ -118,14 +119,17 @@ impl Metrics {
         let errors = Arc::new(Errors::default());
         let (prefix, baton_prefix) = match cfg.flavor {
             Flavor::DogStatsd => (cfg.prefix.clone(), String::new()),
-            Flavor::Statsd => (join(&cfg.prefix, host), String::new()),
+            Flavor::Statsd if cfg.host_tag => (join(&cfg.prefix, host), String::new()),
+            Flavor::Statsd => (cfg.prefix.clone(), String::new()),
         };
         let build = |prefix: &str| {
             let errors = errors.clone();
             let mut b =
                 StatsdClient::builder(prefix, sink.clone()).with_error_handler(move |e| errors.record(e));
             if cfg.flavor == Flavor::DogStatsd {
-                b = b.with_tag("host", host);
+                if cfg.host_tag {
+                    b = b.with_tag("host", host);
+                }
                 for tag in &cfg.tags {
                     b = match tag.split_once(':') {
                         Some((k, v)) => b.with_tag(k, v),
@@ -136,8 +140,8 @@ impl Metrics {
             b.build()
         };
         let baton_metric = match cfg.flavor {
-            Flavor::DogStatsd => baton_metric.to_owned(),
-            Flavor::Statsd => join(baton_metric, host),
+            Flavor::Statsd if cfg.host_tag => join(baton_metric, host),
+            _ => baton_metric.to_owned(),
         };
         Metrics {
             prefixed: build(&prefix),
@@ -281,6 +285,29 @@ mod tests {
                 "herd.baton.hop_ms:0.5|h|@0.01|#host:psa,env:lab,rack",
             ]
         );
+    }
+
+    #[test]
+    fn host_tag_false_leaves_the_host_to_the_agent() {
+        let config = spy::config("[statsd]\nhost_tag = false\ntags = [\"env:lab\"]\n");
+        let (m, lines) = spy::metrics(&config, "psa");
+        m.baton(42);
+        m.gauge("members", 3.0);
+        m.gauge_tagged("link.rtt_ms", 1.25, ("peer", "psb"));
+        assert_eq!(
+            lines(),
+            ["baton:42|g|#env:lab", "herd.members:3|g|#env:lab", "herd.link.rtt_ms:1.25|g|#env:lab,peer:psb"]
+        );
+        let config = spy::config("[statsd]\nhost_tag = false\n");
+        let (m, lines) = spy::metrics(&config, "psa");
+        m.baton(42);
+        m.gauge("members", 3.0);
+        assert_eq!(lines(), ["baton:42|g", "herd.members:3|g"]);
+        let config = spy::config("[statsd]\nhost_tag = false\nflavor = \"statsd\"\n");
+        let (m, lines) = spy::metrics(&config, "psa");
+        m.baton(42);
+        m.gauge("members", 3.0);
+        assert_eq!(lines(), ["baton:42|g", "herd.members:3|g"]);
     }
 
     #[test]

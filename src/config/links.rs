@@ -2,12 +2,40 @@
 
 use std::time::Duration;
 
-use super::key::{Key, Section, duration, int, integer, span, text};
+use super::key::{Key, Section, choice, duration, int, integer, span, text};
+
+/// Which per-peer link gauges go to StatsD. Every peer's are N−1 series per
+/// host, so (N−1)·N across a cluster: 32 Pis send 3,968 link series, above
+/// what Datadog's plans include per host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PeerMetrics {
+    /// One series per peer, tagged `peer:`.
+    #[default]
+    All,
+    /// No peer tag: the mean over peers under the same names, and the worst
+    /// peer's RTT and loss (`link.worst_rtt_ms`, `link.worst_loss_pct`).
+    Summary,
+    /// No link gauges (the status endpoint still has them).
+    None,
+}
+
+impl PeerMetrics {
+    const ALL: [PeerMetrics; 3] = [PeerMetrics::All, PeerMetrics::Summary, PeerMetrics::None];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerMetrics::All => "all",
+            PeerMetrics::Summary => "summary",
+            PeerMetrics::None => "none",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LinksSection {
     pub probe_interval: Duration,
     pub window: usize,
+    pub peer_metrics: PeerMetrics,
 }
 
 const PROBE_INTERVAL: Key<LinksSection> = Key::new(
@@ -23,7 +51,14 @@ const WINDOW: Key<LinksSection> = Key::new(
     |l| integer(l.window as i64),
 );
 
+const PEER_METRICS: Key<LinksSection> = Key::new(
+    "peer_metrics",
+    || text("all"),
+    |l, v| choice(v, &PeerMetrics::ALL, PeerMetrics::as_str).map(|m| l.peer_metrics = m),
+    |l| text(l.peer_metrics.as_str()),
+);
+
 impl Section for LinksSection {
     const NAME: &'static str = "links";
-    const KEYS: &'static [Key<Self>] = &[PROBE_INTERVAL, WINDOW];
+    const KEYS: &'static [Key<Self>] = &[PROBE_INTERVAL, WINDOW, PEER_METRICS];
 }

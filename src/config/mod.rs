@@ -38,7 +38,7 @@ mod telemetry;
 pub use baton::BatonSection;
 pub use gossip::{GossipSection, MAX_KEYS, Secret, Strategy, new_key};
 use key::Section;
-pub use links::LinksSection;
+pub use links::{LinksSection, PeerMetrics};
 pub use log::LogSection;
 pub use node::NodeSection;
 pub use statsd::{Flavor, StatsdAddress, StatsdSection};

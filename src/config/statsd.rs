@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::check_host_port;
-use super::key::{Key, Section, choice, duration, int, integer, list, span, strings, text};
+use super::key::{Key, Section, boolean, choice, duration, int, integer, list, span, strings, text};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Flavor {
@@ -55,6 +55,10 @@ pub struct StatsdSection {
     pub flavor: Flavor,
     pub max_packet_size: usize,
     pub flush_interval: Duration,
+    /// Tag every metric `host:<node>` (dogstatsd flavour). Off: the Datadog
+    /// Agent files them under its own hostname, which then must be this
+    /// Pi's (one Agent per Pi).
+    pub host_tag: bool,
 }
 
 type S = StatsdSection;
@@ -111,9 +115,13 @@ const FLUSH_INTERVAL: Key<S> = Key::new(
     |s| span(s.flush_interval),
 );
 
+const HOST_TAG: Key<S> =
+    Key::new("host_tag", || true.into(), |s, v| boolean(v).map(|b| s.host_tag = b), |s| s.host_tag.into());
+
 impl Section for StatsdSection {
     const NAME: &'static str = "statsd";
-    const KEYS: &'static [Key<Self>] = &[ADDRESS, PREFIX, TAGS, FLAVOR, MAX_PACKET_SIZE, FLUSH_INTERVAL];
+    const KEYS: &'static [Key<Self>] =
+        &[ADDRESS, PREFIX, TAGS, FLAVOR, MAX_PACKET_SIZE, FLUSH_INTERVAL, HOST_TAG];
 }
 
 fn check_tag(s: &str) -> Result<(), String> {

@@ -5,6 +5,13 @@
 //! absolute difference of consecutive RTTs, as RFC 3550 does), probe loss, and
 //! heartbeat loss.
 //!
+//! With wall clocks on both ends (the shell hands its own to the core; the
+//! peer's comes in its ack), each answered probe also gives a clock offset
+//! sample, as NTP does with the reply's time taken to be mid-way through the
+//! round trip: peer's clock minus (our send + our receive) / 2. On a
+//! symmetric link the error is half the difference of the two one-way
+//! delays; the median over the window discards the odd delayed packet.
+//!
 //! A probe counts as lost once unanswered for [`Links::lost_after`]; younger
 //! unanswered probes are pending and count neither way. A peer that is no
 //! longer live, or comes back as a new life, starts from nothing.
@@ -36,13 +43,20 @@ pub struct LinkStats {
     pub jitter_ms: Option<f64>,
     pub loss_pct: Option<f64>,
     pub heartbeat_loss_pct: Option<f64>,
+    /// Its clock minus ours, ms: the median of the window's samples. `None`
+    /// when it sends no wall clock (the previous release) or we have none.
+    pub clock_offset_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Probe {
     token: u64,
     sent: Instant,
+    /// Our wall clock when it was sent (µs since the Unix epoch).
+    sent_wall: Option<i64>,
     rtt: Option<Duration>,
+    /// Peer's clock minus ours, µs, from this probe's ack.
+    offset_us: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -89,6 +103,7 @@ impl Links {
     pub fn handle_timeout<R: Rng>(
         &mut self,
         now: Instant,
+        wall_us: Option<i64>,
         members: &Members,
         rng: &mut R,
         out: &mut Vec<(SocketAddr, u64)>,
@@ -110,19 +125,25 @@ impl Links {
             while peer.probes.len() >= self.cfg.window {
                 peer.probes.pop_front();
             }
-            peer.probes.push_back(Probe { token, sent: now, rtt: None });
+            peer.probes.push_back(Probe { token, sent: now, sent_wall: wall_us, rtt: None, offset_us: None });
             out.push((m.data_addr, token));
         }
     }
 
-    /// An ack from `from`; true if it answered one of our link probes.
-    pub fn on_ack(&mut self, now: Instant, from: &str, token: u64) -> bool {
+    /// An ack from `from`, with (its wall clock in the ack, ours on
+    /// receipt) when both are known; true if it answered one of our link
+    /// probes.
+    pub fn on_ack(&mut self, now: Instant, from: &str, token: u64, clocks: Option<(i64, i64)>) -> bool {
         let Some(peer) = self.peers.get_mut(from) else {
             return false;
         };
         match peer.probes.iter_mut().find(|p| p.token == token && p.rtt.is_none()) {
             Some(p) => {
                 p.rtt = Some(now.saturating_duration_since(p.sent));
+                p.offset_us = match (clocks, p.sent_wall) {
+                    (Some((theirs, received)), Some(sent)) => Some(theirs - sent / 2 - received / 2),
+                    _ => None,
+                };
                 true
             }
             None => false,
@@ -167,7 +188,21 @@ impl Links {
                     }
                     _ => None,
                 };
-                LinkStats { peer: name.clone(), rtt_ms, jitter_ms, loss_pct, heartbeat_loss_pct }
+                let mut offsets: Vec<i64> = p.probes.iter().filter_map(|q| q.offset_us).collect();
+                offsets.sort_unstable();
+                let clock_offset_ms = match offsets.len() {
+                    0 => None,
+                    n if n % 2 == 1 => Some(offsets[n / 2] as f64 / 1000.0),
+                    n => Some((offsets[n / 2 - 1] + offsets[n / 2]) as f64 / 2000.0),
+                };
+                LinkStats {
+                    peer: name.clone(),
+                    rtt_ms,
+                    jitter_ms,
+                    loss_pct,
+                    heartbeat_loss_pct,
+                    clock_offset_ms,
+                }
             })
             .collect()
     }
@@ -205,10 +240,10 @@ mod tests {
     /// (The member table's own timeouts are never run here, so psb stays alive.)
     fn round(links: &mut Links, members: &Members, rng: &mut SmallRng, at: Instant, rtt: Option<u64>) {
         let mut out = Vec::new();
-        links.handle_timeout(at, members, rng, &mut out);
+        links.handle_timeout(at, None, members, rng, &mut out);
         assert_eq!(out.len(), 1);
         if let Some(ms) = rtt {
-            assert!(links.on_ack(at + Duration::from_millis(ms), "psb", out[0].1));
+            assert!(links.on_ack(at + Duration::from_millis(ms), "psb", out[0].1, None));
         }
     }
 
@@ -258,7 +293,7 @@ mod tests {
         let hello = Hello { gossip_addr: addr, data_addr: addr, relays: true };
         members.admit(t0 + 2 * SECOND, "psb", 8, 1, Some(hello), &mut Vec::new());
         let mut out = Vec::new();
-        links.handle_timeout(t0 + 2 * SECOND, &members, &mut rng, &mut out);
+        links.handle_timeout(t0 + 2 * SECOND, None, &members, &mut rng, &mut out);
         let s = &links.stats(t0 + 2 * SECOND)[0];
         assert_eq!((s.rtt_ms, s.heartbeat_loss_pct), (None, None));
     }
@@ -269,7 +304,7 @@ mod tests {
         round(&mut links, &members, &mut rng, t0 + SECOND, Some(3));
         members.leave(t0 + SECOND, "psb", &mut Vec::new());
         let mut out = Vec::new();
-        links.handle_timeout(t0 + 2 * SECOND, &members, &mut rng, &mut out);
+        links.handle_timeout(t0 + 2 * SECOND, None, &members, &mut rng, &mut out);
         assert!(out.is_empty());
         assert!(links.stats(t0 + 2 * SECOND).is_empty());
     }

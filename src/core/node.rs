@@ -270,6 +270,10 @@ pub struct Node<R> {
     /// One limiter per source IP (at most [`REJECT_SOURCES`]).
     reject_logs: HashMap<IpAddr, LogLimiter>,
     left: bool,
+    /// The wall clock as the shell last read it: (when, microseconds since
+    /// the Unix epoch). The core reads no clock; it only stamps acks with
+    /// this and times probes by it, for the clock offset per peer.
+    wall: Option<(Instant, i64)>,
 }
 
 impl<R: Rng> Node<R> {
@@ -310,6 +314,7 @@ impl<R: Rng> Node<R> {
             rejections: Rejections::default(),
             reject_logs: HashMap::new(),
             left: false,
+            wall: None,
             cfg,
         }
     }
@@ -350,6 +355,21 @@ impl<R: Rng> Node<R> {
     }
 
     /// Link health of every live peer, over the probe window.
+    /// The wall clock at `at` (microseconds since the Unix epoch), as the
+    /// shell read it. Called before each turn; a step of the clock (NTP
+    /// syncing at boot) shows in the next probes, never in older ones.
+    pub fn set_wall_clock(&mut self, at: Instant, unix_us: i64) {
+        self.wall = Some((at, unix_us));
+    }
+
+    /// The wall clock at `now`, from the shell's last reading.
+    fn wall_us(&self, now: Instant) -> Option<i64> {
+        let (at, us) = self.wall?;
+        let ahead = now.saturating_duration_since(at).as_micros() as i64;
+        let behind = at.saturating_duration_since(now).as_micros() as i64;
+        Some(us + ahead - behind)
+    }
+
     pub fn link_stats(&self, now: Instant) -> Vec<LinkStats> {
         let mut stats = self.links.stats(now);
         stats.retain(|s| self.members.get(&s.peer).is_some_and(|m| m.state.is_live()));
@@ -481,7 +501,8 @@ impl<R: Rng> Node<R> {
     fn handle_direct(&mut self, now: Instant, via: Via, src: SocketAddr, env: &Envelope<'_>) -> bool {
         match &env.msg {
             Message::Ping { token } => {
-                self.send_as(reply_dest(via, src), env.version, Message::Ack { token: *token })
+                let ack = Message::Ack { token: *token, wall_us: self.wall_us(now) };
+                self.send_as(reply_dest(via, src), env.version, ack)
             }
             Message::Pass { id, counter, lap } => {
                 let (relay, mut ctx) = self.relay_ctx(now);
@@ -528,8 +549,9 @@ impl<R: Rng> Node<R> {
             }
             Message::Leave => self.members.leave(now, env.from, changes),
             // Liveness was recorded by `admit`; a link probe's ack also gives an RTT.
-            Message::Ack { token } => {
-                self.links.on_ack(now, env.from, *token);
+            Message::Ack { token, wall_us } => {
+                let clocks = wall_us.zip(self.wall_us(now));
+                self.links.on_ack(now, env.from, *token, clocks);
             }
             // Handled by `handle_direct` above.
             Message::Ping { .. } | Message::Pass { .. } | Message::PassAck(_) => {}
@@ -570,7 +592,8 @@ impl<R: Rng> Node<R> {
             self.send(Dest::Data(addr), Message::Ping { token });
         }
         let mut probes = Vec::new();
-        self.links.handle_timeout(now, &self.members, &mut self.rng, &mut probes);
+        let wall = self.wall_us(now);
+        self.links.handle_timeout(now, wall, &self.members, &mut self.rng, &mut probes);
         for (addr, token) in probes {
             self.send(Dest::Data(addr), Message::Ping { token });
         }

@@ -184,8 +184,13 @@ pub enum Message<'a> {
     Ping {
         token: u64,
     },
+    /// Answers a ping. From version 3 on it carries the responder's wall
+    /// clock when it answered (microseconds since the Unix epoch), from which
+    /// the pinger estimates the clock offset between the two (NTP-style);
+    /// `None` in version 2, or from a node that knows no wall time.
     Ack {
         token: u64,
+        wall_us: Option<i64>,
     },
     /// The baton: the counter as the sender set it, and the names left in the
     /// current lap (the receiver passes to the first live one).
@@ -209,6 +214,9 @@ pub struct PassAck {
     /// does with its ACK delay.
     pub delay_us: u32,
 }
+
+/// An ack's wall clock when the responder has none.
+const NO_WALL: i64 = i64::MIN;
 
 const KIND_HEARTBEAT: u8 = 1;
 const KIND_LEAVE: u8 = 2;
@@ -630,9 +638,12 @@ fn encode_message(msg: &Message<'_>, version: u8, out: &mut Vec<u8>) {
             out.push(KIND_PING);
             out.extend_from_slice(&token.to_be_bytes());
         }
-        Message::Ack { token } => {
+        Message::Ack { token, wall_us } => {
             out.push(KIND_ACK);
             out.extend_from_slice(&token.to_be_bytes());
+            if version >= 3 {
+                out.extend_from_slice(&wall_us.unwrap_or(NO_WALL).to_be_bytes());
+            }
         }
         Message::Pass { id, counter, lap } => {
             out.push(KIND_PASS);
@@ -746,7 +757,15 @@ fn decode_message<'a>(r: &mut Reader<'a>, version: u8) -> Result<Message<'a>, Wi
         }
         KIND_LEAVE => Message::Leave,
         KIND_PING => Message::Ping { token: r.u64("ping token")? },
-        KIND_ACK => Message::Ack { token: r.u64("ack token")? },
+        KIND_ACK => {
+            let token = r.u64("ack token")?;
+            let wall_us = if version >= 3 {
+                Some(r.u64("ack wall clock")? as i64).filter(|w| *w != NO_WALL)
+            } else {
+                None
+            };
+            Message::Ack { token, wall_us }
+        }
         KIND_PASS => {
             let id = r.id()?;
             let counter = r.u64("baton counter")?;

@@ -74,6 +74,50 @@ fn deploy_from_nothing_forms_one_cluster_by_multicast() {
         "baton gauges from every Pi (containers at their own 127.0.0.1:8125, the guest at the laptop's): {:?}",
         &g[..g.len().min(20)]
     );
+    // The sandbox lets herd read the kernel's clock state (no ProtectClock=,
+    // which would refuse adjtimex), the root filesystem and the uptime: every
+    // Pi, container and guest, sends them from the real unit.
+    let system = [
+        "herd.clock.synced",
+        "herd.clock.error_ms",
+        "herd.fs.root_used_pct",
+        "herd.fs.root_readonly",
+        "herd.system.uptime_s",
+    ];
+    let sent_all = wait_until(Duration::from_secs(15), || {
+        let lines = statsd.lines();
+        names.iter().all(|n| {
+            system.iter().all(|m| {
+                lines
+                    .iter()
+                    .any(|(_, l)| l.starts_with(&format!("{m}:")) && l.ends_with(&format!("#host:{n}")))
+            })
+        })
+    });
+    let clock_lines: Vec<String> =
+        statsd.lines().into_iter().map(|(_, l)| l).filter(|l| l.starts_with("herd.clock.")).collect();
+    assert!(sent_all, "{system:?} from every Pi under the unit's sandbox; clock lines: {clock_lines:?}");
+    // The guest's clock (its own kernel's, no NTP) as psa measures it.
+    let guest = fleet.name(PIS);
+    let offset_of = |tags: &str| {
+        statsd.lines().into_iter().rev().find_map(|(_, l)| {
+            l.strip_prefix("herd.clock.offset_ms:")?
+                .strip_suffix(tags)?
+                .strip_suffix("|g|")?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let (there, back) = (format!("#host:psa,peer:{guest}"), format!("#host:{guest},peer:psa"));
+    // The first offsets go out with the second telemetry interval (10 s).
+    wait_until(Duration::from_secs(25), || offset_of(&there).is_some() && offset_of(&back).is_some());
+    let (guest_offset, seen_back) = (offset_of(&there), offset_of(&back));
+    // Measured from both ends, the two estimates are one offset, opposite.
+    let (a, b) = (
+        guest_offset.expect("psa's estimate of the guest's clock"),
+        seen_back.expect("the guest's of psa's"),
+    );
+    assert!((a + b).abs() < 20.0, "psa says the guest is {a:+.1} ms off, the guest says psa is {b:+.1} ms");
     for i in [1, PIS] {
         let log = fleet.run(i, "journalctl -u herd --no-pager");
         assert!(
@@ -93,14 +137,14 @@ fn deploy_from_nothing_forms_one_cluster_by_multicast() {
             "{CONTAINERS} amd64 containers + {GUESTS} aarch64 guest from nothing: install.sh, active and enabled, each its own build, one cluster by multicast, baton gauges from every Pi, journalctl, MemoryMax on the guest"
         ),
         &format!(
-            "images {}, boot to ssh {}, install {} ({} for {CONTAINERS} amd64, {} for the aarch64), all {PIS} listed by all {} after the install started, {} gauges",
+            "images {}, boot to ssh {}, install {} ({} for {CONTAINERS} amd64, {} for the aarch64), all {PIS} listed by all {} after the install started, {} gauges; the guest's clock (no NTP) from psa {a:+.1} ms, psa's from the guest {b:+.1} ms",
             secs(fleet.image_time),
             secs(fleet.boot_time),
             secs(installed),
             secs(amd64),
             secs(arm64),
             secs(formed_at),
-            g.len()
+            g.len(),
         ),
     );
 }

@@ -40,7 +40,16 @@ pub struct SimNode {
     /// Its state file (a `[node] state_dir`): the counter ceiling written,
     /// which survives a kill. `None`: no state directory.
     pub state: Option<u64>,
+    /// How far its wall clock is ahead of true time, µs (negative: behind).
+    /// The simulator hands each node its wall clock before every turn, as
+    /// the shell does.
+    pub clock_skew_us: i64,
+    /// Hand it no wall clock at all.
+    pub no_wall_clock: bool,
 }
+
+/// True wall time at the simulator's start (2026-12-02T00:00:00Z), µs.
+pub const WALL_AT_START_US: i64 = 1_796_169_600_000_000;
 
 struct Packet {
     at: Instant,
@@ -146,6 +155,8 @@ impl Sim {
                     incarnation: 0,
                     relays: None,
                     state: None,
+                    clock_skew_us: 0,
+                    no_wall_clock: false,
                 })
                 .collect(),
             queue: BinaryHeap::new(),
@@ -162,6 +173,11 @@ impl Sim {
 
     pub fn elapsed(&self) -> Duration {
         self.now - self.base
+    }
+
+    /// Node `i`'s wall clock now: true time plus its skew.
+    pub fn wall_of(&self, i: usize) -> i64 {
+        WALL_AT_START_US + self.elapsed().as_micros() as i64 + self.nodes[i].clock_skew_us
     }
 
     /// Starts (or restarts) node `i` now, with a new, higher incarnation.
@@ -255,7 +271,11 @@ impl Sim {
             self.now = self.now.max(next);
             if next_packet == Some(next) {
                 let Reverse(mut p) = self.queue.pop().expect("peeked");
+                let wall = (!self.nodes[p.to].no_wall_clock).then(|| self.wall_of(p.to));
                 if let Some(node) = self.nodes[p.to].node.as_mut() {
+                    if let Some(wall) = wall {
+                        node.set_wall_clock(self.now, wall);
+                    }
                     node.handle(self.now, p.via, p.src, &mut p.bytes);
                     self.drain(p.to);
                 }
@@ -267,7 +287,12 @@ impl Sim {
                         .and_then(|n| n.poll_timeout())
                         .is_some_and(|t| t <= self.now);
                     if due {
-                        self.nodes[i].node.as_mut().expect("running").handle_timeout(self.now);
+                        let wall = (!self.nodes[i].no_wall_clock).then(|| self.wall_of(i));
+                        let node = self.nodes[i].node.as_mut().expect("running");
+                        if let Some(wall) = wall {
+                            node.set_wall_clock(self.now, wall);
+                        }
+                        node.handle_timeout(self.now);
                         self.drain(i);
                     }
                 }

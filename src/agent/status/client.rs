@@ -184,8 +184,8 @@ pub(super) fn human(s: &Snapshot) -> String {
         s.incarnation,
         s.version
     );
-    let mut rows = vec![["NODE", "STATE", "ADDR", "LAST HEARD", "RTT", "LOSS"].map(String::from)];
-    rows.push([s.node.clone(), "self".into(), "-".into(), "-".into(), "-".into(), "-".into()]);
+    let mut rows = vec![["NODE", "STATE", "ADDR", "LAST HEARD", "RTT", "LOSS", "CLOCK"].map(String::from)];
+    rows.push([s.node.clone(), "self".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into()]);
     for m in &s.members {
         rows.push([
             m.name.clone(),
@@ -194,6 +194,7 @@ pub(super) fn human(s: &Snapshot) -> String {
             ago(m.last_heard_ms),
             num(m.rtt_ms, 3, " ms", "-"),
             num(m.loss_pct, 1, " %", "-"),
+            clock_offset(m.clock_offset_ms),
         ]);
     }
     out.push_str(&columns(&rows));

@@ -20,6 +20,15 @@ pub(super) fn ago(ms: u64) -> String {
     if ms < 1000 { format!("{ms} ms") } else { format!("{:.1} s", ms as f64 / 1e3) }
 }
 
+/// A peer's clock offset: "+0.4 ms", "-2.31 s (off!)" beyond a second, "-" unknown.
+pub(super) fn clock_offset(ms: Option<f64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms.abs() > 1000.0 => format!("{:+.2} s (off!)", ms / 1e3),
+        Some(ms) => format!("{ms:+.1} ms"),
+    }
+}
+
 pub(super) fn num(v: Option<f64>, decimals: usize, unit: &str, none: &str) -> String {
     v.map_or_else(|| none.to_owned(), |v| format!("{v:.decimals$}{unit}"))
 }
@@ -43,6 +52,20 @@ pub(super) fn net_line(s: &Snapshot) -> Option<String> {
     if let Some(dbm) = n.wifi_signal_dbm {
         let _ = write!(line, " · Wi-Fi {dbm:.0} dBm");
     }
+    if let Some(mbps) = n.speed_mbps {
+        let duplex = match n.full_duplex {
+            Some(true) => " full duplex",
+            Some(false) => " half duplex",
+            None => "",
+        };
+        let _ = write!(line, " · {mbps:.0} Mbit/s{duplex}");
+    }
+    if let Some(flaps) = n.carrier_changes {
+        let _ = write!(line, " · {flaps} carrier changes");
+    }
+    if let Some(dropped) = n.rx_dropped {
+        let _ = write!(line, " · {dropped} rx dropped");
+    }
     Some(line)
 }
 
@@ -63,7 +86,25 @@ pub(super) fn sensor_rows(s: &Snapshot) -> Vec<(String, String)> {
         }
     }
     rows.extend(throttle_flags(s).map(|f| ("throttle".into(), f)));
+    rows.extend(t.fans.iter().map(|(label, rpm)| (format!("fan {label}"), format!("{rpm:.0} rpm"))));
     rows.extend(net_line(s).map(|n| ("net".into(), n)));
+    if let Some(synced) = t.clock_synced {
+        let error = num(t.clock_error_ms, 1, " ms estimated error", "");
+        let state = if synced { "synchronised" } else { "NOT synchronised" };
+        rows.push(("clock".into(), format!("{state} · {error}")));
+    }
+    if t.root_used_pct.is_some() || t.root_readonly.is_some() {
+        let used = num(t.root_used_pct, 1, " % used", "");
+        let mode = match t.root_readonly {
+            Some(true) => " · READ-ONLY",
+            Some(false) => " · read-write",
+            None => "",
+        };
+        rows.push(("root fs".into(), format!("{used}{mode}").trim_start_matches(" · ").to_owned()));
+    }
+    if let Some(up) = t.system_uptime_s {
+        rows.push(("booted".into(), format!("{} ago", uptime(up))));
+    }
     rows
 }
 

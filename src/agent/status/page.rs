@@ -32,10 +32,15 @@ pub(super) fn app(s: &Snapshot) -> String {
     );
     h.push_str(
         "<h2>Members</h2><table id=\"members\"><thead><tr><th>node</th><th>state</th><th>address</th>\
-         <th class=\"n\">last heard</th><th class=\"n\">RTT</th><th class=\"n\">loss</th></tr></thead><tbody>",
+         <th class=\"n\">last heard</th><th class=\"n\">RTT</th><th class=\"n\">loss</th>\
+         <th class=\"n\">clock</th></tr></thead><tbody>",
     );
-    h.push_str(&member_row(&s.node, "self", "—", "—", "—", "—"));
+    h.push_str(&member_row(&s.node, "self", "—", "—", "—", "—", "—"));
     for m in &s.members {
+        let clock = match m.clock_offset_ms {
+            None => "—".to_owned(),
+            offset => clock_offset(offset),
+        };
         h.push_str(&member_row(
             &m.name,
             &m.state,
@@ -43,6 +48,7 @@ pub(super) fn app(s: &Snapshot) -> String {
             &ago(m.last_heard_ms),
             &num(m.rtt_ms, 3, " ms", "—"),
             &num(m.loss_pct, 1, " %", "—"),
+            &clock,
         ));
     }
     h.push_str("</tbody></table>");
@@ -60,17 +66,26 @@ pub(super) fn app(s: &Snapshot) -> String {
     h
 }
 
-pub(super) fn member_row(name: &str, state: &str, addr: &str, heard: &str, rtt: &str, loss: &str) -> String {
+pub(super) fn member_row(
+    name: &str,
+    state: &str,
+    addr: &str,
+    heard: &str,
+    rtt: &str,
+    loss: &str,
+    clock: &str,
+) -> String {
     let class = if state == "self" { "alive" } else { state };
     format!(
         "<tr data-member=\"{n}\"><td>{n}</td><td class=\"state {}\">{}</td><td>{}</td><td class=\"n\">{}</td>\
-         <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+         <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
         esc(class),
         esc(state),
         esc(addr),
         esc(heard),
         esc(rtt),
         esc(loss),
+        esc(clock),
         n = esc(name),
     )
 }
@@ -126,11 +141,17 @@ function uptime(t) {
   const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60), x = s % 60;
   return d ? d + "d " + p(h) + "h" : h ? h + "h " + p(m) + "m" : m ? m + "m " + p(x) + "s" : x + "s";
 }
-function row(name, state, addr, heard, rtt, loss) {
+function row(name, state, addr, heard, rtt, loss, clock) {
   const cls = state === "self" ? "alive" : state;
   return '<tr data-member="' + E(name) + '"><td>' + E(name) + '</td><td class="state ' + E(cls) + '">' +
     E(state) + "</td><td>" + E(addr) + '</td><td class="n">' + E(heard) + '</td><td class="n">' + E(rtt) +
-    '</td><td class="n">' + E(loss) + "</td></tr>";
+    '</td><td class="n">' + E(loss) + '</td><td class="n">' + E(clock) + "</td></tr>";
+}
+function offset(ms) {
+  if (ms == null) return D;
+  const sign = ms < 0 || Object.is(ms, -0) ? "-" : "+";
+  if (Math.abs(ms) > 1000) return sign + (Math.abs(ms) / 1000).toFixed(2) + " s (off!)";
+  return sign + Math.abs(ms).toFixed(1) + " ms";
 }
 function section(title, id, rows) {
   return "<h2>" + title + '</h2><dl id="' + id + '">' +
@@ -141,10 +162,11 @@ function render(s) {
     E(s.cluster) + "</b> · up " + uptime(s.uptime_s) + " · <b>" + s.live_members + "</b> live members · incarnation " +
     s.incarnation + " · " + E(s.version) + "</p></header>";
   h += '<h2>Members</h2><table id="members"><thead><tr><th>node</th><th>state</th><th>address</th>' +
-    '<th class="n">last heard</th><th class="n">RTT</th><th class="n">loss</th></tr></thead><tbody>';
-  h += row(s.node, "self", D, D, D, D);
+    '<th class="n">last heard</th><th class="n">RTT</th><th class="n">loss</th><th class="n">clock</th></tr></thead><tbody>';
+  h += row(s.node, "self", D, D, D, D, D);
   for (const m of s.members) {
-    h += row(m.name, m.state, m.addr, ago(m.last_heard_ms), num(m.rtt_ms, 3, " ms", D), num(m.loss_pct, 1, " %", D));
+    h += row(m.name, m.state, m.addr, ago(m.last_heard_ms), num(m.rtt_ms, 3, " ms", D), num(m.loss_pct, 1, " %", D),
+             offset(m.clock_offset_ms));
   }
   h += "</tbody></table>";
   const b = s.baton, baton = [];
@@ -163,12 +185,29 @@ function render(s) {
     const set = Object.keys(t.throttle).filter(f => t.throttle[f]);
     sensors.push(["throttle", set.length ? set.join(", ") : "none"]);
   }
+  for (const [k, rpm] of Object.entries(t.fans || {})) sensors.push(["fan " + k, rpm.toFixed(0) + " rpm"]);
   if (t.net) {
     const n = t.net;
     let line = n.interface + " " + (n.up ? "up" : "down") + " · rx errors " + n.rx_errors + " · tx errors " + n.tx_errors;
     if (n.wifi_signal_dbm != null) line += " · Wi-Fi " + n.wifi_signal_dbm.toFixed(0) + " dBm";
+    if (n.speed_mbps != null) {
+      line += " · " + n.speed_mbps.toFixed(0) + " Mbit/s" +
+        (n.full_duplex === true ? " full duplex" : n.full_duplex === false ? " half duplex" : "");
+    }
+    if (n.carrier_changes != null) line += " · " + n.carrier_changes + " carrier changes";
+    if (n.rx_dropped != null) line += " · " + n.rx_dropped + " rx dropped";
     sensors.push(["net", line]);
   }
+  if (t.clock_synced != null) {
+    sensors.push(["clock", (t.clock_synced ? "synchronised" : "NOT synchronised") + " · " +
+                  num(t.clock_error_ms, 1, " ms estimated error", "")]);
+  }
+  if (t.root_used_pct != null || t.root_readonly != null) {
+    const used = num(t.root_used_pct, 1, " % used", "");
+    const mode = t.root_readonly === true ? " · READ-ONLY" : t.root_readonly === false ? " · read-write" : "";
+    sensors.push(["root fs", (used + mode).replace(/^ · /, "")]);
+  }
+  if (t.system_uptime_s != null) sensors.push(["booted", uptime(t.system_uptime_s) + " ago"]);
   h += sensors.length ? section("Sensors", "sensors", sensors)
                       : '<h2>Sensors</h2><p id="sensors" class="muted">no sensor reading yet</p>';
   const rejected = Object.entries(s.rejected).filter(([, n]) => n > 0);

@@ -1,4 +1,10 @@
 //! prometheus: the snapshot as Prometheus text (exposition format 0.0.4) for `GET /metrics`.
+//!
+//! Names follow Prometheus' conventions (what `promtool check metrics` holds
+//! them to): base units (seconds, bytes, hertz, ratios 0-1 for percentages),
+//! `_total` for counters, and no type in the name. So they differ from the
+//! StatsD names where those carry a unit: `herd.link.rtt_ms` is
+//! `herd_link_rtt_seconds` here, `herd.link.loss_pct` `herd_link_loss_ratio`.
 
 use super::*;
 use crate::agent::snapshot::{BatonStatus, SensorStatus};
@@ -36,6 +42,11 @@ fn agent(p: &mut Prometheus, s: &Snapshot) {
     );
     p.gauge("herd_uptime_seconds", "Seconds since the agent started.", [(vec![], s.uptime_s)]);
     p.gauge("herd_members", "Live members, this node included.", [(vec![], s.live_members as f64)]);
+    p.counter(
+        "herd_member_suspect_total",
+        "Times a member turned suspect (flaps).",
+        [(vec![], s.member_suspects as f64)],
+    );
 }
 
 /// Each member's state and link health.
@@ -52,14 +63,27 @@ fn members(p: &mut Prometheus, members: &[MemberStatus]) {
         "Seconds since this node last heard of the member.",
         members.iter().map(|m| (vec![("member", m.name.as_str())], m.last_heard_ms as f64 / 1e3)),
     );
-    let links: [(&str, &str, LinkValue); 4] = [
-        ("herd_link_rtt_ms", "Probe round-trip time to the peer, ms, over the probe window.", |m| m.rtt_ms),
-        ("herd_link_jitter_ms", "Probe round-trip time jitter to the peer, ms.", |m| m.jitter_ms),
-        ("herd_link_loss_pct", "Probes to the peer lost, percent of the window.", |m| m.loss_pct),
+    let links: [(&str, &str, LinkValue); 5] = [
         (
-            "herd_link_heartbeat_loss_pct",
-            "Heartbeats of the peer missed, percent (from sequence gaps).",
-            |m| m.heartbeat_loss_pct,
+            "herd_link_rtt_seconds",
+            "Probe round-trip time to the peer, seconds, over the probe window.",
+            |m| Some(m.rtt_ms? / 1e3),
+        ),
+        ("herd_link_jitter_seconds", "Probe round-trip time jitter to the peer, seconds.", |m| {
+            Some(m.jitter_ms? / 1e3)
+        }),
+        ("herd_link_loss_ratio", "Probes to the peer lost, fraction of the window.", |m| {
+            Some(m.loss_pct? / 100.0)
+        }),
+        (
+            "herd_link_heartbeat_loss_ratio",
+            "Heartbeats of the peer missed, fraction (from sequence gaps).",
+            |m| Some(m.heartbeat_loss_pct? / 100.0),
+        ),
+        (
+            "herd_clock_offset_seconds",
+            "The peer's clock minus this node's, seconds (from probe timestamps, median over the window).",
+            |m| Some(m.clock_offset_ms? / 1e3),
         ),
     ];
     for (name, help, value) in links {
@@ -82,7 +106,11 @@ fn baton(p: &mut Prometheus, b: &BatonStatus) {
         "Epoch of the newest baton this node knows.",
         b.epoch.map(|e| (vec![], e as f64)),
     );
-    p.gauge("herd_baton_counter", "Highest baton counter this node has seen.", [(vec![], b.counter as f64)]);
+    p.gauge(
+        "herd_baton_value",
+        "Highest baton counter value this node has seen.",
+        [(vec![], b.counter as f64)],
+    );
     p.gauge("herd_baton_holding", "1 while this node holds the baton.", [(vec![], one(b.holding))]);
     p.counter("herd_baton_passes_total", "Passes made by this node.", [(vec![], b.passes as f64)]);
     p.counter(
@@ -99,14 +127,23 @@ fn sensors(p: &mut Prometheus, t: &SensorStatus) {
         "Temperature by sensor (thermal zone or hwmon label), degrees Celsius.",
         t.temperatures.iter().map(|(label, c)| (vec![("sensor", label.as_str())], *c)),
     );
-    p.gauge("herd_cpu_freq_mhz", "Current frequency of CPU 0, MHz.", t.cpu_freq_mhz.map(|v| (vec![], v)));
-    p.gauge("herd_cpu_usage_pct", "CPU usage, percent.", t.cpu_usage_pct.map(|v| (vec![], v)));
-    p.gauge("herd_load_1", "Load average over 1 minute.", t.load_1.map(|v| (vec![], v)));
-    p.gauge("herd_mem_used_pct", "Memory used, percent.", t.mem_used_pct.map(|v| (vec![], v)));
+    p.gauge(
+        "herd_cpu_frequency_hertz",
+        "Current frequency of CPU 0, hertz.",
+        t.cpu_freq_mhz.map(|v| (vec![], v * 1e6)),
+    );
+    p.gauge("herd_cpu_usage_ratio", "CPU usage, 0-1.", t.cpu_usage_pct.map(|v| (vec![], v / 100.0)));
+    p.gauge("herd_load1", "Load average over 1 minute.", t.load_1.map(|v| (vec![], v)));
+    p.gauge("herd_memory_used_ratio", "Memory used, 0-1.", t.mem_used_pct.map(|v| (vec![], v / 100.0)));
     p.gauge(
         "herd_throttle",
         "Raspberry Pi firmware throttled word: 1 if the flag is set (*_occurred: since boot).",
         t.throttle.iter().flatten().map(|(flag, set)| (vec![("flag", flag.as_str())], one(*set))),
+    );
+    p.gauge(
+        "herd_fan_rpm",
+        "Fan speed by hwmon fan, revolutions per minute.",
+        t.fans.iter().map(|(label, rpm)| (vec![("fan", label.as_str())], *rpm)),
     );
     let net = t.net.as_ref();
     let nic = |v: f64| net.map(|n| (vec![("interface", n.interface.as_str())], v));
@@ -121,10 +158,55 @@ fn sensors(p: &mut Prometheus, t: &SensorStatus) {
         "Transmit errors of the gossip interface.",
         net.and_then(|n| nic(n.tx_errors as f64)),
     );
+    p.counter(
+        "herd_net_rx_dropped_total",
+        "Received packets dropped on the gossip interface.",
+        net.and_then(|n| nic(n.rx_dropped? as f64)),
+    );
+    p.counter(
+        "herd_net_carrier_changes_total",
+        "Carrier changes of the gossip interface since boot (link flaps).",
+        net.and_then(|n| nic(n.carrier_changes? as f64)),
+    );
+    p.gauge(
+        "herd_net_speed_bytes",
+        "Negotiated speed of the gossip interface, bytes per second.",
+        net.and_then(|n| nic(n.speed_mbps? * 125_000.0)),
+    );
+    p.gauge(
+        "herd_net_full_duplex",
+        "1 if the gossip interface runs full duplex.",
+        net.and_then(|n| nic(one(n.full_duplex?))),
+    );
     p.gauge(
         "herd_net_wifi_signal_dbm",
         "Wi-Fi signal level of the gossip interface, dBm.",
         net.and_then(|n| nic(n.wifi_signal_dbm?)),
+    );
+    p.gauge(
+        "herd_clock_synced",
+        "1 if the kernel's clock is synchronised (adjtimex).",
+        t.clock_synced.map(|v| (vec![], one(v))),
+    );
+    p.gauge(
+        "herd_clock_error_seconds",
+        "The kernel's estimated clock error, seconds.",
+        t.clock_error_ms.map(|v| (vec![], v / 1e3)),
+    );
+    p.gauge(
+        "herd_fs_root_used_ratio",
+        "Used fraction of the root filesystem.",
+        t.root_used_pct.map(|v| (vec![], v / 100.0)),
+    );
+    p.gauge(
+        "herd_fs_root_readonly",
+        "1 if the root filesystem is mounted read-only.",
+        t.root_readonly.map(|v| (vec![], one(v))),
+    );
+    p.gauge(
+        "herd_system_uptime_seconds",
+        "Seconds since the machine booted.",
+        t.system_uptime_s.map(|v| (vec![], v)),
     );
 }
 

@@ -23,6 +23,7 @@ fn member(name: &str, state: &str, rtt: Option<f64>) -> MemberStatus {
         loss_pct: rtt.map(|_| 0.0),
         heartbeat_loss_pct: rtt.map(|_| 1.5),
         wire: 3,
+        clock_offset_ms: rtt.map(|_| -2.5),
     }
 }
 
@@ -66,7 +67,17 @@ fn sample() -> Snapshot {
                 rx_errors: 3,
                 tx_errors: 0,
                 wifi_signal_dbm: Some(-52.0),
+                speed_mbps: Some(100.0),
+                full_duplex: Some(true),
+                carrier_changes: Some(7),
+                rx_dropped: Some(12),
             }),
+            fans: [("pwmfan".to_owned(), 3120.0)].into(),
+            clock_synced: Some(true),
+            clock_error_ms: Some(16.5),
+            root_used_pct: Some(41.5),
+            root_readonly: Some(false),
+            system_uptime_s: Some(86523.0),
         },
         rejected: [("auth", 3), ("replay", 0)].map(|(k, v)| (k.to_owned(), v)).into(),
         keys: vec!["1a2b3c4d".into()],
@@ -78,6 +89,7 @@ fn sample() -> Snapshot {
             received_datagrams: 4198,
             received_bytes: 610_001,
         },
+        member_suspects: 4,
     }
 }
 
@@ -140,11 +152,26 @@ fn metrics_are_parsed_by_a_prometheus_parser() {
     assert_eq!(value(&m, "herd_member_up", Some(("member", "psb"))), Some(1.0));
     assert_eq!(value(&m, "herd_member_up", Some(("member", "psd"))), Some(0.0));
     assert_eq!(value(&m, "herd_member_last_heard_seconds", Some(("member", "psc"))), Some(0.312));
-    assert_eq!(value(&m, "herd_link_rtt_ms", Some(("peer", "psb"))), Some(0.372));
-    assert_eq!(value(&m, "herd_link_rtt_ms", Some(("peer", "psc"))), Some(0.696));
-    assert_eq!(value(&m, "herd_link_rtt_ms", Some(("peer", "psd"))), None, "no fake zero for psd");
-    assert_eq!(value(&m, "herd_link_heartbeat_loss_pct", Some(("peer", "psb"))), Some(1.5));
-    assert_eq!(value(&m, "herd_baton_counter", None), Some(1841.0));
+    // Base units: seconds and ratios, not ms and percent.
+    assert_eq!(value(&m, "herd_link_rtt_seconds", Some(("peer", "psb"))), Some(0.000372));
+    assert_eq!(value(&m, "herd_link_rtt_seconds", Some(("peer", "psc"))), Some(0.000696));
+    assert_eq!(value(&m, "herd_link_rtt_seconds", Some(("peer", "psd"))), None, "no fake zero for psd");
+    assert_eq!(value(&m, "herd_link_heartbeat_loss_ratio", Some(("peer", "psb"))), Some(0.015));
+    assert_eq!(value(&m, "herd_baton_value", None), Some(1841.0));
+    assert_eq!(value(&m, "herd_clock_offset_seconds", Some(("peer", "psb"))), Some(-0.0025));
+    assert_eq!(value(&m, "herd_member_suspect_total", None), Some(4.0));
+    assert_eq!(value(&m, "herd_cpu_frequency_hertz", None), Some(1.5e9));
+    assert_eq!(value(&m, "herd_memory_used_ratio", None), Some(0.02245));
+    assert_eq!(value(&m, "herd_fan_rpm", Some(("fan", "pwmfan"))), Some(3120.0));
+    assert_eq!(value(&m, "herd_net_speed_bytes", None), Some(12_500_000.0));
+    assert_eq!(value(&m, "herd_net_carrier_changes_total", None), Some(7.0));
+    assert_eq!(value(&m, "herd_net_rx_dropped_total", None), Some(12.0));
+    assert_eq!(value(&m, "herd_net_full_duplex", None), Some(1.0));
+    assert_eq!(value(&m, "herd_clock_synced", None), Some(1.0));
+    assert_eq!(value(&m, "herd_clock_error_seconds", None), Some(0.0165));
+    assert_eq!(value(&m, "herd_fs_root_used_ratio", None), Some(0.415));
+    assert_eq!(value(&m, "herd_fs_root_readonly", None), Some(0.0));
+    assert_eq!(value(&m, "herd_system_uptime_seconds", None), Some(86523.0));
     assert_eq!(value(&m, "herd_baton_epoch", None), Some(3.0));
     assert_eq!(value(&m, "herd_baton_holding", None), Some(0.0));
     assert_eq!(value(&m, "herd_baton_passes_total", None), Some(120.0));
@@ -168,12 +195,16 @@ fn metrics_leave_out_what_the_snapshot_lacks() {
     assert_well_formed(&text);
     for absent in [
         "herd_cpu_temperature_celsius",
-        "herd_cpu_freq_mhz",
-        "herd_load_1",
+        "herd_cpu_frequency_hertz",
+        "herd_load1",
         "herd_throttle",
+        "herd_fan_rpm",
         "herd_net_up",
         "herd_net_wifi_signal_dbm",
-        "herd_link_rtt_ms",
+        "herd_clock_synced",
+        "herd_fs_root_readonly",
+        "herd_system_uptime_seconds",
+        "herd_link_rtt_seconds",
         "herd_baton_epoch",
         "herd_rejected_total",
     ] {
@@ -218,16 +249,22 @@ fn human_view_has_the_member_table_baton_and_sensors() {
     let text = human(&sample());
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "psa · cluster lab · up 1h 02m · 3 live members");
-    assert!(text.contains("NODE  STATE  ADDR             LAST HEARD  RTT       LOSS\n"), "{text}");
-    assert!(text.contains("psb   alive  127.0.0.1:40001  312 ms      0.372 ms  0.0 %\n"), "{text}");
-    assert!(text.contains("psd   down   127.0.0.1:40001  312 ms      -         -\n"), "{text}");
+    assert!(text.contains("NODE  STATE  ADDR             LAST HEARD  RTT       LOSS   CLOCK\n"), "{text}");
+    assert!(text.contains("psb   alive  127.0.0.1:40001  312 ms      0.372 ms  0.0 %  -2.5 ms\n"), "{text}");
+    assert!(text.contains("psd   down   127.0.0.1:40001  312 ms      -         -      -\n"), "{text}");
     assert!(text.contains("  holder   psb\n"), "{text}");
     assert!(text.contains("  passes   120 by this node, 1 regenerated\n"), "{text}");
     assert!(text.contains("  throttle       throttled, under_voltage\n"), "{text}");
     assert!(
-        text.contains("  net            eth0 up · rx errors 3 · tx errors 0 · Wi-Fi -52 dBm\n"),
+        text.contains(
+            "  net            eth0 up · rx errors 3 · tx errors 0 · Wi-Fi -52 dBm · 100 Mbit/s full duplex · 7 carrier changes · 12 rx dropped\n"
+        ),
         "{text}"
     );
+    assert!(text.contains("  fan pwmfan     3120 rpm\n"), "{text}");
+    assert!(text.contains("  clock          synchronised · 16.5 ms estimated error\n"), "{text}");
+    assert!(text.contains("  root fs        41.5 % used · read-write\n"), "{text}");
+    assert!(text.contains("  booted         1d 00h ago\n"), "{text}");
     assert!(text.contains("\nrejected datagrams\n  auth  3\n"), "{text}");
     assert!(
         text.ends_with(
