@@ -185,3 +185,36 @@ fn the_secret_is_rotated_by_reloads_alone() {
         after.duration_since(t0).as_secs_f64()
     );
 }
+
+#[test]
+fn a_reload_does_not_repeat_the_warnings_already_given() {
+    // A Pi Zero W whose card went read-only and whose supply sags: each is
+    // warned about once, and a reload (which rebuilds telemetry) says
+    // neither again, while both stay true.
+    let cluster = Cluster::new("reload-warn");
+    let statsd = Statsd::start();
+    let sysfs = format!("{}/tests/fixtures/pizero-w/sys", env!("CARGO_MANIFEST_DIR"));
+    let spec = |name: &str| -> Spec {
+        cluster
+            .node(name)
+            .set("statsd", "address", &statsd.address())
+            .set("telemetry", "interval", &toml_str("200ms"))
+            .set("telemetry", "sysfs_root", &toml_str(&sysfs))
+            .set("telemetry", "interface", &toml_str("wlan0"))
+    };
+    let mut a = Agent::start(&spec("psz"));
+    a.expect("the root filesystem is mounted read-only", PATIENCE);
+    a.expect("hwmon rpi_volt reports under-voltage", PATIENCE);
+    a.rewrite_config(&spec("psz").set("statsd", "tags", "[\"reload:warn\"]"));
+    let t0 = a.sighup();
+    a.expect_after("config reloaded", t0, PATIENCE);
+    // Five telemetry intervals after the reload.
+    std::thread::sleep(Duration::from_secs(1));
+    let count = |what: &str| a.lines().iter().filter(|l| l.contains(what)).count();
+    assert_eq!(count("the root filesystem is mounted read-only"), 1, "{:#?}", a.lines());
+    assert_eq!(count("hwmon rpi_volt reports under-voltage"), 1, "{:#?}", a.lines());
+    assert!(
+        statsd.lines().iter().any(|(_, l)| l.starts_with("herd.fs.root_readonly:1|g|#host:psz,reload:warn")),
+        "still reported, with the new tag"
+    );
+}

@@ -101,6 +101,8 @@ fn pi4_tree_reads_exactly() {
             ..nic("eth0", true, 0, 0)
         })
     );
+    // Seen from inside ProtectSystem=strict: the mount on / is read-only, the
+    // filesystem is not. Only the latter is a failing card.
     assert_eq!(r.root_readonly, Some(false));
     assert_eq!(r.uptime_s, Some(86523.41));
     assert_system_values_in_range(&r);
@@ -145,6 +147,14 @@ fn pi5_tree_reads_exactly() {
     );
     assert_eq!((r.root_readonly, r.uptime_s), (Some(false), Some(3600.02)));
     assert_system_values_in_range(&r);
+}
+
+#[test]
+fn an_nfs_root_is_not_asked_for_its_fill() {
+    // statvfs on NFS waits on the server; the event loop must not.
+    let r = read("nfsroot", None);
+    assert_eq!(r.root_used_pct, None);
+    assert_eq!(r.root_readonly, Some(false));
 }
 
 #[test]

@@ -360,7 +360,10 @@ impl<T: Transport> Driver<T> {
         self.node.reconfigure(now, node_cfg);
         if self.reporter.is_some() {
             self.reporter = Some(Reporter::reconfigured(self.reporter.take(), &config));
-            self.telemetry = Some(Telemetry::new(&config));
+            self.telemetry = Some(match self.telemetry.take() {
+                Some(t) => t.reconfigured(&config),
+                None => Telemetry::new(&config),
+            });
             self.jobs = Jobs::new(&config, now);
         }
         if config.log.level != self.config.log.level {

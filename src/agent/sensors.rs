@@ -3,9 +3,9 @@
 //!   under-voltage alarm of hwmon `rpi_volt`, the CPU frequency (cpufreq), the Raspberry Pi
 //!   firmware's throttled word and the gossip interface's state, speed, duplex, link flaps and drops
 //!   (`class/net/<if>`), all as plain files under `[telemetry] sysfs_root`, and the default route,
-//!   the Wi-Fi signal, the root mount's options and the uptime from `net/route`, `net/wireless`,
-//!   `mounts` and `uptime` under the sibling `proc` directory, so a fixture tree stands in for a
-//!   whole Pi;
+//!   the Wi-Fi signal, the root filesystem's state and the uptime from `net/route`, `net/wireless`,
+//!   `self/mountinfo` and `uptime` under the sibling `proc` directory, so a fixture tree stands in
+//!   for a whole Pi;
 //! - CPU usage, load average and memory use from sysinfo, which always reads the real `/proc`;
 //! - the kernel's clock discipline (adjtimex(2) with no mode bits: it only reads, and herd never
 //!   sets the clock) and the root filesystem's fill (statvfs(3) of `/`), from the running kernel.
@@ -60,8 +60,9 @@ pub struct Reading {
     /// Used over usable blocks of `/`, in percent, as df(1) counts them (blocks reserved for root
     /// count as neither).
     pub root_used_pct: Option<f64>,
-    /// `/` is mounted read-only (the last mount of `/` in `proc/mounts`): what the kernel does to a
-    /// worn SD card.
+    /// The filesystem on `/` is read-only (its own options in `proc/self/mountinfo`, not the
+    /// mount's: a sandbox's read-only view is not a failing card): what the kernel does to a worn
+    /// SD card.
     pub root_readonly: Option<bool>,
     /// Seconds since boot (`proc/uptime`).
     pub uptime_s: Option<f64>,
@@ -181,6 +182,7 @@ impl Sensors {
     pub fn read(&mut self) -> Reading {
         // Listed once per read: temperatures, the voltage alarm and fans are all hwmon's.
         let hwmon = self.hwmon_devices();
+        let root = self.root_mount();
         Reading {
             temperatures: self.temperatures(&hwmon),
             cpu_freq_mhz: self.sys_value("devices/system/cpu/cpu0/cpufreq/scaling_cur_freq", |s| {
@@ -194,8 +196,8 @@ impl Sensors {
             fans: self.fans(&hwmon),
             net: self.net(),
             clock: self.missing.check("adjtimex", read_clock()),
-            root_used_pct: self.missing.check("statvfs /", root_used_pct()),
-            root_readonly: self.root_readonly(),
+            root_used_pct: self.root_used_pct(root.as_ref()),
+            root_readonly: root.map(|r| r.readonly),
             uptime_s: self.proc_value("uptime", |s| {
                 s.split_whitespace().next()?.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
             }),
@@ -208,22 +210,33 @@ impl Sensors {
         self.missing.check(&path.to_string_lossy(), read_value(&path, parse))
     }
 
-    /// Whether the last mount of `/` in `proc/mounts` has the `ro` option.
-    fn root_readonly(&mut self) -> Option<bool> {
-        let mounts = self.proc.join("mounts");
-        let readonly = read_text(&mounts).and_then(|text| {
+    /// The filesystem mounted on `/` as this process sees it: the last `/`
+    /// line of `proc/self/mountinfo`, read for the filesystem's own (super
+    /// block) options, not the mount's. Under systemd's ProtectSystem=strict
+    /// the mount is read-only for herd alone while the card is fine; when
+    /// the kernel remounts a failing card, the filesystem itself turns `ro`.
+    fn root_mount(&mut self) -> Option<RootMount> {
+        let file = self.proc.join("self/mountinfo");
+        let root = read_text(&file).and_then(|text| {
             text.lines()
                 .rev()
-                .find_map(|line| {
-                    // device mountpoint type options dump pass
-                    let fields: Vec<&str> = line.split_whitespace().collect();
-                    (fields.get(1) == Some(&"/")).then(|| fields.get(3).copied())
-                })
-                .flatten()
-                .map(|options| options.split(',').any(|o| o == "ro"))
+                .find_map(parse_root_mountinfo)
                 .ok_or(Fault::Unavailable("no mount of / listed".to_owned()))
         });
-        self.missing.check(&mounts.to_string_lossy(), readonly)
+        self.missing.check(&file.to_string_lossy(), root)
+    }
+
+    /// statvfs(3) of `/`, unless it is a network filesystem: there statvfs
+    /// waits on the server, and it would stall the event loop (a Pi that
+    /// boots from NFS reports no fill).
+    fn root_used_pct(&mut self, root: Option<&RootMount>) -> Option<f64> {
+        let used = match root.map(|r| r.fstype.as_str()) {
+            Some(t) if NETWORK_FILESYSTEMS.iter().any(|n| t.starts_with(n)) => {
+                Err(Fault::Unavailable(format!("/ is {t}, a network filesystem: not asked")))
+            }
+            _ => root_used_pct(),
+        };
+        self.missing.check("statvfs /", used)
     }
 
     /// The hwmon devices as (directory, name, file names), in hwmon order; unreadable ones are
@@ -561,6 +574,30 @@ fn numbered(names: Vec<String>, prefix: &str, suffix: &str) -> Vec<(u32, String)
         .collect();
     found.sort();
     found
+}
+
+/// What `proc/self/mountinfo` says of `/`.
+#[derive(Debug)]
+struct RootMount {
+    fstype: String,
+    /// The filesystem's own options say `ro`.
+    readonly: bool,
+}
+
+/// Filesystem types whose statvfs(3) waits on a server.
+const NETWORK_FILESYSTEMS: [&str; 5] = ["nfs", "cifs", "smb", "9p", "fuse.sshfs"];
+
+/// A mountinfo line of the mount on `/`: `ID PARENT MAJ:MIN ROOT MOUNTPOINT
+/// OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS` (proc(5)).
+fn parse_root_mountinfo(line: &str) -> Option<RootMount> {
+    let (mount, fs) = line.split_once(" - ")?;
+    if mount.split_whitespace().nth(4)? != "/" {
+        return None;
+    }
+    let mut fs = fs.split_whitespace();
+    let fstype = fs.next()?.to_owned();
+    let super_options = fs.nth(1)?;
+    Some(RootMount { fstype, readonly: super_options.split(',').any(|o| o == "ro") })
 }
 
 /// The kernel's clock discipline, read-only: adjtimex(2) with `modes = 0` changes nothing (and needs

@@ -48,6 +48,19 @@ impl Telemetry {
         }
     }
 
+    /// For a reloaded `config` (sysfs root, interface, `peer_metrics`): what
+    /// was warned about stays warned about, so a reload repeats no warning.
+    pub fn reconfigured(self, config: &Config) -> Telemetry {
+        Telemetry {
+            last_throttle: self.last_throttle,
+            last_alarm: self.last_alarm,
+            last_readonly: self.last_readonly,
+            far_off: self.far_off,
+            last: self.last,
+            ..Telemetry::new(config)
+        }
+    }
+
     /// Reads the sensors and sends one interval's metrics (links included).
     pub fn report(&mut self, links: &[LinkStats], metrics: Option<&Metrics>) {
         self.watch_clocks(links);

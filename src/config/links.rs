@@ -12,8 +12,10 @@ pub enum PeerMetrics {
     /// One series per peer, tagged `peer:`.
     #[default]
     All,
-    /// No peer tag: the mean over peers under the same names, and the worst
-    /// peer's RTT and loss (`link.worst_rtt_ms`, `link.worst_loss_pct`).
+    /// No peer tag: the link gauges as the mean over peers under the same
+    /// names, the worst peer's RTT and loss (`link.worst_rtt_ms`,
+    /// `link.worst_loss_pct`), and `clock.offset_ms` as the offset of the
+    /// peer farthest off (a mean of offsets says nothing).
     Summary,
     /// No link gauges (the status endpoint still has them).
     None,

@@ -141,7 +141,11 @@ impl Links {
             Some(p) => {
                 p.rtt = Some(now.saturating_duration_since(p.sent));
                 p.offset_us = match (clocks, p.sent_wall) {
-                    (Some((theirs, received)), Some(sent)) => Some(theirs - sent / 2 - received / 2),
+                    // In i128: a peer's clock is whatever it sends.
+                    (Some((theirs, received)), Some(sent)) => {
+                        let mid = (i128::from(sent) + i128::from(received)) / 2;
+                        i64::try_from(i128::from(theirs) - mid).ok()
+                    }
                     _ => None,
                 };
                 true
@@ -193,7 +197,7 @@ impl Links {
                 let clock_offset_ms = match offsets.len() {
                     0 => None,
                     n if n % 2 == 1 => Some(offsets[n / 2] as f64 / 1000.0),
-                    n => Some((offsets[n / 2 - 1] + offsets[n / 2]) as f64 / 2000.0),
+                    n => Some((i128::from(offsets[n / 2 - 1]) + i128::from(offsets[n / 2])) as f64 / 2000.0),
                 };
                 LinkStats {
                     peer: name.clone(),

@@ -354,7 +354,6 @@ impl<R: Rng> Node<R> {
         (recent && alive).then_some(name.as_str())
     }
 
-    /// Link health of every live peer, over the probe window.
     /// The wall clock at `at` (microseconds since the Unix epoch), as the
     /// shell read it. Called before each turn; a step of the clock (NTP
     /// syncing at boot) shows in the next probes, never in older ones.
@@ -370,6 +369,7 @@ impl<R: Rng> Node<R> {
         Some(us + ahead - behind)
     }
 
+    /// Link health of every live peer, over the probe window.
     pub fn link_stats(&self, now: Instant) -> Vec<LinkStats> {
         let mut stats = self.links.stats(now);
         stats.retain(|s| self.members.get(&s.peer).is_some_and(|m| m.state.is_live()));

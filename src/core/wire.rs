@@ -22,7 +22,9 @@
 //!   do not have" from "altered"); a heartbeat ends with extensions (type,
 //!   length, bytes; a receiver skips types it does not know, so additions
 //!   need no new version), the first of which says which versions the sender
-//!   understands.
+//!   understands; an ack carries the responder's wall clock (8 bytes, for
+//!   the clock offset per peer). Acks have no extensions: the next change to
+//!   them needs a new version.
 //!
 //! A release speaks [`VERSION`] and understands [`MIN_VERSION`] (the previous
 //! release's) too, so a cluster upgraded one node at a time stays one

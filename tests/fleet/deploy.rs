@@ -97,6 +97,15 @@ fn deploy_from_nothing_forms_one_cluster_by_multicast() {
     let clock_lines: Vec<String> =
         statsd.lines().into_iter().map(|(_, l)| l).filter(|l| l.starts_with("herd.clock.")).collect();
     assert!(sent_all, "{system:?} from every Pi under the unit's sandbox; clock lines: {clock_lines:?}");
+    // ProtectSystem=strict shows herd a read-only /, but the card is fine:
+    // no Pi reports its root filesystem read-only.
+    let readonly: Vec<String> = statsd
+        .lines()
+        .into_iter()
+        .map(|(_, l)| l)
+        .filter(|l| l.starts_with("herd.fs.root_readonly:1"))
+        .collect();
+    assert!(readonly.is_empty(), "a healthy Pi reported a read-only root: {readonly:?}");
     // The guest's clock (its own kernel's, no NTP) as psa measures it.
     let guest = fleet.name(PIS);
     let offset_of = |tags: &str| {
