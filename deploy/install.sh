@@ -245,6 +245,15 @@ r_unit='sudo groupadd -f --system herd-secret && sudo install -m 0644 /tmp/herd.
 # cannot leave an empty unit file behind (found by the fleet's power cut).
 r_start='sudo systemctl daemon-reload && sudo systemctl enable herd && sync && sudo systemctl restart herd'
 r_verify='for i in 1 2 3 4 5 6 7 8 9 10; do systemctl is-active --quiet herd && sudo /usr/local/bin/herd status && exit 0; sleep 1; done; systemctl status --no-pager herd; exit 1'
+# A rolling install must not take the next Pi down before this one is back
+# in the cluster: how many live members the running agent lists before the
+# restart (nothing when herd is not running), and after it the wait until the
+# new agent lists as many again (30 s).
+members='sudo /usr/local/bin/herd status --json 2>/dev/null | grep -o "live_members.: *[0-9]*" | tr -cd 0-9; true'
+r_members="n=\$($members); echo \"\${n:-0}\""
+r_rejoin() {
+  echo "i=0; while [ \$i -lt 150 ]; do n=\$($members); [ \"\${n:-0}\" -ge $1 ] && exit 0; i=\$((i + 1)); sleep 0.2; done; echo \"it lists \${n:-no} live members after 30 s, $1 before the restart\" >&2; exit 1"
+}
 
 # triple_for MACHINE: the build for what `uname -m` says, or nothing.
 triple_for() {
@@ -331,8 +340,21 @@ for host in "${hosts[@]}"; do
   fi
   step "herd check rejected /etc/herd/herd.toml" "${ssh[@]}" "$host" "$r_check"
   step "installing the unit" "${ssh[@]}" "$host" "$r_unit"
+  echo "+ $(quote "${ssh[@]}" "$host" "$r_members")"
+  before=0
+  if ! $dry_run; then
+    rc=0
+    before=$("${ssh[@]}" "$host" "$r_members" </dev/null) || rc=$?
+    if [[ $rc -ne 0 ]]; then
+      fail "asking the running agent its members failed (${ssh[0]} exited with status $rc)"
+    fi
+    before=${before//[^0-9]/}
+  fi
   step "starting the service" "${ssh[@]}" "$host" "$r_start"
   step "the service did not come up (systemctl is-active herd; herd status)" "${ssh[@]}" "$host" "$r_verify"
+  if [[ ${before:-0} -gt 1 ]]; then
+    step "herd did not rejoin the cluster (a changed [gossip] cluster, port or secret? journalctl -u herd)" "${ssh[@]}" "$host" "$(r_rejoin "$before")"
+  fi
   done_hosts+=("$host")
 done
 

@@ -54,6 +54,8 @@ const R_CHECK: &str = "sudo /usr/local/bin/herd check -c /etc/herd/herd.toml >/d
 const R_UNIT: &str = "sudo groupadd -f --system herd-secret && sudo install -m 0644 /tmp/herd.service /etc/systemd/system/herd.service && rm -f /tmp/herd /tmp/herd.toml /tmp/herd.service";
 const R_START: &str =
     "sudo systemctl daemon-reload && sudo systemctl enable herd && sync && sudo systemctl restart herd";
+/// Before the restart: the live members the running agent lists (0 when none runs).
+const R_MEMBERS: &str = r#"n=$(sudo /usr/local/bin/herd status --json 2>/dev/null | grep -o "live_members.: *[0-9]*" | tr -cd 0-9; true); echo "${n:-0}""#;
 const R_VERIFY: &str = "for i in 1 2 3 4 5 6 7 8 9 10; do systemctl is-active --quiet herd && sudo /usr/local/bin/herd status && exit 0; sleep 1; done; systemctl status --no-pager herd; exit 1";
 
 /// The inputs of one install, as install.sh prints them.
@@ -89,7 +91,7 @@ impl Plan<'_> {
             out.push(format!("+ {scp} {binary} {host}:/tmp/herd"));
             out.push(format!("+ {scp} {cfg} {host}:/tmp/herd.toml"));
             out.push(format!("+ {scp} {unit} {host}:/tmp/herd.service"));
-            for remote in [R_BINARY, config, R_CHECK, R_UNIT, R_START, R_VERIFY] {
+            for remote in [R_BINARY, config, R_CHECK, R_UNIT, R_MEMBERS, R_START, R_VERIFY] {
                 out.push(format!("+ {ssh} {host} '{remote}'"));
             }
         }
@@ -296,10 +298,73 @@ fn dry_run_shows_the_chosen_binary_and_config_and_force_config() {
     assert_eq!(stdout_lines(&out), plan.lines(&["psa"]));
 }
 
+/// After the restart, when `before` members were listed: the wait until the
+/// new agent lists as many.
+fn rejoin(before: usize) -> String {
+    format!(
+        r#"i=0; while [ $i -lt 150 ]; do n=$(sudo /usr/local/bin/herd status --json 2>/dev/null | grep -o "live_members.: *[0-9]*" | tr -cd 0-9; true); [ "${{n:-0}}" -ge {before} ] && exit 0; i=$((i + 1)); sleep 0.2; done; echo "it lists ${{n:-no}} live members after 30 s, {before} before the restart" >&2; exit 1"#
+    )
+}
+
+/// `sh FILE`: a fake ssh on hosts whose running agent lists 3 live members
+/// before the restart; after it, psb's new agent lists 3 again and psc's
+/// lists only itself. Logs every call to `calls.log`.
+fn cluster_ssh(dir: &Path) -> String {
+    let log = dir.join("calls.log");
+    let script = dir.join("fake-cluster-ssh");
+    std::fs::write(
+        &script,
+        format!(
+            r#"echo "ssh $*" >> '{log}'
+case "$2" in
+  n=*) echo 3 ;;
+  i=0*) case $1 in psc) sh -c "$(echo "$2" | sed 's/sleep 0.2/true/; s/n=\$(sudo[^)]*)/n=1/')"; exit $? ;; esac ;;
+esac
+exit 0
+"#,
+            log = log.display()
+        ),
+    )
+    .expect("write fake ssh");
+    format!("sh {}", script.display())
+}
+
+#[test]
+fn each_host_must_rejoin_the_cluster_before_the_next_is_touched() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ssh = cluster_ssh(dir.path());
+    let scp = fake(dir.path(), "scp", "__never__");
+    let binary = env!("CARGO_BIN_EXE_herd");
+    let out =
+        run(install_sh().env("SSH", &ssh).env("SCP", &scp).args(["--binary", binary, "psb", "psc", "psd"]));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains("it lists 1 live members after 30 s, 3 before the restart"),
+        "the remote's own words: {err}"
+    );
+    assert!(
+        err.contains("install.sh: failed on psc: herd did not rejoin the cluster (a changed [gossip] cluster, port or secret? journalctl -u herd)"),
+        "stderr: {err}"
+    );
+    assert!(err.contains("done before it: psb; not attempted: psd"), "stderr: {err}");
+    let printed = stdout_lines(&out);
+    let plan = Plan { ssh: &ssh, scp: &scp, binary, ..Plan::default() };
+    let mut expected = plan.lines(&["psb"]);
+    expected.push(format!("+ {ssh} psb '{}'", rejoin(3)));
+    expected.extend(plan.lines(&["psc"]));
+    expected.push(format!("+ {ssh} psc '{}'", rejoin(3)));
+    assert_eq!(printed, expected);
+    let log = std::fs::read_to_string(dir.path().join("calls.log")).expect("calls were logged");
+    assert!(!log.contains("psd"), "psd was touched:\n{log}");
+}
+
 #[test]
 fn the_remote_commands_are_valid_sh() {
     // Each runs in the host's login shell: POSIX sh syntax, nothing bash-only.
-    for remote in [R_BINARY, R_CONFIG_KEEP, R_CONFIG_FORCE, R_CHECK, R_UNIT, R_START, R_VERIFY] {
+    for remote in
+        [R_BINARY, R_CONFIG_KEEP, R_CONFIG_FORCE, R_CHECK, R_UNIT, R_MEMBERS, R_START, R_VERIFY, &rejoin(3)]
+    {
         let out = Command::new("sh").args(["-n", "-c", remote]).output().expect("run sh -n");
         assert!(out.status.success(), "sh -n refuses {remote:?}: {}", text(&out.stderr));
         assert!(!remote.contains('\''), "{remote:?} would need quoting inside the printed '...'");
@@ -593,8 +658,8 @@ fn a_failing_host_stops_the_run_naming_it_and_later_hosts_are_never_touched() {
     assert!(!log.contains("psc"), "psc was touched:\n{log}");
 
     let printed = stdout_lines(&out);
-    assert_eq!(printed.len(), 9 + 6, "printed: {printed:#?}");
-    assert_eq!(printed[..9], Plan { ssh: &ssh, scp: &scp, binary, ..Plan::default() }.lines(&["psa"])[..]);
+    assert_eq!(printed.len(), 10 + 6, "printed: {printed:#?}");
+    assert_eq!(printed[..10], Plan { ssh: &ssh, scp: &scp, binary, ..Plan::default() }.lines(&["psa"])[..]);
 }
 
 #[test]

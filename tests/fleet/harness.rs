@@ -408,6 +408,14 @@ impl Fleet {
         let out = self.ssh(i, "herd status --json");
         out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
     }
+
+    /// The live members Pi `i`'s agent lists, once it has been up a second:
+    /// a just-started agent lists only itself until the others answer its
+    /// first heartbeat (milliseconds later), and joining is not the cluster
+    /// dropping a member. install.sh waits for that answer before the next Pi.
+    pub fn cluster_view(&self, i: usize) -> Option<usize> {
+        self.status(i).filter(|s| s.uptime_s >= 1.0).map(|s| s.live_members)
+    }
 }
 
 impl Drop for Fleet {

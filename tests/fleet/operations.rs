@@ -109,9 +109,9 @@ fn a_config_push_host_by_host_takes_effect_without_dropping_the_cluster() {
         s.spawn(|| {
             while !done.load(Ordering::Relaxed) {
                 for i in 1..=PIS {
-                    if let Some(st) = fleet.status(i) {
+                    if let Some(n) = fleet.cluster_view(i) {
                         let mut f = fewest.lock().unwrap();
-                        *f = (*f).min(st.live_members);
+                        *f = (*f).min(n);
                     }
                 }
             }
