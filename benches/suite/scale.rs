@@ -5,6 +5,11 @@
 //! receives (its own counters, read from `/status`) and its CPU. The reference
 //! of each size is the smallest size of the run: per-agent traffic growing
 //! linearly with N shows as a ratio equal to N / N₀.
+//!
+//! Beside each size, hashicorp/memberlist (`DefaultLANConfig`, Debian's
+//! 0.2.2) as the same-run reference: one node per process on loopback
+//! (benches/peers/memberlist, built here in GOPATH mode), each counting its
+//! own UDP datagrams and TCP push-pull bytes. Rows give herd / memberlist.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,6 +29,7 @@ struct Figures {
     sent: f64,
     received: f64,
     sent_bytes: f64,
+    received_bytes: f64,
     cpu_pct: f64,
 }
 
@@ -31,7 +37,44 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
     let window = if s.quick { Duration::from_secs(3) } else { Duration::from_secs(10) };
     let figures: Vec<Figures> = s.scale_nodes.iter().map(|&n| measure(&s.herd, n, window)).collect();
     let base = &figures[0];
+    let peer = memberlist::build();
     for f in &figures {
+        match &peer {
+            Ok(bin) => {
+                // memberlist syncs its whole state over TCP every 30 s
+                // (push-pull): a full run's window takes one in.
+                let m = memberlist::measure(
+                    bin,
+                    f.n,
+                    if s.quick { window } else { window.max(Duration::from_secs(31)) },
+                );
+                for (what, herd, reference) in [
+                    ("datagrams/s sent per node", f.sent, m.sent),
+                    ("datagrams/s received per node", f.received, m.received),
+                    ("bytes/s sent per node", f.sent_bytes, m.sent_bytes),
+                    ("bytes/s received per node", f.received_bytes, m.received_bytes),
+                ] {
+                    rows.push(Row {
+                        section: "scale",
+                        figure: format!("{} agents: {what}", f.n),
+                        value: format!("{herd:.1}"),
+                        target: "-".into(),
+                        reference: format!("memberlist {reference:.1}"),
+                        ratio: (reference > 0.0).then(|| herd / reference),
+                        met: None,
+                    });
+                }
+            }
+            Err(why) => rows.push(Row {
+                section: "scale",
+                figure: format!("{} agents: memberlist reference", f.n),
+                value: "-".into(),
+                target: "-".into(),
+                reference: why.clone(),
+                ratio: None,
+                met: None,
+            }),
+        }
         let growth = f.n as f64 / base.n as f64;
         rows.push(Row {
             section: "scale",
@@ -130,6 +173,124 @@ fn measure(herd: &str, n: usize, window: Duration) -> Figures {
         sent: per(|t| t.sent_datagrams),
         received: per(|t| t.received_datagrams),
         sent_bytes: per(|t| t.sent_bytes),
+        received_bytes: per(|t| t.received_bytes),
         cpu_pct: cpu_pct(ns1.saturating_sub(ns0), secs) / n as f64,
+    }
+}
+
+/// The memberlist reference peers.
+mod memberlist {
+    use std::io::{BufRead, BufReader};
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use crate::common::free_tcp_port;
+
+    const GOPATH: &str = "/usr/share/gocode";
+
+    pub struct Figures {
+        pub sent: f64,
+        pub received: f64,
+        pub sent_bytes: f64,
+        pub received_bytes: f64,
+    }
+
+    /// benches/peers/memberlist built into target/, or why not.
+    pub fn build() -> Result<PathBuf, String> {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/memberlist");
+        if !Path::new(GOPATH).join("src/github.com/hashicorp/memberlist").exists() {
+            return Err(
+                "not installed (apt-get install golang-go golang-github-hashicorp-memberlist-dev)".into()
+            );
+        }
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/memberlist-peer");
+        let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/go-cache");
+        let built = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&out)
+            .arg(".")
+            .current_dir(&src)
+            .env("GOPATH", GOPATH)
+            .env("GO111MODULE", "off")
+            .env("GOCACHE", &cache)
+            .env("GOFLAGS", "-mod=mod")
+            .output()
+            .map_err(|e| format!("go: {e} (apt-get install golang-go)"))?;
+        if !built.status.success() {
+            return Err(format!("go build failed: {}", String::from_utf8_lossy(&built.stderr).trim()));
+        }
+        Ok(out)
+    }
+
+    /// `n` memberlist nodes joined into one cluster; per node per second over
+    /// `window` once all see `n` members (UDP datagrams; bytes include the
+    /// TCP push-pull syncs).
+    pub fn measure(bin: &Path, n: usize, window: Duration) -> Figures {
+        let ports: Vec<u16> = (0..n).map(|_| free_tcp_port()).collect();
+        let latest: Vec<Arc<Mutex<Option<serde_json::Value>>>> = (0..n).map(|_| Arc::default()).collect();
+        let mut children = Vec::new();
+        for i in 0..n {
+            let mut cmd = Command::new(bin);
+            cmd.args(["-name", &format!("m{i:02}"), "-port", &ports[i].to_string()]);
+            if i > 0 {
+                cmd.args(["-join", &format!("127.0.0.1:{}", ports[0])]);
+            }
+            let mut child =
+                cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("memberlist-peer");
+            let stdout = child.stdout.take().expect("piped");
+            let slot = Arc::clone(&latest[i]);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                        && v.get("members").is_some()
+                    {
+                        *slot.lock().unwrap() = Some(v);
+                    }
+                }
+            });
+            children.push(child);
+            if i == 0 {
+                // The seed listens before anyone joins it.
+                let t = Instant::now();
+                while latest[0].lock().unwrap().is_none() && t.elapsed() < Duration::from_secs(5) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        let all_in = || latest.iter().all(|l| l.lock().unwrap().as_ref().is_some_and(|v| v["members"] == n));
+        let t = Instant::now();
+        while !all_in() && t.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let sample = || -> Vec<serde_json::Value> {
+            latest.iter().map(|l| l.lock().unwrap().clone().unwrap_or_default()).collect()
+        };
+        let before = sample();
+        std::thread::sleep(window);
+        let after = sample();
+        for mut c in children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let per = |keys: &[&str]| {
+            let mut total = 0.0;
+            let mut secs = 0.0;
+            for (b, a) in before.iter().zip(&after) {
+                for k in keys {
+                    total += a[k].as_f64().unwrap_or(0.0) - b[k].as_f64().unwrap_or(0.0);
+                }
+                secs += a["t"].as_f64().unwrap_or(0.0) - b["t"].as_f64().unwrap_or(0.0);
+            }
+            if secs > 0.0 { total / secs } else { 0.0 }
+        };
+        Figures {
+            sent: per(&["sent_packets"]),
+            received: per(&["recv_packets"]),
+            sent_bytes: per(&["sent_bytes", "stream_sent_bytes"]),
+            received_bytes: per(&["recv_bytes", "stream_recv_bytes"]),
+        }
     }
 }
