@@ -187,7 +187,8 @@ fn rejections(sim: &Sim, observer: usize) -> Vec<Reason> {
 fn replayed_altered_and_foreign_datagrams_change_nothing() {
     let mut sim = formed(3, 13);
     sim.capture = Some(Vec::new());
-    sim.run_for(2 * SECOND);
+    // A heartbeat goes out at least every 10 intervals.
+    sim.run_for(11 * SECOND);
     let captured = sim.capture.take().unwrap();
     let (from, _, hb) = captured.iter().find(|(_, d, _)| *d == Dest::Group).cloned().unwrap();
     let to = (from + 1) % 3;
@@ -224,7 +225,8 @@ fn a_node_with_the_wrong_secret_never_joins_and_is_counted() {
     sim.run_for(10 * SECOND);
     for good in [0, 1] {
         assert_eq!(sim.state(good, 2), None, "intruder admitted by {good}");
-        assert!(sim.node(good).rejections().auth >= 9);
+        // Its three heartbeats of the start, an interval apart, at least.
+        assert!(sim.node(good).rejections().auth >= 3);
         assert!(rejections(&sim, good).contains(&Reason::Wire(WireError::AuthFailed)));
     }
     assert_eq!(sim.node(2).members().len(), 0);

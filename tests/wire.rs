@@ -2,8 +2,8 @@
 //! an error value, never a panic", property-tested.
 
 use herd::core::wire::{
-    BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, MAX_LAP, MAX_NAME, MIN_VERSION, Message, PassAck,
-    PassVerdict, ReplayWindow, Sighting, VERSION, WireError,
+    BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, MAX_LAP, MAX_NAME, MAX_NEWS, MIN_VERSION, Message,
+    News, PassAck, PassVerdict, ReplayWindow, Rumor, Sighting, VERSION, WireError,
 };
 use proptest::prelude::*;
 
@@ -40,6 +40,19 @@ enum Kind {
     Ack(u64, Option<i64>),
     Pass(BatonId, u64, Vec<String>),
     PassAck(BatonId, u64, PassVerdict, u32),
+    PingReq(u64, String, u64),
+    IndirectAck(u64, bool),
+    News(Vec<(String, u64, u8, u32)>),
+}
+
+impl Kind {
+    /// Messages that exist from version 3 on only.
+    fn version(&self, version: u8) -> u8 {
+        match self {
+            Kind::PingReq(..) | Kind::IndirectAck(..) | Kind::News(_) => VERSION,
+            _ => version,
+        }
+    }
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
@@ -59,6 +72,10 @@ fn kind() -> impl Strategy<Value = Kind> {
             .prop_map(|(id, c, lap)| Kind::Pass(id, c, lap)),
         (baton_id(), any::<u64>(), verdict, any::<u32>())
             .prop_map(|(id, c, v, d)| Kind::PassAck(id, c, v, d)),
+        (any::<u64>(), name(), any::<u64>()).prop_map(|(t, n, i)| Kind::PingReq(t, n, i)),
+        (any::<u64>(), any::<bool>()).prop_map(|(t, a)| Kind::IndirectAck(t, a)),
+        proptest::collection::vec((name(), any::<u64>(), 0u8..3, any::<u32>()), 0..=MAX_NEWS)
+            .prop_map(Kind::News),
     ]
 }
 
@@ -75,6 +92,7 @@ fn message(k: &Kind, version: u8) -> Message<'_> {
             sightings: s.iter().map(|(n, i, a)| Sighting { name: n, incarnation: *i, age_ms: *a }).collect(),
             understands: (version >= 3).then_some(VERSION),
             floor: (version >= 3 && *hb_seq % 3 == 0).then_some(u64::from(*hb_seq) + 1),
+            asks_views: version >= 3 && *hb_seq % 5 == 0,
         }),
         Kind::Leave => Message::Leave,
         Kind::Ping(t) => Message::Ping { token: *t },
@@ -86,6 +104,21 @@ fn message(k: &Kind, version: u8) -> Message<'_> {
         Kind::PassAck(id, counter, verdict, delay_us) => {
             Message::PassAck(PassAck { id: *id, counter: *counter, verdict: *verdict, delay_us: *delay_us })
         }
+        Kind::PingReq(token, target, incarnation) => {
+            Message::PingReq { token: *token, target, incarnation: *incarnation }
+        }
+        Kind::IndirectAck(token, answered) => Message::IndirectAck { token: *token, answered: *answered },
+        Kind::News(items) => Message::News(
+            items
+                .iter()
+                .map(|(name, incarnation, rumor, silent_ms)| News {
+                    name,
+                    incarnation: *incarnation,
+                    rumor: [Rumor::Suspect, Rumor::Down, Rumor::Alive][*rumor as usize],
+                    silent_ms: *silent_ms,
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -95,6 +128,7 @@ proptest! {
     #[test]
     fn round_trip(from in name(), incarnation in any::<u64>(), seq in any::<u64>(), k in kind(), sealed in any::<bool>(), version in MIN_VERSION..=VERSION) {
         let mut c = codec(sealed.then_some(b"secret".as_slice()));
+        let version = k.version(version);
         let env = Envelope { version, cluster: "lab", from: &from, incarnation, seq, msg: message(&k, version) };
         let mut bytes = c.encode(&env);
         let got = c.open(&mut bytes).expect("own datagram decodes");
@@ -454,6 +488,7 @@ fn unknown_heartbeat_extensions_are_skipped() {
             sightings: vec![],
             understands: Some(VERSION),
             floor,
+            asks_views: false,
         })
     };
     let env =

@@ -27,7 +27,12 @@
 //! - If nobody has known the greatest baton alive for `regenerate_after`
 //!   (views carry how long ago their sender last did), the lowest-named alive
 //!   relaying member regenerates it with `epoch + 1`, starting a margin above
-//!   `high`: a dead holder may have emitted counters nobody heard of.
+//!   `high`: a dead holder may have emitted counters nobody heard of. Where
+//!   views are not heartbeated every interval (`ask_first`: the holder
+//!   announces one about once an interval, see `core::node`), it first asks
+//!   the cluster for fresher views and waits a quarter interval: the holder
+//!   answers if the baton lives, the last holders with the highest counters
+//!   if it does not.
 //! - The first baton is started by `main_node` (however late it comes up) or,
 //!   leaderless, by the lowest live name; if `main_node` is not up, the lowest
 //!   starts one after `regenerate_after`.
@@ -107,6 +112,9 @@ pub enum RelaySend {
 pub struct RelayOut {
     pub sends: Vec<(SocketAddr, RelaySend)>,
     pub events: Vec<BatonEvent>,
+    /// Ask the cluster for fresher views before regenerating (a heartbeat
+    /// with the ask extension).
+    pub ask_views: bool,
 }
 
 /// What every relay call borrows from its node: the clock reading, the
@@ -123,7 +131,16 @@ enum Holding {
     /// Took the baton; passes it on at `until`.
     Waiting { until: Instant },
     /// Sent it to `to`; waiting for the ack until `deadline`.
-    Passing { to: LapName, addr: SocketAddr, first_sent: Instant, attempt: u32, deadline: Instant },
+    /// `asked`: views were asked for before giving up on `to` (see
+    /// `handle_timeout`).
+    Passing {
+        to: LapName,
+        addr: SocketAddr,
+        first_sent: Instant,
+        attempt: u32,
+        deadline: Instant,
+        asked: bool,
+    },
     /// Nobody else alive relays: keep it until a peer appears.
     Alone,
 }
@@ -177,6 +194,10 @@ pub struct Relay {
     ack_delay: Duration,
     /// Delayed acks: (to, ack, since), at most one per peer (the newest).
     pending_acks: Vec<(SocketAddr, PassAck, Instant)>,
+    /// Ask for fresher views before regenerating (see the module doc).
+    pub ask_first: bool,
+    /// `last_seen` when views were last asked for: asked once per silence.
+    asked_at: Option<Instant>,
 }
 
 /// Upper bound of the delayed ack (`pass_timeout` / 5 if smaller).
@@ -231,6 +252,8 @@ impl Relay {
                 Duration::ZERO
             },
             pending_acks: Vec::new(),
+            ask_first: false,
+            asked_at: None,
             cfg,
         }
     }
@@ -439,9 +462,18 @@ impl Relay {
         };
         match &mut h.state {
             Holding::Waiting { until } if *until <= now => self.pass_on(ctx),
-            Holding::Passing { to, addr, attempt, deadline, .. } if *deadline <= now => {
+            Holding::Passing { to, addr, attempt, deadline, asked, .. } if *deadline <= now => {
                 let gone = !ctx.members.get(to.as_str()).is_some_and(|m| m.state.is_live());
-                if *attempt < self.cfg.max_retries && !gone {
+                if *attempt >= self.cfg.max_retries && self.ask_first && !*asked {
+                    // Giving up makes this copy a new pass; if the baton went
+                    // on without our ack (the target passed it, then died),
+                    // the holder's answer shows it ahead and this copy dies
+                    // instead (`on_view`). Without heartbeats each interval,
+                    // nobody would tell us otherwise.
+                    *asked = true;
+                    *deadline = now + self.timings.probe_every;
+                    ctx.out.ask_views = true;
+                } else if *attempt < self.cfg.max_retries && !gone {
                     *attempt += 1;
                     *deadline = now + self.cfg.pass_timeout;
                     ctx.out.events.push(BatonEvent::Retransmit { to: to.as_str().to_owned() });
@@ -532,6 +564,13 @@ impl Relay {
             self.next_check = now + self.timings.recheck;
             return;
         }
+        if self.best.is_some() && self.ask_first && self.asked_at != Some(self.last_seen) {
+            // Answers that show it alive move `last_seen`, and with it `due`.
+            self.asked_at = Some(self.last_seen);
+            ctx.out.ask_views = true;
+            self.next_check = now + self.timings.probe_every;
+            return;
+        }
         let id = BatonId { epoch: self.best.map_or(1, |b| b.epoch + 1), origin: self.origin };
         let (counter, event): (u64, fn(BatonId, u64) -> BatonEvent) = match self.best {
             None => (self.high.max(self.floor), |id, counter| BatonEvent::Started { id, counter }),
@@ -580,7 +619,7 @@ impl Relay {
             let lap = h.lap.clone();
             ctx.out.sends.push((addr, RelaySend::Pass { id: h.id, counter: h.counter, lap }));
             let deadline = now + self.cfg.pass_timeout;
-            h.state = Holding::Passing { to, addr, first_sent: now, attempt: 0, deadline };
+            h.state = Holding::Passing { to, addr, first_sent: now, attempt: 0, deadline, asked: false };
             break;
         }
         self.last_seen = now;

@@ -1,9 +1,11 @@
-//! links: link health per peer. Probes each live member every
-//! `probe_interval` (a ping on its data port, authenticated like everything
-//! else) and keeps the last `window` probes; watches the sequence numbers of
-//! its heartbeats. From these it derives, per peer: mean RTT, jitter (mean
+//! links: link health per peer. Records the failure detector's round probes
+//! (`core::probe`: one ping per `probe_interval`, each peer in turn, so a
+//! peer is probed by this node once every N - 1 intervals) and keeps the
+//! last `window` probes of each peer; watches the sequence numbers of its
+//! heartbeats. From these it derives, per peer: mean RTT, jitter (mean
 //! absolute difference of consecutive RTTs, as RFC 3550 does), probe loss, and
-//! heartbeat loss.
+//! heartbeat loss. The windows are counts, so the time they span grows with
+//! the cluster: `window` × (N - 1) × `probe_interval` for probes.
 //!
 //! With wall clocks on both ends (the shell hands its own to the core; the
 //! peer's comes in its ack), each answered probe also gives a clock offset
@@ -20,10 +22,8 @@
 //! `window` heartbeat numbers per member (the member table is capped).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
-use rand::Rng;
+use std::time::{Duration, Instant};
 
 use super::membership::Members;
 
@@ -71,20 +71,17 @@ struct Peer {
 pub struct Links {
     cfg: LinkConfig,
     peers: BTreeMap<String, Peer>,
-    next_probe: Instant,
 }
 
 impl Links {
-    pub fn new(cfg: LinkConfig, now: Instant) -> Links {
-        Links { cfg, peers: BTreeMap::new(), next_probe: now + cfg.probe_interval }
+    pub fn new(cfg: LinkConfig) -> Links {
+        Links { cfg, peers: BTreeMap::new() }
     }
 
     /// A new probe interval and window (a reload): what was measured is
-    /// kept (a smaller window drops the oldest at the next probe), and the
-    /// next probe is no later than one new interval away.
-    pub fn set_config(&mut self, cfg: LinkConfig, now: Instant) {
+    /// kept (a smaller window drops the oldest at the next probe).
+    pub fn set_config(&mut self, cfg: LinkConfig) {
         self.cfg = cfg;
-        self.next_probe = self.next_probe.min(now + cfg.probe_interval);
     }
 
     /// How long a probe may go unanswered before it counts as lost: one probe
@@ -94,40 +91,35 @@ impl Links {
         self.cfg.probe_interval.max(Duration::from_secs(1))
     }
 
-    pub fn poll_timeout(&self) -> Instant {
-        self.next_probe
-    }
-
-    /// When a probe round is due: forgets peers that are no longer live (or
-    /// are a new life) and returns one ping (address, token) per live member.
-    pub fn handle_timeout<R: Rng>(
+    /// A probe (token) just sent to `name`'s life `incarnation`; a peer seen
+    /// in a new life starts from nothing.
+    pub fn probe_sent(
         &mut self,
         now: Instant,
         wall_us: Option<i64>,
-        members: &Members,
-        rng: &mut R,
-        out: &mut Vec<(SocketAddr, u64)>,
+        name: &str,
+        incarnation: u64,
+        token: u64,
     ) {
-        if now < self.next_probe {
-            return;
+        let peer = self.peers.entry(name.to_owned()).or_insert_with(|| Peer {
+            incarnation,
+            probes: VecDeque::new(),
+            heartbeats: VecDeque::new(),
+        });
+        if peer.incarnation != incarnation {
+            *peer = Peer { incarnation, probes: VecDeque::new(), heartbeats: VecDeque::new() };
         }
-        self.next_probe = now + self.cfg.probe_interval;
+        while peer.probes.len() >= self.cfg.window.max(1) {
+            peer.probes.pop_front();
+        }
+        peer.probes.push_back(Probe { token, sent: now, sent_wall: wall_us, rtt: None, offset_us: None });
+    }
+
+    /// Forgets peers that are no longer live, or are a new life.
+    pub fn retain_live(&mut self, members: &Members) {
         self.peers.retain(|name, p| {
             members.get(name).is_some_and(|m| m.state.is_live() && m.incarnation == p.incarnation)
         });
-        for m in members.live() {
-            let peer = self.peers.entry(m.name.clone()).or_insert_with(|| Peer {
-                incarnation: m.incarnation,
-                probes: VecDeque::new(),
-                heartbeats: VecDeque::new(),
-            });
-            let token = rng.next_u64();
-            while peer.probes.len() >= self.cfg.window {
-                peer.probes.pop_front();
-            }
-            peer.probes.push_back(Probe { token, sent: now, sent_wall: wall_us, rtt: None, offset_us: None });
-            out.push((m.data_addr, token));
-        }
     }
 
     /// An ack from `from`, with (its wall clock in the ack, ours on
@@ -220,8 +212,9 @@ fn ms(d: Duration) -> f64 {
 mod tests {
     use super::*;
     use crate::core::membership::{Hello, Timing};
-    use rand::SeedableRng;
     use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+    use std::net::SocketAddr;
 
     const SECOND: Duration = Duration::from_secs(1);
 
@@ -231,23 +224,26 @@ mod tests {
             suspect_after: 3 * SECOND,
             down_after: 5 * SECOND,
             probe_every: Duration::from_millis(250),
+            settle: 3 * SECOND,
         };
         let mut members = Members::new(8, timing);
         let addr: SocketAddr = "10.0.0.2:45893".parse().unwrap();
         let hello = Hello { gossip_addr: addr, data_addr: addr, relays: true };
         members.admit(t0, "psb", 7, 1, Some(hello), &mut Vec::new());
-        let links = Links::new(LinkConfig { probe_interval: SECOND, window }, t0);
+        let links = Links::new(LinkConfig { probe_interval: SECOND, window });
         (t0, members, links, SmallRng::seed_from_u64(1))
     }
 
-    /// Sends one probe round at `at` and answers it after `rtt` (or never).
-    /// (The member table's own timeouts are never run here, so psb stays alive.)
+    /// Probes psb at `at` and answers it after `rtt` (or never), as the
+    /// failure detector's round does. (The member table's own timeouts are
+    /// never run here, so psb stays alive.)
     fn round(links: &mut Links, members: &Members, rng: &mut SmallRng, at: Instant, rtt: Option<u64>) {
-        let mut out = Vec::new();
-        links.handle_timeout(at, None, members, rng, &mut out);
-        assert_eq!(out.len(), 1);
+        links.retain_live(members);
+        let m = members.get("psb").expect("psb");
+        let token = rng.next_u64();
+        links.probe_sent(at, None, "psb", m.incarnation, token);
         if let Some(ms) = rtt {
-            assert!(links.on_ack(at + Duration::from_millis(ms), "psb", out[0].1, None));
+            assert!(links.on_ack(at + Duration::from_millis(ms), "psb", token, None));
         }
     }
 
@@ -296,8 +292,8 @@ mod tests {
         let addr: SocketAddr = "10.0.0.2:45893".parse().unwrap();
         let hello = Hello { gossip_addr: addr, data_addr: addr, relays: true };
         members.admit(t0 + 2 * SECOND, "psb", 8, 1, Some(hello), &mut Vec::new());
-        let mut out = Vec::new();
-        links.handle_timeout(t0 + 2 * SECOND, None, &members, &mut rng, &mut out);
+        links.retain_live(&members);
+        links.probe_sent(t0 + 2 * SECOND, None, "psb", 8, rng.next_u64());
         let s = &links.stats(t0 + 2 * SECOND)[0];
         assert_eq!((s.rtt_ms, s.heartbeat_loss_pct), (None, None));
     }
@@ -307,9 +303,7 @@ mod tests {
         let (t0, mut members, mut links, mut rng) = setup(60);
         round(&mut links, &members, &mut rng, t0 + SECOND, Some(3));
         members.leave(t0 + SECOND, "psb", &mut Vec::new());
-        let mut out = Vec::new();
-        links.handle_timeout(t0 + 2 * SECOND, None, &members, &mut rng, &mut out);
-        assert!(out.is_empty());
+        links.retain_live(&members);
         assert!(links.stats(t0 + 2 * SECOND).is_empty());
     }
 }

@@ -8,8 +8,15 @@
 //!   liveness evidence (`last_heard = now`); so are other peers' sightings of
 //!   it. A suspect is alive again on evidence; a down member is up again only
 //!   on a direct datagram.
-//! - `suspect_after` and `down_after` count from `last_heard`, so the deadlines
-//!   are derived from state and a stale timer cannot exist (STYLE.md 2).
+//! - Two ways to fail a member. While the cluster has members of the previous
+//!   release (`silence` on), it is silence: `suspect_after` and `down_after`
+//!   count from `last_heard` (every member heartbeats each interval, with
+//!   sightings of the others), so the deadlines are derived from state and a
+//!   stale timer cannot exist (STYLE.md 2). Otherwise members are heard only
+//!   when probed, and the failure detector (`core::probe`) decides: its
+//!   verdicts and other nodes' news come in through [`Members::suspect`],
+//!   [`Members::down`] and [`Members::alive`]; a suspect nobody settles
+//!   within `settle` is handed back to it ([`Members::probes_due`]).
 //! - A higher incarnation is a restarted node: a new life with a fresh replay
 //!   window. A lower one is a stale datagram of an old life, unless the member
 //!   is down or gone and that incarnation was never seen (a node whose clock
@@ -133,8 +140,11 @@ pub struct MemberEvent {
 pub struct Timing {
     pub suspect_after: Duration,
     pub down_after: Duration,
-    /// How often a suspect is pinged directly while suspicion lasts.
+    /// How often a suspect is pinged directly while suspicion lasts (silence).
     pub probe_every: Duration,
+    /// Without silence: how long a suspect may stay one before this node
+    /// checks it itself (the news that settles it may have been lost).
+    pub settle: Duration,
 }
 
 #[derive(Debug)]
@@ -142,11 +152,95 @@ pub struct Members {
     map: BTreeMap<String, Member>,
     cap: usize,
     timing: Timing,
+    silence: bool,
 }
 
 impl Members {
     pub fn new(cap: usize, timing: Timing) -> Members {
-        Members { map: BTreeMap::new(), cap, timing }
+        Members { map: BTreeMap::new(), cap, timing, silence: true }
+    }
+
+    /// Whether silence fails members (see the module doc). Turning it on
+    /// counts every live member's silence from `now`: until then they were
+    /// heard only when probed.
+    pub fn set_silence(&mut self, now: Instant, on: bool) {
+        if on && !self.silence {
+            for m in self.map.values_mut().filter(|m| m.state.is_live()) {
+                m.last_heard = m.last_heard.max(now);
+                if m.state == MemberState::Suspect {
+                    m.next_probe = Some(now);
+                }
+            }
+        }
+        if !on && self.silence {
+            for m in self.map.values_mut().filter(|m| m.state == MemberState::Suspect) {
+                m.next_probe = Some(now + self.timing.settle);
+            }
+        }
+        self.silence = on;
+    }
+
+    pub fn silence(&self) -> bool {
+        self.silence
+    }
+
+    /// The failure detector or a peer's news: `name`'s life `incarnation`
+    /// has not answered for `silent`. Ignored when this node heard it since.
+    pub fn suspect(
+        &mut self,
+        now: Instant,
+        name: &str,
+        incarnation: u64,
+        silent: Duration,
+        events: &mut Vec<MemberEvent>,
+    ) {
+        let settle = self.timing.settle;
+        let Some(m) = self.current(now, name, incarnation, silent) else { return };
+        if m.state == MemberState::Alive {
+            m.set_state(now, MemberState::Suspect);
+            m.next_probe = Some(now + settle);
+            events.push(event(m, Change::Suspect { silent_for: silent }));
+        }
+    }
+
+    /// As [`Members::suspect`], for `down_after`: down.
+    pub fn down(
+        &mut self,
+        now: Instant,
+        name: &str,
+        incarnation: u64,
+        silent: Duration,
+        events: &mut Vec<MemberEvent>,
+    ) {
+        let Some(m) = self.current(now, name, incarnation, silent) else { return };
+        m.set_state(now, MemberState::Down);
+        events.push(event(m, Change::Down { silent_for: silent }));
+    }
+
+    /// A suspect answered (this node's check, or a peer's news).
+    pub fn alive(&mut self, now: Instant, name: &str, incarnation: u64, events: &mut Vec<MemberEvent>) {
+        if let Some(m) = self.map.get_mut(name)
+            && m.incarnation == incarnation
+            && m.state == MemberState::Suspect
+        {
+            m.last_heard = m.last_heard.max(now);
+            m.set_state(now, MemberState::Alive);
+            events.push(event(m, Change::Alive));
+        }
+    }
+
+    /// The live member `name` of that life, unless this node heard it
+    /// directly within `silent` (it knows better than the news).
+    fn current(
+        &mut self,
+        now: Instant,
+        name: &str,
+        incarnation: u64,
+        silent: Duration,
+    ) -> Option<&mut Member> {
+        let m = self.map.get_mut(name)?;
+        let heard_since = now.saturating_duration_since(m.last_heard) < silent;
+        (m.incarnation == incarnation && m.state.is_live() && !heard_since).then_some(m)
     }
 
     /// New suspicion and down deadlines (a reload), for every member from
@@ -161,9 +255,14 @@ impl Members {
 
     /// Records that the current life of `name` understands wire `version`
     /// (it sent or announced it).
-    pub fn understands(&mut self, name: &str, version: u8) {
-        if let Some(m) = self.map.get_mut(name) {
-            m.wire = m.wire.max(version);
+    /// True if that is newer than what was known.
+    pub fn understands(&mut self, name: &str, version: u8) -> bool {
+        match self.map.get_mut(name) {
+            Some(m) if version > m.wire => {
+                m.wire = version;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -295,8 +394,11 @@ impl Members {
         }
     }
 
-    /// Applies every transition due at `now`.
+    /// Applies every transition due at `now` (silence only).
     pub fn handle_timeout(&mut self, now: Instant, events: &mut Vec<MemberEvent>) {
+        if !self.silence {
+            return;
+        }
         let t = self.timing;
         for m in self.map.values_mut() {
             let silent = now.saturating_duration_since(m.last_heard);
@@ -312,12 +414,14 @@ impl Members {
         }
     }
 
-    /// Data addresses of suspects whose direct probe is due; reschedules them.
-    pub fn probes_due(&mut self, now: Instant, out: &mut Vec<SocketAddr>) {
+    /// Suspects whose direct probe is due (silence: every `probe_every`;
+    /// otherwise once, `settle` after the suspicion, for the failure
+    /// detector to check): (name, incarnation, data address).
+    pub fn probes_due(&mut self, now: Instant, out: &mut Vec<(String, u64, SocketAddr)>) {
         for m in self.map.values_mut() {
             if m.state == MemberState::Suspect && m.next_probe.is_some_and(|t| t <= now) {
-                out.push(m.data_addr);
-                m.next_probe = Some(now + self.timing.probe_every);
+                out.push((m.name.clone(), m.incarnation, m.data_addr));
+                m.next_probe = self.silence.then_some(now + self.timing.probe_every);
             }
         }
     }
@@ -325,6 +429,14 @@ impl Members {
     /// The earliest instant at which `handle_timeout` or `probes_due` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.timing;
+        if !self.silence {
+            return self
+                .map
+                .values()
+                .filter(|m| m.state == MemberState::Suspect)
+                .filter_map(|m| m.next_probe)
+                .min();
+        }
         self.map
             .values()
             .filter_map(|m| match m.state {

@@ -8,5 +8,6 @@ pub mod limit;
 pub mod links;
 pub mod membership;
 pub mod node;
+pub mod probe;
 pub mod reserve;
 pub mod wire;

@@ -3,6 +3,24 @@
 //! counts and rate-limits rejections, and merges every deadline into one
 //! `poll_timeout`.
 //!
+//! Traffic per node is the same whatever the cluster's size (SWIM: see
+//! `core::probe`), once every member speaks [`VERSION`]:
+//! - one probe per `[links] probe_interval` (and the ack of the one probe it
+//!   gets), which also measures the links;
+//! - heartbeats (addresses, relay flag, baton view; multicast) at start, two
+//!   more an interval apart, then every `heartbeat_interval` × max(10, N/2);
+//!   a unicast one to each newcomer (so it learns the cluster at once) and
+//!   a multicast one soon after a down member is heard again (a healed
+//!   partition: both sides learn each other in one round);
+//! - the baton's holder announces it in a heartbeat when none was heard for
+//!   a heartbeat interval (about one per interval for the whole cluster);
+//! - news of suspects and downs, multicast, only when they happen.
+//!
+//! While a member of the previous release is live, every node goes back to
+//! that release's ways (a heartbeat each interval with sightings of every
+//! member, members failed by silence): a mixed cluster is one cluster, at the
+//! old cost.
+//!
 //! The driver's contract (quinn-proto style, STYLE.md 1):
 //! - call [`Node::handle`] for every datagram received, with the socket it
 //!   came in on;
@@ -33,8 +51,11 @@ use super::baton::{BatonConfig, BatonEvent, Relay, RelayCtx, RelayOut, RelaySend
 use super::limit::LogLimiter;
 use super::links::{LinkConfig, LinkStats, Links};
 use super::membership::{Admit, Change, Hello, Member, MemberEvent, MemberState, Members, Timing};
+use super::probe::{self, ProbeConfig, ProbeOut, Prober, Ring, Rumored, Target, Verdict};
 use super::reserve::Reservations;
-use super::wire::{self, Codec, Envelope, Heartbeat, MIN_VERSION, Message, Sighting, VERSION, WireError};
+use super::wire::{
+    self, Codec, Envelope, Heartbeat, MIN_VERSION, Message, News, Rumor, Sighting, VERSION, WireError,
+};
 
 /// How heartbeats reach the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,9 +293,27 @@ pub struct Node<R> {
     left: bool,
     /// The wall clock as the shell last read it: (when, microseconds since
     /// the Unix epoch). The core reads no clock; it only stamps acks with
-    /// this and times probes by it, for the clock offset per peer.
+    /// this and times probes by it, for the clock offset per peer, and
+    /// aligns probe periods across nodes by it.
     wall: Option<(Instant, i64)>,
+    prober: Prober,
+    probe_out: ProbeOut,
+    /// A live member speaks only the previous version: heartbeats every
+    /// interval with sightings, members failed by silence (module doc).
+    legacy: bool,
+    /// Heartbeats still to send an interval apart after the start.
+    burst: u8,
+    /// When a heartbeat of a baton's holder was last heard or sent.
+    last_view_heard: Option<Instant>,
 }
+
+/// Heartbeats a node sends an interval apart when it starts, so that one
+/// lost datagram does not hide it for a whole refresh period.
+const START_BURST: u8 = 3;
+/// Without silence, a heartbeat is sent at least every this many intervals
+/// (or N / 2, whichever is more: the cluster receives the same bytes per
+/// node at any size).
+const REFRESH_INTERVALS: u32 = 10;
 
 impl<R: Rng> Node<R> {
     /// A node that sends its first heartbeat at `now`.
@@ -283,23 +322,28 @@ impl<R: Rng> Node<R> {
         rng.fill_bytes(&mut salt);
         let codec = Codec::new(&cfg.cluster, &cfg.keys, salt);
         let timings = Timings::from_heartbeat(cfg.heartbeat_interval);
-        let timing = Timing {
-            suspect_after: cfg.suspect_after,
-            down_after: cfg.down_after,
-            probe_every: timings.probe_every,
-        };
+        let timing = member_timing(&cfg, timings);
         let mut relay = Relay::new(cfg.baton.clone(), timings, &cfg.name, now);
         if let Some(ceiling) = cfg.reserved {
             relay.raise_floor(ceiling);
         }
+        relay.ask_first = true;
+        let mut members = Members::new(cfg.max_members, timing);
+        // Until a member of the previous release shows up (`update_mode`).
+        members.set_silence(now, false);
         Node {
-            members: Members::new(cfg.max_members, timing),
+            members,
             reservations: cfg.reserved.map(|c| Reservations::new(c, cfg.baton.hold)),
             reserve: None,
             relay,
             relay_out: RelayOut::default(),
             holder_hint: None,
-            links: Links::new(cfg.links, now),
+            links: Links::new(cfg.links),
+            prober: Prober::new(probe_config(&cfg), now),
+            probe_out: ProbeOut::default(),
+            legacy: false,
+            burst: START_BURST,
+            last_view_heard: None,
             codec,
             rng,
             seq: 0,
@@ -386,13 +430,10 @@ impl<R: Rng> Node<R> {
             self.codec = self.codec.rekeyed(&cfg.keys);
         }
         let timings = Timings::from_heartbeat(cfg.heartbeat_interval);
-        self.members.set_timing(Timing {
-            suspect_after: cfg.suspect_after,
-            down_after: cfg.down_after,
-            probe_every: timings.probe_every,
-        });
+        self.members.set_timing(member_timing(&cfg, timings));
         self.relay.set_config(cfg.baton.clone(), timings);
-        self.links.set_config(cfg.links, now);
+        self.links.set_config(cfg.links);
+        self.prober.set_config(probe_config(&cfg), now);
         self.next_heartbeat = self.next_heartbeat.min(now + cfg.heartbeat_interval);
         self.cfg = NodeConfig {
             name: std::mem::take(&mut self.cfg.name),
@@ -455,30 +496,52 @@ impl<R: Rng> Node<R> {
             // Otherwise our own multicast, looped back for agents on this host.
             return;
         }
-        let hello = match (&env.msg, via) {
-            (Message::Heartbeat(hb), Via::Gossip) => {
-                // The advertised IP is authenticated, the source is not.
-                let (ip, gossip_port) = match hb.ip {
-                    ip if ip.is_unspecified() => (src.ip(), src.port()),
-                    ip => (IpAddr::V4(ip), self.cfg.gossip_port),
+        let hello = match &env.msg {
+            Message::Heartbeat(hb) => {
+                // The advertised IP is authenticated, the source is not. A
+                // heartbeat to the data port (a welcome, an answer) comes
+                // from the sender's data socket: its gossip address is the
+                // cluster's port at its IP, unless already known.
+                let ip = match hb.ip {
+                    ip if ip.is_unspecified() => src.ip(),
+                    ip => IpAddr::V4(ip),
                 };
-                Some(Hello {
-                    gossip_addr: SocketAddr::new(ip, gossip_port),
-                    data_addr: SocketAddr::new(ip, hb.data_port),
-                    relays: hb.relays,
-                })
+                let gossip_addr = match (via, hb.ip.is_unspecified()) {
+                    (Via::Gossip, true) => src,
+                    (Via::Gossip, false) => SocketAddr::new(ip, self.cfg.gossip_port),
+                    (Via::Data, _) => self
+                        .members
+                        .get(env.from)
+                        .filter(|m| m.incarnation == env.incarnation)
+                        .map_or(SocketAddr::new(ip, self.cfg.gossip_port), |m| m.gossip_addr),
+                };
+                Some(Hello { gossip_addr, data_addr: SocketAddr::new(ip, hb.data_port), relays: hb.relays })
             }
             _ => None,
         };
+        let was_down = self
+            .members
+            .get(env.from)
+            .is_some_and(|m| m.incarnation == env.incarnation && m.state == MemberState::Down);
         let mut changes = std::mem::take(&mut self.scratch);
         let verdict = self.members.admit(now, env.from, env.incarnation, env.seq, hello, &mut changes);
         match verdict {
             Admit::Accepted => {
-                self.members.understands(env.from, env.version);
+                let mut newer = self.members.understands(env.from, env.version);
                 if let Message::Heartbeat(Heartbeat { understands: Some(v), .. }) = env.msg {
-                    self.members.understands(env.from, v);
+                    newer |= self.members.understands(env.from, v);
                 }
-                self.act(now, via, src, &env, &mut changes)
+                if newer || !changes.is_empty() {
+                    self.update_mode(now);
+                }
+                if was_down && !self.legacy {
+                    // Heard again after a partition: the whole other side
+                    // learns of this side from one heartbeat each.
+                    self.heartbeat_soon(now);
+                }
+                self.prober.heard(now, env.from, env.incarnation, &mut self.probe_out);
+                self.act(now, via, src, &env, &mut changes);
+                self.drain_probe(now, &mut changes);
             }
             // Authenticated, but from no live member we know (a node that has
             // just left, or restarted and not yet heartbeated).
@@ -530,6 +593,15 @@ impl<R: Rng> Node<R> {
         }
         match &env.msg {
             Message::Heartbeat(hb) => {
+                if hb.baton.is_some_and(|v| v.holding) {
+                    self.last_view_heard = Some(now);
+                }
+                if hb.asks_views
+                    && self.has_fresher_view(now, hb.baton)
+                    && let Some(addr) = self.members.get(env.from).map(|m| m.data_addr)
+                {
+                    self.send_heartbeat_to(now, Dest::Data(addr));
+                }
                 for s in &hb.sightings {
                     if s.name != self.cfg.name {
                         let age = Duration::from_millis(s.age_ms.into());
@@ -552,9 +624,115 @@ impl<R: Rng> Node<R> {
             Message::Ack { token, wall_us } => {
                 let clocks = wall_us.zip(self.wall_us(now));
                 self.links.on_ack(now, env.from, *token, clocks);
+                self.prober.on_ack(now, env.from, *token, &mut self.probe_out);
             }
+            Message::PingReq { token, target, incarnation } => {
+                let target = self
+                    .members
+                    .get(target)
+                    .filter(|m| m.incarnation == *incarnation && m.state.is_live())
+                    .map(|m| (m.name.as_str(), m.data_addr));
+                self.prober.on_ping_req(now, src, *token, target, &mut self.rng, &mut self.probe_out);
+            }
+            Message::IndirectAck { token, answered } => {
+                self.prober.on_indirect_ack(now, *token, *answered, &mut self.probe_out);
+            }
+            Message::News(items) => self.on_news(now, items, changes),
             // Handled by `handle_direct` above.
             Message::Ping { .. } | Message::Pass { .. } | Message::PassAck(_) => {}
+        }
+    }
+
+    /// News of members from a peer's failure detector. News that this node
+    /// is suspected or down is refuted at once with a heartbeat (Lifeguard's
+    /// buddy system: the refutation is itself the evidence).
+    fn on_news(&mut self, now: Instant, items: &[News<'_>], changes: &mut Vec<MemberEvent>) {
+        for n in items {
+            let silent = Duration::from_millis(n.silent_ms.into());
+            if n.name == self.cfg.name {
+                if n.incarnation == self.cfg.incarnation && n.rumor != Rumor::Alive {
+                    self.next_heartbeat = now;
+                }
+                continue;
+            }
+            match n.rumor {
+                Rumor::Suspect => self.members.suspect(now, n.name, n.incarnation, silent, changes),
+                Rumor::Down => self.members.down(now, n.name, n.incarnation, silent, changes),
+                Rumor::Alive => self.members.alive(now, n.name, n.incarnation, changes),
+            }
+        }
+    }
+
+    /// This node knows the baton better than `theirs` (a peer asking before
+    /// it regenerates): it holds it, knows a greater one or a higher
+    /// counter, or saw it alive a quarter interval more recently.
+    fn has_fresher_view(&self, now: Instant, theirs: Option<wire::BatonView>) -> bool {
+        let Some(mine) = self.relay.view(now) else { return false };
+        let Some(theirs) = theirs else { return true };
+        let slack = self.cfg.heartbeat_interval.as_millis() as u32 / 4;
+        mine.holding
+            || mine.id > theirs.id
+            || mine.counter > theirs.counter
+            || (mine.id == theirs.id && mine.age_ms.saturating_add(slack) < theirs.age_ms)
+    }
+
+    /// Carries out what the failure detector asked for.
+    fn drain_probe(&mut self, now: Instant, changes: &mut Vec<MemberEvent>) {
+        let mut out = std::mem::take(&mut self.probe_out);
+        let wall = self.wall_us(now);
+        for (name, incarnation, token) in out.link_probes.drain(..) {
+            self.links.probe_sent(now, wall, &name, incarnation, token);
+        }
+        for (addr, token) in out.pings.drain(..) {
+            self.send(Dest::Data(addr), Message::Ping { token });
+        }
+        for (addr, token, target, incarnation) in out.ping_reqs.drain(..) {
+            self.send(Dest::Data(addr), Message::PingReq { token, target: &target, incarnation });
+        }
+        for (addr, token, answered) in out.indirect_acks.drain(..) {
+            self.send(Dest::Data(addr), Message::IndirectAck { token, answered });
+        }
+        for v in out.verdicts.drain(..) {
+            match v {
+                Verdict::Suspect { name, incarnation, silent } => {
+                    self.members.suspect(now, &name, incarnation, silent, changes)
+                }
+                Verdict::Down { name, incarnation, silent } => {
+                    self.members.down(now, &name, incarnation, silent, changes)
+                }
+                Verdict::Alive { name, incarnation } => self.members.alive(now, &name, incarnation, changes),
+            }
+        }
+        if !out.news.is_empty() && !self.legacy {
+            let news: Vec<Rumored> = out.news.drain(..).collect();
+            for chunk in news.chunks(wire::MAX_NEWS) {
+                let items = chunk
+                    .iter()
+                    .map(|r| News {
+                        name: &r.name,
+                        incarnation: r.incarnation,
+                        rumor: r.rumor,
+                        silent_ms: r.silent_ms,
+                    })
+                    .collect();
+                self.fan_out(Message::News(items));
+            }
+        }
+        out.news.clear();
+        self.probe_out = out;
+    }
+
+    /// Whether a live member speaks only the previous version; switches the
+    /// member table and the relay to match (module doc).
+    fn update_mode(&mut self, now: Instant) {
+        let legacy = self.members.live().any(|m| m.wire < VERSION);
+        if legacy != self.legacy {
+            self.legacy = legacy;
+            self.members.set_silence(now, legacy);
+            self.relay.ask_first = !legacy;
+            if legacy {
+                self.next_heartbeat = self.next_heartbeat.min(now);
+            }
         }
     }
 
@@ -565,11 +743,19 @@ impl<R: Rng> Node<R> {
             let (relay, mut ctx) = self.relay_ctx(now);
             relay.on_members_changed(&mut ctx);
         }
+        let mut welcome = Vec::new();
         for ev in changes.drain(..) {
             if matches!(ev.change, Change::Up | Change::Restarted { .. }) {
-                self.heartbeat_soon(now);
+                if self.legacy {
+                    self.heartbeat_soon(now);
+                } else {
+                    welcome.push(ev.addr);
+                }
             }
             self.events.push_back(Event::Member(ev));
+        }
+        for addr in welcome {
+            self.send_heartbeat_to(now, Dest::Data(addr));
         }
     }
 
@@ -583,20 +769,40 @@ impl<R: Rng> Node<R> {
         }
         let mut changes = std::mem::take(&mut self.scratch);
         self.members.handle_timeout(now, &mut changes);
-        self.absorb(now, &mut changes);
-        self.scratch = changes;
         let mut due = Vec::new();
         self.members.probes_due(now, &mut due);
-        for addr in due {
-            let token = self.rng.next_u64();
-            self.send(Dest::Data(addr), Message::Ping { token });
+        for (name, incarnation, addr) in due {
+            if self.legacy {
+                let token = self.rng.next_u64();
+                self.send(Dest::Data(addr), Message::Ping { token });
+            } else {
+                self.prober.check_suspect(now, &name, incarnation, addr);
+            }
         }
-        let mut probes = Vec::new();
-        let wall = self.wall_us(now);
-        self.links.handle_timeout(now, wall, &self.members, &mut self.rng, &mut probes);
-        for (addr, token) in probes {
-            self.send(Dest::Data(addr), Message::Ping { token });
+        if now >= self.prober.poll_timeout() {
+            self.links.retain_live(&self.members);
+            let reconnect = now.checked_sub(probe::RECONNECT_FOR);
+            let ring: Vec<Target<'_>> = self
+                .members
+                .iter()
+                .filter(|m| {
+                    m.state.is_live()
+                        || (m.state == MemberState::Down && reconnect.is_none_or(|r| m.since >= r))
+                })
+                .map(|m| Target {
+                    name: &m.name,
+                    incarnation: m.incarnation,
+                    addr: m.data_addr,
+                    live: m.state.is_live(),
+                })
+                .collect();
+            let wall_ms = self.wall_us(now).map(|us| us.div_euclid(1000));
+            let view = Ring { me: &self.cfg.name, members: &ring, wall_ms, detect: !self.legacy };
+            self.prober.handle_timeout(now, view, &mut self.rng, &mut self.probe_out);
+            self.drain_probe(now, &mut changes);
         }
+        self.absorb(now, &mut changes);
+        self.scratch = changes;
         let (relay, mut ctx) = self.relay_ctx(now);
         relay.handle_timeout(&mut ctx);
         self.drain_relay(now);
@@ -620,8 +826,25 @@ impl<R: Rng> Node<R> {
             };
             self.send(Dest::Data(addr), msg);
         }
+        let took = out.events.iter().any(|e| {
+            matches!(
+                e,
+                BatonEvent::Taken { .. } | BatonEvent::Started { .. } | BatonEvent::Regenerated { .. }
+            )
+        });
+        let ask = std::mem::take(&mut out.ask_views);
         self.events.extend(out.events.drain(..).map(Event::Baton));
         self.relay_out = out;
+        if ask {
+            self.send_heartbeat_as(now, None, true);
+        } else if took && !self.legacy && self.relay.holding().is_some() {
+            // The holder tells the cluster the baton lives, about once an
+            // interval whoever holds it: the views regeneration relies on.
+            let quiet = self.last_view_heard.is_none_or(|t| now >= t + self.cfg.heartbeat_interval);
+            if quiet {
+                self.send_heartbeat(now);
+            }
+        }
         self.reserve_ahead(now);
     }
 
@@ -657,7 +880,7 @@ impl<R: Rng> Node<R> {
         if self.left {
             return None;
         }
-        let due = [self.members.poll_timeout(), self.relay.poll_timeout(), Some(self.links.poll_timeout())];
+        let due = [self.members.poll_timeout(), self.relay.poll_timeout(), Some(self.prober.poll_timeout())];
         Some(due.into_iter().flatten().fold(self.next_heartbeat, Instant::min))
     }
 
@@ -688,12 +911,30 @@ impl<R: Rng> Node<R> {
         self.left = true;
     }
 
+    /// The scheduled heartbeat, to the whole cluster.
     fn send_heartbeat(&mut self, now: Instant) {
-        self.hb_seq = self.hb_seq.wrapping_add(1);
+        self.send_heartbeat_as(now, None, false);
+    }
+
+    /// A heartbeat to one peer (a welcome, an answer): it carries the
+    /// current heartbeat number, so the cluster sees no gap for it.
+    fn send_heartbeat_to(&mut self, now: Instant, dest: Dest) {
+        self.send_heartbeat_as(now, Some(dest), false);
+    }
+
+    fn send_heartbeat_as(&mut self, now: Instant, to: Option<Dest>, asks_views: bool) {
+        if to.is_none() {
+            self.hb_seq = self.hb_seq.wrapping_add(1);
+        }
+        let version = match to {
+            Some(Dest::Data(addr)) => self.version_for(addr),
+            _ => self.group_version(),
+        };
+        let holding = self.relay.holding().is_some();
         let live: Vec<_> = self.members.live().collect();
         let mut sightings = Vec::new();
         let mut budget = SIGHTING_BUDGET;
-        if !live.is_empty() {
+        if !live.is_empty() && self.legacy {
             let start = self.sighting_cursor % live.len();
             for m in live.iter().cycle().skip(start).take(live.len()) {
                 let len = wire::sighting_len(&m.name);
@@ -719,15 +960,27 @@ impl<R: Rng> Node<R> {
             sightings,
             understands: Some(VERSION),
             floor: Some(self.relay.floor()),
+            asks_views: asks_views && !self.legacy,
         });
-        let version = self.group_version();
         let payload = encode(&self.codec, &self.cfg, &mut self.seq, version, hb);
+        if holding {
+            self.last_view_heard = Some(now);
+        }
+        if let Some(dest) = to {
+            return self.outbox.push_back(Transmit { dest, payload });
+        }
         self.fan_out_payload(payload);
         self.probe_versions();
         self.last_heartbeat = Some(now);
         // Up to 10 % early, never late: keeps peers' suspicion deadlines safe
         // while keeping agents started together from heartbeating in lockstep.
-        let interval = self.cfg.heartbeat_interval;
+        let interval = if self.legacy || self.burst > 0 {
+            self.burst = self.burst.saturating_sub(1);
+            self.cfg.heartbeat_interval
+        } else {
+            let n = self.cluster_size() as u32;
+            self.cfg.heartbeat_interval * REFRESH_INTERVALS.max(n / 2)
+        };
         let jitter = interval.mul_f64(self.rng.random_range(0.0..0.1));
         self.next_heartbeat = now + interval - jitter;
     }
@@ -826,6 +1079,24 @@ fn encode(codec: &Codec, cfg: &NodeConfig, seq: &mut u64, version: u8, msg: Mess
         msg,
     };
     codec.encode(&env)
+}
+
+/// The member table's timings, from the node's config.
+fn member_timing(cfg: &NodeConfig, timings: Timings) -> Timing {
+    Timing {
+        suspect_after: cfg.suspect_after,
+        down_after: cfg.down_after,
+        probe_every: timings.probe_every,
+        settle: cfg.down_after.saturating_sub(cfg.suspect_after) + cfg.links.probe_interval * 2,
+    }
+}
+
+fn probe_config(cfg: &NodeConfig) -> ProbeConfig {
+    ProbeConfig {
+        period: cfg.links.probe_interval,
+        suspect_after: cfg.suspect_after,
+        down_after: cfg.down_after,
+    }
 }
 
 fn reply_dest(via: Via, src: SocketAddr) -> Dest {

@@ -24,7 +24,10 @@
 //!   need no new version), the first of which says which versions the sender
 //!   understands; an ack carries the responder's wall clock (8 bytes, for
 //!   the clock offset per peer). Acks have no extensions: the next change to
-//!   them needs a new version.
+//!   them needs a new version. Version 3 also has the failure detector's
+//!   messages (SWIM: see `core::probe`): an indirect probe request, its
+//!   answer, and news of members suspected, down or alive again; and a
+//!   heartbeat extension asking peers for their baton view.
 //!
 //! A release speaks [`VERSION`] and understands [`MIN_VERSION`] (the previous
 //! release's) too, so a cluster upgraded one node at a time stays one
@@ -72,6 +75,9 @@ fn sealed_header(version: u8) -> usize {
 const EXT_VERSIONS: u8 = 1;
 /// The heartbeat extension with the sender's counter floor: `floor u64`.
 const EXT_FLOOR: u8 = 2;
+/// The heartbeat extension asking every receiver whose baton view is fresher
+/// than the sender's to answer with its own heartbeat (no bytes).
+const EXT_ASK_VIEWS: u8 = 3;
 
 /// Why a datagram was refused. Every variant is a normal outcome for hostile or
 /// foreign input; none of them is a bug.
@@ -164,7 +170,34 @@ pub struct Heartbeat<'a> {
     /// `core::reserve`): a new baton starts above it. Version 3 on, when
     /// not zero.
     pub floor: Option<u64>,
+    /// The sender is about to regenerate the baton and asks for fresher
+    /// views (version 3 on; dropped from a version 2 heartbeat).
+    pub asks_views: bool,
 }
+
+/// What a [`Message::News`] says of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rumor {
+    /// The sender's probes (direct and through others) got no answer.
+    Suspect,
+    /// ...for `down_after`: the member is down.
+    Down,
+    /// A suspect answered the sender after all.
+    Alive,
+}
+
+/// One item of news about a member's life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct News<'a> {
+    pub name: &'a str,
+    pub incarnation: u64,
+    pub rumor: Rumor,
+    /// How long the member has not answered the sender's probes.
+    pub silent_ms: u32,
+}
+
+/// Most items one [`Message::News`] carries.
+pub const MAX_NEWS: usize = 16;
 
 /// The receiver's answer to a [`Message::Pass`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +236,23 @@ pub enum Message<'a> {
     },
     /// Answers a pass.
     PassAck(PassAck),
+    /// Asks the receiver to ping member `target` (life `incarnation`) and
+    /// say whether it answered: the indirect probe of SWIM (version 3).
+    PingReq {
+        token: u64,
+        target: &'a str,
+        incarnation: u64,
+    },
+    /// Answers a [`Message::PingReq`]: the target answered, or did not
+    /// within the receiver's wait (a nack, Lifeguard's sign that the asker's
+    /// own network works). Version 3.
+    IndirectAck {
+        token: u64,
+        answered: bool,
+    },
+    /// Members suspected, down or alive again, as the sender's probes found
+    /// (at most [`MAX_NEWS`]). Version 3.
+    News(Vec<News<'a>>),
 }
 
 /// The answer to a [`Message::Pass`], echoing its baton and counter.
@@ -226,6 +276,9 @@ const KIND_PING: u8 = 3;
 const KIND_ACK: u8 = 4;
 const KIND_PASS: u8 = 5;
 const KIND_PASS_ACK: u8 = 6;
+const KIND_PING_REQ: u8 = 7;
+const KIND_INDIRECT_ACK: u8 = 8;
+const KIND_NEWS: u8 = 9;
 
 const HB_RELAYS: u8 = 0x01;
 const HB_VIEW: u8 = 0x02;
@@ -627,11 +680,14 @@ fn encode_message(msg: &Message<'_>, version: u8, out: &mut Vec<u8>) {
             if version >= 3 {
                 // Extensions: their count, then each as type | length | bytes.
                 let floor = hb.floor.filter(|f| *f > 0);
-                out.push(1 + u8::from(floor.is_some()));
+                out.push(1 + u8::from(floor.is_some()) + u8::from(hb.asks_views));
                 out.extend_from_slice(&[EXT_VERSIONS, 2, MIN_VERSION, VERSION]);
                 if let Some(f) = floor {
                     out.extend_from_slice(&[EXT_FLOOR, 8]);
                     out.extend_from_slice(&f.to_be_bytes());
+                }
+                if hb.asks_views {
+                    out.extend_from_slice(&[EXT_ASK_VIEWS, 0]);
                 }
             }
         }
@@ -666,7 +722,38 @@ fn encode_message(msg: &Message<'_>, version: u8, out: &mut Vec<u8>) {
             });
             out.extend_from_slice(&ack.delay_us.to_be_bytes());
         }
+        Message::PingReq { token, target, incarnation } => {
+            out.push(KIND_PING_REQ);
+            out.extend_from_slice(&token.to_be_bytes());
+            put_str(out, target);
+            out.extend_from_slice(&incarnation.to_be_bytes());
+        }
+        Message::IndirectAck { token, answered } => {
+            out.push(KIND_INDIRECT_ACK);
+            out.extend_from_slice(&token.to_be_bytes());
+            out.push(u8::from(*answered));
+        }
+        Message::News(items) => {
+            out.push(KIND_NEWS);
+            let n = items.len().min(MAX_NEWS);
+            out.push(n as u8);
+            for item in &items[..n] {
+                put_str(out, item.name);
+                out.extend_from_slice(&item.incarnation.to_be_bytes());
+                out.push(match item.rumor {
+                    Rumor::Suspect => 1,
+                    Rumor::Down => 2,
+                    Rumor::Alive => 3,
+                });
+                out.extend_from_slice(&item.silent_ms.to_be_bytes());
+            }
+        }
     }
+}
+
+/// Encoded size of one news item, for callers that fill a datagram.
+pub fn news_len(name: &str) -> usize {
+    1 + name.len().min(u8::MAX as usize) + 8 + 1 + 4
 }
 
 fn put_id(out: &mut Vec<u8>, id: BatonId) {
@@ -723,7 +810,7 @@ fn decode_message<'a>(r: &mut Reader<'a>, version: u8) -> Result<Message<'a>, Wi
                 let age_ms = r.u32("sighting age")?;
                 sightings.push(Sighting { name, incarnation, age_ms });
             }
-            let (mut understands, mut floor) = (None, None);
+            let (mut understands, mut floor, mut asks_views) = (None, None, false);
             if version >= 3 {
                 for _ in 0..r.u8("extension count")? {
                     let kind = r.u8("extension type")?;
@@ -741,6 +828,7 @@ fn decode_message<'a>(r: &mut Reader<'a>, version: u8) -> Result<Message<'a>, Wi
                                 bytes.try_into().map_err(|_| WireError::Malformed("floor extension"))?;
                             floor = Some(u64::from_be_bytes(f)).filter(|f| *f > 0);
                         }
+                        EXT_ASK_VIEWS => asks_views = true,
                         // A later release's: skipped.
                         _ => {}
                     }
@@ -755,6 +843,7 @@ fn decode_message<'a>(r: &mut Reader<'a>, version: u8) -> Result<Message<'a>, Wi
                 sightings,
                 understands,
                 floor,
+                asks_views,
             })
         }
         KIND_LEAVE => Message::Leave,
@@ -793,6 +882,44 @@ fn decode_message<'a>(r: &mut Reader<'a>, version: u8) -> Result<Message<'a>, Wi
             };
             let delay_us = r.u32("ack delay")?;
             Message::PassAck(PassAck { id, counter, verdict, delay_us })
+        }
+        KIND_PING_REQ if version >= 3 => Message::PingReq {
+            token: r.u64("ping request token")?,
+            target: r.str("ping request target")?,
+            incarnation: r.u64("ping request incarnation")?,
+        },
+        KIND_INDIRECT_ACK if version >= 3 => {
+            let token = r.u64("indirect ack token")?;
+            let answered = match r.u8("indirect ack verdict")? {
+                0 => false,
+                1 => true,
+                _ => return Err(WireError::Malformed("indirect ack verdict")),
+            };
+            Message::IndirectAck { token, answered }
+        }
+        KIND_NEWS if version >= 3 => {
+            let n = r.u8("news count")? as usize;
+            // Each item is at least 14 bytes.
+            if n > MAX_NEWS || n * 14 > r.0.len() {
+                return Err(WireError::Malformed("news count"));
+            }
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                let name = r.str("news name")?;
+                if name.is_empty() {
+                    return Err(WireError::Malformed("news name"));
+                }
+                let incarnation = r.u64("news incarnation")?;
+                let rumor = match r.u8("news kind")? {
+                    1 => Rumor::Suspect,
+                    2 => Rumor::Down,
+                    3 => Rumor::Alive,
+                    _ => return Err(WireError::Malformed("news kind")),
+                };
+                let silent_ms = r.u32("news silence")?;
+                items.push(News { name, incarnation, rumor, silent_ms });
+            }
+            Message::News(items)
         }
         other => return Err(WireError::UnknownKind(other)),
     })
