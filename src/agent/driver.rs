@@ -521,6 +521,7 @@ mod tests {
             "[node]\nname = \"{name}\"\ncluster = \"unit\"\n\
              [gossip]\nif_addr = \"{ip}\"\nsecret = \"unit secret\"\nheartbeat_interval = \"100ms\"\n\
              suspect_after = \"300ms\"\ndown_after = \"500ms\"\n\
+             [links]\nprobe_interval = \"100ms\"\n\
              [baton]\nhold = \"5ms\"\n[status]\nlisten = \"\"\n\
              [telemetry]\nsysfs_root = \"/nonexistent\"\n"
         );

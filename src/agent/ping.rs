@@ -32,7 +32,7 @@ pub async fn run(mut config: Config, count: usize) -> Result<String> {
     config.baton.enabled = false;
     let sockets = net::bind(&config.gossip)?;
     let mut cfg = node_config(&config, sockets.data.local_addr()?.port());
-    cfg.links = LinkConfig { probe_interval: PROBE_EVERY, window: count };
+    cfg.links = LinkConfig { probe_interval: PROBE_EVERY, window: count, sweep: true };
     let (resolver, seeds) = start_resolver(&config, &cfg);
     let started = Instant::now();
     // Members answer our first heartbeat at once; allow a whole interval for

@@ -192,7 +192,11 @@ pub(crate) fn node_config(config: &Config, data_port: u16) -> NodeConfig {
             max_retries: config.baton.max_retries,
             regenerate_after: config.baton.regenerate_after,
         },
-        links: LinkConfig { probe_interval: config.links.probe_interval, window: config.links.window },
+        links: LinkConfig {
+            probe_interval: config.links.probe_interval,
+            window: config.links.window,
+            sweep: false,
+        },
         // Read by `run` from the state file (this is also the reload's view,
         // which must not read it again).
         reserved: None,

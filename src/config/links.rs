@@ -1,4 +1,5 @@
-//! `[links]`: link-health probes to every peer.
+//! `[links]`: the probes (one peer per interval, in turn: the failure
+//! detector's, see `core::probe`) and what is reported of each link.
 
 use std::time::Duration;
 
@@ -63,4 +64,18 @@ const PEER_METRICS: Key<LinksSection> = Key::new(
 impl Section for LinksSection {
     const NAME: &'static str = "links";
     const KEYS: &'static [Key<Self>] = &[PROBE_INTERVAL, WINDOW, PEER_METRICS];
+}
+
+impl LinksSection {
+    /// The rule with `[gossip]`: the probes are how members are checked, so a
+    /// member must be probed at least twice before it can be suspected.
+    pub(super) fn check(&self, suspect_after: Duration, p: &mut Vec<super::Problem>) {
+        if self.probe_interval * 2 > suspect_after {
+            let allowed = format!(
+                "must be at most half of gossip.suspect_after ({}): members are checked by these probes",
+                super::format_duration(suspect_after)
+            );
+            p.push(PROBE_INTERVAL.problem(self, allowed));
+        }
+    }
 }

@@ -205,6 +205,7 @@ impl Config {
     fn check(&mut self, problems: &mut Vec<Problem>) {
         self.node.check(problems);
         self.gossip.check(problems);
+        self.links.check(self.gossip.suspect_after, problems);
         self.baton.check(problems);
     }
 

@@ -60,7 +60,13 @@ fn every_problem_is_reported_at_once_with_path_value_and_allowed() {
 fn cross_key_rules() {
     let p = problems("[gossip]\nheartbeat_interval = \"2s\"\nsuspect_after = \"1s\"\ndown_after = \"1s\"\n");
     let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
-    assert_eq!(paths, ["gossip.suspect_after", "gossip.down_after"]);
+    assert_eq!(paths, ["gossip.suspect_after", "gossip.down_after", "links.probe_interval"]);
+    let p = problems("[links]\nprobe_interval = \"2s\"\n");
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].path, "links.probe_interval");
+    assert_eq!(p[0].value, "\"2s\"");
+    assert!(p[0].allowed.contains("at most half of gossip.suspect_after (3s)"), "{}", p[0].allowed);
+    assert!(Config::from_toml_str("[links]\nprobe_interval = \"1500ms\"\n", "t").is_ok());
     assert_eq!(problems("[gossip]\nstrategy = \"static\"\n")[0].path, "gossip.hosts");
     assert_eq!(problems("[gossip]\nstrategy = \"dns\"\n")[0].path, "gossip.dns_name");
     assert_eq!(problems("[gossip]\ndata_port = 45892\n")[0].path, "gossip.data_port");

@@ -32,6 +32,9 @@ pub struct LinkConfig {
     pub probe_interval: Duration,
     /// Probes (and heartbeat numbers) kept per peer.
     pub window: usize,
+    /// Probe every live member each interval instead of one in turn, and
+    /// judge nobody (`herd ping`: a brief guest measuring every link).
+    pub sweep: bool,
 }
 
 /// Health of the link to one peer, over the window. `None` where there is
@@ -230,7 +233,7 @@ mod tests {
         let addr: SocketAddr = "10.0.0.2:45893".parse().unwrap();
         let hello = Hello { gossip_addr: addr, data_addr: addr, relays: true };
         members.admit(t0, "psb", 7, 1, Some(hello), &mut Vec::new());
-        let links = Links::new(LinkConfig { probe_interval: SECOND, window });
+        let links = Links::new(LinkConfig { probe_interval: SECOND, window, sweep: false });
         (t0, members, links, SmallRng::seed_from_u64(1))
     }
 

@@ -1096,6 +1096,7 @@ fn probe_config(cfg: &NodeConfig) -> ProbeConfig {
         period: cfg.links.probe_interval,
         suspect_after: cfg.suspect_after,
         down_after: cfg.down_after,
+        sweep: cfg.links.sweep,
     }
 }
 

@@ -59,6 +59,8 @@ pub struct ProbeConfig {
     pub period: Duration,
     pub suspect_after: Duration,
     pub down_after: Duration,
+    /// Every live member each period, no checks (see `LinkConfig::sweep`).
+    pub sweep: bool,
 }
 
 impl ProbeConfig {
@@ -226,6 +228,7 @@ impl Prober {
     /// Does what is due at `now`.
     pub fn handle_timeout<R: Rng>(&mut self, now: Instant, view: Ring<'_>, rng: &mut R, out: &mut ProbeOut) {
         let Ring { me, members: ring, wall_ms, detect } = view;
+        let detect = detect && !self.cfg.sweep;
         let retry = self.cfg.retry();
         if let Some(r) = self.round.take_if(|r| now >= r.sent + retry) {
             let live = ring.iter().any(|t| t.name == r.name && t.incarnation == r.incarnation && t.live);
@@ -273,6 +276,14 @@ impl Prober {
         let to_boundary = wall_ms.map_or(period_ms, |w| period_ms - w.rem_euclid(period_ms));
         let jitter = rng.random_range(0..=(period_ms / 10).max(1));
         self.next_round = now + Duration::from_millis((to_boundary + jitter) as u64);
+        if self.cfg.sweep {
+            for t in ring.iter().filter(|t| t.live) {
+                let token = rng.next_u64();
+                out.pings.push((t.addr, token));
+                out.link_probes.push((t.name.to_owned(), t.incarnation, token));
+            }
+            return;
+        }
         let n = ring.len() + 1;
         if n < 2 {
             return;

@@ -77,6 +77,20 @@ impl Ord for Packet {
     }
 }
 
+/// Datagrams and their payload bytes, one direction of one node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub datagrams: u64,
+    pub bytes: u64,
+}
+
+impl Traffic {
+    fn add(&mut self, bytes: usize) {
+        self.datagrams += 1;
+        self.bytes += bytes as u64;
+    }
+}
+
 /// One recorded event: when, which node saw it, what.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -101,6 +115,10 @@ pub struct Sim {
     pub capture: Option<Vec<(usize, Dest, Vec<u8>)>>,
     pub template: NodeConfig,
     pub seed: u64,
+    /// Per node: what it sent (a multicast datagram counts once) and what
+    /// reached it, since the start or [`Sim::reset_traffic`].
+    pub sent: Vec<Traffic>,
+    pub received: Vec<Traffic>,
 }
 
 pub fn addr(i: usize, port: u16) -> SocketAddr {
@@ -141,7 +159,7 @@ impl Sim {
                 max_retries: 3,
                 regenerate_after: Duration::from_secs(3),
             },
-            links: LinkConfig { probe_interval: Duration::from_secs(1), window: 60 },
+            links: LinkConfig { probe_interval: Duration::from_secs(1), window: 60, sweep: false },
             reserved: None,
         };
         Sim {
@@ -168,6 +186,8 @@ impl Sim {
             capture: None,
             template,
             seed,
+            sent: vec![Traffic::default(); n],
+            received: vec![Traffic::default(); n],
         }
     }
 
@@ -273,6 +293,7 @@ impl Sim {
                 let Reverse(mut p) = self.queue.pop().expect("peeked");
                 let wall = (!self.nodes[p.to].no_wall_clock).then(|| self.wall_of(p.to));
                 if let Some(node) = self.nodes[p.to].node.as_mut() {
+                    self.received[p.to].add(p.bytes.len());
                     if let Some(wall) = wall {
                         node.set_wall_clock(self.now, wall);
                     }
@@ -325,6 +346,7 @@ impl Sim {
             self.log.push(Seen { at: self.now - self.base, observer: i, event });
         }
         for t in out {
+            self.sent[i].add(t.payload.len());
             if let Some(cap) = self.capture.as_mut() {
                 cap.push((i, t.dest, t.payload.clone()));
             }
@@ -426,6 +448,12 @@ impl Sim {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Counts traffic from now on.
+    pub fn reset_traffic(&mut self) {
+        self.sent.fill(Traffic::default());
+        self.received.fill(Traffic::default());
     }
 
     pub fn rng(&mut self) -> &mut impl Rng {
