@@ -106,7 +106,7 @@ fn main() {
             window: Duration::from_secs(1),
             relay_nodes: vec![2, 4, 8],
             idle: Duration::from_secs(60),
-            scale_nodes: vec![8, 16, 32],
+            scale_nodes: vec![8, 16, 32, 64],
         }
     };
     let setup = Setup { relay_nodes: relay_nodes.unwrap_or(setup.relay_nodes), ..setup };

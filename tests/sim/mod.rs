@@ -46,6 +46,9 @@ pub struct SimNode {
     pub clock_skew_us: i64,
     /// Hand it no wall clock at all.
     pub no_wall_clock: bool,
+    /// Its `poll_timeout` as of its last turn (the simulator's timer queue:
+    /// asking every node every step would cost N² at 256 nodes).
+    deadline: Option<Instant>,
 }
 
 /// True wall time at the simulator's start (2026-12-02T00:00:00Z), µs.
@@ -175,6 +178,7 @@ impl Sim {
                     state: None,
                     clock_skew_us: 0,
                     no_wall_clock: false,
+                    deadline: None,
                 })
                 .collect(),
             queue: BinaryHeap::new(),
@@ -235,6 +239,7 @@ impl Sim {
     /// Crash: the node stops at once, sending nothing more.
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].node = None;
+        self.nodes[i].deadline = None;
     }
 
     /// Graceful leave, then stop.
@@ -244,6 +249,7 @@ impl Sim {
         }
         self.drain(i);
         self.nodes[i].node = None;
+        self.nodes[i].deadline = None;
     }
 
     pub fn is_running(&self, i: usize) -> bool {
@@ -277,7 +283,7 @@ impl Sim {
     pub fn run_until(&mut self, end: Instant) {
         loop {
             let next_packet = self.queue.peek().map(|Reverse(p)| p.at);
-            let next_timer = self.nodes.iter().filter_map(|n| n.node.as_ref()?.poll_timeout()).min();
+            let next_timer = self.nodes.iter().filter_map(|n| n.deadline).min();
             let next = match (next_packet, next_timer) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => match a.or(b) {
@@ -302,11 +308,7 @@ impl Sim {
                 }
             } else {
                 for i in 0..self.nodes.len() {
-                    let due = self.nodes[i]
-                        .node
-                        .as_ref()
-                        .and_then(|n| n.poll_timeout())
-                        .is_some_and(|t| t <= self.now);
+                    let due = self.nodes[i].deadline.is_some_and(|t| t <= self.now);
                     if due {
                         let wall = (!self.nodes[i].no_wall_clock).then(|| self.wall_of(i));
                         let node = self.nodes[i].node.as_mut().expect("running");
@@ -330,7 +332,7 @@ impl Sim {
     }
 
     fn drain(&mut self, i: usize) {
-        let SimNode { node: Some(node), state, .. } = &mut self.nodes[i] else {
+        let SimNode { node: Some(node), state, deadline, .. } = &mut self.nodes[i] else {
             return;
         };
         // As the shell does: the reservation is written before anything is sent.
@@ -345,6 +347,7 @@ impl Sim {
         while let Some(event) = node.poll_event() {
             self.log.push(Seen { at: self.now - self.base, observer: i, event });
         }
+        *deadline = node.poll_timeout();
         for t in out {
             self.sent[i].add(t.payload.len());
             if let Some(cap) = self.capture.as_mut() {
