@@ -237,6 +237,9 @@ mod memberlist {
 
     const GOPATH: &str = "/usr/share/gocode";
 
+    /// A node's "leave" events as they are read: (who, when).
+    type Leaves = Arc<Mutex<Vec<(String, Instant)>>>;
+
     pub struct Figures {
         pub sent: f64,
         pub received: f64,
@@ -280,7 +283,7 @@ mod memberlist {
         let ports: Vec<u16> = (0..n).map(|_| free_tcp_port()).collect();
         let latest: Vec<Arc<Mutex<Option<serde_json::Value>>>> = (0..n).map(|_| Arc::default()).collect();
         // Each node's "leave" events: (who, when read).
-        let leaves: Vec<Arc<Mutex<Vec<(String, Instant)>>>> = (0..n).map(|_| Arc::default()).collect();
+        let leaves: Vec<Leaves> = (0..n).map(|_| Arc::default()).collect();
         let mut children = Vec::new();
         for i in 0..n {
             let mut cmd = Command::new(bin);
