@@ -72,6 +72,15 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
                         met: None,
                     });
                 }
+                rows.push(Row {
+                    section: "scale",
+                    figure: format!("{} agents: CPU per node", f.n),
+                    value: format!("{:.2} %", f.cpu_pct),
+                    target: "-".into(),
+                    reference: format!("memberlist {:.2} %, RSS {:.1} MiB", m.cpu_pct, m.rss_kib / 1024.0),
+                    ratio: (m.cpu_pct > 0.0).then(|| f.cpu_pct / m.cpu_pct),
+                    met: None,
+                });
                 for (what, herd, reference) in
                     [("crash seen by all", f.crash, m.crash), ("leave seen by all", f.leave, m.leave)]
                 {
@@ -247,6 +256,10 @@ mod memberlist {
         pub received_bytes: f64,
         pub crash: Option<Duration>,
         pub leave: Option<Duration>,
+        /// Per node, percent of one core over the window.
+        pub cpu_pct: f64,
+        /// Per node, mean VmRSS at the end of the window.
+        pub rss_kib: f64,
     }
 
     /// benches/peers/memberlist built into target/, or why not.
@@ -325,9 +338,15 @@ mod memberlist {
         let sample = || -> Vec<serde_json::Value> {
             latest.iter().map(|l| l.lock().unwrap().clone().unwrap_or_default()).collect()
         };
+        let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+        let ns = || pids.iter().map(|p| crate::procfs::cpu_ns(*p)).sum::<u64>();
+        let (t0, ns0) = (Instant::now(), ns());
         let before = sample();
         std::thread::sleep(window);
         let after = sample();
+        let cpu_pct = crate::procfs::cpu_pct(ns().saturating_sub(ns0), t0.elapsed().as_secs_f64()) / n as f64;
+        let rss_kib =
+            pids.iter().filter_map(|p| crate::procfs::status_kib(*p, "VmRSS")).sum::<u64>() as f64 / n as f64;
         // A crash (SIGKILL of the last), then a graceful leave (SIGTERM of
         // the one before): until every other node has printed its leave.
         let seen_by_all = |who: &str, since: Instant, skip: &[usize]| {
@@ -381,6 +400,8 @@ mod memberlist {
             received_bytes: per(&["recv_bytes", "stream_recv_bytes"]),
             crash,
             leave,
+            cpu_pct,
+            rss_kib,
         }
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! Each scenario prints `LAB | scenario | what was checked | figures` lines:
 //! `cargo test --test lab -- --nocapture | grep '^LAB'` gives the report.
-//! Long scenarios run for `HERD_LAB_SECONDS` (default 180).
+//! Long scenarios run for `HERD_LAB_SECONDS` (default 180; the loss one 240).
 
 #[path = "../common/mod.rs"]
 mod common;
