@@ -8,8 +8,9 @@
 //! - [`config`]: the TOML schema, one file per section with each key declared
 //!   once, defaults and validation (`herd check`).
 //! - [`core`]: the protocol, with no I/O and no clock: the wire format
-//!   ([`core::wire`]), the member table ([`core::membership`]), the baton
-//!   relay ([`core::baton`]), link statistics ([`core::links`]), a clock-free
+//!   ([`core::wire`]), the member table ([`core::membership`]), the failure
+//!   detector ([`core::probe`]), the baton relay ([`core::baton`]), link
+//!   statistics ([`core::links`]), a clock-free
 //!   log limiter ([`core::limit`]) and the node state machine that drives
 //!   them ([`core::node`]).
 //! - [`agent`]: the shell that owns all I/O: `herd run`'s set-up, loop and
