@@ -230,10 +230,12 @@ fn intruders_are_refused_and_counted() {
         }
     }
 
-    // Phase 0: the wrong secret. Eight seconds (eight heartbeats each way)
-    // without anyone admitting anyone across the secrets.
+    // Phase 0: the wrong secret. Twelve seconds (the intruder's three
+    // heartbeats of the start and its first refresh; the good hosts' refreshes
+    // and holders' heartbeats) without anyone admitting anyone across the
+    // secrets.
     let before0 = rejections(&lab, &(1..=INTRUDER).collect::<Vec<_>>());
-    thread::sleep((intruder.spawned + Duration::from_secs(8)).saturating_duration_since(Instant::now()));
+    thread::sleep((intruder.spawned + Duration::from_secs(12)).saturating_duration_since(Instant::now()));
     for a in &good {
         assert!(!a.has_line(&member("up", "n5")), "{} admitted n5 (secret B)", a.name);
     }
@@ -257,7 +259,9 @@ fn intruders_are_refused_and_counted() {
     listener.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let mut captured: Vec<Captured> = Vec::new();
     let mut buf = vec![0u8; 65536];
-    let until = Instant::now() + Duration::from_secs(5);
+    // Each good host multicasts a heartbeat at least every 10 s, and the
+    // baton's holder about once a second.
+    let until = Instant::now() + Duration::from_secs(12);
     while Instant::now() < until {
         let Ok((n, SocketAddr::V4(src))) = listener.recv_from(&mut buf) else { continue };
         let from = src.ip().octets()[3] as usize;
@@ -270,7 +274,7 @@ fn intruders_are_refused_and_counted() {
     let senders: std::collections::BTreeSet<usize> = captured.iter().map(|c| c.from).collect();
     assert!(
         captured.len() >= 12 && senders.len() == GOOD,
-        "host 5 should capture ~5 heartbeats from each good host: {} from {senders:?}",
+        "host 5 should capture a heartbeat or more from each good host: {} from {senders:?}",
         captured.len()
     );
     let sizes = (
@@ -362,11 +366,11 @@ fn intruders_are_refused_and_counted() {
     let end = rejections(&lab, &[INTRUDER]);
     report(
         "5. intruders",
-        "secret B never admitted (8 s), auth counted both ways; captured heartbeats replayed, \
+        "secret B never admitted (12 s), auth counted both ways; captured heartbeats replayed, \
          bit-flipped and truncated to n1:45892 and the group: each counted once per receiving host in \
          the expected class (>= 90 %, <= expected + noise), membership untouched, baton never paused 2 s",
         &format!(
-            "phase 0: n1-n5 auth {:?} after 8 s, n5 live_members 1; captured {} heartbeats ({}-{} \
+            "phase 0: n1-n5 auth {:?} after 12 s, n5 live_members 1; captured {} heartbeats ({}-{} \
              bytes) from {} hosts; {}; {} (header hits {header_hits}); {}; n5 (secret B) auth \
              {}; {} gauges from n1-n4 during the attacks, longest gap {} ms",
             auth0.iter().map(|(_, a)| a).collect::<Vec<_>>(),
