@@ -38,6 +38,10 @@ pub mod config;
 pub mod core;
 pub mod demo;
 
+/// The version and git revision alone: what a node gossips as its version
+/// (`core::health`) and the cluster view shows.
+pub const SHORT_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("HERD_GIT_REV"));
+
 /// `herd --version`: version, target triple, git revision and the wire
 /// versions (which releases talk to which: README, "Running a fleet").
 pub const VERSION: &str = concat!(

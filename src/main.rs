@@ -45,8 +45,11 @@ enum Command {
     /// Ask the local agent for its member table, baton, link health and sensors.
     Status {
         /// Print the raw JSON of GET /status.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cluster")]
         json: bool,
+        /// The whole cluster: every member's health and the link matrix.
+        #[arg(long)]
+        cluster: bool,
         /// The agent's status endpoint (default: [status] listen of the config, else 127.0.0.1:45894).
         #[arg(long, value_name = "ADDR")]
         addr: Option<String>,
@@ -89,11 +92,19 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => failure(&e),
         },
-        Command::Status { json, addr } => {
+        Command::Status { json, cluster, addr } => {
             let addr = addr
                 .or_else(|| load(None).ok().and_then(|(c, _)| c.status.listen).map(|a| a.to_string()))
                 .unwrap_or_else(|| "127.0.0.1:45894".to_owned());
-            match herd::agent::status::client(&addr, json) {
+            use herd::agent::status::View;
+            let view = if json {
+                View::Json
+            } else if cluster {
+                View::Cluster
+            } else {
+                View::Node
+            };
+            match herd::agent::status::client(&addr, view) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS

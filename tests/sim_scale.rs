@@ -1,6 +1,6 @@
 //! Scale under the simulator: what one node sends and receives at 32 and at
-//! 256 members with the baton relaying at the default pace, and that
-//! detection, leaves and joins keep their bounds at 256 (issue 19). Every
+//! 256 members with the baton relaying at the default pace and every node
+//! gossiping its health, and that detection, leaves and joins keep their bounds at 256 (issue 19). Every
 //! figure is printed as a `SIM |` line for the closing note.
 
 mod sim;
@@ -29,7 +29,10 @@ struct Rates {
 fn settled(n: usize, seed: u64) -> Sim {
     let mut sim = Sim::new(n, seed).with_baton(Duration::from_millis(100));
     sim.start_all_within(HEARTBEAT);
-    sim.run_for(30 * SECOND);
+    sim.run_for(2 * SECOND);
+    // Every node gossips its health and links too (issue 20), as agents do.
+    sim.set_health_all();
+    sim.run_for(28 * SECOND);
     for a in 0..n {
         let live = sim.node(a).cluster_size();
         assert_eq!(live, n, "node {a} lists {live} of {n}");

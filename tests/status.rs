@@ -410,3 +410,96 @@ fn herd_status_without_an_agent_fails_clearly() {
         )
     );
 }
+
+fn fixture(pi: &str) -> String {
+    format!("{}/tests/fixtures/{pi}/sys", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Issue 20: any node shows the whole cluster. psa (a Pi 4), psb (a Pi 5)
+/// and psc (a Pi Zero W) read their own fixtures; psa's `/status` and
+/// `herd status --cluster` must show each one's own temperature, version
+/// and throttle state, and the 3×3 link matrix, from gossip alone.
+#[test]
+fn status_has_the_whole_clusters_health_and_link_matrix() {
+    let trio = StatusTrio::start("status-cluster", |name, spec| {
+        let pi = match name {
+            "psa" => "pi4",
+            "psb" => "pi5",
+            _ => "pizero-w",
+        };
+        spec.secret("status-tests").set("telemetry", "interval", &toml_str("1s")).set(
+            "telemetry",
+            "sysfs_root",
+            &toml_str(&fixture(pi)),
+        )
+    });
+    let names = ["psa", "psb", "psc"];
+    let complete = |body: &str| {
+        let s = json(body);
+        let health = s["health"].as_array().cloned().unwrap_or_default();
+        let all_health = health.len() == 3 && health.iter().all(|h| h["temp_c"].is_number());
+        let all_links = names.iter().all(|from| {
+            names.iter().filter(|to| *to != from).all(|to| s["links"][from][to]["loss_pct"].is_number())
+        });
+        all_health && all_links
+    };
+    let deadline = Instant::now() + 2 * CONVERGE;
+    let body = loop {
+        let reply = request(trio.addr, &get("/status"));
+        if reply.status == 200 && complete(&reply.body) {
+            break reply.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no whole-cluster view within {:?}:\n{}",
+            2 * CONVERGE,
+            reply.body
+        );
+        thread::sleep(Duration::from_millis(250));
+    };
+    let s = json(&body);
+    let health = s["health"].as_array().unwrap();
+    let by_name = |n: &str| health.iter().find(|h| h["name"] == n).unwrap_or_else(|| panic!("{n}: {body}"));
+    // Each fixture's hottest sensor, to the tenth the wire carries.
+    assert_eq!(by_name("psa")["temp_c"], 48.3);
+    assert_eq!(by_name("psb")["temp_c"], 52.7);
+    assert_eq!(by_name("psc")["temp_c"], 61.2);
+    // The Pi 4's throttled word 0x50005 (under-voltage, throttled); the Pi 5
+    // has none set; the Zero W has no word, only hwmon's under-voltage alarm.
+    assert_eq!(by_name("psa")["throttle"], serde_json::json!(["under_voltage", "throttled"]));
+    assert_eq!(by_name("psb")["throttle"], serde_json::json!([]));
+    assert_eq!(by_name("psc")["throttle"], serde_json::json!(["under_voltage"]));
+    assert_eq!(by_name("psb")["fan_rpm"], 3120);
+    assert_eq!(by_name("psc")["root_readonly"], true);
+    for h in health {
+        assert_eq!(h["state"], "alive", "{h}");
+        assert!(h["version"].as_str().unwrap().starts_with(env!("CARGO_PKG_VERSION")), "{h}");
+        assert!(h["age_ms"].as_u64().unwrap() < 30_000, "{h}");
+    }
+    assert_eq!(by_name("psa")["age_ms"], 0);
+
+    let out = herd().args(["status", "--cluster", "--addr", &trio.addr.to_string()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    println!("{stdout}");
+    let line = |start: &str| {
+        stdout.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("{start}:\n{stdout}"))
+    };
+    assert!(
+        line("psa (this) ").contains("48.3 °C") && line("psa (this) ").contains("under_voltage,throttled")
+    );
+    assert!(line("psb ").contains("52.7 °C") && line("psb ").contains("3120 rpm"));
+    assert!(line("psc ").contains("61.2 °C") && line("psc ").contains("READ-ONLY"));
+    let matrix = &stdout[stdout.find("from \\ to").unwrap_or_else(|| panic!("no matrix:\n{stdout}"))..];
+    let rows: Vec<Vec<&str>> =
+        matrix.lines().skip(1).take(3).map(|l| l.split_whitespace().collect()).collect();
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row.len(), 4, "{matrix}");
+        assert_eq!(row[0], names[i]);
+        assert_eq!(row[i + 1], "·");
+        for (j, cell) in row[1..].iter().enumerate().filter(|(j, _)| *j != i) {
+            assert!(cell.contains('/'), "{} -> {}: {cell}\n{matrix}", names[i], names[j]);
+        }
+    }
+    assert_eq!(matrix.matches('*').count(), 1, "one slowest link:\n{stdout}");
+}

@@ -1,6 +1,7 @@
 //! The wire format: round trips, tamper detection, and "any byte string gives
 //! an error value, never a panic", property-tested.
 
+use herd::core::health::{self, Health, PeerLink};
 use herd::core::wire::{
     BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, MAX_LAP, MAX_NAME, MAX_NEWS, MIN_VERSION, Message,
     News, PassAck, PassVerdict, ReplayWindow, Rumor, Sighting, VERSION, WireError,
@@ -34,7 +35,16 @@ fn view() -> impl Strategy<Value = Option<BatonView>> {
 /// An owned message, so the strategies can generate borrowed ones from it.
 #[derive(Debug, Clone)]
 enum Kind {
-    Heartbeat(u16, u32, u32, bool, Option<BatonView>, Vec<(String, u64, u32)>),
+    Heartbeat(
+        u16,
+        u32,
+        u32,
+        bool,
+        Option<BatonView>,
+        Vec<(String, u64, u32)>,
+        Option<Health>,
+        Vec<(String, Option<u16>, u8)>,
+    ),
     Leave,
     Ping(u64),
     Ack(u64, Option<i64>),
@@ -55,12 +65,46 @@ impl Kind {
     }
 }
 
+fn health() -> impl Strategy<Value = Health> {
+    use proptest::option::of;
+    let sensors = (of(any::<i16>()), of(0u8..16), of(any::<u16>()), of(0u8..=100), of(any::<u16>()));
+    let state = (of(any::<bool>()), of(any::<bool>()), of(any::<u32>()), "[ -~]{0,32}");
+    (sensors, state).prop_map(
+        |(
+            (temp_dc, throttle, load1_c, mem_used_pct, fan_rpm),
+            (root_readonly, clock_synced, uptime_s, version),
+        )| Health {
+            temp_dc,
+            throttle,
+            load1_c,
+            mem_used_pct,
+            fan_rpm,
+            root_readonly,
+            clock_synced,
+            uptime_s,
+            version,
+        },
+    )
+}
+
 fn kind() -> impl Strategy<Value = Kind> {
     let sightings = proptest::collection::vec((name(), any::<u64>(), any::<u32>()), 0..20);
+    // Up to 24 links of names up to 63 bytes: several extensions' worth.
+    let rtt = proptest::option::of(0..health::MAX_RTT_CMS);
+    let links = proptest::collection::vec((name(), rtt, 0u8..=100), 0..24);
     let verdict = prop_oneof![Just(PassVerdict::Taken), Just(PassVerdict::Stale), Just(PassVerdict::Refused)];
     prop_oneof![
-        (1u16.., any::<u32>(), any::<u32>(), any::<bool>(), view(), sightings)
-            .prop_map(|(p, ip, s, r, v, l)| Kind::Heartbeat(p, ip, s, r, v, l)),
+        (
+            1u16..,
+            any::<u32>(),
+            any::<u32>(),
+            any::<bool>(),
+            view(),
+            sightings,
+            proptest::option::of(health()),
+            links
+        )
+            .prop_map(|(p, ip, s, r, v, l, h, k)| Kind::Heartbeat(p, ip, s, r, v, l, h, k)),
         Just(Kind::Leave),
         any::<u64>().prop_map(Kind::Ping),
         (
@@ -83,17 +127,33 @@ fn kind() -> impl Strategy<Value = Kind> {
 /// from version 3 on).
 fn message(k: &Kind, version: u8) -> Message<'_> {
     match k {
-        Kind::Heartbeat(data_port, ip, hb_seq, relays, baton, s) => Message::Heartbeat(Heartbeat {
-            data_port: *data_port,
-            ip: (*ip).into(),
-            hb_seq: *hb_seq,
-            relays: *relays,
-            baton: *baton,
-            sightings: s.iter().map(|(n, i, a)| Sighting { name: n, incarnation: *i, age_ms: *a }).collect(),
-            understands: (version >= 3).then_some(VERSION),
-            floor: (version >= 3 && *hb_seq % 3 == 0).then_some(u64::from(*hb_seq) + 1),
-            asks_views: version >= 3 && *hb_seq % 5 == 0,
-        }),
+        Kind::Heartbeat(data_port, ip, hb_seq, relays, baton, s, health, links) => {
+            Message::Heartbeat(Heartbeat {
+                data_port: *data_port,
+                ip: (*ip).into(),
+                hb_seq: *hb_seq,
+                relays: *relays,
+                baton: *baton,
+                sightings: s
+                    .iter()
+                    .map(|(n, i, a)| Sighting { name: n, incarnation: *i, age_ms: *a })
+                    .collect(),
+                understands: (version >= 3).then_some(VERSION),
+                floor: (version >= 3 && *hb_seq % 3 == 0).then_some(u64::from(*hb_seq) + 1),
+                asks_views: version >= 3 && *hb_seq % 5 == 0,
+                // Extensions: version 3 on.
+                health: health.clone().filter(|_| version >= 3),
+                links: links
+                    .iter()
+                    .filter(|_| version >= 3)
+                    .map(|(peer, rtt_cms, loss_pct)| PeerLink {
+                        peer,
+                        rtt_cms: *rtt_cms,
+                        loss_pct: *loss_pct,
+                    })
+                    .collect(),
+            })
+        }
         Kind::Leave => Message::Leave,
         Kind::Ping(t) => Message::Ping { token: *t },
         // Version 2 acks carry no wall clock.
@@ -489,6 +549,8 @@ fn unknown_heartbeat_extensions_are_skipped() {
             understands: Some(VERSION),
             floor,
             asks_views: false,
+            health: None,
+            links: vec![],
         })
     };
     let env =

@@ -54,7 +54,7 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
         name: Box::new(move |i| names[i].to_owned()),
         holder: Box::new(|| {
             (0..4).find_map(|i| {
-                herd::agent::status::client(&status(i), true)
+                herd::agent::status::client(&status(i), herd::agent::status::View::Json)
                     .ok()
                     .and_then(|t| serde_json::from_str::<Snapshot>(&t).ok())
                     .filter(|s| s.baton.holding)

@@ -174,7 +174,7 @@ fn measure_cluster(herd: &str, window: Duration, exporter: Option<&NodeExporter>
             next_scrape += Duration::from_secs(15);
         }
         if !queried && t0.elapsed() >= window / 2 {
-            let _ = herd::agent::status::client(&status, true);
+            let _ = herd::agent::status::client(&status, herd::agent::status::View::Json);
             let _ = http_get(&status, "/metrics");
             queried = true;
         }

@@ -184,7 +184,9 @@ fn measure(herd: &str, n: usize, window: Duration) -> Figures {
         ports
             .iter()
             .map(|p| {
-                let text = herd::agent::status::client(&format!("127.0.0.1:{p}"), true).expect("status");
+                let text =
+                    herd::agent::status::client(&format!("127.0.0.1:{p}"), herd::agent::status::View::Json)
+                        .expect("status");
                 serde_json::from_str::<herd::agent::snapshot::Snapshot>(&text).expect("status JSON").traffic
             })
             .collect()

@@ -394,6 +394,9 @@ impl<T: Transport> Driver<T> {
         {
             let links = self.node.link_stats(now);
             t.report(&links, self.reporter.as_ref().and_then(Reporter::metrics));
+            if let Some(reading) = &t.last {
+                self.node.set_health(reading.health());
+            }
         }
         // A derived address can change under us (DHCP).
         if Jobs::due(&mut self.jobs.own_ip, now) {

@@ -29,6 +29,8 @@ use std::time::Instant;
 use sysinfo::{MemoryRefreshKind, System};
 use tracing::debug;
 
+use crate::core::health::{self, Health};
+
 /// One read of every sensor. `None` (or a sensor absent from `temperatures`) means "not known now".
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reading {
@@ -95,6 +97,40 @@ const THROTTLE_FLAGS: [(&str, u32); 8] = [
 ];
 
 const LIVE_BITS: u32 = 0xf;
+
+impl Reading {
+    /// The summary the node gossips (`core::health`): the hottest sensor, the
+    /// live throttle bits (from hwmon's under-voltage alarm where the
+    /// firmware word is missing), load, memory, the fastest fan, root
+    /// read-only, clock sync, uptime, and this build's version. What the
+    /// reading lacks stays absent.
+    pub fn health(&self) -> Health {
+        let hottest = self
+            .temperatures
+            .iter()
+            .map(|(_, t)| *t)
+            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+        let throttle = match (self.throttle, self.under_voltage_alarm) {
+            (Some(t), _) => Some((t.0 & 0x0f) as u8),
+            (None, Some(alarm)) => Some(if alarm { health::UNDER_VOLTAGE } else { 0 }),
+            (None, None) => None,
+        };
+        let fastest =
+            self.fans.iter().map(|(_, r)| *r).fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
+        Health {
+            temp_dc: hottest
+                .map(|t| (t * 10.0).round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16),
+            throttle,
+            load1_c: self.load_1.map(|l| (l * 100.0).round().clamp(0.0, f64::from(u16::MAX)) as u16),
+            mem_used_pct: self.mem_used_pct.map(|m| m.round().clamp(0.0, 100.0) as u8),
+            fan_rpm: fastest.map(|r| r.round().clamp(0.0, f64::from(u16::MAX)) as u16),
+            root_readonly: self.root_readonly,
+            clock_synced: self.clock.map(|c| c.synced),
+            uptime_s: self.uptime_s.map(|u| u.clamp(0.0, f64::from(u32::MAX)) as u32),
+            version: crate::SHORT_VERSION.to_owned(),
+        }
+    }
+}
 
 impl Throttle {
     /// (metric suffix, set?) for the 4 live bits then the 4 sticky ones, in this order:

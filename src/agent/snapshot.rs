@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::report::Totals;
 use super::sensors::Reading;
+use crate::core::health::{self, Health};
 use crate::core::node::Node;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +49,51 @@ pub struct Snapshot {
     /// Times a member turned suspect since start (flaps).
     #[serde(default)]
     pub member_suspects: u64,
+    /// The whole cluster's health, this node included, in name order: each
+    /// member's as its heartbeats last carried it (issue 20; absent from an
+    /// older agent's answer, and empty for members of the previous release).
+    #[serde(default)]
+    pub health: Vec<MemberHealth>,
+    /// The link matrix: `links[a][b]` is what `a` measured of its link to
+    /// `b` over its probe window (this node's own row from its probes, the
+    /// others' from their heartbeats).
+    #[serde(default)]
+    pub links: BTreeMap<String, BTreeMap<String, LinkCell>>,
+}
+
+/// One member's health as the cluster view shows it (`core::health`, in
+/// display units). `None`: that node has no such sensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberHealth {
+    pub name: String,
+    /// "alive", "suspect", "down" or "left" (this node: "alive").
+    pub state: String,
+    /// How long ago its health was heard (0 for this node); `None`: it has
+    /// sent none (the previous release).
+    pub age_ms: Option<u64>,
+    /// Its hottest sensor, °C.
+    pub temp_c: Option<f64>,
+    /// Its live throttle flags that are set ("under_voltage", "freq_capped",
+    /// "throttled", "soft_temp_limit"); `None`: no throttle sensor.
+    pub throttle: Option<Vec<String>>,
+    pub load_1: Option<f64>,
+    pub mem_used_pct: Option<f64>,
+    pub fan_rpm: Option<u32>,
+    pub root_readonly: Option<bool>,
+    pub clock_synced: Option<bool>,
+    pub uptime_s: Option<u64>,
+    /// herd's version there ("0.1.0+<git rev>").
+    pub version: Option<String>,
+}
+
+/// One cell of the link matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LinkCell {
+    /// Mean RTT over the window; `None`: no probe answered.
+    pub rtt_ms: Option<f64>,
+    pub loss_pct: f64,
+    /// How old the measurement is (0 for this node's own row).
+    pub age_ms: u64,
 }
 
 /// UDP traffic of the gossip and data sockets, counted by the event loop.
@@ -215,7 +261,86 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
         config_loaded: humantime::format_rfc3339_seconds(i.config_loaded).to_string(),
         traffic: i.traffic,
         member_suspects: i.totals.member_suspect,
+        health: cluster_health(node, i.now),
+        links: link_matrix(node, i.now),
     }
+}
+
+/// This node's health and every member's, in name order.
+fn cluster_health<R: rand::Rng>(node: &Node<R>, now: Instant) -> Vec<MemberHealth> {
+    let me = &node.config().name;
+    let mut rows: Vec<MemberHealth> = node
+        .members()
+        .iter()
+        .map(|m| {
+            let g = node.board().get(&m.name).filter(|g| g.incarnation == m.incarnation);
+            let age = g.and_then(|g| g.at).map(|at| now.saturating_duration_since(at).as_millis() as u64);
+            member_health(&m.name, m.state.as_str(), age, g.and_then(|g| g.health.as_ref()))
+        })
+        .collect();
+    let own = node.health();
+    rows.push(member_health(me, "alive", own.map(|_| 0), own));
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
+
+fn member_health(name: &str, state: &str, age_ms: Option<u64>, h: Option<&Health>) -> MemberHealth {
+    const FLAGS: [(u8, &str); 4] = [
+        (health::UNDER_VOLTAGE, "under_voltage"),
+        (health::FREQ_CAPPED, "freq_capped"),
+        (health::THROTTLED, "throttled"),
+        (health::SOFT_TEMP_LIMIT, "soft_temp_limit"),
+    ];
+    MemberHealth {
+        name: name.to_owned(),
+        state: state.to_owned(),
+        age_ms,
+        temp_c: h.and_then(Health::temp_c),
+        throttle: h
+            .and_then(|h| h.throttle)
+            .map(|t| FLAGS.iter().filter(|(bit, _)| t & bit != 0).map(|(_, n)| (*n).to_owned()).collect()),
+        load_1: h.and_then(Health::load1),
+        mem_used_pct: h.and_then(|h| h.mem_used_pct).map(f64::from),
+        fan_rpm: h.and_then(|h| h.fan_rpm).map(u32::from),
+        root_readonly: h.and_then(|h| h.root_readonly),
+        clock_synced: h.and_then(|h| h.clock_synced),
+        uptime_s: h.and_then(|h| h.uptime_s).map(u64::from),
+        version: h.map(|h| h.version.clone()),
+    }
+}
+
+/// This node's links (from its own probes) and every member's (from their
+/// heartbeats), for members still in the table.
+fn link_matrix<R: rand::Rng>(node: &Node<R>, now: Instant) -> BTreeMap<String, BTreeMap<String, LinkCell>> {
+    let mut matrix = BTreeMap::new();
+    let own: BTreeMap<String, LinkCell> = node
+        .link_stats(now)
+        .into_iter()
+        .filter_map(|l| Some((l.peer, LinkCell { rtt_ms: l.rtt_ms, loss_pct: l.loss_pct?, age_ms: 0 })))
+        .collect();
+    if !own.is_empty() {
+        matrix.insert(node.config().name.clone(), own);
+    }
+    for (name, g) in node.board().iter() {
+        let current = node.members().get(name).is_some_and(|m| m.incarnation == g.incarnation);
+        if !current || g.links.is_empty() {
+            continue;
+        }
+        let row = g
+            .links
+            .iter()
+            .map(|(peer, r)| {
+                let cell = LinkCell {
+                    rtt_ms: r.rtt_cms.map(|c| f64::from(c) / 100.0),
+                    loss_pct: f64::from(r.loss_pct),
+                    age_ms: now.saturating_duration_since(r.at).as_millis() as u64,
+                };
+                (peer.clone(), cell)
+            })
+            .collect();
+        matrix.insert(name.to_owned(), row);
+    }
+    matrix
 }
 
 fn sensor_status(r: &Reading) -> SensorStatus {

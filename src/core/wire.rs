@@ -26,8 +26,9 @@
 //!   the clock offset per peer). Acks have no extensions: the next change to
 //!   them needs a new version. Version 3 also has the failure detector's
 //!   messages (SWIM: see `core::probe`): an indirect probe request, its
-//!   answer, and news of members suspected, down or alive again; and a
-//!   heartbeat extension asking peers for their baton view.
+//!   answer, and news of members suspected, down or alive again; and
+//!   heartbeat extensions asking peers for their baton view, and carrying
+//!   the sender's health and links (`core::health`).
 //!
 //! A release speaks [`VERSION`] and understands [`MIN_VERSION`] (the previous
 //! release's) too, so a cluster upgraded one node at a time stays one
@@ -45,6 +46,8 @@ use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use hkdf::Hkdf;
 use sha2::Sha256;
+
+use super::health::{self, Health, PeerLink};
 
 pub const MAGIC: [u8; 2] = *b"HD";
 /// The version this release speaks (see "Versions" above).
@@ -78,6 +81,14 @@ const EXT_FLOOR: u8 = 2;
 /// The heartbeat extension asking every receiver whose baton view is fresher
 /// than the sender's to answer with its own heartbeat (no bytes).
 const EXT_ASK_VIEWS: u8 = 3;
+/// The heartbeat extension with the sender's health (`core::health`).
+const EXT_HEALTH: u8 = 4;
+/// A heartbeat extension with some of the sender's links (`core::health`):
+/// as many as a heartbeat carries are split over several of these, each at
+/// most [`MAX_EXTENSION`] bytes.
+const EXT_LINKS: u8 = 5;
+/// An extension's bytes: its length is one byte.
+pub const MAX_EXTENSION: usize = u8::MAX as usize;
 
 /// Why a datagram was refused. Every variant is a normal outcome for hostile or
 /// foreign input; none of them is a bug.
@@ -173,6 +184,11 @@ pub struct Heartbeat<'a> {
     /// The sender is about to regenerate the baton and asks for fresher
     /// views (version 3 on; dropped from a version 2 heartbeat).
     pub asks_views: bool,
+    /// The sender's health (version 3 on; a version 2 peer shows none).
+    pub health: Option<Health>,
+    /// The sender's links to some or all of its peers (version 3 on): the
+    /// node rotates through them when they do not all fit.
+    pub links: Vec<PeerLink<'a>>,
 }
 
 /// What a [`Message::News`] says of a member.
@@ -645,6 +661,36 @@ impl Keys {
     }
 }
 
+/// The links as consecutive groups of at most [`MAX_EXTENSION`] bytes each
+/// (a link longer than that cannot be: names are at most [`MAX_NAME`]).
+fn link_groups<'a, 'b>(links: &'b [PeerLink<'a>]) -> Vec<&'b [PeerLink<'a>]> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, l) in links.iter().enumerate() {
+        let len = health::link_len(l.peer);
+        if bytes + len > MAX_EXTENSION {
+            groups.push(&links[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += len;
+    }
+    if start < links.len() {
+        groups.push(&links[start..]);
+    }
+    groups
+}
+
+/// One extension: type, length, then what `body` writes (at most
+/// [`MAX_EXTENSION`] bytes, which the callers ensure).
+fn put_ext(out: &mut Vec<u8>, kind: u8, body: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(&[kind, 0]);
+    let at = out.len();
+    body(out);
+    let len = out.len() - at;
+    debug_assert!(len <= MAX_EXTENSION);
+    out[at - 1] = len.min(MAX_EXTENSION) as u8;
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     let len = s.len().min(u8::MAX as usize);
     out.push(len as u8);
@@ -680,7 +726,13 @@ fn encode_message(msg: &Message<'_>, version: u8, out: &mut Vec<u8>) {
             if version >= 3 {
                 // Extensions: their count, then each as type | length | bytes.
                 let floor = hb.floor.filter(|f| *f > 0);
-                out.push(1 + u8::from(floor.is_some()) + u8::from(hb.asks_views));
+                let groups = link_groups(&hb.links);
+                let count = 1
+                    + usize::from(floor.is_some())
+                    + usize::from(hb.asks_views)
+                    + usize::from(hb.health.is_some())
+                    + groups.len();
+                out.push(count.min(u8::MAX as usize) as u8);
                 out.extend_from_slice(&[EXT_VERSIONS, 2, MIN_VERSION, VERSION]);
                 if let Some(f) = floor {
                     out.extend_from_slice(&[EXT_FLOOR, 8]);
@@ -688,6 +740,12 @@ fn encode_message(msg: &Message<'_>, version: u8, out: &mut Vec<u8>) {
                 }
                 if hb.asks_views {
                     out.extend_from_slice(&[EXT_ASK_VIEWS, 0]);
+                }
+                if let Some(h) = &hb.health {
+                    put_ext(out, EXT_HEALTH, |o| h.encode(o));
+                }
+                for g in groups.iter().take(u8::MAX as usize - 4) {
+                    put_ext(out, EXT_LINKS, |o| health::encode_links(g, o));
                 }
             }
         }
@@ -811,6 +869,7 @@ fn decode_message<'a>(r: &mut Reader<'a>, version: u8) -> Result<Message<'a>, Wi
                 sightings.push(Sighting { name, incarnation, age_ms });
             }
             let (mut understands, mut floor, mut asks_views) = (None, None, false);
+            let (mut health, mut links) = (None, Vec::new());
             if version >= 3 {
                 for _ in 0..r.u8("extension count")? {
                     let kind = r.u8("extension type")?;
@@ -829,6 +888,12 @@ fn decode_message<'a>(r: &mut Reader<'a>, version: u8) -> Result<Message<'a>, Wi
                             floor = Some(u64::from_be_bytes(f)).filter(|f| *f > 0);
                         }
                         EXT_ASK_VIEWS => asks_views = true,
+                        EXT_HEALTH => {
+                            health =
+                                Some(Health::decode(bytes).ok_or(WireError::Malformed("health extension"))?);
+                        }
+                        EXT_LINKS => health::decode_links(bytes, &mut links)
+                            .ok_or(WireError::Malformed("links extension"))?,
                         // A later release's: skipped.
                         _ => {}
                     }
@@ -844,6 +909,8 @@ fn decode_message<'a>(r: &mut Reader<'a>, version: u8) -> Result<Message<'a>, Wi
                 understands,
                 floor,
                 asks_views,
+                health,
+                links,
             })
         }
         KIND_LEAVE => Message::Leave,

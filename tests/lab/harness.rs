@@ -144,7 +144,9 @@ impl Lab {
 
     /// Host `i`'s GET /status, or `None` if it does not answer.
     pub fn status(&self, i: usize) -> Option<Snapshot> {
-        let text = in_netns(&self.ns(i), || herd::agent::status::client(STATUS, true)).ok()?;
+        let text =
+            in_netns(&self.ns(i), || herd::agent::status::client(STATUS, herd::agent::status::View::Json))
+                .ok()?;
         Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("n{i}: bad /status JSON ({e}): {text}")))
     }
 

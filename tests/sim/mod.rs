@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use herd::core::baton::{BatonConfig, BatonEvent};
+use herd::core::health::{self, Health};
 use herd::core::links::LinkConfig;
 use herd::core::membership::{Change, MemberState};
 use herd::core::node::{Dest, Event, Fanout, Node, NodeConfig, Via};
@@ -128,6 +129,21 @@ pub fn addr(i: usize, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, (i + 1) as u8)), port)
 }
 
+/// Node `i`'s health in the simulator: a Pi 4 at 40 + i °C.
+pub fn pi_health(i: usize) -> Health {
+    Health {
+        temp_dc: Some(400 + 10 * i as i16),
+        throttle: Some(if i % 5 == 4 { health::UNDER_VOLTAGE } else { 0 }),
+        load1_c: Some(30 + i as u16),
+        mem_used_pct: Some(20),
+        fan_rpm: None,
+        root_readonly: Some(false),
+        clock_synced: Some(true),
+        uptime_s: Some(86_400 + i as u32),
+        version: "0.1.0+0123456789ab".into(),
+    }
+}
+
 pub fn name(i: usize) -> String {
     // psa, psb, ... as in the seed; beyond 26, ps<i>.
     if i < 26 { format!("ps{}", (b'a' + i as u8) as char) } else { format!("ps{i}") }
@@ -233,6 +249,16 @@ impl Sim {
         for (at, i) in order {
             self.run_until(self.base + at);
             self.start(i);
+        }
+    }
+
+    /// A Pi's health, different per node (temperature 40.0 + i °C), on every
+    /// running node: what the agent sets after each sensor reading.
+    pub fn set_health_all(&mut self) {
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            if let Some(node) = n.node.as_mut() {
+                node.set_health(pi_health(i));
+            }
         }
     }
 

@@ -2,27 +2,44 @@
 
 use super::*;
 
-/// `herd status [--json] [--addr A]`: GETs `http://A/status` (2 s for the
-/// whole exchange) and returns the text to print as is (it ends with a newline):
-/// with `json` the JSON as received, pretty-printed; else a human view (node,
-/// cluster, uptime, live members; the member table; the baton; sensors).
+/// What `herd status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// This node: members, baton, sensors.
+    Node,
+    /// The raw JSON, pretty-printed (`--json`).
+    Json,
+    /// The whole cluster's health and the link matrix (`--cluster`).
+    Cluster,
+}
+
+/// `herd status [--json | --cluster] [--addr A]`: GETs `http://A/status` (2 s
+/// for the whole exchange) and returns the text to print as is (it ends with
+/// a newline): the JSON as received, pretty-printed; the cluster view; or a
+/// human view of the node (node, cluster, uptime, live members; the member
+/// table; the baton; sensors).
 /// `Err` carries one complete line for the operator, e.g. "no herd agent
 /// answers at 127.0.0.1:45894 (is `herd run` running, and is `[status] listen`
 /// set?): connection refused". Blocking.
-pub fn client(addr: &str, json: bool) -> anyhow::Result<String> {
+pub fn client(addr: &str, view: View) -> anyhow::Result<String> {
     let addr = addr.trim().trim_start_matches("http://").trim_end_matches('/');
     let body = fetch(addr, Instant::now() + CLIENT_TIMEOUT)?;
-    if json {
+    if view == View::Json {
         let text = std::str::from_utf8(&body)
             .ok()
             .filter(|t| serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok())
             .ok_or_else(|| anyhow!("the answer of {addr} is not JSON (is it a herd agent?)"))?;
-        Ok(pretty(text) + "\n")
-    } else {
-        let snapshot: Snapshot = serde_json::from_slice(&body)
-            .map_err(|e| anyhow!("the answer of {addr} is not a herd status (another version?): {e}"))?;
-        Ok(human(&snapshot))
+        return Ok(pretty(text) + "\n");
     }
+    let snapshot: Snapshot = serde_json::from_slice(&body)
+        .map_err(|e| anyhow!("the answer of {addr} is not a herd status (another version?): {e}"))?;
+    Ok(match view {
+        View::Cluster if snapshot.health.is_empty() => bail!(
+            "the agent at {addr} gossips no cluster health (it runs a herd older than 0.2): upgrade it, or use `herd status`"
+        ),
+        View::Cluster => format::cluster_view(&snapshot),
+        _ => human(&snapshot),
+    })
 }
 
 /// The body of a successful `GET /status`, by `deadline`.

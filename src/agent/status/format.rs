@@ -129,3 +129,95 @@ pub(super) fn baton_rows(s: &Snapshot) -> Vec<(String, String)> {
 pub(super) fn rejected_rows(s: &Snapshot) -> Vec<(String, String)> {
     s.rejected.iter().filter(|(_, n)| **n > 0).map(|(class, n)| (class.clone(), n.to_string())).collect()
 }
+
+/// Loss above this is marked `!` in the link matrix (the monitors' threshold).
+pub(super) const LOSSY_PCT: f64 = 5.0;
+
+/// `herd status --cluster`: the whole cluster as this node hears it: one
+/// row of health per member, then the link matrix (row: from, column: to;
+/// "RTT ms/loss %"), the slowest measured link marked `*`, any loss above
+/// [`LOSSY_PCT`] marked `!`.
+pub(super) fn cluster_view(s: &Snapshot) -> String {
+    let mut out = format!("cluster {} seen from {} · {} live members\n\n", s.cluster, s.node, s.live_members);
+    let header = [
+        "node", "state", "temp", "throttle", "load", "mem", "fan", "root", "clock", "up", "version", "heard",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
+    for h in &s.health {
+        let throttle = match &h.throttle {
+            None => "-".to_owned(),
+            Some(f) if f.is_empty() => "ok".to_owned(),
+            Some(f) => f.join(","),
+        };
+        let flag =
+            |v: Option<bool>, yes: &str, no: &str| v.map_or("-", |v| if v { yes } else { no }).to_owned();
+        rows.push(vec![
+            if h.name == s.node { format!("{} (this)", h.name) } else { h.name.clone() },
+            h.state.clone(),
+            num(h.temp_c, 1, " °C", "-"),
+            throttle,
+            num(h.load_1, 2, "", "-"),
+            num(h.mem_used_pct, 0, " %", "-"),
+            h.fan_rpm.map_or("-".into(), |r| format!("{r} rpm")),
+            flag(h.root_readonly, "READ-ONLY", "rw"),
+            flag(h.clock_synced, "synced", "UNSYNCED"),
+            h.uptime_s.map_or("-".into(), |u| uptime(u as f64)),
+            h.version.clone().unwrap_or_else(|| "-".into()),
+            h.age_ms.map_or("none heard".into(), |a| {
+                if a == 0 { "now".into() } else { format!("{} ago", ago(a)) }
+            }),
+        ]);
+    }
+    out += &table(&rows);
+    let names: Vec<&str> = s.health.iter().map(|h| h.name.as_str()).collect();
+    let slowest = s
+        .links
+        .iter()
+        .flat_map(|(from, row)| {
+            row.iter().filter_map(move |(to, c)| Some(((from.as_str(), to.as_str()), c.rtt_ms?)))
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(at, _)| at);
+    out += "\nlinks: RTT ms / loss % (row: from, column: to; * slowest, ! loss above 5 %)\n";
+    let mut matrix = vec![
+        std::iter::once("from \\ to".to_owned())
+            .chain(names.iter().map(|n| (*n).to_owned()))
+            .collect::<Vec<_>>(),
+    ];
+    for from in &names {
+        let mut row = vec![(*from).to_owned()];
+        for to in &names {
+            let cell = match s.links.get(*from).and_then(|r| r.get(*to)) {
+                _ if from == to => "·".to_owned(),
+                None => "-".to_owned(),
+                Some(c) => {
+                    let mark = format!(
+                        "{}{}",
+                        if slowest == Some((*from, *to)) { "*" } else { "" },
+                        if c.loss_pct > LOSSY_PCT { "!" } else { "" }
+                    );
+                    format!("{}/{:.0}{mark}", num(c.rtt_ms, 2, "", "-"), c.loss_pct)
+                }
+            };
+            row.push(cell);
+        }
+        matrix.push(row);
+    }
+    out += &table(&matrix);
+    out
+}
+
+/// Left-aligned columns two spaces apart, one line per row.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|v| v.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        out += line.join("  ").trim_end();
+        out.push('\n');
+    }
+    out
+}

@@ -66,7 +66,7 @@ mod prometheus;
 #[cfg(test)]
 mod tests;
 
-pub use client::client;
+pub use client::{View, client};
 use format::*;
 use page::*;
 use prometheus::*;

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::client::*;
 use super::*;
-use crate::agent::snapshot::{BatonStatus, NetStatus, SensorStatus, Traffic};
+use crate::agent::snapshot::{BatonStatus, LinkCell, MemberHealth, NetStatus, SensorStatus, Traffic};
 
 fn member(name: &str, state: &str, rtt: Option<f64>) -> MemberStatus {
     MemberStatus {
@@ -90,6 +90,45 @@ fn sample() -> Snapshot {
             received_bytes: 610_001,
         },
         member_suspects: 4,
+        health: vec![
+            health("psa", "alive", Some(48.3), &["under_voltage", "throttled"]),
+            health("psb", "alive", Some(52.7), &[]),
+            health("psc", "alive", Some(61.2), &[]),
+            health("psd", "down", None, &[]),
+        ],
+        links: [
+            ("psa", [("psb", Some(0.37), 0.0), ("psc", Some(0.7), 0.0)].as_slice()),
+            ("psb", &[("psa", Some(0.41), 0.0), ("psc", Some(2.9), 8.0)]),
+            ("psc", &[("psa", Some(0.66), 0.0), ("psb", Some(3.1), 12.0)]),
+        ]
+        .into_iter()
+        .map(|(from, row)| {
+            let row = row
+                .iter()
+                .map(|(to, rtt_ms, loss_pct)| {
+                    ((*to).to_owned(), LinkCell { rtt_ms: *rtt_ms, loss_pct: *loss_pct, age_ms: 900 })
+                })
+                .collect();
+            (from.to_owned(), row)
+        })
+        .collect(),
+    }
+}
+
+fn health(name: &str, state: &str, temp_c: Option<f64>, throttle: &[&str]) -> MemberHealth {
+    MemberHealth {
+        name: name.into(),
+        state: state.into(),
+        age_ms: temp_c.map(|_| 1200),
+        temp_c,
+        throttle: temp_c.map(|_| throttle.iter().map(|t| (*t).to_owned()).collect()),
+        load_1: temp_c.map(|_| 0.84),
+        mem_used_pct: temp_c.map(|_| 27.0),
+        fan_rpm: None,
+        root_readonly: temp_c.map(|_| false),
+        clock_synced: temp_c.map(|_| true),
+        uptime_s: temp_c.map(|_| 86523),
+        version: temp_c.map(|_| "0.1.0+abc1234".into()),
     }
 }
 
@@ -502,17 +541,17 @@ fn server_thread(s: Snapshot) -> SocketAddr {
 #[test]
 fn client_prints_json_and_the_human_view() {
     let addr = server_thread(sample()).to_string();
-    let json = client(&addr, true).unwrap();
+    let json = client(&addr, View::Json).unwrap();
     assert!(json.starts_with("{\n  \"node\": \"psa\",\n"), "{json}");
     assert!(json.ends_with("\n}\n"), "{json}");
     assert_eq!(serde_json::from_str::<Snapshot>(&json).unwrap(), sample());
-    assert_eq!(client(&format!("http://{addr}/"), false).unwrap(), human(&sample()));
+    assert_eq!(client(&format!("http://{addr}/"), View::Node).unwrap(), human(&sample()));
 }
 
 #[test]
 fn client_says_clearly_when_nothing_listens() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let err = client(&format!("127.0.0.1:{port}"), false).unwrap_err().to_string();
+    let err = client(&format!("127.0.0.1:{port}"), View::Node).unwrap_err().to_string();
     assert_eq!(
         err,
         format!(
@@ -540,16 +579,16 @@ fn canned(answer: &'static str) -> String {
 #[test]
 fn client_refuses_what_is_not_a_herd_status() {
     let addr = canned("SSH-2.0-OpenSSH_9.2\r\n");
-    let err = client(&addr, false).unwrap_err().to_string();
+    let err = client(&addr, View::Node).unwrap_err().to_string();
     assert_eq!(err, format!("the agent at {addr} did not answer HTTP (is it a herd agent?)"));
     let addr = canned("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
-    let err = client(&addr, true).unwrap_err().to_string();
+    let err = client(&addr, View::Json).unwrap_err().to_string();
     assert_eq!(err, format!("the answer of {addr} is not JSON (is it a herd agent?)"));
     let addr = canned("HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{}");
-    let err = client(&addr, true).unwrap_err().to_string();
+    let err = client(&addr, View::Json).unwrap_err().to_string();
     assert_eq!(err, format!("the answer of {addr} was cut short (2 of 50 bytes)"));
     let addr = canned("HTTP/1.0 200 OK\r\n\r\n{\"node\":1}");
-    let err = client(&addr, false).unwrap_err().to_string();
+    let err = client(&addr, View::Node).unwrap_err().to_string();
     assert!(
         err.starts_with(&format!("the answer of {addr} is not a herd status (another version?): ")),
         "{err}"
@@ -568,11 +607,44 @@ fn client_reports_an_agent_that_cannot_answer() {
         });
     });
     let addr = rx.recv().unwrap();
-    let err = client(&addr.to_string(), true).unwrap_err().to_string();
+    let err = client(&addr.to_string(), View::Json).unwrap_err().to_string();
     assert_eq!(
         err,
         format!(
             "the agent at {addr} answered 503 Service Unavailable: the agent's event loop is not answering"
         )
     );
+}
+
+#[test]
+fn cluster_view_has_a_row_per_member_and_the_marked_matrix() {
+    let text = format::cluster_view(&sample());
+    println!("{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let row =
+        |name: &str| *lines.iter().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}\n{text}"));
+    assert!(row("psa (this)").contains("48.3 °C") && row("psa (this)").contains("under_voltage,throttled"));
+    assert!(row("psb ").contains("52.7 °C") && row("psb ").contains("0.1.0+abc1234"));
+    assert!(row("psc ").contains("61.2 °C"));
+    assert!(row("psd ").contains("down") && row("psd ").contains("no health"));
+    // The matrix: the slowest link (psc -> psb, 3.1 ms) gets `*`, both lossy ones `!`.
+    let matrix = &text[text.find("from \\ to").expect("matrix")..];
+    let mrow = |name: &str| {
+        matrix.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().collect::<Vec<_>>()
+    };
+    assert_eq!(mrow("psa"), ["psa", "·", "0.37/0", "0.70/0", "-"]);
+    assert_eq!(mrow("psb"), ["psb", "0.41/0", "·", "2.90/8!", "-"]);
+    assert_eq!(mrow("psc"), ["psc", "0.66/0", "3.10/12*!", "·", "-"]);
+    assert_eq!(mrow("psd"), ["psd", "-", "-", "-", "·"]);
+}
+
+#[test]
+fn the_cluster_view_is_refused_for_an_agent_without_health() {
+    let mut old = sample();
+    old.health.clear();
+    let addr = server_thread(old).to_string();
+    let err = client(&addr, View::Cluster).unwrap_err().to_string();
+    assert!(err.contains("gossips no cluster health"), "{err}");
+    let addr = server_thread(sample()).to_string();
+    assert_eq!(client(&addr, View::Cluster).unwrap(), format::cluster_view(&sample()));
 }

@@ -6,6 +6,8 @@
 //! previous release's (see the module doc of `core::node`).
 
 use super::*;
+use crate::core::health;
+use crate::core::links::LinkStats;
 use crate::core::membership::Timing;
 use crate::core::probe::{ProbeConfig, Rumored, Verdict};
 use crate::core::wire::{News, Rumor, Sighting};
@@ -131,6 +133,31 @@ impl<R: Rng> Node<R> {
             _ => self.group_version(),
         };
         let holding = self.relay.holding().is_some();
+        // Health and links go in every heartbeat but the urgent ask for
+        // views, and only where they are understood (not to the previous
+        // release's members, whose heartbeats carry sightings instead).
+        // Links (the bulk) go at most once a refresh period to the whole
+        // cluster, whatever sends the heartbeat (the holder's announcements
+        // push the refresh out), and in every welcome.
+        let full = !asks_views && !self.legacy && version >= 3;
+        let refresh = self.refresh_every();
+        let links_due = to.is_some() || self.last_links.is_none_or(|t| now >= t + refresh.mul_f64(0.8));
+        let health = if full { self.health.clone() } else { None };
+        let stats = if full && links_due { self.link_stats(now) } else { Vec::new() };
+        let links = links_to_send(&mut self.links_cursor, &stats);
+        if to.is_none() && !links.is_empty() {
+            self.last_links = Some(now);
+        }
+        if full {
+            let me = &self.cfg.name;
+            self.board.retain(|name| name == me || self.members.get(name).is_some());
+            let len = health_ext_len(health.as_ref(), &links) as u64;
+            let copies = match (to, self.cfg.fanout) {
+                (None, Fanout::Unicast) => self.members.live().count().max(1) as u64,
+                _ => 1,
+            };
+            self.health_bytes.0 += len * copies;
+        }
         let live: Vec<_> = self.members.live().collect();
         let mut sightings = Vec::new();
         let mut budget = SIGHTING_BUDGET;
@@ -161,6 +188,8 @@ impl<R: Rng> Node<R> {
             understands: Some(VERSION),
             floor: Some(self.relay.floor()),
             asks_views: asks_views && !self.legacy,
+            health,
+            links,
         });
         let payload = encode(&self.codec, &self.cfg, &mut self.seq, version, hb);
         if holding {
@@ -178,11 +207,18 @@ impl<R: Rng> Node<R> {
             self.burst = self.burst.saturating_sub(1);
             self.cfg.heartbeat_interval
         } else {
-            let n = self.cluster_size() as u32;
-            self.cfg.heartbeat_interval * REFRESH_INTERVALS.max(n / 2)
+            self.refresh_every()
         };
         let jitter = interval.mul_f64(self.rng.random_range(0.0..0.1));
         self.next_heartbeat = now + interval - jitter;
+    }
+
+    /// How often a node heartbeats without silence: every
+    /// [`REFRESH_INTERVALS`] intervals, or N / 2 (the cluster receives the
+    /// same bytes per node at any size).
+    pub(super) fn refresh_every(&self) -> Duration {
+        let n = self.cluster_size() as u32;
+        self.cfg.heartbeat_interval * REFRESH_INTERVALS.max(n / 2)
     }
 
     /// The version of what goes to the whole cluster: [`VERSION`] when every
@@ -249,6 +285,47 @@ impl<R: Rng> Node<R> {
             }
         }
     }
+}
+
+/// The links the next heartbeat carries: up to [`LINKS_PER_HEARTBEAT`]
+/// and [`LINKS_BUDGET`] bytes, from where the previous one stopped, so a
+/// cluster too big for one heartbeat still hears every link in turn.
+pub(super) fn links_to_send<'s>(cursor: &mut usize, stats: &'s [LinkStats]) -> Vec<PeerLink<'s>> {
+    let measured: Vec<&LinkStats> = stats.iter().filter(|s| s.loss_pct.is_some()).collect();
+    if measured.is_empty() {
+        return Vec::new();
+    }
+    let start = *cursor % measured.len();
+    let mut budget = LINKS_BUDGET;
+    let mut links = Vec::new();
+    for s in measured.iter().cycle().skip(start).take(measured.len().min(LINKS_PER_HEARTBEAT)) {
+        let len = health::link_len(&s.peer);
+        if len > budget {
+            break;
+        }
+        budget -= len;
+        links.push(PeerLink {
+            peer: &s.peer,
+            rtt_cms: s.rtt_ms.map(PeerLink::rtt_from_ms),
+            loss_pct: s.loss_pct.map_or(0, |l| l.round().clamp(0.0, 100.0) as u8),
+        });
+    }
+    *cursor = start + links.len();
+    links
+}
+
+/// Most links one heartbeat carries.
+pub(super) const LINKS_PER_HEARTBEAT: usize = 32;
+/// Bytes of links one heartbeat carries at most: with health and the rest of
+/// a heartbeat (about 250 bytes with the longest names) it stays far under
+/// [`wire::MAX_DATAGRAM`]. 32 links to peers with names of up to 16 bytes fit.
+pub(super) const LINKS_BUDGET: usize = 640;
+
+/// The bytes health and links add to a heartbeat: their extensions.
+pub(super) fn health_ext_len(health: Option<&Health>, links: &[PeerLink<'_>]) -> usize {
+    let links_len: usize = links.iter().map(|l| health::link_len(l.peer)).sum();
+    let groups = links_len.div_ceil(wire::MAX_EXTENSION);
+    health.map_or(0, |h| 2 + h.encoded_len()) + links_len + 2 * groups + 1
 }
 
 /// Every datagram gets the next `seq`: the replay window and the nonce rely on

@@ -50,6 +50,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, RngExt};
 
 use super::baton::{BatonConfig, BatonEvent, Relay, RelayCtx, RelayOut, RelaySend};
+use super::health::{Board, Health, PeerLink};
 use super::limit::LogLimiter;
 use super::links::{LinkConfig, LinkStats, Links};
 use super::membership::{Admit, Change, Hello, Member, MemberEvent, MemberState, Members};
@@ -306,6 +307,16 @@ pub struct Node<R> {
     burst: u8,
     /// When a heartbeat of a baton's holder was last heard or sent.
     last_view_heard: Option<Instant>,
+    /// This node's health, from the shell's last sensor reading.
+    health: Option<Health>,
+    /// What every member gossiped of its health and links.
+    board: Board,
+    /// Rotates which links a heartbeat carries, when they do not all fit.
+    links_cursor: usize,
+    /// When links last went to the whole cluster.
+    last_links: Option<Instant>,
+    /// Bytes of health and links sent and received in heartbeats.
+    health_bytes: (u64, u64),
 }
 
 /// Heartbeats a node sends an interval apart when it starts, so that one
@@ -345,6 +356,11 @@ impl<R: Rng> Node<R> {
             legacy: false,
             burst: START_BURST,
             last_view_heard: None,
+            health: None,
+            board: Board::default(),
+            links_cursor: 0,
+            last_links: None,
+            health_bytes: (0, 0),
             codec,
             rng,
             seq: 0,
@@ -412,6 +428,29 @@ impl<R: Rng> Node<R> {
         let ahead = now.saturating_duration_since(at).as_micros() as i64;
         let behind = at.saturating_duration_since(now).as_micros() as i64;
         Some(us + ahead - behind)
+    }
+
+    /// This node's health from now on (the shell calls it after each sensor
+    /// reading); the next heartbeats carry it.
+    pub fn set_health(&mut self, health: Health) {
+        self.health = Some(health);
+    }
+
+    /// This node's health, as its heartbeats carry it.
+    pub fn health(&self) -> Option<&Health> {
+        self.health.as_ref()
+    }
+
+    /// What the members' heartbeats said of their health and links (members
+    /// of the previous release send none).
+    pub fn board(&self) -> &Board {
+        &self.board
+    }
+
+    /// Bytes of health and links in heartbeats (their extensions), sent and
+    /// received: what gossiping health costs.
+    pub fn health_bytes(&self) -> (u64, u64) {
+        self.health_bytes
     }
 
     /// Link health of every live peer, over the probe window.
@@ -612,6 +651,10 @@ impl<R: Rng> Node<R> {
                     }
                 }
                 self.links.on_heartbeat(env.from, env.incarnation, hb.hb_seq);
+                if hb.health.is_some() || !hb.links.is_empty() {
+                    self.health_bytes.1 += gossip::health_ext_len(hb.health.as_ref(), &hb.links) as u64;
+                    self.board.record(now, env.from, env.incarnation, hb.health.as_ref(), &hb.links);
+                }
             }
             Message::Leave => self.members.leave(now, env.from, changes),
             // Liveness was recorded by `admit`; a link probe's ack also gives an RTT.

@@ -1,0 +1,347 @@
+//! health: the compact summary of a node's health and of its links that
+//! rides in its heartbeats, so every node can show the whole cluster
+//! (`/status` `health` and `links`, `herd status --cluster`, the page).
+//!
+//! Everything is in small integer units, as it goes on the wire: tenths of a
+//! degree, hundredths of load, hundredths of a millisecond. A field the node has
+//! no sensor for is absent (`None`), never a made-up zero, as in the metrics.
+//!
+//! ```text
+//! health   present u8 | bits u8 | temp_dc i16 | throttle u8 | load1_c u16 |
+//!          mem_used_pct u8 | fan_rpm u16 | uptime_s u32 | version str8
+//! link     peer str8 | rtt_cms u16 | loss_pct u8
+//! ```
+//! `present` says which of the fields are set (bit per field, in order:
+//! temperature, throttle, load, memory, fan, root read-only, clock synced,
+//! uptime); `bits` holds the two booleans (bit 0 root read-only, bit 1 clock
+//! synced). The shell fills a [`Health`] from its sensors; the core encodes,
+//! decodes and keeps what peers sent (see `node::Gossiped`).
+//!
+//! Owns: the summary's types and their bytes. Must not: read sensors, do
+//! I/O, panic on any input (property-tested with the wire in `tests/wire.rs`).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Live throttle bits, as the firmware's `get_throttled` numbers them (bits 0-3).
+pub const UNDER_VOLTAGE: u8 = 1 << 0;
+pub const FREQ_CAPPED: u8 = 1 << 1;
+pub const THROTTLED: u8 = 1 << 2;
+pub const SOFT_TEMP_LIMIT: u8 = 1 << 3;
+
+/// The fixed part of an encoded [`Health`]: everything but the version's bytes.
+pub const HEALTH_LEN: usize = 14;
+/// Longest version string carried; a longer one is cut (at a char boundary).
+pub const MAX_VERSION: usize = 32;
+/// Stands for "no RTT" on the wire; RTTs are capped one below (655.34 ms).
+pub const MAX_RTT_CMS: u16 = u16::MAX;
+
+const P_TEMP: u8 = 1 << 0;
+const P_THROTTLE: u8 = 1 << 1;
+const P_LOAD: u8 = 1 << 2;
+const P_MEM: u8 = 1 << 3;
+const P_FAN: u8 = 1 << 4;
+const P_ROOT_RO: u8 = 1 << 5;
+const P_CLOCK: u8 = 1 << 6;
+const P_UPTIME: u8 = 1 << 7;
+const B_ROOT_RO: u8 = 1 << 0;
+const B_CLOCK: u8 = 1 << 1;
+
+/// One node's health, as its heartbeats carry it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// The highest temperature of its sensors, in tenths of a °C.
+    pub temp_dc: Option<i16>,
+    /// Live throttle bits ([`UNDER_VOLTAGE`], ...).
+    pub throttle: Option<u8>,
+    /// 1-minute load average, in hundredths.
+    pub load1_c: Option<u16>,
+    pub mem_used_pct: Option<u8>,
+    /// The fastest fan, in RPM.
+    pub fan_rpm: Option<u16>,
+    pub root_readonly: Option<bool>,
+    pub clock_synced: Option<bool>,
+    pub uptime_s: Option<u32>,
+    /// herd's version on that node (at most [`MAX_VERSION`] bytes).
+    pub version: String,
+}
+
+impl Health {
+    pub fn temp_c(&self) -> Option<f64> {
+        self.temp_dc.map(|t| f64::from(t) / 10.0)
+    }
+
+    pub fn load1(&self) -> Option<f64> {
+        self.load1_c.map(|l| f64::from(l) / 100.0)
+    }
+
+    /// Bytes this takes on the wire.
+    pub fn encoded_len(&self) -> usize {
+        HEALTH_LEN + 1 + version_bytes(&self.version).len()
+    }
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut present = 0;
+        let mut set = |bit: u8, on: bool| {
+            if on {
+                present |= bit;
+            }
+        };
+        set(P_TEMP, self.temp_dc.is_some());
+        set(P_THROTTLE, self.throttle.is_some());
+        set(P_LOAD, self.load1_c.is_some());
+        set(P_MEM, self.mem_used_pct.is_some());
+        set(P_FAN, self.fan_rpm.is_some());
+        set(P_ROOT_RO, self.root_readonly.is_some());
+        set(P_CLOCK, self.clock_synced.is_some());
+        set(P_UPTIME, self.uptime_s.is_some());
+        let bits = if self.root_readonly == Some(true) { B_ROOT_RO } else { 0 }
+            | if self.clock_synced == Some(true) { B_CLOCK } else { 0 };
+        out.extend_from_slice(&[present, bits]);
+        out.extend_from_slice(&self.temp_dc.unwrap_or(0).to_be_bytes());
+        out.push(self.throttle.unwrap_or(0));
+        out.extend_from_slice(&self.load1_c.unwrap_or(0).to_be_bytes());
+        out.push(self.mem_used_pct.unwrap_or(0));
+        out.extend_from_slice(&self.fan_rpm.unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&self.uptime_s.unwrap_or(0).to_be_bytes());
+        let v = version_bytes(&self.version);
+        out.push(v.len() as u8);
+        out.extend_from_slice(v.as_bytes());
+    }
+
+    /// The health in `b` (all of it: trailing bytes are an error), or `None`.
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        let (fixed, rest) = b.split_at_checked(HEALTH_LEN)?;
+        let (&len, version) = rest.split_first()?;
+        if version.len() != usize::from(len) || version.len() > MAX_VERSION {
+            return None;
+        }
+        let version = std::str::from_utf8(version).ok()?.to_owned();
+        let [present, bits, t0, t1, throttle, l0, l1, mem, f0, f1, u0, u1, u2, u3] = fixed.try_into().ok()?;
+        let has = |bit: u8| present & bit != 0;
+        Some(Self {
+            temp_dc: has(P_TEMP).then(|| i16::from_be_bytes([t0, t1])),
+            throttle: has(P_THROTTLE).then_some(throttle),
+            load1_c: has(P_LOAD).then(|| u16::from_be_bytes([l0, l1])),
+            mem_used_pct: has(P_MEM).then_some(mem),
+            fan_rpm: has(P_FAN).then(|| u16::from_be_bytes([f0, f1])),
+            root_readonly: has(P_ROOT_RO).then_some(bits & B_ROOT_RO != 0),
+            clock_synced: has(P_CLOCK).then_some(bits & B_CLOCK != 0),
+            uptime_s: has(P_UPTIME).then(|| u32::from_be_bytes([u0, u1, u2, u3])),
+            version,
+        })
+    }
+}
+
+/// The version as sent: at most [`MAX_VERSION`] bytes, cut at a char boundary.
+fn version_bytes(v: &str) -> &str {
+    let mut end = v.len().min(MAX_VERSION);
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    &v[..end]
+}
+
+/// What a node measured of its link to one peer (over its probe window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerLink<'a> {
+    pub peer: &'a str,
+    /// Mean RTT in hundredths of a millisecond (at most 655.34 ms: a Pi's
+    /// LAN is well under one, loopback a few hundredths); `None` when no
+    /// probe of the window was answered.
+    pub rtt_cms: Option<u16>,
+    pub loss_pct: u8,
+}
+
+impl PeerLink<'_> {
+    /// Hundredths of a millisecond from milliseconds, saturating.
+    pub fn rtt_from_ms(ms: f64) -> u16 {
+        (ms * 100.0).round().clamp(0.0, f64::from(MAX_RTT_CMS - 1)) as u16
+    }
+
+    pub fn rtt_ms(&self) -> Option<f64> {
+        self.rtt_cms.map(|r| f64::from(r) / 100.0)
+    }
+}
+
+/// Bytes one link to `peer` takes on the wire.
+pub fn link_len(peer: &str) -> usize {
+    1 + peer.len() + 3
+}
+
+/// Appends each link (`rtt_cms` [`MAX_RTT_CMS`] stands for "none").
+pub fn encode_links(links: &[PeerLink<'_>], out: &mut Vec<u8>) {
+    for l in links {
+        out.push(l.peer.len() as u8);
+        out.extend_from_slice(l.peer.as_bytes());
+        out.extend_from_slice(&l.rtt_cms.map_or(MAX_RTT_CMS, |r| r.min(MAX_RTT_CMS - 1)).to_be_bytes());
+        out.push(l.loss_pct.min(100));
+    }
+}
+
+/// The links in `b` (all of it), appended to `into`; `None` if malformed
+/// (a name that is empty, too long or not UTF-8, a loss above 100 %).
+pub fn decode_links<'a>(mut b: &'a [u8], into: &mut Vec<PeerLink<'a>>) -> Option<()> {
+    while let Some((&len, rest)) = b.split_first() {
+        let len = usize::from(len);
+        if len == 0 || len > crate::core::wire::MAX_NAME || rest.len() < len + 3 {
+            return None;
+        }
+        let peer = std::str::from_utf8(&rest[..len]).ok()?;
+        let rtt = u16::from_be_bytes([rest[len], rest[len + 1]]);
+        let loss_pct = rest[len + 2];
+        if loss_pct > 100 {
+            return None;
+        }
+        into.push(PeerLink { peer, rtt_cms: (rtt != MAX_RTT_CMS).then_some(rtt), loss_pct });
+        b = &rest[len + 3..];
+    }
+    Some(())
+}
+
+/// A link as a peer reported it, with when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reported {
+    pub rtt_cms: Option<u16>,
+    pub loss_pct: u8,
+    pub at: Instant,
+}
+
+/// What one member's heartbeats last said of its health and links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gossiped {
+    /// The life it was heard from: a new life starts an empty entry.
+    pub incarnation: u64,
+    /// When its health was last heard (`None`: it sends none, e.g. the
+    /// previous release).
+    pub at: Option<Instant>,
+    pub health: Option<Health>,
+    /// Its links, by peer: each heartbeat carries some of them (the node
+    /// rotates through its peers), so they are kept one by one.
+    pub links: BTreeMap<String, Reported>,
+}
+
+/// The health and links every member gossiped: the cluster's view of itself,
+/// as this node has heard it.
+#[derive(Debug, Default)]
+pub struct Board {
+    members: BTreeMap<String, Gossiped>,
+}
+
+impl Board {
+    /// Takes what a heartbeat of `name` (life `incarnation`) carried.
+    pub fn record(
+        &mut self,
+        now: Instant,
+        name: &str,
+        incarnation: u64,
+        health: Option<&Health>,
+        links: &[PeerLink<'_>],
+    ) {
+        let empty = || Gossiped { incarnation, at: None, health: None, links: BTreeMap::new() };
+        let entry = self.members.entry(name.to_owned()).or_insert_with(empty);
+        if entry.incarnation > incarnation {
+            return;
+        }
+        if entry.incarnation < incarnation {
+            *entry = empty();
+        }
+        if let Some(h) = health {
+            entry.health = Some(h.clone());
+            entry.at = Some(now);
+        }
+        for l in links {
+            if l.peer != name {
+                let r = Reported { rtt_cms: l.rtt_cms, loss_pct: l.loss_pct, at: now };
+                entry.links.insert(l.peer.to_owned(), r);
+            }
+        }
+    }
+
+    /// Forgets members `keep` says no to (gone from the member table) and,
+    /// in every entry, links to them (`keep` must say yes to this node).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.members.retain(|name, _| keep(name));
+        for g in self.members.values_mut() {
+            g.links.retain(|peer, _| keep(peer));
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Gossiped> {
+        self.members.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Gossiped)> {
+        self.members.iter().map(|(n, g)| (n.as_str(), g))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pi4() -> Health {
+        Health {
+            temp_dc: Some(483),
+            throttle: Some(UNDER_VOLTAGE | THROTTLED),
+            load1_c: Some(47),
+            mem_used_pct: Some(27),
+            fan_rpm: None,
+            root_readonly: Some(false),
+            clock_synced: Some(true),
+            uptime_s: Some(3600),
+            version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn health_round_trips_and_absent_fields_stay_absent() {
+        for h in [pi4(), Health::default(), Health { temp_dc: Some(-52), fan_rpm: Some(3120), ..pi4() }] {
+            let mut b = Vec::new();
+            h.encode(&mut b);
+            assert_eq!(b.len(), h.encoded_len());
+            assert_eq!(Health::decode(&b), Some(h));
+        }
+        assert_eq!(pi4().temp_c(), Some(48.3));
+        assert_eq!(pi4().load1(), Some(0.47));
+    }
+
+    #[test]
+    fn a_long_version_is_cut_at_a_char_boundary() {
+        let h = Health { version: "é".repeat(20), ..Health::default() };
+        let mut b = Vec::new();
+        h.encode(&mut b);
+        let back = Health::decode(&b).unwrap();
+        assert_eq!(back.version, "é".repeat(16));
+    }
+
+    #[test]
+    fn malformed_health_and_links_are_refused() {
+        let mut b = Vec::new();
+        pi4().encode(&mut b);
+        assert_eq!(Health::decode(&b[..b.len() - 1]), None);
+        b.push(0);
+        assert_eq!(Health::decode(&b), None);
+        let mut out = Vec::new();
+        assert_eq!(decode_links(&[3, b'p', b's', b'a', 0, 4, 101], &mut out), None);
+        assert_eq!(decode_links(&[0, 0, 4, 1], &mut out), None);
+        assert_eq!(decode_links(&[3, b'p', b's'], &mut out), None);
+    }
+
+    #[test]
+    fn links_round_trip() {
+        let links = [
+            PeerLink { peer: "psb", rtt_cms: Some(PeerLink::rtt_from_ms(0.34)), loss_pct: 0 },
+            PeerLink { peer: "pizero-w", rtt_cms: None, loss_pct: 100 },
+            PeerLink { peer: "far", rtt_cms: Some(PeerLink::rtt_from_ms(1e9)), loss_pct: 7 },
+        ];
+        let mut b = Vec::new();
+        encode_links(&links, &mut b);
+        assert_eq!(b.len(), links.iter().map(|l| link_len(l.peer)).sum::<usize>());
+        let mut back = Vec::new();
+        decode_links(&b, &mut back).unwrap();
+        assert_eq!(back, links);
+        assert_eq!(back[0].rtt_ms(), Some(0.34));
+        assert_eq!(back[2].rtt_ms(), Some(655.34));
+    }
+}
