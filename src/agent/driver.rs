@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Sleep;
 use tracing::{debug, info, warn};
 
+use super::history::{self, History};
 use super::net;
 use super::process;
 use super::report::Reporter;
@@ -116,6 +117,8 @@ pub struct Driver<T> {
     /// `None` for `herd ping`: events are dropped, no metrics are sent.
     reporter: Option<Reporter>,
     telemetry: Option<Telemetry>,
+    /// The page's charts: only with a status endpoint.
+    history: Option<History>,
     /// For re-deriving the advertised IP (`net::own_ip`), with the seeds.
     gossip: GossipSection,
     seeds: Vec<SocketAddr>,
@@ -142,6 +145,10 @@ impl<T: Transport> Driver<T> {
         d.reporter = Some(Reporter::new(config));
         d.telemetry = Some(Telemetry::new(config));
         d.jobs = Jobs::new(config, now);
+        if d.inputs.status.is_some() {
+            d.history = Some(History::new());
+            d.jobs.history = Some(Every { period: history::EVERY, next: now });
+        }
         d
     }
 
@@ -158,6 +165,7 @@ impl<T: Transport> Driver<T> {
             jobs,
             reporter: None,
             telemetry: None,
+            history: None,
             gossip: config.gossip.clone(),
             seeds: Vec::new(),
             config: config.clone(),
@@ -326,6 +334,7 @@ impl<T: Transport> Driver<T> {
             traffic: self.traffic,
             config_file: self.config_file.as_deref(),
             config_loaded: self.config_loaded,
+            history: self.history.as_ref(),
         })
     }
 
@@ -398,6 +407,11 @@ impl<T: Transport> Driver<T> {
                 self.node.set_health(reading.health());
             }
         }
+        if Jobs::due(&mut self.jobs.history, now)
+            && let Some(h) = self.history.as_mut()
+        {
+            h.sample(&self.node, now, self.started);
+        }
         // A derived address can change under us (DHCP).
         if Jobs::due(&mut self.jobs.own_ip, now) {
             self.node.set_ip(net::own_ip(&self.gossip, &self.seeds));
@@ -469,6 +483,8 @@ struct Jobs {
     telemetry: Option<Every>,
     /// Only when the advertised IP is derived (see `net::own_ip`).
     own_ip: Option<Every>,
+    /// Only with a status endpoint (the page's charts).
+    history: Option<Every>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -486,6 +502,7 @@ impl Jobs {
             telemetry: every(config.telemetry.interval),
             own_ip: net::derives_ip(&config.gossip)
                 .then_some(Every { period: OWN_IP_EVERY, next: now + OWN_IP_EVERY }),
+            history: None,
         }
     }
 
@@ -502,7 +519,7 @@ impl Jobs {
     /// When the loop must next wake: the earliest of the jobs and the core's
     /// deadline.
     fn next<R: rand::Rng>(&self, node: &Node<R>) -> Instant {
-        let jobs = [self.flush, self.telemetry, self.own_ip].map(|j| j.map(|e| e.next));
+        let jobs = [self.flush, self.telemetry, self.own_ip, self.history].map(|j| j.map(|e| e.next));
         let earliest = jobs.into_iter().chain([node.poll_timeout()]).flatten().min();
         earliest.unwrap_or_else(|| Instant::now() + IDLE)
     }

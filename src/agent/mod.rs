@@ -18,12 +18,14 @@
 //! - [`sensors`]: thermal zones, hwmon, cpufreq, Pi throttling, the NIC,
 //!   under `sysfs_root`; CPU, load and memory from sysinfo.
 //! - [`snapshot`]: the point-in-time picture the status endpoint serves.
+//! - [`history`]: the last 15 minutes for the page's charts, a fixed ring buffer.
 //! - [`status`]: the local endpoint (JSON, HTML page, Prometheus) and its
 //!   client `herd status`.
 //! - [`ping`]: `herd ping`, a short-lived member that probes every peer.
 //! - [`process`]: logging and the shutdown signal, once per process.
 
 pub mod driver;
+pub mod history;
 pub mod net;
 pub mod ping;
 pub mod process;

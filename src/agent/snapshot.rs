@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::history::History;
 use super::report::Totals;
 use super::sensors::Reading;
 use crate::core::health::{self, Health};
@@ -59,6 +60,9 @@ pub struct Snapshot {
     /// others' from their heartbeats).
     #[serde(default)]
     pub links: BTreeMap<String, BTreeMap<String, LinkCell>>,
+    /// The last 15 minutes, for the page's charts (not in the JSON).
+    #[serde(skip)]
+    pub history: Option<History>,
 }
 
 /// One member's health as the cluster view shows it (`core::health`, in
@@ -206,6 +210,7 @@ pub struct Inputs<'a, R> {
     pub traffic: Traffic,
     pub config_file: Option<&'a std::path::Path>,
     pub config_loaded: std::time::SystemTime,
+    pub history: Option<&'a History>,
 }
 
 pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
@@ -263,6 +268,7 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
         member_suspects: i.totals.member_suspect,
         health: cluster_health(node, i.now),
         links: link_matrix(node, i.now),
+        history: i.history.cloned(),
     }
 }
 

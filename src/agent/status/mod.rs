@@ -4,10 +4,12 @@
 //! The endpoint serves three read-only views of one [`Snapshot`], asked fresh
 //! from the event loop for every request:
 //! - `GET /status`: the snapshot as JSON (what `herd status` reads);
-//! - `GET /`: a self-contained HTML page (inline CSS and JS, no external
-//!   assets). The server renders the whole page, so a client without JS (curl,
-//!   a DOM dump) sees every member; the script then re-renders the same markup
-//!   from `fetch('/status')` every second;
+//! - `GET /`: a self-contained HTML page (inline CSS, SVG and JS, no
+//!   external assets): the whole cluster (a card per node, the link matrix as
+//!   a heat map, charts of the last 15 minutes), then this node. The server
+//!   renders the whole page, so a client without JS (curl, a DOM dump) sees
+//!   everything; the script swaps in the same markup from `GET /app` (the
+//!   page's body alone) every second;
 //! - `GET /metrics`: Prometheus text exposition format 0.0.4.
 //!
 //! `HEAD` is answered like `GET` without the body; any other method gets 405
@@ -60,6 +62,7 @@ use super::snapshot::{MemberStatus, Snapshot, SnapshotRequest};
 use crate::core::limit::LogLimiter;
 
 mod client;
+mod cluster;
 mod format;
 mod page;
 mod prometheus;
@@ -249,7 +252,7 @@ async fn respond(
             warn!(%peer, %method, %path, suppressed, "status endpoint: request with a body refused (413)");
         }
         close(reply(StatusCode::PAYLOAD_TOO_LARGE, TEXT, "requests must not have a body\n"))
-    } else if !matches!(path.as_str(), "/" | "/status" | "/metrics") {
+    } else if !matches!(path.as_str(), "/" | "/app" | "/status" | "/metrics") {
         reply(StatusCode::NOT_FOUND, TEXT, "not found: try /, /status or /metrics\n")
     } else {
         match snapshot(requests, limits.snapshot_timeout).await {
@@ -260,6 +263,11 @@ async fn respond(
                 r
             }
             Some(s) => match path.as_str() {
+                "/app" => {
+                    let mut r = reply(StatusCode::OK, HTML, page::app(&s));
+                    r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+                    r
+                }
                 "/status" => {
                     // Cannot fail: plain values and string-keyed maps only.
                     let mut json = serde_json::to_vec(&s).unwrap_or_default();

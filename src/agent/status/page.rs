@@ -1,5 +1,7 @@
-//! page: the self-contained HTML page of `GET /` (inline CSS and JS, no external assets), rendered
-//! complete on the server and refreshed by its script from `/status`.
+//! page: the self-contained HTML page of `GET /` (inline CSS, SVG and JS, no external assets):
+//! the cluster view (`cluster`), then this node's members, baton and sensors. Rendered complete on
+//! the server; its script swaps in the same markup from `GET /app` every second, so there is one
+//! renderer (this one), and the page reads the same with or without script.
 
 use super::*;
 
@@ -30,8 +32,9 @@ pub(super) fn app(s: &Snapshot) -> String {
         s.incarnation,
         esc(&s.version)
     );
+    h.push_str(&super::cluster::view(s));
     h.push_str(
-        "<h2>Members</h2><table id=\"members\"><thead><tr><th>node</th><th>state</th><th>address</th>\
+        "<h2>This node's members</h2><table id=\"members\"><thead><tr><th>node</th><th>state</th><th>address</th>\
          <th class=\"n\">last heard</th><th class=\"n\">RTT</th><th class=\"n\">loss</th>\
          <th class=\"n\">clock</th></tr></thead><tbody>",
     );
@@ -126,102 +129,32 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .6
 border-bottom:1px solid var(--line)}th{font-weight:600}.n{text-align:right;font-variant-numeric:tabular-nums}\
 .state{font-weight:600}.alive{color:var(--ok)}.suspect{color:var(--warn)}.down,.left{color:var(--bad)}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1.2rem;margin:0}dd{margin:0}\
-footer{margin-top:2rem;font-size:.85rem}#live.err{color:var(--bad)}";
+footer{margin-top:2rem;font-size:.85rem}#live.err{color:var(--bad)}\
+#cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));gap:.6rem}\
+.card{border:1px solid var(--line);border-radius:.5rem;padding:.5rem .7rem}\
+.card header{display:flex;justify-content:space-between;gap:.4rem}.card .temp{font-size:1.6rem;margin:.2rem 0}\
+.card.alarm{border-color:var(--bad)}.card.s-down,.card.s-left{opacity:.6}.card dl{font-size:.85rem}\
+.card dd{min-width:0;overflow-wrap:anywhere}\
+.scroll{overflow-x:auto}#matrix td,#matrix th{text-align:center;font-size:.85rem;white-space:nowrap}\
+#matrix td.self{color:var(--muted)}\
+.chart{margin:.5rem 0 1rem}.chart svg{width:100%;height:auto;display:block;border:1px solid var(--line)}\
+.chart .axis{stroke:var(--line)}.legend{margin:.2rem 0;font-size:.85rem}\
+.legend span{margin-right:.9rem;white-space:nowrap}.legend i{display:inline-block;width:.8rem;height:.8rem;\
+margin-right:.3rem;border-radius:2px;vertical-align:-.1rem}\
+@media (max-width:30rem){body{padding:.8rem}}";
 
-/// Re-renders `#app` from `/status` every second with the same markup as
-/// [`app`]; on failure keeps the last view and says so in the footer.
+/// Swaps in `#app` from `/app` (the same markup as [`app`]) every second;
+/// on failure keeps the last view and says so in the footer.
 const SCRIPT: &str = r#"
 "use strict";
-const E = s => String(s).replace(/[&<>"']/g, c => "&#" + c.charCodeAt(0) + ";");
-const D = "\u2014";
-const num = (v, d, u, none) => v == null ? none : v.toFixed(d) + u;
-const ago = ms => ms < 1000 ? ms + " ms" : (ms / 1000).toFixed(1) + " s";
-function uptime(t) {
-  const s = Math.max(0, Math.floor(t)), p = n => String(n).padStart(2, "0");
-  const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60), x = s % 60;
-  return d ? d + "d " + p(h) + "h" : h ? h + "h " + p(m) + "m" : m ? m + "m " + p(x) + "s" : x + "s";
-}
-function row(name, state, addr, heard, rtt, loss, clock) {
-  const cls = state === "self" ? "alive" : state;
-  return '<tr data-member="' + E(name) + '"><td>' + E(name) + '</td><td class="state ' + E(cls) + '">' +
-    E(state) + "</td><td>" + E(addr) + '</td><td class="n">' + E(heard) + '</td><td class="n">' + E(rtt) +
-    '</td><td class="n">' + E(loss) + '</td><td class="n">' + E(clock) + "</td></tr>";
-}
-function offset(ms) {
-  if (ms == null) return D;
-  const sign = ms < 0 || Object.is(ms, -0) ? "-" : "+";
-  if (Math.abs(ms) > 1000) return sign + (Math.abs(ms) / 1000).toFixed(2) + " s (off!)";
-  return sign + Math.abs(ms).toFixed(1) + " ms";
-}
-function section(title, id, rows) {
-  return "<h2>" + title + '</h2><dl id="' + id + '">' +
-    rows.map(([k, v]) => "<dt>" + E(k) + "</dt><dd>" + E(v) + "</dd>").join("") + "</dl>";
-}
-function render(s) {
-  let h = '<header><h1>herd · <span class="node">' + E(s.node) + '</span></h1><p class="muted">cluster <b>' +
-    E(s.cluster) + "</b> · up " + uptime(s.uptime_s) + " · <b>" + s.live_members + "</b> live members · incarnation " +
-    s.incarnation + " · " + E(s.version) + "</p></header>";
-  h += '<h2>Members</h2><table id="members"><thead><tr><th>node</th><th>state</th><th>address</th>' +
-    '<th class="n">last heard</th><th class="n">RTT</th><th class="n">loss</th><th class="n">clock</th></tr></thead><tbody>';
-  h += row(s.node, "self", D, D, D, D, D);
-  for (const m of s.members) {
-    h += row(m.name, m.state, m.addr, ago(m.last_heard_ms), num(m.rtt_ms, 3, " ms", D), num(m.loss_pct, 1, " %", D),
-             offset(m.clock_offset_ms));
-  }
-  h += "</tbody></table>";
-  const b = s.baton, baton = [];
-  if (!b.enabled) baton.push(["relay", "disabled on this node"]);
-  baton.push(["epoch", b.epoch == null ? "no baton seen yet" : b.epoch]);
-  baton.push(["counter", b.counter]);
-  baton.push(["holder", b.holder == null ? "unknown" : b.holding ? b.holder + " (this node)" : b.holder]);
-  baton.push(["passes", b.passes + " by this node, " + b.regenerated + " regenerated"]);
-  h += section("Baton", "baton", baton);
-  const t = s.sensors, sensors = Object.entries(t.temperatures).map(([k, c]) => [k, c.toFixed(1) + " °C"]);
-  for (const [k, v, d, u] of [["CPU frequency", t.cpu_freq_mhz, 0, " MHz"], ["CPU usage", t.cpu_usage_pct, 1, " %"],
-                              ["load (1 min)", t.load_1, 2, ""], ["memory used", t.mem_used_pct, 1, " %"]]) {
-    if (v != null) sensors.push([k, num(v, d, u, "")]);
-  }
-  if (t.throttle) {
-    const set = Object.keys(t.throttle).filter(f => t.throttle[f]);
-    sensors.push(["throttle", set.length ? set.join(", ") : "none"]);
-  }
-  for (const [k, rpm] of Object.entries(t.fans || {})) sensors.push(["fan " + k, rpm.toFixed(0) + " rpm"]);
-  if (t.net) {
-    const n = t.net;
-    let line = n.interface + " " + (n.up ? "up" : "down") + " · rx errors " + n.rx_errors + " · tx errors " + n.tx_errors;
-    if (n.wifi_signal_dbm != null) line += " · Wi-Fi " + n.wifi_signal_dbm.toFixed(0) + " dBm";
-    if (n.speed_mbps != null) {
-      line += " · " + n.speed_mbps.toFixed(0) + " Mbit/s" +
-        (n.full_duplex === true ? " full duplex" : n.full_duplex === false ? " half duplex" : "");
-    }
-    if (n.carrier_changes != null) line += " · " + n.carrier_changes + " carrier changes";
-    if (n.rx_dropped != null) line += " · " + n.rx_dropped + " rx dropped";
-    sensors.push(["net", line]);
-  }
-  if (t.clock_synced != null) {
-    sensors.push(["clock", (t.clock_synced ? "synchronised" : "NOT synchronised") + " · " +
-                  num(t.clock_error_ms, 1, " ms estimated error", "")]);
-  }
-  if (t.root_used_pct != null || t.root_readonly != null) {
-    const used = num(t.root_used_pct, 1, " % used", "");
-    const mode = t.root_readonly === true ? " · READ-ONLY" : t.root_readonly === false ? " · read-write" : "";
-    sensors.push(["root fs", (used + mode).replace(/^ · /, "")]);
-  }
-  if (t.system_uptime_s != null) sensors.push(["booted", uptime(t.system_uptime_s) + " ago"]);
-  h += sensors.length ? section("Sensors", "sensors", sensors)
-                      : '<h2>Sensors</h2><p id="sensors" class="muted">no sensor reading yet</p>';
-  const rejected = Object.entries(s.rejected).filter(([, n]) => n > 0);
-  if (rejected.length) h += section("Rejected datagrams", "rejected", rejected);
-  return h;
-}
 const live = document.getElementById("live");
 async function refresh() {
   try {
-    const r = await fetch("/status", { cache: "no-store" });
+    const r = await fetch("/app", { cache: "no-store" });
     if (!r.ok) throw new Error(r.status + " " + r.statusText);
-    const s = await r.json();
-    document.getElementById("app").innerHTML = render(s);
-    document.title = "herd · " + s.node;
+    document.getElementById("app").innerHTML = await r.text();
+    const node = document.querySelector("header .node");
+    if (node) document.title = "herd · " + node.textContent;
     live.textContent = "live · updated " + new Date().toLocaleTimeString();
     live.dataset.source = "live";
     live.className = "";
@@ -231,6 +164,6 @@ async function refresh() {
     live.className = "err";
   }
 }
-refresh();
 setInterval(refresh, 1000);
+refresh();
 "#;

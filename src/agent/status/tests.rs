@@ -112,6 +112,7 @@ fn sample() -> Snapshot {
             (from.to_owned(), row)
         })
         .collect(),
+        history: None,
     }
 }
 
@@ -277,7 +278,7 @@ fn page_is_complete_before_its_script_runs_and_has_no_external_assets() {
     );
     assert!(html.contains("<dt>throttle</dt><dd>throttled, under_voltage</dd>"), "{html}");
     assert!(html.contains("<dt>cpu-thermal</dt><dd>48.3 °C</dd>"), "{html}");
-    assert!(html.contains("fetch(\"/status\""));
+    assert!(html.contains("fetch(\"/app\""));
     for external in ["src=", "href=\"http", "url(", "@import"] {
         assert!(!html.contains(external), "external asset ({external})");
     }
@@ -626,7 +627,7 @@ fn cluster_view_has_a_row_per_member_and_the_marked_matrix() {
     assert!(row("psa (this)").contains("48.3 °C") && row("psa (this)").contains("under_voltage,throttled"));
     assert!(row("psb ").contains("52.7 °C") && row("psb ").contains("0.1.0+abc1234"));
     assert!(row("psc ").contains("61.2 °C"));
-    assert!(row("psd ").contains("down") && row("psd ").contains("no health"));
+    assert!(row("psd ").contains("down") && row("psd ").contains("none heard"));
     // The matrix: the slowest link (psc -> psb, 3.1 ms) gets `*`, both lossy ones `!`.
     let matrix = &text[text.find("from \\ to").expect("matrix")..];
     let mrow = |name: &str| {
@@ -647,4 +648,53 @@ fn the_cluster_view_is_refused_for_an_agent_without_health() {
     assert!(err.contains("gossips no cluster health"), "{err}");
     let addr = server_thread(sample()).to_string();
     assert_eq!(client(&addr, View::Cluster).unwrap(), format::cluster_view(&sample()));
+}
+
+#[test]
+fn page_shows_a_card_per_node_the_heat_map_and_the_charts() {
+    use crate::agent::history::{History, MAX_NODES, Sample};
+    let mut s = sample();
+    let html = page(&s);
+    for (name, temp) in [("psa", "48.3"), ("psb", "52.7"), ("psc", "61.2")] {
+        let card = "<article class=\"card s-alive";
+        assert!(html.contains(card));
+        assert!(
+            html.contains(&format!("data-node=\"{name}\" data-state=\"alive\" data-temp=\"{temp}\"")),
+            "{name}:\n{html}"
+        );
+    }
+    assert!(html.contains("data-node=\"psd\" data-state=\"down\"><header>"), "{html}");
+    // psa is throttled: its card is an alarm.
+    assert!(html.contains("<article class=\"card s-alive alarm\" data-node=\"psa\""), "{html}");
+    let cells = html.matches("<td data-from=").count()
+        + html.matches("<td class=\"self\" data-from=").count()
+        + html.matches("<td class=\"none\" data-from=").count();
+    assert_eq!(cells, 16, "a 4x4 matrix:\n{html}");
+    // The lossy link is red; a sub-millisecond one green.
+    assert!(html.contains("data-from=\"psc\" data-to=\"psb\" data-rtt=\"3.10\" data-loss=\"12\" style=\"background:hsl(0 70% 50% / .35)\""), "{html}");
+    assert!(html.contains("data-from=\"psa\" data-to=\"psb\" data-rtt=\"0.37\" data-loss=\"0\" style=\"background:hsl(120 70% 50% / .35)\""), "{html}");
+    assert!(html.contains("the charts start after two samples"));
+    // With samples: three charts, a line per node for temperatures.
+    let mut h = History::new();
+    h.nodes = vec!["psa".into(), "psb".into()];
+    for i in 0..10u16 {
+        let mut temps_dc = [i16::MIN; MAX_NODES];
+        temps_dc[0] = 480 + i as i16;
+        temps_dc[1] = if i == 5 { i16::MIN } else { 520 };
+        h.samples.push_back(Sample {
+            t_s: u32::from(i) * 5,
+            passes_per_s: if i == 0 { f32::NAN } else { 10.0 },
+            members: 4,
+            temps_dc,
+        });
+    }
+    s.history = Some(h);
+    let html = page(&s);
+    for id in ["chart-passes", "chart-temps", "chart-members"] {
+        assert!(html.contains(&format!("<figure class=\"chart\" id=\"{id}\">")), "{id}");
+    }
+    assert_eq!(html.matches("<polyline data-series=\"psa\"").count(), 1);
+    // psb's missing sample splits its line in two.
+    assert_eq!(html.matches("<polyline data-series=\"psb\"").count(), 2);
+    assert!(html.contains("psa 48.9</span>"), "the legend shows the last value");
 }
