@@ -32,6 +32,9 @@ struct Figures {
     received: f64,
     sent_bytes: f64,
     received_bytes: f64,
+    /// Of the bytes, health and links in heartbeats (issue 20).
+    health_sent: f64,
+    health_received: f64,
     cpu_pct: f64,
     /// kill -9 → every survivor saw it down; SIGTERM → every other saw it leave.
     crash: Option<Duration>,
@@ -104,6 +107,23 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
                 ratio: None,
                 met: None,
             }),
+        }
+        // Gossiped health (issue 20): under half of the scale issue's
+        // budget per node (600 B/s sent, 1.5 KB/s received).
+        for (what, value, budget) in [("sent", f.health_sent, 600.0), ("received", f.health_received, 1500.0)]
+        {
+            rows.push(Row {
+                section: "scale",
+                figure: format!("{} agents: health bytes/s {what} per node", f.n),
+                value: format!("{value:.1}"),
+                target: format!("≤ {:.0} (half the budget)", budget / 2.0),
+                reference: format!(
+                    "all bytes {what}: {:.1}",
+                    if what == "sent" { f.sent_bytes } else { f.received_bytes }
+                ),
+                ratio: None,
+                met: Some(value <= budget / 2.0),
+            });
         }
         let growth = f.n as f64 / base.n as f64;
         rows.push(Row {
@@ -209,6 +229,8 @@ fn measure(herd: &str, n: usize, window: Duration) -> Figures {
         received: per(|t| t.received_datagrams),
         sent_bytes: per(|t| t.sent_bytes),
         received_bytes: per(|t| t.received_bytes),
+        health_sent: per(|t| t.health_sent_bytes),
+        health_received: per(|t| t.health_received_bytes),
         cpu_pct: cpu_pct(ns1.saturating_sub(ns0), secs) / n as f64,
         crash,
         leave,

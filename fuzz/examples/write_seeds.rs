@@ -9,6 +9,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use herd::core::health::{Health, PeerLink};
 use herd::core::wire::{
     BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, Message, PassAck, PassVerdict, Sighting, VERSION,
 };
@@ -35,10 +36,23 @@ fn messages() -> Vec<(&'static str, Message<'static>)> {
                     Sighting { name: "psc.local", incarnation: 9, age_ms: 1500 },
                 ],
                 understands: Some(VERSION),
-                floor: None,
+                floor: Some(60_001),
                 asks_views: false,
-                health: None,
-                links: vec![],
+                health: Some(Health {
+                    temp_dc: Some(483),
+                    throttle: Some(5),
+                    load1_c: Some(47),
+                    mem_used_pct: Some(27),
+                    fan_rpm: Some(3120),
+                    root_readonly: Some(false),
+                    clock_synced: Some(true),
+                    uptime_s: Some(86_523),
+                    version: "0.1.0+491bb2a0f1ca".into(),
+                }),
+                links: vec![
+                    PeerLink { peer: "psb", rtt_cms: Some(37), loss_pct: 0 },
+                    PeerLink { peer: "psc.local", rtt_cms: None, loss_pct: 100 },
+                ],
             }),
         ),
         (

@@ -125,4 +125,28 @@ mod tests {
         let readme = include_str!("../../README.md");
         assert!(readme.contains("15,696 bytes"), "README must state the ring buffer's size");
     }
+
+    #[test]
+    fn samples_take_this_nodes_temperature_and_keep_15_minutes() {
+        use rand::SeedableRng;
+        let config = crate::config::Config::defaults_named("psa").unwrap();
+        let start = Instant::now();
+        let mut node = Node::new(
+            crate::agent::runtime::node_config(&config, 40000),
+            rand::rngs::SmallRng::seed_from_u64(1),
+            start,
+        );
+        let mut h = History::new();
+        h.sample(&node, start, start);
+        node.set_health(crate::core::health::Health { temp_dc: Some(483), ..Default::default() });
+        for i in 1..=200u32 {
+            h.sample(&node, start + EVERY * i, start);
+        }
+        assert_eq!(h.samples.len(), SAMPLES, "the oldest samples are dropped");
+        assert_eq!(h.nodes, ["psa"]);
+        let last = h.samples.back().unwrap();
+        assert_eq!((last.t_s, last.members, last.passes_per_s), (1000, 1, 0.0));
+        assert!(h.temps(0).all(|t| t == Some(48.3)));
+        assert!(h.samples[0].passes_per_s.is_finite(), "only the very first sample has no rate");
+    }
 }

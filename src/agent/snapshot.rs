@@ -107,6 +107,12 @@ pub struct Traffic {
     pub sent_bytes: u64,
     pub received_datagrams: u64,
     pub received_bytes: u64,
+    /// Of those bytes, the health and links in heartbeats (their
+    /// extensions' bytes), sent and received: what the cluster view costs.
+    #[serde(default)]
+    pub health_sent_bytes: u64,
+    #[serde(default)]
+    pub health_received_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,7 +270,11 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
         keys: node.key_ids(),
         config_file: i.config_file.map(|p| p.display().to_string()),
         config_loaded: humantime::format_rfc3339_seconds(i.config_loaded).to_string(),
-        traffic: i.traffic,
+        traffic: Traffic {
+            health_sent_bytes: node.health_bytes().0,
+            health_received_bytes: node.health_bytes().1,
+            ..i.traffic
+        },
         member_suspects: i.totals.member_suspect,
         health: cluster_health(node, i.now),
         links: link_matrix(node, i.now),

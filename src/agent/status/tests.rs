@@ -88,6 +88,8 @@ fn sample() -> Snapshot {
             sent_bytes: 612_345,
             received_datagrams: 4198,
             received_bytes: 610_001,
+            health_sent_bytes: 2_100,
+            health_received_bytes: 61_000,
         },
         member_suspects: 4,
         health: vec![
