@@ -33,6 +33,15 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Chromium for `test`, or `None` when the test is to be skipped (it is not
+/// installed and this is not CI: see `common::may_run`).
+fn chromium_for(test: &str) -> Option<PathBuf> {
+    let browser = chromium();
+    let missing =
+        browser.is_none().then(|| "chromium is not installed (apt-get install chromium)".to_owned());
+    if may_run(test, missing) { browser } else { None }
+}
+
 /// Runs Chromium headless on `url` and returns the DOM it dumps.
 fn dump_dom(browser: &PathBuf, url: &str) -> String {
     chromium_run(browser, url, &["--dump-dom"])
@@ -95,13 +104,7 @@ fn chromium_run(browser: &PathBuf, url: &str, what: &[&str]) -> String {
 
 #[test]
 fn chromium_renders_the_status_page_with_every_node() {
-    let browser = chromium();
-    let missing =
-        browser.is_none().then(|| "chromium is not installed (apt-get install chromium)".to_owned());
-    if !may_run("chromium_renders_the_status_page_with_every_node", missing) {
-        return;
-    }
-    let browser = browser.expect("checked");
+    let Some(browser) = chromium_for("chromium_renders_the_status_page_with_every_node") else { return };
     let trio = StatusTrio::start("browser", |_, spec| spec);
 
     let dom = dump_dom(&browser, &format!("http://{}/", trio.addr));
@@ -130,13 +133,7 @@ fn chromium_renders_the_status_page_with_every_node() {
 /// `target/cluster-view.png` (the README shows a copy).
 #[test]
 fn chromium_shows_the_whole_cluster_from_one_node() {
-    let browser = chromium();
-    let missing =
-        browser.is_none().then(|| "chromium is not installed (apt-get install chromium)".to_owned());
-    if !may_run("chromium_shows_the_whole_cluster_from_one_node", missing) {
-        return;
-    }
-    let browser = browser.expect("checked");
+    let Some(browser) = chromium_for("chromium_shows_the_whole_cluster_from_one_node") else { return };
     let fixtures =
         [("psa", "pi4", "48.3"), ("psb", "pi3", "57.5"), ("psc", "pi5", "52.7"), ("psd", "pizero-w", "61.2")];
     let cluster = Cluster::new("browser-cluster");

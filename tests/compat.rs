@@ -94,6 +94,16 @@ fn the_previous_release_and_this_one_form_one_cluster_with_one_baton() {
     }
     let mixed = gauges(&statsd, "");
     assert_one_baton(&mixed);
+    // Gossiped health (issue 20): the previous release's members send none
+    // and show none; this node's own is there.
+    let s = status(c_addr).expect("status of psc");
+    for h in &s.health {
+        match h.name.as_str() {
+            "psa" | "psb" => assert_eq!(h.age_ms, None, "{h:?}"),
+            "psc" => assert_eq!(h.age_ms, Some(0), "{h:?}"),
+            _ => {}
+        }
+    }
 
     // The rolling upgrade: each old agent stopped and started as this release.
     for (i, name) in [(0, "psa"), (1, "psb")] {
@@ -140,6 +150,16 @@ fn the_previous_release_and_this_one_form_one_cluster_with_one_baton() {
     );
     let g = gauges(&statsd, "");
     assert_one_baton(&g);
+    // Upgraded, every member's health reaches every node.
+    assert!(
+        wait_until(Duration::from_secs(25), || {
+            [c_addr, d_addr].iter().all(|a| {
+                status(*a).is_some_and(|s| s.health.len() == 4 && s.health.iter().all(|h| h.age_ms.is_some()))
+            })
+        }),
+        "every member's health after the upgrade: {:?}",
+        status(c_addr).map(|s| s.health)
+    );
     for a in &agents {
         for bad in ["member down", "baton regenerated"] {
             assert!(
