@@ -387,7 +387,7 @@ impl<T: Transport> Driver<T> {
         self.config = config;
         self.config_loaded = SystemTime::now();
         let changed = if changed.is_empty() { "nothing".to_owned() } else { changed.join(", ") };
-        info!(file = from, %changed, "config reloaded");
+        info!(file = %from, %changed, "config reloaded");
     }
 
     /// Step 3: the core's deadline.
