@@ -1,7 +1,8 @@
 //! listener: the demo's embedded StatsD server. It parses the DogStatsD
 //! lines the agents send, exactly as a StatsD server would receive them, and
-//! keeps per node what the table shows ([`Stats`]): the demo never looks
-//! inside an agent.
+//! keeps per node what the table shows ([`Stats`]), and the metrics the
+//! events area reads ([`Seen`]: downs, regenerations, member counts, as they
+//! arrive): the demo never looks inside an agent.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
