@@ -10,7 +10,8 @@
 //!    did and which cost a tenth of the relay's CPU), in a fixed order with
 //!    the data socket last, so a flood on it cannot hide any other source:
 //!    shutdown, the gossip socket, the one timer, new heartbeat targets,
-//!    status requests, the data socket.
+//!    status requests, reloads (SIGHUP, or a config handed in), the data
+//!    socket.
 //! 2. the input: datagrams into the core (on the data path, the baton's,
 //!    what each caused is sent at once and the rest of the burst is taken
 //!    before going back to epoll), seeds, or a snapshot for the endpoint;
@@ -72,6 +73,8 @@ pub struct Inputs {
     pub status: Option<mpsc::Receiver<SnapshotRequest>>,
     /// Re-read the config file (SIGHUP).
     pub reload: Option<mpsc::Receiver<()>>,
+    /// A config to apply as a reload would, from memory (`agent::run_with`).
+    pub apply: Option<mpsc::Receiver<Config>>,
 }
 
 impl Inputs {
@@ -106,6 +109,7 @@ enum Wake {
     Seeds(Vec<SocketAddr>),
     Status(SnapshotRequest),
     Reload,
+    Apply(Box<Config>),
 }
 
 pub struct Driver<T> {
@@ -211,6 +215,7 @@ impl<T: Transport> Driver<T> {
                 let _ = reply.send(self.snapshot());
             }
             Wake::Reload => self.reload(),
+            Wake::Apply(config) => self.apply(*config, "memory"),
         }
         let now = Instant::now();
         self.drive_timer(now);
@@ -280,6 +285,9 @@ impl<T: Transport> Driver<T> {
             }
             if let Some(Poll::Ready(Some(()))) = inputs.reload.as_mut().map(|rx| rx.poll_recv(cx)) {
                 return Poll::Ready(Wake::Reload);
+            }
+            if let Some(Poll::Ready(Some(c))) = inputs.apply.as_mut().map(|rx| rx.poll_recv(cx)) {
+                return Poll::Ready(Wake::Apply(Box::new(c)));
             }
             transport.poll_recv(Via::Data, cx, dbuf).map(|r| Wake::Datagram(Via::Data, r))
         })
@@ -357,6 +365,13 @@ impl<T: Transport> Driver<T> {
                 return;
             }
         };
+        self.apply(wanted, &path.display().to_string());
+    }
+
+    /// Step 2, a new config (`from`: the file it was read from, or "memory"
+    /// for one handed in by `agent::run_with`): applied by the same plan as a
+    /// reload, so what needs a restart keeps its running value.
+    fn apply(&mut self, wanted: Config, from: &str) {
         let (config, held) = reload::plan(&self.config, wanted);
         if !held.is_empty() {
             let held: Vec<String> = held.iter().map(ToString::to_string).collect();
@@ -381,7 +396,7 @@ impl<T: Transport> Driver<T> {
         self.config = config;
         self.config_loaded = SystemTime::now();
         let changed = if changed.is_empty() { "nothing".to_owned() } else { changed.join(", ") };
-        info!(file = %path.display(), %changed, "config reloaded");
+        info!(file = %from, %changed, "config reloaded");
     }
 
     /// Step 3: the core's deadline.
@@ -578,6 +593,35 @@ mod tests {
 
     fn state(n: &Node<SmallRng>, peer: &str) -> Option<MemberState> {
         n.members().get(peer).map(|m| m.state)
+    }
+
+    /// A config handed in (`run_with`'s control channel) is applied as a
+    /// reload: a keyring the peer does not share cuts the two apart (each
+    /// sees the other down, its datagrams refused as auth), and the shared
+    /// secret again brings them back.
+    #[tokio::test]
+    async fn a_config_handed_in_rekeys_like_a_reload() {
+        let net = Network::default();
+        let (mut a, _) = agent(&net, 0, "psa");
+        let (mut b, _) = agent(&net, 1, "psb");
+        let (tx, rx) = mpsc::channel(1);
+        b.inputs.apply = Some(rx);
+        let alive = Some(MemberState::Alive);
+        drive_until(&mut a, &mut b, |a, b| state(a, "psb") == alive && state(b, "psa") == alive).await;
+
+        let shared = b.config.clone();
+        let mut apart = shared.clone();
+        apart.gossip.keys = vec![crate::config::Secret(b"another secret".to_vec())];
+        tx.try_send(apart).unwrap();
+        let down = Some(MemberState::Down);
+        drive_until(&mut a, &mut b, |a, b| state(a, "psb") == down && state(b, "psa") == down).await;
+        assert!(a.node.rejections().auth > 0 && b.node.rejections().auth > 0);
+        assert_eq!(b.node.key_ids().len(), 1);
+        assert_ne!(b.node.key_ids(), a.node.key_ids());
+
+        tx.try_send(shared).unwrap();
+        drive_until(&mut a, &mut b, |a, b| state(a, "psb") == alive && state(b, "psa") == alive).await;
+        assert_eq!(b.node.key_ids(), a.node.key_ids());
     }
 
     #[tokio::test]

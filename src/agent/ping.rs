@@ -42,7 +42,7 @@ pub async fn run(mut config: Config, count: usize) -> Result<String> {
         started + config.gossip.heartbeat_interval + PROBE_EVERY * count as u32 + Duration::from_secs(1);
     let (shutdown, timer) = Inputs::shutdown_on(tokio::time::sleep_until(end.into()));
     let node = Node::new(cfg, rand::make_rng::<SmallRng>(), started);
-    let inputs = Inputs { shutdown: Some(shutdown), seeds, status: None, reload: None };
+    let inputs = Inputs { shutdown: Some(shutdown), seeds, status: None, reload: None, apply: None };
     let mut driver = Driver::quiet(&config, node, sockets, inputs);
     while driver.turn().await == Turn::Continue {}
     let now = Instant::now();

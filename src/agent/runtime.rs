@@ -29,6 +29,31 @@ pub async fn run(
     config_file: Option<std::path::PathBuf>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    run_inner(config, config_file, shutdown, None).await
+}
+
+/// [`run`], and every [`Config`] that arrives on `control` is applied as a
+/// reload of the file would apply it (`config::reload`: what needs a restart
+/// keeps its running value), without a file: `herd demo` changes its agents'
+/// keys this way to split and heal the cluster.
+///
+/// Dropping the future (aborting its task) is a crash: no leave is
+/// announced, nothing is flushed, and the agent's helper tasks end with it.
+pub async fn run_with(
+    config: Config,
+    config_file: Option<std::path::PathBuf>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    control: mpsc::Receiver<Config>,
+) -> Result<()> {
+    run_inner(config, config_file, shutdown, Some(control)).await
+}
+
+async fn run_inner(
+    config: Config,
+    config_file: Option<std::path::PathBuf>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    control: Option<mpsc::Receiver<Config>>,
+) -> Result<()> {
     let g = &config.gossip;
     let sockets = net::bind(g)?;
     let mut node_cfg = node_config(&config, sockets.data.local_addr()?.port());
@@ -53,7 +78,9 @@ pub async fn run(
     let (shutdown, stopper) = Inputs::shutdown_on(shutdown);
     let node = Node::new(node_cfg, rand::make_rng::<SmallRng>(), std::time::Instant::now());
     let (reload_task, reload) = start_reload_signal();
-    let inputs = Inputs { shutdown: Some(shutdown), seeds, status, reload };
+    // Aborted when this future ends or is dropped (a crash, see `run_with`).
+    let _helpers = Helpers([resolver, status_task, reload_task, Some(stopper)]);
+    let inputs = Inputs { shutdown: Some(shutdown), seeds, status, reload, apply: control };
     let mut driver = Driver::new(&config, node, sockets, inputs);
     driver.set_config_file(config_file);
     // systemd (Type=notify): the sockets are bound, peers can find us. Without
@@ -66,10 +93,19 @@ pub async fn run(
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     driver.leave();
-    for task in [resolver, status_task, reload_task, Some(stopper)].into_iter().flatten() {
-        task.abort();
-    }
     Ok(())
+}
+
+/// The agent's helper tasks (resolver, status endpoint, SIGHUP, shutdown),
+/// aborted when the agent's future returns or is dropped.
+struct Helpers([Option<tokio::task::JoinHandle<()>>; 4]);
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        for task in self.0.iter().flatten() {
+            task.abort();
+        }
+    }
 }
 
 /// The counter ceiling of `[node] state_dir`'s state file: `None` without a

@@ -1,7 +1,8 @@
 //! listener: the demo's embedded StatsD server. It parses the DogStatsD
 //! lines the agents send, exactly as a StatsD server would receive them, and
-//! keeps per node what the table shows ([`Stats`]): the demo never looks
-//! inside an agent.
+//! keeps per node what the table shows ([`Stats`]), and the metrics the
+//! events area reads ([`Seen`]: downs, regenerations, member counts, as they
+//! arrive): the demo never looks inside an agent.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -132,6 +133,24 @@ impl NodeView {
     }
 }
 
+/// A metric the events area reads (see `events`), as it arrived: which
+/// node (its index) sent it, and when.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Seen {
+    pub(super) at: Instant,
+    pub(super) node: usize,
+    pub(super) what: Reported,
+}
+
+/// The metrics behind the events: `herd.member.down` and
+/// `herd.baton.regenerated` counts, and the `herd.members` gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reported {
+    Down(u64),
+    Regenerated(u64),
+    Members(u64),
+}
+
 /// Everything the listener learned: per node, and the cluster's baton.
 #[derive(Debug)]
 pub(super) struct Stats {
@@ -140,11 +159,41 @@ pub(super) struct Stats {
     first_baton: Option<(Instant, u64)>,
     /// The highest baton gauge so far, with the time it arrived.
     high_baton: Option<(Instant, u64)>,
+    /// What the events area has not taken yet ([`Stats::take_seen`]).
+    seen: Vec<Seen>,
 }
 
 impl Stats {
     pub(super) fn new(names: &[String]) -> Stats {
-        Stats { nodes: names.iter().map(|n| NodeView::new(n)).collect(), first_baton: None, high_baton: None }
+        Stats {
+            nodes: names.iter().map(|n| NodeView::new(n)).collect(),
+            first_baton: None,
+            high_baton: None,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The metrics for the events area that arrived since the last call, in
+    /// arrival order.
+    pub(super) fn take_seen(&mut self) -> Vec<Seen> {
+        std::mem::take(&mut self.seen)
+    }
+
+    /// The baton's holder as the metrics tell it: of the nodes `live` says
+    /// are running, the one that sent the highest `baton` gauge (the last to
+    /// pass it on, as of its latest flush). `None` before any gauge.
+    pub(super) fn holder(&self, live: impl Fn(usize) -> bool) -> Option<usize> {
+        let sent = self.nodes.iter().enumerate().filter(|(i, _)| live(*i));
+        sent.filter_map(|(i, n)| n.counter.map(|c| (c, i))).max().map(|(_, i)| i)
+    }
+
+    /// The relay as the events area weighs it: the passes per second every
+    /// node counted (over the last [`RATE_WINDOW`]), and the highest `baton`
+    /// gauge so far. With one baton each pass raises the highest counter by
+    /// one; with two (a split), only the leading baton's passes do.
+    pub(super) fn relay(&mut self, now: Instant) -> (f64, Option<u64>) {
+        let passes: u64 = self.nodes.iter_mut().map(|n| n.passes_per_window(now)).sum();
+        (passes as f64 / RATE_WINDOW.as_secs_f64(), self.high_baton.map(|(_, v)| v))
     }
 
     /// Takes one datagram of newline-separated metric lines. Lines it does not
@@ -160,7 +209,8 @@ impl Stats {
 
     fn record(&mut self, m: &Metric<'_>, at: Instant) {
         let Some(host) = m.tag("host") else { return };
-        let Some(node) = self.nodes.iter_mut().find(|n| n.name == host) else { return };
+        let Some(index) = self.nodes.iter().position(|n| n.name == host) else { return };
+        let node = &mut self.nodes[index];
         if m.name == BATON_METRIC {
             let (true, Ok(v)) = (m.kind == "g", m.value.parse::<u64>()) else { return };
             node.counter = Some(node.counter.map_or(v, |c| c.max(v)));
@@ -175,13 +225,18 @@ impl Stats {
         if !value.is_finite() {
             return;
         }
+        let count = (value.max(0.0) / m.rate).round() as u64;
+        let mut seen = |what| self.seen.push(Seen { at, node: index, what });
         match (name, m.kind) {
             ("members", "g") => {
                 let v = value.max(0.0) as u64;
                 node.members = Some(v);
                 node.most_members = node.most_members.max(v);
+                seen(Reported::Members(v));
             }
-            ("baton.passes", "c") => node.passes.push_back((at, (value.max(0.0) / m.rate).round() as u64)),
+            ("baton.passes", "c") => node.passes.push_back((at, count)),
+            ("member.down", "c") if count > 0 => seen(Reported::Down(count)),
+            ("baton.regenerated", "c") if count > 0 => seen(Reported::Regenerated(count)),
             ("cpu.temperature", "g") => {
                 let label = m.tag("sensor").unwrap_or_default();
                 match &mut node.temperature {

@@ -2,29 +2,42 @@
 //! and no config file: the newcomer's first command.
 //!
 //! It owns, for the length of one run:
-//! - N real agents (psa, psb, ... up to psz), each the unchanged
-//!   [`crate::agent::run`] that `herd run` uses, as tasks of one tokio runtime
-//!   on this thread, each from the built-in defaults
+//! - N real agents (psa, psb, ... up to psz), each the unchanged agent that
+//!   `herd run` runs ([`crate::agent::run_with`]), as tasks of one tokio
+//!   runtime on this thread (`cluster`), each from the built-in defaults
 //!   ([`Config::defaults_named`]) with what the demo needs set: loopback
 //!   multicast, a gossip port picked free at start, `data_port = 0`, a random
 //!   secret and a cluster name of its own, so a demo never joins or disturbs a
-//!   real cluster (whose port is 45892) or another demo (this file);
+//!   real cluster (whose port is 45892) or another demo (this file), and a
+//!   quicker failure detector than the product's;
 //! - an embedded StatsD listener (a UDP socket on 127.0.0.1, in the same
 //!   runtime) that parses the DogStatsD lines the agents send and keeps, per
 //!   node, what the table shows (`listener`);
 //! - the table on stdout, redrawn in place every second on a terminal, or
 //!   printed as one plain block per second otherwise, and one summary line at
 //!   the end (`table`). Agent logs go to stderr at `warn` (`RUST_LOG`
-//!   overrides).
+//!   overrides);
+//! - on a terminal (stdin and stdout, in the foreground), the keys (`keys`):
+//!   `k` crashes the baton's holder, `r` restarts the dead, `p` splits the
+//!   cluster in two and heals it, `q` quits; each row then ends with the
+//!   node's status and an events area under the table tells what was done
+//!   and what followed (`events`), and the summary counts it. While the keys
+//!   are on, stdin is in cbreak mode (restored on every way out) and agent
+//!   logs default to `error`, so a split's refused datagrams do not scroll
+//!   the table away.
 //!
 //! Everything shown is measured from the metrics the agents actually send,
 //! exactly as a StatsD server would receive them: the demo never looks inside
-//! an agent.
+//! an agent. The one exception is what the demo did itself: which agent it
+//! killed or restarted, when it split or healed the cluster and which half
+//! each node is in (the status column, the lines starting with a key). The
+//! holder `k` kills is the one the metrics name (the highest `baton` gauge).
 //!
 //! Must not: touch any file, need privileges, use the real gossip port, print
-//! anything but the table and the summary on stdout, or leave an agent
-//! running: every agent is stopped through its shutdown future (so it
-//! announces its leave, as on SIGTERM) before [`run`] returns.
+//! anything but the table and the summary on stdout, leave the terminal in
+//! cbreak mode, or leave an agent running: every live agent is stopped
+//! through its shutdown future (so it announces its leave, as on SIGTERM)
+//! before [`run`] returns.
 
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
@@ -34,16 +47,19 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use rand::RngExt;
 use rand::rngs::SmallRng;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tracing::Instrument;
 
 use crate::agent::process;
 use crate::config::{Config, Flavor, Secret, StatsdAddress, Strategy};
 
+mod cluster;
+mod events;
+mod keys;
 mod listener;
 mod table;
 
+use cluster::Cluster;
+use events::Events;
+use keys::Key;
 use listener::{Stats, statsd_listener};
 use table::{Header, Screen, render};
 
@@ -60,22 +76,29 @@ const REAL_GOSSIP_PORT: u16 = 45892;
 const PORT_RANGE: Range<u16> = 20000..32000;
 /// How often the table is drawn.
 const REFRESH: Duration = Duration::from_secs(1);
-/// Agents leave within a heartbeat; this is the bound before the demo gives up on them.
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// A run at least this long with no agent hearing another means discovery is
 /// broken (heartbeats go out every second), not just slow.
 const DISCOVERY_DEADLINE: Duration = Duration::from_secs(3);
+
+/// The demo's failure detector and regeneration: a crashed node is down
+/// 2.5 s after its last answer, and the half of a split without the baton
+/// regenerates one as soon as it sees the other half down.
+const SUSPECT_AFTER: Duration = Duration::from_millis(1500);
+const DOWN_AFTER: Duration = Duration::from_millis(2500);
+const REGENERATE_AFTER: Duration = Duration::from_secs(2);
 
 /// `[statsd] prefix` and `[baton] metric` the demo configures and parses.
 const PREFIX: &str = "herd";
 const BATON_METRIC: &str = "baton";
 
-/// Runs `herd demo`: `nodes` agents (1 to 26) for `seconds` (or until Ctrl-C
-/// or SIGTERM), then stops them and prints the summary. Blocks; builds its
-/// own single-threaded runtime and initialises logging (stderr, `warn` unless
-/// `RUST_LOG` says otherwise). Returns `Err` with a message for the user when
-/// the demo cannot run (a socket cannot be bound, an agent fails) or when no
-/// agent heard another (loopback multicast blocked).
+/// Runs `herd demo`: `nodes` agents (1 to 26) for `seconds` (or until Ctrl-C,
+/// SIGTERM or `q`), then stops them and prints the summary. Blocks; builds
+/// its own single-threaded runtime and initialises logging (stderr, `warn`
+/// unless `RUST_LOG` says otherwise; `error` while the keys are on, so the
+/// table stays readable while a split makes every node complain). Returns
+/// `Err` with a message for the user when the demo cannot run (a socket
+/// cannot be bound, an agent fails) or when no agent heard another
+/// (loopback multicast blocked).
 pub fn run(nodes: usize, seconds: Option<u64>) -> Result<()> {
     if !(1..=MAX_NODES).contains(&nodes) {
         bail!("--nodes {nodes}: must be from 1 to {MAX_NODES} (the nodes are named psa to psz)");
@@ -83,18 +106,19 @@ pub fn run(nodes: usize, seconds: Option<u64>) -> Result<()> {
     if seconds == Some(0) {
         bail!("--seconds 0: must be at least 1 (or leave it out and stop the demo with Ctrl-C)");
     }
-    process::init_tracing("warn");
+    let keys = keys::available();
+    process::init_tracing(if keys { "error" } else { "warn" });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let screen = Screen { tty: std::io::stdout().is_terminal(), drawn: false };
-    rt.block_on(demo(nodes, seconds.map(Duration::from_secs), screen))
+    rt.block_on(demo(nodes, seconds.map(Duration::from_secs), screen, keys))
 }
 
 /// Why the demo stopped.
 enum Stop {
-    /// `--seconds` elapsed, or Ctrl-C / SIGTERM.
+    /// `--seconds` elapsed, or Ctrl-C / SIGTERM / `q`.
     Done,
     /// stdout is gone (e.g. piped into `head`): stop quietly.
     OutputClosed,
@@ -102,28 +126,36 @@ enum Stop {
     AgentFailed(anyhow::Error),
 }
 
-async fn demo(nodes: usize, seconds: Option<Duration>, mut screen: Screen) -> Result<()> {
+async fn demo(nodes: usize, seconds: Option<Duration>, mut screen: Screen, keys: bool) -> Result<()> {
     let listener = statsd_listener()?;
     let statsd = listener.local_addr()?;
     let port = free_gossip_port()?;
     let secret = random_secret()?;
-    let cluster = format!("demo-{}", std::process::id());
+    let cluster_name = format!("demo-{}", std::process::id());
     let names = node_names(nodes);
     let mut configs = Vec::with_capacity(nodes);
     for name in &names {
-        let config = agent_config(name, &cluster, port, &secret, statsd)
+        let config = agent_config(name, &cluster_name, port, &secret, statsd)
             .map_err(|e| anyhow!("the demo's config for {name} is invalid (a bug in herd demo): {e}"))?;
         configs.push(config);
     }
-
-    // Each agent's shutdown future completes when this turns true (or when
-    // the sender is dropped, so an early return stops them too).
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut agents = start_agents(configs, &stop_rx);
+    let mut cluster = Cluster::start(configs);
 
     let started = Instant::now();
-    let header = Header { cluster, port, seconds, tty: screen.tty };
+    let header = Header { cluster: cluster_name, port, seconds, tty: screen.tty };
     let mut stats = Stats::new(&names);
+    // Only while the keys are on: the events area, and stdin in cbreak mode.
+    let mut events = keys.then(|| Events::new(&names, started));
+    let mut cbreak = match keys.then(keys::Cbreak::enter) {
+        Some(Ok(mode)) => Some(mode),
+        Some(Err(e)) => {
+            events = None;
+            tracing::error!(error = %e, "cannot put the terminal in cbreak mode: the keys are off");
+            None
+        }
+        None => None,
+    };
+    let mut pressed = cbreak.as_ref().map(|_| keys::read_keys());
     let mut tick = tokio::time::interval_at((started + REFRESH).into(), REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let signal = process::shutdown_signal();
@@ -131,13 +163,25 @@ async fn demo(nodes: usize, seconds: Option<Duration>, mut screen: Screen) -> Re
     let mut buf = vec![0u8; 65536];
 
     let stop = loop {
+        let key = async {
+            match pressed.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut signal => break Stop::Done,
             r = listener.recv(&mut buf) => listener::drain(&listener, r, &mut buf, &mut stats),
             _ = tick.tick() => {
                 let now = Instant::now();
                 let elapsed = now.duration_since(started);
-                if screen.draw(&render(&header, &mut stats, now, elapsed)).is_err() {
+                let seen = stats.take_seen();
+                if let Some(e) = events.as_mut() {
+                    e.observe(seen);
+                    let (passes, high) = stats.relay(now);
+                    e.tick(now, passes, high);
+                }
+                if screen.draw(&render(&header, &mut stats, now, elapsed, events.as_ref())).is_err() {
                     break Stop::OutputClosed;
                 }
                 // On the tick, so a run of S seconds shows S tables.
@@ -145,23 +189,33 @@ async fn demo(nodes: usize, seconds: Option<Duration>, mut screen: Screen) -> Re
                     break Stop::Done;
                 }
             }
-            Some(done) = agents.join_next() => {
-                let why = match done {
-                    Ok((name, Ok(()))) => anyhow!("agent {name} stopped on its own"),
-                    Ok((name, Err(e))) => anyhow!("agent {name} failed: {e:#}"),
-                    Err(e) => anyhow!("an agent task failed: {e}"),
-                };
-                break Stop::AgentFailed(why);
+            Some(key) = key => {
+                let Some(e) = events.as_mut() else { continue };
+                if key == Key::Quit {
+                    break Stop::Done;
+                }
+                let now = Instant::now();
+                e.observe(stats.take_seen());
+                press(key, now, &mut cluster, &stats, e)?;
+                if screen.draw(&render(&header, &mut stats, now, now - started, Some(e))).is_err() {
+                    break Stop::OutputClosed;
+                }
             }
+            why = cluster.failed() => break Stop::AgentFailed(why),
         }
     };
+    // The terminal as it was, before anything else is printed.
+    drop(pressed.take());
+    drop(cbreak.take());
     let elapsed = started.elapsed();
     // What the run showed, before the agents' leaves change their gauges.
-    let summary = stats.summary();
+    let mut summary = stats.summary();
+    if let Some(e) = &events {
+        summary.push_str(&format!("; {}", e.counts));
+    }
     let nobody_heard = nodes > 1 && stats.nodes.iter().all(|n| n.most_members <= 1);
 
-    let _ = stop_tx.send(true);
-    let stopped = stop_agents(&mut agents).await;
+    let stopped = cluster.stop().await;
     match stop {
         Stop::AgentFailed(e) => return Err(e),
         Stop::OutputClosed => return stopped,
@@ -178,55 +232,48 @@ async fn demo(nodes: usize, seconds: Option<Duration>, mut screen: Screen) -> Re
     Ok(())
 }
 
-/// One task per agent, each stopped through its shutdown future when `stop`
-/// turns true.
-fn start_agents(configs: Vec<Config>, stop: &watch::Receiver<bool>) -> JoinSet<(String, Result<()>)> {
-    let mut agents = JoinSet::new();
-    for config in configs {
-        let mut stop = stop.clone();
-        let name = config.node.name.clone();
-        // Every log line of this agent names it: N agents share one process.
-        // An error-level span, so it is on whatever level RUST_LOG asks for.
-        let span = tracing::error_span!("agent", node = %name);
-        agents.spawn(
-            async move {
-                let shutdown = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                (name, crate::agent::run(config, None, shutdown).await)
+/// What a key does to the cluster (all but `q`), told in the events area.
+/// The holder `k` kills is the one the metrics name ([`Stats::holder`]).
+fn press(key: Key, now: Instant, cluster: &mut Cluster, stats: &Stats, events: &mut Events) -> Result<()> {
+    match key {
+        Key::Kill => {
+            if cluster.live_count() < 2 {
+                events.refused(now, "k: one node left: it is spared (r restarts the dead)");
+                return Ok(());
             }
-            .instrument(span),
-        );
-    }
-    agents
-}
-
-/// Waits for every agent to return after its shutdown future completed;
-/// aborts them and fails after [`STOP_TIMEOUT`]. The first agent error, if
-/// any, is returned once all have ended.
-async fn stop_agents(agents: &mut JoinSet<(String, Result<()>)>) -> Result<()> {
-    let deadline = tokio::time::sleep(STOP_TIMEOUT);
-    tokio::pin!(deadline);
-    let mut first_error = None;
-    loop {
-        tokio::select! {
-            done = agents.join_next() => match done {
-                None => break,
-                Some(Ok((_, Ok(())))) => {}
-                Some(Ok((name, Err(e)))) => {
-                    first_error.get_or_insert(anyhow!("agent {name} failed while leaving: {e:#}"));
-                }
-                Some(Err(e)) => {
-                    first_error.get_or_insert(anyhow!("an agent task failed while leaving: {e}"));
-                }
-            },
-            _ = &mut deadline => {
-                agents.abort_all();
-                bail!("agents did not stop within {} s", STOP_TIMEOUT.as_secs());
+            let Some(holder) = stats.holder(|i| cluster.is_live(i)) else {
+                events.refused(now, "k: no baton seen yet (the relay starts 2 s after the agents)");
+                return Ok(());
+            };
+            if cluster.kill(holder) {
+                events.killed(now, holder);
             }
         }
+        Key::Restart => {
+            let restarted = cluster.restart_dead();
+            if restarted.is_empty() {
+                events.refused(now, "r: nobody is dead (k kills the baton's holder)");
+            } else {
+                events.restarted(now, &restarted);
+            }
+        }
+        Key::Partition if cluster.is_split() => {
+            cluster.heal();
+            events.healed(now);
+        }
+        Key::Partition => {
+            if stats.nodes.len() < 2 {
+                events.refused(now, "p: one node cannot be split (--nodes 2 or more)");
+                return Ok(());
+            }
+            let secrets = [Secret(random_secret()?.into_bytes()), Secret(random_secret()?.into_bytes())];
+            let boundary = cluster.split(secrets);
+            events.split(now, boundary);
+        }
+        Key::Quit => {}
     }
-    first_error.map_or(Ok(()), Err)
+    debug_assert_eq!(events.is_split(), cluster.is_split());
+    Ok(())
 }
 
 /// A UDP port in [`PORT_RANGE`] that no socket on this machine holds now
@@ -280,7 +327,12 @@ fn agent_config(
     g.multicast_if = Ipv4Addr::LOCALHOST;
     g.data_port = 0;
     g.keys = vec![Secret(secret.as_bytes().to_vec())];
+    // A quicker failure detector than the product's (3 s and 5 s), so a
+    // kill or a split shows in the table within a few seconds.
+    g.suspect_after = SUSPECT_AFTER;
+    g.down_after = DOWN_AFTER;
     c.baton.enabled = true;
+    c.baton.regenerate_after = REGENERATE_AFTER;
     c.baton.main_node = String::new();
     c.baton.metric = BATON_METRIC.to_owned();
     c.baton.hold = Duration::ZERO;
@@ -319,6 +371,8 @@ mod tests {
         assert_eq!(c.statsd.flush_interval, Duration::from_millis(200));
         assert_eq!(c.telemetry.interval, Duration::from_secs(1));
         assert_eq!(c.links.probe_interval, Duration::from_millis(250));
+        assert_eq!((c.gossip.suspect_after, c.gossip.down_after), (SUSPECT_AFTER, DOWN_AFTER));
+        assert_eq!(c.baton.regenerate_after, REGENERATE_AFTER);
     }
 
     #[test]

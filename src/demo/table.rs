@@ -1,14 +1,22 @@
 //! table: what the demo prints: one block per second (a header line, the
 //! column titles, a row per node), drawn in place on a terminal, and the
-//! summary line at the end.
+//! summary line at the end. While the keys are on (`keys`), each row ends
+//! with the node's status and the events area follows the table.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use super::events::Events;
 use super::listener::Stats;
 
 /// The table's column titles; numbers are right-aligned under them.
 pub(super) const COLUMNS: [&str; 6] = ["node", "members", "passes/s", "counter", "temp°C", "rtt ms"];
+/// The column added while the keys are on, left-aligned.
+const STATUS: &str = "status";
+/// Events shown under the table (the latest).
+const EVENT_LINES: usize = 12;
+/// The header's reminder while the keys are on.
+const KEYS_HELP: &str = "keys: k kill the baton's holder, r restart the dead, p split/heal, q quit";
 
 /// What the header line says about the run.
 pub(super) struct Header {
@@ -19,8 +27,15 @@ pub(super) struct Header {
 }
 
 /// One table block: the header line, the column titles and a row per node,
-/// each line ending in `\n`. Plain text; the [`Screen`] adds any escapes.
-pub(super) fn render(header: &Header, stats: &mut Stats, now: Instant, elapsed: Duration) -> String {
+/// each line ending in `\n`; with `events` (the keys are on), a status
+/// column and the events area. Plain text; the [`Screen`] adds any escapes.
+pub(super) fn render(
+    header: &Header,
+    stats: &mut Stats,
+    now: Instant,
+    elapsed: Duration,
+    events: Option<&Events>,
+) -> String {
     let mut out = format!(
         "herd demo: cluster {}, gossip port {} on 127.0.0.1, {} s",
         header.cluster,
@@ -30,27 +45,49 @@ pub(super) fn render(header: &Header, stats: &mut Stats, now: Instant, elapsed: 
     if let Some(s) = header.seconds {
         out.push_str(&format!(" of {}", s.as_secs()));
     }
-    if header.tty {
-        out.push_str(" (Ctrl-C stops)");
+    match (events, header.tty) {
+        (Some(_), _) => out.push_str(&format!(" ({KEYS_HELP}; Ctrl-C stops)")),
+        (None, true) => out.push_str(" (Ctrl-C stops)"),
+        (None, false) => {}
     }
     out.push('\n');
-    let rows = stats.rows(now);
+    let mut rows = stats.rows(now);
+    if let Some(e) = events {
+        // A dead node's last gauges are no longer the present.
+        for (_, r) in rows.iter_mut().enumerate().filter(|(i, _)| e.is_dead(*i)) {
+            r[1] = "-".to_owned();
+            r[5] = "-".to_owned();
+        }
+    }
     let widths: Vec<usize> = (0..COLUMNS.len())
         .map(|i| {
             rows.iter().map(|r| r[i].chars().count()).chain([COLUMNS[i].chars().count()]).max().unwrap_or(0)
         })
         .collect();
-    let line = |cells: [&str; 6], out: &mut String| {
+    let line = |cells: [&str; 6], status: Option<&str>, out: &mut String| {
         let mut text = format!("{:<w$}", cells[0], w = widths[0]);
         for (cell, w) in cells.iter().zip(&widths).skip(1) {
             text.push_str(&format!("  {cell:>w$}"));
         }
+        if let Some(status) = status {
+            text.push_str(&format!("  {status}"));
+        }
         out.push_str(text.trim_end());
         out.push('\n');
     };
-    line(COLUMNS, &mut out);
-    for r in &rows {
-        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], &mut out);
+    line(COLUMNS, events.map(|_| STATUS), &mut out);
+    for (i, r) in rows.iter().enumerate() {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], events.map(|e| e.status(i)), &mut out);
+    }
+    if let Some(e) = events {
+        out.push_str("\nevents:\n");
+        let recent = e.recent(EVENT_LINES);
+        if recent.is_empty() {
+            out.push_str("  none yet: press a key\n");
+        }
+        for l in recent {
+            out.push_str(&format!("  {l}\n"));
+        }
     }
     out
 }
@@ -114,7 +151,7 @@ mod tests {
             seconds: Some(Duration::from_secs(5)),
             tty: false,
         };
-        let text = render(&header, &mut s, t0, Duration::from_millis(2004));
+        let text = render(&header, &mut s, t0, Duration::from_millis(2004), None);
         assert_eq!(
             text,
             "herd demo: cluster demo-7, gossip port 23456 on 127.0.0.1, 2 s of 5\n\

@@ -1,0 +1,211 @@
+//! cluster: the demo's agents, and what the keys do to them. Each agent is
+//! the unchanged [`crate::agent::run_with`] as a task of the demo's runtime,
+//! with a channel that hands it a new config (applied as a reload of its
+//! file would be).
+//!
+//! - **kill**: the agent's task is aborted. That is a crash: no leave is
+//!   announced, nothing more is sent or flushed, its sockets close; its
+//!   peers find out through their failure detector.
+//! - **restart**: a killed agent's task starts again from its config, in its
+//!   half's keys if the cluster is split: a new life (a new incarnation).
+//! - **split**: the agents share one gossip port on loopback, so a partition
+//!   cannot be made by address; it is made by the keys. Every live agent is
+//!   handed its config with a new secret of its half's own, the first half
+//!   of the names one, the second another; each half then refuses the
+//!   other's datagrams as unauthenticated, sees it go silent and down, and
+//!   the half without the baton regenerates one. Both halves are re-keyed,
+//!   not only one: a pass in flight across the cut is then refused by its
+//!   receiver whichever side sent it, and stays with its sender's half, so
+//!   the other half has none and regenerates one (with one half keeping the
+//!   shared secret, a pass from the re-keyed half would still open on the
+//!   other, and both halves could carry a copy of the same baton).
+//! - **heal**: every live agent gets the shared secret back; the halves
+//!   hear each other, the members merge and the duplicate batons collapse.
+//!
+//! Must not: stop an agent other than by its shutdown future (leave) or an
+//! abort (crash), or let an agent outlive [`Cluster::stop`].
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
+use tracing::Instrument;
+
+use crate::config::{Config, Secret};
+
+/// Agents leave within a heartbeat; this is the bound before the demo gives up on them.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Configs queued per agent: a few presses of `p` in a row.
+const CONTROL_QUEUE: usize = 8;
+
+pub(super) struct Cluster {
+    tasks: JoinSet<(String, Result<()>)>,
+    agents: Vec<Agent>,
+    /// Each agent's shutdown future completes when this turns true (or when
+    /// the sender is dropped, so an early return stops them too).
+    stop_tx: watch::Sender<bool>,
+    /// While split: where the second half starts, and each half's secret.
+    split: Option<(usize, [Secret; 2])>,
+}
+
+struct Agent {
+    /// Its config, with the cluster's shared secret.
+    config: Config,
+    /// `None` once killed.
+    running: Option<Running>,
+}
+
+struct Running {
+    abort: AbortHandle,
+    control: mpsc::Sender<Config>,
+}
+
+impl Cluster {
+    /// Starts one agent per config.
+    pub(super) fn start(configs: Vec<Config>) -> Cluster {
+        let (stop_tx, _) = watch::channel(false);
+        let agents = configs.into_iter().map(|config| Agent { config, running: None }).collect();
+        let mut cluster = Cluster { tasks: JoinSet::new(), agents, stop_tx, split: None };
+        for i in 0..cluster.agents.len() {
+            cluster.spawn(i);
+        }
+        cluster
+    }
+
+    pub(super) fn name(&self, i: usize) -> &str {
+        &self.agents[i].config.node.name
+    }
+
+    pub(super) fn is_live(&self, i: usize) -> bool {
+        self.agents[i].running.is_some()
+    }
+
+    pub(super) fn live_count(&self) -> usize {
+        self.agents.iter().filter(|a| a.running.is_some()).count()
+    }
+
+    /// Crashes agent `i` (see the module doc); false if it is dead already.
+    pub(super) fn kill(&mut self, i: usize) -> bool {
+        let Some(running) = self.agents[i].running.take() else { return false };
+        running.abort.abort();
+        true
+    }
+
+    /// Starts every killed agent again; returns which.
+    pub(super) fn restart_dead(&mut self) -> Vec<usize> {
+        let dead: Vec<usize> = (0..self.agents.len()).filter(|&i| !self.is_live(i)).collect();
+        for &i in &dead {
+            self.spawn(i);
+        }
+        dead
+    }
+
+    /// Gives each half of the names a secret of its own (`secrets`: the
+    /// first half's, the second's); returns where the second half starts.
+    /// Needs two agents.
+    pub(super) fn split(&mut self, secrets: [Secret; 2]) -> usize {
+        let boundary = self.agents.len() / 2;
+        self.split = Some((boundary, secrets));
+        self.hand_out();
+        boundary
+    }
+
+    /// Gives every agent the shared secret back.
+    pub(super) fn heal(&mut self) {
+        self.split = None;
+        self.hand_out();
+    }
+
+    pub(super) fn is_split(&self) -> bool {
+        self.split.is_some()
+    }
+
+    /// Every live agent's config as it should be now, through its channel.
+    fn hand_out(&mut self) {
+        for i in 0..self.agents.len() {
+            let config = self.config_for(i);
+            if let Some(r) = &self.agents[i].running
+                && r.control.try_send(config).is_err()
+            {
+                tracing::error!(node = %self.name(i), "cannot hand the agent its new keys (its queue is full)");
+            }
+        }
+    }
+
+    /// Agent `i`'s config with the keys of its half while split.
+    fn config_for(&self, i: usize) -> Config {
+        let mut config = self.agents[i].config.clone();
+        if let Some((boundary, secrets)) = &self.split {
+            let half = usize::from(i >= *boundary);
+            config.gossip.keys = vec![secrets[half].clone()];
+        }
+        config
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let config = self.config_for(i);
+        let name = config.node.name.clone();
+        let mut stop = self.stop_tx.subscribe();
+        let (control, rx) = mpsc::channel(CONTROL_QUEUE);
+        // Every log line of this agent names it: N agents share one process.
+        // An error-level span, so it is on whatever level RUST_LOG asks for.
+        let span = tracing::error_span!("agent", node = %name);
+        let abort = self.tasks.spawn(
+            async move {
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                (name, crate::agent::run_with(config, None, shutdown, rx).await)
+            }
+            .instrument(span),
+        );
+        self.agents[i].running = Some(Running { abort, control });
+    }
+
+    /// Completes when an agent ends on its own (an error, or a bug): the
+    /// demo cannot go on. Killed agents do not count; with none running,
+    /// never completes.
+    pub(super) async fn failed(&mut self) -> anyhow::Error {
+        loop {
+            match self.tasks.join_next().await {
+                None => std::future::pending::<()>().await,
+                Some(Ok((name, Ok(())))) => return anyhow!("agent {name} stopped on its own"),
+                Some(Ok((name, Err(e)))) => return anyhow!("agent {name} failed: {e:#}"),
+                Some(Err(e)) if e.is_cancelled() => continue,
+                Some(Err(e)) => return anyhow!("an agent task failed: {e}"),
+            }
+        }
+    }
+
+    /// Stops every live agent through its shutdown future (each announces
+    /// its leave, as on SIGTERM) and waits for all to return; aborts them
+    /// and fails after [`STOP_TIMEOUT`]. The first agent error, if any, is
+    /// returned once all have ended.
+    pub(super) async fn stop(&mut self) -> Result<()> {
+        let _ = self.stop_tx.send(true);
+        let deadline = tokio::time::sleep(STOP_TIMEOUT);
+        tokio::pin!(deadline);
+        let mut first_error = None;
+        loop {
+            tokio::select! {
+                done = self.tasks.join_next() => match done {
+                    None => break,
+                    Some(Ok((_, Ok(())))) => {}
+                    Some(Ok((name, Err(e)))) => {
+                        first_error.get_or_insert(anyhow!("agent {name} failed while leaving: {e:#}"));
+                    }
+                    Some(Err(e)) if e.is_cancelled() => {}
+                    Some(Err(e)) => {
+                        first_error.get_or_insert(anyhow!("an agent task failed while leaving: {e}"));
+                    }
+                },
+                _ = &mut deadline => {
+                    self.tasks.abort_all();
+                    bail!("agents did not stop within {} s", STOP_TIMEOUT.as_secs());
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
