@@ -41,6 +41,10 @@ enum Command {
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         seconds: Option<u64>,
+        /// How long each node holds the baton ([baton] hold; default 0ms, full
+        /// speed). With e.g. 100ms, `k` kills the baton with its holder.
+        #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+        hold: std::time::Duration,
     },
     /// Ask the local agent for its member table, baton, link health and sensors.
     Status {
@@ -88,7 +92,7 @@ fn main() -> ExitCode {
             }
             Err(e) => config_failure(&e),
         },
-        Command::Demo { nodes, seconds } => match herd::demo::run(usize::from(nodes), seconds) {
+        Command::Demo { nodes, seconds, hold } => match herd::demo::run(usize::from(nodes), seconds, hold) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => failure(&e),
         },

@@ -60,10 +60,10 @@ fn local_flags(fd: &OwnedFd) -> libc::tcflag_t {
 
 /// `herd demo` with the pty as stdin, stdout, stderr and controlling
 /// terminal, in a session of its own (so it is the terminal's foreground).
-fn spawn_demo(pty: &Pty) -> Child {
+fn spawn_demo(pty: &Pty, hold: &str) -> Child {
     let io = || Stdio::from(pty.slave.try_clone().expect("dup the pty's slave"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
-    cmd.args(["demo", "--nodes", "4", "--seconds", SECONDS])
+    cmd.args(["demo", "--nodes", "4", "--seconds", SECONDS, "--hold", hold])
         .env_remove("RUST_LOG")
         .env_remove("HERD_CONFIG")
         .stdin(io())
@@ -182,10 +182,26 @@ fn count(summary: &str, word: &str) -> Option<u64> {
 
 #[test]
 fn keys_kill_restart_split_and_heal_the_cluster_as_the_table_shows() {
+    keys_run("0ms");
+}
+
+/// With the baton held 200 ms at each node, `k` takes it down with its
+/// holder and a survivor regenerates it; the split leaves one half without
+/// it, which regenerates its own; the heal merges the two into one.
+#[test]
+fn paced_the_kill_and_the_split_regenerate_the_baton() {
+    keys_run("200ms");
+}
+
+/// The whole run at `hold`: k, r, p, p, then the summary and the terminal.
+/// At full speed the baton survives a kill and each half keeps a copy of
+/// it after a split (or regenerates one); paced, both must regenerate.
+fn keys_run(hold: &str) {
+    let paced = hold != "0ms";
     let pty = open_pty();
     let before = local_flags(&pty.slave);
     assert_ne!(before & libc::ICANON, 0, "a fresh pty is in canonical mode");
-    let child = spawn_demo(&pty);
+    let child = spawn_demo(&pty, hold);
     let keys = pty.master.try_clone().expect("dup the pty's master");
     let out = collect(pty.master);
     let mut demo = Demo { child, out, keys, started: Instant::now() };
@@ -221,9 +237,9 @@ fn keys_kill_restart_split_and_heal_the_cluster_as_the_table_shows() {
                 seen
             },
         );
-        let on = ev.iter().any(|l| {
-            l.contains(&format!("lived on without {victim}")) || l.contains("regenerated the baton")
-        });
+        let regenerated = ev.iter().any(|l| l.contains("regenerated the baton"));
+        let lived_on = ev.iter().any(|l| l.contains(&format!("lived on without {victim}")));
+        let on = if paced { regenerated } else { regenerated || lived_on };
         others.iter().all(|o| down.contains(o)) && on
     });
     assert!(rows(&screen).iter().filter(|r| r[0] != victim).all(|r| r.get(1) == Some(&"3")), "{screen}");
@@ -250,9 +266,16 @@ fn keys_kill_restart_split_and_heal_the_cluster_as_the_table_shows() {
         assert!(r.join(" ").ends_with(&format!("live {half}")), "{screen}");
     }
     // Each half carries on with a baton of its own (a copy, or regenerated).
-    demo.wait("a baton in each half", Duration::from_secs(5), |s| {
-        events(s).iter().any(|l| l.contains("two batons") || l.contains("regenerated the baton"))
+    let screen = demo.wait("a baton in each half", Duration::from_secs(8), |s| {
+        let ev = events(s);
+        let regenerations = ev.iter().filter(|l| l.contains("regenerated the baton")).count();
+        if paced {
+            regenerations >= 2 && ev.iter().any(|l| l.contains("two batons: one per half"))
+        } else {
+            ev.iter().any(|l| l.contains("two batons") || l.contains("regenerated the baton"))
+        }
     });
+    let _ = screen;
 
     // p again: the halves merge into one cluster with one baton.
     demo.press("p");
@@ -271,15 +294,20 @@ fn keys_kill_restart_split_and_heal_the_cluster_as_the_table_shows() {
     thread::sleep(Duration::from_millis(200));
     let last = demo.screen();
     for line in last.lines() {
-        println!("DEMO | {line}");
+        println!("DEMO | --hold {hold} | {line}");
     }
     assert!(status.success(), "exit {status:?}\n{last}");
     let summary =
         last.lines().find(|l| l.starts_with("summary: ")).unwrap_or_else(|| panic!("no summary\n{last}"));
     assert!(summary.starts_with("summary: 4 nodes, every node saw 3 peers, "), "{summary}");
-    for (word, at_least) in
-        [("kill", 1), ("restart", 1), ("split", 1), ("heal", 1), ("merge", 1), ("regeneration", 0)]
-    {
+    for (word, at_least) in [
+        ("kill", 1),
+        ("restart", 1),
+        ("split", 1),
+        ("heal", 1),
+        ("merge", 1),
+        ("regeneration", if paced { 2 } else { 0 }),
+    ] {
         let n = count(summary, word).unwrap_or_else(|| panic!("no {word} count in {summary:?}"));
         assert!(n >= at_least, "{n} {word}(s) in {summary:?}");
     }

@@ -39,4 +39,4 @@ pub mod status;
 pub mod telemetry;
 pub mod transport;
 
-pub use runtime::{run, run_with};
+pub use runtime::{Control, run, run_with};

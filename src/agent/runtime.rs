@@ -32,10 +32,20 @@ pub async fn run(
     run_inner(config, config_file, shutdown, None).await
 }
 
-/// [`run`], and every [`Config`] that arrives on `control` is applied as a
-/// reload of the file would apply it (`config::reload`: what needs a restart
-/// keeps its running value), without a file: `herd demo` changes its agents'
-/// keys this way to split and heal the cluster.
+/// What `herd demo` hands each of its agents besides the shutdown future.
+pub struct Control {
+    /// Each config that arrives is applied as a reload of the file would
+    /// apply it (`config::reload`: what needs a restart keeps its running
+    /// value), without a file: the demo changes its agents' keys this way
+    /// to split and heal the cluster.
+    pub configs: mpsc::Receiver<Config>,
+    /// Snapshot requests, answered as the status endpoint's are (what
+    /// `herd status` reads, in process): the demo asks who holds the baton.
+    /// Used only when `[status] listen` is off.
+    pub snapshots: mpsc::Receiver<SnapshotRequest>,
+}
+
+/// [`run`], controlled through `control` (see [`Control`]).
 ///
 /// Dropping the future (aborting its task) is a crash: no leave is
 /// announced, nothing is flushed, and the agent's helper tasks end with it.
@@ -43,7 +53,7 @@ pub async fn run_with(
     config: Config,
     config_file: Option<std::path::PathBuf>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    control: mpsc::Receiver<Config>,
+    control: Control,
 ) -> Result<()> {
     run_inner(config, config_file, shutdown, Some(control)).await
 }
@@ -52,7 +62,7 @@ async fn run_inner(
     config: Config,
     config_file: Option<std::path::PathBuf>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    control: Option<mpsc::Receiver<Config>>,
+    control: Option<Control>,
 ) -> Result<()> {
     let g = &config.gossip;
     let sockets = net::bind(g)?;
@@ -80,7 +90,9 @@ async fn run_inner(
     let (reload_task, reload) = start_reload_signal();
     // Aborted when this future ends or is dropped (a crash, see `run_with`).
     let _helpers = Helpers([resolver, status_task, reload_task, Some(stopper)]);
-    let inputs = Inputs { shutdown: Some(shutdown), seeds, status, reload, apply: control };
+    let (apply, snapshots) = control.map_or((None, None), |c| (Some(c.configs), Some(c.snapshots)));
+    let status = status.or(snapshots);
+    let inputs = Inputs { shutdown: Some(shutdown), seeds, status, reload, apply };
     let mut driver = Driver::new(&config, node, sockets, inputs);
     driver.set_config_file(config_file);
     // systemd (Type=notify): the sockets are bound, peers can find us. Without

@@ -3,7 +3,9 @@
 //! with a channel that hands it a new config (applied as a reload of its
 //! file would be).
 //!
-//! - **kill**: the agent's task is aborted. That is a crash: no leave is
+//! - **kill** (of the baton's holder: the agent whose own status says it
+//!   holds the baton, asked in process as `herd status` would ask its
+//!   endpoint): the agent's task is aborted. That is a crash: no leave is
 //!   announced, nothing more is sent or flushed, its sockets close; its
 //!   peers find out through their failure detector.
 //! - **restart**: a killed agent's task starts again from its config, in its
@@ -28,14 +30,18 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::Instrument;
 
+use crate::agent::Control;
+use crate::agent::snapshot::SnapshotRequest;
 use crate::config::{Config, Secret};
 
 /// Agents leave within a heartbeat; this is the bound before the demo gives up on them.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an agent may take to answer who holds the baton.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Configs queued per agent: a few presses of `p` in a row.
 const CONTROL_QUEUE: usize = 8;
 
@@ -59,6 +65,7 @@ struct Agent {
 struct Running {
     abort: AbortHandle,
     control: mpsc::Sender<Config>,
+    snapshots: mpsc::Sender<SnapshotRequest>,
 }
 
 impl Cluster {
@@ -83,6 +90,26 @@ impl Cluster {
 
     pub(super) fn live_count(&self) -> usize {
         self.agents.iter().filter(|a| a.running.is_some()).count()
+    }
+
+    /// The live agent that holds the baton now, as its own status says
+    /// (`baton.holding`, what `herd status` shows), asked of every live
+    /// agent in turn; `None` if none does (it is between two of them).
+    pub(super) async fn holder(&self) -> Option<usize> {
+        for (i, a) in self.agents.iter().enumerate() {
+            let Some(r) = &a.running else { continue };
+            let (tx, rx) = oneshot::channel();
+            if r.snapshots.send(tx).await.is_err() {
+                continue;
+            }
+            let answer = tokio::time::timeout(SNAPSHOT_TIMEOUT, rx).await;
+            if let Ok(Ok(s)) = answer
+                && s.baton.holding
+            {
+                return Some(i);
+            }
+        }
+        None
     }
 
     /// Crashes agent `i` (see the module doc); false if it is dead already.
@@ -147,7 +174,8 @@ impl Cluster {
         let config = self.config_for(i);
         let name = config.node.name.clone();
         let mut stop = self.stop_tx.subscribe();
-        let (control, rx) = mpsc::channel(CONTROL_QUEUE);
+        let (control, configs) = mpsc::channel(CONTROL_QUEUE);
+        let (snapshots, requests) = mpsc::channel(1);
         // Every log line of this agent names it: N agents share one process.
         // An error-level span, so it is on whatever level RUST_LOG asks for.
         let span = tracing::error_span!("agent", node = %name);
@@ -156,11 +184,12 @@ impl Cluster {
                 let shutdown = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
-                (name, crate::agent::run_with(config, None, shutdown, rx).await)
+                let control = Control { configs, snapshots: requests };
+                (name, crate::agent::run_with(config, None, shutdown, control).await)
             }
             .instrument(span),
         );
-        self.agents[i].running = Some(Running { abort, control });
+        self.agents[i].running = Some(Running { abort, control, snapshots });
     }
 
     /// Completes when an agent ends on its own (an error, or a bug): the

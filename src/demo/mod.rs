@@ -28,10 +28,17 @@
 //!
 //! Everything shown is measured from the metrics the agents actually send,
 //! exactly as a StatsD server would receive them: the demo never looks inside
-//! an agent. The one exception is what the demo did itself: which agent it
+//! an agent. The exceptions are what the demo did itself (which agent it
 //! killed or restarted, when it split or healed the cluster and which half
-//! each node is in (the status column, the lines starting with a key). The
-//! holder `k` kills is the one the metrics name (the highest `baton` gauge).
+//! each node is in: the status column, the lines starting with a key), and
+//! whom `k` kills: the agent whose own status says it holds the baton, asked
+//! in process as `herd status` asks an endpoint.
+//!
+//! At the default `--hold 0ms` the baton is always in flight: a pass stays
+//! with its sender until acknowledged, so killing its holder does not lose
+//! it (the events say so). `--hold 100ms` keeps it 100 ms at each node, so
+//! `k` takes it down with its holder and another node regenerates it, and a
+//! split leaves one half without it, which regenerates its own.
 //!
 //! Must not: touch any file, need privileges, use the real gossip port, print
 //! anything but the table and the summary on stdout, leave the terminal in
@@ -99,7 +106,7 @@ const BATON_METRIC: &str = "baton";
 /// `Err` with a message for the user when the demo cannot run (a socket
 /// cannot be bound, an agent fails) or when no agent heard another
 /// (loopback multicast blocked).
-pub fn run(nodes: usize, seconds: Option<u64>) -> Result<()> {
+pub fn run(nodes: usize, seconds: Option<u64>, hold: Duration) -> Result<()> {
     if !(1..=MAX_NODES).contains(&nodes) {
         bail!("--nodes {nodes}: must be from 1 to {MAX_NODES} (the nodes are named psa to psz)");
     }
@@ -113,7 +120,7 @@ pub fn run(nodes: usize, seconds: Option<u64>) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let screen = Screen { tty: std::io::stdout().is_terminal(), drawn: false };
-    rt.block_on(demo(nodes, seconds.map(Duration::from_secs), screen, keys))
+    rt.block_on(demo(nodes, seconds.map(Duration::from_secs), hold, screen, keys))
 }
 
 /// Why the demo stopped.
@@ -126,7 +133,13 @@ enum Stop {
     AgentFailed(anyhow::Error),
 }
 
-async fn demo(nodes: usize, seconds: Option<Duration>, mut screen: Screen, keys: bool) -> Result<()> {
+async fn demo(
+    nodes: usize,
+    seconds: Option<Duration>,
+    hold: Duration,
+    mut screen: Screen,
+    keys: bool,
+) -> Result<()> {
     let listener = statsd_listener()?;
     let statsd = listener.local_addr()?;
     let port = free_gossip_port()?;
@@ -135,7 +148,7 @@ async fn demo(nodes: usize, seconds: Option<Duration>, mut screen: Screen, keys:
     let names = node_names(nodes);
     let mut configs = Vec::with_capacity(nodes);
     for name in &names {
-        let config = agent_config(name, &cluster_name, port, &secret, statsd)
+        let config = agent_config(name, &cluster_name, port, &secret, statsd, hold)
             .map_err(|e| anyhow!("the demo's config for {name} is invalid (a bug in herd demo): {e}"))?;
         configs.push(config);
     }
@@ -196,7 +209,7 @@ async fn demo(nodes: usize, seconds: Option<Duration>, mut screen: Screen, keys:
                 }
                 let now = Instant::now();
                 e.observe(stats.take_seen());
-                press(key, now, &mut cluster, &stats, e)?;
+                press(key, now, &mut cluster, &stats, e).await?;
                 if screen.draw(&render(&header, &mut stats, now, now - started, Some(e))).is_err() {
                     break Stop::OutputClosed;
                 }
@@ -233,15 +246,24 @@ async fn demo(nodes: usize, seconds: Option<Duration>, mut screen: Screen, keys:
 }
 
 /// What a key does to the cluster (all but `q`), told in the events area.
-/// The holder `k` kills is the one the metrics name ([`Stats::holder`]).
-fn press(key: Key, now: Instant, cluster: &mut Cluster, stats: &Stats, events: &mut Events) -> Result<()> {
+/// The holder `k` kills is the agent whose own status says it holds the
+/// baton ([`Cluster::holder`]); between two of them (a pass in flight), the
+/// last one the metrics name ([`Stats::holder`]).
+async fn press(
+    key: Key,
+    now: Instant,
+    cluster: &mut Cluster,
+    stats: &Stats,
+    events: &mut Events,
+) -> Result<()> {
     match key {
         Key::Kill => {
             if cluster.live_count() < 2 {
                 events.refused(now, "k: one node left: it is spared (r restarts the dead)");
                 return Ok(());
             }
-            let Some(holder) = stats.holder(|i| cluster.is_live(i)) else {
+            let asked = cluster.holder().await;
+            let Some(holder) = asked.or_else(|| stats.holder(|i| cluster.is_live(i))) else {
                 events.refused(now, "k: no baton seen yet (the relay starts 2 s after the agents)");
                 return Ok(());
             };
@@ -308,7 +330,7 @@ fn node_names(n: usize) -> Vec<String> {
 }
 
 /// One agent's config: the built-in defaults, with loopback multicast on
-/// the demo's port, its secret and cluster, an unpaced baton, quick metrics
+/// the demo's port, its secret and cluster, the baton at `hold` (0: unpaced), quick metrics
 /// to the listener, and no status endpoint. The values the listener depends
 /// on (prefix, flavour, baton metric) are set here too, so a change of the
 /// defaults cannot silently empty the table.
@@ -318,6 +340,7 @@ fn agent_config(
     port: u16,
     secret: &str,
     statsd: SocketAddr,
+    hold: Duration,
 ) -> Result<Config, crate::config::ConfigError> {
     let mut c = Config::defaults_named(name)?;
     c.node.cluster = cluster.to_owned();
@@ -335,7 +358,7 @@ fn agent_config(
     c.baton.regenerate_after = REGENERATE_AFTER;
     c.baton.main_node = String::new();
     c.baton.metric = BATON_METRIC.to_owned();
-    c.baton.hold = Duration::ZERO;
+    c.baton.hold = hold;
     c.statsd.address = StatsdAddress::Udp(statsd.to_string());
     c.statsd.prefix = PREFIX.to_owned();
     c.statsd.flavor = Flavor::DogStatsd;
@@ -359,7 +382,8 @@ mod tests {
     #[test]
     fn every_agent_config_is_valid_and_isolated() {
         let statsd: SocketAddr = "127.0.0.1:9125".parse().unwrap();
-        let c = agent_config("psb", "demo-42", 23456, "00ff", statsd).expect("valid demo config");
+        let c =
+            agent_config("psb", "demo-42", 23456, "00ff", statsd, Duration::ZERO).expect("valid demo config");
         assert_eq!(c.node.name, "psb");
         assert_eq!(c.node.cluster, "demo-42");
         assert_eq!(c.gossip.port, 23456);
@@ -392,8 +416,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_arguments_before_starting_anything() {
-        assert!(run(0, Some(1)).unwrap_err().to_string().contains("--nodes 0"));
-        assert!(run(27, Some(1)).unwrap_err().to_string().contains("psz"));
-        assert!(run(2, Some(0)).unwrap_err().to_string().contains("--seconds 0"));
+        assert!(run(0, Some(1), Duration::ZERO).unwrap_err().to_string().contains("--nodes 0"));
+        assert!(run(27, Some(1), Duration::ZERO).unwrap_err().to_string().contains("psz"));
+        assert!(run(2, Some(0), Duration::ZERO).unwrap_err().to_string().contains("--seconds 0"));
     }
 }
