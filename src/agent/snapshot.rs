@@ -294,9 +294,10 @@ fn cluster_health<R: rand::Rng>(node: &Node<R>, now: Instant) -> Vec<MemberHealt
             member_health(&m.name, m.state.as_str(), age, g.and_then(|g| g.health.as_ref()))
         })
         .collect();
+    // The member table is in name order: this node goes in its place.
     let own = node.health();
-    rows.push(member_health(me, "alive", own.map(|_| 0), own));
-    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    let at = rows.partition_point(|r| r.name.as_str() < me.as_str());
+    rows.insert(at, member_health(me, "alive", own.map(|_| 0), own));
     rows
 }
 

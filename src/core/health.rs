@@ -20,7 +20,6 @@
 //! Owns: the summary's types and their bytes. Must not: read sensors, do
 //! I/O, panic on any input (property-tested with the wire in `tests/wire.rs`).
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Live throttle bits, as the firmware's `get_throttled` numbers them (bits 0-3).
@@ -216,16 +215,19 @@ pub struct Gossiped {
     /// previous release).
     pub at: Option<Instant>,
     pub health: Option<Health>,
-    /// Its links, by peer: each heartbeat carries some of them (the node
-    /// rotates through its peers), so they are kept one by one.
-    pub links: BTreeMap<String, Reported>,
+    /// Its links, sorted by peer: each heartbeat carries some of them (the
+    /// node rotates through its peers), so they are kept one by one.
+    pub links: Vec<(String, Reported)>,
 }
 
 /// The health and links every member gossiped: the cluster's view of itself,
 /// as this node has heard it.
+///
+/// Sorted vectors rather than maps: at most `max_members` entries, looked up
+/// a few times per heartbeat, and a smaller binary than another map type.
 #[derive(Debug, Default)]
 pub struct Board {
-    members: BTreeMap<String, Gossiped>,
+    members: Vec<(String, Gossiped)>,
 }
 
 impl Board {
@@ -238,8 +240,15 @@ impl Board {
         health: Option<&Health>,
         links: &[PeerLink<'_>],
     ) {
-        let empty = || Gossiped { incarnation, at: None, health: None, links: BTreeMap::new() };
-        let entry = self.members.entry(name.to_owned()).or_insert_with(empty);
+        let empty = || Gossiped { incarnation, at: None, health: None, links: Vec::new() };
+        let at = match self.members.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.members.insert(i, (name.to_owned(), empty()));
+                i
+            }
+        };
+        let entry = &mut self.members[at].1;
         if entry.incarnation > incarnation {
             return;
         }
@@ -250,10 +259,11 @@ impl Board {
             entry.health = Some(h.clone());
             entry.at = Some(now);
         }
-        for l in links {
-            if l.peer != name {
-                let r = Reported { rtt_cms: l.rtt_cms, loss_pct: l.loss_pct, at: now };
-                entry.links.insert(l.peer.to_owned(), r);
+        for l in links.iter().filter(|l| l.peer != name) {
+            let r = Reported { rtt_cms: l.rtt_cms, loss_pct: l.loss_pct, at: now };
+            match entry.links.binary_search_by(|(p, _)| p.as_str().cmp(l.peer)) {
+                Ok(i) => entry.links[i].1 = r,
+                Err(i) => entry.links.insert(i, (l.peer.to_owned(), r)),
             }
         }
     }
@@ -261,16 +271,18 @@ impl Board {
     /// Forgets members `keep` says no to (gone from the member table) and,
     /// in every entry, links to them (`keep` must say yes to this node).
     pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.members.retain(|name, _| keep(name));
-        for g in self.members.values_mut() {
-            g.links.retain(|peer, _| keep(peer));
+        self.members.retain(|(name, _)| keep(name));
+        for (_, g) in &mut self.members {
+            g.links.retain(|(peer, _)| keep(peer));
         }
     }
 
     pub fn get(&self, name: &str) -> Option<&Gossiped> {
-        self.members.get(name)
+        let i = self.members.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok()?;
+        Some(&self.members[i].1)
     }
 
+    /// Every member's entry, in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Gossiped)> {
         self.members.iter().map(|(n, g)| (n.as_str(), g))
     }
