@@ -570,3 +570,56 @@ fn unknown_heartbeat_extensions_are_skipped() {
     let zero = Envelope { msg: hb(Some(0)), ..env.clone() };
     assert_eq!(codec(None).open(&mut codec(None).encode(&zero)), Ok(env));
 }
+
+/// Health and links are extras: a bad extension of either (a sender's bug)
+/// is left out and the heartbeat still opens, so the member stays alive.
+#[test]
+fn a_bad_health_or_links_extension_is_left_out_not_the_heartbeat() {
+    let health = Health { temp_dc: Some(483), version: "0.1.0".into(), ..Health::default() };
+    let hb = |health: Option<Health>, links: Vec<PeerLink<'static>>| {
+        Message::Heartbeat(Heartbeat {
+            data_port: 45893,
+            ip: [10, 0, 0, 1].into(),
+            hb_seq: 7,
+            relays: true,
+            baton: None,
+            sightings: vec![],
+            understands: Some(VERSION),
+            floor: None,
+            asks_views: false,
+            health,
+            links,
+        })
+    };
+    let link = PeerLink { peer: "psb", rtt_cms: Some(37), loss_pct: 0 };
+    let env = |msg| Envelope { version: VERSION, cluster: "lab", from: "psa", incarnation: 1, seq: 1, msg };
+    let good = env(hb(Some(health.clone()), vec![link]));
+    let bytes = codec(None).encode(&good);
+    assert_eq!(codec(None).open(&mut bytes.clone()), Ok(good));
+    // Unsealed, the last byte is the link's loss.
+    let mut lossy = bytes.clone();
+    *lossy.last_mut().unwrap() = 101;
+    assert_eq!(codec(None).open(&mut lossy), Ok(env(hb(Some(health.clone()), vec![]))), "a loss above 100 %");
+    let mut escaped = bytes.clone();
+    let at = escaped.windows(5).position(|w| w == b"0.1.0").expect("the version's bytes");
+    escaped[at] = 0x1b;
+    assert_eq!(
+        codec(None).open(&mut escaped),
+        Ok(env(hb(None, vec![link]))),
+        "a control character in the version"
+    );
+}
+
+#[test]
+fn links_to_names_no_member_can_have_are_not_sent() {
+    let long = "x".repeat(64);
+    let links = [
+        PeerLink { peer: &long, rtt_cms: None, loss_pct: 0 },
+        PeerLink { peer: "psb", rtt_cms: None, loss_pct: 0 },
+    ];
+    let mut b = Vec::new();
+    health::encode_links(&links, &mut b);
+    let mut back = Vec::new();
+    health::decode_links(&b, &mut back).unwrap();
+    assert_eq!(back, links[1..]);
+}

@@ -149,7 +149,8 @@ impl<T: Transport> Driver<T> {
         d.reporter = Some(Reporter::new(config));
         d.telemetry = Some(Telemetry::new(config));
         d.jobs = Jobs::new(config, now);
-        if d.inputs.status.is_some() {
+        // Only for a page to show (not for the demo's in-process snapshots).
+        if config.status.listen.is_some() && d.inputs.status.is_some() {
             d.history = Some(History::new());
             d.jobs.history = Some(Every { period: history::EVERY, next: now });
         }

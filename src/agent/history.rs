@@ -3,10 +3,10 @@
 //! members, and each node's temperature (its own sensors and the health its
 //! peers gossip), one sample every [`EVERY`].
 //!
-//! A ring buffer of fixed size, allocated once when the status endpoint is
-//! on: [`SAMPLES`] samples of [`Sample`] (plus the names of at most
-//! [`MAX_NODES`] nodes), [`History::BYTES`] bytes in all. Nothing is
-//! written to disk; a restart starts it empty.
+//! A ring buffer of fixed size when the status endpoint is on: [`SAMPLES`]
+//! samples of [`Sample`], allocated once at start, plus the names of at
+//! most [`MAX_NODES`] nodes as they are first seen: [`History::BYTES`]
+//! bytes at most. Nothing is written to disk; a restart starts it empty.
 //!
 //! Must not: grow (a node beyond [`MAX_NODES`] is not charted), or be
 //! sampled when no endpoint can show it (idle CPU).

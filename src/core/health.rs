@@ -22,6 +22,8 @@
 
 use std::time::Instant;
 
+use super::wire;
+
 /// Live throttle bits, as the firmware's `get_throttled` numbers them (bits 0-3).
 pub const UNDER_VOLTAGE: u8 = 1 << 0;
 pub const FREQ_CAPPED: u8 = 1 << 1;
@@ -30,7 +32,7 @@ pub const SOFT_TEMP_LIMIT: u8 = 1 << 3;
 
 /// The fixed part of an encoded [`Health`]: everything but the version's bytes.
 pub const HEALTH_LEN: usize = 14;
-/// Longest version string carried; a longer one is cut (at a char boundary).
+/// Longest version string carried; a longer one is cut.
 pub const MAX_VERSION: usize = 32;
 /// Stands for "no RTT" on the wire; RTTs are capped one below (655.34 ms).
 pub const MAX_RTT_CMS: u16 = u16::MAX;
@@ -76,7 +78,7 @@ impl Health {
 
     /// Bytes this takes on the wire.
     pub fn encoded_len(&self) -> usize {
-        HEALTH_LEN + 1 + version_bytes(&self.version).len()
+        HEALTH_LEN + 1 + wire_version(&self.version).len()
     }
 
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -103,7 +105,7 @@ impl Health {
         out.push(self.mem_used_pct.unwrap_or(0));
         out.extend_from_slice(&self.fan_rpm.unwrap_or(0).to_be_bytes());
         out.extend_from_slice(&self.uptime_s.unwrap_or(0).to_be_bytes());
-        let v = version_bytes(&self.version);
+        let v = wire_version(&self.version);
         out.push(v.len() as u8);
         out.extend_from_slice(v.as_bytes());
     }
@@ -112,7 +114,8 @@ impl Health {
     pub fn decode(b: &[u8]) -> Option<Self> {
         let (fixed, rest) = b.split_at_checked(HEALTH_LEN)?;
         let (&len, version) = rest.split_first()?;
-        if version.len() != usize::from(len) || version.len() > MAX_VERSION {
+        let printable = version.iter().all(|b| (b' '..=b'~').contains(b));
+        if version.len() != usize::from(len) || version.len() > MAX_VERSION || !printable {
             return None;
         }
         let version = std::str::from_utf8(version).ok()?.to_owned();
@@ -132,13 +135,10 @@ impl Health {
     }
 }
 
-/// The version as sent: at most [`MAX_VERSION`] bytes, cut at a char boundary.
-fn version_bytes(v: &str) -> &str {
-    let mut end = v.len().min(MAX_VERSION);
-    while !v.is_char_boundary(end) {
-        end -= 1;
-    }
-    &v[..end]
+/// The version as sent: printable ASCII only (anything else becomes `?`: it
+/// is shown on terminals and pages), at most [`MAX_VERSION`] bytes.
+fn wire_version(v: &str) -> String {
+    v.chars().map(|c| if (' '..='~').contains(&c) { c } else { '?' }).take(MAX_VERSION).collect()
 }
 
 /// What a node measured of its link to one peer (over its probe window).
@@ -163,14 +163,16 @@ impl PeerLink<'_> {
     }
 }
 
-/// Bytes one link to `peer` takes on the wire.
+/// Bytes one link to `peer` takes on the wire (0: it is left out).
 pub fn link_len(peer: &str) -> usize {
-    1 + peer.len() + 3
+    if peer.is_empty() || peer.len() > wire::MAX_NAME { 0 } else { 1 + peer.len() + 3 }
 }
 
 /// Appends each link (`rtt_cms` [`MAX_RTT_CMS`] stands for "none").
+/// Names longer than [`wire::MAX_NAME`] (no member has one) are left out,
+/// as the decoder would refuse them.
 pub fn encode_links(links: &[PeerLink<'_>], out: &mut Vec<u8>) {
-    for l in links {
+    for l in links.iter().filter(|l| !l.peer.is_empty() && l.peer.len() <= wire::MAX_NAME) {
         out.push(l.peer.len() as u8);
         out.extend_from_slice(l.peer.as_bytes());
         out.extend_from_slice(&l.rtt_cms.map_or(MAX_RTT_CMS, |r| r.min(MAX_RTT_CMS - 1)).to_be_bytes());
@@ -183,7 +185,7 @@ pub fn encode_links(links: &[PeerLink<'_>], out: &mut Vec<u8>) {
 pub fn decode_links<'a>(mut b: &'a [u8], into: &mut Vec<PeerLink<'a>>) -> Option<()> {
     while let Some((&len, rest)) = b.split_first() {
         let len = usize::from(len);
-        if len == 0 || len > crate::core::wire::MAX_NAME || rest.len() < len + 3 {
+        if len == 0 || len > wire::MAX_NAME || rest.len() < len + 3 {
             return None;
         }
         let peer = std::str::from_utf8(&rest[..len]).ok()?;
@@ -231,7 +233,10 @@ pub struct Board {
 }
 
 impl Board {
-    /// Takes what a heartbeat of `name` (life `incarnation`) carried.
+    /// Takes what a heartbeat of `name` (life `incarnation`) carried, of its
+    /// links only those to peers `known` says yes to (members and this
+    /// node): the board stays as small as the member table, whatever a
+    /// peer sends.
     pub fn record(
         &mut self,
         now: Instant,
@@ -239,6 +244,7 @@ impl Board {
         incarnation: u64,
         health: Option<&Health>,
         links: &[PeerLink<'_>],
+        known: impl Fn(&str) -> bool,
     ) {
         let empty = || Gossiped { incarnation, at: None, health: None, links: Vec::new() };
         let at = match self.members.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
@@ -259,7 +265,7 @@ impl Board {
             entry.health = Some(h.clone());
             entry.at = Some(now);
         }
-        for l in links.iter().filter(|l| l.peer != name) {
+        for l in links.iter().filter(|l| l.peer != name && known(l.peer)) {
             let r = Reported { rtt_cms: l.rtt_cms, loss_pct: l.loss_pct, at: now };
             match entry.links.binary_search_by(|(p, _)| p.as_str().cmp(l.peer)) {
                 Ok(i) => entry.links[i].1 = r,
@@ -319,12 +325,22 @@ mod tests {
     }
 
     #[test]
-    fn a_long_version_is_cut_at_a_char_boundary() {
-        let h = Health { version: "é".repeat(20), ..Health::default() };
+    fn the_version_goes_as_printable_ascii_and_nothing_else_is_taken() {
+        for (given, sent) in [
+            ("é".repeat(20), "?".repeat(20)),
+            ("x".repeat(40), "x".repeat(32)),
+            ("a\x1b]0;b".into(), "a?]0;b".into()),
+        ] {
+            let h = Health { version: given, ..Health::default() };
+            let mut b = Vec::new();
+            h.encode(&mut b);
+            assert_eq!(b.len(), h.encoded_len());
+            assert_eq!(Health::decode(&b).unwrap().version, sent);
+        }
         let mut b = Vec::new();
-        h.encode(&mut b);
-        let back = Health::decode(&b).unwrap();
-        assert_eq!(back.version, "é".repeat(16));
+        Health { version: "ab".into(), ..Health::default() }.encode(&mut b);
+        *b.last_mut().unwrap() = 0x1b;
+        assert_eq!(Health::decode(&b), None, "an escape character is refused");
     }
 
     #[test]
@@ -338,6 +354,29 @@ mod tests {
         assert_eq!(decode_links(&[3, b'p', b's', b'a', 0, 4, 101], &mut out), None);
         assert_eq!(decode_links(&[0, 0, 4, 1], &mut out), None);
         assert_eq!(decode_links(&[3, b'p', b's'], &mut out), None);
+    }
+
+    #[test]
+    fn the_board_keeps_links_to_known_nodes_only_and_starts_a_new_life_afresh() {
+        let now = Instant::now();
+        let mut board = Board::default();
+        let links = [
+            PeerLink { peer: "psa", rtt_cms: Some(30), loss_pct: 0 },
+            PeerLink { peer: "stranger", rtt_cms: Some(30), loss_pct: 0 },
+            PeerLink { peer: "psb", rtt_cms: Some(40), loss_pct: 0 },
+        ];
+        let known = |n: &str| n != "stranger";
+        board.record(now, "psb", 2, Some(&pi4()), &links, known);
+        let g = board.get("psb").unwrap();
+        let peers: Vec<&str> = g.links.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(peers, ["psa"], "not to strangers, not to itself");
+        board.record(now, "psb", 1, None, &links, known);
+        assert_eq!(board.get("psb").unwrap().incarnation, 2, "an older life is ignored");
+        board.record(now, "psb", 3, None, &[], known);
+        let g = board.get("psb").unwrap();
+        assert_eq!((g.incarnation, g.health.as_ref(), g.links.len()), (3, None, 0));
+        board.retain(|n| n != "psb");
+        assert!(board.get("psb").is_none());
     }
 
     #[test]

@@ -661,6 +661,14 @@ impl Keys {
     }
 }
 
+/// The bytes health and links add to a heartbeat: their extensions, as
+/// [`Codec::encode`] writes them.
+pub fn health_ext_len(health: Option<&Health>, links: &[PeerLink<'_>]) -> usize {
+    let groups = link_groups(links);
+    let links_len: usize = links.iter().map(|l| health::link_len(l.peer)).sum();
+    health.map_or(0, |h| 2 + h.encoded_len()) + links_len + 2 * groups.len()
+}
+
 /// The links as consecutive groups of at most [`MAX_EXTENSION`] bytes each
 /// (a link longer than that cannot be: names are at most [`MAX_NAME`]).
 fn link_groups<'a, 'b>(links: &'b [PeerLink<'a>]) -> Vec<&'b [PeerLink<'a>]> {
@@ -726,13 +734,13 @@ fn encode_message(msg: &Message<'_>, version: u8, out: &mut Vec<u8>) {
             if version >= 3 {
                 // Extensions: their count, then each as type | length | bytes.
                 let floor = hb.floor.filter(|f| *f > 0);
-                let groups = link_groups(&hb.links);
-                let count = 1
+                let fixed = 1
                     + usize::from(floor.is_some())
                     + usize::from(hb.asks_views)
-                    + usize::from(hb.health.is_some())
-                    + groups.len();
-                out.push(count.min(u8::MAX as usize) as u8);
+                    + usize::from(hb.health.is_some());
+                let mut groups = link_groups(&hb.links);
+                groups.truncate(u8::MAX as usize - fixed);
+                out.push((fixed + groups.len()) as u8);
                 out.extend_from_slice(&[EXT_VERSIONS, 2, MIN_VERSION, VERSION]);
                 if let Some(f) = floor {
                     out.extend_from_slice(&[EXT_FLOOR, 8]);
@@ -744,7 +752,7 @@ fn encode_message(msg: &Message<'_>, version: u8, out: &mut Vec<u8>) {
                 if let Some(h) = &hb.health {
                     put_ext(out, EXT_HEALTH, |o| h.encode(o));
                 }
-                for g in groups.iter().take(u8::MAX as usize - 4) {
+                for g in &groups {
                     put_ext(out, EXT_LINKS, |o| health::encode_links(g, o));
                 }
             }
@@ -888,12 +896,16 @@ fn decode_message<'a>(r: &mut Reader<'a>, version: u8) -> Result<Message<'a>, Wi
                             floor = Some(u64::from_be_bytes(f)).filter(|f| *f > 0);
                         }
                         EXT_ASK_VIEWS => asks_views = true,
-                        EXT_HEALTH => {
-                            health =
-                                Some(Health::decode(bytes).ok_or(WireError::Malformed("health extension"))?);
+                        // Health and links are extras: a sender's bad one
+                        // (a bug, a later release's change) is left out,
+                        // and the heartbeat still counts.
+                        EXT_HEALTH => health = Health::decode(bytes),
+                        EXT_LINKS => {
+                            let at = links.len();
+                            if health::decode_links(bytes, &mut links).is_none() {
+                                links.truncate(at);
+                            }
                         }
-                        EXT_LINKS => health::decode_links(bytes, &mut links)
-                            .ok_or(WireError::Malformed("links extension"))?,
                         // A later release's: skipped.
                         _ => {}
                     }

@@ -35,7 +35,7 @@ pub fn client(addr: &str, view: View) -> anyhow::Result<String> {
         .map_err(|e| anyhow!("the answer of {addr} is not a herd status (another version?): {e}"))?;
     Ok(match view {
         View::Cluster if snapshot.health.is_empty() => bail!(
-            "the agent at {addr} gossips no cluster health (it runs a herd older than 0.2): upgrade it, or use `herd status`"
+            "the agent at {addr} gossips no cluster health (it runs a herd release without the cluster view): upgrade it, or use `herd status`"
         ),
         View::Cluster => format::cluster_view(&snapshot),
         _ => human(&snapshot),

@@ -253,7 +253,7 @@ async fn respond(
         }
         close(reply(StatusCode::PAYLOAD_TOO_LARGE, TEXT, "requests must not have a body\n"))
     } else if !matches!(path.as_str(), "/" | "/app" | "/status" | "/metrics") {
-        reply(StatusCode::NOT_FOUND, TEXT, "not found: try /, /status or /metrics\n")
+        reply(StatusCode::NOT_FOUND, TEXT, "not found: try /, /app, /status or /metrics\n")
     } else {
         match snapshot(requests, limits.snapshot_timeout).await {
             None => {

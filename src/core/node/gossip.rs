@@ -144,14 +144,20 @@ impl<R: Rng> Node<R> {
         let links_due = to.is_some() || self.last_links.is_none_or(|t| now >= t + refresh.mul_f64(0.8));
         let health = if full { self.health.clone() } else { None };
         let stats = if full && links_due { self.link_stats(now) } else { Vec::new() };
-        let links = links_to_send(&mut self.links_cursor, &stats);
+        // Only what goes to the whole cluster moves the rotation on: a
+        // welcome's links are the newcomer's alone.
+        let mut cursor = self.links_cursor;
+        let links = links_to_send(&mut cursor, &stats);
+        if to.is_none() {
+            self.links_cursor = cursor;
+        }
         if to.is_none() && !links.is_empty() {
             self.last_links = Some(now);
         }
         if full {
             let me = &self.cfg.name;
             self.board.retain(|name| name == me || self.members.get(name).is_some());
-            let len = health_ext_len(health.as_ref(), &links) as u64;
+            let len = wire::health_ext_len(health.as_ref(), &links) as u64;
             let copies = match (to, self.cfg.fanout) {
                 (None, Fanout::Unicast) => self.members.live().count().max(1) as u64,
                 _ => 1,
@@ -316,17 +322,10 @@ pub(super) fn links_to_send<'s>(cursor: &mut usize, stats: &'s [LinkStats]) -> V
 
 /// Most links one heartbeat carries.
 pub(super) const LINKS_PER_HEARTBEAT: usize = 32;
-/// Bytes of links one heartbeat carries at most: with health and the rest of
-/// a heartbeat (about 250 bytes with the longest names) it stays far under
-/// [`wire::MAX_DATAGRAM`]. 32 links to peers with names of up to 16 bytes fit.
+/// Bytes of links one heartbeat carries at most: with health (at most 49
+/// bytes) and the rest of a sealed heartbeat (at most 272 bytes with 63-byte
+/// names) it stays under 1,000 bytes, far from [`wire::MAX_DATAGRAM`]. 32 links to peers with names of up to 16 bytes fit.
 pub(super) const LINKS_BUDGET: usize = 640;
-
-/// The bytes health and links add to a heartbeat: their extensions.
-pub(super) fn health_ext_len(health: Option<&Health>, links: &[PeerLink<'_>]) -> usize {
-    let links_len: usize = links.iter().map(|l| health::link_len(l.peer)).sum();
-    let groups = links_len.div_ceil(wire::MAX_EXTENSION);
-    health.map_or(0, |h| 2 + h.encoded_len()) + links_len + 2 * groups + 1
-}
 
 /// Every datagram gets the next `seq`: the replay window and the nonce rely on
 /// it never repeating within this life.

@@ -652,8 +652,10 @@ impl<R: Rng> Node<R> {
                 }
                 self.links.on_heartbeat(env.from, env.incarnation, hb.hb_seq);
                 if hb.health.is_some() || !hb.links.is_empty() {
-                    self.health_bytes.1 += gossip::health_ext_len(hb.health.as_ref(), &hb.links) as u64;
-                    self.board.record(now, env.from, env.incarnation, hb.health.as_ref(), &hb.links);
+                    self.health_bytes.1 += wire::health_ext_len(hb.health.as_ref(), &hb.links) as u64;
+                    let (me, members) = (&self.cfg.name, &self.members);
+                    let known = |n: &str| n == me || members.get(n).is_some();
+                    self.board.record(now, env.from, env.incarnation, hb.health.as_ref(), &hb.links, known);
                 }
             }
             Message::Leave => self.members.leave(now, env.from, changes),
