@@ -534,25 +534,28 @@ fn many_senders_all_open() {
     }
 }
 
+/// A version 3 heartbeat of psa's with no baton view and no sightings.
+fn heartbeat(floor: Option<u64>, health: Option<Health>, links: Vec<PeerLink<'static>>) -> Message<'static> {
+    Message::Heartbeat(Heartbeat {
+        data_port: 45893,
+        ip: [10, 0, 0, 1].into(),
+        hb_seq: 7,
+        relays: true,
+        baton: None,
+        sightings: vec![],
+        understands: Some(VERSION),
+        floor,
+        asks_views: false,
+        health,
+        links,
+    })
+}
+
 /// Version 3 heartbeats end with extensions: one of a type this release does
 /// not know (a later release's) is skipped, so additions need no new version.
 #[test]
 fn unknown_heartbeat_extensions_are_skipped() {
-    let hb = |floor| {
-        Message::Heartbeat(Heartbeat {
-            data_port: 45893,
-            ip: [10, 0, 0, 1].into(),
-            hb_seq: 7,
-            relays: true,
-            baton: None,
-            sightings: vec![],
-            understands: Some(VERSION),
-            floor,
-            asks_views: false,
-            health: None,
-            links: vec![],
-        })
-    };
+    let hb = |floor| heartbeat(floor, None, vec![]);
     let env =
         Envelope { version: VERSION, cluster: "lab", from: "psa", incarnation: 1, seq: 1, msg: hb(None) };
     let mut bytes = codec(None).encode(&env);
@@ -576,21 +579,7 @@ fn unknown_heartbeat_extensions_are_skipped() {
 #[test]
 fn a_bad_health_or_links_extension_is_left_out_not_the_heartbeat() {
     let health = Health { temp_dc: Some(483), version: "0.1.0".into(), ..Health::default() };
-    let hb = |health: Option<Health>, links: Vec<PeerLink<'static>>| {
-        Message::Heartbeat(Heartbeat {
-            data_port: 45893,
-            ip: [10, 0, 0, 1].into(),
-            hb_seq: 7,
-            relays: true,
-            baton: None,
-            sightings: vec![],
-            understands: Some(VERSION),
-            floor: None,
-            asks_views: false,
-            health,
-            links,
-        })
-    };
+    let hb = |health, links| heartbeat(None, health, links);
     let link = PeerLink { peer: "psb", rtt_cms: Some(37), loss_pct: 0 };
     let env = |msg| Envelope { version: VERSION, cluster: "lab", from: "psa", incarnation: 1, seq: 1, msg };
     let good = env(hb(Some(health.clone()), vec![link]));
