@@ -185,12 +185,13 @@ fn keys_kill_restart_split_and_heal_the_cluster_as_the_table_shows() {
     keys_run("0ms");
 }
 
-/// With the baton held 200 ms at each node, `k` takes it down with its
-/// holder and a survivor regenerates it; the split leaves one half without
-/// it, which regenerates its own; the heal merges the two into one.
+/// With the baton held 500 ms at each node, `k` takes it down with its
+/// holder and a survivor regenerates it (unless, as the kill line then
+/// says, the baton was between two nodes); the split leaves one half
+/// without it, which regenerates its own; the heal merges the two into one.
 #[test]
 fn paced_the_kill_and_the_split_regenerate_the_baton() {
-    keys_run("200ms");
+    keys_run("500ms");
 }
 
 /// The whole run at `hold`: k, r, p, p, then the summary and the terminal.
@@ -218,12 +219,22 @@ fn keys_run(hold: &str) {
 
     // k: the holder is killed (a crash), seen down by the three others, and
     // the baton goes on: either it was never lost or it was regenerated.
+    // Paced, the passes come on the demo's whole and half seconds, and so
+    // would the press: a quarter second off, the holder holds it still.
+    if paced {
+        thread::sleep(Duration::from_millis(250));
+    }
     demo.press("k");
     let screen =
         demo.wait("kill", Duration::from_secs(3), |s| events(s).iter().any(|l| l.contains("k: killed ")));
     let killed_line = events(&screen).into_iter().find(|l| l.contains("k: killed ")).unwrap().to_owned();
     let victim = killed_line.split("k: killed ").nth(1).and_then(|r| r.split(' ').next()).unwrap().to_owned();
-    assert!(killed_line.ends_with("(held the baton)"), "{killed_line}");
+    assert!(
+        ["(held the baton)", "(was passing the baton)", "(passed the baton last)"]
+            .iter()
+            .any(|why| killed_line.ends_with(why)),
+        "{killed_line}"
+    );
     let row = |s: &str, name: &str| rows(s).into_iter().find(|r| r[0] == name).map(|r| r.join(" "));
     assert!(row(&screen, &victim).is_some_and(|r| r.ends_with(" dead")), "{victim} not dead:\n{screen}");
     let others: Vec<String> =
@@ -239,7 +250,12 @@ fn keys_run(hold: &str) {
         );
         let regenerated = ev.iter().any(|l| l.contains("regenerated the baton"));
         let lived_on = ev.iter().any(|l| l.contains(&format!("lived on without {victim}")));
-        let on = if paced { regenerated } else { regenerated || lived_on };
+        // Paced, a kill of the node that held the baton must lose it.
+        let on = if paced && killed_line.ends_with("(held the baton)") {
+            regenerated
+        } else {
+            regenerated || lived_on
+        };
         others.iter().all(|o| down.contains(o)) && on
     });
     assert!(rows(&screen).iter().filter(|r| r[0] != victim).all(|r| r.get(1) == Some(&"3")), "{screen}");
@@ -270,7 +286,7 @@ fn keys_run(hold: &str) {
         let ev = events(s);
         let regenerations = ev.iter().filter(|l| l.contains("regenerated the baton")).count();
         if paced {
-            regenerations >= 2 && ev.iter().any(|l| l.contains("two batons: one per half"))
+            regenerations >= 1 && ev.iter().any(|l| l.contains("two batons: one per half"))
         } else {
             ev.iter().any(|l| l.contains("two batons") || l.contains("regenerated the baton"))
         }
@@ -306,7 +322,7 @@ fn keys_run(hold: &str) {
         ("split", 1),
         ("heal", 1),
         ("merge", 1),
-        ("regeneration", if paced { 2 } else { 0 }),
+        ("regeneration", if paced { 1 } else { 0 }),
     ] {
         let n = count(summary, word).unwrap_or_else(|| panic!("no {word} count in {summary:?}"));
         assert!(n >= at_least, "{n} {word}(s) in {summary:?}");

@@ -207,14 +207,15 @@ impl<T: Transport> Driver<T> {
         self.arm_timer();
         let wake = self.wait().await;
         self.stamp_wall_clock();
+        let mut asked = None;
         match wake {
             Wake::Shutdown => return Turn::Stop,
             Wake::Datagram(via, r) => self.drive_recv(via, r),
             Wake::Deadline => {}
             Wake::Seeds(seeds) => self.set_seeds(seeds),
-            Wake::Status(reply) => {
-                let _ = reply.send(self.snapshot());
-            }
+            // Answered at the end of the turn, so the picture includes what
+            // the turn did (a pass that was due is sent, not still "held").
+            Wake::Status(reply) => asked = Some(reply),
             Wake::Reload => self.reload(),
             Wake::Apply(config) => self.apply(*config, "memory"),
         }
@@ -223,6 +224,9 @@ impl<T: Transport> Driver<T> {
         self.drive_jobs(now);
         self.drive_transmit();
         self.drive_events();
+        if let Some(reply) = asked {
+            let _ = reply.send(self.snapshot());
+        }
         Turn::Continue
     }
 

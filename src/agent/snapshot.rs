@@ -145,8 +145,12 @@ pub struct BatonStatus {
     pub epoch: Option<u64>,
     /// The highest counter this node has seen.
     pub counter: u64,
-    /// This node holds the baton now.
+    /// This node holds the baton now (or is passing it).
     pub holding: bool,
+    /// ...and a pass of it is on its way, not yet acknowledged: the next
+    /// node may already have it.
+    #[serde(default)]
+    pub passing: bool,
     /// The baton it holds, as `<epoch>.<origin>` (origin in hex): two nodes
     /// holding different ids at once means two batons (the lab tests count
     /// them this way); the same id twice is one baton in mid-pass.
@@ -260,6 +264,7 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
             epoch: relay.best().map(|b| b.epoch),
             counter: relay.high(),
             holding: relay.holding().is_some(),
+            passing: relay.holding().is_some() && !relay.holding_still(),
             held_id: relay.holding().map(|(id, _)| format!("{}.{:016x}", id.epoch, id.origin)),
             holder: node.holder(i.now).map(str::to_owned),
             passes: i.totals.passes,

@@ -45,6 +45,17 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Configs queued per agent: a few presses of `p` in a row.
 const CONTROL_QUEUE: usize = 8;
 
+/// How the agent `k` kills held the baton, by its own status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Held {
+    /// Holding it, not passing it.
+    Still,
+    /// A pass of it on its way, not yet acknowledged.
+    Passing,
+    /// It said neither: the last to send a `baton` gauge (the metrics').
+    LastGauge,
+}
+
 pub(super) struct Cluster {
     tasks: JoinSet<(String, Result<()>)>,
     agents: Vec<Agent>,
@@ -92,24 +103,25 @@ impl Cluster {
         self.agents.iter().filter(|a| a.running.is_some()).count()
     }
 
-    /// The live agent that holds the baton now, as its own status says
-    /// (`baton.holding`, what `herd status` shows), asked of every live
-    /// agent in turn; `None` if none does (it is between two of them).
-    pub(super) async fn holder(&self) -> Option<usize> {
+    /// The live agent that holds the baton now, as its own status says (what
+    /// `herd status` shows), asked of every live agent in turn: one that
+    /// holds it still, else one that is passing it (`Held::Passing`: the
+    /// next node may have it already); `None` if none says so.
+    pub(super) async fn holder(&self) -> Option<(usize, Held)> {
+        let mut passing = None;
         for (i, a) in self.agents.iter().enumerate() {
             let Some(r) = &a.running else { continue };
             let (tx, rx) = oneshot::channel();
             if r.snapshots.send(tx).await.is_err() {
                 continue;
             }
-            let answer = tokio::time::timeout(SNAPSHOT_TIMEOUT, rx).await;
-            if let Ok(Ok(s)) = answer
-                && s.baton.holding
-            {
-                return Some(i);
+            match tokio::time::timeout(SNAPSHOT_TIMEOUT, rx).await {
+                Ok(Ok(s)) if s.baton.holding && !s.baton.passing => return Some((i, Held::Still)),
+                Ok(Ok(s)) if s.baton.holding => passing = passing.or(Some((i, Held::Passing))),
+                _ => {}
             }
         }
-        None
+        passing
     }
 
     /// Crashes agent `i` (see the module doc); false if it is dead already.

@@ -16,6 +16,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::cluster::Held;
 use super::listener::{Reported, Seen};
 
 /// With one baton every pass raises the highest counter by one; with two
@@ -162,11 +163,17 @@ impl Events {
 
     /// `k`: the demo aborted `node`'s task, which held the baton as far as
     /// the metrics tell. Each live node on its side owes one down.
-    pub(super) fn killed(&mut self, at: Instant, node: usize) {
+    /// `k`: the demo crashed `node`, which held the baton as `held` says.
+    pub(super) fn killed(&mut self, at: Instant, node: usize, held: Held) {
         self.settle();
         self.dead[node] = true;
         self.counts.kills += 1;
-        self.line(at, format!("k: killed {} (held the baton)", self.names[node]));
+        let why = match held {
+            Held::Still => "held the baton",
+            Held::Passing => "was passing the baton",
+            Held::LastGauge => "passed the baton last",
+        };
+        self.line(at, format!("k: killed {} ({why})", self.names[node]));
         let side = self.side(node);
         let observers: Vec<usize> = self.live().filter(|&i| self.side(i) == side).collect();
         self.owe(self.names[node].clone(), &observers, 1);
@@ -434,7 +441,7 @@ mod tests {
     fn a_kill_is_seen_down_by_the_others_then_regenerated() {
         let t0 = Instant::now();
         let mut e = Events::new(&names(4), t0);
-        e.killed(at(t0, 12_300), 1);
+        e.killed(at(t0, 12_300), 1, Held::Still);
         assert_eq!(e.status(1), "dead");
         assert_eq!(e.status(0), "live");
         e.observe(vec![
@@ -514,7 +521,7 @@ mod tests {
     fn a_restart_rejoins_and_its_late_downs_are_taken_silently() {
         let t0 = Instant::now();
         let mut e = Events::new(&names(3), t0);
-        e.killed(at(t0, 1_000), 2);
+        e.killed(at(t0, 1_000), 2, Held::Still);
         e.observe(vec![seen(at(t0, 2_000), 0, Reported::Down(1))]);
         e.restarted(at(t0, 2_500), &[2]);
         assert_eq!(e.status(2), "live");
@@ -542,7 +549,7 @@ mod tests {
         e.split(at(t0, 0), 2);
         e.observe((0..4).map(|i| seen(at(t0, 2_000), i, Reported::Down(2))).collect());
         e.tick(at(t0, 2_500), 0.0, None);
-        e.killed(at(t0, 3_000), 3);
+        e.killed(at(t0, 3_000), 3, Held::Still);
         assert!(e.is_dead(3) && e.is_split());
         e.observe(vec![seen(at(t0, 5_000), 2, Reported::Down(1))]);
         e.tick(at(t0, 5_500), 0.0, None);

@@ -64,7 +64,7 @@ mod keys;
 mod listener;
 mod table;
 
-use cluster::Cluster;
+use cluster::{Cluster, Held};
 use events::Events;
 use keys::Key;
 use listener::{Stats, statsd_listener};
@@ -263,12 +263,13 @@ async fn press(
                 return Ok(());
             }
             let asked = cluster.holder().await;
-            let Some(holder) = asked.or_else(|| stats.holder(|i| cluster.is_live(i))) else {
+            let last_gauge = || stats.holder(|i| cluster.is_live(i)).map(|i| (i, Held::LastGauge));
+            let Some((holder, held)) = asked.or_else(last_gauge) else {
                 events.refused(now, "k: no baton seen yet (the relay starts 2 s after the agents)");
                 return Ok(());
             };
             if cluster.kill(holder) {
-                events.killed(now, holder);
+                events.killed(now, holder, held);
             }
         }
         Key::Restart => {

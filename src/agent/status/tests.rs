@@ -45,6 +45,7 @@ fn sample() -> Snapshot {
             epoch: Some(3),
             counter: 1841,
             holding: false,
+            passing: false,
             held_id: None,
             holder: Some("psb".into()),
             passes: 120,
