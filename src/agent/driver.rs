@@ -10,15 +10,16 @@
 //!    did and which cost a tenth of the relay's CPU), in a fixed order with
 //!    the data socket last, so a flood on it cannot hide any other source:
 //!    shutdown, the gossip socket, the one timer, new heartbeat targets,
-//!    status requests, reloads (SIGHUP, or a config handed in), the data
-//!    socket.
+//!    a network change (netlink), status requests, reloads (SIGHUP, or a
+//!    config handed in), the data socket.
 //! 2. the input: datagrams into the core (on the data path, the baton's,
 //!    what each caused is sent at once and the rest of the burst is taken
-//!    before going back to epoll), seeds, or a snapshot for the endpoint;
+//!    before going back to epoll), seeds, the network followed again
+//!    (`drive_network`), or a snapshot for the endpoint;
 //! 3. `drive_timer`: the core's deadline, checked after every
 //!    input so a busy socket cannot starve it;
-//! 4. `drive_jobs`: the periodic jobs (StatsD flush, telemetry,
-//!    re-deriving the advertised IP);
+//! 4. `drive_jobs`: the periodic jobs (StatsD flush, telemetry, the page's
+//!    history; the network re-checked while the agent waits for one);
 //! 5. `drive_transmit`: everything the core queued;
 //! 6. `drive_events`: the core's events to the [`Reporter`].
 //!
@@ -38,7 +39,7 @@ use tokio::time::Sleep;
 use tracing::{debug, info, warn};
 
 use super::history::{self, History};
-use super::net;
+use super::network::{self, State};
 use super::process;
 use super::report::Reporter;
 use super::snapshot::{self, SnapshotRequest, Traffic};
@@ -54,8 +55,10 @@ const RECV_BUF: usize = 65536;
 /// Most data-socket datagrams handled in one turn before the other sources
 /// get a look in.
 const DRAIN: usize = 64;
-/// How often a derived advertised IP is checked again (see `net::own_ip`).
-const OWN_IP_EVERY: Duration = Duration::from_secs(30);
+/// How often the network is followed again without a netlink wake-up: while
+/// the agent waits for one (a cause netlink does not report, such as a
+/// multicast route refused), and always when netlink is not available.
+const NETWORK_RECHECK: Duration = Duration::from_secs(5);
 const SEND_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 /// When nothing at all is due (only after the core left): the timer's
 /// deadline, so it never fires for nothing.
@@ -69,6 +72,8 @@ pub struct Inputs {
     pub shutdown: Option<oneshot::Receiver<()>>,
     /// New unicast heartbeat targets (static hosts, DNS), from the resolver.
     pub seeds: Option<mpsc::Receiver<Vec<SocketAddr>>>,
+    /// The host's addresses, links or routes changed (`network::watch`).
+    pub network: Option<mpsc::Receiver<()>>,
     /// Snapshot requests from the status endpoint.
     pub status: Option<mpsc::Receiver<SnapshotRequest>>,
     /// Re-read the config file (SIGHUP).
@@ -107,6 +112,7 @@ enum Wake {
     /// The core's deadline or a periodic job may be due.
     Deadline,
     Seeds(Vec<SocketAddr>),
+    Network,
     Status(SnapshotRequest),
     Reload,
     Apply(Box<Config>),
@@ -123,9 +129,10 @@ pub struct Driver<T> {
     telemetry: Option<Telemetry>,
     /// The page's charts: only with a status endpoint.
     history: Option<History>,
-    /// For re-deriving the advertised IP (`net::own_ip`), with the seeds.
+    /// What `network::follow` needs, with the seeds.
     gossip: GossipSection,
     seeds: Vec<SocketAddr>,
+    net: NetView,
     /// The config running now, where it was read from (`None`: the built-in
     /// defaults) and when (a reload re-reads the same file).
     config: Config,
@@ -162,7 +169,7 @@ impl<T: Transport> Driver<T> {
     pub fn quiet(config: &Config, node: Node<SmallRng>, transport: T, inputs: Inputs) -> Driver<T> {
         let jobs = Jobs::default();
         let timer = Box::pin(tokio::time::sleep_until(jobs.next(&node).into()));
-        Driver {
+        let mut d = Driver {
             node,
             transport,
             inputs,
@@ -173,6 +180,7 @@ impl<T: Transport> Driver<T> {
             history: None,
             gossip: config.gossip.clone(),
             seeds: Vec::new(),
+            net: NetView { state: None, since: Instant::now(), changes: 0, recheck: None },
             config: config.clone(),
             config_file: None,
             config_loaded: SystemTime::now(),
@@ -183,7 +191,16 @@ impl<T: Transport> Driver<T> {
             started: Instant::now(),
             gbuf: vec![0; RECV_BUF].into_boxed_slice(),
             dbuf: vec![0; RECV_BUF].into_boxed_slice(),
-        }
+        };
+        // Before the first heartbeat: the group joined, the address known
+        // (or what the agent waits for said).
+        d.drive_network(Instant::now());
+        d
+    }
+
+    /// What the agent waits for before it can reach the cluster, if anything.
+    pub fn waiting(&self) -> Option<&network::Waiting> {
+        self.net.state.as_ref().and_then(State::waiting)
     }
 
     /// The file the config was read from, which a reload reads again.
@@ -213,6 +230,7 @@ impl<T: Transport> Driver<T> {
             Wake::Datagram(via, r) => self.drive_recv(via, r),
             Wake::Deadline => {}
             Wake::Seeds(seeds) => self.set_seeds(seeds),
+            Wake::Network => self.drive_network(Instant::now()),
             // Answered at the end of the turn, so the picture includes what
             // the turn did (a pass that was due is sent, not still "held").
             Wake::Status(reply) => asked = Some(reply),
@@ -263,7 +281,8 @@ impl<T: Transport> Driver<T> {
     /// (`pass_timeout` after the pass), and re-arming it every turn cost more
     /// than the spurious wake-up (at most one per `pass_timeout`).
     fn arm_timer(&mut self) {
-        let deadline = self.jobs.next(&self.node).into();
+        let deadline =
+            self.jobs.next(&self.node).min(self.net.recheck.unwrap_or(Instant::now() + IDLE)).into();
         if deadline < self.timer.deadline() || self.timer.is_elapsed() {
             self.timer.as_mut().reset(deadline);
         }
@@ -284,6 +303,13 @@ impl<T: Transport> Driver<T> {
             }
             if let Some(Poll::Ready(Some(s))) = inputs.seeds.as_mut().map(|rx| rx.poll_recv(cx)) {
                 return Poll::Ready(Wake::Seeds(s));
+            }
+            if let Some(Poll::Ready(changed)) = inputs.network.as_mut().map(|rx| rx.poll_recv(cx)) {
+                if changed.is_none() {
+                    // The watch ended (logged there): re-checked on a timer now.
+                    inputs.network = None;
+                }
+                return Poll::Ready(Wake::Network);
             }
             if let Some(Poll::Ready(Some(reply))) = inputs.status.as_mut().map(|rx| rx.poll_recv(cx)) {
                 return Poll::Ready(Wake::Status(reply));
@@ -331,9 +357,61 @@ impl<T: Transport> Driver<T> {
 
     /// Step 2, new heartbeat targets: the advertised IP may follow them.
     fn set_seeds(&mut self, seeds: Vec<SocketAddr>) {
-        self.node.set_ip(net::own_ip(&self.gossip, &seeds));
-        self.node.set_seeds(Instant::now(), seeds.clone());
-        self.seeds = seeds;
+        let now = Instant::now();
+        self.seeds = seeds.clone();
+        self.drive_network(now);
+        self.node.set_seeds(now, seeds);
+    }
+
+    /// Step 2, the network followed again (at start, on a netlink wake-up,
+    /// new seeds, a send that found the network gone, or the re-check while
+    /// waiting): the group joined where heartbeats go out, a new address
+    /// announced to the cluster at once, and a change said once: WARN when
+    /// the agent starts waiting, INFO when it is back or renumbered.
+    fn drive_network(&mut self, now: Instant) {
+        let state = self.transport.follow_network(&self.gossip, &self.seeds);
+        let watched = self.inputs.network.is_some();
+        self.net.recheck = (state.waiting().is_some() || !watched).then_some(now + NETWORK_RECHECK);
+        if self.net.state.as_ref() == Some(&state) {
+            return;
+        }
+        let ip = state.ip(&self.gossip);
+        let via = match &state {
+            State::Ready { interface: Some(i), .. } => i.as_str(),
+            _ => "-",
+        };
+        match (self.net.state.as_ref(), &state) {
+            (None | Some(State::Ready { .. }), State::Waiting(why)) => {
+                warn!("waiting for a network: {why}; herd keeps running and joins as soon as there is one")
+            }
+            (Some(State::Waiting(_)), State::Waiting(why)) => info!("still waiting for a network: {why}"),
+            (None, State::Ready { .. }) => info!(%ip, interface = via, "network ready"),
+            (Some(State::Waiting(_)), State::Ready { .. }) => {
+                let waited = now.saturating_duration_since(self.net.since);
+                info!(%ip, interface = via, waited = ?waited, "network ready: joining the cluster");
+            }
+            (Some(State::Ready { ip: old, .. }), State::Ready { .. }) => {
+                info!(from = %old, to = %ip, interface = via, "network changed: telling the cluster");
+            }
+        }
+        if self.net.state.is_some() {
+            self.net.changes += 1;
+        }
+        let status = match state.waiting() {
+            Some(why) => format!("waiting for a network: {why}"),
+            None => format!("running on {via} as {ip}"),
+        };
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Status(&status)]) {
+            debug!(error = %e, "sd_notify STATUS failed");
+        }
+        self.node.set_ip(now, ip);
+        // Waiting for another reason is the same wait.
+        let still_waiting =
+            state.waiting().is_some() && self.net.state.as_ref().and_then(State::waiting).is_some();
+        if !still_waiting {
+            self.net.since = now;
+        }
+        self.net.state = Some(state);
     }
 
     /// Step 2, a status request: the picture of this agent now.
@@ -348,6 +426,7 @@ impl<T: Transport> Driver<T> {
             config_file: self.config_file.as_deref(),
             config_loaded: self.config_loaded,
             history: self.history.as_ref(),
+            network: self.net.status(Instant::now(), &self.gossip),
         })
     }
 
@@ -432,9 +511,8 @@ impl<T: Transport> Driver<T> {
         {
             h.sample(&self.node, now, self.started);
         }
-        // A derived address can change under us (DHCP).
-        if Jobs::due(&mut self.jobs.own_ip, now) {
-            self.node.set_ip(net::own_ip(&self.gossip, &self.seeds));
+        if self.net.recheck.is_some_and(|at| now >= at) {
+            self.drive_network(now);
         }
     }
 
@@ -454,7 +532,15 @@ impl<T: Transport> Driver<T> {
                 }
                 Err(e) => {
                     self.send_errors += 1;
-                    if self.send_log.allow(Instant::now()).is_some() {
+                    let gone = network::is_gone(&e);
+                    if gone && self.waiting().is_none() {
+                        // Netlink is usually first; this covers a host without it.
+                        self.net.recheck = Some(Instant::now());
+                    }
+                    if gone && self.waiting().is_some() {
+                        // Said once, when the agent started waiting.
+                        debug!(to = %self.transport.addr(t.dest), error = %e, "cannot send: no network");
+                    } else if self.send_log.allow(Instant::now()).is_some() {
                         let to = self.transport.addr(t.dest);
                         warn!(%to, error = %e, total = self.send_errors, "cannot send datagram");
                     }
@@ -495,14 +581,44 @@ impl<T: Transport> Driver<T> {
     }
 }
 
+/// The network as last followed (see `network::follow`).
+struct NetView {
+    /// `None` before the first look (at construction).
+    state: Option<State>,
+    /// When it changed to `state`.
+    since: Instant,
+    /// Changes followed since the first look.
+    changes: u64,
+    /// When to follow it again without a wake-up: while waiting, or without
+    /// netlink.
+    recheck: Option<Instant>,
+}
+
+impl NetView {
+    fn status(&self, now: Instant, g: &GossipSection) -> snapshot::NetworkStatus {
+        let state = self.state.as_ref();
+        snapshot::NetworkStatus {
+            state: if state.and_then(State::waiting).is_some() { "waiting" } else { "ready" }.to_owned(),
+            waiting_for: state.and_then(State::waiting).map(ToString::to_string),
+            interface: match state {
+                Some(State::Ready { interface, .. }) => interface.clone(),
+                _ => None,
+            },
+            address: state
+                .map_or(network::advertised(g, std::net::Ipv4Addr::UNSPECIFIED), |s| s.ip(g))
+                .to_string(),
+            since_ms: now.saturating_duration_since(self.since).as_millis() as u64,
+            changes: self.changes,
+        }
+    }
+}
+
 /// The periodic jobs. Each runs at most once per period; a late turn delays
 /// the next run rather than bunching runs up.
 #[derive(Default)]
 struct Jobs {
     flush: Option<Every>,
     telemetry: Option<Every>,
-    /// Only when the advertised IP is derived (see `net::own_ip`).
-    own_ip: Option<Every>,
     /// Only with a status endpoint (the page's charts).
     history: Option<Every>,
 }
@@ -520,8 +636,6 @@ impl Jobs {
         Jobs {
             flush: every(config.statsd.flush_interval),
             telemetry: every(config.telemetry.interval),
-            own_ip: net::derives_ip(&config.gossip)
-                .then_some(Every { period: OWN_IP_EVERY, next: now + OWN_IP_EVERY }),
             history: None,
         }
     }
@@ -539,7 +653,7 @@ impl Jobs {
     /// When the loop must next wake: the earliest of the jobs and the core's
     /// deadline.
     fn next<R: rand::Rng>(&self, node: &Node<R>) -> Instant {
-        let jobs = [self.flush, self.telemetry, self.own_ip, self.history].map(|j| j.map(|e| e.next));
+        let jobs = [self.flush, self.telemetry, self.history].map(|j| j.map(|e| e.next));
         let earliest = jobs.into_iter().chain([node.poll_timeout()]).flatten().min();
         earliest.unwrap_or_else(|| Instant::now() + IDLE)
     }

@@ -10,8 +10,11 @@
 //!   drive the same [`driver::Driver`].
 //! - [`transport`]: the datagram device behind a small trait: the UDP sockets,
 //!   and an in-memory network for unit tests.
-//! - [`net`]: the sockets (socket2: multicast join, TTL, loop, reuse) and the
-//!   resolver of static hosts and DNS names; the advertised IP.
+//! - [`net`]: the sockets (socket2: TTL, loop, reuse, bound with or without
+//!   a network) and the resolver of static hosts and DNS names.
+//! - [`network`]: the host's network followed as the kernel reports it
+//!   (netlink): the multicast group joined where heartbeats go out, the
+//!   advertised IP, or what the agent waits for.
 //! - [`report`]: core events into logs and metrics: the one place that counts.
 //! - [`statsd`]: the cadence client and its sinks (UDP or Unix datagram), tags.
 //! - [`telemetry`]: a sensor reading and link statistics into gauges.
@@ -27,6 +30,7 @@
 pub mod driver;
 pub mod history;
 pub mod net;
+pub mod network;
 pub mod ping;
 pub mod process;
 pub mod report;

@@ -3,14 +3,17 @@
 //!
 //! - The gossip socket is bound to `if_addr:port` with SO_REUSEADDR and
 //!   SO_REUSEPORT, so several agents on one host share the gossip port; in the
-//!   multicast strategy it joins `multicast_addr` on `multicast_if`, sends with
-//!   TTL `multicast_ttl` through `multicast_if`, with loopback on (agents on
-//!   the same host hear each other). With `broadcast_only` it sends to
-//!   `multicast_addr` as a broadcast address instead of joining a group.
+//!   multicast strategy it sends with TTL `multicast_ttl`, with loopback on
+//!   (agents on the same host hear each other), and joins the group where
+//!   `network::follow` says (not here: the network may not be there yet).
+//!   With `broadcast_only` it sends to `multicast_addr` as a broadcast
+//!   address instead of joining a group.
 //! - The data socket is this agent's own unicast port (`data_port`, 0 = any
 //!   free port), for probes and the baton.
+//! - Neither needs a network to be bound: an `if_addr` this host does not
+//!   have yet is bound with IP_FREEBIND and used once the address comes.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -19,6 +22,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::network::Group;
 use crate::config::{GossipSection, Strategy};
 
 pub struct Sockets {
@@ -26,6 +30,8 @@ pub struct Sockets {
     pub data: UdpSocket,
     /// Where `Dest::Group` datagrams go: the multicast group or broadcast address.
     pub group: SocketAddr,
+    /// The gossip socket's group membership, kept by `network::follow`.
+    pub membership: Group,
 }
 
 /// Receive buffer asked of the kernel: room for bursts of heartbeats from a
@@ -37,6 +43,7 @@ pub fn bind(g: &GossipSection) -> Result<Sockets> {
     let data_addr = SocketAddrV4::new(g.if_addr, g.data_port);
     let data = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     data.set_nonblocking(true)?;
+    free_bind(&data, g)?;
     let _ = data.set_recv_buffer_size(RECV_BUFFER);
     data.bind(&data_addr.into()).with_context(|| {
         format!("cannot bind the data socket to {data_addr} ([gossip] if_addr, data_port; data_port = 0 picks a free port)")
@@ -45,7 +52,17 @@ pub fn bind(g: &GossipSection) -> Result<Sockets> {
         gossip: UdpSocket::from_std(gossip.into())?,
         data: UdpSocket::from_std(data.into())?,
         group: SocketAddr::V4(SocketAddrV4::new(g.multicast_addr, g.port)),
+        membership: Group::default(),
     })
+}
+
+/// An `if_addr` may not be on any interface yet (DHCP, Wi-Fi): IP_FREEBIND
+/// lets the socket bind it anyway and receive once it is there.
+fn free_bind(sock: &Socket, g: &GossipSection) -> Result<()> {
+    if !g.if_addr.is_unspecified() {
+        sock.set_freebind_v4(true).context("cannot set IP_FREEBIND for [gossip] if_addr")?;
+    }
+    Ok(())
 }
 
 fn gossip_socket(g: &GossipSection) -> Result<Socket> {
@@ -54,6 +71,7 @@ fn gossip_socket(g: &GossipSection) -> Result<Socket> {
     #[cfg(unix)]
     sock.set_reuse_port(true)?;
     sock.set_nonblocking(true)?;
+    free_bind(&sock, g)?;
     let _ = sock.set_recv_buffer_size(RECV_BUFFER);
     let addr = SocketAddrV4::new(g.if_addr, g.port);
     sock.bind(&addr.into())
@@ -65,57 +83,9 @@ fn gossip_socket(g: &GossipSection) -> Result<Socket> {
         sock.set_broadcast(true).context("cannot enable broadcast on the gossip socket")?;
         return Ok(sock);
     }
-    let iface = if g.multicast_if.is_unspecified() {
-        "the default interface".to_owned()
-    } else {
-        g.multicast_if.to_string()
-    };
-    sock.join_multicast_v4(&g.multicast_addr, &g.multicast_if).with_context(|| {
-        format!(
-            "cannot join multicast group {} on {iface}; set [gossip] multicast_if to the address of \
-             the interface to use (e.g. \"127.0.0.1\" on a single machine), or use strategy = \"static\"",
-            g.multicast_addr
-        )
-    })?;
-    sock.set_multicast_if_v4(&g.multicast_if)
-        .with_context(|| format!("cannot send multicast through {iface} ([gossip] multicast_if)"))?;
     sock.set_multicast_ttl_v4(g.multicast_ttl)?;
     sock.set_multicast_loop_v4(true)?;
     Ok(sock)
-}
-
-/// Whether [`own_ip`] has to work the address out (neither `if_addr` nor
-/// `multicast_if` names it).
-pub fn derives_ip(g: &GossipSection) -> bool {
-    g.if_addr.is_unspecified() && g.multicast_if.is_unspecified()
-}
-
-/// The IP this agent advertises in its heartbeats: `if_addr` or
-/// `multicast_if` when set, else the source address the kernel picks towards
-/// the peers (the group, the broadcast address or the first seed), found by
-/// connecting a UDP socket (nothing is sent). `0.0.0.0` if there is no route
-/// yet: peers then use the datagrams' source.
-pub fn own_ip(g: &GossipSection, seeds: &[SocketAddr]) -> Ipv4Addr {
-    if !g.if_addr.is_unspecified() {
-        return g.if_addr;
-    }
-    if !g.multicast_if.is_unspecified() {
-        return g.multicast_if;
-    }
-    let target = match g.strategy {
-        Strategy::Multicast => Some(SocketAddr::from((g.multicast_addr, g.port))),
-        Strategy::Static | Strategy::Dns => seeds.first().copied(),
-    };
-    let found = target.and_then(|target| {
-        let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-        let _ = sock.set_broadcast(true);
-        sock.connect(target).ok()?;
-        match sock.local_addr().ok()?.ip() {
-            IpAddr::V4(ip) => Some(ip),
-            IpAddr::V6(_) => None,
-        }
-    });
-    found.unwrap_or(Ipv4Addr::UNSPECIFIED)
 }
 
 /// Resolves the unicast heartbeat targets every `every` and publishes them

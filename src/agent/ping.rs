@@ -15,7 +15,7 @@ use rand::rngs::SmallRng;
 
 use super::driver::{Driver, Inputs, Turn};
 use super::net;
-use super::runtime::{node_config, start_resolver};
+use super::runtime::{node_config, start_network_watch, start_resolver};
 use crate::config::Config;
 use crate::core::links::LinkConfig;
 use crate::core::node::Node;
@@ -34,6 +34,7 @@ pub async fn run(mut config: Config, count: usize) -> Result<String> {
     let mut cfg = node_config(&config, sockets.data.local_addr()?.port());
     cfg.links = LinkConfig { probe_interval: PROBE_EVERY, window: count, sweep: true };
     let (resolver, seeds) = start_resolver(&config, &cfg);
+    let (watch, network) = start_network_watch();
     let started = Instant::now();
     // Members answer our first heartbeat at once; allow a whole interval for
     // the static and DNS strategies, then `count` probe rounds, then a second
@@ -42,16 +43,21 @@ pub async fn run(mut config: Config, count: usize) -> Result<String> {
         started + config.gossip.heartbeat_interval + PROBE_EVERY * count as u32 + Duration::from_secs(1);
     let (shutdown, timer) = Inputs::shutdown_on(tokio::time::sleep_until(end.into()));
     let node = Node::new(cfg, rand::make_rng::<SmallRng>(), started);
-    let inputs = Inputs { shutdown: Some(shutdown), seeds, status: None, reload: None, apply: None };
+    let inputs = Inputs { shutdown: Some(shutdown), seeds, network, status: None, reload: None, apply: None };
     let mut driver = Driver::quiet(&config, node, sockets, inputs);
+    let stop =
+        |tasks: [Option<tokio::task::JoinHandle<()>>; 3]| tasks.into_iter().flatten().for_each(|t| t.abort());
+    if let Some(why) = driver.waiting() {
+        let why = why.to_string();
+        stop([resolver, watch, Some(timer)]);
+        bail!("cannot ping: no network ({why})");
+    }
     while driver.turn().await == Turn::Continue {}
     let now = Instant::now();
     let stats = driver.node().link_stats(now);
     let rejected = driver.node().rejections();
     driver.leave();
-    for task in [resolver, Some(timer)].into_iter().flatten() {
-        task.abort();
-    }
+    stop([resolver, watch, Some(timer)]);
     if stats.is_empty() {
         let hint = if rejected.auth > 0 {
             format!(" ({} datagrams failed authentication: is [gossip] secret the cluster's?)", rejected.auth)

@@ -1,6 +1,8 @@
 //! runtime: `herd run`'s set-up, its loop and its tear-down, nothing else.
-//! Set-up binds the sockets, logs the start, starts the resolver and the
-//! status endpoint, tells systemd it is ready and builds the [`Driver`];
+//! Set-up binds the sockets (no network needed), logs the start, starts the
+//! resolver, the network watch and the status endpoint, builds the
+//! [`Driver`] (which joins the cluster, or says what network it waits for)
+//! and tells systemd it is ready;
 //! the loop is `driver.turn()` until shutdown; tear-down leaves the cluster
 //! (baton handed off, leave announced, metrics flushed, summary logged) and
 //! stops the helper tasks, so `herd run` exits well within 2 s of SIGTERM.
@@ -14,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::driver::{Driver, Inputs, Turn};
 use super::net;
+use super::network;
 use super::snapshot::SnapshotRequest;
 use super::status;
 use crate::config::{Config, Strategy};
@@ -84,19 +87,21 @@ async fn run_inner(
         );
     }
     let (resolver, seeds) = start_resolver(&config, &node_cfg);
+    let (watch, network) = start_network_watch();
     let (status_task, status) = start_status(&config).await;
     let (shutdown, stopper) = Inputs::shutdown_on(shutdown);
     let node = Node::new(node_cfg, rand::make_rng::<SmallRng>(), std::time::Instant::now());
     let (reload_task, reload) = start_reload_signal();
     // Aborted when this future ends or is dropped (a crash, see `run_with`).
-    let _helpers = Helpers([resolver, status_task, reload_task, Some(stopper)]);
+    let _helpers = Helpers([resolver, watch, status_task, reload_task, Some(stopper)]);
     let (apply, snapshots) = control.map_or((None, None), |c| (Some(c.configs), Some(c.snapshots)));
     let status = status.or(snapshots);
-    let inputs = Inputs { shutdown: Some(shutdown), seeds, status, reload, apply };
+    let inputs = Inputs { shutdown: Some(shutdown), seeds, network, status, reload, apply };
     let mut driver = Driver::new(&config, node, sockets, inputs);
     driver.set_config_file(config_file);
-    // systemd (Type=notify): the sockets are bound, peers can find us. Without
-    // $NOTIFY_SOCKET this does nothing.
+    // systemd (Type=notify): the sockets are bound, and the agent runs,
+    // whether it has a network yet or not (`systemctl status herd` shows
+    // which). Without $NOTIFY_SOCKET this does nothing.
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         debug!(error = %e, "sd_notify READY failed");
     }
@@ -108,9 +113,9 @@ async fn run_inner(
     Ok(())
 }
 
-/// The agent's helper tasks (resolver, status endpoint, SIGHUP, shutdown),
-/// aborted when the agent's future returns or is dropped.
-struct Helpers([Option<tokio::task::JoinHandle<()>>; 4]);
+/// The agent's helper tasks (resolver, network watch, status endpoint,
+/// SIGHUP, shutdown), aborted when the agent's future returns or is dropped.
+struct Helpers([Option<tokio::task::JoinHandle<()>>; 5]);
 
 impl Drop for Helpers {
     fn drop(&mut self) {
@@ -139,6 +144,19 @@ fn read_state(config: &Config) -> Option<u64> {
                 "{e:#}; starting without the earlier reservations (after a power cut of the whole cluster the counter may start lower)"
             );
             Some(0)
+        }
+    }
+}
+
+/// The kernel's address, link and route changes as a channel the loop
+/// polls; without netlink (a sandbox that forbids AF_NETLINK) the loop
+/// re-checks the network on a timer instead (logged).
+pub(crate) fn start_network_watch() -> (Option<tokio::task::JoinHandle<()>>, Option<mpsc::Receiver<()>>) {
+    match network::watch() {
+        Ok((task, rx)) => (Some(task), Some(rx)),
+        Err(e) => {
+            warn!(error = %e, "cannot watch the network (netlink): address and link changes are noticed within 5 s instead");
+            (None, None)
         }
     }
 }
@@ -229,7 +247,9 @@ pub(crate) fn node_config(config: &Config, data_port: u16) -> NodeConfig {
         down_after: g.down_after,
         max_members: g.max_members,
         data_port,
-        ip: net::own_ip(g, &[]),
+        // The configured address if any; the driver follows the network
+        // for the rest before the first heartbeat.
+        ip: network::advertised(g, std::net::Ipv4Addr::UNSPECIFIED),
         gossip_port: g.port,
         fanout,
         baton: BatonConfig {

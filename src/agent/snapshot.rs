@@ -60,9 +60,39 @@ pub struct Snapshot {
     /// others' from their heartbeats).
     #[serde(default)]
     pub links: BTreeMap<String, BTreeMap<String, LinkCell>>,
+    /// The host's network as this agent follows it: ready, or what it
+    /// waits for (absent from an older agent's answer: an empty state).
+    #[serde(default)]
+    pub network: NetworkStatus,
     /// The last 15 minutes, for the page's charts (not in the JSON).
     #[serde(skip)]
     pub history: Option<History>,
+}
+
+/// The network as the agent follows it (see `agent::network`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    /// "ready", or "waiting": no heartbeat can reach the cluster yet.
+    pub state: String,
+    /// What it waits for, when waiting: "no IPv4 address on any interface
+    /// but loopback", "no route to 230.1.1.251 ...", "[gossip] multicast_if
+    /// = ... is not an address of this host", a refused group join.
+    pub waiting_for: Option<String>,
+    /// The interface heartbeats go out through, when known.
+    pub interface: Option<String>,
+    /// The address heartbeats advertise ("0.0.0.0": peers take the
+    /// datagrams' source address).
+    pub address: String,
+    /// How long the network has been in this state.
+    pub since_ms: u64,
+    /// Changes followed since start (waiting, back, renumbered, moved).
+    pub changes: u64,
+}
+
+impl NetworkStatus {
+    pub fn waiting(&self) -> Option<&str> {
+        self.waiting_for.as_deref().filter(|_| self.state == "waiting")
+    }
 }
 
 /// One member's health as the cluster view shows it (`core::health`, in
@@ -221,6 +251,7 @@ pub struct Inputs<'a, R> {
     pub config_file: Option<&'a std::path::Path>,
     pub config_loaded: std::time::SystemTime,
     pub history: Option<&'a History>,
+    pub network: NetworkStatus,
 }
 
 pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
@@ -284,6 +315,7 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
         health: cluster_health(node, i.now),
         links: link_matrix(node, i.now),
         history: i.history.cloned(),
+        network: i.network,
     }
 }
 

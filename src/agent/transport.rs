@@ -15,6 +15,8 @@ use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 
 use super::net::Sockets;
+use super::network;
+use crate::config::GossipSection;
 use crate::core::node::{Dest, Via};
 
 /// A received datagram's length and source.
@@ -34,6 +36,11 @@ pub trait Transport {
 
     /// The address a datagram for `dest` goes to (for logs).
     fn addr(&self, dest: Dest) -> SocketAddr;
+
+    /// The network now, with the multicast group joined where heartbeats
+    /// go out (see `network::follow`); `seeds` are the unicast strategies'
+    /// heartbeat targets.
+    fn follow_network(&mut self, g: &GossipSection, seeds: &[SocketAddr]) -> network::State;
 }
 
 impl Sockets {
@@ -68,6 +75,10 @@ impl Transport for Sockets {
             Dest::Group => self.group,
             Dest::Gossip(a) | Dest::Data(a) => a,
         }
+    }
+
+    fn follow_network(&mut self, g: &GossipSection, seeds: &[SocketAddr]) -> network::State {
+        network::follow(g, seeds, &self.gossip, &mut self.membership)
     }
 }
 
@@ -174,6 +185,15 @@ pub mod memory {
                 Dest::Group => SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.gossip.port())),
                 Dest::Gossip(a) | Dest::Data(a) => a,
             }
+        }
+
+        /// Always there: the endpoint's own address.
+        fn follow_network(&mut self, _: &GossipSection, _: &[SocketAddr]) -> network::State {
+            let ip = match self.data.ip() {
+                std::net::IpAddr::V4(ip) => ip,
+                std::net::IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+            };
+            network::State::Ready { ip, interface: None }
         }
     }
 }

@@ -178,6 +178,25 @@ impl Lab {
         Instant::now()
     }
 
+    /// Runs `ip <args>` in host `i`'s namespace, panicking with its stderr
+    /// if it fails.
+    pub fn ip(&self, i: usize, args: &str) {
+        let out = Command::new("ip")
+            .args(["-n", &self.ns(i)])
+            .args(args.split_whitespace())
+            .output()
+            .expect("run ip");
+        assert!(out.status.success(), "ip -n n{i} {args}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// What a DHCP lease gives host `i`: `addr`/24 on its eth0 and a default
+    /// route through the lab's router 10.77.0.254 (which does not exist:
+    /// multicast needs only the route, peers are on the link).
+    pub fn lease(&self, i: usize, addr: Ipv4Addr) {
+        self.ip(i, &format!("addr add {addr}/24 broadcast 10.77.0.255 dev eth0"));
+        self.ip(i, "route replace default via 10.77.0.254 dev eth0");
+    }
+
     /// Hosts `hosts` drop `pct` % of incoming packets (0 = none).
     pub fn loss(&self, pct: u32, hosts: &[usize]) {
         let mut args = vec!["loss".to_owned(), self.id.clone(), pct.to_string()];

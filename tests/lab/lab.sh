@@ -17,6 +17,10 @@
 #                              that cannot reach each other
 #   lab.sh heal ID             every host back on the first switch
 #   lab.sh cut ID I / uncut ID I   takes host I's cable out / puts it back
+#   lab.sh unplug ID I / plug ID I deletes host I's eth0 (a USB dongle
+#                              pulled: the interface is gone) / creates it
+#                              again, plugged into the first switch, up,
+#                              with no address
 #   lab.sh loss ID PCT I...    hosts I... drop PCT % of incoming packets at
 #                              random (nftables); PCT 0 removes the rule
 #   lab.sh sweep               destroys labs whose creating process is gone
@@ -87,12 +91,18 @@ create() {
   for ((i = 1; i <= n; i++)); do
     ip netns add "$(host "$id" "$i")"
     ip -n "$(host "$id" "$i")" link set lo up
-    ip link add name eth0 netns "$(host "$id" "$i")" type veth peer name "p$i" netns "$(hub "$id")"
-    ip -n "$(hub "$id")" link set "p$i" master br0 up
+    plug "$id" "$i"
     ip -n "$(host "$id" "$i")" addr add "$SUBNET.$i/24" broadcast "$SUBNET.255" dev eth0
-    ip -n "$(host "$id" "$i")" link set eth0 up
   done
   trap - ERR
+}
+
+# Host I's eth0, plugged into the first switch and up (no address).
+plug() {
+  local id=$1 i=$2
+  ip link add name eth0 netns "$(host "$id" "$i")" type veth peer name "p$i" netns "$(hub "$id")"
+  ip -n "$(hub "$id")" link set "p$i" master br0 up
+  ip -n "$(host "$id" "$i")" link set eth0 up
 }
 
 hub_port_master() {
@@ -187,8 +197,10 @@ case $cmd in
   heal) need_root; (($# == 1)) || die "usage: lab.sh heal ID"; heal "$1" ;;
   cut) need_root; (($# == 2)) || die "usage: lab.sh cut ID I"; ip -n "$(hub "$1")" link set "p$2" down ;;
   uncut) need_root; (($# == 2)) || die "usage: lab.sh uncut ID I"; ip -n "$(hub "$1")" link set "p$2" up ;;
+  unplug) need_root; (($# == 2)) || die "usage: lab.sh unplug ID I"; ip -n "$(host "$1" "$2")" link del eth0 ;;
+  plug) need_root; (($# == 2)) || die "usage: lab.sh plug ID I"; plug "$1" "$2" ;;
   loss) need_root; (($# >= 3)) || die "usage: lab.sh loss ID PCT I..."; loss "$@" ;;
   sweep) need_root; sweep ;;
   up) need_root; up "$@" ;;
-  *) die "usage: lab.sh up|create|destroy|partition|heal|cut|uncut|loss|sweep (see the top of $0)" ;;
+  *) die "usage: lab.sh up|create|destroy|partition|heal|cut|uncut|unplug|plug|loss|sweep (see the top of $0)" ;;
 esac

@@ -18,4 +18,5 @@ mod flood;
 mod intruders;
 mod loss;
 mod neighbours;
+mod network;
 mod partition;

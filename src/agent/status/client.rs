@@ -37,7 +37,7 @@ pub fn client(addr: &str, view: View) -> anyhow::Result<String> {
         View::Cluster if snapshot.health.is_empty() => bail!(
             "the agent at {addr} gossips no cluster health (it runs a herd release without the cluster view): upgrade it, or use `herd status`"
         ),
-        View::Cluster => format::cluster_view(&snapshot),
+        View::Cluster => headline(&snapshot) + &format::cluster_view(&snapshot),
         _ => human(&snapshot),
     })
 }
@@ -190,9 +190,21 @@ pub(super) fn reason(e: &io::Error) -> String {
     }
 }
 
+/// What the operator must see first: the agent cannot reach the cluster.
+pub(super) fn headline(s: &Snapshot) -> String {
+    match s.network.waiting() {
+        Some(why) => format!(
+            "WAITING FOR A NETWORK for {}: {why}\n  herd keeps running and joins the cluster as soon as there is one.\n\n",
+            ago(s.network.since_ms)
+        ),
+        None => String::new(),
+    }
+}
+
 /// The human view of `herd status`.
 pub(super) fn human(s: &Snapshot) -> String {
-    let mut out = format!(
+    let mut out = headline(s);
+    out += &format!(
         "{} · cluster {} · up {} · {} live members\nincarnation {} · herd {}\n\n",
         s.node,
         s.cluster,

@@ -8,7 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::client::*;
 use super::*;
-use crate::agent::snapshot::{BatonStatus, LinkCell, MemberHealth, NetStatus, SensorStatus, Traffic};
+use crate::agent::snapshot::{
+    BatonStatus, LinkCell, MemberHealth, NetStatus, NetworkStatus, SensorStatus, Traffic,
+};
 
 fn member(name: &str, state: &str, rtt: Option<f64>) -> MemberStatus {
     MemberStatus {
@@ -115,6 +117,14 @@ fn sample() -> Snapshot {
             (from.to_owned(), row)
         })
         .collect(),
+        network: NetworkStatus {
+            state: "ready".into(),
+            waiting_for: None,
+            interface: Some("eth0".into()),
+            address: "10.0.0.11".into(),
+            since_ms: 3_600_000,
+            changes: 0,
+        },
         history: None,
     }
 }

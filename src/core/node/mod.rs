@@ -498,10 +498,15 @@ impl<R: Rng> Node<R> {
         m.wire.clamp(MIN_VERSION, VERSION)
     }
 
-    /// The IP advertised in heartbeats from now on (the shell re-checks it:
-    /// DHCP may change it while the agent runs).
-    pub fn set_ip(&mut self, ip: Ipv4Addr) {
-        self.cfg.ip = ip;
+    /// The IP advertised in heartbeats from now on (the shell follows the
+    /// host's addresses: DHCP may renumber it while the agent runs). A new
+    /// one is announced at once, so peers send to it from their next datagram
+    /// rather than losing the node until its next heartbeat.
+    pub fn set_ip(&mut self, now: Instant, ip: Ipv4Addr) {
+        if ip != self.cfg.ip {
+            self.cfg.ip = ip;
+            self.next_heartbeat = self.next_heartbeat.min(now);
+        }
     }
 
     /// Replaces the unicast heartbeat targets (static hosts, DNS answers).

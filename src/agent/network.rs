@@ -1,0 +1,423 @@
+//! network: the host's network as the agent needs it, followed as the kernel
+//! reports it rather than on a timer.
+//!
+//! - [`follow`] works out, from the interfaces and routes there are now,
+//!   where heartbeats go out (the interface holding `multicast_if`, else the
+//!   kernel's route to the group, the broadcast address or the first peer),
+//!   which address this node advertises, and joins the multicast group on
+//!   that interface: again after the interface was deleted and created anew
+//!   (the kernel drops a group membership with its interface), and on the new
+//!   one when the route moves. When it cannot, it says what the agent waits
+//!   for ([`Waiting`]). A missing network is a state, never an error that
+//!   ends the agent: the sockets are bound without it (see `net::bind`).
+//! - [`watch`] is a netlink socket subscribed to IPv4 address, link and
+//!   route changes. Every burst of messages wakes the loop once, which calls
+//!   [`follow`] again: the messages are not parsed beyond their type (for
+//!   the debug log), the truth is read afresh. A raw socket of a few lines,
+//!   rather than the rtnetlink crates (an async netlink stack and message
+//!   types the agent would never read, in a binary at 94 % of its size
+//!   budget) or if-addrs' notifier (a blocking wait on a thread of its own,
+//!   and blind to routes).
+//!
+//! Must not: block (no DNS; netlink is read without waiting), or keep a
+//! timer (the driver re-checks on a timer only while waiting, or when
+//! netlink is not available).
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use socket2::{InterfaceIndexOrAddress, SockRef};
+use tokio::io::unix::AsyncFd;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::config::{GossipSection, Strategy};
+
+/// What an agent without a network waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// No interface but loopback has an IPv4 address (Wi-Fi not associated
+    /// yet, no DHCP lease).
+    NoAddress,
+    /// `[gossip] <key>` names an address no interface of this host has.
+    Missing { key: &'static str, addr: Ipv4Addr },
+    /// The kernel has no route to where heartbeats go (the multicast group,
+    /// the broadcast address, the first peer).
+    NoRoute { to: Ipv4Addr },
+    /// The kernel refused the multicast group on the chosen interface.
+    Join { interface: String, error: String },
+}
+
+impl fmt::Display for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Waiting::NoAddress => write!(f, "no IPv4 address on any interface but loopback"),
+            Waiting::Missing { key, addr } => {
+                write!(f, "[gossip] {key} = \"{addr}\" is not an address of this host")
+            }
+            Waiting::NoRoute { to } => write!(f, "no route to {to} (no default route, and none for it)"),
+            Waiting::Join { interface, error } => {
+                write!(f, "cannot join the multicast group on {interface}: {error}")
+            }
+        }
+    }
+}
+
+/// Where the agent stands with the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Heartbeats can go out, through `interface` when one is known (the
+    /// unicast strategies before any peer is known have none), advertising
+    /// `ip` (`0.0.0.0`: peers take the datagrams' source address).
+    Ready {
+        ip: Ipv4Addr,
+        interface: Option<String>,
+    },
+    Waiting(Waiting),
+}
+
+impl State {
+    /// The address heartbeats advertise in this state.
+    pub fn ip(&self, g: &GossipSection) -> Ipv4Addr {
+        match self {
+            State::Ready { ip, .. } => *ip,
+            State::Waiting(_) => advertised(g, Ipv4Addr::UNSPECIFIED),
+        }
+    }
+
+    pub fn waiting(&self) -> Option<&Waiting> {
+        match self {
+            State::Waiting(w) => Some(w),
+            State::Ready { .. } => None,
+        }
+    }
+}
+
+/// The gossip socket's group membership: the interface it was last joined
+/// on, left when the route moves to another.
+#[derive(Debug, Default)]
+pub struct Group {
+    joined: Option<Joined>,
+}
+
+/// An interface, by index (or by address where the index is unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Joined {
+    Index(u32),
+    Address(Ipv4Addr),
+}
+
+impl Joined {
+    fn on(self) -> InterfaceIndexOrAddress {
+        match self {
+            Joined::Index(i) => InterfaceIndexOrAddress::Index(i),
+            Joined::Address(a) => InterfaceIndexOrAddress::Address(a),
+        }
+    }
+}
+
+/// Where heartbeats go out: the source address the kernel picks and its
+/// interface.
+struct Outbound {
+    ip: Ipv4Addr,
+    interface: Option<String>,
+    index: Option<u32>,
+}
+
+/// The network now: what `g` needs of it, with the group joined where
+/// heartbeats go out (multicast strategy). `seeds` are the unicast
+/// strategies' heartbeat targets. Cheap (one getifaddrs, one UDP socket
+/// connected without sending, one or two setsockopts): called at start, on
+/// every netlink wake-up and on new seeds.
+pub fn follow(g: &GossipSection, seeds: &[SocketAddr], gossip: &UdpSocket, group: &mut Group) -> State {
+    let interfaces = match if_addrs::get_if_addrs() {
+        Ok(list) => list,
+        Err(e) => {
+            debug!(error = %e, "cannot list the interfaces");
+            Vec::new()
+        }
+    };
+    let out = match outbound(g, seeds, &interfaces) {
+        Ok(out) => out,
+        Err(why) => return State::Waiting(why),
+    };
+    if g.strategy == Strategy::Multicast
+        && !g.broadcast_only
+        && let Err(why) = group.join(&SockRef::from(gossip), g, &out)
+    {
+        return State::Waiting(why);
+    }
+    State::Ready { ip: advertised(g, out.ip), interface: out.interface }
+}
+
+/// The address heartbeats advertise: `if_addr` or `multicast_if` when set,
+/// else `derived` (the source address towards the peers).
+pub fn advertised(g: &GossipSection, derived: Ipv4Addr) -> Ipv4Addr {
+    [g.if_addr, g.multicast_if].into_iter().find(|ip| is_host_addr(*ip)).unwrap_or(derived)
+}
+
+/// A unicast address that an interface may hold (not `0.0.0.0`, a group or
+/// the broadcast address).
+fn is_host_addr(ip: Ipv4Addr) -> bool {
+    !ip.is_unspecified() && !ip.is_multicast() && !ip.is_broadcast()
+}
+
+fn outbound(
+    g: &GossipSection,
+    seeds: &[SocketAddr],
+    interfaces: &[if_addrs::Interface],
+) -> Result<Outbound, Waiting> {
+    let holder = |ip: Ipv4Addr| interfaces.iter().find(|i| i.addr.ip() == IpAddr::V4(ip));
+    let named = |ip: Ipv4Addr| {
+        let i = holder(ip);
+        Outbound { ip, interface: i.map(|i| i.name.clone()), index: i.and_then(|i| i.index) }
+    };
+    for (key, addr) in [("if_addr", g.if_addr), ("multicast_if", g.multicast_if)] {
+        if is_host_addr(addr) && holder(addr).is_none() {
+            return Err(Waiting::Missing { key, addr });
+        }
+    }
+    if g.strategy == Strategy::Multicast && is_host_addr(g.multicast_if) {
+        return Ok(named(g.multicast_if));
+    }
+    let target = match g.strategy {
+        Strategy::Multicast => Some(SocketAddrV4::new(g.multicast_addr, g.port)),
+        Strategy::Static | Strategy::Dns => seeds.iter().find_map(|s| match s {
+            SocketAddr::V4(v4) => Some(*v4),
+            SocketAddr::V6(_) => None,
+        }),
+    };
+    // No peer known yet (DNS not answered): nothing to route to; the
+    // resolver says why.
+    let Some(target) = target else {
+        return Ok(Outbound { ip: Ipv4Addr::UNSPECIFIED, interface: None, index: None });
+    };
+    match route_source(target) {
+        Ok(ip) => Ok(named(ip)),
+        Err(_) if !interfaces.iter().any(|i| matches!(i.addr.ip(), IpAddr::V4(ip) if !ip.is_loopback())) => {
+            Err(Waiting::NoAddress)
+        }
+        Err(_) => Err(Waiting::NoRoute { to: *target.ip() }),
+    }
+}
+
+/// The source address the kernel would pick towards `to`, found by
+/// connecting a UDP socket (nothing is sent).
+fn route_source(to: SocketAddrV4) -> io::Result<Ipv4Addr> {
+    let sock = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    let _ = sock.set_broadcast(true);
+    sock.connect(to)?;
+    match sock.local_addr()?.ip() {
+        IpAddr::V4(ip) if !ip.is_unspecified() => Ok(ip),
+        _ => Err(io::ErrorKind::AddrNotAvailable.into()),
+    }
+}
+
+impl Group {
+    /// Joins `g.multicast_addr` on `out`'s interface (by index when known),
+    /// leaving the one joined before if it was another. Joining where the
+    /// socket is a member already is `EADDRINUSE`: still joined.
+    fn join(&mut self, sock: &SockRef<'_>, g: &GossipSection, out: &Outbound) -> Result<(), Waiting> {
+        let on = match out.index {
+            Some(index) => Joined::Index(index),
+            None => Joined::Address(out.ip),
+        };
+        let failed = |e: io::Error| Waiting::Join {
+            interface: out.interface.clone().unwrap_or_else(|| out.ip.to_string()),
+            error: e.to_string(),
+        };
+        if let Some(old) = self.joined.take()
+            && old != on
+        {
+            // Fails when the old interface is gone, which left the group too.
+            let _ = sock.leave_multicast_v4_n(&g.multicast_addr, &old.on());
+        }
+        match sock.join_multicast_v4_n(&g.multicast_addr, &on.on()) {
+            Err(e) if e.raw_os_error() != Some(libc::EADDRINUSE) => return Err(failed(e)),
+            _ => {}
+        }
+        self.joined = Some(on);
+        if is_host_addr(g.multicast_if) {
+            sock.set_multicast_if_v4(&g.multicast_if).map_err(failed)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a send failed because this host has no way out (rather than
+/// because of the peer): the network is gone or going.
+pub fn is_gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENETUNREACH | libc::ENETDOWN | libc::EADDRNOTAVAIL | libc::ENODEV))
+}
+
+/// Watches the kernel's IPv4 addresses, links and routes: one `()` on the
+/// returned channel per burst of changes (a queued one covers later ones).
+/// The task ends when the receiver is dropped, or on a netlink error (logged;
+/// the receiver then sees the channel closed).
+pub fn watch() -> io::Result<(tokio::task::JoinHandle<()>, mpsc::Receiver<()>)> {
+    // SAFETY: the OwnedFd is moved into the AsyncFd, which owns it until
+    // both are dropped together: it stays open and the same descriptor.
+    let fd = unsafe { AsyncFd::register_with_interest(netlink_socket()?, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    let (tx, rx) = mpsc::channel(1);
+    let task = tokio::spawn(async move {
+        // Messages are read for their type only; a longer one is truncated.
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let mut guard = match fd.readable().await {
+                Ok(guard) => guard,
+                Err(e) => return warn!(error = %e, "cannot watch the network (netlink)"),
+            };
+            match guard.try_io(|fd| recv(fd.get_ref(), &mut buf)) {
+                Err(_would_block) => continue,
+                Ok(Ok(n)) => debug!(changes = %kinds(&buf[..n]), "network changed"),
+                // The socket's buffer overran: messages were lost, so
+                // something changed.
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => debug!("network changed (overrun)"),
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Err(e)) => return warn!(error = %e, "cannot watch the network (netlink)"),
+            }
+            if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                return;
+            }
+        }
+    });
+    Ok((task, rx))
+}
+
+/// A non-blocking NETLINK_ROUTE socket subscribed to IPv4 address, link and
+/// route changes.
+fn netlink_socket() -> io::Result<OwnedFd> {
+    let flags = libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socket(2) with constant arguments; the fd is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, flags, libc::NETLINK_ROUTE) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: all zeros is a valid sockaddr_nl.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    addr.nl_groups = (libc::RTMGRP_LINK | libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV4_ROUTE) as u32;
+    let len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: `addr` is a sockaddr_nl of `len` bytes that outlives the call.
+    let bound = unsafe { libc::bind(fd.as_raw_fd(), (&raw const addr).cast(), len) };
+    if bound != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of its length for the call.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+}
+
+/// The kinds of the netlink messages in one read, for the debug log:
+/// "new address, del route".
+fn kinds(mut buf: &[u8]) -> String {
+    let mut out = Vec::new();
+    // nlmsghdr: u32 length, u16 type, then flags, sequence and port id.
+    while buf.len() >= 16 {
+        let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        let kind = match u16::from_ne_bytes([buf[4], buf[5]]) {
+            libc::RTM_NEWLINK => "new link",
+            libc::RTM_DELLINK => "del link",
+            libc::RTM_NEWADDR => "new address",
+            libc::RTM_DELADDR => "del address",
+            libc::RTM_NEWROUTE => "new route",
+            libc::RTM_DELROUTE => "del route",
+            _ => "other",
+        };
+        out.push(kind);
+        // Messages are 4-byte aligned.
+        let step = (len + 3) & !3;
+        if len < 16 || step > buf.len() {
+            break;
+        }
+        buf = &buf[step..];
+    }
+    out.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn gossip(extra: &str) -> GossipSection {
+        Config::from_toml_str(&format!("[gossip]\n{extra}\n"), "t.toml").unwrap().gossip
+    }
+
+    fn lo() -> Vec<if_addrs::Interface> {
+        if_addrs::get_if_addrs().unwrap().into_iter().filter(|i| i.addr.ip().is_loopback()).collect()
+    }
+
+    #[test]
+    fn a_configured_address_the_host_lacks_is_waited_for_by_its_key() {
+        let g = gossip("multicast_if = \"192.0.2.7\"");
+        let why = outbound(&g, &[], &lo()).err().unwrap();
+        assert_eq!(why, Waiting::Missing { key: "multicast_if", addr: Ipv4Addr::new(192, 0, 2, 7) });
+        assert_eq!(why.to_string(), "[gossip] multicast_if = \"192.0.2.7\" is not an address of this host");
+        let g = gossip("if_addr = \"192.0.2.8\"");
+        assert!(matches!(outbound(&g, &[], &lo()), Err(Waiting::Missing { key: "if_addr", .. })));
+    }
+
+    #[test]
+    fn multicast_if_on_loopback_goes_out_there() {
+        let g = gossip("multicast_if = \"127.0.0.1\"");
+        let out = outbound(&g, &[], &lo()).ok().unwrap();
+        assert_eq!(out.ip, Ipv4Addr::LOCALHOST);
+        assert_eq!(out.interface.as_deref(), Some("lo"));
+        assert!(out.index.is_some());
+    }
+
+    #[test]
+    fn unicast_peers_on_loopback_are_reached_from_loopback() {
+        let g = gossip("strategy = \"static\"\nhosts = [\"127.0.0.1:45892\"]");
+        let out = outbound(&g, &["127.0.0.1:45892".parse().unwrap()], &lo()).ok().unwrap();
+        assert_eq!(out.ip, Ipv4Addr::LOCALHOST);
+        // Before the resolver has answered: ready, nothing advertised.
+        let out = outbound(&g, &[], &lo()).ok().unwrap();
+        assert_eq!(out.ip, Ipv4Addr::UNSPECIFIED);
+    }
+
+    #[test]
+    fn the_advertised_address_prefers_the_configured_ones() {
+        let derived = Ipv4Addr::new(10, 0, 0, 9);
+        assert_eq!(advertised(&gossip(""), derived), derived);
+        assert_eq!(advertised(&gossip("multicast_if = \"10.0.0.2\""), derived), Ipv4Addr::new(10, 0, 0, 2));
+        let both = gossip("if_addr = \"10.0.0.1\"\nmulticast_if = \"10.0.0.2\"");
+        assert_eq!(advertised(&both, derived), Ipv4Addr::new(10, 0, 0, 1));
+        let waiting = State::Waiting(Waiting::NoAddress);
+        assert_eq!(waiting.ip(&gossip("")), Ipv4Addr::UNSPECIFIED);
+    }
+
+    #[test]
+    fn netlink_message_kinds_are_named_and_a_short_read_ends_the_walk() {
+        let msg = |kind: u16, len: u32| {
+            let mut m = len.to_ne_bytes().to_vec();
+            m.extend(kind.to_ne_bytes());
+            m.resize(len as usize, 0);
+            m
+        };
+        let mut buf = msg(libc::RTM_NEWADDR, 20);
+        buf.extend(msg(libc::RTM_DELROUTE, 16));
+        buf.extend([0; 7]);
+        assert_eq!(kinds(&buf), "new address, del route");
+        assert_eq!(kinds(&msg(libc::RTM_NEWLINK, 0)[..0]), "");
+    }
+
+    #[test]
+    fn sends_that_fail_for_want_of_a_network_are_told_apart() {
+        assert!(is_gone(&io::Error::from_raw_os_error(libc::ENETUNREACH)));
+        assert!(is_gone(&io::Error::from_raw_os_error(libc::EADDRNOTAVAIL)));
+        assert!(!is_gone(&io::Error::from_raw_os_error(libc::ECONNREFUSED)));
+        assert!(!is_gone(&io::Error::from_raw_os_error(libc::EHOSTUNREACH)));
+    }
+}
