@@ -380,29 +380,41 @@ impl<T: Transport> Driver<T> {
             State::Ready { interface: Some(i), .. } => i.as_str(),
             _ => "-",
         };
-        match (self.net.state.as_ref(), &state) {
+        // One line per change (built here, logged at one of two call sites:
+        // each tracing call site costs the Pi's binary its own code).
+        let waited = now.saturating_duration_since(self.net.since);
+        let line = match (self.net.state.as_ref(), &state) {
             (None | Some(State::Ready { .. }), State::Waiting(why)) => {
-                warn!("waiting for a network: {why}; herd keeps running and joins as soon as there is one")
+                format!("waiting for a network: {why}; herd keeps running and joins as soon as there is one")
             }
-            (Some(State::Waiting(_)), State::Waiting(why)) => info!("still waiting for a network: {why}"),
-            (None, State::Ready { .. }) => info!(%ip, interface = via, "network ready"),
+            (Some(State::Waiting(_)), State::Waiting(why)) => format!("still waiting for a network: {why}"),
+            (None, State::Ready { .. }) => format!("network ready ip={ip} interface={via}"),
             (Some(State::Waiting(_)), State::Ready { .. }) => {
-                let waited = now.saturating_duration_since(self.net.since);
-                info!(%ip, interface = via, waited = ?waited, "network ready: joining the cluster");
+                format!("network ready: joining the cluster ip={ip} interface={via} waited={waited:.1?}")
             }
             (Some(State::Ready { ip: old, .. }), State::Ready { .. }) => {
-                info!(from = %old, to = %ip, interface = via, "network changed: telling the cluster");
+                format!("network changed: telling the cluster from={old} to={ip} interface={via}")
             }
-        }
+        };
+        let status = match state.waiting() {
+            Some(why) => {
+                if self.net.state.as_ref().is_none_or(|s| s.waiting().is_none()) {
+                    warn!("{line}");
+                } else {
+                    info!("{line}");
+                }
+                format!("waiting for a network: {why}")
+            }
+            None => {
+                info!("{line}");
+                format!("running on {via} as {ip}")
+            }
+        };
         if self.net.state.is_some() {
             self.net.changes += 1;
         }
-        let status = match state.waiting() {
-            Some(why) => format!("waiting for a network: {why}"),
-            None => format!("running on {via} as {ip}"),
-        };
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Status(&status)]) {
-            debug!(error = %e, "sd_notify STATUS failed");
+            debug!("sd_notify STATUS failed: {e}");
         }
         self.node.set_ip(now, ip);
         // Waiting for another reason is the same wait.

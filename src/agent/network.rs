@@ -267,19 +267,26 @@ pub fn watch() -> io::Result<(tokio::task::JoinHandle<()>, mpsc::Receiver<()>)> 
         // Messages are read for their type only; a longer one is truncated.
         let mut buf = vec![0u8; 8192];
         loop {
-            let mut guard = match fd.readable().await {
-                Ok(guard) => guard,
-                Err(e) => return warn!(error = %e, "cannot watch the network (netlink)"),
+            let read = match fd.readable().await {
+                Ok(mut guard) => match guard.try_io(|fd| recv(fd.get_ref(), &mut buf)) {
+                    Err(_would_block) => continue,
+                    Ok(read) => read,
+                },
+                Err(e) => Err(e),
             };
-            match guard.try_io(|fd| recv(fd.get_ref(), &mut buf)) {
-                Err(_would_block) => continue,
-                Ok(Ok(n)) => debug!(changes = %kinds(&buf[..n]), "network changed"),
+            let changes = match read {
+                Ok(n) => kinds(&buf[..n]),
                 // The socket's buffer overran: messages were lost, so
                 // something changed.
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => debug!("network changed (overrun)"),
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(Err(e)) => return warn!(error = %e, "cannot watch the network (netlink)"),
-            }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => "overrun".to_owned(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return warn!(
+                        "cannot watch the network (netlink): {e}; it is looked at every 5 s instead"
+                    );
+                }
+            };
+            debug!("network changed: {changes}");
             if let Err(mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
                 return;
             }
