@@ -192,7 +192,9 @@ pub(super) fn reason(e: &io::Error) -> String {
 
 /// The human view of `herd status`.
 pub(super) fn human(s: &Snapshot) -> String {
-    let mut out = format!(
+    let mut out =
+        name_conflict(s).map_or_else(String::new, |(headline, fix)| format!("{headline}\n{fix}\n\n"));
+    out += &format!(
         "{} · cluster {} · up {} · {} live members\nincarnation {} · herd {}\n\n",
         s.node,
         s.cluster,

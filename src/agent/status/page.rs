@@ -32,6 +32,14 @@ pub(super) fn app(s: &Snapshot) -> String {
         s.incarnation,
         esc(&s.version)
     );
+    if let Some((headline, fix)) = name_conflict(s) {
+        let _ = write!(
+            h,
+            "<section id=\"conflict\" class=\"banner\" role=\"alert\"><p><b>{}</b></p><p>{}</p></section>",
+            esc(&headline),
+            esc(&fix)
+        );
+    }
     h.push_str(&super::cluster::view(s));
     h.push_str(
         "<h2>This node's members</h2><table id=\"members\"><thead><tr><th>node</th><th>state</th><th>address</th>\
@@ -130,6 +138,7 @@ border-bottom:1px solid var(--line)}th{font-weight:600}.n{text-align:right;font-
 .state{font-weight:600}.alive{color:var(--ok)}.suspect{color:var(--warn)}.down,.left{color:var(--bad)}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1.2rem;margin:0}dd{margin:0}\
 footer{margin-top:2rem;font-size:.85rem}#live.err{color:var(--bad)}\
+.banner{border:2px solid var(--bad);border-radius:.5rem;padding:.2rem 1rem;margin:1rem 0;color:var(--bad)}\
 #cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));gap:.6rem}\
 .card{border:1px solid var(--line);border-radius:.5rem;padding:.5rem .7rem}\
 .card header{display:flex;justify-content:space-between;gap:.4rem}.card .temp{font-size:1.6rem;margin:.2rem 0}\
