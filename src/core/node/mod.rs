@@ -46,6 +46,8 @@
 //! a seeded simulation is reproducible).
 
 mod gossip;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -311,6 +313,12 @@ pub struct Node<R> {
     reject_logs: HashMap<IpAddr, LogLimiter>,
     /// Other nodes heard using this node's name.
     conflicts: Conflicts,
+    /// The IPs advertised by the last heartbeats sent to the cluster (at
+    /// most [`OWN_HEARTBEATS`]; one unless it was renumbered): this node's
+    /// multicast loops back to it, so a heartbeat with its name and
+    /// incarnation that advertises another IP comes from another node of that
+    /// name that started in the same millisecond.
+    own_ips: VecDeque<Ipv4Addr>,
     left: bool,
     /// The wall clock as the shell last read it: (when, microseconds since
     /// the Unix epoch). The core reads no clock; it only stamps acks with
@@ -338,6 +346,10 @@ pub struct Node<R> {
     health_bytes: (u64, u64),
 }
 
+/// Heartbeats to the cluster remembered to recognise this node's own when
+/// they loop back (they do within milliseconds; a heartbeat goes out at most
+/// every quarter interval or so).
+const OWN_HEARTBEATS: usize = 8;
 /// Heartbeats a node sends an interval apart when it starts, so that one
 /// lost datagram does not hide it for a whole refresh period.
 const START_BURST: u8 = 3;
@@ -394,6 +406,7 @@ impl<R: Rng> Node<R> {
             rejections: Rejections::default(),
             reject_logs: HashMap::new(),
             conflicts: Conflicts::default(),
+            own_ips: VecDeque::with_capacity(OWN_HEARTBEATS),
             left: false,
             wall: None,
             cfg,
@@ -543,7 +556,7 @@ impl<R: Rng> Node<R> {
             Err(e) => return self.reject(now, src.ip(), Reason::Wire(e)),
         };
         if env.from == self.cfg.name {
-            if env.incarnation != self.cfg.incarnation {
+            if env.incarnation != self.cfg.incarnation || !self.is_own(&env) {
                 self.name_conflict(now, src.ip(), &env);
             }
             // Otherwise our own multicast, looped back for agents on this host.
@@ -892,6 +905,21 @@ impl<R: Rng> Node<R> {
     /// the name is this node's alone.
     pub fn name_conflicts(&self, now: Instant) -> Vec<&Conflict> {
         self.conflicts.current(now, self.conflict_window())
+    }
+
+    /// Whether a datagram with this node's name and incarnation is its own,
+    /// looped back. Another node of that name started in the same
+    /// millisecond shows in its heartbeats: they advertise an IP this node
+    /// has not advertised lately. Other messages, and heartbeats when either
+    /// side does not know its IP, are taken as its own (a false conflict on
+    /// a healthy node would be worse than a missed one this unlikely).
+    fn is_own(&self, env: &Envelope<'_>) -> bool {
+        match &env.msg {
+            Message::Heartbeat(hb) if !hb.ip.is_unspecified() && !self.cfg.ip.is_unspecified() => {
+                hb.ip == self.cfg.ip || self.own_ips.contains(&hb.ip)
+            }
+            _ => true,
+        }
     }
 
     /// A datagram of another life that carries this node's name: refused
