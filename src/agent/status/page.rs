@@ -1,7 +1,8 @@
 //! page: the self-contained HTML page of `GET /` (inline CSS, SVG and JS, no external assets):
-//! the cluster view (`cluster`), then this node's members, baton and sensors. Rendered complete on
-//! the server; its script swaps in the same markup from `GET /app` every second, so there is one
-//! renderer (this one), and the page reads the same with or without script.
+//! a banner when other nodes use this node's name, the cluster view (`cluster`), then this
+//! node's members, baton and sensors. Rendered complete on the server; its script swaps in the
+//! same markup from `GET /app` every second, so there is one renderer (this one), and the page
+//! reads the same with or without script.
 
 use super::*;
 
