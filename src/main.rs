@@ -86,6 +86,10 @@ fn main() -> ExitCode {
         },
         Command::Check { config } => match load(config) {
             Ok((config, origin)) => {
+                // Valid, so exit 0; the warning goes to stderr, apart from the TOML.
+                if let Some(warning) = config.node.name_warning() {
+                    eprintln!("herd: warning: {warning}");
+                }
                 println!("# herd {}: effective config from {origin}", herd::VERSION);
                 print!("{}", config.to_toml());
                 ExitCode::SUCCESS

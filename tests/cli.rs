@@ -118,6 +118,23 @@ fn empty_config_is_valid_and_prints_the_defaults() {
 }
 
 #[test]
+fn the_raspberry_pi_os_default_name_is_valid_with_a_warning_saying_how_to_rename() {
+    let run = check("[node]\nname = \"raspberrypi\"\n");
+    assert_eq!(run.code, Some(0), "valid, only risky: stderr:\n{}", run.stderr);
+    assert!(run.stdout.lines().any(|l| l == "name = \"raspberrypi\""), "{}", run.stdout);
+    let lines = run.stderr_lines();
+    assert_eq!(lines.len(), 1, "one warning line: {lines:?}");
+    let warning = lines[0];
+    assert!(warning.starts_with("herd: warning: the node name \"raspberrypi\""), "{warning}");
+    for fix in ["[node] name in /etc/herd/herd.toml", "hostnamectl set-hostname", "restart herd"] {
+        assert!(warning.contains(fix), "the warning says how to fix it ({fix}): {warning}");
+    }
+    // A name of its own: nothing on stderr.
+    let named = check("[node]\nname = \"pi-rack1-a\"\n");
+    assert_eq!((named.code, named.stderr.as_str()), (Some(0), ""));
+}
+
+#[test]
 fn out_of_range_integer() {
     assert_rejected("[gossip]\nport = 70000\n", &["gossip.port = 70000: must be an integer from 1 to 65535"]);
 }

@@ -1063,6 +1063,7 @@ fn monitors_alert_per_host_on_what_takes_pis_down_using_only_metrics_herd_emits(
         ("throttled", "herd.throttle.throttled{*} by {host} >= 1"),
         ("temperature above 80 °C", "herd.cpu.temperature{*} by {host} > 80"),
         ("the cluster smaller than expected", "herd.members{*} by {host} <"),
+        ("two nodes sharing a name", "herd.gossip.rejected{reason:name_conflict} by {host}.as_count() > 0"),
         ("the baton stalled for 2 minutes", "change(max(last_2m),last_2m):max:baton{*} <= 0"),
         ("link loss above 5 %", "herd.link.loss_pct{*} by {host,peer} > 5"),
         ("root read-only", "herd.fs.root_readonly{*} by {host} >= 1"),

@@ -321,3 +321,70 @@ fn herd_report(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
+
+/// The `NameConflict` events node `observer` reported, as (time, other's address).
+fn conflict_lines(sim: &Sim, observer: usize) -> Vec<(Duration, std::net::IpAddr)> {
+    sim.log
+        .iter()
+        .filter(|s| s.observer == observer)
+        .filter_map(|s| match &s.event {
+            Event::NameConflict(heard) => Some((s.at, heard.addr)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The addresses node `i` currently records as using its name, sorted.
+fn conflicts_of(sim: &Sim, i: usize) -> Vec<std::net::IpAddr> {
+    let mut addrs: Vec<_> = sim.node(i).name_conflicts(sim.now).iter().map(|c| c.addr()).collect();
+    addrs.sort();
+    addrs
+}
+
+#[test]
+fn nodes_sharing_a_name_record_each_other_until_one_leaves_or_falls_silent() {
+    // Three Pis still named `raspberrypi`, and one renamed.
+    let mut sim = Sim::new(4, 21);
+    for i in 0..3 {
+        sim.nodes[i].name = "raspberrypi".into();
+    }
+    sim.start_all_within(HEARTBEAT);
+    sim.run_for(3 * SECOND);
+    let ip = |i: usize| addr(i, 0).ip();
+    for i in 0..3 {
+        let others: Vec<_> = (0..3).filter(|&j| j != i).map(ip).collect();
+        assert_eq!(conflicts_of(&sim, i), others, "node {i} records the other two");
+        // One line per other node at once, not one per datagram.
+        let lines = conflict_lines(&sim, i);
+        assert_eq!(lines.iter().map(|(_, a)| *a).collect::<std::collections::BTreeSet<_>>().len(), 2);
+        assert_eq!(lines.len(), 2, "node {i}: {lines:?}");
+        assert!(sim.node(i).rejections().name_conflict >= 2);
+        assert_eq!(sim.node(i).cluster_size(), 2, "node {i} sees only the renamed node");
+    }
+    // The renamed node has no conflict of its own.
+    assert!(conflicts_of(&sim, 3).is_empty());
+    assert_eq!(sim.node(0).conflict_window(), Duration::from_secs(60));
+
+    // A conflict that goes on is logged again, once a minute at most.
+    sim.run_for(150 * SECOND);
+    let lines = conflict_lines(&sim, 0);
+    let to_1: Vec<Duration> = lines.iter().filter(|(_, a)| *a == ip(1)).map(|(t, _)| *t).collect();
+    assert!((3..=4).contains(&to_1.len()), "about one line a minute: {to_1:?}");
+    assert!(to_1.windows(2).all(|w| w[1] - w[0] >= 60 * SECOND), "{to_1:?}");
+    assert_eq!(conflicts_of(&sim, 0), [ip(1), ip(2)], "still current between heartbeats");
+
+    // Node 2 leaves (to be renamed): over at once for the other two.
+    sim.stop(2);
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(conflicts_of(&sim, 0), [ip(1)]);
+    assert_eq!(conflicts_of(&sim, 1), [ip(0)]);
+    let over = sim.log.iter().filter(|s| matches!(s.event, Event::NameConflictOver { .. })).count();
+    assert_eq!(over, 2, "each says once that it is over");
+    // Node 1 crashes: it falls silent, and is forgotten after the window.
+    sim.kill(1);
+    // Heard at most a refresh period (10 s) before the crash.
+    sim.run_for(40 * SECOND);
+    assert_eq!(conflicts_of(&sim, 0), [ip(1)], "within the window: still shown");
+    sim.run_for(30 * SECOND);
+    assert!(conflicts_of(&sim, 0).is_empty(), "silent for the window: over");
+}

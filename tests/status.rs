@@ -503,3 +503,39 @@ fn status_has_the_whole_clusters_health_and_link_matrix() {
     }
     assert_eq!(matrix.matches('*').count(), 1, "one slowest link:\n{stdout}");
 }
+
+#[test]
+fn two_agents_with_one_name_show_the_conflict_in_status_and_herd_status() {
+    let cluster = common::Cluster::new("namesake");
+    let addr = format!("127.0.0.1:{}", free_tcp_port());
+    let first = common::Agent::start(&cluster.node("raspberrypi").set("status", "listen", &toml_str(&addr)));
+    let second = common::Agent::start(&cluster.node("raspberrypi"));
+    let started = second.line("herd started", Duration::from_secs(5)).expect("a start line");
+    let incarnation = common::field(&started, "incarnation").expect("its incarnation");
+    let line = first
+        .line("name conflict: the node at 127.0.0.1 also runs as \"raspberrypi\"", CONVERGE)
+        .expect("an error naming the other node");
+    assert!(line.contains("ERROR") && line.contains(&format!("incarnation={incarnation}")), "{line}");
+
+    let addr: SocketAddr = addr.parse().unwrap();
+    let reply = request(addr, &get("/status"));
+    let status: Value = serde_json::from_str(&reply.body).expect("JSON");
+    let conflicts = status["name_conflicts"].as_array().expect("name_conflicts");
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0]["addr"], "127.0.0.1");
+    assert_eq!(conflicts[0]["incarnation"], incarnation);
+    assert!(conflicts[0]["last_heard_ms"].as_u64().is_some_and(|ms| ms < 15_000), "{conflicts:?}");
+
+    let out = herd().args(["status", "--addr", &addr.to_string()]).output().expect("run herd status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut lines = text.lines();
+    assert!(
+        lines.next().is_some_and(|l| l.starts_with("NAME CONFLICT: 127.0.0.1 (heard ")
+            && l.contains(" also runs as \"raspberrypi\"")),
+        "{text}"
+    );
+    assert!(lines.next().is_some_and(|l| l.contains("hostnamectl set-hostname")), "{text}");
+    let metrics = request(addr, &get("/metrics")).body;
+    assert!(metrics.contains("\nherd_name_conflicts 1\n"), "{metrics}");
+}

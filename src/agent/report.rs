@@ -13,11 +13,12 @@
 
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::statsd::Metrics;
-use crate::config::Config;
+use crate::config::{Config, RENAME_HINT};
 use crate::core::baton::BatonEvent;
+use crate::core::conflict::Heard;
 use crate::core::membership::{Change, MemberEvent};
 use crate::core::node::{Event, Reason, Rejections};
 use crate::core::wire::WireError;
@@ -175,6 +176,11 @@ impl Reporter {
                     warn!(%source, %reason, suppressed, total, "datagram rejected");
                 }
             }
+            Event::NameConflict(heard) => log_name_conflict(&self.config.node.name, &heard),
+            Event::NameConflictOver { incarnation, addr } => info!(
+                other = %addr, incarnation,
+                "name conflict over: the other node using this node's name left the cluster"
+            ),
         }
     }
 
@@ -231,6 +237,18 @@ impl Reporter {
             }
         }
     }
+}
+
+/// An error, not a warning: nodes that share a name refuse each other until
+/// an operator renames one, so the line says which node and how.
+fn log_name_conflict(name: &str, c: &Heard) {
+    error!(
+        other = %c.addr, source = %c.source, incarnation = c.incarnation, nodes = c.others,
+        suppressed = c.suppressed,
+        "name conflict: the node at {} also runs as {name:?}, so this node refuses its datagrams and neither \
+         joins the other's cluster (repeated every minute while it lasts). Give each node its own name: {RENAME_HINT}",
+        c.addr
+    );
 }
 
 fn log_member(ev: &MemberEvent, members: usize) {

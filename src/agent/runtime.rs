@@ -80,6 +80,9 @@ async fn run_inner(
         version = crate::VERSION,
         "herd started"
     );
+    if let Some(warning) = config.node.name_warning() {
+        warn!("{warning}");
+    }
     if node_cfg.keys.is_empty() {
         warn!(
             "no [gossip] secret or secret_file set: datagrams are neither authenticated nor encrypted, \

@@ -64,6 +64,11 @@ pub struct Snapshot {
     /// waits for (absent from an older agent's answer: an empty state).
     #[serde(default)]
     pub network: NetworkStatus,
+    /// Other nodes heard using this node's name within the conflict window
+    /// (`core::conflict`), first heard first; empty when the name is this
+    /// node's alone (and in an older agent's answer).
+    #[serde(default)]
+    pub name_conflicts: Vec<NameConflict>,
     /// The last 15 minutes, for the page's charts (not in the JSON).
     #[serde(skip)]
     pub history: Option<History>,
@@ -118,6 +123,21 @@ pub struct MemberHealth {
     pub uptime_s: Option<u64>,
     /// herd's version there ("0.1.0+<git rev>").
     pub version: Option<String>,
+}
+
+/// Another node that uses this node's name: the two refuse each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameConflict {
+    /// Its address: the IP its heartbeats advertise, else `source`.
+    pub addr: String,
+    /// The source IP of its last datagram.
+    pub source: String,
+    /// The IP its heartbeats advertise, if one was heard.
+    pub advertised: Option<String>,
+    pub incarnation: u64,
+    pub last_heard_ms: u64,
+    /// How long the conflict with it has lasted.
+    pub since_ms: u64,
 }
 
 /// One cell of the link matrix.
@@ -314,6 +334,18 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
         member_suspects: i.totals.member_suspect,
         health: cluster_health(node, i.now),
         links: link_matrix(node, i.now),
+        name_conflicts: node
+            .name_conflicts(i.now)
+            .into_iter()
+            .map(|c| NameConflict {
+                addr: c.addr().to_string(),
+                source: c.source.to_string(),
+                advertised: c.advertised.map(|ip| ip.to_string()),
+                incarnation: c.incarnation,
+                last_heard_ms: i.now.saturating_duration_since(c.last_heard).as_millis() as u64,
+                since_ms: i.now.saturating_duration_since(c.since).as_millis() as u64,
+            })
+            .collect(),
         history: i.history.cloned(),
         network: i.network,
     }

@@ -40,7 +40,7 @@ pub use gossip::{GossipSection, MAX_KEYS, Secret, Strategy, new_key};
 use key::Section;
 pub use links::{LinksSection, PeerMetrics};
 pub use log::LogSection;
-pub use node::NodeSection;
+pub use node::{NodeSection, PI_OS_HOSTNAME, RENAME_HINT, name_warning};
 pub use statsd::{Flavor, StatsdAddress, StatsdSection};
 pub use status::StatusSection;
 pub use telemetry::TelemetrySection;

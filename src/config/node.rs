@@ -10,6 +10,8 @@ use super::{Problem, check_name};
 pub struct NodeSection {
     /// After `NodeSection::check`, never empty (the hostname by default).
     pub name: String,
+    /// `name` is the hostname because the file left it empty.
+    pub name_from_hostname: bool,
     pub cluster: String,
     /// Where the counter reservations are kept (`core::reserve`): the
     /// written path, else `$STATE_DIRECTORY` (systemd's `StateDirectory=`);
@@ -76,6 +78,7 @@ impl NodeSection {
             return;
         }
         self.name = hostname();
+        self.name_from_hostname = true;
         if let Err(allowed) = check_name(&self.name) {
             problems.push(Problem {
                 path: NAME.path(),
@@ -87,6 +90,36 @@ impl NodeSection {
             });
         }
     }
+}
+
+/// How an operator gives a node a name of its own (said wherever a name
+/// shared by two nodes, or likely to be, is reported).
+pub const RENAME_HINT: &str = "set [node] name in /etc/herd/herd.toml, or rename the host \
+     (sudo hostnamectl set-hostname <new name>), then restart herd (sudo systemctl restart herd)";
+
+/// The name every Raspberry Pi OS image has until someone renames it.
+pub const PI_OS_HOSTNAME: &str = "raspberrypi";
+
+impl NodeSection {
+    /// A warning when the node's name is the Raspberry Pi OS default: valid,
+    /// but every Pi not yet renamed has it, and two nodes with one name
+    /// refuse each other. `herd check` prints it, `herd run` logs it.
+    pub fn name_warning(&self) -> Option<String> {
+        name_warning(&self.name, self.name_from_hostname)
+    }
+}
+
+/// [`NodeSection::name_warning`] for `name`, taken from the hostname or not.
+pub fn name_warning(name: &str, from_hostname: bool) -> Option<String> {
+    if !name.eq_ignore_ascii_case(PI_OS_HOSTNAME) {
+        return None;
+    }
+    let origin = if from_hostname { "the hostname (no [node] name is set)" } else { "[node] name" };
+    Some(format!(
+        "the node name {name:?}, from {origin}, is the Raspberry Pi OS default: every Pi not yet renamed \
+         has it, and nodes that share a name refuse each other (none of them joins the cluster). \
+         Give each Pi its own name: {RENAME_HINT}"
+    ))
 }
 
 fn hostname() -> String {

@@ -209,3 +209,25 @@ fn a_reload_keeps_restart_keys_and_applies_the_rest() {
         ]
     );
 }
+
+#[test]
+fn the_raspberry_pi_os_default_name_is_valid_but_warned_about() {
+    let named = |name: &str| Config::from_toml_str(&format!("[node]\nname = {name:?}\n"), "t").unwrap();
+    let warning = named("raspberrypi").node.name_warning().expect("a warning for the Pi OS default");
+    assert!(warning.contains("\"raspberrypi\", from [node] name"), "{warning}");
+    assert!(warning.contains("hostnamectl set-hostname") && warning.contains("[node] name"), "{warning}");
+    assert!(named("RaspberryPi").node.name_warning().is_some(), "hostnames are case-insensitive");
+    assert_eq!(named("psa").node.name_warning(), None);
+    assert_eq!(named("raspberrypi2").node.name_warning(), None);
+    // The hostname's path (the test cannot rename this host): decided by
+    // the same function, saying where the name came from.
+    let from_host = name_warning("raspberrypi", true).expect("a warning for the hostname");
+    assert!(from_host.contains("from the hostname (no [node] name is set)"), "{from_host}");
+    assert_eq!(name_warning("pi-rack1-a", true), None);
+    let defaults = Config::defaults().unwrap();
+    assert!(defaults.node.name_from_hostname, "an empty [node] name is the hostname");
+    assert_eq!(
+        defaults.node.name_warning().is_some(),
+        defaults.node.name.eq_ignore_ascii_case("raspberrypi")
+    );
+}

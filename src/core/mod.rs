@@ -4,6 +4,7 @@
 //! virtual clock.
 
 pub mod baton;
+pub mod conflict;
 pub mod health;
 pub mod limit;
 pub mod links;

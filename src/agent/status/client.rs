@@ -37,7 +37,7 @@ pub fn client(addr: &str, view: View) -> anyhow::Result<String> {
         View::Cluster if snapshot.health.is_empty() => bail!(
             "the agent at {addr} gossips no cluster health (it runs a herd release without the cluster view): upgrade it, or use `herd status`"
         ),
-        View::Cluster => headline(&snapshot) + &format::cluster_view(&snapshot),
+        View::Cluster => format::cluster_view(&snapshot),
         _ => human(&snapshot),
     })
 }
@@ -187,17 +187,6 @@ pub(super) fn reason(e: &io::Error) -> String {
         ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut | HostUnreachable
         | NetworkUnreachable | AddrNotAvailable => e.kind().to_string(),
         _ => e.to_string(),
-    }
-}
-
-/// What the operator must see first: the agent cannot reach the cluster.
-pub(super) fn headline(s: &Snapshot) -> String {
-    match s.network.waiting() {
-        Some(why) => format!(
-            "WAITING FOR A NETWORK for {}: {why}\n  herd keeps running and joins the cluster as soon as there is one.\n\n",
-            ago(s.network.since_ms)
-        ),
-        None => String::new(),
     }
 }
 

@@ -15,6 +15,42 @@ pub(super) fn uptime(secs: f64) -> String {
     }
 }
 
+/// When other nodes use this node's name: a headline naming them and the
+/// fix, the first thing `herd status`, `herd status --cluster` and the page
+/// show (a cluster that looks small but healthy is the failure to avoid).
+pub(super) fn name_conflict(s: &Snapshot) -> Option<(String, String)> {
+    let others: Vec<String> =
+        s.name_conflicts.iter().map(|c| format!("{} (heard {} ago)", c.addr, ago(c.last_heard_ms))).collect();
+    let (last, init) = others.split_last()?;
+    let (others, verb) = if init.is_empty() {
+        (last.clone(), "also runs")
+    } else {
+        (format!("{} and {last}", init.join(", ")), "also run")
+    };
+    let headline = format!(
+        "NAME CONFLICT: {others} {verb} as {:?}: nodes that share a name refuse each other, so they are not in one cluster",
+        s.node
+    );
+    Some((headline, format!("Give each node its own name: {}", crate::config::RENAME_HINT)))
+}
+
+/// What `herd status` and `herd status --cluster` print first, when the
+/// agent cannot be in the cluster: a name it shares, a network it waits for.
+pub(super) fn headline(s: &Snapshot) -> String {
+    let mut out = String::new();
+    if let Some((headline, fix)) = name_conflict(s) {
+        let _ = write!(out, "{headline}\n{fix}\n\n");
+    }
+    if let Some(why) = s.network.waiting() {
+        let _ = write!(
+            out,
+            "WAITING FOR A NETWORK for {}: {why}\n  herd keeps running and joins the cluster as soon as there is one.\n\n",
+            ago(s.network.since_ms)
+        );
+    }
+    out
+}
+
 /// "312 ms", "4.2 s".
 pub(super) fn ago(ms: u64) -> String {
     if ms < 1000 { format!("{ms} ms") } else { format!("{:.1} s", ms as f64 / 1e3) }
@@ -138,7 +174,8 @@ pub(super) const LOSSY_PCT: f64 = 5.0;
 /// "RTT ms/loss %"), the slowest measured link marked `*`, any loss above
 /// [`LOSSY_PCT`] marked `!`.
 pub(super) fn cluster_view(s: &Snapshot) -> String {
-    let mut out = format!("cluster {} seen from {} · {} live members\n\n", s.cluster, s.node, s.live_members);
+    let mut out = headline(s);
+    out += &format!("cluster {} seen from {} · {} live members\n\n", s.cluster, s.node, s.live_members);
     let header = [
         "node", "state", "temp", "throttle", "load", "mem", "fan", "root", "clock", "up", "version", "heard",
     ];

@@ -1,7 +1,8 @@
 //! page: the self-contained HTML page of `GET /` (inline CSS, SVG and JS, no external assets):
-//! the cluster view (`cluster`), then this node's members, baton and sensors. Rendered complete on
-//! the server; its script swaps in the same markup from `GET /app` every second, so there is one
-//! renderer (this one), and the page reads the same with or without script.
+//! a banner when other nodes use this node's name, the cluster view (`cluster`), then this
+//! node's members, baton and sensors. Rendered complete on the server; its script swaps in the
+//! same markup from `GET /app` every second, so there is one renderer (this one), and the page
+//! reads the same with or without script.
 
 use super::*;
 
@@ -32,11 +33,19 @@ pub(super) fn app(s: &Snapshot) -> String {
         s.incarnation,
         esc(&s.version)
     );
+    if let Some((headline, fix)) = name_conflict(s) {
+        let _ = write!(
+            h,
+            "<section id=\"conflict\" class=\"banner\" role=\"alert\"><p><b>{}</b></p><p>{}</p></section>",
+            esc(&headline),
+            esc(&fix)
+        );
+    }
     if let Some(why) = s.network.waiting() {
         let _ = write!(
             h,
-            "<p class=\"alert\" id=\"network\"><b>Waiting for a network</b> for {}: {}. herd keeps running \
-             and joins the cluster as soon as there is one.</p>",
+            "<section id=\"network\" class=\"banner\" role=\"alert\"><p><b>Waiting for a network</b> for {}: {}.</p>\
+             <p>herd keeps running and joins the cluster as soon as there is one.</p></section>",
             ago(s.network.since_ms),
             esc(why)
         );
@@ -139,7 +148,7 @@ border-bottom:1px solid var(--line)}th{font-weight:600}.n{text-align:right;font-
 .state{font-weight:600}.alive{color:var(--ok)}.suspect{color:var(--warn)}.down,.left{color:var(--bad)}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1.2rem;margin:0}dd{margin:0}\
 footer{margin-top:2rem;font-size:.85rem}#live.err{color:var(--bad)}\
-.alert{border:2px solid var(--bad);border-radius:6px;padding:.6rem .8rem;color:var(--bad)}\
+.banner{border:2px solid var(--bad);border-radius:.5rem;padding:.2rem 1rem;margin:1rem 0;color:var(--bad)}\
 #cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));gap:.6rem}\
 .card{border:1px solid var(--line);border-radius:.5rem;padding:.5rem .7rem}\
 .card header{display:flex;justify-content:space-between;gap:.4rem}.card .temp{font-size:1.6rem;margin:.2rem 0}\

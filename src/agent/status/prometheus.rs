@@ -42,6 +42,11 @@ fn agent(p: &mut Prometheus, s: &Snapshot) {
     );
     p.gauge("herd_uptime_seconds", "Seconds since the agent started.", [(vec![], s.uptime_s)]);
     p.gauge("herd_members", "Live members, this node included.", [(vec![], s.live_members as f64)]);
+    p.gauge(
+        "herd_name_conflicts",
+        "Other nodes heard using this node's name lately (0: none); nodes that share a name refuse each other.",
+        [(vec![], s.name_conflicts.len() as f64)],
+    );
     p.counter(
         "herd_member_suspect_total",
         "Times a member turned suspect (flaps).",

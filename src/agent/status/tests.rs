@@ -125,6 +125,7 @@ fn sample() -> Snapshot {
             since_ms: 3_600_000,
             changes: 0,
         },
+        name_conflicts: Vec::new(),
         history: None,
     }
 }
@@ -710,4 +711,60 @@ fn page_shows_a_card_per_node_the_heat_map_and_the_charts() {
     // psb's missing sample splits its line in two.
     assert_eq!(html.matches("<polyline data-series=\"psb\"").count(), 2);
     assert!(html.contains("psa 48.9</span>"), "the legend shows the last value");
+}
+
+/// `sample()` whose name two other nodes use as well.
+fn conflicted() -> Snapshot {
+    use crate::agent::snapshot::NameConflict;
+    let mut s = sample();
+    s.name_conflicts = [("10.77.0.2", 1204), ("10.77.0.3", 312)]
+        .into_iter()
+        .map(|(addr, heard)| NameConflict {
+            addr: addr.into(),
+            source: addr.into(),
+            advertised: Some(addr.into()),
+            incarnation: 1_764_000_000_123,
+            last_heard_ms: heard,
+            since_ms: 93_410,
+        })
+        .collect();
+    s
+}
+
+#[test]
+fn a_name_conflict_heads_herd_status_the_cluster_view_and_the_page() {
+    let headline = "NAME CONFLICT: 10.77.0.2 (heard 1.2 s ago) and 10.77.0.3 (heard 312 ms ago) also run as \
+                    \"psa\": nodes that share a name refuse each other, so they are not in one cluster";
+    let fix = "Give each node its own name: set [node] name in /etc/herd/herd.toml, or rename the host \
+               (sudo hostnamectl set-hostname <new name>), then restart herd (sudo systemctl restart herd)";
+    let s = conflicted();
+    let text = human(&s);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..3], [headline, fix, ""], "{text}");
+    assert_eq!(lines[3], "psa · cluster lab · up 1h 02m · 3 live members");
+    let cluster = format::cluster_view(&s);
+    assert!(cluster.starts_with(&format!("{headline}\n{fix}\n\ncluster lab seen from psa")), "{cluster}");
+    let html = page(&s);
+    assert!(
+        html.contains(&format!(
+            "<section id=\"conflict\" class=\"banner\" role=\"alert\"><p><b>{}</b></p><p>{}</p></section>",
+            esc(headline),
+            esc(fix)
+        )),
+        "{html}"
+    );
+    // One other node: "runs"; none: nothing anywhere.
+    let mut one = conflicted();
+    one.name_conflicts.truncate(1);
+    assert!(human(&one).starts_with("NAME CONFLICT: 10.77.0.2 (heard 1.2 s ago) also runs as \"psa\": "));
+    let clean = sample();
+    assert!(!human(&clean).contains("NAME CONFLICT") && !page(&clean).contains("id=\"conflict\""));
+    assert!(!format::cluster_view(&clean).contains("NAME CONFLICT"));
+    // Prometheus: how many other nodes use the name now.
+    assert_eq!(value(&scrape(&metrics(&s)), "herd_name_conflicts", None), Some(2.0));
+    assert_eq!(value(&scrape(&metrics(&clean)), "herd_name_conflicts", None), Some(0.0));
+    // An older agent's answer (no field) still parses, as no conflict.
+    let mut json: serde_json::Value = serde_json::to_value(&s).unwrap();
+    json.as_object_mut().unwrap().remove("name_conflicts");
+    assert!(serde_json::from_value::<Snapshot>(json).unwrap().name_conflicts.is_empty());
 }

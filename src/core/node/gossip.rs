@@ -204,6 +204,10 @@ impl<R: Rng> Node<R> {
         if let Some(dest) = to {
             return self.outbox.push_back(Transmit { dest, payload });
         }
+        if self.own_ips.len() == OWN_HEARTBEATS {
+            self.own_ips.pop_front();
+        }
+        self.own_ips.push_back(self.cfg.ip);
         self.fan_out_payload(payload);
         self.probe_versions();
         self.last_heartbeat = Some(now);

@@ -16,6 +16,10 @@
 //!   a heartbeat interval (about one per interval for the whole cluster);
 //! - news of suspects and downs, multicast, only when they happen.
 //!
+//! A datagram carrying this node's name from another life is refused and
+//! recorded (`core::conflict`): nodes that share a name cannot be members
+//! of each other, and the status endpoint shows it.
+//!
 //! While a member of the previous release is live, every node goes back to
 //! that release's ways (a heartbeat each interval with sightings of every
 //! member, members failed by silence): a mixed cluster is one cluster, at the
@@ -42,6 +46,8 @@
 //! a seeded simulation is reproducible).
 
 mod gossip;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -50,6 +56,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, RngExt};
 
 use super::baton::{BatonConfig, BatonEvent, Relay, RelayCtx, RelayOut, RelaySend};
+use super::conflict::{self, Conflict, Conflicts, Heard};
 use super::health::{Board, Health, PeerLink};
 use super::limit::LogLimiter;
 use super::links::{LinkConfig, LinkStats, Links};
@@ -164,7 +171,8 @@ pub enum Reason {
     Stale,
     /// A newcomer while the member table is full.
     TableFull,
-    /// Another node uses this node's name.
+    /// Another node uses this node's name: counted here, recorded in
+    /// `core::conflict` and reported as [`Event::NameConflict`].
     NameConflict {
         incarnation: u64,
     },
@@ -253,6 +261,17 @@ pub enum Event {
         suppressed: u64,
         total: u64,
     },
+    /// Another node uses this node's name: logged at once, then at most
+    /// once per [`conflict::LOG_EVERY`] per other node while it lasts (its
+    /// datagrams are counted as `name_conflict` rejections, not reported as
+    /// [`Event::Rejected`]).
+    NameConflict(Heard),
+    /// A node that used this node's name left the cluster: that conflict is
+    /// over (one that falls silent ends after [`Node::conflict_window`]).
+    NameConflictOver {
+        incarnation: u64,
+        addr: IpAddr,
+    },
 }
 
 pub const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -292,6 +311,14 @@ pub struct Node<R> {
     reserve: Option<u64>,
     /// One limiter per source IP (at most [`REJECT_SOURCES`]).
     reject_logs: HashMap<IpAddr, LogLimiter>,
+    /// Other nodes heard using this node's name.
+    conflicts: Conflicts,
+    /// The IPs advertised by the last heartbeats sent to the cluster (at
+    /// most [`OWN_HEARTBEATS`]; one unless it was renumbered): this node's
+    /// multicast loops back to it, so a heartbeat with its name and
+    /// incarnation that advertises another IP comes from another node of that
+    /// name that started in the same millisecond.
+    own_ips: VecDeque<Ipv4Addr>,
     left: bool,
     /// The wall clock as the shell last read it: (when, microseconds since
     /// the Unix epoch). The core reads no clock; it only stamps acks with
@@ -319,6 +346,10 @@ pub struct Node<R> {
     health_bytes: (u64, u64),
 }
 
+/// Heartbeats to the cluster remembered to recognise this node's own when
+/// they loop back (they do within milliseconds; a heartbeat goes out at most
+/// every quarter interval or so).
+const OWN_HEARTBEATS: usize = 8;
 /// Heartbeats a node sends an interval apart when it starts, so that one
 /// lost datagram does not hide it for a whole refresh period.
 const START_BURST: u8 = 3;
@@ -374,6 +405,8 @@ impl<R: Rng> Node<R> {
             scratch: Vec::new(),
             rejections: Rejections::default(),
             reject_logs: HashMap::new(),
+            conflicts: Conflicts::default(),
+            own_ips: VecDeque::with_capacity(OWN_HEARTBEATS),
             left: false,
             wall: None,
             cfg,
@@ -528,8 +561,8 @@ impl<R: Rng> Node<R> {
             Err(e) => return self.reject(now, src.ip(), Reason::Wire(e)),
         };
         if env.from == self.cfg.name {
-            if env.incarnation != self.cfg.incarnation {
-                self.reject(now, src.ip(), Reason::NameConflict { incarnation: env.incarnation });
+            if env.incarnation != self.cfg.incarnation || !self.is_own(&env) {
+                self.name_conflict(now, src.ip(), &env);
             }
             // Otherwise our own multicast, looped back for agents on this host.
             return;
@@ -860,6 +893,60 @@ impl<R: Rng> Node<R> {
             self.send(Dest::Data(addr), Message::Leave);
         }
         self.left = true;
+    }
+
+    /// How long a name conflict lasts after the other node was last heard:
+    /// three of this node's heartbeat refresh periods (two nodes with one
+    /// name hear each other only through their heartbeats, at least one per
+    /// refresh period: two lost ones do not end the conflict), and at least
+    /// [`conflict::LOG_EVERY`], so a conflict that goes on is logged again.
+    /// 60 s with the default 1 s heartbeat interval.
+    pub fn conflict_window(&self) -> Duration {
+        (self.refresh_every() * 3).max(conflict::LOG_EVERY)
+    }
+
+    /// The other nodes heard using this node's name within
+    /// [`Node::conflict_window`] of `now`, first heard first; empty when
+    /// the name is this node's alone.
+    pub fn name_conflicts(&self, now: Instant) -> Vec<&Conflict> {
+        self.conflicts.current(now, self.conflict_window())
+    }
+
+    /// Whether a datagram with this node's name and incarnation is its own,
+    /// looped back. Another node of that name started in the same
+    /// millisecond shows in its heartbeats: they advertise an IP this node
+    /// has not advertised lately. Other messages, and heartbeats when either
+    /// side does not know its IP, are taken as its own (a false conflict on
+    /// a healthy node would be worse than a missed one this unlikely).
+    fn is_own(&self, env: &Envelope<'_>) -> bool {
+        match &env.msg {
+            Message::Heartbeat(hb) if !hb.ip.is_unspecified() && !self.cfg.ip.is_unspecified() => {
+                hb.ip == self.cfg.ip || self.own_ips.contains(&hb.ip)
+            }
+            _ => true,
+        }
+    }
+
+    /// A datagram of another life that carries this node's name: refused
+    /// (counted as a `name_conflict` rejection) and recorded; its leave ends
+    /// the conflict with it.
+    fn name_conflict(&mut self, now: Instant, source: IpAddr, env: &Envelope<'_>) {
+        self.rejections.count(&Reason::NameConflict { incarnation: env.incarnation });
+        let advertised = match &env.msg {
+            Message::Heartbeat(hb) if !hb.ip.is_unspecified() => Some(hb.ip),
+            Message::Leave => {
+                if let Some(gone) = self.conflicts.left(env.incarnation) {
+                    let (incarnation, addr) = (gone.incarnation, gone.addr());
+                    self.events.push_back(Event::NameConflictOver { incarnation, addr });
+                }
+                return;
+            }
+            _ => None,
+        };
+        let window = self.conflict_window();
+        if let Some(heard) = self.conflicts.heard(now, window, env.incarnation, source, advertised) {
+            self.events.push_back(Event::NameConflict(heard));
+        }
     }
 
     fn reject(&mut self, now: Instant, source: IpAddr, reason: Reason) {
