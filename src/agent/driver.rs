@@ -281,8 +281,8 @@ impl<T: Transport> Driver<T> {
     /// (`pass_timeout` after the pass), and re-arming it every turn cost more
     /// than the spurious wake-up (at most one per `pass_timeout`).
     fn arm_timer(&mut self) {
-        let deadline =
-            self.jobs.next(&self.node).min(self.net.recheck.unwrap_or(Instant::now() + IDLE)).into();
+        let next = self.jobs.next(&self.node);
+        let deadline = self.net.recheck.map_or(next, |at| next.min(at)).into();
         if deadline < self.timer.deadline() || self.timer.is_elapsed() {
             self.timer.as_mut().reset(deadline);
         }
