@@ -198,6 +198,9 @@ pub struct Relay {
     pub ask_first: bool,
     /// `last_seen` when views were last asked for: asked once per silence.
     asked_at: Option<Instant>,
+    /// After a stall of this node ([`Relay::stalled`]): no pass, gauge or
+    /// regeneration before this instant.
+    settle_until: Option<Instant>,
 }
 
 /// Upper bound of the delayed ack (`pass_timeout` / 5 if smaller).
@@ -254,6 +257,7 @@ impl Relay {
             pending_acks: Vec::new(),
             ask_first: false,
             asked_at: None,
+            settle_until: None,
             cfg,
         }
     }
@@ -294,6 +298,37 @@ impl Relay {
 
     pub fn high(&self) -> u64 {
         self.high
+    }
+
+    /// This node was not running for a while (a stall: see `core::node`),
+    /// and the cluster may have moved on without it: regenerated the baton
+    /// held here, or passed it further than this node knows. Until `now +
+    /// wait` nothing is passed, no gauge is emitted and nothing is
+    /// regenerated, and the cluster's views are asked for meanwhile. Views that show it superseded drop it (`on_view`);
+    /// otherwise it goes on after the wait, its counter above everything
+    /// heard. `wait` must cover the answers: a quarter interval where
+    /// views are asked for, a whole interval more where only the periodic
+    /// heartbeats carry them.
+    pub fn stalled(&mut self, now: Instant, wait: Duration, out: &mut RelayOut) {
+        if !self.cfg.enabled {
+            return;
+        }
+        let until = now + wait;
+        self.settle_until = Some(until);
+        match self.held.as_mut().map(|h| &mut h.state) {
+            None => self.next_check = self.next_check.max(until),
+            Some(Holding::Waiting { until: u }) => *u = (*u).max(until),
+            Some(Holding::Passing { deadline, .. }) => *deadline = (*deadline).max(until),
+            Some(Holding::Alone) => {}
+        }
+        // Asked even when holding nothing: a pass queued during the stall
+        // is taken next, and only fresher views show it was given up on.
+        out.ask_views = true;
+    }
+
+    /// Still settling after a stall at `now` (see [`Relay::stalled`]).
+    fn settling(&self, now: Instant) -> Option<Instant> {
+        self.settle_until.filter(|&t| now < t)
     }
 
     /// A heartbeat's view from a peer.
@@ -540,6 +575,10 @@ impl Relay {
         if now < self.next_check {
             return;
         }
+        if let Some(until) = self.settling(now) {
+            self.next_check = until;
+            return;
+        }
         let main = self.cfg.main_node.as_str();
         let starter = match main {
             "" => self.lowest_alive(ctx.members),
@@ -582,9 +621,9 @@ impl Relay {
     }
 
     fn take<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>, id: BatonId, counter: u64, lap: Lap) {
-        let until = ctx.now + self.cfg.hold;
+        let until = (ctx.now + self.cfg.hold).max(self.settling(ctx.now).unwrap_or(ctx.now));
         self.held = Some(Held { id, counter, lap, state: Holding::Waiting { until } });
-        if self.cfg.hold.is_zero() {
+        if until <= ctx.now {
             self.pass_on(ctx);
         }
     }
@@ -595,6 +634,12 @@ impl Relay {
     fn pass_on<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
         let Some(mut h) = self.held.take() else { return };
         let now = ctx.now;
+        if let Some(until) = self.settling(now) {
+            // Every way to a pass comes here: none before the views are in.
+            h.state = Holding::Waiting { until };
+            self.held = Some(h);
+            return;
+        }
         if !self.has_peer(ctx.members) {
             h.state = Holding::Alone;
             self.held = Some(h);

@@ -1,7 +1,8 @@
 //! The network lab: herd on several hosts of one L2 network (network
 //! namespaces on a bridge, see lab.sh and harness.rs), under partitions,
-//! loss, churn, intruders, floods and broken neighbours. Needs root; without
-//! it every test says why and skips (under CI=true they fail instead).
+//! loss, churn, intruders, floods, broken neighbours, a stalled process and
+//! wall-clock steps. Needs root; without it every test says why and skips
+//! (under CI=true they fail instead).
 //!
 //! Each scenario prints `LAB | scenario | what was checked | figures` lines:
 //! `cargo test --test lab -- --nocapture | grep '^LAB'` gives the report.
@@ -13,9 +14,11 @@ mod common;
 mod harness;
 
 mod churn;
+mod clock;
 mod discovery;
 mod flood;
 mod intruders;
 mod loss;
 mod neighbours;
 mod partition;
+mod stall;
