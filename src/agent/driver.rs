@@ -143,6 +143,8 @@ pub struct Driver<T> {
     send_log: LogLimiter,
     state_log: LogLimiter,
     started: Instant,
+    /// Stalls the core has noticed and this driver has logged.
+    stalls_logged: u64,
     gbuf: Box<[u8]>,
     dbuf: Box<[u8]>,
 }
@@ -189,6 +191,7 @@ impl<T: Transport> Driver<T> {
             send_log: LogLimiter::new(SEND_ERROR_LOG_EVERY),
             state_log: LogLimiter::new(SEND_ERROR_LOG_EVERY),
             started: Instant::now(),
+            stalls_logged: 0,
             gbuf: vec![0; RECV_BUF].into_boxed_slice(),
             dbuf: vec![0; RECV_BUF].into_boxed_slice(),
         };
@@ -583,8 +586,20 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    /// Step 6: the core's events, to the reporter (or nowhere).
+    /// Step 6: the core's events, to the reporter (or nowhere), and a
+    /// stall the core noticed (see `core::node`), to the log.
     fn drive_events(&mut self) {
+        if let (n, Some(late)) = self.node.stalls()
+            && n > self.stalls_logged
+        {
+            self.stalls_logged = n;
+            warn!(
+                late_ms = late.as_millis() as u64,
+                total = n,
+                "this agent was not running for a while (a stalled process: a slow SD card, SIGSTOP); \
+                 its baton waits for the cluster's views, peers are not judged for the time missed"
+            );
+        }
         while let Some(ev) = self.node.poll_event() {
             if let Some(r) = self.reporter.as_mut() {
                 r.event(ev, self.node.cluster_size());

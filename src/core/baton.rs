@@ -198,6 +198,9 @@ pub struct Relay {
     pub ask_first: bool,
     /// `last_seen` when views were last asked for: asked once per silence.
     asked_at: Option<Instant>,
+    /// After a stall of this node ([`Relay::stalled`]): no pass, gauge or
+    /// regeneration before this instant.
+    settle_until: Option<Instant>,
 }
 
 /// Upper bound of the delayed ack (`pass_timeout` / 5 if smaller).
@@ -254,6 +257,7 @@ impl Relay {
             pending_acks: Vec::new(),
             ask_first: false,
             asked_at: None,
+            settle_until: None,
             cfg,
         }
     }
@@ -294,6 +298,37 @@ impl Relay {
 
     pub fn high(&self) -> u64 {
         self.high
+    }
+
+    /// This node was not running for a while (a stall: see `core::node`),
+    /// and the cluster may have moved on without it: regenerated the baton
+    /// held here, or passed it further than this node knows. Until `now +
+    /// wait` nothing is passed, no gauge is emitted and nothing is
+    /// regenerated, and the cluster's views are asked for meanwhile. Views that show it superseded drop it (`on_view`);
+    /// otherwise it goes on after the wait, its counter above everything
+    /// heard. `wait` must cover the answers: a quarter interval where
+    /// views are asked for, a whole interval more where only the periodic
+    /// heartbeats carry them.
+    pub fn stalled(&mut self, now: Instant, wait: Duration, out: &mut RelayOut) {
+        if !self.cfg.enabled {
+            return;
+        }
+        let until = now + wait;
+        self.settle_until = Some(until);
+        match self.held.as_mut().map(|h| &mut h.state) {
+            None => self.next_check = self.next_check.max(until),
+            Some(Holding::Waiting { until: u }) => *u = (*u).max(until),
+            Some(Holding::Passing { deadline, .. }) => *deadline = (*deadline).max(until),
+            Some(Holding::Alone) => {}
+        }
+        // Asked even when holding nothing: a pass queued during the stall
+        // is taken next, and only fresher views show it was given up on.
+        out.ask_views = true;
+    }
+
+    /// Still settling after a stall at `now` (see [`Relay::stalled`]).
+    fn settling(&self, now: Instant) -> Option<Instant> {
+        self.settle_until.filter(|&t| now < t)
     }
 
     /// A heartbeat's view from a peer.
@@ -540,6 +575,10 @@ impl Relay {
         if now < self.next_check {
             return;
         }
+        if let Some(until) = self.settling(now) {
+            self.next_check = until;
+            return;
+        }
         let main = self.cfg.main_node.as_str();
         let starter = match main {
             "" => self.lowest_alive(ctx.members),
@@ -582,9 +621,9 @@ impl Relay {
     }
 
     fn take<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>, id: BatonId, counter: u64, lap: Lap) {
-        let until = ctx.now + self.cfg.hold;
+        let until = (ctx.now + self.cfg.hold).max(self.settling(ctx.now).unwrap_or(ctx.now));
         self.held = Some(Held { id, counter, lap, state: Holding::Waiting { until } });
-        if self.cfg.hold.is_zero() {
+        if until <= ctx.now {
             self.pass_on(ctx);
         }
     }
@@ -595,6 +634,12 @@ impl Relay {
     fn pass_on<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
         let Some(mut h) = self.held.take() else { return };
         let now = ctx.now;
+        if let Some(until) = self.settling(now) {
+            // Every way to a pass comes here: none before the views are in.
+            h.state = Holding::Waiting { until };
+            self.held = Some(h);
+            return;
+        }
         if !self.has_peer(ctx.members) {
             h.state = Holding::Alone;
             self.held = Some(h);
@@ -729,4 +774,91 @@ fn is_alive(members: &Members, name: &str) -> bool {
 /// FNV-1a: a stable 64-bit hash of a node name for [`BatonId::origin`].
 pub fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod stall_tests {
+    use super::*;
+    use crate::core::membership::{Hello, Timing};
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn setup(now: Instant) -> (Relay, Members) {
+        let cfg = BatonConfig {
+            enabled: true,
+            main_node: String::new(),
+            hold: 100 * MS,
+            pass_timeout: 250 * MS,
+            max_retries: 3,
+            regenerate_after: 3000 * MS,
+        };
+        let timings = Timings::from_heartbeat(1000 * MS);
+        let timing = Timing {
+            suspect_after: 3000 * MS,
+            down_after: 5000 * MS,
+            probe_every: 250 * MS,
+            settle: 4000 * MS,
+        };
+        let mut members = Members::new(8, timing);
+        let addr = SocketAddr::from(([10, 0, 0, 2], 45893));
+        let hello = Hello { gossip_addr: addr, data_addr: addr, relays: true };
+        members.admit(now, "psb", 1, 1, Some(hello), &mut Vec::new());
+        (Relay::new(cfg, timings, "psa", now), members)
+    }
+
+    fn passed(out: &RelayOut) -> Vec<u64> {
+        out.events
+            .iter()
+            .filter_map(|e| if let BatonEvent::Passed { counter } = e { Some(*counter) } else { None })
+            .collect()
+    }
+
+    /// Without asks (views only in the periodic heartbeats), a baton held
+    /// across a stall is not passed before the wait; a greater baton heard
+    /// meanwhile drops it, and none is ever gauged.
+    #[test]
+    fn a_stalled_holder_waits_for_views_and_drops_a_superseded_baton() {
+        for superseded in [true, false] {
+            let t0 = Instant::now();
+            let (mut relay, members) = setup(t0);
+            let mut rng = SmallRng::seed_from_u64(1);
+            let mut out = RelayOut::default();
+            let id = BatonId { epoch: 1, origin: 7 };
+            let src = SocketAddr::from(([10, 0, 0, 2], 45893));
+            let mut ctx = RelayCtx { now: t0, members: &members, rng: &mut rng, out: &mut out };
+            relay.on_pass(&mut ctx, src, id, 10, &Lap::default());
+            // Frozen past the hold; on waking it settles for an interval and a quarter.
+            let woke = t0 + 4000 * MS;
+            relay.stalled(woke, 1250 * MS, &mut out);
+            assert!(out.ask_views);
+            let mut ctx = RelayCtx { now: woke, members: &members, rng: &mut rng, out: &mut out };
+            relay.handle_timeout(&mut ctx);
+            assert!(passed(&out).is_empty(), "passed at once on waking");
+            let view = |id, counter| BatonView {
+                id,
+                counter,
+                baton_counter: 0,
+                settled: 0,
+                age_ms: 0,
+                holding: true,
+            };
+            if superseded {
+                relay.on_view(woke + 900 * MS, view(BatonId { epoch: 2, origin: 9 }, 40), &mut out);
+            } else {
+                relay.on_view(woke + 900 * MS, view(id, 40), &mut out);
+            }
+            let mut ctx = RelayCtx { now: woke + 1000 * MS, members: &members, rng: &mut rng, out: &mut out };
+            relay.handle_timeout(&mut ctx);
+            assert!(passed(&out).is_empty(), "passed before the wait");
+            let mut ctx = RelayCtx { now: woke + 1250 * MS, members: &members, rng: &mut rng, out: &mut out };
+            relay.handle_timeout(&mut ctx);
+            if superseded {
+                assert!(passed(&out).is_empty() && relay.holding().is_none(), "{:?}", out.events);
+            } else {
+                assert_eq!(passed(&out), vec![41], "above every counter heard");
+            }
+        }
+    }
 }

@@ -84,6 +84,10 @@ pub struct Member {
     window: ReplayWindow,
     retired: [u64; RETIRED_LIVES],
     next_probe: Option<Instant>,
+    /// Silence deadlines count from the later of this and `last_heard`:
+    /// moved on by [`Members::credit`] when this node was not running, so
+    /// the time it could not listen is not held against the member.
+    counted_from: Instant,
 }
 
 /// Addresses learned from a heartbeat: what allows creating a member.
@@ -401,7 +405,7 @@ impl Members {
         }
         let t = self.timing;
         for m in self.map.values_mut() {
-            let silent = now.saturating_duration_since(m.last_heard);
+            let silent = now.saturating_duration_since(m.silent_since());
             if m.state == MemberState::Alive && silent >= t.suspect_after {
                 m.set_state(now, MemberState::Suspect);
                 m.next_probe = Some(now);
@@ -440,14 +444,28 @@ impl Members {
         self.map
             .values()
             .filter_map(|m| match m.state {
-                MemberState::Alive => Some(m.last_heard + t.suspect_after),
+                MemberState::Alive => Some(m.silent_since() + t.suspect_after),
                 MemberState::Suspect => {
-                    let down = m.last_heard + t.down_after;
+                    let down = m.silent_since() + t.down_after;
                     Some(m.next_probe.map_or(down, |p| p.min(down)))
                 }
                 MemberState::Down | MemberState::Left => None,
             })
             .min()
+    }
+
+    /// This node was not running for a while (a stall: see `core::node`):
+    /// every live member gets `by` more before its silence counts against
+    /// it, and a suspect's direct probe comes `by` later, so nothing is
+    /// concluded from datagrams this node has not read yet. `last_heard`
+    /// keeps the truth (sightings and the status page report it).
+    pub fn credit(&mut self, by: Duration) {
+        for m in self.map.values_mut().filter(|m| m.state.is_live()) {
+            m.counted_from = m.silent_since() + by;
+            if let Some(p) = m.next_probe.as_mut() {
+                *p += by;
+            }
+        }
     }
 
     /// Frees one slot by dropping the longest-gone down or left member.
@@ -477,7 +495,13 @@ impl Member {
             window: ReplayWindow::starting_at(seq),
             retired: [incarnation; RETIRED_LIVES],
             next_probe: None,
+            counted_from: now,
         }
+    }
+
+    /// Where its silence deadlines count from (see `counted_from`).
+    fn silent_since(&self) -> Instant {
+        self.last_heard.max(self.counted_from)
     }
 
     fn set_state(&mut self, now: Instant, state: MemberState) {

@@ -444,6 +444,19 @@ impl Prober {
         }
     }
 
+    /// This node was not running for a while (a stall: see `core::node`):
+    /// the round's ping and every check get `by` more before they conclude,
+    /// so answers still queued unread, and the next tries, count first.
+    pub fn credit(&mut self, by: Duration) {
+        if let Some(r) = self.round.as_mut() {
+            r.sent += by;
+        }
+        for c in self.checks.values_mut() {
+            c.last_good += by;
+            c.first_ping += by;
+        }
+    }
+
     /// Direct word from `name`'s life `incarnation`: it is alive, whatever a
     /// check of it was finding.
     pub fn heard(&mut self, now: Instant, name: &str, incarnation: u64, out: &mut ProbeOut) {

@@ -1,8 +1,9 @@
 //! The network lab: herd on several hosts of one L2 network (network
 //! namespaces on a bridge, see lab.sh and harness.rs), under partitions,
-//! loss, churn, intruders, floods, broken neighbours and shared names. Needs
-//! root; without it every test says why and skips (under CI=true they fail
-//! instead).
+//! loss, churn, intruders, floods, broken neighbours, the networks Pis have
+//! (a network that comes late, drops, renumbers), shared names, a stalled
+//! process and wall-clock steps. Needs root; without it every test says why
+//! and skips (under CI=true they fail instead).
 //!
 //! Each scenario prints `LAB | scenario | what was checked | figures` lines:
 //! `cargo test --test lab -- --nocapture | grep '^LAB'` gives the report.
@@ -14,6 +15,7 @@ mod common;
 mod harness;
 
 mod churn;
+mod clock;
 mod discovery;
 mod flood;
 mod intruders;
@@ -22,3 +24,4 @@ mod names;
 mod neighbours;
 mod network;
 mod partition;
+mod stall;

@@ -50,6 +50,10 @@ pub struct SimNode {
     /// Its `poll_timeout` as of its last turn (the simulator's timer queue:
     /// asking every node every step would cost N² at 256 nodes).
     deadline: Option<Instant>,
+    /// Frozen (SIGSTOP, a blocked SD card) until then: it handles nothing,
+    /// and what reaches it waits in `backlog` (see [`Sim::freeze`]).
+    frozen_until: Option<Instant>,
+    backlog: Vec<(Via, SocketAddr, Vec<u8>)>,
 }
 
 /// True wall time at the simulator's start (2026-12-02T00:00:00Z), µs.
@@ -195,6 +199,8 @@ impl Sim {
                     clock_skew_us: 0,
                     no_wall_clock: false,
                     deadline: None,
+                    frozen_until: None,
+                    backlog: Vec::new(),
                 })
                 .collect(),
             queue: BinaryHeap::new(),
@@ -237,6 +243,8 @@ impl Sim {
         cfg.reserved = self.nodes[i].state;
         let rng = SmallRng::seed_from_u64(self.seed ^ (i as u64 * 7919) ^ incarnation);
         self.nodes[i].incarnation = incarnation;
+        self.nodes[i].frozen_until = None;
+        self.nodes[i].backlog.clear();
         self.nodes[i].node = Some(Node::new(cfg, rng, self.now));
         self.drain(i);
     }
@@ -266,6 +274,77 @@ impl Sim {
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].node = None;
         self.nodes[i].deadline = None;
+        self.nodes[i].frozen_until = None;
+        self.nodes[i].backlog.clear();
+    }
+
+    /// Freezes node `i` for `d` from now, as SIGSTOP or an SD card blocking
+    /// every process would: it handles nothing meanwhile, and datagrams
+    /// reaching it queue up in its sockets. It then resumes as the agent's
+    /// loop does (see [`Sim::resume`]).
+    pub fn freeze(&mut self, i: usize, d: Duration) {
+        if self.nodes[i].node.is_some() {
+            self.nodes[i].frozen_until = Some(self.now + d);
+        }
+    }
+
+    pub fn is_frozen(&self, i: usize) -> bool {
+        self.nodes[i].frozen_until.is_some()
+    }
+
+    /// Node `i` runs again, turn after turn at this instant, in the order of
+    /// the agent's driver (`agent::driver`): each turn takes one queued
+    /// gossip datagram if there is one, else the timer if it is due, else a
+    /// burst of the data socket's datagrams (up to 64, each answered at
+    /// once); then the timer if it is due. The gossip socket is polled
+    /// first, so a backlog of heartbeats is read before the data socket's
+    /// passes and answers, and the late timer fires after the first of them.
+    fn resume(&mut self, i: usize) {
+        self.nodes[i].frozen_until = None;
+        let mut backlog = std::mem::take(&mut self.nodes[i].backlog);
+        loop {
+            let now = self.now;
+            let due = |n: &SimNode| n.node.as_ref().and_then(|n| n.poll_timeout()).is_some_and(|t| t <= now);
+            let gossip = backlog.iter().position(|(via, ..)| *via == Via::Gossip);
+            if let Some(k) = gossip {
+                let (via, src, mut bytes) = backlog.remove(k);
+                self.turn_datagram(i, via, src, &mut bytes);
+            } else if due(&self.nodes[i]) {
+                // A turn woken by the timer alone.
+            } else if !backlog.is_empty() {
+                let burst: Vec<_> = backlog.drain(..backlog.len().min(64)).collect();
+                for (via, src, mut bytes) in burst {
+                    self.turn_datagram(i, via, src, &mut bytes);
+                }
+            } else {
+                break;
+            }
+            if due(&self.nodes[i]) {
+                self.turn_timeout(i);
+            }
+        }
+    }
+
+    fn turn_datagram(&mut self, i: usize, via: Via, src: SocketAddr, bytes: &mut [u8]) {
+        let wall = (!self.nodes[i].no_wall_clock).then(|| self.wall_of(i));
+        if let Some(node) = self.nodes[i].node.as_mut() {
+            if let Some(wall) = wall {
+                node.set_wall_clock(self.now, wall);
+            }
+            node.handle(self.now, via, src, bytes);
+            self.drain(i);
+        }
+    }
+
+    fn turn_timeout(&mut self, i: usize) {
+        let wall = (!self.nodes[i].no_wall_clock).then(|| self.wall_of(i));
+        if let Some(node) = self.nodes[i].node.as_mut() {
+            if let Some(wall) = wall {
+                node.set_wall_clock(self.now, wall);
+            }
+            node.handle_timeout(self.now);
+            self.drain(i);
+        }
     }
 
     /// Graceful leave, then stop.
@@ -309,7 +388,7 @@ impl Sim {
     pub fn run_until(&mut self, end: Instant) {
         loop {
             let next_packet = self.queue.peek().map(|Reverse(p)| p.at);
-            let next_timer = self.nodes.iter().filter_map(|n| n.deadline).min();
+            let next_timer = self.nodes.iter().filter_map(|n| n.frozen_until.or(n.deadline)).min();
             let next = match (next_packet, next_timer) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => match a.or(b) {
@@ -323,26 +402,21 @@ impl Sim {
             self.now = self.now.max(next);
             if next_packet == Some(next) {
                 let Reverse(mut p) = self.queue.pop().expect("peeked");
-                let wall = (!self.nodes[p.to].no_wall_clock).then(|| self.wall_of(p.to));
-                if let Some(node) = self.nodes[p.to].node.as_mut() {
+                if self.nodes[p.to].node.is_some() {
                     self.received[p.to].add(p.bytes.len());
-                    if let Some(wall) = wall {
-                        node.set_wall_clock(self.now, wall);
-                    }
-                    node.handle(self.now, p.via, p.src, &mut p.bytes);
-                    self.drain(p.to);
+                }
+                if self.nodes[p.to].frozen_until.is_some() {
+                    self.nodes[p.to].backlog.push((p.via, p.src, p.bytes));
+                } else {
+                    self.turn_datagram(p.to, p.via, p.src, &mut p.bytes);
                 }
             } else {
                 for i in 0..self.nodes.len() {
-                    let due = self.nodes[i].deadline.is_some_and(|t| t <= self.now);
-                    if due {
-                        let wall = (!self.nodes[i].no_wall_clock).then(|| self.wall_of(i));
-                        let node = self.nodes[i].node.as_mut().expect("running");
-                        if let Some(wall) = wall {
-                            node.set_wall_clock(self.now, wall);
-                        }
-                        node.handle_timeout(self.now);
-                        self.drain(i);
+                    match self.nodes[i].frozen_until {
+                        Some(t) if t <= self.now => self.resume(i),
+                        Some(_) => {}
+                        None if self.nodes[i].deadline.is_some_and(|t| t <= self.now) => self.turn_timeout(i),
+                        None => {}
                     }
                 }
             }

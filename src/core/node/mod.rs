@@ -46,6 +46,7 @@
 //! a seeded simulation is reproducible).
 
 mod gossip;
+mod stall;
 #[cfg(test)]
 mod tests;
 
@@ -344,6 +345,14 @@ pub struct Node<R> {
     last_links: Option<Instant>,
     /// Bytes of health and links sent and received in heartbeats.
     health_bytes: (u64, u64),
+    /// The `now` of the latest `handle` or `handle_timeout`, to tell a
+    /// stall (see `stall`).
+    last_turn: Option<Instant>,
+    stalls: u64,
+    last_stall: Option<Duration>,
+    /// After a stall, until the relay has settled: the sources whose queued
+    /// pings were answered (see `stall`).
+    settle: Option<(Instant, Vec<SocketAddr>)>,
 }
 
 /// Heartbeats to the cluster remembered to recognise this node's own when
@@ -392,6 +401,10 @@ impl<R: Rng> Node<R> {
             links_cursor: 0,
             last_links: None,
             health_bytes: (0, 0),
+            last_turn: None,
+            stalls: 0,
+            last_stall: None,
+            settle: None,
             codec,
             rng,
             seq: 0,
@@ -556,6 +569,7 @@ impl<R: Rng> Node<R> {
         if self.left {
             return;
         }
+        self.notice_stall(now);
         let env = match self.codec.open(datagram) {
             Ok(env) => env,
             Err(e) => return self.reject(now, src.ip(), Reason::Wire(e)),
@@ -634,6 +648,7 @@ impl<R: Rng> Node<R> {
     /// come after the sender's leave). False for the other messages.
     fn handle_direct(&mut self, now: Instant, via: Via, src: SocketAddr, env: &Envelope<'_>) -> bool {
         match &env.msg {
+            Message::Ping { .. } | Message::PingReq { .. } if self.settling_answered(now, src) => {}
             Message::Ping { token } => {
                 let ack = Message::Ack { token: *token, wall_us: self.wall_us(now) };
                 self.send_as(reply_dest(via, src), env.version, ack)
@@ -748,6 +763,7 @@ impl<R: Rng> Node<R> {
         if self.left {
             return;
         }
+        self.notice_stall(now);
         if now >= self.next_heartbeat {
             self.send_heartbeat(now);
         }
