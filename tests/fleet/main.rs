@@ -14,6 +14,7 @@ mod harness;
 
 mod deploy;
 mod lifecycle;
+mod network;
 mod operations;
 mod powercut;
 mod upgrade;
