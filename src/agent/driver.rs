@@ -395,6 +395,9 @@ impl<T: Transport> Driver<T> {
             (Some(State::Waiting(_)), State::Ready { .. }) => {
                 format!("network ready: joining the cluster ip={ip} interface={via} waited={waited:.1?}")
             }
+            (Some(State::Ready { ip: old, .. }), State::Ready { .. }) if *old == ip => {
+                format!("network changed: heartbeats leave by {via} now ip={ip}")
+            }
             (Some(State::Ready { ip: old, .. }), State::Ready { .. }) => {
                 format!("network changed: telling the cluster from={old} to={ip} interface={via}")
             }

@@ -47,6 +47,9 @@ pub enum Waiting {
     /// The kernel has no route to where heartbeats go (the multicast group,
     /// the broadcast address, the first peer).
     NoRoute { to: Ipv4Addr },
+    /// The interface heartbeats leave by has no link (a cable out, Wi-Fi
+    /// not associated: no carrier).
+    LinkDown { interface: String },
     /// The kernel refused the multicast group on the chosen interface.
     Join { interface: String, error: String },
 }
@@ -59,6 +62,7 @@ impl fmt::Display for Waiting {
                 write!(f, "[gossip] {key} = \"{addr}\" is not an address of this host")
             }
             Waiting::NoRoute { to } => write!(f, "no route to {to} (no default route, and none for it)"),
+            Waiting::LinkDown { interface } => write!(f, "{interface} has no link (no carrier)"),
             Waiting::Join { interface, error } => {
                 write!(f, "cannot join the multicast group on {interface}: {error}")
             }
@@ -125,6 +129,8 @@ struct Outbound {
     ip: Ipv4Addr,
     interface: Option<String>,
     index: Option<u32>,
+    /// The interface has a link (IFF_RUNNING: carrier, or associated).
+    running: bool,
 }
 
 /// The network now: what `g` needs of it, with the group joined where
@@ -144,6 +150,13 @@ pub fn follow(g: &GossipSection, seeds: &[SocketAddr], gossip: &UdpSocket, group
         Ok(out) => out,
         Err(why) => return State::Waiting(why),
     };
+    if !out.running
+        && let Some(interface) = &out.interface
+    {
+        // Sends would go nowhere; the group membership stays with the
+        // interface, and a netlink wake-up comes with the carrier.
+        return State::Waiting(Waiting::LinkDown { interface: interface.clone() });
+    }
     if g.strategy == Strategy::Multicast
         && !g.broadcast_only
         && let Err(why) = group.join(&SockRef::from(gossip), g, &out)
@@ -173,8 +186,14 @@ fn outbound(
     let holder = |ip: Ipv4Addr| interfaces.iter().find(|i| i.addr.ip() == IpAddr::V4(ip));
     let named = |ip: Ipv4Addr| {
         let i = holder(ip);
-        Outbound { ip, interface: i.map(|i| i.name.clone()), index: i.and_then(|i| i.index) }
+        Outbound {
+            ip,
+            interface: i.map(|i| i.name.clone()),
+            index: i.and_then(|i| i.index),
+            running: i.is_none_or(if_addrs::Interface::is_oper_up),
+        }
     };
+    let has_address = interfaces.iter().any(|i| matches!(i.addr.ip(), IpAddr::V4(ip) if !ip.is_loopback()));
     for (key, addr) in [("if_addr", g.if_addr), ("multicast_if", g.multicast_if)] {
         if is_host_addr(addr) && holder(addr).is_none() {
             return Err(Waiting::Missing { key, addr });
@@ -190,16 +209,18 @@ fn outbound(
             SocketAddr::V6(_) => None,
         }),
     };
-    // No peer known yet (DNS not answered): nothing to route to; the
-    // resolver says why.
+    // No peer known yet (DNS not answered, a host name not resolved):
+    // nothing to route to. Without any address that is the network's
+    // absence; with one, the resolver says why.
     let Some(target) = target else {
-        return Ok(Outbound { ip: Ipv4Addr::UNSPECIFIED, interface: None, index: None });
+        if !has_address {
+            return Err(Waiting::NoAddress);
+        }
+        return Ok(Outbound { ip: Ipv4Addr::UNSPECIFIED, interface: None, index: None, running: true });
     };
     match route_source(target) {
         Ok(ip) => Ok(named(ip)),
-        Err(_) if !interfaces.iter().any(|i| matches!(i.addr.ip(), IpAddr::V4(ip) if !ip.is_loopback())) => {
-            Err(Waiting::NoAddress)
-        }
+        Err(_) if !has_address => Err(Waiting::NoAddress),
         Err(_) => Err(Waiting::NoRoute { to: *target.ip() }),
     }
 }
@@ -275,7 +296,8 @@ pub fn watch() -> io::Result<(tokio::task::JoinHandle<()>, mpsc::Receiver<()>)> 
                 Err(e) => Err(e),
             };
             let changes = match read {
-                Ok(n) => kinds(&buf[..n]),
+                Ok(n) if tracing::enabled!(tracing::Level::DEBUG) => kinds(&buf[..n]),
+                Ok(_) => String::new(),
                 // The socket's buffer overran: messages were lost, so
                 // something changed.
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => "overrun".to_owned(),
@@ -332,6 +354,9 @@ fn kinds(mut buf: &[u8]) -> String {
     // nlmsghdr: u32 length, u16 type, then flags, sequence and port id.
     while buf.len() >= 16 {
         let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if !(16..=buf.len()).contains(&len) {
+            break;
+        }
         let kind = match u16::from_ne_bytes([buf[4], buf[5]]) {
             libc::RTM_NEWLINK => "new link",
             libc::RTM_DELLINK => "del link",
@@ -342,12 +367,8 @@ fn kinds(mut buf: &[u8]) -> String {
             _ => "other",
         };
         out.push(kind);
-        // Messages are 4-byte aligned.
-        let step = (len + 3) & !3;
-        if len < 16 || step > buf.len() {
-            break;
-        }
-        buf = &buf[step..];
+        // Messages are 4-byte aligned (the last one's padding may be cut).
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
     }
     out.join(", ")
 }
@@ -389,9 +410,9 @@ mod tests {
         let g = gossip("strategy = \"static\"\nhosts = [\"127.0.0.1:45892\"]");
         let out = outbound(&g, &["127.0.0.1:45892".parse().unwrap()], &lo()).ok().unwrap();
         assert_eq!(out.ip, Ipv4Addr::LOCALHOST);
-        // Before the resolver has answered: ready, nothing advertised.
-        let out = outbound(&g, &[], &lo()).ok().unwrap();
-        assert_eq!(out.ip, Ipv4Addr::UNSPECIFIED);
+        // Before the resolver has answered, on a host with no address but
+        // loopback: that is a missing network, not a slow name server.
+        assert_eq!(outbound(&g, &[], &lo()).err(), Some(Waiting::NoAddress));
     }
 
     #[test]
@@ -418,6 +439,10 @@ mod tests {
         buf.extend([0; 7]);
         assert_eq!(kinds(&buf), "new address, del route");
         assert_eq!(kinds(&msg(libc::RTM_NEWLINK, 0)[..0]), "");
+        // A length past the read (or wrapping the arithmetic) ends the walk.
+        let mut huge = msg(libc::RTM_NEWADDR, 16);
+        huge[..4].copy_from_slice(&u32::MAX.to_ne_bytes());
+        assert_eq!(kinds(&huge), "");
     }
 
     #[test]

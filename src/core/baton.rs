@@ -554,7 +554,10 @@ impl Relay {
             Holding::Passing { .. } => self.next_target(&mut h.lap, ctx, false).map(|(_, addr)| addr),
             Holding::Waiting { .. } | Holding::Alone => {
                 let target = self.next_target(&mut h.lap, ctx, false).map(|(_, addr)| addr);
-                if target.is_some() {
+                // Settling after a stall, the baton may be superseded: it
+                // goes as it came, without a gauge; its receiver refuses it
+                // if the cluster has moved past it.
+                if target.is_some() && self.settling(ctx.now).is_none() {
                     self.increment(&mut h);
                     ctx.out.events.push(BatonEvent::Passed { counter: h.counter });
                 }

@@ -457,13 +457,15 @@ impl Members {
     /// This node was not running for a while (a stall: see `core::node`):
     /// every live member gets `by` more before its silence counts against
     /// it, and a suspect's direct probe comes `by` later, so nothing is
-    /// concluded from datagrams this node has not read yet. `last_heard`
-    /// keeps the truth (sightings and the status page report it).
-    pub fn credit(&mut self, by: Duration) {
+    /// concluded from datagrams this node has not read yet. Never past
+    /// `now`: stalls that come one after another do not pile credits up
+    /// into a member that is never suspected. `last_heard` keeps the truth
+    /// (sightings and the status page report it).
+    pub fn credit(&mut self, now: Instant, by: Duration) {
         for m in self.map.values_mut().filter(|m| m.state.is_live()) {
-            m.counted_from = m.silent_since() + by;
+            m.counted_from = (m.silent_since() + by).min(now);
             if let Some(p) = m.next_probe.as_mut() {
-                *p += by;
+                *p = (*p + by).min(now + by);
             }
         }
     }

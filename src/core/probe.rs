@@ -445,15 +445,21 @@ impl Prober {
     }
 
     /// This node was not running for a while (a stall: see `core::node`):
-    /// the round's ping and every check get `by` more before they conclude,
-    /// so answers still queued unread, and the next tries, count first.
-    pub fn credit(&mut self, by: Duration) {
+    /// the round's ping, every check and every ping relayed for another
+    /// node get `by` more before they conclude (never counting from past
+    /// `now`, so back-to-back stalls do not pile up), so answers still
+    /// queued unread, and the next tries, count first.
+    pub fn credit(&mut self, now: Instant, by: Duration) {
+        let credit = |at: &mut Instant| *at = (*at + by).min(now);
         if let Some(r) = self.round.as_mut() {
-            r.sent += by;
+            credit(&mut r.sent);
         }
         for c in self.checks.values_mut() {
-            c.last_good += by;
-            c.first_ping += by;
+            credit(&mut c.last_good);
+            credit(&mut c.first_ping);
+        }
+        for r in &mut self.relayed {
+            r.deadline = (r.deadline + by).min(now + by);
         }
     }
 

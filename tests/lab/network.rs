@@ -176,6 +176,10 @@ fn a_link_that_drops_and_returns_rejoins() {
         lab.status(1).is_some_and(|s| s.members.iter().any(|m| m.name == "n2" && m.state == "down"))
     });
     assert!(marked_down, "n1 should mark n2 down while its link is cut");
+    // n2 itself says what it waits for: its link.
+    let network = lab.status(2).expect("n2 answers /status").network;
+    assert_eq!(network.state, "waiting", "{network:?}");
+    assert!(network.waiting_for.as_deref().unwrap_or("").contains("eth0 has no link"), "{network:?}");
     std::thread::sleep((cut + Duration::from_secs(7)).saturating_duration_since(Instant::now()));
     lab.script(&["uncut", &lab.id, "2"]);
     let back = Instant::now();
@@ -185,7 +189,7 @@ fn a_link_that_drops_and_returns_rejoins() {
     assert_monotonic(&gauges(&statsd, ""));
     report(
         "8b. link drop and return",
-        "n2's cable out 7 s (marked down by its peers) and back, no restart",
+        "n2's cable out 7 s (marked down by its peers; it says it waits for its link) and back, no restart",
         &format!("link back -> all members listed {}, -> its next baton gauge {}", ms(listed), ms(gauge)),
     );
 }

@@ -512,6 +512,9 @@ impl<R: Rng> Node<R> {
     /// keeps them). Membership, the baton and link history are kept: peers
     /// see nothing but the new timings.
     pub fn reconfigure(&mut self, now: Instant, cfg: NodeConfig) {
+        // New timings move deadlines: the next turn is measured from here,
+        // not from a deadline the old timings set (see `notice_stall`).
+        self.last_turn = Some(now);
         if cfg.keys != self.cfg.keys {
             self.codec = self.codec.rekeyed(&cfg.keys);
         }
@@ -648,7 +651,7 @@ impl<R: Rng> Node<R> {
     /// come after the sender's leave). False for the other messages.
     fn handle_direct(&mut self, now: Instant, via: Via, src: SocketAddr, env: &Envelope<'_>) -> bool {
         match &env.msg {
-            Message::Ping { .. } | Message::PingReq { .. } if self.settling_answered(now, src) => {}
+            Message::Ping { .. } if self.settling_answered(now, src) => {}
             Message::Ping { token } => {
                 let ack = Message::Ack { token: *token, wall_us: self.wall_us(now) };
                 self.send_as(reply_dest(via, src), env.version, ack)

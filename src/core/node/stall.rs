@@ -12,11 +12,11 @@
 //!   frozen span and one heartbeat interval more (for the datagrams queued
 //!   meanwhile to be read and a probe to be answered);
 //! - it heartbeats soon, so peers that marked it down see it back at once;
-//! - until the relay has settled it answers one queued ping or ping
-//!   request per source: peers' checks of it piled up pings while it was
-//!   frozen, and answering them all at once would be a burst that pushes
-//!   its ask for views out of the peers' replay windows (any one datagram
-//!   of it ends their checks).
+//! - until the relay has settled it answers one queued ping per source:
+//!   peers' checks of it piled up pings while it was frozen, and answering
+//!   them all at once would be a burst that pushes its ask for views out of
+//!   the peers' replay windows (any one datagram of it ends their checks).
+//!   Ping requests (checks of a third node) are all served.
 //!
 //! Peers that kept running rightly saw it silent; that is theirs to judge.
 //! Must not: read a clock (the stall is measured from the `now` handed in).
@@ -59,8 +59,8 @@ impl<R: Rng> Node<R> {
         self.stalls += 1;
         self.last_stall = Some(late);
         let credit = late + self.cfg.heartbeat_interval;
-        self.members.credit(credit);
-        self.prober.credit(credit);
+        self.members.credit(now, credit);
+        self.prober.credit(now, credit);
         let timings = Timings::from_heartbeat(self.cfg.heartbeat_interval);
         // Where views are asked for, the answers come within a round trip;
         // where they are not, the periodic heartbeats bring them within an
@@ -76,9 +76,12 @@ impl<R: Rng> Node<R> {
         self.drain_relay(now);
     }
 
-    /// Whether a ping or ping request from `src` goes unanswered: while
-    /// settling after a stall, from a source already answered.
+    /// Whether a ping from `src` goes unanswered: while settling after a
+    /// stall, from a source already answered. At most `max_members`
+    /// sources are remembered (spoofed ones cannot grow it); past that,
+    /// every ping is answered.
     pub(super) fn settling_answered(&mut self, now: Instant, src: SocketAddr) -> bool {
+        let cap = self.cfg.max_members;
         let Some((until, answered)) = self.settle.as_mut() else { return false };
         if now >= *until {
             self.settle = None;
@@ -87,7 +90,9 @@ impl<R: Rng> Node<R> {
         if answered.contains(&src) {
             return true;
         }
-        answered.push(src);
+        if answered.len() < cap {
+            answered.push(src);
+        }
         false
     }
 
