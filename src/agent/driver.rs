@@ -1,6 +1,6 @@
 //! driver: one turn of the agent's event loop, in named steps, the way
-//! quinn's `ConnectionDriver::poll` calls `drive_transmit` and `drive_timer`
-//! (STYLE.md 4). It owns the core [`Node`], the [`Transport`] and everything
+//! quinn's `ConnectionDriver::poll` calls `drive_transmit` and `drive_timer`.
+//! It owns the core [`Node`], the [`Transport`] and everything
 //! that runs on the loop's clock; `herd run` and `herd ping` drive the same
 //! turn, and unit tests drive it over an in-memory network.
 //!

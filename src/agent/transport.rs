@@ -1,5 +1,5 @@
 //! transport: the datagram device the driver reads and writes, behind a small
-//! trait (STYLE.md 6), so one driver runs on the agent's UDP sockets and, in
+//! trait, so one driver runs on the agent's UDP sockets and, in
 //! unit tests, on an in-memory network (`memory`).
 //!
 //! Contract for implementations: nothing here waits. A receive that finds
