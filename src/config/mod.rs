@@ -1,7 +1,7 @@
 //! Configuration: the TOML schema of `config/herd.toml`, its defaults and its
 //! validation into a typed [`Config`].
 //!
-//! Two layers (STYLE.md 8): the file is parsed into a plain TOML table, then
+//! Two layers: the file is parsed into a plain TOML table, then
 //! each section (one file here: node, gossip, baton, statsd, telemetry,
 //! links, status, log) takes its keys out of it. Each key is declared once,
 //! in its section's file, with its name, default, check and printing side by

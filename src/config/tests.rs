@@ -21,7 +21,7 @@ fn empty_file_gives_documented_defaults() {
     assert_eq!(c.gossip.data_port, 45893);
     assert_eq!(c.gossip.max_members, 256);
     assert_eq!(c.baton.pass_timeout, Duration::from_millis(250));
-    // An always-on pace: PRODUCT.md's default, not the benchmark's "0ms".
+    // An always-on pace: the shipped default, not the benchmark's "0ms".
     assert_eq!(c.baton.hold, Duration::from_millis(100));
     assert_eq!(c.statsd.address, StatsdAddress::Udp("127.0.0.1:8125".into()));
     assert_eq!(c.status.listen, Some("127.0.0.1:45894".parse().unwrap()));
