@@ -223,19 +223,22 @@ fn intruders_are_refused_and_counted() {
     let statsd = lab.statsd(INTRUDER);
     let hold = toml_str("100ms");
     let good: Vec<Agent> = lab.start_all(GOOD, |_, spec| spec.secret("secret A").set("baton", "hold", &hold));
-    let intruder = lab.start(INTRUDER, &lab.spec(INTRUDER).secret("secret B").set("baton", "hold", &hold));
     for a in &good {
         for b in good.iter().filter(|b| b.name != a.name) {
             a.expect(&member("up", &b.name), Duration::from_secs(5));
         }
     }
+    // Started once every good host has joined the group, so each hears the
+    // intruder's first heartbeat.
+    let intruder = lab.start(INTRUDER, &lab.spec(INTRUDER).secret("secret B").set("baton", "hold", &hold));
 
-    // Phase 0: the wrong secret. Twelve seconds (the intruder's three
-    // heartbeats of the start and its first refresh; the good hosts' refreshes
-    // and holders' heartbeats) without anyone admitting anyone across the
-    // secrets.
+    // Phase 0: the wrong secret. Thirteen seconds (the intruder's three
+    // heartbeats of the start, an interval apart, and its first refresh ten
+    // intervals after the last of them, less up to 10 % jitter; the good
+    // hosts' refreshes and holders' heartbeats) without anyone admitting
+    // anyone across the secrets.
     let before0 = rejections(&lab, &(1..=INTRUDER).collect::<Vec<_>>());
-    thread::sleep((intruder.spawned + Duration::from_secs(12)).saturating_duration_since(Instant::now()));
+    thread::sleep((intruder.spawned + Duration::from_secs(13)).saturating_duration_since(Instant::now()));
     for a in &good {
         assert!(!a.has_line(&member("up", "n5")), "{} admitted n5 (secret B)", a.name);
     }
@@ -366,11 +369,11 @@ fn intruders_are_refused_and_counted() {
     let end = rejections(&lab, &[INTRUDER]);
     report(
         "5. intruders",
-        "secret B never admitted (12 s), auth counted both ways; captured heartbeats replayed, \
+        "secret B never admitted (13 s), auth counted both ways; captured heartbeats replayed, \
          bit-flipped and truncated to n1:45892 and the group: each counted once per receiving host in \
          the expected class (>= 90 %, <= expected + noise), membership untouched, baton never paused 2 s",
         &format!(
-            "phase 0: n1-n5 auth {:?} after 12 s, n5 live_members 1; captured {} heartbeats ({}-{} \
+            "phase 0: n1-n5 auth {:?} after 13 s, n5 live_members 1; captured {} heartbeats ({}-{} \
              bytes) from {} hosts; {}; {} (header hits {header_hits}); {}; n5 (secret B) auth \
              {}; {} gauges from n1-n4 during the attacks, longest gap {} ms",
             auth0.iter().map(|(_, a)| a).collect::<Vec<_>>(),
