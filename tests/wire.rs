@@ -138,7 +138,13 @@ fn message(k: &Kind, version: u8) -> Message<'_> {
                     .iter()
                     .map(|(n, i, a)| Sighting { name: n, incarnation: *i, age_ms: *a })
                     .collect(),
-                understands: (version >= 3).then_some(VERSION),
+                // What a node sends (its own VERSION), or any other claim
+                // (a later release's, a bug's), or none: each as it is.
+                understands: (version >= 3 && *hb_seq % 7 != 0).then_some(if *hb_seq % 2 == 0 {
+                    VERSION
+                } else {
+                    (*hb_seq >> 8) as u8
+                }),
                 floor: (version >= 3 && *hb_seq % 3 == 0).then_some(u64::from(*hb_seq) + 1),
                 asks_views: version >= 3 && *hb_seq % 5 == 0,
                 // Extensions: version 3 on.

@@ -1,7 +1,9 @@
 //! Writes the seed corpora the fuzz targets start from, into corpus/<target>/:
 //! config/herd.toml (and a few variants) for `config_parse`; one datagram of
-//! each message kind, as herd encodes it plain and sealed, for `wire_open`;
-//! and the plaintext bodies of those datagrams for `wire_sealed`.
+//! each message kind (heartbeats with every extension), in every wire
+//! version this release understands, as herd encodes it plain and sealed,
+//! for `wire_open`; and for `wire_sealed` the plaintext bodies of those
+//! datagrams, each after the byte that picks its version.
 //!
 //!   cargo run --manifest-path fuzz/Cargo.toml --example write_seeds
 
@@ -11,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use herd::core::health::{Health, PeerLink};
 use herd::core::wire::{
-    BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, Message, PassAck, PassVerdict, Sighting, VERSION,
+    BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, MIN_VERSION, Message, News, PassAck, PassVerdict,
+    Rumor, Sighting, VERSION,
 };
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
@@ -71,6 +74,47 @@ fn messages() -> Vec<(&'static str, Message<'static>)> {
                 links: vec![],
             }),
         ),
+        (
+            "heartbeat-asks",
+            Message::Heartbeat(Heartbeat {
+                data_port: 45893,
+                ip: Ipv4Addr::new(192, 168, 1, 20),
+                hb_seq: 3,
+                relays: true,
+                baton: None,
+                sightings: vec![Sighting { name: "psb", incarnation: 2, age_ms: 0 }],
+                understands: Some(VERSION),
+                floor: None,
+                asks_views: true,
+                health: Some(Health { temp_dc: Some(-52), version: String::new(), ..Health::default() }),
+                links: vec![],
+            }),
+        ),
+        (
+            // More links than one extension holds: several links extensions.
+            "heartbeat-links",
+            Message::Heartbeat(Heartbeat {
+                data_port: 45893,
+                ip: Ipv4Addr::new(10, 0, 0, 12),
+                hb_seq: 99,
+                relays: true,
+                baton: None,
+                sightings: vec![],
+                understands: Some(VERSION),
+                floor: Some(1),
+                asks_views: false,
+                health: None,
+                links: LINK_PEERS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, peer)| PeerLink {
+                        peer,
+                        rtt_cms: (i % 3 != 0).then_some(i as u16 * 7),
+                        loss_pct: i as u8,
+                    })
+                    .collect(),
+            }),
+        ),
         ("leave", Message::Leave),
         ("ping", Message::Ping { token: 0xfeed }),
         ("ack", Message::Ack { token: 0xfeed, wall_us: Some(1_764_633_600_000_000) }),
@@ -79,22 +123,102 @@ fn messages() -> Vec<(&'static str, Message<'static>)> {
             "pass-ack",
             Message::PassAck(PassAck { id, counter: 42, verdict: PassVerdict::Stale, delay_us: 250 }),
         ),
+        ("ping-req", Message::PingReq { token: 0xbeef, target: "psc.local", incarnation: 9 }),
+        ("indirect-ack", Message::IndirectAck { token: 0xbeef, answered: true }),
+        (
+            "news",
+            Message::News(vec![
+                News { name: "psb", incarnation: 2, rumor: Rumor::Suspect, silent_ms: 3000 },
+                News { name: "psc.local", incarnation: 9, rumor: Rumor::Down, silent_ms: 5200 },
+                News { name: "psd", incarnation: 1, rumor: Rumor::Alive, silent_ms: 0 },
+            ]),
+        ),
     ]
 }
+
+/// Forty peers' names: their links fill more than one extension.
+const LINK_PEERS: [&str; 40] = [
+    "pi-node-00",
+    "pi-node-01",
+    "pi-node-02",
+    "pi-node-03",
+    "pi-node-04",
+    "pi-node-05",
+    "pi-node-06",
+    "pi-node-07",
+    "pi-node-08",
+    "pi-node-09",
+    "pi-node-10",
+    "pi-node-11",
+    "pi-node-12",
+    "pi-node-13",
+    "pi-node-14",
+    "pi-node-15",
+    "pi-node-16",
+    "pi-node-17",
+    "pi-node-18",
+    "pi-node-19",
+    "pi-node-20",
+    "pi-node-21",
+    "pi-node-22",
+    "pi-node-23",
+    "pi-node-24",
+    "pi-node-25",
+    "pi-node-26",
+    "pi-node-27",
+    "pi-node-28",
+    "pi-node-29",
+    "pi-node-30",
+    "pi-node-31",
+    "pi-node-32",
+    "pi-node-33",
+    "pi-node-34",
+    "pi-node-35",
+    "pi-node-36",
+    "pi-node-37",
+    "pi-node-38",
+    "pi-node-39",
+];
 
 fn main() {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR"));
     let corpus = |target: &str| -> PathBuf { fuzz.join("corpus").join(target) };
 
-    let plain = Codec::new::<&[u8]>("lab", &[], [7; 16]);
+    let mut plain = Codec::new::<&[u8]>("lab", &[], [7; 16]);
     let sealed = Codec::new("lab", &[b"secret"], [7; 16]);
-    for (i, (name, msg)) in messages().into_iter().enumerate() {
-        let env = Envelope { version: VERSION, cluster: "lab", from: "psa", incarnation: 5, seq: 100 + i as u64, msg };
-        let p = plain.encode(&env);
-        write(&corpus("wire_open"), &format!("plain-{name}"), &p);
-        write(&corpus("wire_open"), &format!("sealed-{name}"), &sealed.encode(&env));
-        write(&corpus("wire_sealed"), &format!("body-{name}"), &p[4..]);
+    for version in MIN_VERSION..=VERSION {
+        for (i, (name, msg)) in messages().into_iter().enumerate() {
+            let env =
+                Envelope { version, cluster: "lab", from: "psa", incarnation: 5, seq: 100 + i as u64, msg };
+            let p = plain.encode(&env);
+            if plain.open(&mut p.clone()).is_err() {
+                // A message version 2 does not have.
+                continue;
+            }
+            write(&corpus("wire_open"), &format!("v{version}-plain-{name}"), &p);
+            write(&corpus("wire_open"), &format!("v{version}-sealed-{name}"), &sealed.encode(&env));
+            let mut body = vec![version - MIN_VERSION];
+            body.extend_from_slice(&p[4..]);
+            write(&corpus("wire_sealed"), &format!("v{version}-body-{name}"), &body);
+        }
     }
+    // A heartbeat with an extension this release does not know, between two it does.
+    let mut unknown = plain.encode(&Envelope {
+        version: VERSION,
+        cluster: "lab",
+        from: "psa",
+        incarnation: 5,
+        seq: 1,
+        msg: messages().swap_remove(1).1,
+    });
+    // heartbeat-bare ends with its extension count (1) and the versions extension.
+    let at = unknown.len() - 5;
+    unknown[at] = 3;
+    unknown.extend_from_slice(&[0xee, 3, 1, 2, 3, 3, 0]);
+    write(&corpus("wire_open"), "v3-plain-heartbeat-unknown-ext", &unknown);
+    let mut body = vec![VERSION - MIN_VERSION];
+    body.extend_from_slice(&unknown[4..]);
+    write(&corpus("wire_sealed"), "v3-body-heartbeat-unknown-ext", &body);
 
     let herd_toml = fs::read_to_string(fuzz.join("../config/herd.toml")).expect("read config/herd.toml");
     let dir = corpus("config_parse");

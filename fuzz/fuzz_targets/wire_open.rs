@@ -15,9 +15,9 @@ const CLUSTER: &str = "lab";
 const SECRET: &[u8] = b"secret";
 
 // In a Mutex: `Codec::open` takes `&mut` (it remembers senders' subkeys).
-static PLAIN: LazyLock<Mutex<Codec>> = LazyLock::new(|| Mutex::new(Codec::new::<&[u8]>(CLUSTER, &[], [7; 16])));
-static SEALED: LazyLock<Mutex<Codec>> =
-    LazyLock::new(|| Mutex::new(Codec::new(CLUSTER, &[SECRET], [7; 16])));
+static PLAIN: LazyLock<Mutex<Codec>> =
+    LazyLock::new(|| Mutex::new(Codec::new::<&[u8]>(CLUSTER, &[], [7; 16])));
+static SEALED: LazyLock<Mutex<Codec>> = LazyLock::new(|| Mutex::new(Codec::new(CLUSTER, &[SECRET], [7; 16])));
 
 fn round_trip(codec: &mut Codec, env: &Envelope<'_>) {
     let mut again = codec.encode(env);

@@ -172,9 +172,11 @@ pub struct Heartbeat<'a> {
     pub relays: bool,
     pub baton: Option<BatonView>,
     pub sightings: Vec<Sighting<'a>>,
-    /// The newest wire version the sender understands, from the heartbeat's
-    /// versions extension (version 3 on); `None` in a version 2 heartbeat.
-    /// Encoded as this release's [`VERSION`] whatever it holds.
+    /// The newest wire version the sender understands: the heartbeat's
+    /// versions extension (version 3 on), which a node always sends with its
+    /// own [`VERSION`]; `None` in a version 2 heartbeat, or a version 3 one
+    /// without it. Encoded as it is, with [`MIN_VERSION`] (or `max`, if
+    /// lower) as the oldest understood.
     pub understands: Option<u8>,
     /// Counters at or below this may have been sent before a restart of
     /// some node (restored from state files after a power cut, see
@@ -734,14 +736,16 @@ fn encode_message(msg: &Message<'_>, version: u8, out: &mut Vec<u8>) {
             if version >= 3 {
                 // Extensions: their count, then each as type | length | bytes.
                 let floor = hb.floor.filter(|f| *f > 0);
-                let fixed = 1
+                let fixed = usize::from(hb.understands.is_some())
                     + usize::from(floor.is_some())
                     + usize::from(hb.asks_views)
                     + usize::from(hb.health.is_some());
                 let mut groups = link_groups(&hb.links);
                 groups.truncate(u8::MAX as usize - fixed);
                 out.push((fixed + groups.len()) as u8);
-                out.extend_from_slice(&[EXT_VERSIONS, 2, MIN_VERSION, VERSION]);
+                if let Some(max) = hb.understands {
+                    out.extend_from_slice(&[EXT_VERSIONS, 2, MIN_VERSION.min(max), max]);
+                }
                 if let Some(f) = floor {
                     out.extend_from_slice(&[EXT_FLOOR, 8]);
                     out.extend_from_slice(&f.to_be_bytes());
