@@ -130,7 +130,7 @@ fn chromium_renders_the_status_page_with_every_node() {
 /// own fixture's temperature, a 4×4 link matrix with a measurement in every
 /// cell off the diagonal, and the three charts with a temperature line per
 /// node. It also writes a phone-sized screenshot to
-/// `target/cluster-view.png` (the README shows a copy).
+/// `target/cluster-view.png` (docs/operating.md shows a copy).
 #[test]
 fn chromium_shows_the_whole_cluster_from_one_node() {
     let Some(browser) = chromium_for("chromium_shows_the_whole_cluster_from_one_node") else { return };

@@ -149,7 +149,7 @@ fn an_agent_with_the_wrong_secret_never_joins_and_is_counted() {
     }
 }
 
-/// README "Rotating the secret", by restarts: four agents, each with its own
+/// docs/operating.md, "Rotating the secret", by restarts: four agents, each with its own
 /// `secret_file`, taken through the three steps one agent at a time. Never a
 /// `member down`, one baton throughout; then an agent holding only a key
 /// nobody else has stays out.

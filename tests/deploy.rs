@@ -10,7 +10,7 @@
 //!   (`CI=true`), where they fail: CI installs the `systemd` and `shellcheck`
 //!   packages.
 //! - `datadog-dashboard.json` is dashboard JSON whose every query uses only
-//!   metrics herd emits: the names in README.md's metrics table (with its
+//!   metrics herd emits: the names in docs/metrics.md's StatsD table (with its
 //!   `.freq_capped` / `*_occurred` shorthands expanded, and DogStatsD's
 //!   aggregates of each histogram).
 //! - The Kubernetes manifests (hostNetwork and the `dns` alternative) and the
@@ -841,13 +841,13 @@ fn systemd_unit_passes_systemd_analyze_verify() {
 
 // --------------------------------------------------------- the dashboard
 
-/// Every metric herd emits, from README.md's metrics table: the backticked
+/// Every metric herd emits, from docs/metrics.md's StatsD table: the backticked
 /// names of the first column (`.freq_capped` continues the name before it),
 /// `<name>_occurred` where the row mentions `*_occurred`, and DogStatsD's
 /// aggregates of each histogram (`h`).
 fn emitted_metrics() -> BTreeSet<String> {
-    let readme = read("README.md");
-    let section = readme.split("\n## Metrics").nth(1).expect("README.md has a \"## Metrics\" section");
+    let doc = read("docs/metrics.md");
+    let section = doc.split("\n## StatsD").nth(1).expect("docs/metrics.md has a \"## StatsD\" section");
     let section = section.split("\n## ").next().unwrap_or(section);
     let mut names = BTreeSet::new();
     for row in section.lines().filter(|l| l.starts_with("| `")) {
@@ -892,7 +892,7 @@ fn emitted_metrics() -> BTreeSet<String> {
         "herd.link.heartbeat_loss_pct",
         "herd.net.wifi_signal_dbm",
     ] {
-        assert!(names.contains(known), "README.md's metrics table no longer yields {known}: {names:?}");
+        assert!(names.contains(known), "docs/metrics.md's StatsD table no longer yields {known}: {names:?}");
     }
     names
 }

@@ -1,5 +1,5 @@
-//! Reload on SIGHUP (`systemctl reload herd`), as PRODUCT.md's "Operating a
-//! fleet" says: a live key takes effect at once, a key that needs a restart
+//! Reload on SIGHUP (`systemctl reload herd`), as docs/configuration.md's
+//! "Reload" says: a live key takes effect at once, a key that needs a restart
 //! is named and keeps its running value, a bad file changes nothing, and the
 //! agent keeps its life, its members and the baton (peers log nothing). The
 //! keyring reloads too: a secret rotated by reloads alone.
@@ -137,7 +137,7 @@ fn a_reload_applies_live_keys_holds_restart_keys_and_refuses_a_bad_file() {
     }
 }
 
-/// README "Rotating the secret" with reloads only: never a leave, never a
+/// docs/operating.md, "Rotating the secret", with reloads only: never a leave, never a
 /// `member down`, one baton.
 #[test]
 fn the_secret_is_rotated_by_reloads_alone() {

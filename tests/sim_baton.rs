@@ -1,6 +1,7 @@
 //! The baton relay under the simulator: laps, exactly one baton, failover,
 //! partitions, hand-off, and a long random run with kills, restarts, loss and
-//! partitions, checked against the invariants of PRODUCT.md.
+//! partitions, checked against the rules of docs/design.md, "Exactly one
+//! baton".
 
 mod sim;
 

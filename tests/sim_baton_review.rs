@@ -1,5 +1,5 @@
-//! Review of the baton relay against PRODUCT.md's "Exactly one baton" rules
-//! and issue 3: adversarial scenarios. Five of them found bugs, now fixed
+//! Adversarial scenarios for the baton relay, against the rules of
+//! docs/design.md, "Exactly one baton". Five of them found bugs, now fixed
 //! (a heal that left no baton, a graceful leave at full speed that made a
 //! second one, late regeneration after a quick restart of the holder, a
 //! regenerated counter equal to the dead holder's last gauge, and main_node

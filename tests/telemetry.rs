@@ -1,7 +1,7 @@
 //! Telemetry across real `herd` processes: three agents read a Raspberry Pi 4
 //! sysfs fixture (`tests/fixtures/pi4`) and report to a StatsD listener; a Pi
 //! 5 and a Pi Zero W (`pi5`, `pizero-w`) form a cluster of their own. Every
-//! metric of PRODUCT.md's table that a fixture can produce must arrive,
+//! metric of docs/metrics.md's table that a fixture can produce must arrive,
 //! byte-exact in name, type and tags, and link metrics (clock offset
 //! included) for every peer. The clock state and the root filesystem's fill
 //! come from this machine's kernel (adjtimex, statvfs), so only their form is
@@ -233,7 +233,7 @@ fn a_pi5_and_a_pi_zero_w_report_what_each_has() {
     assert!(zero.line_at("hwmon rpi_volt reports under-voltage").is_some(), "{:#?}", zero.lines());
     assert!(zero.line_at("the root filesystem is mounted read-only").is_some(), "{:#?}", zero.lines());
     assert!(pi5.line_at("under-voltage").is_none());
-    // One interval of the Pi 5, for the README.
+    // One interval of the Pi 5, for docs/metrics.md.
     let interval: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("#host:pi5") && !l.starts_with("baton") && !l.starts_with("herd.baton"))

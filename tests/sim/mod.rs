@@ -1,6 +1,6 @@
 //! A deterministic N-node simulator that drives the real core (`herd::core`)
 //! on a virtual clock, with a seeded network that can lose packets, partition
-//! nodes and kill or restart them (STYLE.md 5).
+//! nodes and kill or restart them (CONTRIBUTING.md, convention 5).
 //!
 //! Node `i` lives at 10.0.0.(i+1): gossip port 45892, data port 45893. A
 //! `Dest::Group` datagram reaches every other running node (multicast), each
