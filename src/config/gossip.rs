@@ -89,6 +89,9 @@ impl Default for GossipSection {
     }
 }
 
+/// `[gossip] port`'s default: the port real clusters gossip on.
+pub const DEFAULT_GOSSIP_PORT: u16 = 45892;
+
 type G = GossipSection;
 const MS10: Duration = Duration::from_millis(10);
 
@@ -100,7 +103,7 @@ const STRATEGY: Key<G> = Key::new(
 );
 const PORT: Key<G> = Key::new(
     "port",
-    || integer(45892),
+    || integer(DEFAULT_GOSSIP_PORT),
     |g, v| int(v, 1, 65535).map(|n| g.port = n as u16),
     |g| integer(g.port),
 );

@@ -36,13 +36,13 @@ mod status;
 mod telemetry;
 
 pub use baton::BatonSection;
-pub use gossip::{GossipSection, MAX_KEYS, Secret, Strategy, new_key};
+pub use gossip::{DEFAULT_GOSSIP_PORT, GossipSection, MAX_KEYS, Secret, Strategy, new_key};
 use key::Section;
 pub use links::{LinksSection, PeerMetrics};
 pub use log::LogSection;
 pub use node::{NodeSection, PI_OS_HOSTNAME, RENAME_HINT, name_warning};
 pub use statsd::{Flavor, StatsdAddress, StatsdSection};
-pub use status::StatusSection;
+pub use status::{DEFAULT_STATUS_LISTEN, StatusSection};
 pub use telemetry::TelemetrySection;
 
 /// What `herd check` prints instead of the secret; refused as a secret, so
