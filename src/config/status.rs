@@ -10,7 +10,7 @@ pub struct StatusSection {
     pub listen: Option<SocketAddr>,
 }
 
-const LISTEN: Key<StatusSection> = Key::new(
+const LISTEN: Key<StatusSection> = Key::restart(
     "listen",
     || text("127.0.0.1:45894"),
     |s, v| {
