@@ -68,7 +68,7 @@ const IDLE: Duration = Duration::from_secs(3600);
 /// is not polled (a closed channel would wake every turn).
 #[derive(Default)]
 pub struct Inputs {
-    /// Completes once: leave the cluster.
+    /// Completes once: leave the cluster (`setup::start_shutdown`).
     pub shutdown: Option<oneshot::Receiver<()>>,
     /// New unicast heartbeat targets (static hosts, DNS), from the resolver.
     pub seeds: Option<mpsc::Receiver<Vec<SocketAddr>>>,
@@ -80,21 +80,6 @@ pub struct Inputs {
     pub reload: Option<mpsc::Receiver<()>>,
     /// A config to apply as a reload would, from memory (`agent::run_with`).
     pub apply: Option<mpsc::Receiver<Config>>,
-}
-
-impl Inputs {
-    /// `shutdown` as a oneshot fired by its own task, so the loop polls an
-    /// atomic per turn instead of the signal machinery.
-    pub fn shutdown_on(
-        future: impl Future<Output = ()> + Send + 'static,
-    ) -> (oneshot::Receiver<()>, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            future.await;
-            let _ = tx.send(());
-        });
-        (rx, task)
-    }
 }
 
 /// What a turn ended with.

@@ -39,7 +39,7 @@ pub async fn run(mut config: Config, count: usize) -> Result<String> {
     // for the last answers.
     let end =
         started + config.gossip.heartbeat_interval + PROBE_EVERY * count as u32 + Duration::from_secs(1);
-    let (shutdown, timer) = Inputs::shutdown_on(tokio::time::sleep_until(end.into()));
+    let (shutdown, timer) = setup::start_shutdown(tokio::time::sleep_until(end.into()));
     let node = Node::new(cfg, rand::make_rng::<SmallRng>(), started);
     let inputs = Inputs { shutdown: Some(shutdown), seeds, network, status: None, reload: None, apply: None };
     let mut driver = Driver::quiet(&config, node, sockets, inputs);

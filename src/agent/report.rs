@@ -424,6 +424,36 @@ mod tests {
         assert_eq!(*r.totals(), want);
     }
 
+    /// Traffic is counted here whether the reporter reports or not (`herd
+    /// ping`'s is quiet), and a reload's new sink keeps every count.
+    #[test]
+    fn traffic_is_counted_quietly_and_counts_survive_a_reload() {
+        let config = spy::config("[node]\nname = \"psa\"\n");
+        let mut quiet = Reporter::quiet(&config);
+        quiet.sent(100);
+        quiet.sent(20);
+        quiet.received(7);
+        quiet.event(Event::Baton(BatonEvent::Passed { counter: 1 }), 2);
+        quiet.flush(2, Rejections::default(), Instant::now());
+        let want = Traffic {
+            sent_datagrams: 2,
+            sent_bytes: 120,
+            received_datagrams: 1,
+            received_bytes: 7,
+            ..Traffic::default()
+        };
+        assert_eq!(quiet.traffic(), want);
+        assert_eq!(quiet.totals().passes, 0, "a quiet reporter drops events");
+        assert!(quiet.metrics().is_none(), "and opens no sink");
+
+        let (m, _) = spy::metrics(&config, "psa");
+        let mut r = Reporter::with_metrics(&config, m);
+        r.sent(5);
+        r.event(Event::Baton(BatonEvent::Passed { counter: 1 }), 2);
+        r.reconfigure(&spy::config("[node]\nname = \"psa\"\n[statsd]\ntags = [\"env:lab\"]\n"));
+        assert_eq!((r.traffic().sent_bytes, r.totals().passes), (5, 1));
+    }
+
     #[test]
     fn an_unpaced_relay_samples_the_hop_histogram() {
         let config = spy::config("[baton]\nhold = \"0ms\"\n");

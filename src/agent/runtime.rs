@@ -88,7 +88,7 @@ async fn run_inner(
     let (resolver, seeds) = setup::start_resolver(&config, &node_cfg);
     let (watch, network) = setup::start_network_watch();
     let (status_task, status) = start_status(&config).await;
-    let (shutdown, stopper) = Inputs::shutdown_on(shutdown);
+    let (shutdown, stopper) = setup::start_shutdown(shutdown);
     let node = Node::new(node_cfg, rand::make_rng::<SmallRng>(), std::time::Instant::now());
     let (reload_task, reload) = start_reload_signal();
     // Aborted when this future ends or is dropped (a crash, see `run_with`).

@@ -1,7 +1,7 @@
 //! setup: what `herd run` and `herd ping` both build from a [`Config`]
 //! before their loop: the sockets, the core's [`NodeConfig`], and the helper
 //! tasks both need (the resolver of static hosts and DNS names, the network
-//! watch), aborted together when the command ends. A reload builds the
+//! watch, the shutdown), aborted together when the command ends. A reload builds the
 //! core's config here too ([`node_config`]), so the core is configured from
 //! a [`Config`] in one place.
 //!
@@ -11,7 +11,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
@@ -105,6 +105,20 @@ pub fn start_network_watch() -> Helper<()> {
             (None, None)
         }
     }
+}
+
+/// `future`'s completion as a oneshot fired by its own task, so the loop
+/// polls an atomic per turn instead of the signal machinery (the driver's
+/// `shutdown` input).
+pub fn start_shutdown(
+    future: impl Future<Output = ()> + Send + 'static,
+) -> (oneshot::Receiver<()>, JoinHandle<()>) {
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        future.await;
+        let _ = tx.send(());
+    });
+    (rx, task)
 }
 
 /// A command's helper tasks, aborted when it returns or its future is

@@ -32,8 +32,9 @@ pub enum Applies {
 /// One key of section `S`.
 pub struct Key<S> {
     pub name: &'static str,
-    /// Every key says: there is no third kind, so a reload's restart-only
-    /// list cannot miss a key (`config::reload` derives it from this).
+    /// Set by the constructor ([`Key::live`] or [`Key::restart`]): no key is
+    /// declared without it, so the restart-only list `config::reload`
+    /// derives from it misses none.
     pub applies: Applies,
     /// The default, as the TOML value a user would write. It goes through
     /// `set` like a written value, so a default is valid by construction.
