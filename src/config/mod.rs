@@ -39,7 +39,6 @@ mod telemetry;
 
 pub use baton::BatonSection;
 pub use gossip::{GossipSection, MAX_KEYS, Secret, Strategy, new_key};
-pub use key::Applies;
 use key::Section;
 pub use links::{LinksSection, PeerMetrics};
 pub use log::LogSection;

@@ -12,7 +12,8 @@
 
 use toml::Value;
 
-use super::key::{Applies, Key, Section};
+pub use super::key::Applies;
+use super::key::{Key, Section};
 use super::{
     BatonSection, Config, GossipSection, LinksSection, LogSection, NodeSection, StatsdSection, StatusSection,
     TelemetrySection,
