@@ -132,7 +132,7 @@ mod tests {
         let config = crate::config::Config::defaults_named("psa").unwrap();
         let start = Instant::now();
         let mut node = Node::new(
-            crate::agent::runtime::node_config(&config, 40000),
+            crate::agent::setup::node_config(&config, 40000),
             rand::rngs::SmallRng::seed_from_u64(1),
             start,
         );

@@ -4,9 +4,11 @@
 //! Two layers: the file is parsed into a plain TOML table, then
 //! each section (one file here: node, gossip, baton, statsd, telemetry,
 //! links, status, log) takes its keys out of it. Each key is declared once,
-//! in its section's file, with its name, default, check and printing side by
-//! side (`key::Key`); the list of known keys, the unknown-key messages, the
-//! defaults and `herd check`'s output are derived from those declarations.
+//! in its section's file, with its name, whether a reload applies it live,
+//! its default, check and printing side by side (`key::Key`); the list of
+//! known keys, the unknown-key messages, the defaults, `herd check`'s output
+//! and what a reload holds back until a restart ([`reload`]) are derived
+//! from those declarations.
 //! Every problem is recorded (key path, bad value, what is allowed) instead
 //! of stopping at the first, so `herd check` lists every mistake at once.
 //! Keys left over are unknown, and are problems too. The rules between keys

@@ -13,7 +13,7 @@ pub struct StatusSection {
 /// `[status] listen`'s default: the endpoint `herd status` asks when no config says otherwise.
 pub const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:45894";
 
-const LISTEN: Key<StatusSection> = Key::new(
+const LISTEN: Key<StatusSection> = Key::restart(
     "listen",
     || text(DEFAULT_STATUS_LISTEN),
     |s, v| {
