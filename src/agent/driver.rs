@@ -378,7 +378,8 @@ impl<T: Transport> Driver<T> {
             reporter.reconfigure(config);
             if let Some(t) = telemetry.take() {
                 *telemetry = Some(t.reconfigured(config));
-                *jobs = Jobs::new(config, now);
+                // The charts' sampling depends on no reloadable key: it goes on.
+                *jobs = Jobs { history: jobs.history, ..Jobs::new(config, now) };
             }
         });
     }

@@ -118,3 +118,21 @@ async fn two_drivers_over_memory_join_relay_one_baton_and_leave() {
     let last = a_lines();
     assert!(last.iter().any(|l| l == "herd.members:2|g|#host:psa"), "final flush: {last:?}");
 }
+
+/// The page's charts are sampled on: a reload rebuilds the other periodic
+/// jobs from the new config, and no reloadable key touches the charts.
+#[tokio::test]
+async fn a_reload_keeps_the_charts_sampled() {
+    let net = Network::default();
+    let (mut a, _) = agent(&net, 0, "psa");
+    let start = Instant::now();
+    a.history = Some(History::new());
+    a.jobs.history = Some(Every { period: history::EVERY, next: start });
+    let mut faster = a.running.config().clone();
+    faster.statsd.flush_interval = Duration::from_millis(500);
+    a.apply(faster, "unit.toml");
+    assert!(a.jobs.history.is_some(), "the charts' job outlived the reload");
+    a.drive_jobs(start + history::EVERY);
+    let h = a.history.as_ref().unwrap();
+    assert_eq!(h.samples.len(), 1, "sampled after the reload");
+}
