@@ -35,13 +35,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-mod compat;
 mod ports;
 mod statsd;
 
 // As with dead code: each test binary uses some of these.
-#[allow(unused_imports)]
-pub use compat::{previous_build, previous_release, previous_tree};
 #[allow(unused_imports)]
 pub use ports::{free_tcp_port, free_udp_port};
 #[allow(unused_imports)]
