@@ -62,8 +62,7 @@ fn the_previous_release_and_this_one_form_one_cluster_with_one_baton() {
             .node(name)
             .secret("two releases, one cluster")
             .set("baton", "hold", &toml_str("50ms"))
-            .set("statsd", "address", &statsd.address())
-            .set("statsd", "flush_interval", &toml_str("100ms"));
+            .statsd(&statsd);
         match addr {
             Some(a) => spec.set("status", "listen", &toml_str(&a.to_string())),
             None => spec,
