@@ -1,4 +1,4 @@
-//! A power cut of the whole cluster (PRODUCT.md, "Operating a fleet"): with a
+//! A power cut of the whole cluster (docs/operating.md): with a
 //! `[node] state_dir`, four agents SIGKILLed together and started again
 //! continue the counter above every value sent before; without one, the
 //! counter starts again from 1 (what the state file is for). Without a

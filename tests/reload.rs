@@ -1,5 +1,5 @@
-//! Reload on SIGHUP (`systemctl reload herd`), as PRODUCT.md's "Operating a
-//! fleet" says: a live key takes effect at once, a key that needs a restart
+//! Reload on SIGHUP (`systemctl reload herd`), as docs/operating.md says:
+//! a live key takes effect at once, a key that needs a restart
 //! is named and keeps its running value, a bad file changes nothing, and the
 //! agent keeps its life, its members and the baton (peers log nothing). The
 //! keyring reloads too: a secret rotated by reloads alone.

@@ -1,11 +1,11 @@
 //! Telemetry across real `herd` processes: three agents read a Raspberry Pi 4
 //! sysfs fixture (`tests/fixtures/pi4`) and report to a StatsD listener; a Pi
 //! 5 and a Pi Zero W (`pi5`, `pizero-w`) form a cluster of their own. Every
-//! metric of PRODUCT.md's table that a fixture can produce must arrive,
-//! byte-exact in name, type and tags, and link metrics (clock offset
-//! included) for every peer. The clock state and the root filesystem's fill
-//! come from this machine's kernel (adjtimex, statvfs), so only their form is
-//! checked.
+//! metric of the metrics table (docs/metrics.md) that a fixture can produce
+//! must arrive, byte-exact in name, type and tags, and link metrics (clock
+//! offset included) for every peer. The clock state and the root
+//! filesystem's fill come from this machine's kernel (adjtimex, statvfs), so
+//! only their form is checked.
 
 mod common;
 

@@ -21,7 +21,7 @@
 //! Must not: depend on timing finer than the agent's own (the callers choose
 //! timeouts from the configured heartbeat), or leave children running.
 
-// Each test binary (`cluster`, `cli`) uses a different part of this module.
+// Each test binary (`membership`, `cli`) uses a different part of this module.
 #![allow(dead_code)]
 
 use std::fmt::Write as _;

@@ -1,10 +1,13 @@
-//! Multi-process tests: real `herd run` agents on loopback, judged by their
-//! logs. Each test has its own gossip port and cluster name (see
-//! `common::Cluster`), so the tests run in parallel threads.
+//! Membership across real `herd run` agents on loopback, judged by their
+//! logs: joins, crash detection and leaves, a wrong secret, the secret
+//! rotated by restarts, a restart as a new life, the static, dns and
+//! broadcast strategies, and garbage datagrams. Each test has its own gossip
+//! port and cluster name (see `common::Cluster`), so the tests run in
+//! parallel threads.
 //!
 //! Timings use the defaults (heartbeat 1 s, suspect after 3 s, down after
 //! 5 s). The measured join, detection and leave times are printed; run
-//! `cargo test --test cluster -- --nocapture` to see them.
+//! `cargo test --test membership -- --nocapture` to see them.
 
 mod common;
 
