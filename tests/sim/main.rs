@@ -1,8 +1,8 @@
 //! The simulator tests: whole clusters of the real core (`herd::core`) on a
 //! virtual clock, with a seeded network that loses packets, partitions nodes
 //! and kills, restarts or freezes them (harness/: the simulator, and the
-//! relay's helpers on it). Deterministic: a failure names its RNG seed and
-//! runs the same again.
+//! relay's helpers on it). Deterministic: the same RNG seed gives the same
+//! run, event for event.
 //!
 //! - `membership`: joins, crashes, loss, partitions, leaves, restarts, clock
 //!   offsets, shared names and hostile datagrams;
