@@ -43,7 +43,8 @@ pub mod demo;
 pub const SHORT_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("HERD_GIT_REV"));
 
 /// `herd --version`: version, target triple, git revision and the wire
-/// versions (which releases talk to which: README, "Running a fleet").
+/// versions (which releases talk to which: docs/operating.md, "Upgrading
+/// one Pi at a time").
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (",

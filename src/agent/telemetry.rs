@@ -1,5 +1,5 @@
 //! telemetry: every `[telemetry] interval`, turns a sensor reading and the
-//! core's link statistics into the metrics of PRODUCT.md: CPU temperature per
+//! core's link statistics into the metrics of docs/metrics.md: CPU temperature per
 //! sensor, frequency, usage, load, memory, the Pi's throttle flags (or its
 //! hwmon under-voltage alarm), fans, the gossip interface's state, speed,
 //! duplex, flaps and drops, the clock's sync state, the root filesystem, the
