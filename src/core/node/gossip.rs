@@ -6,7 +6,6 @@
 //! previous release's (see the module doc of `core::node`).
 
 use super::*;
-use crate::core::health;
 use crate::core::links::LinkStats;
 use crate::core::membership::Timing;
 use crate::core::probe::{ProbeConfig, Rumored, Verdict};
@@ -166,7 +165,7 @@ impl<R: Rng> Node<R> {
         }
         let live: Vec<_> = self.members.live().collect();
         let mut sightings = Vec::new();
-        let mut budget = SIGHTING_BUDGET;
+        let mut budget = wire::SIGHTINGS_BUDGET;
         if !live.is_empty() && self.legacy {
             let start = self.sighting_cursor % live.len();
             for m in live.iter().cycle().skip(start).take(live.len()) {
@@ -309,7 +308,7 @@ pub(super) fn links_to_send<'s>(cursor: &mut usize, stats: &'s [LinkStats]) -> V
     let mut budget = LINKS_BUDGET;
     let mut links = Vec::new();
     for s in measured.iter().cycle().skip(start).take(measured.len().min(LINKS_PER_HEARTBEAT)) {
-        let len = health::link_len(&s.peer);
+        let len = wire::link_len(&s.peer);
         if len > budget {
             break;
         }
@@ -326,9 +325,9 @@ pub(super) fn links_to_send<'s>(cursor: &mut usize, stats: &'s [LinkStats]) -> V
 
 /// Most links one heartbeat carries.
 pub(super) const LINKS_PER_HEARTBEAT: usize = 32;
-/// Bytes of links one heartbeat carries at most: with health (at most 49
-/// bytes) and the rest of a sealed heartbeat (at most 272 bytes with 63-byte
-/// names) it stays under 1,000 bytes, far from [`wire::MAX_DATAGRAM`]. 32 links to peers with names of up to 16 bytes fit.
+/// Bytes of links one heartbeat carries at most: with health (at most
+/// [`wire::MAX_HEALTH_EXT`] bytes) and the rest of a sealed heartbeat (at
+/// most [`wire::heartbeat_len`] bytes) it stays under 1,000 bytes, far from [`wire::MAX_DATAGRAM`]. 32 links to peers with names of up to 16 bytes fit.
 pub(super) const LINKS_BUDGET: usize = 640;
 
 /// Every datagram gets the next `seq`: the replay window and the nonce rely on

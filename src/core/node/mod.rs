@@ -279,11 +279,6 @@ pub const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Sources remembered for rate limiting; bounded so a spoofing flood cannot
 /// grow memory (beyond it, rejections are counted but not logged).
 const REJECT_SOURCES: usize = 256;
-/// Room left in a heartbeat for sightings, after header, names and tag.
-/// (Header 4, nonce 24, tag 16, two names, incarnation, seq, kind, data port,
-/// heartbeat seq, flags, baton view 44, sighting count.)
-const SIGHTING_BUDGET: usize =
-    wire::MAX_DATAGRAM - 4 - 24 - 16 - 2 * (1 + wire::MAX_NAME) - 8 - 8 - 1 - 2 - 4 - 1 - 44 - 1;
 
 pub struct Node<R> {
     cfg: NodeConfig,
