@@ -47,7 +47,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use super::membership::{MemberState, Members};
-use super::node::Timings;
+use super::timings::Timings;
 use super::wire::{self, BatonId, BatonView, Lap, LapName, PassAck, PassVerdict};
 
 #[derive(Debug, Clone)]

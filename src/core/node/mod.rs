@@ -64,6 +64,7 @@ use super::links::{LinkConfig, LinkStats, Links};
 use super::membership::{Admit, Change, Hello, Member, MemberEvent, MemberState, Members};
 use super::probe::{self, ProbeOut, Prober, Ring, Target};
 use super::reserve::Reservations;
+use super::timings::Timings;
 use super::wire::{self, Codec, Envelope, Heartbeat, MIN_VERSION, Message, VERSION, WireError};
 use gossip::{member_timing, probe_config};
 
@@ -79,7 +80,7 @@ pub enum Fanout {
 
 /// What the core needs to know; the shell builds it from the validated config.
 /// The timings that follow from `heartbeat_interval` are not in it: see
-/// [`Timings`].
+/// [`crate::core::timings::Timings`].
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub name: String,
@@ -110,32 +111,6 @@ pub struct NodeConfig {
     /// state file as read at start (0: none yet), `None` without a state
     /// directory (then nothing is ever asked to be written).
     pub reserved: Option<u64>,
-}
-
-/// The deadlines a node derives from its heartbeat interval instead of
-/// taking them from the config: one definition, used by [`Node::new`] for
-/// the shell and the simulator alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timings {
-    /// How often a suspect member is probed directly.
-    pub probe_every: Duration,
-    /// How long a fresh node listens before it may start the first baton (two
-    /// heartbeats), so it hears about an existing one first.
-    pub start_after: Duration,
-    /// How often a node that is due to start or regenerate the baton, but is
-    /// not the one chosen to, looks again.
-    pub recheck: Duration,
-}
-
-impl Timings {
-    pub fn from_heartbeat(interval: Duration) -> Timings {
-        let floor = Duration::from_millis(10);
-        Timings {
-            probe_every: (interval / 4).max(floor),
-            start_after: interval * 2,
-            recheck: (interval / 10).max(floor),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
