@@ -21,7 +21,13 @@
 //! Peers that kept running rightly saw it silent; that is theirs to judge.
 //! Must not: read a clock (the stall is measured from the `now` handed in).
 
-use super::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use super::Node;
+use crate::core::timings::Timings;
 
 impl<R: Rng> Node<R> {
     /// A late turn of at least this is a stall: half a heartbeat interval,

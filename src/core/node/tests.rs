@@ -4,7 +4,12 @@
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-use super::*;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::{Dest, Event, Fanout, Node, NodeConfig, Via};
+use crate::core::baton::BatonConfig;
+use crate::core::links::LinkConfig;
 
 const NAME: &str = "raspberrypi";
 
