@@ -28,8 +28,8 @@
 //!   (views carry how long ago their sender last did), the lowest-named alive
 //!   relaying member regenerates it with `epoch + 1`, starting a margin above
 //!   `high`: a dead holder may have emitted counters nobody heard of. Where
-//!   views are not heartbeated every interval (`ask_first`: the holder
-//!   announces one about once an interval, see `core::node`), it first asks
+//!   views are not heartbeated every interval (`ask_first`, the default: the
+//!   holder announces one about once an interval, see `core::node`), it first asks
 //!   the cluster for fresher views and waits a quarter interval: the holder
 //!   answers if the baton lives, the last holders with the highest counters
 //!   if it does not.
@@ -195,7 +195,7 @@ pub struct Relay {
     /// Delayed acks: (to, ack, since), at most one per peer (the newest).
     pending_acks: Vec<(SocketAddr, PassAck, Instant)>,
     /// Ask for fresher views before regenerating (see the module doc).
-    pub ask_first: bool,
+    ask_first: bool,
     /// `last_seen` when views were last asked for: asked once per silence.
     asked_at: Option<Instant>,
     /// After a stall of this node ([`Relay::stalled`]): no pass, gauge or
@@ -234,6 +234,14 @@ impl Relay {
         self.floor
     }
 
+    /// Whether to ask the cluster for fresher views before regenerating the
+    /// baton or giving up on a pass (the default), or to rely on every
+    /// node's heartbeat each interval to bring them (a cluster with nodes
+    /// of the previous release: see `core::node`).
+    pub fn set_ask_first(&mut self, ask: bool) {
+        self.ask_first = ask;
+    }
+
     pub fn new(cfg: BatonConfig, timings: Timings, me: &str, now: Instant) -> Relay {
         Relay {
             timings,
@@ -255,7 +263,7 @@ impl Relay {
                 Duration::ZERO
             },
             pending_acks: Vec::new(),
-            ask_first: false,
+            ask_first: true,
             asked_at: None,
             settle_until: None,
             cfg,
@@ -826,6 +834,7 @@ mod stall_tests {
         for superseded in [true, false] {
             let t0 = Instant::now();
             let (mut relay, members) = setup(t0);
+            relay.set_ask_first(false);
             let mut rng = SmallRng::seed_from_u64(1);
             let mut out = RelayOut::default();
             let id = BatonId { epoch: 1, origin: 7 };

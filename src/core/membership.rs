@@ -9,10 +9,11 @@
 //!   it. A suspect is alive again on evidence; a down member is up again only
 //!   on a direct datagram.
 //! - Two ways to fail a member. While the cluster has members of the previous
-//!   release (`silence` on), it is silence: `suspect_after` and `down_after`
-//!   count from `last_heard` (every member heartbeats each interval, with
-//!   sightings of the others), so the deadlines are derived from state and a
-//!   stale timer cannot exist (STYLE.md 2). Otherwise members are heard only
+//!   release (`silence` on, switched by the node: see `node::compat`), it is
+//!   silence: `suspect_after` and `down_after` count from `last_heard` (every
+//!   member heartbeats each interval, with sightings of the others), so the
+//!   deadlines are derived from state and a stale timer cannot exist.
+//!   Otherwise members are heard only
 //!   when probed, and the failure detector (`core::probe`) decides: its
 //!   verdicts and other nodes' news come in through [`Members::suspect`],
 //!   [`Members::down`] and [`Members::alive`]; a suspect nobody settles
@@ -161,10 +162,11 @@ pub struct Members {
 
 impl Members {
     pub fn new(cap: usize, timing: Timing) -> Members {
-        Members { map: BTreeMap::new(), cap, timing, silence: true }
+        Members { map: BTreeMap::new(), cap, timing, silence: false }
     }
 
-    /// Whether silence fails members (see the module doc). Turning it on
+    /// Whether silence fails members (see the module doc; off unless the
+    /// node turns it on for the previous release's members). Turning it on
     /// counts every live member's silence from `now`: until then they were
     /// heard only when probed.
     pub fn set_silence(&mut self, now: Instant, on: bool) {

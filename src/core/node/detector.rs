@@ -1,7 +1,6 @@
 //! detector: the node's side of failure detection: what the failure
-//! detector (`core::probe`) asked for, carried out; member changes turned
-//! into events; and the switch between this release's ways and the
-//! previous release's (see the module doc of `core::node`).
+//! detector (`core::probe`) asked for, carried out, and member changes
+//! turned into events.
 
 use std::time::Instant;
 
@@ -10,7 +9,7 @@ use rand::Rng;
 use super::{Dest, Event, Node};
 use crate::core::membership::{Change, MemberEvent, MemberState};
 use crate::core::probe::{self, Ring, Rumored, Target, Verdict};
-use crate::core::wire::{self, Message, News, VERSION};
+use crate::core::wire::{self, Message, News};
 
 impl<R: Rng> Node<R> {
     /// The failure detector's turn: its ring is every live member and every
@@ -32,7 +31,8 @@ impl<R: Rng> Node<R> {
             })
             .collect();
         let wall_ms = self.wall_us(now).map(|us| us.div_euclid(1000));
-        let view = Ring { me: &self.cfg.name, members: &ring, wall_ms, detect: !self.legacy };
+        let view =
+            Ring { me: &self.cfg.name, members: &ring, wall_ms, detect: !self.compat.fails_by_silence() };
         self.prober.handle_timeout(now, view, &mut self.rng, &mut self.probe_out);
         self.drain_probe(now, changes);
     }
@@ -64,7 +64,7 @@ impl<R: Rng> Node<R> {
                 Verdict::Alive { name, incarnation } => self.members.alive(now, &name, incarnation, changes),
             }
         }
-        if !out.news.is_empty() && !self.legacy {
+        if !out.news.is_empty() && !self.compat.fails_by_silence() {
             let news: Vec<Rumored> = out.news.drain(..).collect();
             for chunk in news.chunks(wire::MAX_NEWS) {
                 let items = chunk
@@ -93,7 +93,7 @@ impl<R: Rng> Node<R> {
         let mut welcome = Vec::new();
         for ev in changes.drain(..) {
             if matches!(ev.change, Change::Up | Change::Restarted { .. }) {
-                if self.legacy {
+                if self.compat.heartbeats_each_interval() {
                     self.heartbeat_soon(now);
                 } else {
                     welcome.push(ev.addr);
@@ -103,20 +103,6 @@ impl<R: Rng> Node<R> {
         }
         for addr in welcome {
             self.send_heartbeat_to(now, Dest::Data(addr));
-        }
-    }
-
-    /// Whether a live member speaks only the previous version; switches the
-    /// member table and the relay to match (module doc).
-    pub(super) fn update_mode(&mut self, now: Instant) {
-        let legacy = self.members.live().any(|m| m.wire < VERSION);
-        if legacy != self.legacy {
-            self.legacy = legacy;
-            self.members.set_silence(now, legacy);
-            self.relay.ask_first = !legacy;
-            if legacy {
-                self.next_heartbeat = self.next_heartbeat.min(now);
-            }
         }
     }
 }

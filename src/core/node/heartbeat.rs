@@ -11,15 +11,9 @@ use rand::{Rng, RngExt};
 
 use super::outbound::encode;
 use super::{Dest, Fanout, Node, Transmit};
-use crate::core::health::{self, PeerLink};
+use crate::core::health::{self, Health, PeerLink};
 use crate::core::links::LinkStats;
-use crate::core::wire::{self, Heartbeat, Message, Sighting, VERSION};
-
-/// Room left in a heartbeat for sightings, after header, names and tag.
-/// (Header 4, nonce 24, tag 16, two names, incarnation, seq, kind, data port,
-/// heartbeat seq, flags, baton view 44, sighting count.)
-pub(super) const SIGHTING_BUDGET: usize =
-    wire::MAX_DATAGRAM - 4 - 24 - 16 - 2 * (1 + wire::MAX_NAME) - 8 - 8 - 1 - 2 - 4 - 1 - 44 - 1;
+use crate::core::wire::{self, Heartbeat, Message, VERSION};
 
 /// Heartbeats to the cluster remembered to recognise this node's own when
 /// they loop back (they do within milliseconds; a heartbeat goes out at most
@@ -52,6 +46,9 @@ impl<R: Rng> Node<R> {
         self.send_heartbeat_as(now, Some(dest), false);
     }
 
+    /// A heartbeat to `to`, or to the whole cluster (`None`: the next in
+    /// the schedule); `asks_views`: the urgent ask for the baton's views
+    /// before regenerating it.
     pub(super) fn send_heartbeat_as(&mut self, now: Instant, to: Option<Dest>, asks_views: bool) {
         if to.is_none() {
             self.hb_seq = self.hb_seq.wrapping_add(1);
@@ -64,53 +61,12 @@ impl<R: Rng> Node<R> {
         // Health and links go in every heartbeat but the urgent ask for
         // views, and only where they are understood (not to the previous
         // release's members, whose heartbeats carry sightings instead).
-        // Links (the bulk) go at most once a refresh period to the whole
-        // cluster, whatever sends the heartbeat (the holder's announcements
-        // push the refresh out), and in every welcome.
-        let full = !asks_views && !self.legacy && version >= 3;
-        let refresh = self.refresh_every();
-        let links_due = to.is_some() || self.last_links.is_none_or(|t| now >= t + refresh.mul_f64(0.8));
+        let full = !asks_views && self.compat.heartbeat_extensions() && version >= 3;
         let health = if full { self.health.clone() } else { None };
-        let stats = if full && links_due { self.link_stats(now) } else { Vec::new() };
-        // Only what goes to the whole cluster moves the rotation on: a
-        // welcome's links are the newcomer's alone.
-        let mut cursor = self.links_cursor;
-        let links = links_to_send(&mut cursor, &stats);
-        if to.is_none() {
-            self.links_cursor = cursor;
-        }
-        if to.is_none() && !links.is_empty() {
-            self.last_links = Some(now);
-        }
+        let stats = if full && self.links_due(now, to) { self.link_stats(now) } else { Vec::new() };
+        let links = self.rotate_links(now, to, &stats);
         if full {
-            let me = &self.cfg.name;
-            self.board.retain(|name| name == me || self.members.get(name).is_some());
-            let len = wire::health_ext_len(health.as_ref(), &links) as u64;
-            let copies = match (to, self.cfg.fanout) {
-                (None, Fanout::Unicast) => self.members.live().count().max(1) as u64,
-                _ => 1,
-            };
-            self.health_bytes.0 += len * copies;
-        }
-        let live: Vec<_> = self.members.live().collect();
-        let mut sightings = Vec::new();
-        let mut budget = SIGHTING_BUDGET;
-        if !live.is_empty() && self.legacy {
-            let start = self.sighting_cursor % live.len();
-            for m in live.iter().cycle().skip(start).take(live.len()) {
-                let len = wire::sighting_len(&m.name);
-                if len > budget || sightings.len() == u8::MAX as usize {
-                    break;
-                }
-                budget -= len;
-                let age = now.saturating_duration_since(m.last_heard).as_millis();
-                sightings.push(Sighting {
-                    name: &m.name,
-                    incarnation: m.incarnation,
-                    age_ms: age.min(u32::MAX as u128) as u32,
-                });
-            }
-            self.sighting_cursor = start + sightings.len();
+            self.count_health_sent(to, health.as_ref(), &links);
         }
         let hb = Message::Heartbeat(Heartbeat {
             data_port: self.cfg.data_port,
@@ -118,10 +74,10 @@ impl<R: Rng> Node<R> {
             hb_seq: self.hb_seq,
             relays: self.relay.enabled(),
             baton: self.relay.view(now),
-            sightings,
+            sightings: self.compat.sightings(now, &self.members),
             understands: Some(VERSION),
             floor: Some(self.relay.floor()),
-            asks_views: asks_views && !self.legacy,
+            asks_views: asks_views && self.compat.heartbeat_extensions(),
             health,
             links,
         });
@@ -129,9 +85,15 @@ impl<R: Rng> Node<R> {
         if holding {
             self.last_view_heard = Some(now);
         }
-        if let Some(dest) = to {
-            return self.outbox.push_back(Transmit { dest, payload });
+        match to {
+            Some(dest) => self.outbox.push_back(Transmit { dest, payload }),
+            None => self.heartbeat_to_cluster(now, payload),
         }
+    }
+
+    /// A heartbeat to the whole cluster, sealed: remembered as this node's
+    /// own (it loops back), sent, and the next one scheduled.
+    fn heartbeat_to_cluster(&mut self, now: Instant, payload: Vec<u8>) {
         if self.own_ips.len() == OWN_HEARTBEATS {
             self.own_ips.pop_front();
         }
@@ -141,7 +103,7 @@ impl<R: Rng> Node<R> {
         self.last_heartbeat = Some(now);
         // Up to 10 % early, never late: keeps peers' suspicion deadlines safe
         // while keeping agents started together from heartbeating in lockstep.
-        let interval = if self.legacy || self.burst > 0 {
+        let interval = if self.compat.heartbeats_each_interval() || self.burst > 0 {
             self.burst = self.burst.saturating_sub(1);
             self.cfg.heartbeat_interval
         } else {
@@ -149,6 +111,47 @@ impl<R: Rng> Node<R> {
         };
         let jitter = interval.mul_f64(self.rng.random_range(0.0..0.1));
         self.next_heartbeat = now + interval - jitter;
+    }
+
+    /// Links (the bulk of a heartbeat) go at most once a refresh period to
+    /// the whole cluster, whatever sends the heartbeat (the holder's
+    /// announcements push the refresh out), and in every welcome.
+    fn links_due(&self, now: Instant, to: Option<Dest>) -> bool {
+        to.is_some() || self.last_links.is_none_or(|t| now >= t + self.refresh_every().mul_f64(0.8))
+    }
+
+    /// The links a heartbeat carries, from where the cluster's last one
+    /// stopped. Only what goes to the whole cluster moves the rotation on: a
+    /// welcome's links are the newcomer's alone.
+    fn rotate_links<'s>(
+        &mut self,
+        now: Instant,
+        to: Option<Dest>,
+        stats: &'s [LinkStats],
+    ) -> Vec<PeerLink<'s>> {
+        let mut cursor = self.links_cursor;
+        let links = links_to_send(&mut cursor, stats);
+        if to.is_none() {
+            self.links_cursor = cursor;
+            if !links.is_empty() {
+                self.last_links = Some(now);
+            }
+        }
+        links
+    }
+
+    /// Counts the bytes of health and links a heartbeat sends (a copy per
+    /// live member with unicast fan-out), and forgets what the board holds
+    /// of members that are gone.
+    fn count_health_sent(&mut self, to: Option<Dest>, health: Option<&Health>, links: &[PeerLink<'_>]) {
+        let me = &self.cfg.name;
+        self.board.retain(|name| name == me || self.members.get(name).is_some());
+        let len = wire::health_ext_len(health, links) as u64;
+        let copies = match (to, self.cfg.fanout) {
+            (None, Fanout::Unicast) => self.members.live().count().max(1) as u64,
+            _ => 1,
+        };
+        self.health_bytes.0 += len * copies;
     }
 
     /// How often a node heartbeats without silence: every

@@ -67,9 +67,9 @@ impl<R: Rng> Node<R> {
                     newer |= self.members.understands(env.from, v);
                 }
                 if newer || !changes.is_empty() {
-                    self.update_mode(now);
+                    self.recheck_mixed(now);
                 }
-                if was_down && !self.legacy {
+                if was_down && !self.compat.heartbeats_each_interval() {
                     // Heard again after a partition: the whole other side
                     // learns of this side from one heartbeat each.
                     self.heartbeat_soon(now);
@@ -144,12 +144,7 @@ impl<R: Rng> Node<R> {
                 {
                     self.send_heartbeat_to(now, Dest::Data(addr));
                 }
-                for s in &hb.sightings {
-                    if s.name != self.cfg.name {
-                        let age = Duration::from_millis(s.age_ms.into());
-                        self.members.sighted(now, s.name, s.incarnation, age, changes);
-                    }
-                }
+                self.on_sightings(now, &hb.sightings, changes);
                 if let Some(floor) = hb.floor {
                     self.relay.raise_floor(floor);
                 }

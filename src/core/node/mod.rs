@@ -23,7 +23,7 @@
 //! While a member of the previous release is live, every node goes back to
 //! that release's ways (a heartbeat each interval with sightings of every
 //! member, members failed by silence): a mixed cluster is one cluster, at the
-//! old cost.
+//! old cost. `compat` alone decides when, and what changes.
 //!
 //! The driver's contract (as quinn-proto's: the state machine does no I/O;
 //! the driver feeds it and drains it):
@@ -48,13 +48,13 @@
 //!
 //! Files, one idea each:
 //! - `config`: what the shell tells the node at start;
+//! - `compat`: the previous release, behind one seam;
 //! - `inbound`: one datagram's path, from the codec to the member table and
 //!   on, by message;
 //! - `heartbeat`: what the node tells the whole cluster, and when;
 //! - `outbound`: every datagram sent: its wire version, sealing, fan-out;
 //! - `detector`: the failure detector's requests and verdicts carried out,
-//!   member changes turned into events, this release's ways or the
-//!   previous release's;
+//!   member changes turned into events;
 //! - `relay`: the baton relay's requests carried out, reservations;
 //! - `rejections`: refused datagrams counted and logged, namesakes;
 //! - `stall`: what a node does when its own turn comes late.
@@ -62,6 +62,7 @@
 //! [`VERSION`]: crate::core::wire::VERSION
 //! [`MIN_VERSION`]: crate::core::wire::MIN_VERSION
 
+mod compat;
 mod config;
 mod detector;
 mod heartbeat;
@@ -89,6 +90,7 @@ use crate::core::probe::{ProbeOut, Prober};
 use crate::core::reserve::Reservations;
 use crate::core::timings::Timings;
 use crate::core::wire::{Codec, Message};
+use compat::Compat;
 use config::{member_timing, probe_config};
 use heartbeat::{OWN_HEARTBEATS, START_BURST};
 
@@ -158,9 +160,6 @@ pub struct Node<R> {
     hb_seq: u32,
     next_heartbeat: Instant,
     last_heartbeat: Option<Instant>,
-    /// Rotates which members a heartbeat's sightings start from, for clusters
-    /// too big to mention everyone in one datagram.
-    sighting_cursor: usize,
     seeds: Vec<SocketAddr>,
     outbox: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -187,9 +186,8 @@ pub struct Node<R> {
     wall: Option<(Instant, i64)>,
     prober: Prober,
     probe_out: ProbeOut,
-    /// A live member speaks only the previous version: heartbeats every
-    /// interval with sightings, members failed by silence (module doc).
-    legacy: bool,
+    /// Whether the cluster is mixed, and what that changes (see `compat`).
+    compat: Compat,
     /// Heartbeats still to send an interval apart after the start.
     burst: u8,
     /// When a heartbeat of a baton's holder was last heard or sent.
@@ -226,12 +224,8 @@ impl<R: Rng> Node<R> {
         if let Some(ceiling) = cfg.reserved {
             relay.raise_floor(ceiling);
         }
-        relay.ask_first = true;
-        let mut members = Members::new(cfg.max_members, timing);
-        // Until a member of the previous release shows up (`update_mode`).
-        members.set_silence(now, false);
         Node {
-            members,
+            members: Members::new(cfg.max_members, timing),
             reservations: cfg.reserved.map(|c| Reservations::new(c, cfg.baton.hold)),
             reserve: None,
             relay,
@@ -240,7 +234,7 @@ impl<R: Rng> Node<R> {
             links: Links::new(cfg.links),
             prober: Prober::new(probe_config(&cfg), now),
             probe_out: ProbeOut::default(),
-            legacy: false,
+            compat: Compat::default(),
             burst: START_BURST,
             last_view_heard: None,
             health: None,
@@ -258,7 +252,6 @@ impl<R: Rng> Node<R> {
             hb_seq: 0,
             next_heartbeat: now,
             last_heartbeat: None,
-            sighting_cursor: 0,
             seeds: Vec::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -410,7 +403,7 @@ impl<R: Rng> Node<R> {
         let mut due = Vec::new();
         self.members.probes_due(now, &mut due);
         for (name, incarnation, addr) in due {
-            if self.legacy {
+            if self.compat.fails_by_silence() {
                 let token = self.rng.next_u64();
                 self.send(Dest::Data(addr), Message::Ping { token });
             } else {

@@ -71,10 +71,10 @@ impl<R: Rng> Node<R> {
         // Where views are asked for, the answers come within a round trip;
         // where they are not, the periodic heartbeats bring them within an
         // interval.
-        let wait = if self.relay.ask_first {
-            timings.probe_every
-        } else {
+        let wait = if self.compat.heartbeats_each_interval() {
             self.cfg.heartbeat_interval + timings.probe_every
+        } else {
+            timings.probe_every
         };
         self.relay.stalled(now, wait, &mut self.relay_out);
         self.settle = Some((now + wait, Vec::new()));
