@@ -481,9 +481,7 @@ impl<T: Transport> Driver<T> {
         }
         let changed = reload::changed(&self.config, &config);
         let now = Instant::now();
-        let mut node_cfg = crate::agent::runtime::node_config(&config, self.node.config().data_port);
-        node_cfg.ip = self.node.config().ip;
-        self.node.reconfigure(now, node_cfg);
+        self.node.reconfigure(now, crate::agent::runtime::tuning(&config));
         if self.reporter.is_some() {
             self.reporter = Some(Reporter::reconfigured(self.reporter.take(), &config));
             self.telemetry = Some(match self.telemetry.take() {
@@ -717,7 +715,8 @@ mod tests {
     fn agent(net: &Network, i: u8, name: &str) -> (Driver<Endpoint>, Lines) {
         let endpoint = net.endpoint(i);
         let config = config(name, endpoint.data.ip());
-        let node = Node::new(node_config(&config, endpoint.data.port()), rand::make_rng(), Instant::now());
+        let node =
+            Node::new(node_config(&config, endpoint.data.port(), None), rand::make_rng(), Instant::now());
         let mut driver = Driver::new(&config, node, endpoint, Inputs::default());
         let (metrics, lines) = spy::metrics(&config, name);
         driver.set_reporter(Reporter::with_metrics(&config, metrics));

@@ -31,8 +31,8 @@ pub async fn run(mut config: Config, count: usize) -> Result<String> {
     config.gossip.data_port = 0;
     config.baton.enabled = false;
     let sockets = net::bind(&config.gossip)?;
-    let mut cfg = node_config(&config, sockets.data.local_addr()?.port());
-    cfg.links = LinkConfig { probe_interval: PROBE_EVERY, window: count, sweep: true };
+    let mut cfg = node_config(&config, sockets.data.local_addr()?.port(), None);
+    cfg.tuning.links = LinkConfig { probe_interval: PROBE_EVERY, window: count, sweep: true };
     let (resolver, seeds) = start_resolver(&config, &cfg);
     let (watch, network) = start_network_watch();
     let started = Instant::now();

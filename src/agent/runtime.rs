@@ -22,7 +22,7 @@ use super::status;
 use crate::config::{Config, Strategy};
 use crate::core::baton::BatonConfig;
 use crate::core::links::LinkConfig;
-use crate::core::node::{Fanout, Node, NodeConfig};
+use crate::core::node::{Fanout, Identity, Node, NodeConfig, Tuning};
 
 /// Runs the agent until `shutdown` completes, then leaves the cluster.
 /// `config_file` is where `config` was read from: SIGHUP reads it again
@@ -69,12 +69,11 @@ async fn run_inner(
 ) -> Result<()> {
     let g = &config.gossip;
     let sockets = net::bind(g)?;
-    let mut node_cfg = node_config(&config, sockets.data.local_addr()?.port());
-    node_cfg.reserved = read_state(&config);
+    let node_cfg = node_config(&config, sockets.data.local_addr()?.port(), read_state(&config));
     info!(
-        node = %node_cfg.name,
-        cluster = %node_cfg.cluster,
-        incarnation = node_cfg.incarnation,
+        node = %node_cfg.identity.name,
+        cluster = %node_cfg.identity.cluster,
+        incarnation = node_cfg.identity.incarnation,
         gossip = %describe_gossip(&config),
         data = %sockets.data.local_addr()?,
         version = crate::VERSION,
@@ -83,7 +82,7 @@ async fn run_inner(
     if let Some(warning) = config.node.name_warning() {
         warn!("{warning}");
     }
-    if node_cfg.keys.is_empty() {
+    if node_cfg.tuning.keys.is_empty() {
         warn!(
             "no [gossip] secret or secret_file set: datagrams are neither authenticated nor encrypted, \
              and anyone on the network can join or disturb this cluster"
@@ -204,7 +203,7 @@ pub(crate) fn start_resolver(
     config: &Config,
     node: &NodeConfig,
 ) -> (Option<tokio::task::JoinHandle<()>>, Option<mpsc::Receiver<Vec<std::net::SocketAddr>>>) {
-    if node.fanout != Fanout::Unicast {
+    if node.identity.fanout != Fanout::Unicast {
         return (None, None);
     }
     let (tx, rx) = mpsc::channel(1);
@@ -233,21 +232,18 @@ async fn start_status(
 }
 
 /// The core's configuration from the validated config; `data_port` is the
-/// port the data socket actually got (the config may say 0).
-pub(crate) fn node_config(config: &Config, data_port: u16) -> NodeConfig {
+/// port the data socket actually got (the config may say 0), `reserved` the
+/// counter ceiling of the state file as read at start (`read_state`).
+pub(crate) fn node_config(config: &Config, data_port: u16, reserved: Option<u64>) -> NodeConfig {
     let g = &config.gossip;
     let fanout = match (g.strategy, g.broadcast_only) {
         (Strategy::Multicast, _) => Fanout::Group,
         _ => Fanout::Unicast,
     };
-    NodeConfig {
+    let identity = Identity {
         name: config.node.name.clone(),
         cluster: config.node.cluster.clone(),
         incarnation: incarnation(),
-        keys: g.keys.iter().map(|k| k.0.clone()).collect(),
-        heartbeat_interval: g.heartbeat_interval,
-        suspect_after: g.suspect_after,
-        down_after: g.down_after,
         max_members: g.max_members,
         data_port,
         // The configured address if any; the driver follows the network
@@ -255,6 +251,19 @@ pub(crate) fn node_config(config: &Config, data_port: u16) -> NodeConfig {
         ip: network::advertised(g, std::net::Ipv4Addr::UNSPECIFIED),
         gossip_port: g.port,
         fanout,
+    };
+    NodeConfig { identity, tuning: tuning(config), reserved }
+}
+
+/// What a reload hands the core (`Node::reconfigure`): the keyring, the
+/// gossip timings, the baton's and the links' settings.
+pub(crate) fn tuning(config: &Config) -> Tuning {
+    let g = &config.gossip;
+    Tuning {
+        keys: g.keys.iter().map(|k| k.0.clone()).collect(),
+        heartbeat_interval: g.heartbeat_interval,
+        suspect_after: g.suspect_after,
+        down_after: g.down_after,
         baton: BatonConfig {
             enabled: config.baton.enabled,
             main_node: config.baton.main_node.clone(),
@@ -268,9 +277,6 @@ pub(crate) fn node_config(config: &Config, data_port: u16) -> NodeConfig {
             window: config.links.window,
             sweep: false,
         },
-        // Read by `run` from the state file (this is also the reload's view,
-        // which must not read it again).
-        reserved: None,
     }
 }
 

@@ -151,7 +151,7 @@ impl<R: Rng> Node<R> {
         changes: &mut Vec<MemberEvent>,
     ) {
         for s in sightings {
-            if s.name != self.cfg.name {
+            if s.name != self.identity.name {
                 let age = Duration::from_millis(s.age_ms.into());
                 self.members.sighted(now, s.name, s.incarnation, age, changes);
             }

@@ -31,8 +31,12 @@ impl<R: Rng> Node<R> {
             })
             .collect();
         let wall_ms = self.wall_us(now).map(|us| us.div_euclid(1000));
-        let view =
-            Ring { me: &self.cfg.name, members: &ring, wall_ms, detect: !self.compat.fails_by_silence() };
+        let view = Ring {
+            me: &self.identity.name,
+            members: &ring,
+            wall_ms,
+            detect: !self.compat.fails_by_silence(),
+        };
         self.prober.handle_timeout(now, view, &mut self.rng, &mut self.probe_out);
         self.drain_probe(now, changes);
     }

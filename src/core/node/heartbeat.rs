@@ -31,7 +31,7 @@ impl<R: Rng> Node<R> {
     /// Brings the next heartbeat forward to now, but no closer than a quarter
     /// interval after the previous one, so a burst of joins is not a storm.
     pub(super) fn heartbeat_soon(&mut self, now: Instant) {
-        let earliest = self.last_heartbeat.map_or(now, |t| t + self.cfg.heartbeat_interval / 4);
+        let earliest = self.last_heartbeat.map_or(now, |t| t + self.tuning.heartbeat_interval / 4);
         self.next_heartbeat = self.next_heartbeat.min(earliest.max(now));
     }
 
@@ -69,8 +69,8 @@ impl<R: Rng> Node<R> {
             self.count_health_sent(to, health.as_ref(), &links);
         }
         let hb = Message::Heartbeat(Heartbeat {
-            data_port: self.cfg.data_port,
-            ip: self.cfg.ip,
+            data_port: self.identity.data_port,
+            ip: self.identity.ip,
             hb_seq: self.hb_seq,
             relays: self.relay.enabled(),
             baton: self.relay.view(now),
@@ -81,7 +81,7 @@ impl<R: Rng> Node<R> {
             health,
             links,
         });
-        let payload = encode(&self.codec, &self.cfg, &mut self.seq, version, hb);
+        let payload = encode(&self.codec, &self.identity, &mut self.seq, version, hb);
         if holding {
             self.last_view_heard = Some(now);
         }
@@ -97,7 +97,7 @@ impl<R: Rng> Node<R> {
         if self.own_ips.len() == OWN_HEARTBEATS {
             self.own_ips.pop_front();
         }
-        self.own_ips.push_back(self.cfg.ip);
+        self.own_ips.push_back(self.identity.ip);
         self.fan_out_payload(payload);
         self.probe_versions();
         self.last_heartbeat = Some(now);
@@ -105,7 +105,7 @@ impl<R: Rng> Node<R> {
         // while keeping agents started together from heartbeating in lockstep.
         let interval = if self.compat.heartbeats_each_interval() || self.burst > 0 {
             self.burst = self.burst.saturating_sub(1);
-            self.cfg.heartbeat_interval
+            self.tuning.heartbeat_interval
         } else {
             self.refresh_every()
         };
@@ -144,10 +144,10 @@ impl<R: Rng> Node<R> {
     /// live member with unicast fan-out), and forgets what the board holds
     /// of members that are gone.
     fn count_health_sent(&mut self, to: Option<Dest>, health: Option<&Health>, links: &[PeerLink<'_>]) {
-        let me = &self.cfg.name;
+        let me = &self.identity.name;
         self.board.retain(|name| name == me || self.members.get(name).is_some());
         let len = wire::health_ext_len(health, links) as u64;
-        let copies = match (to, self.cfg.fanout) {
+        let copies = match (to, self.identity.fanout) {
             (None, Fanout::Unicast) => self.members.live().count().max(1) as u64,
             _ => 1,
         };
@@ -159,7 +159,7 @@ impl<R: Rng> Node<R> {
     /// same bytes per node at any size).
     pub(super) fn refresh_every(&self) -> Duration {
         let n = self.cluster_size() as u32;
-        self.cfg.heartbeat_interval * REFRESH_INTERVALS.max(n / 2)
+        self.tuning.heartbeat_interval * REFRESH_INTERVALS.max(n / 2)
     }
 }
 

@@ -24,8 +24,8 @@ impl<R: Rng> Node<R> {
             Ok(env) => env,
             Err(e) => return self.reject(now, src.ip(), Reason::Wire(e)),
         };
-        if env.from == self.cfg.name {
-            if env.incarnation != self.cfg.incarnation || !self.is_own(&env) {
+        if env.from == self.identity.name {
+            if env.incarnation != self.identity.incarnation || !self.is_own(&env) {
                 self.name_conflict(now, src.ip(), &env);
             }
             // Otherwise our own multicast, looped back for agents on this host.
@@ -43,12 +43,12 @@ impl<R: Rng> Node<R> {
                 };
                 let gossip_addr = match (via, hb.ip.is_unspecified()) {
                     (Via::Gossip, true) => src,
-                    (Via::Gossip, false) => SocketAddr::new(ip, self.cfg.gossip_port),
+                    (Via::Gossip, false) => SocketAddr::new(ip, self.identity.gossip_port),
                     (Via::Data, _) => self
                         .members
                         .get(env.from)
                         .filter(|m| m.incarnation == env.incarnation)
-                        .map_or(SocketAddr::new(ip, self.cfg.gossip_port), |m| m.gossip_addr),
+                        .map_or(SocketAddr::new(ip, self.identity.gossip_port), |m| m.gossip_addr),
                 };
                 Some(Hello { gossip_addr, data_addr: SocketAddr::new(ip, hb.data_port), relays: hb.relays })
             }
@@ -157,7 +157,7 @@ impl<R: Rng> Node<R> {
                 self.links.on_heartbeat(env.from, env.incarnation, hb.hb_seq);
                 if hb.health.is_some() || !hb.links.is_empty() {
                     self.health_bytes.1 += wire::health_ext_len(hb.health.as_ref(), &hb.links) as u64;
-                    let (me, members) = (&self.cfg.name, &self.members);
+                    let (me, members) = (&self.identity.name, &self.members);
                     let known = |n: &str| n == me || members.get(n).is_some();
                     self.board.record(now, env.from, env.incarnation, hb.health.as_ref(), &hb.links, known);
                 }
@@ -192,8 +192,8 @@ impl<R: Rng> Node<R> {
     pub(super) fn on_news(&mut self, now: Instant, items: &[News<'_>], changes: &mut Vec<MemberEvent>) {
         for n in items {
             let silent = Duration::from_millis(n.silent_ms.into());
-            if n.name == self.cfg.name {
-                if n.incarnation == self.cfg.incarnation && n.rumor != Rumor::Alive {
+            if n.name == self.identity.name {
+                if n.incarnation == self.identity.incarnation && n.rumor != Rumor::Alive {
                     self.next_heartbeat = now;
                 }
                 continue;

@@ -88,13 +88,11 @@ use crate::core::links::{LinkStats, Links};
 use crate::core::membership::{MemberEvent, Members};
 use crate::core::probe::{ProbeOut, Prober};
 use crate::core::reserve::Reservations;
-use crate::core::timings::Timings;
 use crate::core::wire::{Codec, Message};
 use compat::Compat;
-use config::{member_timing, probe_config};
 use heartbeat::{OWN_HEARTBEATS, START_BURST};
 
-pub use config::{Fanout, NodeConfig};
+pub use config::{Fanout, Identity, NodeConfig, Tuning};
 pub use rejections::{REJECT_LOG_EVERY, Reason, Rejections};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +145,8 @@ pub enum Event {
 }
 
 pub struct Node<R> {
-    cfg: NodeConfig,
+    identity: Identity,
+    tuning: Tuning,
     codec: Codec,
     members: Members,
     relay: Relay,
@@ -215,24 +214,23 @@ pub struct Node<R> {
 impl<R: Rng> Node<R> {
     /// A node that sends its first heartbeat at `now`.
     pub fn new(cfg: NodeConfig, mut rng: R, now: Instant) -> Node<R> {
+        let NodeConfig { identity, tuning, reserved } = cfg;
         let mut salt = [0u8; 16];
         rng.fill_bytes(&mut salt);
-        let codec = Codec::new(&cfg.cluster, &cfg.keys, salt);
-        let timings = Timings::from_heartbeat(cfg.heartbeat_interval);
-        let timing = member_timing(&cfg, timings);
-        let mut relay = Relay::new(cfg.baton.clone(), timings, &cfg.name, now);
-        if let Some(ceiling) = cfg.reserved {
+        let codec = Codec::new(&identity.cluster, &tuning.keys, salt);
+        let mut relay = Relay::new(tuning.baton.clone(), tuning.timings(), &identity.name, now);
+        if let Some(ceiling) = reserved {
             relay.raise_floor(ceiling);
         }
         Node {
-            members: Members::new(cfg.max_members, timing),
-            reservations: cfg.reserved.map(|c| Reservations::new(c, cfg.baton.hold)),
+            members: Members::new(identity.max_members, tuning.member_timing()),
+            reservations: reserved.map(|c| Reservations::new(c, tuning.baton.hold)),
             reserve: None,
             relay,
             relay_out: RelayOut::default(),
             holder_hint: None,
-            links: Links::new(cfg.links),
-            prober: Prober::new(probe_config(&cfg), now),
+            links: Links::new(tuning.links),
+            prober: Prober::new(tuning.probe_config(), now),
             probe_out: ProbeOut::default(),
             compat: Compat::default(),
             burst: START_BURST,
@@ -262,12 +260,19 @@ impl<R: Rng> Node<R> {
             own_ips: VecDeque::with_capacity(OWN_HEARTBEATS),
             left: false,
             wall: None,
-            cfg,
+            identity,
+            tuning,
         }
     }
 
-    pub fn config(&self) -> &NodeConfig {
-        &self.cfg
+    /// Who this node is, for this life.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// How it is tuned now (the last reload's, or the start's).
+    pub fn tuning(&self) -> &Tuning {
+        &self.tuning
     }
 
     pub fn members(&self) -> &Members {
@@ -333,35 +338,23 @@ impl<R: Rng> Node<R> {
         stats
     }
 
-    /// Takes a reloaded config: the keyring, the gossip timings, the baton's
-    /// and the links' settings. Name, cluster, incarnation, ports, address,
-    /// fan-out and table size are this life's and stay (the shell's reload
-    /// keeps them). Membership, the baton and link history are kept: peers
-    /// see nothing but the new timings.
-    pub fn reconfigure(&mut self, now: Instant, cfg: NodeConfig) {
+    /// Takes a reloaded config's tuning, whole: the keyring, the gossip
+    /// timings, the baton's and the links' settings. The identity is this
+    /// life's and stays. Membership, the baton and link history are kept:
+    /// peers see nothing but the new timings.
+    pub fn reconfigure(&mut self, now: Instant, tuning: Tuning) {
         // New timings move deadlines: the next turn is measured from here,
         // not from a deadline the old timings set (see `notice_stall`).
         self.last_turn = Some(now);
-        if cfg.keys != self.cfg.keys {
-            self.codec = self.codec.rekeyed(&cfg.keys);
+        if tuning.keys != self.tuning.keys {
+            self.codec = self.codec.rekeyed(&tuning.keys);
         }
-        let timings = Timings::from_heartbeat(cfg.heartbeat_interval);
-        self.members.set_timing(member_timing(&cfg, timings));
-        self.relay.set_config(cfg.baton.clone(), timings);
-        self.links.set_config(cfg.links);
-        self.prober.set_config(probe_config(&cfg), now);
-        self.next_heartbeat = self.next_heartbeat.min(now + cfg.heartbeat_interval);
-        self.cfg = NodeConfig {
-            name: std::mem::take(&mut self.cfg.name),
-            cluster: std::mem::take(&mut self.cfg.cluster),
-            incarnation: self.cfg.incarnation,
-            data_port: self.cfg.data_port,
-            ip: self.cfg.ip,
-            gossip_port: self.cfg.gossip_port,
-            fanout: self.cfg.fanout,
-            max_members: self.cfg.max_members,
-            ..cfg
-        };
+        self.members.set_timing(tuning.member_timing());
+        self.relay.set_config(tuning.baton.clone(), tuning.timings());
+        self.links.set_config(tuning.links);
+        self.prober.set_config(tuning.probe_config(), now);
+        self.next_heartbeat = self.next_heartbeat.min(now + tuning.heartbeat_interval);
+        self.tuning = tuning;
     }
 
     /// The keyring's key ids, the sealing key first (see `wire::Codec::key_ids`).
@@ -374,8 +367,8 @@ impl<R: Rng> Node<R> {
     /// one is announced at once, so peers send to it from their next datagram
     /// rather than losing the node until its next heartbeat.
     pub fn set_ip(&mut self, now: Instant, ip: Ipv4Addr) {
-        if ip != self.cfg.ip {
-            self.cfg.ip = ip;
+        if ip != self.identity.ip {
+            self.identity.ip = ip;
             self.next_heartbeat = self.next_heartbeat.min(now);
         }
     }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use rand::Rng;
 
-use super::config::NodeConfig;
+use super::config::Identity;
 use super::{Dest, Fanout, Node, Transmit, Via};
 use crate::core::membership::Member;
 use crate::core::wire::{Codec, Envelope, MIN_VERSION, Message, VERSION};
@@ -58,18 +58,18 @@ impl<R: Rng> Node<R> {
     }
 
     pub(super) fn send_as(&mut self, dest: Dest, version: u8, msg: Message<'_>) {
-        let payload = encode(&self.codec, &self.cfg, &mut self.seq, version, msg);
+        let payload = encode(&self.codec, &self.identity, &mut self.seq, version, msg);
         self.outbox.push_back(Transmit { dest, payload });
     }
 
     pub(super) fn fan_out(&mut self, msg: Message<'_>) {
         let version = self.group_version();
-        let payload = encode(&self.codec, &self.cfg, &mut self.seq, version, msg);
+        let payload = encode(&self.codec, &self.identity, &mut self.seq, version, msg);
         self.fan_out_payload(payload);
     }
 
     pub(super) fn fan_out_payload(&mut self, payload: Vec<u8>) {
-        match self.cfg.fanout {
+        match self.identity.fanout {
             Fanout::Group => self.outbox.push_back(Transmit { dest: Dest::Group, payload }),
             Fanout::Unicast => {
                 let mut targets: Vec<SocketAddr> = self.seeds.clone();
@@ -88,7 +88,7 @@ impl<R: Rng> Node<R> {
 /// it never repeating within this life.
 pub(super) fn encode(
     codec: &Codec,
-    cfg: &NodeConfig,
+    identity: &Identity,
     seq: &mut u64,
     version: u8,
     msg: Message<'_>,
@@ -96,9 +96,9 @@ pub(super) fn encode(
     *seq += 1;
     let env = Envelope {
         version,
-        cluster: &cfg.cluster,
-        from: &cfg.name,
-        incarnation: cfg.incarnation,
+        cluster: &identity.cluster,
+        from: &identity.name,
+        incarnation: identity.incarnation,
         seq: *seq,
         msg,
     };

@@ -132,8 +132,8 @@ impl<R: Rng> Node<R> {
     /// a healthy node would be worse than a missed one this unlikely).
     pub(super) fn is_own(&self, env: &Envelope<'_>) -> bool {
         match &env.msg {
-            Message::Heartbeat(hb) if !hb.ip.is_unspecified() && !self.cfg.ip.is_unspecified() => {
-                hb.ip == self.cfg.ip || self.own_ips.contains(&hb.ip)
+            Message::Heartbeat(hb) if !hb.ip.is_unspecified() && !self.identity.ip.is_unspecified() => {
+                hb.ip == self.identity.ip || self.own_ips.contains(&hb.ip)
             }
             _ => true,
         }

@@ -17,10 +17,10 @@ impl<R: Rng> Node<R> {
     /// intervals; `None` if unknown.
     pub fn holder(&self, now: Instant) -> Option<&str> {
         if self.relay.holding().is_some() {
-            return Some(&self.cfg.name);
+            return Some(&self.identity.name);
         }
         let (name, at) = self.holder_hint.as_ref()?;
-        let recent = now.saturating_duration_since(*at) <= self.cfg.heartbeat_interval * 2;
+        let recent = now.saturating_duration_since(*at) <= self.tuning.heartbeat_interval * 2;
         let alive = self.members.get(name).is_some_and(|m| m.state == MemberState::Alive);
         (recent && alive).then_some(name.as_str())
     }
@@ -31,7 +31,7 @@ impl<R: Rng> Node<R> {
     pub(super) fn has_fresher_view(&self, now: Instant, theirs: Option<wire::BatonView>) -> bool {
         let Some(mine) = self.relay.view(now) else { return false };
         let Some(theirs) = theirs else { return true };
-        let slack = self.cfg.heartbeat_interval.as_millis() as u32 / 4;
+        let slack = self.tuning.heartbeat_interval.as_millis() as u32 / 4;
         mine.holding
             || mine.id > theirs.id
             || mine.counter > theirs.counter
@@ -70,7 +70,7 @@ impl<R: Rng> Node<R> {
         } else if took && !self.compat.heartbeats_each_interval() && self.relay.holding().is_some() {
             // The holder tells the cluster the baton lives, about once an
             // interval whoever holds it: the views regeneration relies on.
-            let quiet = self.last_view_heard.is_none_or(|t| now >= t + self.cfg.heartbeat_interval);
+            let quiet = self.last_view_heard.is_none_or(|t| now >= t + self.tuning.heartbeat_interval);
             if quiet {
                 self.send_heartbeat(now);
             }

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use super::Node;
-use crate::core::timings::Timings;
 
 impl<R: Rng> Node<R> {
     /// A late turn of at least this is a stall: half a heartbeat interval,
@@ -38,7 +37,8 @@ impl<R: Rng> Node<R> {
     /// false alarm costs little (a short wait of the baton, a later verdict
     /// on a peer), a missed stall a stale gauge or a false "down".
     pub(super) fn stall_after(&self) -> Duration {
-        (self.cfg.heartbeat_interval.min(self.cfg.baton.regenerate_after) / 2).max(Duration::from_millis(10))
+        (self.tuning.heartbeat_interval.min(self.tuning.baton.regenerate_after) / 2)
+            .max(Duration::from_millis(10))
     }
 
     /// Called first by `handle` and `handle_timeout`: compares `now` with
@@ -64,15 +64,15 @@ impl<R: Rng> Node<R> {
     fn stalled(&mut self, now: Instant, late: Duration) {
         self.stalls += 1;
         self.last_stall = Some(late);
-        let credit = late + self.cfg.heartbeat_interval;
+        let credit = late + self.tuning.heartbeat_interval;
         self.members.credit(now, credit);
         self.prober.credit(now, credit);
-        let timings = Timings::from_heartbeat(self.cfg.heartbeat_interval);
+        let timings = self.tuning.timings();
         // Where views are asked for, the answers come within a round trip;
         // where they are not, the periodic heartbeats bring them within an
         // interval.
         let wait = if self.compat.heartbeats_each_interval() {
-            self.cfg.heartbeat_interval + timings.probe_every
+            self.tuning.heartbeat_interval + timings.probe_every
         } else {
             timings.probe_every
         };
@@ -87,7 +87,7 @@ impl<R: Rng> Node<R> {
     /// sources are remembered (spoofed ones cannot grow it); past that,
     /// every ping is answered.
     pub(super) fn settling_answered(&mut self, now: Instant, src: SocketAddr) -> bool {
-        let cap = self.cfg.max_members;
+        let cap = self.identity.max_members;
         let Some((until, answered)) = self.settle.as_mut() else { return false };
         if now >= *until {
             self.settle = None;
