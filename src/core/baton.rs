@@ -46,9 +46,14 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
+use super::effects::{Effect, Effects, Unicast};
 use super::membership::{MemberState, Members};
 use super::timings::Timings;
 use super::wire::{self, BatonId, BatonView, Lap, LapName, PassAck, PassVerdict};
+
+/// What the relay reports (defined with every machine's outputs in
+/// `core::effects`).
+pub use super::effects::BatonEvent;
 
 #[derive(Debug, Clone)]
 pub struct BatonConfig {
@@ -61,69 +66,14 @@ pub struct BatonConfig {
     pub regenerate_after: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BatonEvent {
-    /// This node took a pass from a peer and now holds the baton.
-    Taken {
-        id: BatonId,
-        counter: u64,
-    },
-    /// This node incremented the counter to `counter` and passed it on.
-    Passed {
-        counter: u64,
-    },
-    /// A pass was acknowledged `hop` after it was first sent.
-    Acked {
-        hop: Duration,
-    },
-    Retransmit {
-        to: String,
-    },
-    /// `to` did not acknowledge after all retries (or refused): skipped this lap.
-    Skipped {
-        to: String,
-    },
-    /// The first baton of the cluster, started here.
-    Started {
-        id: BatonId,
-        counter: u64,
-    },
-    Regenerated {
-        id: BatonId,
-        counter: u64,
-    },
-    /// A baton held here was dropped: a greater one exists, or a copy ahead.
-    Dropped {
-        id: BatonId,
-        counter: u64,
-        why: &'static str,
-    },
-}
-
-/// A datagram the relay wants sent to a peer's data address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RelaySend {
-    Pass { id: BatonId, counter: u64, lap: Lap },
-    PassAck(PassAck),
-}
-
-/// Where the relay's outputs go; the node drains it after every call.
-#[derive(Debug, Default)]
-pub struct RelayOut {
-    pub sends: Vec<(SocketAddr, RelaySend)>,
-    pub events: Vec<BatonEvent>,
-    /// Ask the cluster for fresher views before regenerating (a heartbeat
-    /// with the ask extension).
-    pub ask_views: bool,
-}
-
 /// What every relay call borrows from its node: the clock reading, the
-/// member table, the RNG (lap shuffles) and where to put outputs.
+/// member table, the RNG (lap shuffles) and the queue its passes, acks,
+/// events and asks for views go on (`core::effects`).
 pub struct RelayCtx<'a, R> {
     pub now: Instant,
     pub members: &'a Members,
     pub rng: &'a mut R,
-    pub out: &'a mut RelayOut,
+    pub out: &'a mut Effects,
 }
 
 #[derive(Debug, Clone)]
@@ -317,7 +267,7 @@ impl Relay {
     /// heard. `wait` must cover the answers: a quarter interval where
     /// views are asked for, a whole interval more where only the periodic
     /// heartbeats carry them.
-    pub fn stalled(&mut self, now: Instant, wait: Duration, out: &mut RelayOut) {
+    pub fn stalled(&mut self, now: Instant, wait: Duration, out: &mut Effects) {
         if !self.cfg.enabled {
             return;
         }
@@ -331,7 +281,7 @@ impl Relay {
         }
         // Asked even when holding nothing: a pass queued during the stall
         // is taken next, and only fresher views show it was given up on.
-        out.ask_views = true;
+        out.push(Effect::AskViews);
     }
 
     /// Still settling after a stall at `now` (see [`Relay::stalled`]).
@@ -340,7 +290,7 @@ impl Relay {
     }
 
     /// A heartbeat's view from a peer.
-    pub fn on_view(&mut self, now: Instant, view: BatonView, out: &mut RelayOut) {
+    pub fn on_view(&mut self, now: Instant, view: BatonView, out: &mut Effects) {
         let seen_at = now.checked_sub(Duration::from_millis(view.age_ms.into())).unwrap_or(now);
         if self.best.is_none_or(|b| view.id > b) {
             self.adopt(view.id, seen_at, out);
@@ -361,7 +311,7 @@ impl Relay {
 
     /// `id` is the greatest baton now: start its own counters afresh and
     /// drop any lesser baton held here.
-    fn adopt(&mut self, id: BatonId, seen_at: Instant, out: &mut RelayOut) {
+    fn adopt(&mut self, id: BatonId, seen_at: Instant, out: &mut Effects) {
         self.best = Some(id);
         self.best_high = 0;
         self.best_settled = 0;
@@ -380,21 +330,21 @@ impl Relay {
         counter: u64,
         lap: &Lap,
     ) {
-        let ack = |verdict| RelaySend::PassAck(PassAck { id, counter, verdict, delay_us: 0 });
+        let ack = |verdict| Unicast::PassAck(PassAck { id, counter, verdict, delay_us: 0 });
         if !self.cfg.enabled {
-            ctx.out.sends.push((src, ack(PassVerdict::Refused)));
+            ctx.out.send(src, ack(PassVerdict::Refused));
             return;
         }
         if self.last_taken == Some((id, counter)) {
             // A resend whose first ack was lost.
-            ctx.out.sends.push((src, ack(PassVerdict::Taken)));
+            ctx.out.send(src, ack(PassVerdict::Taken));
             return;
         }
         let older = self.best.is_some_and(|b| id < b);
         let lagging = self.best == Some(id) && counter <= self.best_settled;
         self.high = self.high.max(counter);
         if older || lagging {
-            ctx.out.sends.push((src, ack(PassVerdict::Stale)));
+            ctx.out.send(src, ack(PassVerdict::Stale));
             return;
         }
         if self.best != Some(id) {
@@ -408,13 +358,13 @@ impl Relay {
         self.best_settled = self.best_settled.max(counter);
         self.last_seen = ctx.now;
         self.last_taken = Some((id, counter));
-        ctx.out.events.push(BatonEvent::Taken { id, counter });
+        ctx.out.push(Effect::Baton(BatonEvent::Taken { id, counter }));
         self.take(ctx, id, counter, lap.clone());
         // The ack goes after the onward pass: at full speed the next holder is
         // on the critical path and the previous one is not.
         let taken = PassAck { id, counter, verdict: PassVerdict::Taken, delay_us: 0 };
         if self.ack_delay.is_zero() {
-            ctx.out.sends.push((src, RelaySend::PassAck(taken)));
+            ctx.out.send(src, Unicast::PassAck(taken));
         } else {
             self.pending_acks.retain(|(to, ..)| *to != src);
             self.pending_acks.push((src, taken, ctx.now));
@@ -424,7 +374,7 @@ impl Relay {
     /// Our copy of the baton is behind another: if we were passing it, the
     /// pass evidently arrived (the baton moved on), so this is an implicit
     /// ack; otherwise a duplicate dies here.
-    fn superseded(&mut self, out: &mut RelayOut) {
+    fn superseded(&mut self, out: &mut Effects) {
         match self.held.as_ref().map(|h| &h.state) {
             Some(Holding::Passing { .. }) => self.held = None,
             _ => self.drop_held("a copy of this baton is ahead", out),
@@ -432,14 +382,14 @@ impl Relay {
     }
 
     /// Sends the delayed acks that are due (all of them with `all`).
-    fn flush_acks(&mut self, now: Instant, all: bool, out: &mut RelayOut) {
+    fn flush_acks(&mut self, now: Instant, all: bool, out: &mut Effects) {
         let delay = self.ack_delay;
         self.pending_acks.retain(|(to, ack, since)| {
             let due = all || now >= *since + delay;
             if due {
                 let held = now.saturating_duration_since(*since).as_micros();
                 let ack = PassAck { delay_us: held.min(u32::MAX as u128) as u32, ..*ack };
-                out.sends.push((*to, RelaySend::PassAck(ack)));
+                out.send(*to, Unicast::PassAck(ack));
             }
             !due
         });
@@ -461,13 +411,13 @@ impl Relay {
                 if self.best == Some(ack.id) {
                     self.best_settled = self.best_settled.max(ack.counter);
                 }
-                ctx.out.events.push(BatonEvent::Acked { hop });
+                ctx.out.push(Effect::Baton(BatonEvent::Acked { hop }));
                 self.last_seen = ctx.now;
                 self.held = None;
             }
             PassVerdict::Stale => self.drop_held("the receiver knows a newer baton or counter", ctx.out),
             PassVerdict::Refused => {
-                ctx.out.events.push(BatonEvent::Skipped { to: from.to_owned() });
+                ctx.out.push(Effect::Baton(BatonEvent::Skipped { to: from.to_owned() }));
                 self.skip_to_next(ctx);
             }
         }
@@ -485,7 +435,7 @@ impl Relay {
             Holding::Passing { to, .. }
                 if ctx.members.get(to.as_str()).is_none_or(|m| m.state == MemberState::Down) =>
             {
-                ctx.out.events.push(BatonEvent::Skipped { to: to.as_str().to_owned() });
+                ctx.out.push(Effect::Baton(BatonEvent::Skipped { to: to.as_str().to_owned() }));
                 self.skip_to_next(ctx);
             }
             _ => {}
@@ -515,15 +465,15 @@ impl Relay {
                     // nobody would tell us otherwise.
                     *asked = true;
                     *deadline = now + self.timings.probe_every;
-                    ctx.out.ask_views = true;
+                    ctx.out.push(Effect::AskViews);
                 } else if *attempt < self.cfg.max_retries && !gone {
                     *attempt += 1;
                     *deadline = now + self.cfg.pass_timeout;
-                    ctx.out.events.push(BatonEvent::Retransmit { to: to.as_str().to_owned() });
+                    ctx.out.push(Effect::Baton(BatonEvent::Retransmit { to: to.as_str().to_owned() }));
                     let lap = h.lap.clone();
-                    ctx.out.sends.push((*addr, RelaySend::Pass { id: h.id, counter: h.counter, lap }));
+                    ctx.out.send(*addr, Unicast::Pass { id: h.id, counter: h.counter, lap });
                 } else {
-                    ctx.out.events.push(BatonEvent::Skipped { to: to.as_str().to_owned() });
+                    ctx.out.push(Effect::Baton(BatonEvent::Skipped { to: to.as_str().to_owned() }));
                     self.skip_to_next(ctx);
                 }
             }
@@ -567,15 +517,15 @@ impl Relay {
                 // if the cluster has moved past it.
                 if target.is_some() && self.settling(ctx.now).is_none() {
                     self.increment(&mut h);
-                    ctx.out.events.push(BatonEvent::Passed { counter: h.counter });
+                    ctx.out.push(Effect::Baton(BatonEvent::Passed { counter: h.counter }));
                 }
                 target
             }
         };
         let Some(addr) = target else { return false };
-        let send = RelaySend::Pass { id: h.id, counter: h.counter, lap: h.lap.clone() };
-        ctx.out.sends.push((addr, send.clone()));
-        ctx.out.sends.push((addr, send));
+        let send = Unicast::Pass { id: h.id, counter: h.counter, lap: h.lap.clone() };
+        ctx.out.send(addr, send.clone());
+        ctx.out.send(addr, send);
         true
     }
 
@@ -617,7 +567,7 @@ impl Relay {
         if self.best.is_some() && self.ask_first && self.asked_at != Some(self.last_seen) {
             // Answers that show it alive move `last_seen`, and with it `due`.
             self.asked_at = Some(self.last_seen);
-            ctx.out.ask_views = true;
+            ctx.out.push(Effect::AskViews);
             self.next_check = now + self.timings.probe_every;
             return;
         }
@@ -626,7 +576,7 @@ impl Relay {
             None => (self.high.max(self.floor), |id, counter| BatonEvent::Started { id, counter }),
             Some(_) => (self.high + REGENERATE_MARGIN, |id, counter| BatonEvent::Regenerated { id, counter }),
         };
-        ctx.out.events.push(event(id, counter + 1));
+        ctx.out.push(Effect::Baton(event(id, counter + 1)));
         self.adopt(id, now, ctx.out);
         self.take(ctx, id, counter, Lap::default());
     }
@@ -658,7 +608,7 @@ impl Relay {
         }
         loop {
             self.increment(&mut h);
-            ctx.out.events.push(BatonEvent::Passed { counter: h.counter });
+            ctx.out.push(Effect::Baton(BatonEvent::Passed { counter: h.counter }));
             let Some((to, addr)) = self.next_target(&mut h.lap, ctx, true) else {
                 h.state = Holding::Alone;
                 break;
@@ -673,7 +623,7 @@ impl Relay {
                 break;
             }
             let lap = h.lap.clone();
-            ctx.out.sends.push((addr, RelaySend::Pass { id: h.id, counter: h.counter, lap }));
+            ctx.out.send(addr, Unicast::Pass { id: h.id, counter: h.counter, lap });
             let deadline = now + self.cfg.pass_timeout;
             h.state = Holding::Passing { to, addr, first_sent: now, attempt: 0, deadline, asked: false };
             break;
@@ -761,15 +711,15 @@ impl Relay {
         !members.iter().any(|m| m.state == MemberState::Alive && m.relays && m.name < self.me)
     }
 
-    fn drop_older(&mut self, best: BatonId, out: &mut RelayOut) {
+    fn drop_older(&mut self, best: BatonId, out: &mut Effects) {
         if self.held.as_ref().is_some_and(|h| h.id < best) {
             self.drop_held("a newer baton exists", out);
         }
     }
 
-    fn drop_held(&mut self, why: &'static str, out: &mut RelayOut) {
+    fn drop_held(&mut self, why: &'static str, out: &mut Effects) {
         if let Some(h) = self.held.take() {
-            out.events.push(BatonEvent::Dropped { id: h.id, counter: h.counter, why });
+            out.push(Effect::Baton(BatonEvent::Dropped { id: h.id, counter: h.counter, why }));
         }
     }
 }
@@ -788,89 +738,4 @@ pub fn name_hash(name: &str) -> u64 {
 }
 
 #[cfg(test)]
-mod stall_tests {
-    use super::*;
-    use crate::core::membership::{Hello, Timing};
-    use rand::SeedableRng;
-    use rand::rngs::SmallRng;
-
-    const MS: Duration = Duration::from_millis(1);
-
-    fn setup(now: Instant) -> (Relay, Members) {
-        let cfg = BatonConfig {
-            enabled: true,
-            main_node: String::new(),
-            hold: 100 * MS,
-            pass_timeout: 250 * MS,
-            max_retries: 3,
-            regenerate_after: 3000 * MS,
-        };
-        let timings = Timings::from_heartbeat(1000 * MS);
-        let timing = Timing {
-            suspect_after: 3000 * MS,
-            down_after: 5000 * MS,
-            probe_every: 250 * MS,
-            settle: 4000 * MS,
-        };
-        let mut members = Members::new(8, timing);
-        let addr = SocketAddr::from(([10, 0, 0, 2], 45893));
-        let hello = Hello { gossip_addr: addr, data_addr: addr, relays: true };
-        members.admit(now, "psb", 1, 1, Some(hello), &mut Vec::new());
-        (Relay::new(cfg, timings, "psa", now), members)
-    }
-
-    fn passed(out: &RelayOut) -> Vec<u64> {
-        out.events
-            .iter()
-            .filter_map(|e| if let BatonEvent::Passed { counter } = e { Some(*counter) } else { None })
-            .collect()
-    }
-
-    /// Without asks (views only in the periodic heartbeats), a baton held
-    /// across a stall is not passed before the wait; a greater baton heard
-    /// meanwhile drops it, and none is ever gauged.
-    #[test]
-    fn a_stalled_holder_waits_for_views_and_drops_a_superseded_baton() {
-        for superseded in [true, false] {
-            let t0 = Instant::now();
-            let (mut relay, members) = setup(t0);
-            relay.set_ask_first(false);
-            let mut rng = SmallRng::seed_from_u64(1);
-            let mut out = RelayOut::default();
-            let id = BatonId { epoch: 1, origin: 7 };
-            let src = SocketAddr::from(([10, 0, 0, 2], 45893));
-            let mut ctx = RelayCtx { now: t0, members: &members, rng: &mut rng, out: &mut out };
-            relay.on_pass(&mut ctx, src, id, 10, &Lap::default());
-            // Frozen past the hold; on waking it settles for an interval and a quarter.
-            let woke = t0 + 4000 * MS;
-            relay.stalled(woke, 1250 * MS, &mut out);
-            assert!(out.ask_views);
-            let mut ctx = RelayCtx { now: woke, members: &members, rng: &mut rng, out: &mut out };
-            relay.handle_timeout(&mut ctx);
-            assert!(passed(&out).is_empty(), "passed at once on waking");
-            let view = |id, counter| BatonView {
-                id,
-                counter,
-                baton_counter: 0,
-                settled: 0,
-                age_ms: 0,
-                holding: true,
-            };
-            if superseded {
-                relay.on_view(woke + 900 * MS, view(BatonId { epoch: 2, origin: 9 }, 40), &mut out);
-            } else {
-                relay.on_view(woke + 900 * MS, view(id, 40), &mut out);
-            }
-            let mut ctx = RelayCtx { now: woke + 1000 * MS, members: &members, rng: &mut rng, out: &mut out };
-            relay.handle_timeout(&mut ctx);
-            assert!(passed(&out).is_empty(), "passed before the wait");
-            let mut ctx = RelayCtx { now: woke + 1250 * MS, members: &members, rng: &mut rng, out: &mut out };
-            relay.handle_timeout(&mut ctx);
-            if superseded {
-                assert!(passed(&out).is_empty() && relay.holding().is_none(), "{:?}", out.events);
-            } else {
-                assert_eq!(passed(&out), vec![41], "above every counter heard");
-            }
-        }
-    }
-}
+mod tests;

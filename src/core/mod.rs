@@ -6,6 +6,7 @@
 
 pub mod baton;
 pub mod conflict;
+pub mod effects;
 pub mod health;
 pub mod limit;
 pub mod links;

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use super::Node;
-use crate::core::membership::{MemberEvent, Members};
+use crate::core::membership::Members;
 use crate::core::wire::{self, Sighting, VERSION};
 
 /// Room left in a heartbeat for sightings, after header, names and tag.
@@ -144,16 +144,11 @@ impl<R: Rng> Node<R> {
     /// Sightings in a heartbeat (the previous release's, or one of this
     /// release's while the cluster is mixed): liveness evidence of the
     /// members named, as their sender heard them.
-    pub(super) fn on_sightings(
-        &mut self,
-        now: Instant,
-        sightings: &[Sighting<'_>],
-        changes: &mut Vec<MemberEvent>,
-    ) {
+    pub(super) fn on_sightings(&mut self, now: Instant, sightings: &[Sighting<'_>]) {
         for s in sightings {
             if s.name != self.identity.name {
                 let age = Duration::from_millis(s.age_ms.into());
-                self.members.sighted(now, s.name, s.incarnation, age, changes);
+                self.members.sighted(now, s.name, s.incarnation, age, &mut self.effects);
             }
         }
     }

@@ -1,20 +1,22 @@
-//! detector: the node's side of failure detection: what the failure
-//! detector (`core::probe`) asked for, carried out, and member changes
-//! turned into events.
+//! detector: the node's side of failure detection (`core::probe`): the
+//! failure detector's turn, its verdicts applied to the member table, its
+//! news sent, the member table's suspects checked.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use rand::Rng;
 
-use super::{Dest, Event, Node};
-use crate::core::membership::{Change, MemberEvent, MemberState};
-use crate::core::probe::{self, Ring, Rumored, Target, Verdict};
+use super::{Dest, Node};
+use crate::core::effects::{Rumored, Verdict};
+use crate::core::membership::MemberState;
+use crate::core::probe::{self, Ring, Target};
 use crate::core::wire::{self, Message, News};
 
 impl<R: Rng> Node<R> {
     /// The failure detector's turn: its ring is every live member and every
     /// member down for less than [`probe::RECONNECT_FOR`], in name order.
-    pub(super) fn run_prober(&mut self, now: Instant, changes: &mut Vec<MemberEvent>) {
+    pub(super) fn run_prober(&mut self, now: Instant) {
         self.links.retain_live(&self.members);
         let reconnect = now.checked_sub(probe::RECONNECT_FOR);
         let ring: Vec<Target<'_>> = self
@@ -37,76 +39,53 @@ impl<R: Rng> Node<R> {
             wall_ms,
             detect: !self.compat.fails_by_silence(),
         };
-        self.prober.handle_timeout(now, view, &mut self.rng, &mut self.probe_out);
-        self.drain_probe(now, changes);
+        self.prober.handle_timeout(now, view, &mut self.rng, &mut self.effects);
     }
 
-    /// Carries out what the failure detector asked for.
-    pub(super) fn drain_probe(&mut self, now: Instant, changes: &mut Vec<MemberEvent>) {
-        let mut out = std::mem::take(&mut self.probe_out);
-        let wall = self.wall_us(now);
-        for (name, incarnation, token) in out.link_probes.drain(..) {
-            self.links.probe_sent(now, wall, &name, incarnation, token);
+    /// A verdict of the failure detector, applied to the member table.
+    pub(super) fn apply_verdict(&mut self, now: Instant, verdict: Verdict) {
+        let out = &mut self.effects;
+        match verdict {
+            Verdict::Suspect { name, incarnation, silent } => {
+                self.members.suspect(now, &name, incarnation, silent, out)
+            }
+            Verdict::Down { name, incarnation, silent } => {
+                self.members.down(now, &name, incarnation, silent, out)
+            }
+            Verdict::Alive { name, incarnation } => self.members.alive(now, &name, incarnation, out),
         }
-        for (addr, token) in out.pings.drain(..) {
+    }
+
+    /// A suspect the member table hands back for a check of this node's
+    /// own: the failure detector checks it, or, while members fail by
+    /// silence, a direct ping asks it (any answer is liveness evidence).
+    pub(super) fn check_suspect(&mut self, now: Instant, name: &str, incarnation: u64, addr: SocketAddr) {
+        if self.compat.fails_by_silence() {
+            let token = self.rng.next_u64();
             self.send(Dest::Data(addr), Message::Ping { token });
+        } else {
+            self.prober.check_suspect(now, name, incarnation, addr);
         }
-        for (addr, token, target, incarnation) in out.ping_reqs.drain(..) {
-            self.send(Dest::Data(addr), Message::PingReq { token, target: &target, incarnation });
-        }
-        for (addr, token, answered) in out.indirect_acks.drain(..) {
-            self.send(Dest::Data(addr), Message::IndirectAck { token, answered });
-        }
-        for v in out.verdicts.drain(..) {
-            match v {
-                Verdict::Suspect { name, incarnation, silent } => {
-                    self.members.suspect(now, &name, incarnation, silent, changes)
-                }
-                Verdict::Down { name, incarnation, silent } => {
-                    self.members.down(now, &name, incarnation, silent, changes)
-                }
-                Verdict::Alive { name, incarnation } => self.members.alive(now, &name, incarnation, changes),
-            }
-        }
-        if !out.news.is_empty() && !self.compat.fails_by_silence() {
-            let news: Vec<Rumored> = out.news.drain(..).collect();
-            for chunk in news.chunks(wire::MAX_NEWS) {
-                let items = chunk
-                    .iter()
-                    .map(|r| News {
-                        name: &r.name,
-                        incarnation: r.incarnation,
-                        rumor: r.rumor,
-                        silent_ms: r.silent_ms,
-                    })
-                    .collect();
-                self.fan_out(Message::News(items));
-            }
-        }
-        out.news.clear();
-        self.probe_out = out;
     }
 
-    /// Turns member changes into events; a newcomer gets an early heartbeat so
-    /// it learns this node without waiting a whole interval.
-    pub(super) fn absorb(&mut self, now: Instant, changes: &mut Vec<MemberEvent>) {
-        if !changes.is_empty() {
-            let (relay, mut ctx) = self.relay_ctx(now);
-            relay.on_members_changed(&mut ctx);
+    /// The failure detector's news, to the whole cluster in as few datagrams
+    /// as hold it; none while members fail by silence (the previous release
+    /// knows no news).
+    pub(super) fn send_news(&mut self, news: &[Rumored]) {
+        if news.is_empty() || self.compat.fails_by_silence() {
+            return;
         }
-        let mut welcome = Vec::new();
-        for ev in changes.drain(..) {
-            if matches!(ev.change, Change::Up | Change::Restarted { .. }) {
-                if self.compat.heartbeats_each_interval() {
-                    self.heartbeat_soon(now);
-                } else {
-                    welcome.push(ev.addr);
-                }
-            }
-            self.events.push_back(Event::Member(ev));
-        }
-        for addr in welcome {
-            self.send_heartbeat_to(now, Dest::Data(addr));
+        for chunk in news.chunks(wire::MAX_NEWS) {
+            let items = chunk
+                .iter()
+                .map(|r| News {
+                    name: &r.name,
+                    incarnation: r.incarnation,
+                    rumor: r.rumor,
+                    silent_ms: r.silent_ms,
+                })
+                .collect();
+            self.fan_out(Message::News(items));
         }
     }
 }

@@ -53,9 +53,11 @@
 //!   on, by message;
 //! - `heartbeat`: what the node tells the whole cluster, and when;
 //! - `outbound`: every datagram sent: its wire version, sealing, fan-out;
-//! - `detector`: the failure detector's requests and verdicts carried out,
-//!   member changes turned into events;
-//! - `relay`: the baton relay's requests carried out, reservations;
+//! - `effects`: the one place where what the machines asked for is carried
+//!   out;
+//! - `detector`: the failure detector's turn, verdicts, news and checks;
+//! - `relay`: the relay's context, the holder's announcements,
+//!   reservations;
 //! - `rejections`: refused datagrams counted and logged, namesakes;
 //! - `stall`: what a node does when its own turn comes late.
 //!
@@ -65,6 +67,7 @@
 mod compat;
 mod config;
 mod detector;
+mod effects;
 mod heartbeat;
 mod inbound;
 mod outbound;
@@ -80,13 +83,14 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use crate::core::baton::{BatonEvent, Relay, RelayOut};
+use crate::core::baton::{BatonEvent, Relay};
 use crate::core::conflict::{Conflicts, Heard};
+use crate::core::effects::Effects;
 use crate::core::health::{Board, Health};
 use crate::core::limit::LogLimiter;
 use crate::core::links::{LinkStats, Links};
 use crate::core::membership::{MemberEvent, Members};
-use crate::core::probe::{ProbeOut, Prober};
+use crate::core::probe::Prober;
 use crate::core::reserve::Reservations;
 use crate::core::wire::{Codec, Message};
 use compat::Compat;
@@ -150,7 +154,6 @@ pub struct Node<R> {
     codec: Codec,
     members: Members,
     relay: Relay,
-    relay_out: RelayOut,
     /// The member whose heartbeat last said it holds the baton, and when.
     holder_hint: Option<(String, Instant)>,
     links: Links,
@@ -160,9 +163,12 @@ pub struct Node<R> {
     next_heartbeat: Instant,
     last_heartbeat: Option<Instant>,
     seeds: Vec<SocketAddr>,
+    /// What the member table, the failure detector and the relay asked
+    /// for and the node has not carried out yet: empty between turns (see
+    /// `effects`).
+    effects: Effects,
     outbox: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    scratch: Vec<MemberEvent>,
     rejections: Rejections,
     reservations: Option<Reservations>,
     /// A ceiling to write before anything else is sent (see [`Node::poll_reserve`]).
@@ -184,7 +190,6 @@ pub struct Node<R> {
     /// aligns probe periods across nodes by it.
     wall: Option<(Instant, i64)>,
     prober: Prober,
-    probe_out: ProbeOut,
     /// Whether the cluster is mixed, and what that changes (see `compat`).
     compat: Compat,
     /// Heartbeats still to send an interval apart after the start.
@@ -227,11 +232,9 @@ impl<R: Rng> Node<R> {
             reservations: reserved.map(|c| Reservations::new(c, tuning.baton.hold)),
             reserve: None,
             relay,
-            relay_out: RelayOut::default(),
             holder_hint: None,
             links: Links::new(tuning.links),
             prober: Prober::new(tuning.probe_config(), now),
-            probe_out: ProbeOut::default(),
             compat: Compat::default(),
             burst: START_BURST,
             last_view_heard: None,
@@ -251,9 +254,9 @@ impl<R: Rng> Node<R> {
             next_heartbeat: now,
             last_heartbeat: None,
             seeds: Vec::new(),
+            effects: Effects::default(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
-            scratch: Vec::new(),
             rejections: Rejections::default(),
             reject_logs: HashMap::new(),
             conflicts: Conflicts::default(),
@@ -382,7 +385,8 @@ impl<R: Rng> Node<R> {
         self.seeds = seeds;
     }
 
-    /// Does everything due at `now`: heartbeat, member transitions, probes.
+    /// Does everything due at `now`: the heartbeat, the member table's
+    /// deadlines, the failure detector's round and checks, the relay's.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.left {
             return;
@@ -391,26 +395,18 @@ impl<R: Rng> Node<R> {
         if now >= self.next_heartbeat {
             self.send_heartbeat(now);
         }
-        let mut changes = std::mem::take(&mut self.scratch);
-        self.members.handle_timeout(now, &mut changes);
-        let mut due = Vec::new();
-        self.members.probes_due(now, &mut due);
-        for (name, incarnation, addr) in due {
-            if self.compat.fails_by_silence() {
-                let token = self.rng.next_u64();
-                self.send(Dest::Data(addr), Message::Ping { token });
-            } else {
-                self.prober.check_suspect(now, &name, incarnation, addr);
-            }
-        }
+        // Each machine's effects are carried out before the next one runs:
+        // the failure detector checks the suspects the member table hands
+        // back, and the relay sees the members as the verdicts left them.
+        self.members.handle_timeout(now, &mut self.effects);
+        self.drain(now);
         if now >= self.prober.poll_timeout() {
-            self.run_prober(now, &mut changes);
+            self.run_prober(now);
+            self.drain(now);
         }
-        self.absorb(now, &mut changes);
-        self.scratch = changes;
         let (relay, mut ctx) = self.relay_ctx(now);
         relay.handle_timeout(&mut ctx);
-        self.drain_relay(now);
+        self.drain(now);
     }
 
     /// When `handle_timeout` must next be called; `None` after `leave`.
@@ -440,7 +436,7 @@ impl<R: Rng> Node<R> {
         }
         let (relay, mut ctx) = self.relay_ctx(now);
         relay.hand_off(&mut ctx);
-        self.drain_relay(now);
+        self.drain(now);
         self.fan_out(Message::Leave);
         let direct: Vec<SocketAddr> = self.members.live().map(|m| m.data_addr).collect();
         for addr in direct {

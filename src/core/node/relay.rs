@@ -1,15 +1,16 @@
-//! relay: the node's side of the baton relay (`core::baton`): the relay's
-//! sends and events carried out, the holder's announcements, answers to a
-//! peer that asks for views, and counter reservations (`core::reserve`).
+//! relay: the node's side of the baton relay (`core::baton`): the relay
+//! borrowed with its context, the holder's announcements, answers to a peer
+//! that asks for views, who holds the baton, and counter reservations
+//! (`core::reserve`).
 
 use std::time::Instant;
 
 use rand::Rng;
 
-use super::{Dest, Event, Node};
-use crate::core::baton::{BatonEvent, Relay, RelayCtx, RelaySend};
+use super::Node;
+use crate::core::baton::{Relay, RelayCtx};
 use crate::core::membership::MemberState;
-use crate::core::wire::{self, Message};
+use crate::core::wire;
 
 impl<R: Rng> Node<R> {
     /// Who holds the baton as far as this node knows at `now`: itself, or the
@@ -40,32 +41,15 @@ impl<R: Rng> Node<R> {
 
     /// The relay and its context, borrowed apart from the rest of the node.
     pub(super) fn relay_ctx(&mut self, now: Instant) -> (&mut Relay, RelayCtx<'_, R>) {
-        let ctx = RelayCtx { now, members: &self.members, rng: &mut self.rng, out: &mut self.relay_out };
+        let ctx = RelayCtx { now, members: &self.members, rng: &mut self.rng, out: &mut self.effects };
         (&mut self.relay, ctx)
     }
 
-    /// Encodes what the relay queued and forwards its events.
-    pub(super) fn drain_relay(&mut self, now: Instant) {
-        let mut out = std::mem::take(&mut self.relay_out);
-        for (addr, send) in out.sends.drain(..) {
-            let msg = match &send {
-                RelaySend::Pass { id, counter, lap } => {
-                    Message::Pass { id: *id, counter: *counter, lap: lap.clone() }
-                }
-                RelaySend::PassAck(ack) => Message::PassAck(*ack),
-            };
-            self.send(Dest::Data(addr), msg);
-        }
-        let took = out.events.iter().any(|e| {
-            matches!(
-                e,
-                BatonEvent::Taken { .. } | BatonEvent::Started { .. } | BatonEvent::Regenerated { .. }
-            )
-        });
-        let ask = std::mem::take(&mut out.ask_views);
-        self.events.extend(out.events.drain(..).map(Event::Baton));
-        self.relay_out = out;
-        if ask {
+    /// After the relay's requests are carried out: the heartbeat that asks
+    /// for views (`ask_views`), or the holder's announcement when it `took`
+    /// the baton; and a counter reservation, if one is due.
+    pub(super) fn after_relay(&mut self, now: Instant, ask_views: bool, took: bool) {
+        if ask_views {
             self.send_heartbeat_as(now, None, true);
         } else if took && !self.compat.heartbeats_each_interval() && self.relay.holding().is_some() {
             // The holder tells the cluster the baton lives, about once an
@@ -80,7 +64,7 @@ impl<R: Rng> Node<R> {
 
     /// Asks for a new ceiling when the highest counter known comes within
     /// half a range of the written one (after every change of it: the relay
-    /// reports through `drain_relay`).
+    /// changes it only in calls whose effects end in `after_relay`).
     fn reserve_ahead(&mut self, now: Instant) {
         let Some(r) = self.reservations.as_mut() else { return };
         if let Some(up_to) = r.due(now, self.relay.high()) {

@@ -76,10 +76,10 @@ impl<R: Rng> Node<R> {
         } else {
             timings.probe_every
         };
-        self.relay.stalled(now, wait, &mut self.relay_out);
+        self.relay.stalled(now, wait, &mut self.effects);
         self.settle = Some((now + wait, Vec::new()));
         self.heartbeat_soon(now);
-        self.drain_relay(now);
+        self.drain(now);
     }
 
     /// Whether a ping from `src` goes unanswered: while settling after a
