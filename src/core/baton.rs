@@ -1,4 +1,4 @@
-//! baton: the relay state machine (seed 000, made to survive failures).
+//! baton: the relay state machine, made to survive failures.
 //!
 //! One counter travels the cluster. Its holder waits `hold`, increments it
 //! (reporting [`BatonEvent::Passed`], which the shell turns into the
@@ -38,18 +38,27 @@
 //!   starts one after `regenerate_after`.
 //!
 //! Timers are data: each state carries its own deadline, and a stale deadline
-//! is simply recomputed (STYLE.md 2). Must not: do I/O or read a clock.
+//! is simply recomputed. Must not: do I/O or read a clock.
+//!
+//! Files: this one holds the relay's state, what it learns from views and
+//! its deadlines; `pass` the baton passed on, taken and handed off;
+//! `start` a first or regenerated baton.
+
+mod pass;
+mod start;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use rand::seq::SliceRandom;
 
 use super::effects::{Effect, Effects, Unicast};
 use super::membership::{MemberState, Members};
 use super::timings::Timings;
-use super::wire::{self, BatonId, BatonView, Lap, LapName, PassAck, PassVerdict};
+use super::wire::{BatonId, BatonView, Lap, LapName, PassAck};
+use pass::MAX_ACK_DELAY;
 
 /// What the relay reports (defined with every machine's outputs in
 /// `core::effects`).
@@ -105,9 +114,6 @@ struct Held {
     state: Holding,
 }
 
-/// Most bytes of names a pass carries (keeps it inside one datagram).
-const LAP_BUDGET: usize = 1000;
-
 #[derive(Debug)]
 pub struct Relay {
     cfg: BatonConfig,
@@ -152,15 +158,6 @@ pub struct Relay {
     /// regeneration before this instant.
     settle_until: Option<Instant>,
 }
-
-/// Upper bound of the delayed ack (`pass_timeout` / 5 if smaller).
-const MAX_ACK_DELAY: Duration = Duration::from_millis(25);
-
-/// A regenerated baton starts this far above the highest counter known: a
-/// holder that died may have emitted up to three counters nobody heard of
-/// (two passes to itself across a lap boundary, then a pass that was lost).
-/// Gaps in the gauge are harmless; a repeated value is not.
-const REGENERATE_MARGIN: u64 = 3;
 
 impl Relay {
     /// A new pace, timeouts and starter (a reload): the baton, its counter
@@ -321,56 +318,6 @@ impl Relay {
         self.drop_older(id, out);
     }
 
-    /// A pass (already authenticated) that arrived from `src`.
-    pub fn on_pass<R: Rng>(
-        &mut self,
-        ctx: &mut RelayCtx<'_, R>,
-        src: SocketAddr,
-        id: BatonId,
-        counter: u64,
-        lap: &Lap,
-    ) {
-        let ack = |verdict| Unicast::PassAck(PassAck { id, counter, verdict, delay_us: 0 });
-        if !self.cfg.enabled {
-            ctx.out.send(src, ack(PassVerdict::Refused));
-            return;
-        }
-        if self.last_taken == Some((id, counter)) {
-            // A resend whose first ack was lost.
-            ctx.out.send(src, ack(PassVerdict::Taken));
-            return;
-        }
-        let older = self.best.is_some_and(|b| id < b);
-        let lagging = self.best == Some(id) && counter <= self.best_settled;
-        self.high = self.high.max(counter);
-        if older || lagging {
-            ctx.out.send(src, ack(PassVerdict::Stale));
-            return;
-        }
-        if self.best != Some(id) {
-            self.adopt(id, ctx.now, ctx.out);
-        }
-        if self.held.is_some() {
-            // Our copy of this baton is behind the one just received.
-            self.superseded(ctx.out);
-        }
-        self.best_high = self.best_high.max(counter);
-        self.best_settled = self.best_settled.max(counter);
-        self.last_seen = ctx.now;
-        self.last_taken = Some((id, counter));
-        ctx.out.push(Effect::Baton(BatonEvent::Taken { id, counter }));
-        self.take(ctx, id, counter, lap.clone());
-        // The ack goes after the onward pass: at full speed the next holder is
-        // on the critical path and the previous one is not.
-        let taken = PassAck { id, counter, verdict: PassVerdict::Taken, delay_us: 0 };
-        if self.ack_delay.is_zero() {
-            ctx.out.send(src, Unicast::PassAck(taken));
-        } else {
-            self.pending_acks.retain(|(to, ..)| *to != src);
-            self.pending_acks.push((src, taken, ctx.now));
-        }
-    }
-
     /// Our copy of the baton is behind another: if we were passing it, the
     /// pass evidently arrived (the baton moved on), so this is an implicit
     /// ack; otherwise a duplicate dies here.
@@ -378,48 +325,6 @@ impl Relay {
         match self.held.as_ref().map(|h| &h.state) {
             Some(Holding::Passing { .. }) => self.held = None,
             _ => self.drop_held("a copy of this baton is ahead", out),
-        }
-    }
-
-    /// Sends the delayed acks that are due (all of them with `all`).
-    fn flush_acks(&mut self, now: Instant, all: bool, out: &mut Effects) {
-        let delay = self.ack_delay;
-        self.pending_acks.retain(|(to, ack, since)| {
-            let due = all || now >= *since + delay;
-            if due {
-                let held = now.saturating_duration_since(*since).as_micros();
-                let ack = PassAck { delay_us: held.min(u32::MAX as u128) as u32, ..*ack };
-                out.send(*to, Unicast::PassAck(ack));
-            }
-            !due
-        });
-    }
-
-    /// An answer from `from` to one of our passes.
-    pub fn on_ack<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>, from: &str, ack: PassAck) {
-        let Some(h) = &self.held else { return };
-        let Holding::Passing { to, first_sent, .. } = &h.state else {
-            return;
-        };
-        if to.as_str() != from || h.id != ack.id || h.counter != ack.counter {
-            return;
-        }
-        match ack.verdict {
-            PassVerdict::Taken => {
-                let delay = Duration::from_micros(ack.delay_us.into());
-                let hop = ctx.now.saturating_duration_since(*first_sent).saturating_sub(delay);
-                if self.best == Some(ack.id) {
-                    self.best_settled = self.best_settled.max(ack.counter);
-                }
-                ctx.out.push(Effect::Baton(BatonEvent::Acked { hop }));
-                self.last_seen = ctx.now;
-                self.held = None;
-            }
-            PassVerdict::Stale => self.drop_held("the receiver knows a newer baton or counter", ctx.out),
-            PassVerdict::Refused => {
-                ctx.out.push(Effect::Baton(BatonEvent::Skipped { to: from.to_owned() }));
-                self.skip_to_next(ctx);
-            }
         }
     }
 
@@ -497,218 +402,8 @@ impl Relay {
         [own, acks].into_iter().flatten().min()
     }
 
-    /// Graceful leave: hand a held baton to another live member at once
-    /// (twice, as nobody will resend it). Returns whether one was handed off.
-    pub fn hand_off<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) -> bool {
-        // Owed acks go now, or their senders would resend to a node that left.
-        self.flush_acks(ctx.now, true, ctx.out);
-        let Some(mut h) = self.held.take() else {
-            return false;
-        };
-        let target = match &h.state {
-            // In flight: the target may have it already; the same pass again
-            // is taken at most once.
-            Holding::Passing { to, addr, .. } if is_alive(ctx.members, to.as_str()) => Some(*addr),
-            Holding::Passing { .. } => self.next_target(&mut h.lap, ctx, false).map(|(_, addr)| addr),
-            Holding::Waiting { .. } | Holding::Alone => {
-                let target = self.next_target(&mut h.lap, ctx, false).map(|(_, addr)| addr);
-                // Settling after a stall, the baton may be superseded: it
-                // goes as it came, without a gauge; its receiver refuses it
-                // if the cluster has moved past it.
-                if target.is_some() && self.settling(ctx.now).is_none() {
-                    self.increment(&mut h);
-                    ctx.out.push(Effect::Baton(BatonEvent::Passed { counter: h.counter }));
-                }
-                target
-            }
-        };
-        let Some(addr) = target else { return false };
-        let send = Unicast::Pass { id: h.id, counter: h.counter, lap: h.lap.clone() };
-        ctx.out.send(addr, send.clone());
-        ctx.out.send(addr, send);
-        true
-    }
-
-    /// Not holding: start the first baton or regenerate a lost one, if due and
-    /// this node is the one to do it.
-    fn start_or_regenerate<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
-        let now = ctx.now;
-        if now < self.next_check {
-            return;
-        }
-        if let Some(until) = self.settling(now) {
-            self.next_check = until;
-            return;
-        }
-        let main = self.cfg.main_node.as_str();
-        let starter = match main {
-            "" => self.lowest_alive(ctx.members),
-            main => main == self.me,
-        };
-        // The configured main node is up and relays: leave the first baton to
-        // it, however late it came (the seed's behaviour), and look again later.
-        let main_is_up = !main.is_empty() && main != self.me && is_alive_relay(ctx.members, main);
-        let due = match self.best {
-            None if starter => self.started + self.timings.start_after,
-            None if main_is_up => now + self.timings.recheck,
-            // No baton heard of, and the starter has not started one.
-            None => self.started + self.cfg.regenerate_after,
-            Some(_) => self.last_seen + self.cfg.regenerate_after,
-        };
-        if now < due {
-            self.next_check = due;
-            return;
-        }
-        let chosen = (self.best.is_none() && starter) || self.lowest_alive(ctx.members);
-        if !chosen || !self.has_peer(ctx.members) {
-            self.next_check = now + self.timings.recheck;
-            return;
-        }
-        if self.best.is_some() && self.ask_first && self.asked_at != Some(self.last_seen) {
-            // Answers that show it alive move `last_seen`, and with it `due`.
-            self.asked_at = Some(self.last_seen);
-            ctx.out.push(Effect::AskViews);
-            self.next_check = now + self.timings.probe_every;
-            return;
-        }
-        let id = BatonId { epoch: self.best.map_or(1, |b| b.epoch + 1), origin: self.origin };
-        let (counter, event): (u64, fn(BatonId, u64) -> BatonEvent) = match self.best {
-            None => (self.high.max(self.floor), |id, counter| BatonEvent::Started { id, counter }),
-            Some(_) => (self.high + REGENERATE_MARGIN, |id, counter| BatonEvent::Regenerated { id, counter }),
-        };
-        ctx.out.push(Effect::Baton(event(id, counter + 1)));
-        self.adopt(id, now, ctx.out);
-        self.take(ctx, id, counter, Lap::default());
-    }
-
-    fn take<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>, id: BatonId, counter: u64, lap: Lap) {
-        let until = (ctx.now + self.cfg.hold).max(self.settling(ctx.now).unwrap_or(ctx.now));
-        self.held = Some(Held { id, counter, lap, state: Holding::Waiting { until } });
-        if until <= ctx.now {
-            self.pass_on(ctx);
-        }
-    }
-
-    /// Increments the held counter and passes it to the next of the lap. A
-    /// pass to self (self is in every lap, as in the seed) increments again,
-    /// after another `hold`.
-    fn pass_on<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
-        let Some(mut h) = self.held.take() else { return };
-        let now = ctx.now;
-        if let Some(until) = self.settling(now) {
-            // Every way to a pass comes here: none before the views are in.
-            h.state = Holding::Waiting { until };
-            self.held = Some(h);
-            return;
-        }
-        if !self.has_peer(ctx.members) {
-            h.state = Holding::Alone;
-            self.held = Some(h);
-            return;
-        }
-        loop {
-            self.increment(&mut h);
-            ctx.out.push(Effect::Baton(BatonEvent::Passed { counter: h.counter }));
-            let Some((to, addr)) = self.next_target(&mut h.lap, ctx, true) else {
-                h.state = Holding::Alone;
-                break;
-            };
-            if to.as_str() == self.me {
-                // Passed to ourselves: arrived.
-                self.best_settled = self.best_settled.max(h.counter);
-                if self.cfg.hold.is_zero() {
-                    continue;
-                }
-                h.state = Holding::Waiting { until: now + self.cfg.hold };
-                break;
-            }
-            let lap = h.lap.clone();
-            ctx.out.send(addr, Unicast::Pass { id: h.id, counter: h.counter, lap });
-            let deadline = now + self.cfg.pass_timeout;
-            h.state = Holding::Passing { to, addr, first_sent: now, attempt: 0, deadline, asked: false };
-            break;
-        }
-        self.last_seen = now;
-        self.held = Some(h);
-    }
-
-    /// Sets the held counter above every counter seen, of any baton.
-    fn increment(&mut self, h: &mut Held) {
-        h.counter = h.counter.max(self.high) + 1;
-        self.high = h.counter;
-        if self.best == Some(h.id) {
-            self.best_high = self.best_high.max(h.counter);
-        }
-    }
-
-    /// The current target is skipped (no ack after all retries, refused, or
-    /// gone): pass on to the next of the lap at once. This is a new pass, with
-    /// a new counter: the old one may have reached the skipped peer, and the
-    /// rest of the cluster may have seen it in our heartbeats.
-    fn skip_to_next<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
-        if self.held.is_some() {
-            self.pass_on(ctx);
-        }
-    }
-
-    /// Pops the lap until a live relaying member (or self, if `allow_self`);
-    /// shuffles a new lap when it runs out. `None` if nobody else relays.
-    fn next_target<R: Rng>(
-        &self,
-        lap: &mut Lap,
-        ctx: &mut RelayCtx<'_, R>,
-        allow_self: bool,
-    ) -> Option<(LapName, SocketAddr)> {
-        if !self.has_peer(ctx.members) {
-            return None;
-        }
-        for fresh in [false, true] {
-            if fresh {
-                *lap = self.new_lap(ctx.members, ctx.rng);
-            }
-            while let Some(name) = lap.pop_front() {
-                if name.as_str() == self.me {
-                    if allow_self {
-                        return Some((name, SocketAddr::from(([0, 0, 0, 0], 0))));
-                    }
-                    continue;
-                }
-                if let Some(m) = ctx.members.get(name.as_str())
-                    && m.state == MemberState::Alive
-                    && m.relays
-                {
-                    return Some((name, m.data_addr));
-                }
-            }
-        }
-        None
-    }
-
-    /// All alive relaying members and self, shuffled, cut to fit one datagram.
-    fn new_lap<R: Rng>(&self, members: &Members, rng: &mut R) -> Lap {
-        let mut names: Vec<&str> = members
-            .iter()
-            .filter(|m| m.state == MemberState::Alive && m.relays)
-            .map(|m| m.name.as_str())
-            .chain(std::iter::once(self.me.as_str()))
-            .collect();
-        names.shuffle(rng);
-        let mut budget = LAP_BUDGET;
-        Lap::from_names(names.into_iter().take(wire::MAX_LAP).take_while(|n| {
-            let fits = n.len() < budget;
-            budget = budget.saturating_sub(n.len() + 1);
-            fits
-        }))
-    }
-
     fn has_peer(&self, members: &Members) -> bool {
         members.iter().any(|m| m.state == MemberState::Alive && m.relays)
-    }
-
-    /// Whether this node has the lowest name among itself and the alive
-    /// (not suspect) relaying members: the one that starts or regenerates.
-    fn lowest_alive(&self, members: &Members) -> bool {
-        !members.iter().any(|m| m.state == MemberState::Alive && m.relays && m.name < self.me)
     }
 
     fn drop_older(&mut self, best: BatonId, out: &mut Effects) {
@@ -724,18 +419,7 @@ impl Relay {
     }
 }
 
-fn is_alive_relay(members: &Members, name: &str) -> bool {
-    members.get(name).is_some_and(|m| m.state == MemberState::Alive && m.relays)
-}
-
-fn is_alive(members: &Members, name: &str) -> bool {
-    members.get(name).is_some_and(|m| m.state == MemberState::Alive)
-}
-
 /// FNV-1a: a stable 64-bit hash of a node name for [`BatonId::origin`].
 pub fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
-
-#[cfg(test)]
-mod tests;
