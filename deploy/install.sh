@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # install.sh: installs (or upgrades) herd on Raspberry Pis over plain ssh and
 # scp, one host after the other, and stops at the first host that fails.
-# `deploy/install.sh -h` says how; tests/deploy.rs holds it to that.
+# `deploy/install.sh -h` says how; tests/deploy holds it to that.
 set -euo pipefail
 
 prog=install.sh

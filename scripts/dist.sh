@@ -24,7 +24,7 @@
 # - RUSTFLAGS would replace .cargo/config.toml's rustflags (the cipher backends
 #   and, for 32-bit ARM, link-self-contained=no), so it is refused.
 #
-# Each binary must be at most 3 MiB (PRODUCT.md's budget); each names its
+# Each binary must be at most 3 MiB (herd's budget, benches/README.md); each names its
 # triple in `herd --version`.
 set -euo pipefail
 

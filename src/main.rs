@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use herd::agent::process::{self, Signal};
-use herd::config::{Config, ConfigError, SYSTEM_CONFIG};
+use herd::config::{Config, ConfigError, DEFAULT_STATUS_LISTEN, SYSTEM_CONFIG};
 
 /// sysexits.h EX_CONFIG: the configuration is invalid.
 const EX_CONFIG: u8 = 78;
@@ -103,7 +103,7 @@ fn main() -> ExitCode {
         Command::Status { json, cluster, addr } => {
             let addr = addr
                 .or_else(|| load(None).ok().and_then(|(c, _)| c.status.listen).map(|a| a.to_string()))
-                .unwrap_or_else(|| "127.0.0.1:45894".to_owned());
+                .unwrap_or_else(|| DEFAULT_STATUS_LISTEN.to_owned());
             use herd::agent::status::View;
             let view = if json {
                 View::Json

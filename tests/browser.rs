@@ -123,14 +123,14 @@ fn chromium_renders_the_status_page_with_every_node() {
     }
 }
 
-/// Issue 20's cluster view: 4 agents, each on its own Pi's sysfs fixture (a
-/// Pi 4, a Pi 3, a Pi 5 and a Pi Zero W), psa serving the page. Once every
-/// node's health and links have been gossiped and the charts have two
-/// samples, the page as Chromium runs it must hold 4 cards, each with its
-/// own fixture's temperature, a 4×4 link matrix with a measurement in every
-/// cell off the diagonal, and the three charts with a temperature line per
-/// node. It also writes a phone-sized screenshot to
-/// `target/cluster-view.png` (the README shows a copy).
+/// The cluster view (each node's gossiped health): 4 agents, each on its own
+/// Pi's sysfs fixture (a Pi 4, a Pi 3, a Pi 5 and a Pi Zero W), psa serving
+/// the page. Once every node's health and links have been gossiped and the
+/// charts have two samples, the page as Chromium runs it must hold 4 cards,
+/// each with its own fixture's temperature, a 4×4 link matrix with a
+/// measurement in every cell off the diagonal, and the three charts with a
+/// temperature line per node. It also writes a phone-sized screenshot to
+/// `target/cluster-view.png` (docs/operating.md shows a copy).
 #[test]
 fn chromium_shows_the_whole_cluster_from_one_node() {
     let Some(browser) = chromium_for("chromium_shows_the_whole_cluster_from_one_node") else { return };

@@ -1,4 +1,4 @@
-//! A power cut of the whole cluster (PRODUCT.md, "Operating a fleet"): with a
+//! A power cut of the whole cluster (docs/operating.md): with a
 //! `[node] state_dir`, four agents SIGKILLed together and started again
 //! continue the counter above every value sent before; without one, the
 //! counter starts again from 1 (what the state file is for). Without a
@@ -43,12 +43,8 @@ fn cut_and_restart(tag: &str, dirs: Option<&Path>) -> (u64, u64, Vec<Agent>) {
     let cluster = Cluster::new(tag);
     let statsd = Statsd::start();
     let spec = |name: &str| {
-        let spec = cluster
-            .node(name)
-            .secret("power strip")
-            .set("baton", "hold", &toml_str("20ms"))
-            .set("statsd", "address", &statsd.address())
-            .set("statsd", "flush_interval", &toml_str("100ms"));
+        let spec =
+            cluster.node(name).secret("power strip").set("baton", "hold", &toml_str("20ms")).statsd(&statsd);
         match dirs {
             Some(d) => {
                 let dir = d.join(name);

@@ -1,5 +1,5 @@
-//! Reload on SIGHUP (`systemctl reload herd`), as PRODUCT.md's "Operating a
-//! fleet" says: a live key takes effect at once, a key that needs a restart
+//! Reload on SIGHUP (`systemctl reload herd`), as docs/configuration.md's
+//! "Reload" says: a live key takes effect at once, a key that needs a restart
 //! is named and keeps its running value, a bad file changes nothing, and the
 //! agent keeps its life, its members and the baton (peers log nothing). The
 //! keyring reloads too: a secret rotated by reloads alone.
@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{
-    Agent, Cluster, Spec, Statsd, assert_one_baton, baton_gauge, expect_mesh, free_tcp_port, gauges, herd,
-    member, toml_str, wait_until,
+    Agent, Cluster, KeyFiles, Spec, Statsd, assert_one_baton, baton_gauge, expect_mesh, free_tcp_port,
+    gauges, herd, member, toml_str, wait_until,
 };
 use herd::agent::snapshot::Snapshot;
 
@@ -42,12 +42,8 @@ fn a_reload_applies_live_keys_holds_restart_keys_and_refuses_a_bad_file() {
     let statsd = Statsd::start();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
     let spec = |name: &str| -> Spec {
-        let spec = cluster
-            .node(name)
-            .secret("reload")
-            .set("baton", "hold", &toml_str("50ms"))
-            .set("statsd", "address", &statsd.address())
-            .set("statsd", "flush_interval", &toml_str("100ms"));
+        let spec =
+            cluster.node(name).secret("reload").set("baton", "hold", &toml_str("50ms")).statsd(&statsd);
         if name == "psa" { spec.set("status", "listen", &toml_str(&addr.to_string())) } else { spec }
     };
     let mut agents: Vec<Agent> = ["psa", "psb", "psc"].iter().map(|n| Agent::start(&spec(n))).collect();
@@ -137,32 +133,22 @@ fn a_reload_applies_live_keys_holds_restart_keys_and_refuses_a_bad_file() {
     }
 }
 
-/// README "Rotating the secret" with reloads only: never a leave, never a
+/// docs/operating.md, "Rotating the secret", with reloads only: never a leave, never a
 /// `member down`, one baton.
 #[test]
 fn the_secret_is_rotated_by_reloads_alone() {
-    let cluster = Cluster::new("rekey");
-    let statsd = Statsd::start();
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let rotation = KeyFiles::new("rekey");
+    let statsd = &rotation.statsd;
     let names = ["psa", "psb", "psc"];
-    let key_file = |name: &str| dir.path().join(format!("{name}.keys"));
-    let spec = |name: &str| {
-        cluster
-            .node(name)
-            .gossip("secret_file", &toml_str(&key_file(name).display().to_string()))
-            .set("baton", "hold", &toml_str("20ms"))
-            .set("statsd", "address", &statsd.address())
-            .set("statsd", "flush_interval", &toml_str("100ms"))
-    };
     for n in names {
-        std::fs::write(key_file(n), "old key\n").unwrap();
+        rotation.write(n, "old key\n");
     }
-    let mut agents: Vec<Agent> = names.iter().map(|n| Agent::start(&spec(n))).collect();
+    let mut agents: Vec<Agent> = names.iter().map(|n| Agent::start(&rotation.spec(n))).collect();
     expect_mesh(&agents, PATIENCE);
     let t0 = Instant::now();
     for keys in ["old key\nnew key\n", "new key\nold key\n", "new key\n"] {
         for (i, n) in names.iter().enumerate() {
-            std::fs::write(key_file(n), keys).unwrap();
+            rotation.write(n, keys);
             let at = agents[i].sighup();
             agents[i].expect_after("config reloaded", at, PATIENCE);
             // A heartbeat round under the new keyring before the next node.
@@ -172,14 +158,14 @@ fn the_secret_is_rotated_by_reloads_alone() {
     let after = Instant::now();
     let moving = wait_until(PATIENCE, || {
         let hosts: std::collections::BTreeSet<String> =
-            gauges(&statsd, "").into_iter().filter(|(at, ..)| *at > after).map(|g| g.2).collect();
+            gauges(statsd, "").into_iter().filter(|(at, ..)| *at > after).map(|g| g.2).collect();
         hosts.len() == 3
     });
     assert!(moving, "all three relay on the new key alone");
     for n in names {
         peers_saw_nothing(&agents, n, t0);
     }
-    assert_one_baton(&gauges(&statsd, ""));
+    assert_one_baton(&gauges(statsd, ""));
     println!(
         "rotated 3 agents through 3 steps by 9 reloads in {:.1} s, no member event",
         after.duration_since(t0).as_secs_f64()

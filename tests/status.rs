@@ -415,10 +415,11 @@ fn fixture(pi: &str) -> String {
     format!("{}/tests/fixtures/{pi}/sys", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Issue 20: any node shows the whole cluster. psa (a Pi 4), psb (a Pi 5)
-/// and psc (a Pi Zero W) read their own fixtures; psa's `/status` and
-/// `herd status --cluster` must show each one's own temperature, version
-/// and throttle state, and the 3×3 link matrix, from gossip alone.
+/// Any node shows the whole cluster (gossiped health and links). psa (a Pi
+/// 4), psb (a Pi 5) and psc (a Pi Zero W) read their own fixtures; psa's
+/// `/status` and `herd status --cluster` must show each one's own
+/// temperature, version and throttle state, and the 3×3 link matrix, from
+/// gossip alone.
 #[test]
 fn status_has_the_whole_clusters_health_and_link_matrix() {
     let trio = StatusTrio::start("status-cluster", |name, spec| {

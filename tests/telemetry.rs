@@ -1,11 +1,11 @@
 //! Telemetry across real `herd` processes: three agents read a Raspberry Pi 4
 //! sysfs fixture (`tests/fixtures/pi4`) and report to a StatsD listener; a Pi
 //! 5 and a Pi Zero W (`pi5`, `pizero-w`) form a cluster of their own. Every
-//! metric of PRODUCT.md's table that a fixture can produce must arrive,
-//! byte-exact in name, type and tags, and link metrics (clock offset
-//! included) for every peer. The clock state and the root filesystem's fill
-//! come from this machine's kernel (adjtimex, statvfs), so only their form is
-//! checked.
+//! metric of the metrics table (docs/metrics.md) that a fixture can produce
+//! must arrive, byte-exact in name, type and tags, and link metrics (clock
+//! offset included) for every peer. The clock state and the root
+//! filesystem's fill come from this machine's kernel (adjtimex, statvfs), so
+//! only their form is checked.
 
 mod common;
 
@@ -42,8 +42,7 @@ fn three_agents_report_every_metric_the_pi4_fixture_can_produce() {
                     .node(n)
                     .secret("telemetry")
                     .set("baton", "hold", &toml_str("100ms"))
-                    .set("statsd", "address", &statsd.address())
-                    .set("statsd", "flush_interval", &toml_str("100ms"))
+                    .statsd(&statsd)
                     .set("telemetry", "interval", &toml_str("1s"))
                     .set("telemetry", "sysfs_root", &toml_str(&fixture("pi4")))
                     .set("telemetry", "interface", &toml_str("wlan0")),
@@ -155,8 +154,7 @@ fn a_pi5_and_a_pi_zero_w_report_what_each_has() {
             .node(n)
             .secret("telemetry")
             .set("baton", "hold", &toml_str("100ms"))
-            .set("statsd", "address", &statsd.address())
-            .set("statsd", "flush_interval", &toml_str("100ms"))
+            .statsd(&statsd)
             .set("telemetry", "interval", &toml_str("1s"))
             .set("telemetry", "sysfs_root", &toml_str(&fixture(tree)))
             // Both gossip over Wi-Fi (here: loopback, which the trees lack).
@@ -233,7 +231,7 @@ fn a_pi5_and_a_pi_zero_w_report_what_each_has() {
     assert!(zero.line_at("hwmon rpi_volt reports under-voltage").is_some(), "{:#?}", zero.lines());
     assert!(zero.line_at("the root filesystem is mounted read-only").is_some(), "{:#?}", zero.lines());
     assert!(pi5.line_at("under-voltage").is_none());
-    // One interval of the Pi 5, for the README.
+    // One interval of the Pi 5, for docs/metrics.md.
     let interval: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("#host:pi5") && !l.starts_with("baton") && !l.starts_with("herd.baton"))
@@ -252,8 +250,7 @@ fn an_empty_sysfs_sends_no_sensor_metrics_and_the_agent_runs_on() {
     let spec = |n: &str| {
         cluster
             .node(n)
-            .set("statsd", "address", &statsd.address())
-            .set("statsd", "flush_interval", &toml_str("100ms"))
+            .statsd(&statsd)
             .set("telemetry", "interval", &toml_str("500ms"))
             .set("telemetry", "sysfs_root", &toml_str(&fixture("empty")))
             .set("telemetry", "interface", &toml_str("eth0"))

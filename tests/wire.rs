@@ -2,9 +2,10 @@
 //! an error value, never a panic", property-tested.
 
 use herd::core::health::{self, Health, PeerLink};
+use herd::core::membership::ReplayWindow;
 use herd::core::wire::{
-    BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, MAX_LAP, MAX_NAME, MAX_NEWS, MIN_VERSION, Message,
-    News, PassAck, PassVerdict, ReplayWindow, Rumor, Sighting, VERSION, WireError,
+    self, BatonId, BatonView, Codec, Envelope, Heartbeat, Lap, MAX_LAP, MAX_NAME, MAX_NEWS, MIN_VERSION,
+    Message, News, PassAck, PassVerdict, Rumor, Sighting, VERSION, WireError,
 };
 use proptest::prelude::*;
 
@@ -613,8 +614,8 @@ fn links_to_names_no_member_can_have_are_not_sent() {
         PeerLink { peer: "psb", rtt_cms: None, loss_pct: 0 },
     ];
     let mut b = Vec::new();
-    health::encode_links(&links, &mut b);
+    wire::encode_links(&links, &mut b);
     let mut back = Vec::new();
-    health::decode_links(&b, &mut back).unwrap();
+    wire::decode_links(&b, &mut back).unwrap();
     assert_eq!(back, links[1..]);
 }

@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 use crate::common::{Agent, Cluster, Spec, Statsd, free_udp_port, gauges, member, toml_str};
 use crate::{Row, Setup};
 
-/// PRODUCT.md / issue 17: at the defaults, at most this share of a Pi Zero core.
+/// The target (benches/README.md): at the defaults, at most this share of a
+/// Pi Zero core.
 const PI_ZERO_TARGET_PCT: f64 = 0.5;
 const PI_ZERO_HZ: f64 = 1.0e9;
 const PI_ZERO_IPC: f64 = 0.33;

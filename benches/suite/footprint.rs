@@ -16,7 +16,7 @@ use crate::common::{Agent, Cluster, Statsd, free_tcp_port, member, toml_str};
 use crate::procfs::{cpu_ns, cpu_pct, status_kib};
 use crate::{Row, Setup};
 
-/// PRODUCT.md: RSS of one agent (static build) ≤ 3 MiB.
+/// The target (benches/README.md): RSS of one agent (static build) ≤ 3 MiB.
 const RSS_TARGET_KIB: u64 = 3072;
 const IDLE_CPU_TARGET_PCT: f64 = 0.5;
 const SIZE_TARGET: u64 = 3 << 20;
@@ -42,7 +42,7 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
             exporter_figures.map(|(.., cpu)| format!("node_exporter {cpu:.2} %")),
         ),
         ratio: exporter_figures.map(|(.., cpu)| idle.cpu_pct / cpu),
-        // PRODUCT.md asks both: the absolute bound, and no more than
+        // The target is both: the absolute bound, and no more than
         // node_exporter in the same run (when it is installed).
         met: Some(
             idle.cpu_pct <= IDLE_CPU_TARGET_PCT

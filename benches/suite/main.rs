@@ -1,5 +1,5 @@
-//! herd's benchmark suite: every performance target of PRODUCT.md measured in
-//! one invocation, each beside a reference measured in the same run (this
+//! herd's benchmark suite: every performance target of benches/README.md
+//! measured in one invocation, each beside a reference measured in the same run (this
 //! machine is noisy: only ratios within one run mean anything), printed as
 //! one table. Figures, not assertions.
 //!

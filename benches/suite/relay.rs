@@ -53,8 +53,9 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
             let ratio = median(&mut ratios);
             let cpu = if secret { format!(", {:.0} % CPU/agent", median(&mut cpus)) } else { String::new() };
             let rate = median(&mut rates);
-            // Passes are counted as the seed counts them: every lap includes
-            // its holder, so one pass in n is to itself and sends nothing.
+            // Passes are counted as the Elixir baton server counted them:
+            // every lap includes its holder, so one pass in n is to itself
+            // and sends nothing.
             // The ring sends a datagram for every hop.
             let hops = rate * (n - 1) as f64 / n as f64;
             rows.push(Row {

@@ -5,7 +5,7 @@
 //! receives (its own counters, read from `/status`) and its CPU, then a crash
 //! (kill -9: until every survivor logs it down) and a graceful leave (until
 //! every other logs it). Per-agent figures are set against the smallest size
-//! of the run: flat is a ratio of 1, and the goal (issue 19) is within 2.
+//! of the run: flat is a ratio of 1, and the goal is within 2.
 //!
 //! Beside each size, hashicorp/memberlist (`DefaultLANConfig`, Debian's
 //! 0.2.2) as the same-run reference: one node per process on loopback
@@ -32,7 +32,7 @@ struct Figures {
     received: f64,
     sent_bytes: f64,
     received_bytes: f64,
-    /// Of the bytes, health and links in heartbeats (issue 20).
+    /// Of the bytes, health and links in heartbeats (the cluster view).
     health_sent: f64,
     health_received: f64,
     cpu_pct: f64,
@@ -108,8 +108,8 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
                 met: None,
             }),
         }
-        // Gossiped health (issue 20): under half of the scale issue's
-        // budget per node (600 B/s sent, 1.5 KB/s received).
+        // Gossiped health: under half of herd's gossip budget per node
+        // (600 B/s sent, 1.5 KB/s received; benches/README.md).
         for (what, value, budget) in [("sent", f.health_sent, 600.0), ("received", f.health_received, 1500.0)]
         {
             rows.push(Row {

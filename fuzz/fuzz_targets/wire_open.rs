@@ -1,6 +1,6 @@
 //! `Codec::open` on arbitrary datagrams, with and without a cluster secret.
 //!
-//! Checks: no input panics (wire.rs: "any byte string gives `Ok` or a
+//! Checks: no input panics (`Codec::open`: "any byte string gives `Ok` or a
 //! `WireError`, never a panic"), and whatever is accepted re-encodes to a
 //! datagram that decodes to the same envelope. With a secret nearly every
 //! input fails authentication; `wire_sealed` covers the decoder behind the MAC.

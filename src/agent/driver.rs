@@ -23,6 +23,11 @@
 //! 5. `drive_transmit`: everything the core queued;
 //! 6. `drive_events`: the core's events to the [`Reporter`].
 //!
+//! The driver drives; what each step hands over is done elsewhere: counting
+//! and reporting ([`Reporter`]), following the network and saying its
+//! changes ([`Followed`]), applying a new config ([`Running`]), writing the
+//! state file ([`Store`]).
+//!
 //! Must not: block, spawn tasks, or keep a timer per purpose (one timer at
 //! the earliest of the core's deadline and the jobs).
 
@@ -36,17 +41,17 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Sleep;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::history::{self, History};
-use super::network::{self, State};
-use super::process;
+use super::network::{self, Followed};
+use super::reload::Running;
 use super::report::Reporter;
-use super::snapshot::{self, SnapshotRequest, Traffic};
+use super::snapshot::{self, SnapshotRequest};
+use super::state::Store;
 use super::telemetry::Telemetry;
 use super::transport::{Received, Transport};
-use crate::config::{Config, GossipSection, reload};
-use crate::core::limit::LogLimiter;
+use crate::config::Config;
 use crate::core::node::{Node, Via};
 
 /// Datagrams larger than this are truncated by the kernel and then refused by
@@ -55,11 +60,6 @@ const RECV_BUF: usize = 65536;
 /// Most data-socket datagrams handled in one turn before the other sources
 /// get a look in.
 const DRAIN: usize = 64;
-/// How often the network is followed again without a netlink wake-up: while
-/// the agent waits for one (a cause netlink does not report, such as a
-/// multicast route refused), and always when netlink is not available.
-const NETWORK_RECHECK: Duration = Duration::from_secs(5);
-const SEND_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 /// When nothing at all is due (only after the core left): the timer's
 /// deadline, so it never fires for nothing.
 const IDLE: Duration = Duration::from_secs(3600);
@@ -68,7 +68,7 @@ const IDLE: Duration = Duration::from_secs(3600);
 /// is not polled (a closed channel would wake every turn).
 #[derive(Default)]
 pub struct Inputs {
-    /// Completes once: leave the cluster.
+    /// Completes once: leave the cluster (`setup::start_shutdown`).
     pub shutdown: Option<oneshot::Receiver<()>>,
     /// New unicast heartbeat targets (static hosts, DNS), from the resolver.
     pub seeds: Option<mpsc::Receiver<Vec<SocketAddr>>>,
@@ -80,21 +80,6 @@ pub struct Inputs {
     pub reload: Option<mpsc::Receiver<()>>,
     /// A config to apply as a reload would, from memory (`agent::run_with`).
     pub apply: Option<mpsc::Receiver<Config>>,
-}
-
-impl Inputs {
-    /// `shutdown` as a oneshot fired by its own task, so the loop polls an
-    /// atomic per turn instead of the signal machinery.
-    pub fn shutdown_on(
-        future: impl Future<Output = ()> + Send + 'static,
-    ) -> (oneshot::Receiver<()>, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            future.await;
-            let _ = tx.send(());
-        });
-        (rx, task)
-    }
 }
 
 /// What a turn ended with.
@@ -124,24 +109,18 @@ pub struct Driver<T> {
     inputs: Inputs,
     timer: Pin<Box<Sleep>>,
     jobs: Jobs,
-    /// `None` for `herd ping`: events are dropped, no metrics are sent.
-    reporter: Option<Reporter>,
+    /// Every count; quiet for `herd ping` (events dropped, no metrics).
+    reporter: Reporter,
+    /// `None` for `herd ping`, as are the periodic jobs.
     telemetry: Option<Telemetry>,
     /// The page's charts: only with a status endpoint.
     history: Option<History>,
-    /// What `network::follow` needs, with the seeds.
-    gossip: GossipSection,
+    /// The unicast heartbeat targets, which the advertised IP may follow.
     seeds: Vec<SocketAddr>,
-    net: NetView,
-    /// The config running now, where it was read from (`None`: the built-in
-    /// defaults) and when (a reload re-reads the same file).
-    config: Config,
-    config_file: Option<PathBuf>,
-    config_loaded: SystemTime,
-    traffic: Traffic,
-    send_errors: u64,
-    send_log: LogLimiter,
-    state_log: LogLimiter,
+    net: Followed,
+    /// The config running now (`[gossip]` for following the network too).
+    running: Running,
+    state: Store,
     started: Instant,
     /// Stalls the core has noticed and this driver has logged.
     stalls_logged: u64,
@@ -155,7 +134,7 @@ impl<T: Transport> Driver<T> {
     pub fn new(config: &Config, node: Node<SmallRng>, transport: T, inputs: Inputs) -> Driver<T> {
         let now = Instant::now();
         let mut d = Driver::quiet(config, node, transport, inputs);
-        d.reporter = Some(Reporter::new(config));
+        d.reporter = Reporter::new(config);
         d.telemetry = Some(Telemetry::new(config));
         d.jobs = Jobs::new(config, now);
         // Only for a page to show (not for the demo's in-process snapshots).
@@ -166,8 +145,9 @@ impl<T: Transport> Driver<T> {
         d
     }
 
-    /// Only the core and its inputs: no reporting, no telemetry, no periodic
-    /// jobs (`herd ping`, which must not send metrics).
+    /// Only the core and its inputs: a quiet reporter (traffic counted,
+    /// nothing reported), no telemetry, no periodic jobs (`herd ping`, which
+    /// must not send metrics).
     pub fn quiet(config: &Config, node: Node<SmallRng>, transport: T, inputs: Inputs) -> Driver<T> {
         let jobs = Jobs::default();
         let timer = Box::pin(tokio::time::sleep_until(jobs.next(&node).into()));
@@ -177,19 +157,13 @@ impl<T: Transport> Driver<T> {
             inputs,
             timer,
             jobs,
-            reporter: None,
+            reporter: Reporter::quiet(config),
             telemetry: None,
             history: None,
-            gossip: config.gossip.clone(),
             seeds: Vec::new(),
-            net: NetView { state: None, since: Instant::now(), changes: 0, recheck: None },
-            config: config.clone(),
-            config_file: None,
-            config_loaded: SystemTime::now(),
-            traffic: Traffic::default(),
-            send_errors: 0,
-            send_log: LogLimiter::new(SEND_ERROR_LOG_EVERY),
-            state_log: LogLimiter::new(SEND_ERROR_LOG_EVERY),
+            net: Followed::new(Instant::now()),
+            running: Running::new(config.clone()),
+            state: Store::new(config),
             started: Instant::now(),
             stalls_logged: 0,
             gbuf: vec![0; RECV_BUF].into_boxed_slice(),
@@ -203,17 +177,17 @@ impl<T: Transport> Driver<T> {
 
     /// What the agent waits for before it can reach the cluster, if anything.
     pub fn waiting(&self) -> Option<&network::Waiting> {
-        self.net.state.as_ref().and_then(State::waiting)
+        self.net.waiting()
     }
 
     /// The file the config was read from, which a reload reads again.
     pub fn set_config_file(&mut self, path: Option<PathBuf>) {
-        self.config_file = path;
+        self.running.set_file(path);
     }
 
     #[cfg(test)]
     pub(crate) fn set_reporter(&mut self, reporter: Reporter) {
-        self.reporter = Some(reporter);
+        self.reporter = reporter;
     }
 
     pub fn node(&self) -> &Node<SmallRng> {
@@ -237,7 +211,11 @@ impl<T: Transport> Driver<T> {
             // Answered at the end of the turn, so the picture includes what
             // the turn did (a pass that was due is sent, not still "held").
             Wake::Status(reply) => asked = Some(reply),
-            Wake::Reload => self.reload(),
+            Wake::Reload => {
+                if let Some((config, from)) = self.running.read_again() {
+                    self.apply(config, &from);
+                }
+            }
             Wake::Apply(config) => self.apply(*config, "memory"),
         }
         let now = Instant::now();
@@ -272,11 +250,8 @@ impl<T: Transport> Driver<T> {
         self.node.leave(now);
         self.drive_transmit();
         self.drive_events();
-        let size = self.node.cluster_size();
-        if let Some(r) = self.reporter.as_mut() {
-            r.flush(size, self.node.rejections(), now);
-            r.left(self.node.rejections());
-        }
+        self.reporter.flush(self.node.cluster_size(), self.node.rejections(), now);
+        self.reporter.left(self.node.rejections());
     }
 
     /// Moves the timer only when the deadline comes earlier, or after it
@@ -285,7 +260,7 @@ impl<T: Transport> Driver<T> {
     /// than the spurious wake-up (at most one per `pass_timeout`).
     fn arm_timer(&mut self) {
         let next = self.jobs.next(&self.node);
-        let deadline = self.net.recheck.map_or(next, |at| next.min(at)).into();
+        let deadline = self.net.recheck().map_or(next, |at| next.min(at)).into();
         if deadline < self.timer.deadline() || self.timer.is_elapsed() {
             self.timer.as_mut().reset(deadline);
         }
@@ -336,8 +311,7 @@ impl<T: Transport> Driver<T> {
         for _ in 0..rounds {
             match r {
                 Ok((n, src)) => {
-                    self.traffic.received_datagrams += 1;
-                    self.traffic.received_bytes += n as u64;
+                    self.reporter.received(n);
                     let buf = if via == Via::Data { &mut self.dbuf } else { &mut self.gbuf };
                     self.node.handle(Instant::now(), via, src, &mut buf[..n]);
                 }
@@ -368,68 +342,14 @@ impl<T: Transport> Driver<T> {
 
     /// Step 2, the network followed again (at start, on a netlink wake-up,
     /// new seeds, a send that found the network gone, or the re-check while
-    /// waiting): the group joined where heartbeats go out, a new address
-    /// announced to the cluster at once, and a change said once: WARN when
-    /// the agent starts waiting, INFO when it is back or renumbered.
+    /// waiting): the group joined where heartbeats go out, and a new address
+    /// announced to the cluster at once (the change is said by `network`).
     fn drive_network(&mut self, now: Instant) {
-        let state = self.transport.follow_network(&self.gossip, &self.seeds);
-        let watched = self.inputs.network.is_some();
-        self.net.recheck = (state.waiting().is_some() || !watched).then_some(now + NETWORK_RECHECK);
-        if self.net.state.as_ref() == Some(&state) {
-            return;
+        let g = &self.running.config().gossip;
+        let state = self.transport.follow_network(g, &self.seeds);
+        if let Some(ip) = self.net.update(state, g, self.inputs.network.is_some(), now) {
+            self.node.set_ip(now, ip);
         }
-        let ip = state.ip(&self.gossip);
-        let via = match &state {
-            State::Ready { interface: Some(i), .. } => i.as_str(),
-            _ => "-",
-        };
-        // One line per change (built here, logged at one of two call sites:
-        // each tracing call site costs the Pi's binary its own code).
-        let waited = now.saturating_duration_since(self.net.since);
-        let line = match (self.net.state.as_ref(), &state) {
-            (None | Some(State::Ready { .. }), State::Waiting(why)) => {
-                format!("waiting for a network: {why}; herd keeps running and joins as soon as there is one")
-            }
-            (Some(State::Waiting(_)), State::Waiting(why)) => format!("still waiting for a network: {why}"),
-            (None, State::Ready { .. }) => format!("network ready ip={ip} interface={via}"),
-            (Some(State::Waiting(_)), State::Ready { .. }) => {
-                format!("network ready: joining the cluster ip={ip} interface={via} waited={waited:.1?}")
-            }
-            (Some(State::Ready { ip: old, .. }), State::Ready { .. }) if *old == ip => {
-                format!("network changed: heartbeats leave by {via} now ip={ip}")
-            }
-            (Some(State::Ready { ip: old, .. }), State::Ready { .. }) => {
-                format!("network changed: telling the cluster from={old} to={ip} interface={via}")
-            }
-        };
-        let status = match state.waiting() {
-            Some(why) => {
-                if self.net.state.as_ref().is_none_or(|s| s.waiting().is_none()) {
-                    warn!("{line}");
-                } else {
-                    info!("{line}");
-                }
-                format!("waiting for a network: {why}")
-            }
-            None => {
-                info!("{line}");
-                format!("running on {via} as {ip}")
-            }
-        };
-        if self.net.state.is_some() {
-            self.net.changes += 1;
-        }
-        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Status(&status)]) {
-            debug!("sd_notify STATUS failed: {e}");
-        }
-        self.node.set_ip(now, ip);
-        // Waiting for another reason is the same wait.
-        let still_waiting =
-            state.waiting().is_some() && self.net.state.as_ref().and_then(State::waiting).is_some();
-        if !still_waiting {
-            self.net.since = now;
-        }
-        self.net.state = Some(state);
     }
 
     /// Step 2, a status request: the picture of this agent now.
@@ -439,64 +359,29 @@ impl<T: Transport> Driver<T> {
             now: Instant::now(),
             started: self.started,
             reading: self.telemetry.as_ref().and_then(|t| t.last.as_ref()),
-            totals: self.reporter.as_ref().map(|r| *r.totals()).unwrap_or_default(),
-            traffic: self.traffic,
-            config_file: self.config_file.as_deref(),
-            config_loaded: self.config_loaded,
+            totals: *self.reporter.totals(),
+            traffic: self.reporter.traffic(),
+            config_file: self.running.file(),
+            config_loaded: self.running.loaded(),
             history: self.history.as_ref(),
-            network: self.net.status(Instant::now(), &self.gossip),
+            network: self.net.status(Instant::now(), &self.running.config().gossip),
         })
     }
 
-    /// Step 2, SIGHUP: the config file read again and what may change live
-    /// applied (see `config::reload`); the node keeps its life, its members
-    /// and the baton, so peers see nothing. A file with problems changes
-    /// nothing: each is logged as `herd check` prints it.
-    fn reload(&mut self) {
-        let Some(path) = self.config_file.clone() else {
-            warn!("SIGHUP: no config file to read again (running on the built-in defaults)");
-            return;
-        };
-        let wanted = match Config::load(&path) {
-            Ok(c) => c,
-            Err(e) => {
-                for line in e.lines() {
-                    warn!("reload: {line}");
-                }
-                warn!(file = %path.display(), "reload refused: the config is unchanged");
-                return;
-            }
-        };
-        self.apply(wanted, &path.display().to_string());
-    }
-
-    /// Step 2, a new config (`from`: the file it was read from, or "memory"
-    /// for one handed in by `agent::run_with`): applied by the same plan as a
-    /// reload, so what needs a restart keeps its running value.
+    /// Step 2, a new config (SIGHUP's file read again, or one handed in by
+    /// `agent::run_with`), applied as `reload` says; this driver's own parts
+    /// (metrics, telemetry, the jobs' periods) rebuilt from what now runs.
     fn apply(&mut self, wanted: Config, from: &str) {
-        let (config, held) = reload::plan(&self.config, wanted);
-        if !held.is_empty() {
-            let held: Vec<String> = held.iter().map(ToString::to_string).collect();
-            warn!("reload: these need a restart and keep their running values: {}", held.join(", "));
-        }
-        let changed = reload::changed(&self.config, &config);
         let now = Instant::now();
-        self.node.reconfigure(now, crate::agent::runtime::tuning(&config));
-        if self.reporter.is_some() {
-            self.reporter = Some(Reporter::reconfigured(self.reporter.take(), &config));
-            self.telemetry = Some(match self.telemetry.take() {
-                Some(t) => t.reconfigured(&config),
-                None => Telemetry::new(&config),
-            });
-            self.jobs = Jobs::new(&config, now);
-        }
-        if config.log.level != self.config.log.level {
-            process::set_log_filter(&format!("herd={},warn", config.log.level));
-        }
-        self.config = config;
-        self.config_loaded = SystemTime::now();
-        let changed = if changed.is_empty() { "nothing".to_owned() } else { changed.join(", ") };
-        info!(file = %from, %changed, "config reloaded");
+        let Driver { running, node, reporter, telemetry, jobs, .. } = self;
+        running.apply(wanted, from, node, now, |config| {
+            reporter.reconfigure(config);
+            if let Some(t) = telemetry.take() {
+                *telemetry = Some(t.reconfigured(config));
+                // The charts' sampling depends on no reloadable key: it goes on.
+                *jobs = Jobs { history: jobs.history, ..Jobs::new(config, now) };
+            }
+        });
     }
 
     /// Step 3: the core's deadline.
@@ -508,16 +393,14 @@ impl<T: Transport> Driver<T> {
 
     /// Step 4: each periodic job that is due.
     fn drive_jobs(&mut self, now: Instant) {
-        if Jobs::due(&mut self.jobs.flush, now)
-            && let Some(r) = self.reporter.as_mut()
-        {
-            r.flush(self.node.cluster_size(), self.node.rejections(), now);
+        if Jobs::due(&mut self.jobs.flush, now) {
+            self.reporter.flush(self.node.cluster_size(), self.node.rejections(), now);
         }
         if Jobs::due(&mut self.jobs.telemetry, now)
             && let Some(t) = self.telemetry.as_mut()
         {
             let links = self.node.link_stats(now);
-            t.report(&links, self.reporter.as_ref().and_then(Reporter::metrics));
+            t.report(&links, self.reporter.metrics());
             if let Some(reading) = &t.last {
                 self.node.set_health(reading.health());
             }
@@ -527,7 +410,7 @@ impl<T: Transport> Driver<T> {
         {
             h.sample(&self.node, now, self.started);
         }
-        if self.net.recheck.is_some_and(|at| now >= at) {
+        if self.net.recheck().is_some_and(|at| now >= at) {
             self.drive_network(now);
         }
     }
@@ -537,51 +420,24 @@ impl<T: Transport> Driver<T> {
     /// written ceiling). Never waits on the network: a full socket buffer
     /// drops the datagram, as the network could have.
     fn drive_transmit(&mut self) {
-        if let Some(up_to) = self.node.poll_reserve() {
-            self.drive_reserve(up_to);
+        // The state file write the core asked for (see `state::Store`).
+        if let Some(up_to) = self.node.poll_reserve()
+            && let Some(written) = self.state.reserve(up_to)
+        {
+            self.node.reserved(Instant::now(), up_to, written);
         }
         while let Some(t) = self.node.poll_transmit() {
             match self.transport.try_send(t.dest, &t.payload) {
-                Ok(n) => {
-                    self.traffic.sent_datagrams += 1;
-                    self.traffic.sent_bytes += n as u64;
-                }
+                Ok(n) => self.reporter.sent(n),
                 Err(e) => {
-                    self.send_errors += 1;
                     let gone = network::is_gone(&e);
                     if gone && self.waiting().is_none() {
                         // Netlink is usually first; this covers a host without it.
-                        self.net.recheck = Some(Instant::now());
+                        self.net.recheck_now(Instant::now());
                     }
-                    if gone && self.waiting().is_some() {
-                        // Said once, when the agent started waiting.
-                        debug!(to = %self.transport.addr(t.dest), error = %e, "cannot send: no network");
-                    } else if self.send_log.allow(Instant::now()).is_some() {
-                        let to = self.transport.addr(t.dest);
-                        warn!(%to, error = %e, total = self.send_errors, "cannot send datagram");
-                    }
-                }
-            }
-        }
-    }
-
-    /// The state file write the core asked for: a few milliseconds (an
-    /// fsync), about once per 10 minutes. A failure is logged (at most once
-    /// per 10 s) and tried again 10 s later.
-    fn drive_reserve(&mut self, up_to: u64) {
-        let Some(dir) = self.config.node.state_dir.clone() else {
-            // No state_dir, no reservations: the core never asks.
-            return;
-        };
-        match super::state::write(&dir, up_to) {
-            Ok(()) => {
-                debug!(ceiling = up_to, "counter reserved");
-                self.node.reserved(Instant::now(), up_to, true);
-            }
-            Err(e) => {
-                self.node.reserved(Instant::now(), up_to, false);
-                if self.state_log.allow(Instant::now()).is_some() {
-                    warn!("{e:#}; the counter is not protected against a power cut until it works");
+                    // Gone while waiting: said once, when the agent started to wait.
+                    let no_network = gone && self.waiting().is_some();
+                    self.reporter.send_failed(self.transport.addr(t.dest), &e, no_network);
                 }
             }
         }
@@ -602,41 +458,7 @@ impl<T: Transport> Driver<T> {
             );
         }
         while let Some(ev) = self.node.poll_event() {
-            if let Some(r) = self.reporter.as_mut() {
-                r.event(ev, self.node.cluster_size());
-            }
-        }
-    }
-}
-
-/// The network as last followed (see `network::follow`).
-struct NetView {
-    /// `None` before the first look (at construction).
-    state: Option<State>,
-    /// When it changed to `state`.
-    since: Instant,
-    /// Changes followed since the first look.
-    changes: u64,
-    /// When to follow it again without a wake-up: while waiting, or without
-    /// netlink.
-    recheck: Option<Instant>,
-}
-
-impl NetView {
-    fn status(&self, now: Instant, g: &GossipSection) -> snapshot::NetworkStatus {
-        let state = self.state.as_ref();
-        snapshot::NetworkStatus {
-            state: if state.and_then(State::waiting).is_some() { "waiting" } else { "ready" }.to_owned(),
-            waiting_for: state.and_then(State::waiting).map(ToString::to_string),
-            interface: match state {
-                Some(State::Ready { interface, .. }) => interface.clone(),
-                _ => None,
-            },
-            address: state
-                .map_or(network::advertised(g, std::net::Ipv4Addr::UNSPECIFIED), |s| s.ip(g))
-                .to_string(),
-            since_ms: now.saturating_duration_since(self.since).as_millis() as u64,
-            changes: self.changes,
+            self.reporter.event(ev, self.node.cluster_size());
         }
     }
 }
@@ -688,124 +510,4 @@ impl Jobs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::agent::runtime::node_config;
-    use crate::agent::statsd::spy;
-    use crate::agent::transport::memory::{Endpoint, Network};
-    use crate::core::membership::MemberState;
-
-    type Lines = Box<dyn Fn() -> Vec<String>>;
-
-    /// `ip` is advertised in heartbeats, so it must be the endpoint's.
-    fn config(name: &str, ip: std::net::IpAddr) -> Config {
-        let text = format!(
-            "[node]\nname = \"{name}\"\ncluster = \"unit\"\n\
-             [gossip]\nif_addr = \"{ip}\"\nsecret = \"unit secret\"\nheartbeat_interval = \"100ms\"\n\
-             suspect_after = \"300ms\"\ndown_after = \"500ms\"\n\
-             [links]\nprobe_interval = \"100ms\"\n\
-             [baton]\nhold = \"5ms\"\n[status]\nlisten = \"\"\n\
-             [telemetry]\nsysfs_root = \"/nonexistent\"\n"
-        );
-        Config::from_toml_str(&text, "unit.toml").unwrap()
-    }
-
-    /// A whole agent over endpoint `i`; its metrics go to a spy, whose lines
-    /// the returned closure takes.
-    fn agent(net: &Network, i: u8, name: &str) -> (Driver<Endpoint>, Lines) {
-        let endpoint = net.endpoint(i);
-        let config = config(name, endpoint.data.ip());
-        let node =
-            Node::new(node_config(&config, endpoint.data.port(), None), rand::make_rng(), Instant::now());
-        let mut driver = Driver::new(&config, node, endpoint, Inputs::default());
-        let (metrics, lines) = spy::metrics(&config, name);
-        driver.set_reporter(Reporter::with_metrics(&config, metrics));
-        (driver, Box::new(lines))
-    }
-
-    /// Turns both drivers until `done` holds; fails after 5 s.
-    async fn drive_until(
-        a: &mut Driver<Endpoint>,
-        b: &mut Driver<Endpoint>,
-        done: impl Fn(&Node<SmallRng>, &Node<SmallRng>) -> bool,
-    ) {
-        let end = Instant::now() + Duration::from_secs(5);
-        while !done(&a.node, &b.node) {
-            assert!(Instant::now() < end, "not done within 5 s");
-            tokio::select! {
-                _ = a.turn() => {}
-                _ = b.turn() => {}
-            }
-        }
-    }
-
-    fn state(n: &Node<SmallRng>, peer: &str) -> Option<MemberState> {
-        n.members().get(peer).map(|m| m.state)
-    }
-
-    /// A config handed in (`run_with`'s control channel) is applied as a
-    /// reload: a keyring the peer does not share cuts the two apart (each
-    /// sees the other down, its datagrams refused as auth), and the shared
-    /// secret again brings them back.
-    #[tokio::test]
-    async fn a_config_handed_in_rekeys_like_a_reload() {
-        let net = Network::default();
-        let (mut a, _) = agent(&net, 0, "psa");
-        let (mut b, _) = agent(&net, 1, "psb");
-        let (tx, rx) = mpsc::channel(1);
-        b.inputs.apply = Some(rx);
-        let alive = Some(MemberState::Alive);
-        drive_until(&mut a, &mut b, |a, b| state(a, "psb") == alive && state(b, "psa") == alive).await;
-
-        let shared = b.config.clone();
-        let mut apart = shared.clone();
-        apart.gossip.keys = vec![crate::config::Secret(b"another secret".to_vec())];
-        tx.try_send(apart).unwrap();
-        let down = Some(MemberState::Down);
-        drive_until(&mut a, &mut b, |a, b| state(a, "psb") == down && state(b, "psa") == down).await;
-        assert!(a.node.rejections().auth > 0 && b.node.rejections().auth > 0);
-        assert_eq!(b.node.key_ids().len(), 1);
-        assert_ne!(b.node.key_ids(), a.node.key_ids());
-
-        tx.try_send(shared).unwrap();
-        drive_until(&mut a, &mut b, |a, b| state(a, "psb") == alive && state(b, "psa") == alive).await;
-        assert_eq!(b.node.key_ids(), a.node.key_ids());
-    }
-
-    #[tokio::test]
-    async fn two_drivers_over_memory_join_relay_one_baton_and_leave() {
-        let net = Network::default();
-        let (mut a, a_lines) = agent(&net, 0, "psa");
-        let (mut b, b_lines) = agent(&net, 1, "psb");
-        let alive = Some(MemberState::Alive);
-        drive_until(&mut a, &mut b, |a, b| state(a, "psb") == alive && state(b, "psa") == alive).await;
-        drive_until(&mut a, &mut b, |a, b| a.relay().high() >= 20 && b.relay().high() >= 20).await;
-
-        // Each driver reported its own passes as `baton:<n>|g|#host:<node>`,
-        // and together they are one rising counter: one baton.
-        let gauges = |lines: Vec<String>, host: &str| -> Vec<u64> {
-            let suffix = format!("|g|#host:{host}");
-            let mut out = Vec::new();
-            for l in lines.iter().filter(|l| l.starts_with("baton:")) {
-                let n = l.strip_prefix("baton:").and_then(|r| r.strip_suffix(suffix.as_str()));
-                out.push(n.unwrap_or_else(|| panic!("{l:?}")).parse::<u64>().unwrap());
-            }
-            out
-        };
-        let (from_a, from_b) = (gauges(a_lines(), "psa"), gauges(b_lines(), "psb"));
-        assert!(!from_a.is_empty() && !from_b.is_empty(), "{from_a:?} {from_b:?}");
-        assert_eq!(from_a.len() as u64, a.reporter.as_ref().unwrap().totals().passes);
-        let mut all: Vec<u64> = from_a.iter().chain(&from_b).copied().collect();
-        all.sort_unstable();
-        let distinct = all.len();
-        all.dedup();
-        assert_eq!(all.len(), distinct, "a counter sent twice: {from_a:?} {from_b:?}");
-        assert!(from_a.windows(2).all(|w| w[0] < w[1]), "{from_a:?}");
-
-        a.leave();
-        assert_eq!(a.node.poll_timeout(), None, "a node that left has no deadline");
-        drive_until(&mut a, &mut b, |_, b| state(b, "psa") == Some(MemberState::Left)).await;
-        let last = a_lines();
-        assert!(last.iter().any(|l| l == "herd.members:2|g|#host:psa"), "final flush: {last:?}");
-    }
-}
+mod tests;

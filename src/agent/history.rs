@@ -118,12 +118,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ring_buffer_is_15_minutes_and_its_size_is_what_the_readme_says() {
+    fn the_ring_buffer_is_15_minutes_and_its_size_is_what_the_docs_say() {
         assert_eq!(EVERY * SAMPLES as u32, Duration::from_secs(15 * 60));
         assert_eq!(size_of::<Sample>(), 76);
         assert_eq!(History::BYTES, 15_696);
-        let readme = include_str!("../../README.md");
-        assert!(readme.contains("15,696 bytes"), "README must state the ring buffer's size");
+        let doc = include_str!("../../docs/operating.md");
+        assert!(doc.contains("15,696 bytes"), "docs/operating.md must state the ring buffer's size");
     }
 
     #[test]
@@ -132,7 +132,7 @@ mod tests {
         let config = crate::config::Config::defaults_named("psa").unwrap();
         let start = Instant::now();
         let mut node = Node::new(
-            crate::agent::runtime::node_config(&config, 40000, None),
+            crate::agent::setup::node_config(&config, 40000, None),
             rand::rngs::SmallRng::seed_from_u64(1),
             start,
         );

@@ -18,22 +18,28 @@
 //!   types the agent would never read, in a binary at 94 % of its size
 //!   budget) or if-addrs' notifier (a blocking wait on a thread of its own,
 //!   and blind to routes).
+//! - [`Followed`] is the network as the agent last followed it: each change
+//!   said once (the log line, systemd's status), the IP to advertise when it
+//!   moves, when to look again without a wake-up, and the status endpoint's
+//!   `network`.
 //!
 //! Must not: block (no DNS; netlink is read without waiting), or keep a
-//! timer (the driver re-checks on a timer only while waiting, or when
-//! netlink is not available).
+//! timer (the driver's one timer re-checks, at [`Followed::recheck`], only
+//! while waiting, or when netlink is not available).
 
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use socket2::{InterfaceIndexOrAddress, SockRef};
 use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use super::snapshot::NetworkStatus;
 use crate::config::{GossipSection, Strategy};
 
 /// What an agent without a network waits for.
@@ -96,6 +102,130 @@ impl State {
         match self {
             State::Waiting(w) => Some(w),
             State::Ready { .. } => None,
+        }
+    }
+}
+
+/// How often the network is followed again without a netlink wake-up: while
+/// the agent waits for one (a cause netlink does not report, such as a
+/// multicast route refused), and always when netlink is not available.
+const RECHECK: Duration = Duration::from_secs(5);
+
+/// The network as the agent last followed it.
+pub struct Followed {
+    /// `None` before the first look.
+    state: Option<State>,
+    /// When it changed to `state`.
+    since: Instant,
+    /// Changes followed since the first look.
+    changes: u64,
+    /// When to follow it again without a wake-up: while waiting, or without
+    /// netlink.
+    recheck: Option<Instant>,
+}
+
+impl Followed {
+    /// Before the first look, at `now`.
+    pub fn new(now: Instant) -> Followed {
+        Followed { state: None, since: now, changes: 0, recheck: None }
+    }
+
+    /// What the agent waits for before it can reach the cluster, if anything.
+    pub fn waiting(&self) -> Option<&Waiting> {
+        self.state.as_ref().and_then(State::waiting)
+    }
+
+    /// When to follow the network again without a wake-up, if at all.
+    pub fn recheck(&self) -> Option<Instant> {
+        self.recheck
+    }
+
+    /// Follow it again at the next turn (a send found the network gone).
+    pub fn recheck_now(&mut self, now: Instant) {
+        self.recheck = Some(now);
+    }
+
+    /// Takes `state`, as [`follow`] just found it (`watched`: netlink
+    /// reports changes). A change is said once: WARN when the agent starts
+    /// waiting, INFO when it is back or renumbered, and systemd's status
+    /// line. Returns the IP to advertise when the state changed.
+    pub fn update(
+        &mut self,
+        state: State,
+        g: &GossipSection,
+        watched: bool,
+        now: Instant,
+    ) -> Option<Ipv4Addr> {
+        self.recheck = (state.waiting().is_some() || !watched).then_some(now + RECHECK);
+        if self.state.as_ref() == Some(&state) {
+            return None;
+        }
+        let ip = state.ip(g);
+        let via = match &state {
+            State::Ready { interface: Some(i), .. } => i.as_str(),
+            _ => "-",
+        };
+        // One line per change (built here, logged at one of two call sites:
+        // each tracing call site costs the Pi's binary its own code).
+        let waited = now.saturating_duration_since(self.since);
+        let line = match (self.state.as_ref(), &state) {
+            (None | Some(State::Ready { .. }), State::Waiting(why)) => {
+                format!("waiting for a network: {why}; herd keeps running and joins as soon as there is one")
+            }
+            (Some(State::Waiting(_)), State::Waiting(why)) => format!("still waiting for a network: {why}"),
+            (None, State::Ready { .. }) => format!("network ready ip={ip} interface={via}"),
+            (Some(State::Waiting(_)), State::Ready { .. }) => {
+                format!("network ready: joining the cluster ip={ip} interface={via} waited={waited:.1?}")
+            }
+            (Some(State::Ready { ip: old, .. }), State::Ready { .. }) if *old == ip => {
+                format!("network changed: heartbeats leave by {via} now ip={ip}")
+            }
+            (Some(State::Ready { ip: old, .. }), State::Ready { .. }) => {
+                format!("network changed: telling the cluster from={old} to={ip} interface={via}")
+            }
+        };
+        let status = match state.waiting() {
+            Some(why) => {
+                if self.waiting().is_none() {
+                    warn!("{line}");
+                } else {
+                    info!("{line}");
+                }
+                format!("waiting for a network: {why}")
+            }
+            None => {
+                info!("{line}");
+                format!("running on {via} as {ip}")
+            }
+        };
+        if self.state.is_some() {
+            self.changes += 1;
+        }
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Status(&status)]) {
+            debug!("sd_notify STATUS failed: {e}");
+        }
+        // Waiting for another reason is the same wait.
+        let still_waiting = state.waiting().is_some() && self.waiting().is_some();
+        if !still_waiting {
+            self.since = now;
+        }
+        self.state = Some(state);
+        Some(ip)
+    }
+
+    /// The status endpoint's `network`.
+    pub fn status(&self, now: Instant, g: &GossipSection) -> NetworkStatus {
+        let state = self.state.as_ref();
+        NetworkStatus {
+            state: if self.waiting().is_some() { "waiting" } else { "ready" }.to_owned(),
+            waiting_for: self.waiting().map(ToString::to_string),
+            interface: match state {
+                Some(State::Ready { interface, .. }) => interface.clone(),
+                _ => None,
+            },
+            address: state.map_or(advertised(g, Ipv4Addr::UNSPECIFIED), |s| s.ip(g)).to_string(),
+            since_ms: now.saturating_duration_since(self.since).as_millis() as u64,
+            changes: self.changes,
         }
     }
 }

@@ -1,11 +1,11 @@
-//! ping: `herd ping [--count N]`, the seed's `SimpleCluster.Ping.ping`. Joins
+//! ping: `herd ping [--count N]`, a one-off measure of the links. Joins
 //! the cluster briefly as a member that does not relay the baton (named
 //! `<node>-ping-<pid>`, on an ephemeral data port, with the config's secret),
 //! lets the members answer its first heartbeat, probes every member `count`
 //! times, prints RTT, jitter and loss per member, and leaves gracefully.
 //!
-//! It drives the same core and sockets as `herd run`; it must not send
-//! metrics, serve status, or take the baton.
+//! It drives the same core and sockets as `herd run`, set up the same way
+//! (`setup`); it must not send metrics, serve status, or take the baton.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -14,8 +14,7 @@ use anyhow::{Result, bail};
 use rand::rngs::SmallRng;
 
 use super::driver::{Driver, Inputs, Turn};
-use super::net;
-use super::runtime::{node_config, start_network_watch, start_resolver};
+use super::setup::{self, Helpers};
 use crate::config::Config;
 use crate::core::links::LinkConfig;
 use crate::core::node::Node;
@@ -30,26 +29,22 @@ pub async fn run(mut config: Config, count: usize) -> Result<String> {
     config.node.name = base.chars().take(crate::core::wire::MAX_NAME).collect();
     config.gossip.data_port = 0;
     config.baton.enabled = false;
-    let sockets = net::bind(&config.gossip)?;
-    let mut cfg = node_config(&config, sockets.data.local_addr()?.port(), None);
+    let (sockets, mut cfg) = setup::bind(&config, None)?;
     cfg.tuning.links = LinkConfig { probe_interval: PROBE_EVERY, window: count, sweep: true };
-    let (resolver, seeds) = start_resolver(&config, &cfg);
-    let (watch, network) = start_network_watch();
+    let (resolver, seeds) = setup::start_resolver(&config, &cfg);
+    let (watch, network) = setup::start_network_watch();
     let started = Instant::now();
     // Members answer our first heartbeat at once; allow a whole interval for
     // the static and DNS strategies, then `count` probe rounds, then a second
     // for the last answers.
     let end =
         started + config.gossip.heartbeat_interval + PROBE_EVERY * count as u32 + Duration::from_secs(1);
-    let (shutdown, timer) = Inputs::shutdown_on(tokio::time::sleep_until(end.into()));
+    let (shutdown, timer) = setup::start_shutdown(tokio::time::sleep_until(end.into()));
     let node = Node::new(cfg, rand::make_rng::<SmallRng>(), started);
     let inputs = Inputs { shutdown: Some(shutdown), seeds, network, status: None, reload: None, apply: None };
     let mut driver = Driver::quiet(&config, node, sockets, inputs);
-    let stop =
-        |tasks: [Option<tokio::task::JoinHandle<()>>; 3]| tasks.into_iter().flatten().for_each(|t| t.abort());
+    let helpers = Helpers::new([resolver, watch, Some(timer)]);
     if let Some(why) = driver.waiting() {
-        let why = why.to_string();
-        stop([resolver, watch, Some(timer)]);
         bail!("cannot ping: no network ({why})");
     }
     while driver.turn().await == Turn::Continue {}
@@ -57,7 +52,7 @@ pub async fn run(mut config: Config, count: usize) -> Result<String> {
     let stats = driver.node().link_stats(now);
     let rejected = driver.node().rejections();
     driver.leave();
-    stop([resolver, watch, Some(timer)]);
+    drop(helpers);
     if stats.is_empty() {
         let hint = if rejected.auth > 0 {
             format!(" ({} datagrams failed authentication: is [gossip] secret the cluster's?)", rejected.auth)

@@ -2,23 +2,30 @@
 //! place that counts. Passes, retransmits, regenerations and member ups and
 //! downs are counted here once, since start ([`Totals`], which the status
 //! endpoint shows); the StatsD counters are the growth of those totals since
-//! the previous flush, so the two can never disagree.
+//! the previous flush, so the two can never disagree. The datagrams the
+//! driver sends and receives ([`Traffic`]) and the sends that fail are
+//! counted here too, as the driver hands them over.
 //!
 //! It owns the metric sink, created lazily: a StatsD host name that does not
 //! resolve yet (DNS not up at boot) is retried at every flush instead of
-//! failing the agent.
+//! failing the agent. A quiet reporter (`herd ping`) counts but reports
+//! nothing: no event is logged, no metric is sent.
 //!
 //! Must not: touch the core's state (it is handed events and figures) or
 //! wait on anything (recording a metric never blocks, see statsd.rs).
 
+use std::io;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, warn};
 
 use super::statsd::Metrics;
 use crate::config::{Config, RENAME_HINT};
 use crate::core::baton::BatonEvent;
 use crate::core::conflict::Heard;
+use crate::core::limit::LogLimiter;
 use crate::core::membership::{Change, MemberEvent};
 use crate::core::node::{Event, Reason, Rejections};
 use crate::core::wire::WireError;
@@ -49,7 +56,28 @@ impl Totals {
     }
 }
 
+/// UDP traffic of the gossip and data sockets since start, as the driver
+/// sent and received it (the status endpoint's `traffic`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    pub sent_datagrams: u64,
+    pub sent_bytes: u64,
+    pub received_datagrams: u64,
+    pub received_bytes: u64,
+    /// Of those bytes, the health and links in heartbeats (their
+    /// extensions' bytes), sent and received: what the cluster view costs.
+    #[serde(default)]
+    pub health_sent_bytes: u64,
+    #[serde(default)]
+    pub health_received_bytes: u64,
+}
+
+/// At most one "cannot send datagram" warning per this long.
+const SEND_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
 pub struct Reporter {
+    /// Counts only: events and metrics are dropped (`herd ping`).
+    quiet: bool,
     metrics: Option<Metrics>,
     config: Config,
     /// The sink failed to open once (logged once, then retried quietly).
@@ -62,6 +90,9 @@ pub struct Reporter {
     flushed: Totals,
     /// The core's rejection counts as of the previous flush.
     flushed_rejections: Rejections,
+    traffic: Traffic,
+    send_errors: u64,
+    send_log: LogLimiter,
 }
 
 impl Reporter {
@@ -70,6 +101,12 @@ impl Reporter {
         let mut r = Reporter::build(config, None);
         r.connect();
         r
+    }
+
+    /// Counts traffic and send errors, and reports nothing (`herd ping`,
+    /// which must not send metrics): events are dropped, no sink is opened.
+    pub fn quiet(config: &Config) -> Reporter {
+        Reporter { quiet: true, ..Reporter::build(config, None) }
     }
 
     /// A reporter whose metrics go to `metrics` (tests: a spy sink).
@@ -81,6 +118,7 @@ impl Reporter {
     fn build(config: &Config, metrics: Option<Metrics>) -> Reporter {
         let hop_sample_rate = if config.baton.hold >= Duration::from_millis(1) { 1.0 } else { 0.01 };
         Reporter {
+            quiet: false,
             metrics,
             config: config.clone(),
             failed_once: false,
@@ -88,29 +126,64 @@ impl Reporter {
             totals: Totals::default(),
             flushed: Totals::default(),
             flushed_rejections: Rejections::default(),
+            traffic: Traffic::default(),
+            send_errors: 0,
+            send_log: LogLimiter::new(SEND_ERROR_LOG_EVERY),
         }
     }
 
-    /// A reporter for a reloaded `config` (another address, prefix, tags,
-    /// flavour or pace): a new sink, the totals of `old` kept, so counters
-    /// go on from where they were.
-    pub fn reconfigured(old: Option<Reporter>, config: &Config) -> Reporter {
-        let mut r = Reporter::build(config, None);
-        if let Some(mut old) = old {
-            // What the old sink still buffers goes out first.
-            if let Some(m) = old.metrics.as_mut() {
-                m.flush(Instant::now());
-            }
-            r.totals = old.totals;
-            r.flushed = old.flushed;
-            r.flushed_rejections = old.flushed_rejections;
+    /// For a reloaded `config` (another address, prefix, tags, flavour or
+    /// pace): a new sink, every count kept, so counters go on from where
+    /// they were. A quiet reporter stays quiet.
+    pub fn reconfigure(&mut self, config: &Config) {
+        if self.quiet {
+            return;
         }
-        r.connect();
-        r
+        // What the old sink still buffers goes out first.
+        if let Some(m) = self.metrics.as_mut() {
+            m.flush(Instant::now());
+        }
+        let old = std::mem::replace(self, Reporter::build(config, None));
+        self.totals = old.totals;
+        self.flushed = old.flushed;
+        self.flushed_rejections = old.flushed_rejections;
+        self.traffic = old.traffic;
+        self.send_errors = old.send_errors;
+        self.send_log = old.send_log;
+        self.connect();
     }
 
     pub fn totals(&self) -> &Totals {
         &self.totals
+    }
+
+    /// The datagrams sent and received since start.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic
+    }
+
+    /// A datagram of `bytes` received on either socket.
+    pub fn received(&mut self, bytes: usize) {
+        self.traffic.received_datagrams += 1;
+        self.traffic.received_bytes += bytes as u64;
+    }
+
+    /// A datagram of `bytes` sent.
+    pub fn sent(&mut self, bytes: usize) {
+        self.traffic.sent_datagrams += 1;
+        self.traffic.sent_bytes += bytes as u64;
+    }
+
+    /// A send to `to` that failed. `no_network`: the network is gone and the
+    /// agent already said it waits for one, so this is a debug line; else a
+    /// warning with the total, at most one per 10 s.
+    pub fn send_failed(&mut self, to: SocketAddr, error: &io::Error, no_network: bool) {
+        self.send_errors += 1;
+        if no_network {
+            debug!(%to, %error, "cannot send: no network");
+        } else if self.send_log.allow(Instant::now()).is_some() {
+            warn!(%to, %error, total = self.send_errors, "cannot send datagram");
+        }
     }
 
     /// The sink, if it is open (telemetry sends through it).
@@ -119,7 +192,7 @@ impl Reporter {
     }
 
     fn connect(&mut self) {
-        if self.metrics.is_some() {
+        if self.quiet || self.metrics.is_some() {
             return;
         }
         match Metrics::new(&self.config.statsd, &self.config.node.name, &self.config.baton.metric) {
@@ -142,6 +215,9 @@ impl Reporter {
     /// core's `rejections`), and every buffered line. While the sink cannot be
     /// opened the interval's counts are dropped, as its lines are.
     pub fn flush(&mut self, cluster_size: usize, rejections: Rejections, now: Instant) {
+        if self.quiet {
+            return;
+        }
         self.connect();
         let (totals, flushed) = (self.totals.counters(), self.flushed.counters());
         let before = std::mem::replace(&mut self.flushed_rejections, rejections);
@@ -163,6 +239,9 @@ impl Reporter {
 
     /// One event of the core; `cluster_size` is the core's after it.
     pub fn event(&mut self, ev: Event, cluster_size: usize) {
+        if self.quiet {
+            return;
+        }
         match ev {
             Event::Baton(ev) => self.baton(ev),
             Event::Member(ev) => {
@@ -186,6 +265,9 @@ impl Reporter {
 
     /// The last line of a run: every rejection class, by the core's list.
     pub fn left(&self, rejections: Rejections) {
+        if self.quiet {
+            return;
+        }
         let classes: Vec<String> = rejections.iter().map(|(class, n)| format!("{class}={n}")).collect();
         info!("left the cluster rejected={} {}", rejections.total(), classes.join(" "));
     }
@@ -340,6 +422,36 @@ mod tests {
             member_suspect: 1,
         };
         assert_eq!(*r.totals(), want);
+    }
+
+    /// Traffic is counted here whether the reporter reports or not (`herd
+    /// ping`'s is quiet), and a reload's new sink keeps every count.
+    #[test]
+    fn traffic_is_counted_quietly_and_counts_survive_a_reload() {
+        let config = spy::config("[node]\nname = \"psa\"\n");
+        let mut quiet = Reporter::quiet(&config);
+        quiet.sent(100);
+        quiet.sent(20);
+        quiet.received(7);
+        quiet.event(Event::Baton(BatonEvent::Passed { counter: 1 }), 2);
+        quiet.flush(2, Rejections::default(), Instant::now());
+        let want = Traffic {
+            sent_datagrams: 2,
+            sent_bytes: 120,
+            received_datagrams: 1,
+            received_bytes: 7,
+            ..Traffic::default()
+        };
+        assert_eq!(quiet.traffic(), want);
+        assert_eq!(quiet.totals().passes, 0, "a quiet reporter drops events");
+        assert!(quiet.metrics().is_none(), "and opens no sink");
+
+        let (m, _) = spy::metrics(&config, "psa");
+        let mut r = Reporter::with_metrics(&config, m);
+        r.sent(5);
+        r.event(Event::Baton(BatonEvent::Passed { counter: 1 }), 2);
+        r.reconfigure(&spy::config("[node]\nname = \"psa\"\n[statsd]\ntags = [\"env:lab\"]\n"));
+        assert_eq!((r.traffic().sent_bytes, r.totals().passes), (5, 1));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::history::History;
 use super::report::Totals;
+pub use super::report::Traffic;
 use super::sensors::Reading;
 use crate::core::health::{self, Health};
 use crate::core::node::Node;
@@ -51,7 +52,7 @@ pub struct Snapshot {
     #[serde(default)]
     pub member_suspects: u64,
     /// The whole cluster's health, this node included, in name order: each
-    /// member's as its heartbeats last carried it (issue 20; absent from an
+    /// member's as its heartbeats last carried it (absent from an
     /// older agent's answer, and empty for members of the previous release).
     #[serde(default)]
     pub health: Vec<MemberHealth>,
@@ -150,21 +151,6 @@ pub struct LinkCell {
     pub age_ms: u64,
 }
 
-/// UDP traffic of the gossip and data sockets, counted by the event loop.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Traffic {
-    pub sent_datagrams: u64,
-    pub sent_bytes: u64,
-    pub received_datagrams: u64,
-    pub received_bytes: u64,
-    /// Of those bytes, the health and links in heartbeats (their
-    /// extensions' bytes), sent and received: what the cluster view costs.
-    #[serde(default)]
-    pub health_sent_bytes: u64,
-    #[serde(default)]
-    pub health_received_bytes: u64,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberStatus {
     pub name: String,
@@ -227,7 +213,7 @@ pub struct SensorStatus {
     /// the firmware word is missing, only "under_voltage", from hwmon.
     pub throttle: Option<BTreeMap<String, bool>>,
     pub net: Option<NetStatus>,
-    // Added in 0.2 (issue 18); absent from an older agent's answer.
+    // Added in 0.2; absent from an older agent's answer.
     /// RPM by fan label.
     #[serde(default)]
     pub fans: BTreeMap<String, f64>,

@@ -6,13 +6,21 @@
 //! missing file is a first start; an unreadable or corrupt one is a warning,
 //! and the agent starts as if there were none.
 //!
+//! [`restore`] is the read at start, [`Store`] the running agent's writes
+//! (what the core asks for, through the driver).
+//!
 //! Must not: be touched without a `state_dir` (then herd writes nothing).
 
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::core::limit::LogLimiter;
 
 const FILE: &str = "counter";
 const HEADER: &str = "herd counter ceiling v1";
@@ -49,6 +57,68 @@ pub fn write(dir: &Path, ceiling: u64) -> Result<()> {
     fs::rename(&tmp, path(dir)).with_context(|| format!("cannot rename {} into place", tmp.display()))?;
     File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))?;
     Ok(())
+}
+
+/// The counter ceiling of `[node] state_dir`'s state file, read once at
+/// start for the core: `None` without a state directory (nothing will be
+/// written), else the file's (0 for none yet). A corrupt or unreadable file
+/// is a warning and counts as none.
+pub fn restore(config: &Config) -> Option<u64> {
+    let dir = config.node.state_dir.as_ref()?;
+    match read(dir) {
+        Ok(Some(ceiling)) => {
+            info!(dir = %dir.display(), ceiling, "counter reservations restored: a new baton starts above {ceiling}");
+            Some(ceiling)
+        }
+        Ok(None) => {
+            info!(dir = %dir.display(), "no counter reservations yet (first start with this state_dir)");
+            Some(0)
+        }
+        Err(e) => {
+            warn!(
+                "{e:#}; starting without the earlier reservations (after a power cut of the whole cluster the counter may start lower)"
+            );
+            Some(0)
+        }
+    }
+}
+
+/// How often a failing write is logged (it is tried again as often, when
+/// the core asks again).
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The running agent's writes of the state file. `state_dir` needs a
+/// restart to change, so the directory is fixed for this life.
+pub struct Store {
+    dir: Option<PathBuf>,
+    failures: LogLimiter,
+}
+
+impl Store {
+    pub fn new(config: &Config) -> Store {
+        Store { dir: config.node.state_dir.clone(), failures: LogLimiter::new(FAILURE_LOG_EVERY) }
+    }
+
+    /// Writes the ceiling `up_to` the core asked for: a few milliseconds (an
+    /// fsync), about once per 10 minutes. `Some(written)` for the core's
+    /// `Node::reserved`; `None` without a `state_dir` (the core never asks
+    /// then). A failure is logged at most once per 10 s; the core asks
+    /// again 10 s later.
+    pub fn reserve(&mut self, up_to: u64) -> Option<bool> {
+        let dir = self.dir.as_ref()?;
+        match write(dir, up_to) {
+            Ok(()) => {
+                debug!(ceiling = up_to, "counter reserved");
+                Some(true)
+            }
+            Err(e) => {
+                if self.failures.allow(Instant::now()).is_some() {
+                    warn!("{e:#}; the counter is not protected against a power cut until it works");
+                }
+                Some(false)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

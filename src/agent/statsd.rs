@@ -1,6 +1,7 @@
 //! statsd: the metric sink. Two cadence clients share one buffered sink (UDP
 //! `host:port` or a Unix datagram socket): one with `[statsd] prefix` for
-//! `herd.*` metrics, one without for the seed-compatible baton gauge. Every
+//! `herd.*` metrics, one without for the bare `baton` gauge (the name the
+//! Elixir relay herd replaces sent, so its dashboards keep working). Every
 //! metric carries `host:<node>` (unless `[statsd] host_tag = false`: then the
 //! Datadog Agent files it under its own hostname) and the constant `[statsd]
 //! tags`; with `flavor = "statsd"` there are no tags and the host goes into the
@@ -15,7 +16,7 @@
 //! Counters are summed by the reporter (report.rs) and sent at each flush, so
 //! a relay doing tens of thousands of passes per second sends one `passes`
 //! line per second, not one per pass; the baton gauge goes out at every pass,
-//! as the seed's did.
+//! as the Elixir relay's did.
 //!
 //! The sink is a cadence [`MetricSink`], so tests hand [`Metrics::with_sink`]
 //! cadence's `SpyMetricSink` and read the exact bytes.

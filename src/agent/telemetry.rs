@@ -1,5 +1,5 @@
 //! telemetry: every `[telemetry] interval`, turns a sensor reading and the
-//! core's link statistics into the metrics of PRODUCT.md: CPU temperature per
+//! core's link statistics into the metrics of docs/metrics.md: CPU temperature per
 //! sensor, frequency, usage, load, memory, the Pi's throttle flags (or its
 //! hwmon under-voltage alarm), fans, the gossip interface's state, speed,
 //! duplex, flaps and drops, the clock's sync state, the root filesystem, the
@@ -460,11 +460,12 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_series_table_is_what_herd_sends() {
-        // README "How many series": per Pi, the base (relay, membership and
-        // a wired Pi 4's sensors) plus the link series of each setting.
-        let readme = include_str!("../../README.md");
-        let table = readme.split("### How many series").nth(1).expect("README: ### How many series");
+    fn the_series_table_of_the_docs_is_what_herd_sends() {
+        // docs/metrics.md "How many series": per Pi, the base (relay,
+        // membership and a wired Pi 4's sensors) plus the link series of
+        // each setting.
+        let doc = include_str!("../../docs/metrics.md");
+        let table = doc.split("### How many series").nth(1).expect("docs/metrics.md: ### How many series");
         let rows: Vec<Vec<String>> = table
             .lines()
             .skip_while(|l| !l.starts_with("| Pis"))
@@ -503,7 +504,7 @@ mod tests {
                 ((base + summary) * n).to_string(),
                 (base * n).to_string(),
             ];
-            assert_eq!(row[1..], want, "README's row for {n} Pis");
+            assert_eq!(row[1..], want, "docs/metrics.md's row for {n} Pis");
         }
     }
 }

@@ -20,8 +20,8 @@ pub struct BatonSection {
 type B = BatonSection;
 
 const ENABLED: Key<B> =
-    Key::new("enabled", || true.into(), |b, v| boolean(v).map(|e| b.enabled = e), |b| b.enabled.into());
-const MAIN_NODE: Key<B> = Key::new(
+    Key::live("enabled", || true.into(), |b, v| boolean(v).map(|e| b.enabled = e), |b| b.enabled.into());
+const MAIN_NODE: Key<B> = Key::live(
     "main_node",
     || text(""),
     |b, v| {
@@ -34,7 +34,7 @@ const MAIN_NODE: Key<B> = Key::new(
     },
     |b| text(&b.main_node),
 );
-const METRIC: Key<B> = Key::new(
+const METRIC: Key<B> = Key::live(
     "metric",
     || text("baton"),
     |b, v| {
@@ -48,7 +48,7 @@ const METRIC: Key<B> = Key::new(
     },
     |b| text(&b.metric),
 );
-const HOLD: Key<B> = Key::new(
+const HOLD: Key<B> = Key::live(
     "hold",
     // An always-on pace (about 10 passes/s cluster-wide, well under 1 % of a
     // Pi's core); "0ms" is the benchmark's and `herd demo`'s.
@@ -56,19 +56,19 @@ const HOLD: Key<B> = Key::new(
     |b, v| duration(v, Duration::ZERO).map(|d| b.hold = d),
     |b| span(b.hold),
 );
-const PASS_TIMEOUT: Key<B> = Key::new(
+const PASS_TIMEOUT: Key<B> = Key::live(
     "pass_timeout",
     || text("250ms"),
     |b, v| duration(v, Duration::from_millis(1)).map(|d| b.pass_timeout = d),
     |b| span(b.pass_timeout),
 );
-const MAX_RETRIES: Key<B> = Key::new(
+const MAX_RETRIES: Key<B> = Key::live(
     "max_retries",
     || integer(3),
     |b, v| int(v, 0, 100).map(|n| b.max_retries = n as u32),
     |b| integer(b.max_retries),
 );
-const REGENERATE_AFTER: Key<B> = Key::new(
+const REGENERATE_AFTER: Key<B> = Key::live(
     "regenerate_after",
     || text("3s"),
     |b, v| duration(v, Duration::from_millis(10)).map(|d| b.regenerate_after = d),

@@ -52,8 +52,8 @@ pub struct GossipSection {
     pub broadcast_only: bool,
     /// The keyring: `secret` (one key), or the lines of `secret_file` (blank
     /// lines skipped). The first key seals what this node sends, every key
-    /// opens, so a secret is rotated without a split (README, "Running a
-    /// fleet"). Empty = unauthenticated.
+    /// opens, so a secret is rotated without a split (docs/operating.md).
+    /// Empty = unauthenticated.
     pub keys: Vec<Secret>,
     pub secret_file: Option<PathBuf>,
     pub heartbeat_interval: Duration,
@@ -89,30 +89,33 @@ impl Default for GossipSection {
     }
 }
 
+/// `[gossip] port`'s default: the port real clusters gossip on.
+pub const DEFAULT_GOSSIP_PORT: u16 = 45892;
+
 type G = GossipSection;
 const MS10: Duration = Duration::from_millis(10);
 
-const STRATEGY: Key<G> = Key::new(
+const STRATEGY: Key<G> = Key::restart(
     "strategy",
     || text("multicast"),
     |g, v| choice(v, &Strategy::ALL, Strategy::as_str).map(|s| g.strategy = s),
     |g| text(g.strategy.as_str()),
 );
-const PORT: Key<G> = Key::new(
+const PORT: Key<G> = Key::restart(
     "port",
-    || integer(45892),
+    || integer(DEFAULT_GOSSIP_PORT),
     |g, v| int(v, 1, 65535).map(|n| g.port = n as u16),
     |g| integer(g.port),
 );
 const IF_ADDR: Key<G> =
-    Key::new("if_addr", || text("0.0.0.0"), |g, v| ipv4(v).map(|a| g.if_addr = a), |g| text(g.if_addr));
-const MULTICAST_IF: Key<G> = Key::new(
+    Key::restart("if_addr", || text("0.0.0.0"), |g, v| ipv4(v).map(|a| g.if_addr = a), |g| text(g.if_addr));
+const MULTICAST_IF: Key<G> = Key::restart(
     "multicast_if",
     || text("0.0.0.0"),
     |g, v| ipv4(v).map(|a| g.multicast_if = a),
     |g| text(g.multicast_if),
 );
-const MULTICAST_ADDR: Key<G> = Key::new(
+const MULTICAST_ADDR: Key<G> = Key::restart(
     "multicast_addr",
     || text("230.1.1.251"),
     |g, v| match v.as_str().and_then(|s| s.parse::<Ipv4Addr>().ok()) {
@@ -129,64 +132,64 @@ const MULTICAST_ADDR: Key<G> = Key::new(
     },
     |g| text(g.multicast_addr),
 );
-const MULTICAST_TTL: Key<G> = Key::new(
+const MULTICAST_TTL: Key<G> = Key::restart(
     "multicast_ttl",
     || integer(1),
     |g, v| int(v, 0, 255).map(|n| g.multicast_ttl = n as u32),
     |g| integer(g.multicast_ttl),
 );
-const BROADCAST_ONLY: Key<G> = Key::new(
+const BROADCAST_ONLY: Key<G> = Key::restart(
     "broadcast_only",
     || false.into(),
     |g, v| boolean(v).map(|b| g.broadcast_only = b),
     |g| g.broadcast_only.into(),
 );
-const SECRET: Key<G> = Key::new(
+const SECRET: Key<G> = Key::live(
     "secret",
     || text(""),
     |g, v| string(v).map(|s| g.keys = if s.is_empty() { Vec::new() } else { vec![Secret(s.into_bytes())] }),
     // Never the secret itself, so the output can be shown or logged.
     |g| text(if !g.keys.is_empty() && g.secret_file.is_none() { REDACTED } else { "" }),
 );
-const SECRET_FILE: Key<G> = Key::new(
+const SECRET_FILE: Key<G> = Key::live(
     "secret_file",
     || text(""),
     |g, v| string(v).map(|s| g.secret_file = (!s.is_empty()).then(|| PathBuf::from(s))),
     |g| text(g.secret_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
 );
-const HEARTBEAT_INTERVAL: Key<G> = Key::new(
+const HEARTBEAT_INTERVAL: Key<G> = Key::live(
     "heartbeat_interval",
     || text("1s"),
     |g, v| duration(v, MS10).map(|d| g.heartbeat_interval = d),
     |g| span(g.heartbeat_interval),
 );
-const SUSPECT_AFTER: Key<G> = Key::new(
+const SUSPECT_AFTER: Key<G> = Key::live(
     "suspect_after",
     || text("3s"),
     |g, v| duration(v, MS10).map(|d| g.suspect_after = d),
     |g| span(g.suspect_after),
 );
-const DOWN_AFTER: Key<G> = Key::new(
+const DOWN_AFTER: Key<G> = Key::live(
     "down_after",
     || text("5s"),
     |g, v| duration(v, MS10).map(|d| g.down_after = d),
     |g| span(g.down_after),
 );
-const HOSTS: Key<G> = Key::new(
+const HOSTS: Key<G> = Key::restart(
     "hosts",
     || toml::Value::Array(Vec::new()),
     |g, v| strings(v, check_host_port).map(|h| g.hosts = h),
     |g| list(&g.hosts),
 );
 const DNS_NAME: Key<G> =
-    Key::new("dns_name", || text(""), |g, v| string(v).map(|s| g.dns_name = s), |g| text(&g.dns_name));
-const DATA_PORT: Key<G> = Key::new(
+    Key::restart("dns_name", || text(""), |g, v| string(v).map(|s| g.dns_name = s), |g| text(&g.dns_name));
+const DATA_PORT: Key<G> = Key::restart(
     "data_port",
     || integer(45893),
     |g, v| int(v, 0, 65535).map(|n| g.data_port = n as u16),
     |g| integer(g.data_port),
 );
-const MAX_MEMBERS: Key<G> = Key::new(
+const MAX_MEMBERS: Key<G> = Key::restart(
     "max_members",
     || integer(256),
     |g, v| int(v, 2, 65536).map(|n| g.max_members = n as usize),

@@ -1,9 +1,10 @@
 //! key: how one config key is declared, read and printed. A section (one file
 //! beside this one) declares each of its keys once, as a [`Key`]: its name,
+//! whether a reload applies it live or it waits for a restart ([`Applies`]),
 //! its default, the check that turns a written value into the typed field,
 //! and how `herd check` prints it back. Everything else (the list of known
-//! keys, "unknown key" messages, defaults, `to_toml`) is derived from those
-//! declarations, so adding a key is one edit (STYLE.md 8).
+//! keys, "unknown key" messages, defaults, `to_toml`, what a reload holds
+//! back) is derived from those declarations, so adding a key is one edit.
 //!
 //! Reading never stops at the first mistake: every problem of every key is
 //! recorded (path, value, what is allowed), which serde's first-error stop
@@ -16,9 +17,25 @@ use toml::{Table, Value};
 
 use super::{Problem, format_duration};
 
+/// When a new value of a key takes effect in a running agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applies {
+    /// At once: a reload (SIGHUP, or a config handed in) applies it.
+    Live,
+    /// At the next start: the key fixes this life of the agent (its name and
+    /// cluster, its sockets and how it finds peers, the member table's size,
+    /// the status endpoint's address). A reload keeps the running value and
+    /// names the key (`config::reload`).
+    Restart,
+}
+
 /// One key of section `S`.
 pub struct Key<S> {
     pub name: &'static str,
+    /// Set by the constructor ([`Key::live`] or [`Key::restart`]): no key is
+    /// declared without it, so the restart-only list `config::reload`
+    /// derives from it misses none.
+    pub applies: Applies,
     /// The default, as the TOML value a user would write. It goes through
     /// `set` like a written value, so a default is valid by construction.
     default: fn() -> Value,
@@ -31,13 +48,24 @@ pub struct Key<S> {
 }
 
 impl<S: Section> Key<S> {
-    pub const fn new(
+    /// A key a reload applies at once ([`Applies::Live`]).
+    pub const fn live(
         name: &'static str,
         default: fn() -> Value,
         set: fn(&mut S, &Value) -> Result<(), String>,
         print: fn(&S) -> Value,
     ) -> Key<S> {
-        Key { name, default, set, print }
+        Key { name, applies: Applies::Live, default, set, print }
+    }
+
+    /// A key whose new value waits for a restart ([`Applies::Restart`]).
+    pub const fn restart(
+        name: &'static str,
+        default: fn() -> Value,
+        set: fn(&mut S, &Value) -> Result<(), String>,
+        print: fn(&S) -> Value,
+    ) -> Key<S> {
+        Key { name, applies: Applies::Restart, default, set, print }
     }
 
     /// Sets `value` as if it were written in the file; a problem if refused.

@@ -41,20 +41,20 @@ pub struct LinksSection {
     pub peer_metrics: PeerMetrics,
 }
 
-const PROBE_INTERVAL: Key<LinksSection> = Key::new(
+const PROBE_INTERVAL: Key<LinksSection> = Key::live(
     "probe_interval",
     || text("1s"),
     |l, v| duration(v, Duration::from_millis(10)).map(|d| l.probe_interval = d),
     |l| span(l.probe_interval),
 );
-const WINDOW: Key<LinksSection> = Key::new(
+const WINDOW: Key<LinksSection> = Key::live(
     "window",
     || integer(60),
     |l, v| int(v, 1, 10_000).map(|n| l.window = n as usize),
     |l| integer(l.window as i64),
 );
 
-const PEER_METRICS: Key<LinksSection> = Key::new(
+const PEER_METRICS: Key<LinksSection> = Key::live(
     "peer_metrics",
     || text("all"),
     |l, v| choice(v, &PeerMetrics::ALL, PeerMetrics::as_str).map(|m| l.peer_metrics = m),

@@ -9,7 +9,7 @@ pub struct LogSection {
 
 const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
-const LEVEL: Key<LogSection> = Key::new(
+const LEVEL: Key<LogSection> = Key::live(
     "level",
     || text("info"),
     |l, v| choice(v, &LEVELS, |s| s).map(|s| l.level = s.to_owned()),

@@ -4,9 +4,11 @@
 //! Two layers: the file is parsed into a plain TOML table, then
 //! each section (one file here: node, gossip, baton, statsd, telemetry,
 //! links, status, log) takes its keys out of it. Each key is declared once,
-//! in its section's file, with its name, default, check and printing side by
-//! side (`key::Key`); the list of known keys, the unknown-key messages, the
-//! defaults and `herd check`'s output are derived from those declarations.
+//! in its section's file, with its name, whether a reload applies it live,
+//! its default, check and printing side by side (`key::Key`); the list of
+//! known keys, the unknown-key messages, the defaults, `herd check`'s output
+//! and what a reload holds back until a restart ([`reload`]) are derived
+//! from those declarations.
 //! Every problem is recorded (key path, bad value, what is allowed) instead
 //! of stopping at the first, so `herd check` lists every mistake at once.
 //! Keys left over are unknown, and are problems too. The rules between keys
@@ -36,13 +38,13 @@ mod status;
 mod telemetry;
 
 pub use baton::BatonSection;
-pub use gossip::{GossipSection, MAX_KEYS, Secret, Strategy, new_key};
+pub use gossip::{DEFAULT_GOSSIP_PORT, GossipSection, MAX_KEYS, Secret, Strategy, new_key};
 use key::Section;
 pub use links::{LinksSection, PeerMetrics};
 pub use log::LogSection;
 pub use node::{NodeSection, PI_OS_HOSTNAME, RENAME_HINT, name_warning};
 pub use statsd::{Flavor, StatsdAddress, StatsdSection};
-pub use status::StatusSection;
+pub use status::{DEFAULT_STATUS_LISTEN, StatusSection};
 pub use telemetry::TelemetrySection;
 
 /// What `herd check` prints instead of the secret; refused as a secret, so

@@ -19,7 +19,7 @@ pub struct NodeSection {
     pub state_dir: Option<PathBuf>,
 }
 
-pub(super) const NAME: Key<NodeSection> = Key::new(
+pub(super) const NAME: Key<NodeSection> = Key::restart(
     "name",
     || text(""),
     |n, v| {
@@ -33,7 +33,7 @@ pub(super) const NAME: Key<NodeSection> = Key::new(
     |n| text(&n.name),
 );
 
-const CLUSTER: Key<NodeSection> = Key::new(
+const CLUSTER: Key<NodeSection> = Key::restart(
     "cluster",
     || text("herd"),
     |n, v| {
@@ -43,7 +43,7 @@ const CLUSTER: Key<NodeSection> = Key::new(
     |n| text(&n.cluster),
 );
 
-const STATE_DIR: Key<NodeSection> = Key::new(
+const STATE_DIR: Key<NodeSection> = Key::restart(
     "state_dir",
     || text(""),
     |n, v| {

@@ -63,7 +63,7 @@ pub struct StatsdSection {
 
 type S = StatsdSection;
 
-const ADDRESS: Key<S> = Key::new(
+const ADDRESS: Key<S> = Key::live(
     "address",
     || text("127.0.0.1:8125"),
     |s, v| {
@@ -77,7 +77,7 @@ const ADDRESS: Key<S> = Key::new(
     },
     |s| text(&s.address),
 );
-const PREFIX: Key<S> = Key::new(
+const PREFIX: Key<S> = Key::live(
     "prefix",
     || text("herd"),
     |s, v| {
@@ -90,25 +90,25 @@ const PREFIX: Key<S> = Key::new(
     },
     |s| text(&s.prefix),
 );
-const TAGS: Key<S> = Key::new(
+const TAGS: Key<S> = Key::live(
     "tags",
     || toml::Value::Array(Vec::new()),
     |s, v| strings(v, check_tag).map(|t| s.tags = t),
     |s| list(&s.tags),
 );
-const FLAVOR: Key<S> = Key::new(
+const FLAVOR: Key<S> = Key::live(
     "flavor",
     || text("dogstatsd"),
     |s, v| choice(v, &Flavor::ALL, Flavor::as_str).map(|f| s.flavor = f),
     |s| text(s.flavor.as_str()),
 );
-const MAX_PACKET_SIZE: Key<S> = Key::new(
+const MAX_PACKET_SIZE: Key<S> = Key::live(
     "max_packet_size",
     || integer(1432),
     |s, v| int(v, 64, 65507).map(|n| s.max_packet_size = n as usize),
     |s| integer(s.max_packet_size as i64),
 );
-const FLUSH_INTERVAL: Key<S> = Key::new(
+const FLUSH_INTERVAL: Key<S> = Key::live(
     "flush_interval",
     || text("1s"),
     |s, v| duration(v, Duration::from_millis(1)).map(|d| s.flush_interval = d),
@@ -116,7 +116,7 @@ const FLUSH_INTERVAL: Key<S> = Key::new(
 );
 
 const HOST_TAG: Key<S> =
-    Key::new("host_tag", || true.into(), |s, v| boolean(v).map(|b| s.host_tag = b), |s| s.host_tag.into());
+    Key::live("host_tag", || true.into(), |s, v| boolean(v).map(|b| s.host_tag = b), |s| s.host_tag.into());
 
 impl Section for StatsdSection {
     const NAME: &'static str = "statsd";

@@ -10,9 +10,12 @@ pub struct StatusSection {
     pub listen: Option<SocketAddr>,
 }
 
-const LISTEN: Key<StatusSection> = Key::new(
+/// `[status] listen`'s default: the endpoint `herd status` asks when no config says otherwise.
+pub const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:45894";
+
+const LISTEN: Key<StatusSection> = Key::restart(
     "listen",
-    || text("127.0.0.1:45894"),
+    || text(DEFAULT_STATUS_LISTEN),
     |s, v| {
         s.listen = match v.as_str() {
             Some("") => None,

@@ -17,19 +17,19 @@ pub struct TelemetrySection {
 
 type T = TelemetrySection;
 
-const INTERVAL: Key<T> = Key::new(
+const INTERVAL: Key<T> = Key::live(
     "interval",
     || text("10s"),
     |t, v| duration(v, Duration::from_millis(100)).map(|d| t.interval = d),
     |t| span(t.interval),
 );
-const SYSFS_ROOT: Key<T> = Key::new(
+const SYSFS_ROOT: Key<T> = Key::live(
     "sysfs_root",
     || text("/sys"),
     |t, v| string(v).map(|s| t.sysfs_root = PathBuf::from(s)),
     |t| text(t.sysfs_root.display()),
 );
-const INTERFACE: Key<T> = Key::new(
+const INTERFACE: Key<T> = Key::live(
     "interface",
     || text(""),
     |t, v| {

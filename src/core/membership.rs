@@ -33,7 +33,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::effects::{Effect, Effects};
-use super::wire::ReplayWindow;
 
 /// What the table reports (defined with every machine's outputs in
 /// `core::effects`).
@@ -500,4 +499,39 @@ impl Member {
 
 fn event(m: &Member, change: Change) -> MemberEvent {
     MemberEvent { name: m.name.clone(), incarnation: m.incarnation, addr: m.data_addr, change }
+}
+
+/// Sliding-window replay filter over one sender's `seq` (the IPsec/WireGuard
+/// scheme): accepts each sequence number once, and anything up to 63 behind the
+/// highest seen, so reordering on the LAN is tolerated but a replay is not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayWindow {
+    top: u64,
+    /// Bit i set = `top - i` was seen.
+    seen: u64,
+}
+
+impl ReplayWindow {
+    /// A window that has seen exactly `seq`.
+    pub fn starting_at(seq: u64) -> ReplayWindow {
+        ReplayWindow { top: seq, seen: 1 }
+    }
+
+    /// Records `seq`; false if it was seen before or is too old to judge.
+    pub fn accept(&mut self, seq: u64) -> bool {
+        if seq > self.top {
+            let shift = seq - self.top;
+            self.seen = if shift >= 64 { 0 } else { self.seen << shift };
+            self.seen |= 1;
+            self.top = seq;
+            true
+        } else {
+            let back = self.top - seq;
+            if back >= 64 || self.seen & (1 << back) != 0 {
+                return false;
+            }
+            self.seen |= 1 << back;
+            true
+        }
+    }
 }

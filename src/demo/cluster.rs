@@ -24,6 +24,11 @@
 //! - **heal**: every live agent gets the shared secret back; the halves
 //!   hear each other, the members merge and the duplicate batons collapse.
 //!
+//! What the keys did is read back from here alone ([`Cluster::layout`]):
+//! which agents run and, while split, which half each is in. The status
+//! column and the events area are drawn from it and keep no copy of their
+//! own.
+//!
 //! Must not: stop an agent other than by its shutdown future (leave) or an
 //! abort (crash), or let an agent outlive [`Cluster::stop`].
 
@@ -54,6 +59,47 @@ pub(super) enum Held {
     Passing,
     /// It said neither: the last to send a `baton` gauge (the metrics').
     LastGauge,
+}
+
+/// Which agents run and, while split, where the second half starts: the
+/// cluster as the keys have left it, read from [`Cluster::layout`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Layout {
+    /// Per agent: running (not killed, or restarted since).
+    pub(super) live: Vec<bool>,
+    /// While split: the index of the first agent of the second half.
+    pub(super) split: Option<usize>,
+}
+
+impl Layout {
+    pub(super) fn is_live(&self, node: usize) -> bool {
+        self.live[node]
+    }
+
+    pub(super) fn is_split(&self) -> bool {
+        self.split.is_some()
+    }
+
+    /// The running agents, in name order.
+    pub(super) fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.live.len()).filter(|&i| self.live[i])
+    }
+
+    /// 0 for the first half (or everyone, when not split), 1 for the second.
+    pub(super) fn side(&self, node: usize) -> usize {
+        self.split.map_or(0, |b| usize::from(node >= b))
+    }
+
+    /// The table's status cell: `dead`, `live`, or while split `live A` /
+    /// `live B` (the half the node is in).
+    pub(super) fn status(&self, node: usize) -> &'static str {
+        match (self.live[node], self.split) {
+            (false, _) => "dead",
+            (true, None) => "live",
+            (true, Some(b)) if node < b => "live A",
+            (true, Some(_)) => "live B",
+        }
+    }
 }
 
 pub(super) struct Cluster {
@@ -91,16 +137,16 @@ impl Cluster {
         cluster
     }
 
-    pub(super) fn name(&self, i: usize) -> &str {
+    /// Which agents run, and where the cluster is split if it is.
+    pub(super) fn layout(&self) -> Layout {
+        Layout {
+            live: self.agents.iter().map(|a| a.running.is_some()).collect(),
+            split: self.split.as_ref().map(|(boundary, _)| *boundary),
+        }
+    }
+
+    fn name(&self, i: usize) -> &str {
         &self.agents[i].config.node.name
-    }
-
-    pub(super) fn is_live(&self, i: usize) -> bool {
-        self.agents[i].running.is_some()
-    }
-
-    pub(super) fn live_count(&self) -> usize {
-        self.agents.iter().filter(|a| a.running.is_some()).count()
     }
 
     /// The live agent that holds the baton now, as its own status says (what
@@ -133,31 +179,28 @@ impl Cluster {
 
     /// Starts every killed agent again; returns which.
     pub(super) fn restart_dead(&mut self) -> Vec<usize> {
-        let dead: Vec<usize> = (0..self.agents.len()).filter(|&i| !self.is_live(i)).collect();
+        let dead: Vec<usize> = (0..self.agents.len()).filter(|&i| self.agents[i].running.is_none()).collect();
         for &i in &dead {
             self.spawn(i);
         }
         dead
     }
 
-    /// Gives each half of the names a secret of its own (`secrets`: the
-    /// first half's, the second's); returns where the second half starts.
-    /// Needs two agents.
-    pub(super) fn split(&mut self, secrets: [Secret; 2]) -> usize {
+    /// Gives each half of the names a fresh secret of its own; the second
+    /// half starts at the middle ([`Layout::split`]). Needs two agents.
+    /// `Err` (and nothing changed) if no random secret can be had.
+    pub(super) fn split(&mut self) -> Result<()> {
+        let secrets = [Secret(random_secret()?.into_bytes()), Secret(random_secret()?.into_bytes())];
         let boundary = self.agents.len() / 2;
         self.split = Some((boundary, secrets));
         self.hand_out();
-        boundary
+        Ok(())
     }
 
     /// Gives every agent the shared secret back.
     pub(super) fn heal(&mut self) {
         self.split = None;
         self.hand_out();
-    }
-
-    pub(super) fn is_split(&self) -> bool {
-        self.split.is_some()
     }
 
     /// Every live agent's config as it should be now, through its channel.
@@ -248,5 +291,30 @@ impl Cluster {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// 128 bits from the operating system, as 32 hex digits: the cluster's
+/// secret, so the demo's gossip is authenticated and encrypted like a real
+/// cluster's, and nothing else can join it.
+pub(super) fn random_secret() -> Result<String> {
+    use rand::TryRng;
+    let mut bytes = [0u8; 16];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| anyhow!("cannot get random bytes for the demo's secret: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_hex() {
+        let (a, b) = (random_secret().unwrap(), random_secret().unwrap());
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
     }
 }

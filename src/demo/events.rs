@@ -10,14 +10,17 @@
 //! counter has no peer tag), so each down is put down to the oldest action
 //! that explains it: after a kill, each live node on the dead one's side owes
 //! one down; after a split, each live node owes one per live node of the
-//! other half. A down no action explains is shown as such.
+//! other half. A down no action explains is shown as such. Who is live and
+//! which half each node is in are the cluster's ([`Layout`], handed in with
+//! each action and tick), not kept here.
 //!
 //! Must not: read a clock (every time is handed in) or do I/O.
 
 use std::time::{Duration, Instant};
 
-use super::cluster::Held;
+use super::cluster::{Held, Layout};
 use super::listener::{Reported, Seen};
+use super::words::{count, join};
 
 /// With one baton every pass raises the highest counter by one; with two
 /// (the halves of a split, each with its own), only the leading baton's
@@ -34,10 +37,6 @@ const ABSORB_FOR: Duration = Duration::from_secs(10);
 pub(super) struct Events {
     started: Instant,
     names: Vec<String>,
-    /// Killed by the demo and not restarted since.
-    dead: Vec<bool>,
-    /// While split: the index of the first node of the second half.
-    split: Option<usize>,
     lines: Vec<String>,
     /// Lines found since the last [`Events::settle`], put in time order there.
     fresh: Vec<(Instant, String)>,
@@ -117,8 +116,6 @@ impl Events {
         Events {
             started,
             names: names.to_vec(),
-            dead: vec![false; n],
-            split: None,
             lines: Vec::new(),
             fresh: Vec::new(),
             owed: Vec::new(),
@@ -132,25 +129,6 @@ impl Events {
         }
     }
 
-    pub(super) fn is_dead(&self, node: usize) -> bool {
-        self.dead[node]
-    }
-
-    pub(super) fn is_split(&self) -> bool {
-        self.split.is_some()
-    }
-
-    /// The table's status cell: `dead`, `live`, or while split `live A` /
-    /// `live B` (the half the node is in).
-    pub(super) fn status(&self, node: usize) -> &'static str {
-        match (self.dead[node], self.split) {
-            (true, _) => "dead",
-            (false, None) => "live",
-            (false, Some(b)) if node < b => "live A",
-            (false, Some(_)) => "live B",
-        }
-    }
-
     /// The latest `n` lines, oldest first.
     pub(super) fn recent(&self, n: usize) -> &[String] {
         &self.lines[self.lines.len().saturating_sub(n)..]
@@ -161,12 +139,11 @@ impl Events {
         self.line(at, text.to_owned());
     }
 
-    /// `k`: the demo aborted `node`'s task, which held the baton as far as
-    /// the metrics tell. Each live node on its side owes one down.
-    /// `k`: the demo crashed `node`, which held the baton as `held` says.
-    pub(super) fn killed(&mut self, at: Instant, node: usize, held: Held) {
+    /// `k`: the demo crashed `node`, which held the baton as `held` says;
+    /// `layout` is the cluster's after the kill. Each live node on its side
+    /// owes one down.
+    pub(super) fn killed(&mut self, at: Instant, node: usize, held: Held, layout: &Layout) {
         self.settle();
-        self.dead[node] = true;
         self.counts.kills += 1;
         let why = match held {
             Held::Still => "held the baton",
@@ -174,8 +151,8 @@ impl Events {
             Held::LastGauge => "passed the baton last",
         };
         self.line(at, format!("k: killed {} ({why})", self.names[node]));
-        let side = self.side(node);
-        let observers: Vec<usize> = self.live().filter(|&i| self.side(i) == side).collect();
+        let side = layout.side(node);
+        let observers: Vec<usize> = layout.live().filter(|&i| layout.side(i) == side).collect();
         self.owe(self.names[node].clone(), &observers, 1);
         self.kill = Some((node, self.counts.regenerations));
     }
@@ -183,9 +160,8 @@ impl Events {
     /// `r`: the demo started these dead nodes again, each a new life.
     pub(super) fn restarted(&mut self, at: Instant, nodes: &[usize]) {
         self.settle();
-        let who = self.list(nodes);
+        let who = join(&self.names, nodes, ", ");
         for &i in nodes {
-            self.dead[i] = false;
             let name = &self.names[i];
             for o in self.owed.iter_mut().filter(|o| &o.who == name) {
                 o.silent_until.get_or_insert(at + ABSORB_FOR);
@@ -197,20 +173,19 @@ impl Events {
         self.waiting = Some(Waiting::Rejoin { since: at, who });
     }
 
-    /// `p`: the demo gave each half of the names a secret of its own, from
-    /// `boundary` on the second half. Each live node owes one down per live
-    /// node of the other half.
-    pub(super) fn split(&mut self, at: Instant, boundary: usize) {
+    /// `p`: the demo gave each half of the names a secret of its own;
+    /// `layout` is the cluster's after the split. Each live node owes one
+    /// down per live node of the other half.
+    pub(super) fn split(&mut self, at: Instant, layout: &Layout) {
         self.settle();
-        self.split = Some(boundary);
         self.counts.splits += 1;
-        let all: Vec<usize> = (0..self.names.len()).collect();
-        let (a, b) = all.split_at(boundary);
-        self.line(at, format!("p: split A {{{}}} | B {{{}}}", self.set(a), self.set(b)));
-        let (a, b): (Vec<usize>, Vec<usize>) = self.live().partition(|&i| i < boundary);
+        let (a, b): (Vec<usize>, Vec<usize>) = (0..self.names.len()).partition(|&i| layout.side(i) == 0);
+        let (a_names, b_names) = (join(&self.names, &a, ","), join(&self.names, &b, ","));
+        self.line(at, format!("p: split A {{{a_names}}} | B {{{b_names}}}"));
+        let (a, b): (Vec<usize>, Vec<usize>) = layout.live().partition(|&i| layout.side(i) == 0);
         for (from, to) in [(&a, &b), (&b, &a)] {
             if !to.is_empty() {
-                self.owe(self.list(to), from, to.len() as u64);
+                self.owe(join(&self.names, to, ", "), from, to.len() as u64);
             }
         }
         self.waiting = None;
@@ -220,7 +195,6 @@ impl Events {
     /// `p` again: the demo gave every node the shared secret back.
     pub(super) fn healed(&mut self, at: Instant) {
         self.settle();
-        self.split = None;
         self.cut = None;
         self.counts.heals += 1;
         for o in &mut self.owed {
@@ -249,8 +223,9 @@ impl Events {
     /// Once a second, after [`Events::observe`]: the downs seen since the
     /// last call, then whether a heal or restart has come out whole.
     /// `passes_per_s` is every node's passes over the last second and `high`
-    /// the highest baton counter received (`listener::Stats::relay`).
-    pub(super) fn tick(&mut self, now: Instant, passes_per_s: f64, high: Option<u64>) {
+    /// the highest baton counter received (`listener::Stats::relay`);
+    /// `layout` is the cluster's now.
+    pub(super) fn tick(&mut self, now: Instant, passes_per_s: f64, high: Option<u64>, layout: &Layout) {
         self.settle();
         // The highest counter's rise per pass over the last tick.
         let share = match (self.previous, high) {
@@ -269,10 +244,10 @@ impl Events {
         let since = match waiting {
             Waiting::Merge { since } | Waiting::Rejoin { since, .. } => *since,
         };
-        let live: Vec<usize> = self.live().collect();
+        let live: Vec<usize> = layout.live().collect();
         let n = live.len() as u64;
         let listed = live.iter().all(|&i| self.members[i].is_some_and(|(at, m)| at > since && m == n));
-        if self.split.is_some() || !listed || !one_baton {
+        if layout.is_split() || !listed || !one_baton {
             return;
         }
         let text = match waiting {
@@ -362,8 +337,7 @@ impl Events {
             let Some(at) = paid.iter().map(|(_, at)| *at).max() else { continue };
             if o.silent_until.is_none() {
                 let nodes: Vec<usize> = paid.iter().map(|(i, _)| *i).collect();
-                let names: Vec<&str> = nodes.iter().map(|&i| self.names[i].as_str()).collect();
-                self.fresh.push((at, format!("{} saw {} down", names.join(", "), o.who)));
+                self.fresh.push((at, format!("{} saw {} down", join(&self.names, &nodes, ", "), o.who)));
             }
         }
         self.owed.retain(|o| o.debts.iter().any(|d| !d.told));
@@ -392,36 +366,71 @@ impl Events {
         let t = at.saturating_duration_since(self.started).as_secs_f64();
         self.lines.push(format!("+{t:.1}s {text}"));
     }
-
-    fn live(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.names.len()).filter(|&i| !self.dead[i])
-    }
-
-    /// 0 for the first half (or everyone, when not split), 1 for the second.
-    fn side(&self, node: usize) -> usize {
-        self.split.map_or(0, |b| usize::from(node >= b))
-    }
-
-    fn list(&self, nodes: &[usize]) -> String {
-        nodes.iter().map(|&i| self.names[i].as_str()).collect::<Vec<_>>().join(", ")
-    }
-
-    fn set(&self, nodes: &[usize]) -> String {
-        nodes.iter().map(|&i| self.names[i].as_str()).collect::<Vec<_>>().join(",")
-    }
-}
-
-/// "1 kill", "2 kills", "0 merges".
-fn count(n: u64, word: &str) -> String {
-    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::demo::words::node_names;
 
-    fn names(n: usize) -> Vec<String> {
-        super::super::node_names(n)
+    /// The events with the cluster's layout beside them, each action changing
+    /// the layout as the cluster would before the events are told. Everything
+    /// else is the events' own (through `Deref`).
+    struct Demo {
+        events: Events,
+        layout: Layout,
+    }
+
+    impl Demo {
+        fn new(n: usize, started: Instant) -> Demo {
+            Demo {
+                events: Events::new(&node_names(n), started),
+                layout: Layout { live: vec![true; n], split: None },
+            }
+        }
+
+        fn killed(&mut self, at: Instant, node: usize, held: Held) {
+            self.layout.live[node] = false;
+            self.events.killed(at, node, held, &self.layout);
+        }
+
+        fn restarted(&mut self, at: Instant, nodes: &[usize]) {
+            for &i in nodes {
+                self.layout.live[i] = true;
+            }
+            self.events.restarted(at, nodes);
+        }
+
+        fn split(&mut self, at: Instant, boundary: usize) {
+            self.layout.split = Some(boundary);
+            self.events.split(at, &self.layout);
+        }
+
+        fn healed(&mut self, at: Instant) {
+            self.layout.split = None;
+            self.events.healed(at);
+        }
+
+        fn tick(&mut self, now: Instant, passes_per_s: f64, high: Option<u64>) {
+            self.events.tick(now, passes_per_s, high, &self.layout);
+        }
+
+        fn status(&self, node: usize) -> &'static str {
+            self.layout.status(node)
+        }
+    }
+
+    impl std::ops::Deref for Demo {
+        type Target = Events;
+        fn deref(&self) -> &Events {
+            &self.events
+        }
+    }
+
+    impl std::ops::DerefMut for Demo {
+        fn deref_mut(&mut self) -> &mut Events {
+            &mut self.events
+        }
     }
 
     fn at(t0: Instant, ms: u64) -> Instant {
@@ -440,7 +449,7 @@ mod tests {
     #[test]
     fn a_kill_is_seen_down_by_the_others_then_regenerated() {
         let t0 = Instant::now();
-        let mut e = Events::new(&names(4), t0);
+        let mut e = Demo::new(4, t0);
         e.killed(at(t0, 12_300), 1, Held::Still);
         assert_eq!(e.status(1), "dead");
         assert_eq!(e.status(0), "live");
@@ -473,7 +482,7 @@ mod tests {
     #[test]
     fn a_split_is_seen_per_half_and_a_heal_merges_once_the_relay_is_one_baton() {
         let t0 = Instant::now();
-        let mut e = Events::new(&names(4), t0);
+        let mut e = Demo::new(4, t0);
         e.split(at(t0, 30_100), 2);
         assert_eq!([e.status(0), e.status(3)], ["live A", "live B"]);
         e.observe(vec![
@@ -520,7 +529,7 @@ mod tests {
     #[test]
     fn a_restart_rejoins_and_its_late_downs_are_taken_silently() {
         let t0 = Instant::now();
-        let mut e = Events::new(&names(3), t0);
+        let mut e = Demo::new(3, t0);
         e.killed(at(t0, 1_000), 2, Held::Still);
         e.observe(vec![seen(at(t0, 2_000), 0, Reported::Down(1))]);
         e.restarted(at(t0, 2_500), &[2]);
@@ -545,12 +554,12 @@ mod tests {
     #[test]
     fn a_kill_while_split_is_owed_by_its_own_half_only() {
         let t0 = Instant::now();
-        let mut e = Events::new(&names(4), t0);
+        let mut e = Demo::new(4, t0);
         e.split(at(t0, 0), 2);
         e.observe((0..4).map(|i| seen(at(t0, 2_000), i, Reported::Down(2))).collect());
         e.tick(at(t0, 2_500), 0.0, None);
         e.killed(at(t0, 3_000), 3, Held::Still);
-        assert!(e.is_dead(3) && e.is_split());
+        assert!(!e.layout.is_live(3) && e.layout.is_split());
         e.observe(vec![seen(at(t0, 5_000), 2, Reported::Down(1))]);
         e.tick(at(t0, 5_500), 0.0, None);
         assert_eq!(e.recent(1), ["+5.0s psc saw psd down"]);

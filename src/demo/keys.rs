@@ -1,7 +1,7 @@
 //! keys: `herd demo`'s keys, on a terminal only. While the demo runs, stdin
 //! is in cbreak mode (no line editing, no echo: each key arrives as it is
 //! pressed; Ctrl-C still sends SIGINT, which stops the demo as always), and
-//! a thread reads it; the terminal's mode is put back when [`Cbreak`] is
+//! a thread reads it; the terminal's mode is put back when the [`Keyboard`] is
 //! dropped, and by a panic hook should the process panic (the release build
 //! aborts on panic, so no destructor would run).
 //!
@@ -50,18 +50,39 @@ pub(super) fn available() -> bool {
     unsafe { libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp() }
 }
 
+/// The keys while they are on: stdin in cbreak mode, and what is pressed on
+/// it. Dropping it stops listening, then puts the terminal's mode back.
+pub(super) struct Keyboard {
+    // Declared before the mode, so dropped before it.
+    pressed: mpsc::UnboundedReceiver<Key>,
+    _cbreak: Cbreak,
+}
+
+impl Keyboard {
+    /// Puts stdin in cbreak mode and starts reading it (see [`read_keys`]).
+    pub(super) fn open() -> std::io::Result<Keyboard> {
+        let cbreak = Cbreak::enter()?;
+        Ok(Keyboard { pressed: read_keys(), _cbreak: cbreak })
+    }
+
+    /// The next key pressed; `None` once stdin has ended.
+    pub(super) async fn next(&mut self) -> Option<Key> {
+        self.pressed.recv().await
+    }
+}
+
 /// The terminal mode to restore, for the panic hook.
 static SAVED: Mutex<Option<libc::termios>> = Mutex::new(None);
 
 /// stdin in cbreak mode until dropped.
-pub(super) struct Cbreak {
+struct Cbreak {
     saved: libc::termios,
 }
 
 impl Cbreak {
     /// Turns off line editing and echo on stdin (keeping signals and output
     /// processing), after saving the mode to restore.
-    pub(super) fn enter() -> std::io::Result<Cbreak> {
+    fn enter() -> std::io::Result<Cbreak> {
         // SAFETY: termios is plain data; tcgetattr fills it or fails.
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };
         if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut saved) } != 0 {
@@ -110,7 +131,7 @@ fn install_panic_hook() {
 /// The keys pressed, from a thread that reads stdin until it ends or the
 /// receiver is gone (the thread is left blocked in its read when the demo
 /// ends; the process exits right after).
-pub(super) fn read_keys() -> mpsc::UnboundedReceiver<Key> {
+fn read_keys() -> mpsc::UnboundedReceiver<Key> {
     let (tx, rx) = mpsc::unbounded_channel();
     let spawned = std::thread::Builder::new().name("demo-keys".into()).spawn(move || {
         let mut stdin = std::io::stdin();

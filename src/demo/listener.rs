@@ -12,8 +12,12 @@ use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
-use super::{BATON_METRIC, PREFIX};
+use super::words::count;
 
+/// `[statsd] prefix` and `[baton] metric` the listener parses; the demo
+/// configures its agents with them.
+pub(super) const PREFIX: &str = "herd";
+pub(super) const BATON_METRIC: &str = "baton";
 /// Receive buffer asked of the kernel for the listener: the baton gauge goes
 /// out at every pass, tens of thousands of lines a second.
 const LISTENER_BUFFER: usize = 1 << 20;
@@ -288,17 +292,17 @@ impl Stats {
             .filter(|v| (v.most_members.saturating_sub(1) as usize) < peers)
             .map(|v| {
                 format!(
-                    "{} saw {} of {peers} {}",
+                    "{} saw {} of {}",
                     v.name,
                     v.most_members.saturating_sub(1),
-                    plural(peers, "peer")
+                    count(peers as u64, "peer")
                 )
             })
             .collect();
         let seen = if peers == 0 {
             "no peers to see".to_owned()
         } else if short.is_empty() {
-            format!("every node saw {peers} {}", plural(peers, "peer"))
+            format!("every node saw {}", count(peers as u64, "peer"))
         } else {
             short.join(", ")
         };
@@ -313,21 +317,14 @@ impl Stats {
                 "no baton passes seen yet (the relay starts two heartbeats, 2 s, after the agents)".to_owned()
             }
         };
-        format!("summary: {n} {}, {seen}, {relay}", plural(n, "node"))
+        format!("summary: {}, {seen}, {relay}", count(n as u64, "node"))
     }
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 { word.to_owned() } else { format!("{word}s") }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(n: usize) -> Vec<String> {
-        super::super::node_names(n)
-    }
+    use crate::demo::words::node_names as names;
 
     #[test]
     fn parses_dogstatsd_lines() {

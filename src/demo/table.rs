@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use super::cluster::Layout;
 use super::events::Events;
 use super::listener::Stats;
 
@@ -27,14 +28,15 @@ pub(super) struct Header {
 }
 
 /// One table block: the header line, the column titles and a row per node,
-/// each line ending in `\n`; with `events` (the keys are on), a status
-/// column and the events area. Plain text; the [`Screen`] adds any escapes.
+/// each line ending in `\n`; with `keys` (they are on: the events and the
+/// cluster's layout), a status column and the events area. Plain text; the
+/// [`Screen`] adds any escapes.
 pub(super) fn render(
     header: &Header,
     stats: &mut Stats,
     now: Instant,
     elapsed: Duration,
-    events: Option<&Events>,
+    keys: Option<(&Events, &Layout)>,
 ) -> String {
     let mut out = format!(
         "herd demo: cluster {}, gossip port {} on 127.0.0.1, {} s",
@@ -45,16 +47,16 @@ pub(super) fn render(
     if let Some(s) = header.seconds {
         out.push_str(&format!(" of {}", s.as_secs()));
     }
-    match (events, header.tty) {
+    match (keys, header.tty) {
         (Some(_), _) => out.push_str(&format!(" ({KEYS_HELP}; Ctrl-C stops)")),
         (None, true) => out.push_str(" (Ctrl-C stops)"),
         (None, false) => {}
     }
     out.push('\n');
     let mut rows = stats.rows(now);
-    if let Some(e) = events {
+    if let Some((_, layout)) = keys {
         // A dead node's last gauges are no longer the present.
-        for (_, r) in rows.iter_mut().enumerate().filter(|(i, _)| e.is_dead(*i)) {
+        for (_, r) in rows.iter_mut().enumerate().filter(|(i, _)| !layout.is_live(*i)) {
             r[1] = "-".to_owned();
             r[5] = "-".to_owned();
         }
@@ -75,11 +77,11 @@ pub(super) fn render(
         out.push_str(text.trim_end());
         out.push('\n');
     };
-    line(COLUMNS, events.map(|_| STATUS), &mut out);
+    line(COLUMNS, keys.map(|_| STATUS), &mut out);
     for (i, r) in rows.iter().enumerate() {
-        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], events.map(|e| e.status(i)), &mut out);
+        line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]], keys.map(|(_, l)| l.status(i)), &mut out);
     }
-    if let Some(e) = events {
+    if let Some((e, _)) = keys {
         out.push_str("\nevents:\n");
         let recent = e.recent(EVENT_LINES);
         if recent.is_empty() {
@@ -132,10 +134,7 @@ impl Screen {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(n: usize) -> Vec<String> {
-        super::super::node_names(n)
-    }
+    use crate::demo::words::node_names as names;
 
     #[test]
     fn renders_an_aligned_plain_table() {

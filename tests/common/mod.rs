@@ -21,7 +21,7 @@
 //! Must not: depend on timing finer than the agent's own (the callers choose
 //! timeouts from the configured heartbeat), or leave children running.
 
-// Each test binary (`cluster`, `cli`) uses a different part of this module.
+// Each test binary (`membership`, `cli`) uses a different part of this module.
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
@@ -35,13 +35,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-mod compat;
 mod ports;
 mod statsd;
 
 // As with dead code: each test binary uses some of these.
-#[allow(unused_imports)]
-pub use compat::{previous_build, previous_release, previous_tree};
 #[allow(unused_imports)]
 pub use ports::{free_tcp_port, free_udp_port};
 #[allow(unused_imports)]
@@ -195,6 +192,16 @@ impl Spec {
 
     pub fn secret(self, secret: &str) -> Spec {
         self.gossip("secret", &toml_str(secret))
+    }
+
+    /// Reads its keyring from `path` (`[gossip] secret_file`).
+    pub fn secret_file(self, path: &std::path::Path) -> Spec {
+        self.gossip("secret_file", &toml_str(&path.display().to_string()))
+    }
+
+    /// Reports to `statsd`, every 100 ms.
+    pub fn statsd(self, statsd: &Statsd) -> Spec {
+        self.set("statsd", "address", &statsd.address()).set("statsd", "flush_interval", &toml_str("100ms"))
     }
 
     pub fn to_toml(&self) -> String {
@@ -577,6 +584,41 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
 pub fn report_line(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// A secret rotation's cluster (README "Rotating the secret"): agents that
+/// each read their keyring from a file of their own, relaying every 20 ms
+/// and reporting to a StatsD listener.
+pub struct KeyFiles {
+    pub cluster: Cluster,
+    pub statsd: Statsd,
+    dir: tempfile::TempDir,
+}
+
+impl KeyFiles {
+    pub fn new(tag: &str) -> KeyFiles {
+        let cluster = Cluster::new(tag);
+        let statsd = Statsd::start();
+        KeyFiles { cluster, statsd, dir: tempfile::tempdir().expect("temporary directory") }
+    }
+
+    /// The file agent `name` reads its keyring from.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.keys"))
+    }
+
+    /// Writes `keys` (one a line, the first seals) to `name`'s file.
+    pub fn write(&self, name: &str, keys: &str) {
+        std::fs::write(self.path(name), keys).unwrap();
+    }
+
+    pub fn spec(&self, name: &str) -> Spec {
+        self.cluster
+            .node(name)
+            .secret_file(&self.path(name))
+            .set("baton", "hold", &toml_str("20ms"))
+            .statsd(&self.statsd)
+    }
 }
 
 /// Until every agent of `agents` has logged `member up` for every other

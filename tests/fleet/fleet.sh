@@ -85,7 +85,7 @@ need_root() {
 
 hub() { echo "$PREFIX-$1-hub"; }
 state() { echo "$STATE/$1"; }
-# Pi I's hostname: psa, psb, ... (the seed's names).
+# Pi I's hostname: psa, psb, ... (as herd demo names its nodes).
 name_of() {
   local letters=abcdefghijklmnopqrstuvwxyz
   echo "ps${letters:$(($1 - 1)):1}"

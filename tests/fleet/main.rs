@@ -11,6 +11,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
+/// The previous release, built from git history (the rolling upgrade).
+#[path = "../compat/previous.rs"]
+mod previous;
 
 mod deploy;
 mod lifecycle;

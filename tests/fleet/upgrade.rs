@@ -1,8 +1,9 @@
-//! Scenario 7 (the fleet issue's "later"): a rolling upgrade from the
-//! previous release (tests/compat/previous-release, built from git history)
-//! to this one, with `deploy/install.sh`, one host at a time, as an operator
-//! does it: the previous release's own config stays installed. Never a `member down`, never two batons, no regeneration; at the
-//! end every Pi speaks this release's wire version to every other.
+//! A rolling upgrade from the previous release (tests/compat/previous-release,
+//! built from git history by tests/compat/previous.rs) to this one, with
+//! `deploy/install.sh`, one host at a time, as an operator does it: the
+//! previous release's own config stays installed. Never a `member down`,
+//! never two batons, no regeneration; at the end every Pi speaks this
+//! release's wire version to every other.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -12,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use herd::core::wire::VERSION;
 
-use crate::common::{assert_one_baton, gauges, may_run, previous_build, previous_tree, wait_until};
+use crate::common::{assert_one_baton, gauges, may_run, wait_until};
 use crate::harness::{Fleet, report, secs};
+use crate::previous::{previous_build, previous_tree};
 
 const PIS: usize = 3;
 

@@ -6,7 +6,7 @@
 //! counted in the right `rejected` class of each host that received it, with
 //! no effect on membership, while the baton keeps moving.
 //!
-//! How herd counts (src/core/wire.rs, node.rs): a datagram is judged once per
+//! How herd counts (src/core/wire/, src/core/node/): a datagram is judged once per
 //! receiving agent. A replay authenticates, then fails the sender's replay
 //! window (`replay`), except that an agent's own datagram coming back to it is
 //! dropped uncounted (it takes it for multicast loopback). A flipped bit

@@ -46,12 +46,6 @@ use super::Node;
 use crate::core::membership::Members;
 use crate::core::wire::{self, Sighting, VERSION};
 
-/// Room left in a heartbeat for sightings, after header, names and tag.
-/// (Header 4, nonce 24, tag 16, two names, incarnation, seq, kind, data port,
-/// heartbeat seq, flags, baton view 44, sighting count.)
-const SIGHTING_BUDGET: usize =
-    wire::MAX_DATAGRAM - 4 - 24 - 16 - 2 * (1 + wire::MAX_NAME) - 8 - 8 - 1 - 2 - 4 - 1 - 44 - 1;
-
 /// Whether the cluster is mixed, and what its heartbeats owe the previous
 /// release.
 #[derive(Debug, Default)]
@@ -103,7 +97,7 @@ impl Compat {
         if live.is_empty() {
             return sightings;
         }
-        let mut budget = SIGHTING_BUDGET;
+        let mut budget = wire::SIGHTINGS_BUDGET;
         let start = self.sighting_cursor % live.len();
         for m in live.iter().cycle().skip(start).take(live.len()) {
             let len = wire::sighting_len(&m.name);

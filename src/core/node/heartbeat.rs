@@ -11,7 +11,7 @@ use rand::{Rng, RngExt};
 
 use super::outbound::encode;
 use super::{Dest, Fanout, Node, Transmit};
-use crate::core::health::{self, Health, PeerLink};
+use crate::core::health::{Health, PeerLink};
 use crate::core::links::LinkStats;
 use crate::core::wire::{self, Heartbeat, Message, VERSION};
 
@@ -175,7 +175,7 @@ pub(super) fn links_to_send<'s>(cursor: &mut usize, stats: &'s [LinkStats]) -> V
     let mut budget = LINKS_BUDGET;
     let mut links = Vec::new();
     for s in measured.iter().cycle().skip(start).take(measured.len().min(LINKS_PER_HEARTBEAT)) {
-        let len = health::link_len(&s.peer);
+        let len = wire::link_len(&s.peer);
         if len > budget {
             break;
         }
@@ -192,7 +192,9 @@ pub(super) fn links_to_send<'s>(cursor: &mut usize, stats: &'s [LinkStats]) -> V
 
 /// Most links one heartbeat carries.
 pub(super) const LINKS_PER_HEARTBEAT: usize = 32;
-/// Bytes of links one heartbeat carries at most: with health (at most 49
-/// bytes) and the rest of a sealed heartbeat (at most 272 bytes with 63-byte
-/// names) it stays under 1,000 bytes, far from [`wire::MAX_DATAGRAM`]. 32 links to peers with names of up to 16 bytes fit.
+/// Bytes of links one heartbeat carries at most: with health (at most
+/// [`wire::MAX_HEALTH_EXT`] bytes) and the rest of a sealed heartbeat (at
+/// most [`wire::heartbeat_len`] bytes) it stays under 1,000 bytes, far from
+/// [`wire::MAX_DATAGRAM`]. 32 links to peers with names of up to 16 bytes
+/// fit.
 pub(super) const LINKS_BUDGET: usize = 640;

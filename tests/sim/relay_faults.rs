@@ -1,11 +1,12 @@
-//! Review of the baton relay against PRODUCT.md's "Exactly one baton" rules
-//! and issue 3: adversarial scenarios. Five of them found bugs, now fixed
-//! (a heal that left no baton, a graceful leave at full speed that made a
-//! second one, late regeneration after a quick restart of the holder, a
-//! regenerated counter equal to the dead holder's last gauge, and main_node
-//! pre-empted when it starts last); they stay as regression tests.
-
-mod sim;
+//! The exactly-one-baton rules (docs/design.md) under adversarial faults on
+//! the simulator: a heal, a graceful leave or a kill at full speed, a holder
+//! crashed and restarted at once, a regenerated counter after a self-pass, a
+//! main node that comes up last, is down or does not relay, two nodes, one
+//! relaying node. The first five once broke the rules (a heal that left no
+//! baton, a graceful leave at full speed that made a second one, late
+//! regeneration after a quick restart of the holder, a regenerated counter
+//! equal to the dead holder's last gauge, and main_node pre-empted when it
+//! starts last); they stay as regression tests.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -13,28 +14,9 @@ use std::time::Duration;
 use herd::core::baton::BatonEvent;
 use herd::core::node::Event;
 use rand::RngExt;
-use sim::Sim;
-use sim::relay::{Upset, assert_monotonic_per_node, relay};
 
-const SECOND: Duration = Duration::from_secs(1);
-const HEARTBEAT: Duration = SECOND;
-const REGENERATE_AFTER: Duration = Duration::from_secs(3);
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn events_since(
-    sim: &Sim,
-    t0: Duration,
-    f: impl Fn(&BatonEvent) -> bool,
-) -> Vec<(Duration, usize, BatonEvent)> {
-    sim.baton_events().into_iter().filter(|(at, _, e)| *at >= t0 && f(e)).collect()
-}
-
-fn regenerated_since(sim: &Sim, t0: Duration) -> Vec<(Duration, usize, BatonEvent)> {
-    events_since(sim, t0, |e| matches!(e, BatonEvent::Regenerated { .. }))
-}
+use crate::harness::relay::{Upset, assert_monotonic_per_node, events_since, regenerated_since, relay};
+use crate::harness::{HEARTBEAT, REGENERATE_AFTER, SECOND, Sim, ms};
 
 /// A `Passed` event: (time, passer, counter).
 type Pass = (Duration, usize, u64);
@@ -71,18 +53,19 @@ fn until_holding_still(sim: &mut Sim, i: usize) {
 }
 
 // ---------------------------------------------------------------------------
-// Findings (fail today; run with `--ignored`)
+// Cases that once broke the rules (regression tests)
 // ---------------------------------------------------------------------------
 
-/// Finding 1. A 3|3 partition: one side keeps the old baton, the other
+/// After a 3|3 partition heals, the two batons collapse to one within two
+/// heartbeats, not to none. One side keeps the old baton, the other
 /// regenerates a greater one (epoch + 1) 3 s later, so the *losing* baton has
-/// the higher counters. After the heal the losing side's nodes adopt the
-/// greater id but keep advertising their (global) `high`/`settled`; the
-/// winner's holder sees `view.id == its id && view.counter > its counter` and
-/// drops its copy as "a copy of this baton is ahead" (or its next pass is
-/// refused as Stale because `counter <= settled`). Both batons die and one is
-/// regenerated `regenerate_after` later: zero batons for ~3 s instead of
-/// "duplicates collapse to one within two heartbeats".
+/// the higher counters. The bug: after the heal the losing side's nodes
+/// adopted the greater id but kept advertising their (global)
+/// `high`/`settled`; the winner's holder saw `view.id == its id &&
+/// view.counter > its counter` and dropped its copy as "a copy of this baton
+/// is ahead" (or its next pass was refused as Stale because `counter <=
+/// settled`). Both batons died and one was regenerated `regenerate_after`
+/// later: zero batons for ~3 s.
 #[test]
 fn a_heal_collapses_duplicates_to_one_baton_not_to_none() {
     let mut failures = Vec::new();
@@ -105,14 +88,15 @@ fn a_heal_collapses_duplicates_to_one_baton_not_to_none() {
     assert!(failures.is_empty(), "{} of 10 heals lost both batons:\n{}", failures.len(), failures.join("\n"));
 }
 
-/// Finding 2. Unpaced (`hold = 0`) acks are delayed up to 25 ms, so at any
-/// moment several peers are still `Passing` to a node that has long taken
-/// their pass. When that node leaves gracefully, its `Leave` (gossip and data
-/// socket) can arrive before its flushed acks, and an ack from a member that
-/// is already `Left` is ignored by `Node::handle` (Admit::Ignored). Each such
-/// peer then "skips" the leaver in `on_members_changed` and forwards a *new*
-/// pass: a second (third...) baton in a connected cluster, and the cluster's
-/// gauge goes back (e.g. 2703 then 2699).
+/// A graceful leave at full speed makes no second baton. Unpaced (`hold =
+/// 0`) acks are delayed up to 25 ms, so at any moment several peers are still
+/// `Passing` to a node that has long taken their pass. When that node leaves
+/// gracefully, its `Leave` (gossip and data socket) can arrive before its
+/// flushed acks. The bug: an ack from a member already `Left` was ignored by
+/// `Node::handle` (Admit::Ignored), so each such peer "skipped" the leaver in
+/// `on_members_changed` and forwarded a *new* pass: a second (third...) baton
+/// in a connected cluster, and the cluster's gauge went back (e.g. 2703 then
+/// 2699).
 #[test]
 fn a_graceful_leave_at_full_speed_makes_no_second_baton() {
     let mut failures = Vec::new();
@@ -138,13 +122,14 @@ fn a_graceful_leave_at_full_speed_makes_no_second_baton() {
     );
 }
 
-/// Finding 3. The holder psa (the lowest name, hence the regenerator) crashes
-/// and is restarted 2.5 s later (systemd). Its peers never regenerate: psa is
-/// alive again in their tables, so they are not the lowest. The new psa
-/// adopts the dead baton from the first heartbeat view and `on_view` sets
-/// `last_seen = now` on adoption, so psa regenerates `regenerate_after` after
-/// its *restart*: ~5.5 s after the crash, beyond `regenerate_after` + one
-/// heartbeat (4 s).
+/// The holder psa (the lowest name, hence the regenerator) crashes and is
+/// restarted 2.5 s later (systemd): the baton is regenerated within
+/// `regenerate_after` + one heartbeat (4 s) of the crash. Its peers never
+/// regenerate: psa is alive again in their tables, so they are not the
+/// lowest. The bug: the new psa adopted the dead baton from the first
+/// heartbeat view and `on_view` set `last_seen = now` on adoption, so psa
+/// regenerated `regenerate_after` after its *restart*: ~5.5 s after the
+/// crash.
 #[test]
 fn a_crashed_and_restarted_holder_is_replaced_within_bound() {
     let mut failures = Vec::new();
@@ -166,12 +151,14 @@ fn a_crashed_and_restarted_holder_is_replaced_within_bound() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Finding 4. With `hold > 0`, a holder whose lap runs out may pass to
-/// itself: it emits `Passed { c + 1 }` and holds again, and nobody else learns
-/// c + 1 until its next heartbeat. Killed then, the regenerator's `high` is c
-/// and the regenerated baton's first gauge is c + 1 again: the same value
-/// from two hosts, not "above every counter any node emitted". (Same for a
-/// pass that is lost and whose sender dies before resending.)
+/// A regenerated baton's first gauge is above every counter any node
+/// emitted, also when the dead holder had just passed to itself. With `hold >
+/// 0`, a holder whose lap runs out may pass to itself: it emits `Passed { c +
+/// 1 }` and holds again, and nobody else learns c + 1 until its next
+/// heartbeat. The bug: killed then, the regenerator's `high` was c and the
+/// regenerated baton's first gauge was c + 1 again, the same value from two
+/// hosts. (Same for a pass that is lost and whose sender dies before
+/// resending.)
 #[test]
 fn a_regenerated_baton_continues_above_the_dead_holders_last_gauge() {
     let mut failures = Vec::new();
@@ -204,12 +191,12 @@ fn a_regenerated_baton_continues_above_the_dead_holders_last_gauge() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Finding 5. `main_node = "psd"`, and psd's agent comes up 1.5 s after the
-/// others (Pis rarely boot together). The others' fallback in `check()` fires
-/// at `started + regenerate_after` whether or not psd is alive, so psa starts
-/// the baton at 3 s and psd, which has heard of it by its own
-/// `started + start_after`, never does. (With psd 0.9-1.0 s late both start
-/// one: two batons.)
+/// `main_node = "psd"`, and psd's agent comes up 0.9 to 2.5 s after the
+/// others (Pis rarely boot together): psd starts the baton, and only psd. The
+/// bug: the others' fallback in `check()` fired at `started +
+/// regenerate_after` whether or not psd was alive, so psa started the baton
+/// at 3 s and psd, which had heard of it by its own `started + start_after`,
+/// never did. (With psd 0.9-1.0 s late both started one: two batons.)
 #[test]
 fn main_node_starts_the_baton_even_if_it_comes_up_last() {
     let mut failures = Vec::new();
@@ -232,7 +219,7 @@ fn main_node_starts_the_baton_even_if_it_comes_up_last() {
 }
 
 // ---------------------------------------------------------------------------
-// Scenarios that hold up (coverage)
+// Cases that have always held (coverage)
 // ---------------------------------------------------------------------------
 
 /// `main_node` names a node that is down: the lowest live node starts the
@@ -391,7 +378,7 @@ fn two_nodes_survivor_keeps_the_baton_until_its_peer_is_back() {
     assert_monotonic_per_node(&sim);
 }
 
-/// Only one node relays: no baton starts (it needs a peer, as in the seed),
+/// Only one node relays: no baton starts (it needs a peer),
 /// nothing spins; a second relaying node starts it.
 #[test]
 fn a_single_relaying_node_waits_for_a_peer() {
@@ -476,10 +463,11 @@ fn a_killed_lowest_holder_is_replaced_by_the_next_lowest() {
 }
 
 /// Unpaced relay (delayed and implicit acks) through random kills, graceful
-/// stops, restarts and 10 % loss periods, but no partitions (see finding 1):
-/// once things have been calm for `regenerate_after` + 2 heartbeats, one
-/// baton (the cluster's counters strictly increase, pass after pass) that
-/// never stalls longer than one skip (4 × `pass_timeout`).
+/// stops, restarts and 10 % loss periods, but no partitions (a partition has
+/// a baton on each side until the heal, see the first case above): once
+/// things have been calm for `regenerate_after` + 2 heartbeats, one baton
+/// (the cluster's counters strictly increase, pass after pass) that never
+/// stalls longer than one skip (4 × `pass_timeout`).
 #[test]
 fn unpaced_relay_through_kills_stops_and_loss() {
     for seed in [5u64, 6, 7] {

@@ -3,12 +3,14 @@
 //! wire version and speaks it to nodes that know no newer, so a cluster
 //! upgraded one node at a time stays one cluster with one baton.
 //!
-//! The previous release is built from git history (`common::compat`: a
-//! worktree of its commit under `target/compat/`, built once). Without the
-//! commit in history (a shallow clone) or a network to fetch its crates, the
-//! test says why and skips; under CI=true it fails.
+//! The previous release is built from git history (previous.rs: a worktree
+//! of its commit under `target/compat/`, built once). Without the commit in
+//! history (a shallow clone) or a network to fetch its crates, the test says
+//! why and skips; under CI=true it fails.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod previous;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -18,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use common::{
     Agent, Cluster, Spec, Statsd, assert_one_baton, expect_mesh, free_tcp_port, gauges, herd, may_run,
-    member, previous_build, previous_release, toml_str, wait_until,
+    member, toml_str, wait_until,
 };
 use herd::agent::snapshot::Snapshot;
 use herd::core::wire::{MIN_VERSION, VERSION};
+use previous::{previous_build, previous_release};
 
 fn command(bin: &Path) -> Command {
     let mut c = Command::new(bin);
@@ -59,8 +62,7 @@ fn the_previous_release_and_this_one_form_one_cluster_with_one_baton() {
             .node(name)
             .secret("two releases, one cluster")
             .set("baton", "hold", &toml_str("50ms"))
-            .set("statsd", "address", &statsd.address())
-            .set("statsd", "flush_interval", &toml_str("100ms"));
+            .statsd(&statsd);
         match addr {
             Some(a) => spec.set("status", "listen", &toml_str(&a.to_string())),
             None => spec,
@@ -94,7 +96,7 @@ fn the_previous_release_and_this_one_form_one_cluster_with_one_baton() {
     }
     let mixed = gauges(&statsd, "");
     assert_one_baton(&mixed);
-    // Gossiped health (issue 20): the previous release's members send none
+    // Gossiped health: the previous release's members send none
     // and show none; this node's own is there.
     let s = status(c_addr).expect("status of psc");
     for h in &s.health {

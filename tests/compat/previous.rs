@@ -1,8 +1,8 @@
-//! The previous release, named in `tests/compat/previous-release`, built
-//! from git history for the tests that run it beside this one (tests/compat.rs
-//! on loopback, the fleet's rolling upgrade): a worktree of its commit under
-//! `target/compat/<commit>`, built there once as the static x86_64 release
-//! binary an operator would have deployed.
+//! The previous release, named in `previous-release` beside this file, built
+//! from git history for the tests that run it beside this one (main.rs here
+//! on loopback, the fleet's rolling upgrade, which includes this file): a
+//! worktree of its commit under `target/compat/<commit>`, built there once as
+//! the static x86_64 release binary an operator would have deployed.
 //!
 //! Must not: touch this checkout's target directory or build (the old build
 //! gets none of the cargo environment the tests run in).

@@ -7,10 +7,10 @@ The client's deserializer checks every field's type, but keeps an enum value
 or a oneOf (a widget definition) it does not know as "unparsed" rather than
 failing; so every such value is found and reported too.
 
-    python3 tests/datadog_models.py DASHBOARD.json MONITORS.json
+    python3 tests/deploy/datadog_models.py DASHBOARD.json MONITORS.json
 
 Prints one line per object loaded; exits 1 naming the file and the path of
-each problem. Run by tests/deploy.rs.
+each problem. Run by tests/deploy/datadog.rs.
 """
 
 import json

@@ -1,17 +1,14 @@
-//! Membership under the simulator: joins, crashes, loss, partitions, leaves,
-//! restarts and hostile datagrams, all on a virtual clock with the real core.
-
-mod sim;
+//! Membership on the simulator: joins, crashes, loss, partitions, leaves,
+//! restarts, clock offsets, shared names and hostile datagrams, all on a
+//! virtual clock with the real core.
 
 use std::time::Duration;
 
 use herd::core::membership::{Change, MemberState};
 use herd::core::node::{Dest, Event, Reason, Via};
 use herd::core::wire::WireError;
-use sim::{DATA_PORT, GOSSIP_PORT, Sim, addr};
 
-const HEARTBEAT: Duration = Duration::from_secs(1);
-const SECOND: Duration = Duration::from_secs(1);
+use crate::harness::{self, DATA_PORT, GOSSIP_PORT, HEARTBEAT, SECOND, Sim, addr};
 
 fn up(c: &Change) -> bool {
     matches!(c, Change::Up)
@@ -282,7 +279,7 @@ fn each_node_estimates_every_peers_clock_offset_within_a_millisecond() {
         let stats = sim.node(i).link_stats(sim.now);
         assert_eq!(stats.len(), 3, "node {i} measures its 3 peers: {stats:?}");
         for s in &stats {
-            let j = (0..4).find(|&j| sim::name(j) == s.peer).expect("a sim node");
+            let j = (0..4).find(|&j| harness::name(j) == s.peer).expect("a sim node");
             let truth = (skews_us[j] - own) as f64 / 1000.0;
             let estimate =
                 s.clock_offset_ms.unwrap_or_else(|| panic!("node {i} has no offset for {}", s.peer));

@@ -1,10 +1,13 @@
-//! Multi-process tests: real `herd run` agents on loopback, judged by their
-//! logs. Each test has its own gossip port and cluster name (see
-//! `common::Cluster`), so the tests run in parallel threads.
+//! Membership across real `herd run` agents on loopback, judged by their
+//! logs: joins, crash detection and leaves, a wrong secret, the secret
+//! rotated by restarts, a restart as a new life, the static, dns and
+//! broadcast strategies, and garbage datagrams. Each test has its own gossip
+//! port and cluster name (see `common::Cluster`), so the tests run in
+//! parallel threads.
 //!
 //! Timings use the defaults (heartbeat 1 s, suspect after 3 s, down after
 //! 5 s). The measured join, detection and leave times are printed; run
-//! `cargo test --test cluster -- --nocapture` to see them.
+//! `cargo test --test membership -- --nocapture` to see them.
 
 mod common;
 
@@ -12,7 +15,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{
-    Agent, Cluster, Spec, Statsd, assert_one_baton, expect_mesh, field, gauges, member, random_bytes,
+    Agent, Cluster, KeyFiles, Spec, assert_one_baton, expect_mesh, field, gauges, member, random_bytes,
     send_garbage, toml_str, wait_until,
 };
 
@@ -149,33 +152,23 @@ fn an_agent_with_the_wrong_secret_never_joins_and_is_counted() {
     }
 }
 
-/// README "Rotating the secret", by restarts: four agents, each with its own
+/// docs/operating.md, "Rotating the secret", by restarts: four agents, each with its own
 /// `secret_file`, taken through the three steps one agent at a time. Never a
 /// `member down`, one baton throughout; then an agent holding only a key
 /// nobody else has stays out.
 #[test]
 fn the_secret_is_rotated_step_by_step_without_a_split() {
-    let cluster = Cluster::new("rotate");
-    let statsd = Statsd::start();
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let rotation = KeyFiles::new("rotate");
+    let statsd = &rotation.statsd;
     let names = ["psa", "psb", "psc", "psd"];
-    let key_file = |name: &str| dir.path().join(format!("{name}.keys"));
-    let spec = |name: &str| {
-        cluster
-            .node(name)
-            .gossip("secret_file", &toml_str(&key_file(name).display().to_string()))
-            .set("baton", "hold", &toml_str("20ms"))
-            .set("statsd", "address", &statsd.address())
-            .set("statsd", "flush_interval", &toml_str("100ms"))
-    };
     for n in names {
-        std::fs::write(key_file(n), "old key\n").unwrap();
+        rotation.write(n, "old key\n");
     }
-    let mut agents: Vec<Agent> = names.iter().map(|n| Agent::start(&spec(n))).collect();
+    let mut agents: Vec<Agent> = names.iter().map(|n| Agent::start(&rotation.spec(n))).collect();
     expect_mesh(&agents, PATIENCE);
     let relaying_since = |t: Instant| {
         let all = || {
-            gauges(&statsd, "")
+            gauges(statsd, "")
                 .iter()
                 .filter(|(at, ..)| *at > t)
                 .map(|g| g.2.clone())
@@ -189,10 +182,10 @@ fn the_secret_is_rotated_step_by_step_without_a_split() {
     relaying_since(t0);
     for keys in ["old key\nnew key\n", "new key\nold key\n", "new key\n"] {
         for i in 0..names.len() {
-            std::fs::write(key_file(names[i]), keys).unwrap();
+            rotation.write(names[i], keys);
             let stopped = agents[i].sigterm();
             assert!(agents[i].wait_exit(Duration::from_secs(3)).is_some(), "{} exits", names[i]);
-            agents[i] = Agent::start(&spec(names[i]));
+            agents[i] = Agent::start(&rotation.spec(names[i]));
             for (j, a) in agents.iter().enumerate() {
                 if j != i {
                     a.expect_after(&member("up", names[i]), stopped, PATIENCE);
@@ -206,7 +199,7 @@ fn the_secret_is_rotated_step_by_step_without_a_split() {
     }
     let rotated = t0.elapsed();
     relaying_since(Instant::now());
-    let g = gauges(&statsd, "");
+    let g = gauges(statsd, "");
     assert_one_baton(&g);
     for a in &agents {
         assert!(
@@ -217,10 +210,8 @@ fn the_secret_is_rotated_step_by_step_without_a_split() {
         );
     }
     // A straggler with the old key only: refused by all, as a key they lack.
-    let straggler = dir.path().join("psx.keys");
-    std::fs::write(&straggler, "old key\n").unwrap();
-    let psx =
-        Agent::start(&cluster.node("psx").gossip("secret_file", &toml_str(&straggler.display().to_string())));
+    rotation.write("psx", "old key\n");
+    let psx = Agent::start(&rotation.cluster.node("psx").secret_file(&rotation.path("psx")));
     let started = psx.expect("herd started", PATIENCE);
     let quiet_until = started + 3 * HEARTBEAT + Duration::from_millis(500);
     for a in &agents {

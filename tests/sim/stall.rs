@@ -1,4 +1,4 @@
-//! A stalled node under the simulator: a node frozen for seconds (SIGSTOP,
+//! A stalled node on the simulator: a node frozen for seconds (SIGSTOP,
 //! a worn SD card blocking every process) at a random instant, often the
 //! baton's holder, resuming as the agent's loop does: its queued datagrams
 //! one turn at a time, with its late timer after the first (`Sim::freeze`).
@@ -6,18 +6,16 @@
 //! before it; one baton within two heartbeats of the resume; no member
 //! marked down by the frozen node on waking; the frozen node relays again.
 
-mod sim;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use herd::core::baton::BatonEvent;
 use herd::core::membership::Change;
 use rand::RngExt;
-use sim::relay::{assert_monotonic_per_node, relay};
 
-const SECOND: Duration = Duration::from_secs(1);
-const HEARTBEAT: Duration = SECOND;
+use crate::harness::relay::{assert_monotonic_per_node, relay};
+use crate::harness::{HEARTBEAT, SECOND};
+
 const SEEDS: u64 = 200;
 
 /// What one seed's run showed.

@@ -1,6 +1,6 @@
 //! A deterministic N-node simulator that drives the real core (`herd::core`)
 //! on a virtual clock, with a seeded network that can lose packets, partition
-//! nodes and kill or restart them (STYLE.md 5).
+//! nodes and kill, restart or freeze them. The same seed gives the same run.
 //!
 //! Node `i` lives at 10.0.0.(i+1): gossip port 45892, data port 45893. A
 //! `Dest::Group` datagram reaches every other running node (multicast), each
@@ -8,7 +8,6 @@
 //! that owns the address. Latency is 1-2 ms. Every event any node reports is
 //! recorded with its virtual time and observer. relay.rs adds what the baton
 //! tests build on it: a running relay, its checks and a random run.
-#![allow(dead_code)]
 
 pub mod relay;
 
@@ -28,6 +27,16 @@ use rand::{Rng, RngExt, SeedableRng};
 
 pub const GOSSIP_PORT: u16 = 45892;
 pub const DATA_PORT: u16 = 45893;
+
+pub const SECOND: Duration = Duration::from_secs(1);
+/// Every node's heartbeat interval (the template's).
+pub const HEARTBEAT: Duration = SECOND;
+/// Every node's `[baton] regenerate_after` (the template's).
+pub const REGENERATE_AFTER: Duration = Duration::from_secs(3);
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
 
 pub struct SimNode {
     pub name: String,
@@ -149,7 +158,7 @@ pub fn pi_health(i: usize) -> Health {
 }
 
 pub fn name(i: usize) -> String {
-    // psa, psb, ... as in the seed; beyond 26, ps<i>.
+    // psa, psb, ...; beyond 26, ps<i>.
     if i < 26 { format!("ps{}", (b'a' + i as u8) as char) } else { format!("ps{i}") }
 }
 
@@ -171,7 +180,7 @@ impl Sim {
         };
         let tuning = Tuning {
             keys: vec![b"sim secret".to_vec()],
-            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_interval: HEARTBEAT,
             suspect_after: Duration::from_secs(3),
             down_after: Duration::from_secs(5),
             // Off unless a test turns it on, so membership tests see only
@@ -182,7 +191,7 @@ impl Sim {
                 hold: Duration::from_millis(100),
                 pass_timeout: Duration::from_millis(250),
                 max_retries: 3,
-                regenerate_after: Duration::from_secs(3),
+                regenerate_after: REGENERATE_AFTER,
             },
             links: LinkConfig { probe_interval: Duration::from_secs(1), window: 60, sweep: false },
         };
@@ -249,6 +258,18 @@ impl Sim {
         self.nodes[i].backlog.clear();
         self.nodes[i].node = Some(Node::new(cfg, rng, self.now));
         self.drain(i);
+    }
+
+    /// `n` nodes relaying at the shipped pace (`hold = "100ms"`), every one
+    /// gossiping a Pi's health as agents do ([`Sim::set_health_all`] once the
+    /// cluster has formed), run for `settle` after that.
+    pub fn settled(n: usize, seed: u64, settle: Duration) -> Sim {
+        let mut sim = Sim::new(n, seed).with_baton(Duration::from_millis(100));
+        sim.start_all_within(HEARTBEAT);
+        sim.run_for(2 * SECOND);
+        sim.set_health_all();
+        sim.run_for(settle);
+        sim
     }
 
     /// Starts all nodes, each at a random phase within the first `spread`.

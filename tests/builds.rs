@@ -153,8 +153,7 @@ fn a_cluster_of_every_arm_build_and_a_native_agent_relays_the_baton() {
             .gossip("if_addr", &toml_str(&ip(name)))
             .secret("mixed")
             .set("baton", "hold", &toml_str("200ms"))
-            .set("statsd", "address", &statsd.address())
-            .set("statsd", "flush_interval", &toml_str("100ms"))
+            .statsd(&statsd)
     };
     let mut agents: Vec<(&str, Agent)> =
         ARMS.iter().map(|arm| (arm.node, Agent::start_with(&spec(arm.node), arm.command()))).collect();

@@ -1,17 +1,13 @@
-//! Scale under the simulator: what one node sends and receives at 32 and at
+//! Scale on the simulator: what one node sends and receives at 32 and at
 //! 256 members with the baton relaying at the default pace and every node
-//! gossiping its health, and that detection, leaves and joins keep their bounds at 256 (issue 19). Every
-//! figure is printed as a `SIM |` line for the closing note.
-
-mod sim;
+//! gossiping its health, and that detection, leaves and joins keep their
+//! bounds at 256. Every figure is printed as a `SIM |` line.
 
 use std::time::Duration;
 
 use herd::core::membership::{Change, MemberState};
-use sim::Sim;
 
-const SECOND: Duration = Duration::from_secs(1);
-const HEARTBEAT: Duration = SECOND;
+use crate::harness::{HEARTBEAT, SECOND, Sim, Traffic};
 
 /// Per node and second, averaged over the running nodes: datagrams and
 /// bytes sent, datagrams and bytes received, and the busiest node's bytes
@@ -25,14 +21,10 @@ struct Rates {
     worst_recv_b: f64,
 }
 
-/// A cluster of `n` with the baton at `hold = "100ms"`, formed and settled.
+/// A cluster of `n` with the baton at `hold = "100ms"` and every node's
+/// health set, formed and settled.
 fn settled(n: usize, seed: u64) -> Sim {
-    let mut sim = Sim::new(n, seed).with_baton(Duration::from_millis(100));
-    sim.start_all_within(HEARTBEAT);
-    sim.run_for(2 * SECOND);
-    // Every node gossips its health and links too (issue 20), as agents do.
-    sim.set_health_all();
-    sim.run_for(28 * SECOND);
+    let sim = Sim::settled(n, seed, 28 * SECOND);
     for a in 0..n {
         let live = sim.node(a).cluster_size();
         assert_eq!(live, n, "node {a} lists {live} of {n}");
@@ -45,7 +37,7 @@ fn measure(sim: &mut Sim, window: Duration) -> Rates {
     sim.run_for(window);
     let n = sim.nodes.len() as f64;
     let s = window.as_secs_f64();
-    let sum = |v: &[sim::Traffic], f: fn(&sim::Traffic) -> u64| v.iter().map(f).sum::<u64>() as f64 / n / s;
+    let sum = |v: &[Traffic], f: fn(&Traffic) -> u64| v.iter().map(f).sum::<u64>() as f64 / n / s;
     Rates {
         sent_dg: sum(&sim.sent, |t| t.datagrams),
         sent_b: sum(&sim.sent, |t| t.bytes),
@@ -67,7 +59,7 @@ fn per_node_traffic_at_256_stays_within_twice_that_at_32() {
     let mut small = settled(32, 1);
     let at32 = measure(&mut small, 120 * SECOND);
     report(32, at32);
-    // The issue's budget at 32 agents.
+    // The traffic budget per node at 32 agents.
     assert!(at32.sent_dg <= 6.0, "{at32:?}");
     assert!(at32.sent_b <= 600.0, "{at32:?}");
     assert!(at32.recv_b <= 1500.0, "{at32:?}");

@@ -1,0 +1,138 @@
+//! The driver over an in-memory network: two whole agents.
+
+use super::*;
+use crate::agent::setup::node_config;
+use crate::agent::statsd::spy;
+use crate::agent::transport::memory::{Endpoint, Network};
+use crate::core::membership::MemberState;
+
+type Lines = Box<dyn Fn() -> Vec<String>>;
+
+/// `ip` is advertised in heartbeats, so it must be the endpoint's.
+fn config(name: &str, ip: std::net::IpAddr) -> Config {
+    let text = format!(
+        "[node]\nname = \"{name}\"\ncluster = \"unit\"\n\
+         [gossip]\nif_addr = \"{ip}\"\nsecret = \"unit secret\"\nheartbeat_interval = \"100ms\"\n\
+         suspect_after = \"300ms\"\ndown_after = \"500ms\"\n\
+         [links]\nprobe_interval = \"100ms\"\n\
+         [baton]\nhold = \"5ms\"\n[status]\nlisten = \"\"\n\
+         [telemetry]\nsysfs_root = \"/nonexistent\"\n"
+    );
+    Config::from_toml_str(&text, "unit.toml").unwrap()
+}
+
+/// A whole agent over endpoint `i`; its metrics go to a spy, whose lines
+/// the returned closure takes.
+fn agent(net: &Network, i: u8, name: &str) -> (Driver<Endpoint>, Lines) {
+    let endpoint = net.endpoint(i);
+    let config = config(name, endpoint.data.ip());
+    let node = Node::new(node_config(&config, endpoint.data.port(), None), rand::make_rng(), Instant::now());
+    let mut driver = Driver::new(&config, node, endpoint, Inputs::default());
+    let (metrics, lines) = spy::metrics(&config, name);
+    driver.set_reporter(Reporter::with_metrics(&config, metrics));
+    (driver, Box::new(lines))
+}
+
+/// Turns both drivers until `done` holds; fails after 5 s.
+async fn drive_until(
+    a: &mut Driver<Endpoint>,
+    b: &mut Driver<Endpoint>,
+    done: impl Fn(&Node<SmallRng>, &Node<SmallRng>) -> bool,
+) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while !done(&a.node, &b.node) {
+        assert!(Instant::now() < end, "not done within 5 s");
+        tokio::select! {
+            _ = a.turn() => {}
+            _ = b.turn() => {}
+        }
+    }
+}
+
+fn state(n: &Node<SmallRng>, peer: &str) -> Option<MemberState> {
+    n.members().get(peer).map(|m| m.state)
+}
+
+/// A config handed in (`run_with`'s control channel) is applied as a
+/// reload: a keyring the peer does not share cuts the two apart (each
+/// sees the other down, its datagrams refused as auth), and the shared
+/// secret again brings them back.
+#[tokio::test]
+async fn a_config_handed_in_rekeys_like_a_reload() {
+    let net = Network::default();
+    let (mut a, _) = agent(&net, 0, "psa");
+    let (mut b, _) = agent(&net, 1, "psb");
+    let (tx, rx) = mpsc::channel(1);
+    b.inputs.apply = Some(rx);
+    let alive = Some(MemberState::Alive);
+    drive_until(&mut a, &mut b, |a, b| state(a, "psb") == alive && state(b, "psa") == alive).await;
+
+    let shared = b.running.config().clone();
+    let mut apart = shared.clone();
+    apart.gossip.keys = vec![crate::config::Secret(b"another secret".to_vec())];
+    tx.try_send(apart).unwrap();
+    let down = Some(MemberState::Down);
+    drive_until(&mut a, &mut b, |a, b| state(a, "psb") == down && state(b, "psa") == down).await;
+    assert!(a.node.rejections().auth > 0 && b.node.rejections().auth > 0);
+    assert_eq!(b.node.key_ids().len(), 1);
+    assert_ne!(b.node.key_ids(), a.node.key_ids());
+
+    tx.try_send(shared).unwrap();
+    drive_until(&mut a, &mut b, |a, b| state(a, "psb") == alive && state(b, "psa") == alive).await;
+    assert_eq!(b.node.key_ids(), a.node.key_ids());
+}
+
+#[tokio::test]
+async fn two_drivers_over_memory_join_relay_one_baton_and_leave() {
+    let net = Network::default();
+    let (mut a, a_lines) = agent(&net, 0, "psa");
+    let (mut b, b_lines) = agent(&net, 1, "psb");
+    let alive = Some(MemberState::Alive);
+    drive_until(&mut a, &mut b, |a, b| state(a, "psb") == alive && state(b, "psa") == alive).await;
+    drive_until(&mut a, &mut b, |a, b| a.relay().high() >= 20 && b.relay().high() >= 20).await;
+
+    // Each driver reported its own passes as `baton:<n>|g|#host:<node>`,
+    // and together they are one rising counter: one baton.
+    let gauges = |lines: Vec<String>, host: &str| -> Vec<u64> {
+        let suffix = format!("|g|#host:{host}");
+        let mut out = Vec::new();
+        for l in lines.iter().filter(|l| l.starts_with("baton:")) {
+            let n = l.strip_prefix("baton:").and_then(|r| r.strip_suffix(suffix.as_str()));
+            out.push(n.unwrap_or_else(|| panic!("{l:?}")).parse::<u64>().unwrap());
+        }
+        out
+    };
+    let (from_a, from_b) = (gauges(a_lines(), "psa"), gauges(b_lines(), "psb"));
+    assert!(!from_a.is_empty() && !from_b.is_empty(), "{from_a:?} {from_b:?}");
+    assert_eq!(from_a.len() as u64, a.reporter.totals().passes);
+    let mut all: Vec<u64> = from_a.iter().chain(&from_b).copied().collect();
+    all.sort_unstable();
+    let distinct = all.len();
+    all.dedup();
+    assert_eq!(all.len(), distinct, "a counter sent twice: {from_a:?} {from_b:?}");
+    assert!(from_a.windows(2).all(|w| w[0] < w[1]), "{from_a:?}");
+
+    a.leave();
+    assert_eq!(a.node.poll_timeout(), None, "a node that left has no deadline");
+    drive_until(&mut a, &mut b, |_, b| state(b, "psa") == Some(MemberState::Left)).await;
+    let last = a_lines();
+    assert!(last.iter().any(|l| l == "herd.members:2|g|#host:psa"), "final flush: {last:?}");
+}
+
+/// The page's charts are sampled on: a reload rebuilds the other periodic
+/// jobs from the new config, and no reloadable key touches the charts.
+#[tokio::test]
+async fn a_reload_keeps_the_charts_sampled() {
+    let net = Network::default();
+    let (mut a, _) = agent(&net, 0, "psa");
+    let start = Instant::now();
+    a.history = Some(History::new());
+    a.jobs.history = Some(Every { period: history::EVERY, next: start });
+    let mut faster = a.running.config().clone();
+    faster.statsd.flush_interval = Duration::from_millis(500);
+    a.apply(faster, "unit.toml");
+    assert!(a.jobs.history.is_some(), "the charts' job outlived the reload");
+    a.drive_jobs(start + history::EVERY);
+    let h = a.history.as_ref().unwrap();
+    assert_eq!(h.samples.len(), 1, "sampled after the reload");
+}

@@ -1,0 +1,271 @@
+//! codec: the envelope around every message and its seal. [`Codec`] writes
+//! and checks the header (magic, version, flags, and when sealed the key id
+//! and nonce), the body's envelope fields (cluster, sender, incarnation, seq)
+//! and the tag; it derives the keys (HKDF-SHA256 from each secret and the
+//! cluster name, with their 4-byte ids), keeps the per-sender subkeys, and
+//! makes every nonce unique. The message inside is `messages`' business.
+
+use chacha20::{R20, hchacha};
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use hkdf::Hkdf;
+use sha2::Sha256;
+
+use super::{
+    Envelope, MAGIC, MAX_ACCEPTED, MAX_NAME, MIN_VERSION, Reader, VERSION, WireError, messages, put_str,
+};
+
+const FLAG_SEALED: u8 = 0x01;
+const KEY_ID_LEN: usize = 4;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+const PLAIN_HEADER: usize = 4;
+
+/// Header length of a sealed datagram of `version`.
+const fn sealed_header(version: u8) -> usize {
+    PLAIN_HEADER + if version >= 3 { KEY_ID_LEN } else { 0 } + NONCE_LEN
+}
+
+/// The most bytes a sealed datagram of `version` takes besides its message
+/// (kind and payload): header, cluster and sender names of [`MAX_NAME`]
+/// bytes, incarnation, seq and tag.
+pub(super) const fn envelope_len(version: u8) -> usize {
+    sealed_header(version) + 2 * (1 + MAX_NAME) + 8 + 8 + TAG_LEN
+}
+
+/// Most senders' subkeys [`Codec::open`] keeps (48 bytes each).
+const SUBKEYS: usize = 512;
+
+/// Encodes and decodes one cluster's datagrams; holds the derived keys.
+pub struct Codec {
+    cluster: String,
+    keys: Option<Keys>,
+    /// Random per process: with `seq`, makes every nonce unique (see `seal`).
+    nonce_salt: [u8; 16],
+}
+
+/// XChaCha20-Poly1305 with nonce `salt ‖ seq` is ChaCha20-Poly1305 under the
+/// subkey `HChaCha20(key, salt)` with nonce `0⁴ ‖ seq` (that is how XChaCha
+/// is defined). A sender's salt is fixed for its life, so its subkey is
+/// computed once, not per datagram: the wire format is unchanged, and a
+/// baton pass costs two ChaCha20 blocks per side instead of three.
+struct Keys {
+    /// The keyring; the first key seals.
+    ring: Vec<RingKey>,
+    /// Ours, for sealing: the first key's subkey under our salt.
+    own: ChaCha20Poly1305,
+    /// Senders' subkeys by (salt, ring index), oldest first; entered only
+    /// once a datagram under them authenticated, so garbage cannot fill it.
+    senders: std::collections::VecDeque<([u8; 16], usize, ChaCha20Poly1305)>,
+}
+
+struct RingKey {
+    key: Key,
+    id: [u8; KEY_ID_LEN],
+}
+
+impl RingKey {
+    /// The cluster's key for `secret`, and its id: both from HKDF-SHA256, so
+    /// the id (sent in the clear) tells nothing about the key.
+    fn derive(cluster: &str, secret: &[u8]) -> RingKey {
+        let hk = Hkdf::<Sha256>::new(Some(b"herd gossip v1"), secret);
+        let mut key = [0u8; 32];
+        hk.expand(cluster.as_bytes(), &mut key).expect("32 bytes is a valid HKDF-SHA256 length");
+        let mut id = [0u8; KEY_ID_LEN];
+        hk.expand_multi_info(&[b"herd key id\0", cluster.as_bytes()], &mut id)
+            .expect("4 bytes is a valid HKDF-SHA256 length");
+        RingKey { key: Key::from(key), id }
+    }
+}
+
+impl Keys {
+    fn subkey(key: &Key, salt: &[u8; 16]) -> ChaCha20Poly1305 {
+        ChaCha20Poly1305::new(&hchacha::<R20>(key, &(*salt).into()))
+    }
+}
+
+/// The ChaCha20 nonce that goes with a subkey: the last 8 bytes of the
+/// 24-byte XChaCha nonce after four zero bytes.
+fn inner_nonce(seq: &[u8]) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(seq);
+    n.into()
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec").field("cluster", &self.cluster).field("keys", &self.key_ids()).finish()
+    }
+}
+
+impl Codec {
+    /// `nonce_salt` must be random per process (the core draws it from its
+    /// injected RNG); `secrets` is the keyring (the first seals, every one
+    /// opens); none sends and accepts only plain datagrams.
+    pub fn new<S: AsRef<[u8]>>(cluster: &str, secrets: &[S], nonce_salt: [u8; 16]) -> Codec {
+        let keys = (!secrets.is_empty()).then(|| {
+            let ring: Vec<RingKey> = secrets.iter().map(|s| RingKey::derive(cluster, s.as_ref())).collect();
+            let own = Keys::subkey(&ring[0].key, &nonce_salt);
+            Keys { ring, own, senders: std::collections::VecDeque::new() }
+        });
+        Codec { cluster: cluster.to_owned(), keys, nonce_salt }
+    }
+
+    pub fn is_sealed(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// This codec with another keyring (a reload): the same cluster and
+    /// nonce salt, so the sequence numbers this node goes on with keep every
+    /// nonce unique.
+    pub fn rekeyed<S: AsRef<[u8]>>(&self, secrets: &[S]) -> Codec {
+        Codec::new(&self.cluster, secrets, self.nonce_salt)
+    }
+
+    /// The keyring's key ids as 8 hex digits, sealing key first: what logs
+    /// and the status endpoint show of the keys (never the keys).
+    pub fn key_ids(&self) -> Vec<String> {
+        let ring = self.keys.as_ref().map_or(&[][..], |k| &k.ring[..]);
+        ring.iter().map(|k| format!("{:08x}", u32::from_be_bytes(k.id))).collect()
+    }
+
+    /// Encodes `env` as wire version `env.version` ([`MIN_VERSION`] to
+    /// [`VERSION`]; its `cluster` field is ignored: this codec's cluster is
+    /// written) into `out`, replacing its contents.
+    pub fn encode_into(&self, env: &Envelope<'_>, out: &mut Vec<u8>) {
+        let version = env.version.clamp(MIN_VERSION, VERSION);
+        out.clear();
+        out.extend_from_slice(&MAGIC);
+        out.push(version);
+        let sealed = self.keys.as_ref();
+        out.push(if sealed.is_some() { FLAG_SEALED } else { 0 });
+        let mut nonce = [0u8; NONCE_LEN];
+        if let Some(keys) = sealed {
+            if version >= 3 {
+                out.extend_from_slice(&keys.ring[0].id);
+            }
+            // Nonce = per-process random salt ‖ seq: unique for every datagram
+            // any node ever sends under this key (XChaCha's 192-bit nonce
+            // leaves room for a 128-bit random part).
+            nonce[..16].copy_from_slice(&self.nonce_salt);
+            nonce[16..].copy_from_slice(&env.seq.to_be_bytes());
+            out.extend_from_slice(&nonce);
+        }
+        let body_start = out.len();
+        put_str(out, &self.cluster);
+        put_str(out, env.from);
+        out.extend_from_slice(&env.incarnation.to_be_bytes());
+        out.extend_from_slice(&env.seq.to_be_bytes());
+        messages::encode(&env.msg, version, out);
+        if let Some(keys) = sealed {
+            let (header, body) = out.split_at_mut(body_start);
+            let tag = keys
+                .own
+                .encrypt_inout_detached(&inner_nonce(&nonce[16..]), header, body.into())
+                .expect("XChaCha20-Poly1305 encrypts any datagram-sized buffer");
+            out.extend_from_slice(&tag);
+        }
+    }
+
+    pub fn encode(&self, env: &Envelope<'_>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        self.encode_into(env, &mut out);
+        out
+    }
+
+    /// Checks, decrypts (in place) and decodes one datagram of any version
+    /// this release understands. Any byte string gives `Ok` or a
+    /// [`WireError`], never a panic. `&mut`: it remembers the subkeys of
+    /// senders it authenticated.
+    pub fn open<'a>(&mut self, buf: &'a mut [u8]) -> Result<Envelope<'a>, WireError> {
+        if buf.len() > MAX_ACCEPTED {
+            return Err(WireError::Oversized(buf.len()));
+        }
+        if buf.len() < PLAIN_HEADER {
+            return Err(WireError::Truncated);
+        }
+        if buf[..2] != MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        let version = buf[2];
+        if !(MIN_VERSION..=VERSION).contains(&version) {
+            return Err(WireError::UnsupportedVersion(version));
+        }
+        let sealed = buf[3] & FLAG_SEALED != 0;
+        if buf[3] & !FLAG_SEALED != 0 {
+            return Err(WireError::Malformed("flags"));
+        }
+        let body: &'a [u8] = match (&mut self.keys, sealed) {
+            (None, false) => &buf[PLAIN_HEADER..],
+            (Some(_), false) => return Err(WireError::Unauthenticated),
+            (None, true) => return Err(WireError::UnexpectedSealed),
+            (Some(keys), true) => keys.unseal(version, buf)?,
+        };
+        let mut r = Reader(body);
+        let cluster = r.str("cluster")?;
+        if cluster != self.cluster {
+            // Sealed datagrams of other clusters already failed authentication
+            // (the key binds the cluster name); this catches plain ones.
+            return Err(WireError::OtherCluster);
+        }
+        let from = r.str("sender name")?;
+        if from.is_empty() {
+            return Err(WireError::Malformed("sender name"));
+        }
+        let incarnation = r.u64("incarnation")?;
+        let seq = r.u64("sequence number")?;
+        let msg = messages::decode(&mut r, version)?;
+        if !r.0.is_empty() {
+            return Err(WireError::Malformed("trailing bytes"));
+        }
+        Ok(Envelope { version, cluster, from, incarnation, seq, msg })
+    }
+}
+
+impl Keys {
+    /// Authenticates and decrypts a sealed datagram in place; its body. A
+    /// version 3 datagram names its key; a version 2 one is tried with the
+    /// key that opened its sender's last one, then with every key (a failed
+    /// try leaves the buffer as it was: the tag is checked before decrypting).
+    fn unseal<'a>(&mut self, version: u8, buf: &'a mut [u8]) -> Result<&'a [u8], WireError> {
+        let header_len = sealed_header(version);
+        if buf.len() < header_len + TAG_LEN {
+            return Err(WireError::Truncated);
+        }
+        let (header, rest) = buf.split_at_mut(header_len);
+        let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        let nonce_at = header_len - NONCE_LEN;
+        let salt: [u8; 16] = header[nonce_at..nonce_at + 16].try_into().expect("16 bytes");
+        let nonce = inner_nonce(&header[nonce_at + 16..]);
+        let tag = Tag::try_from(&*tag).map_err(|_| WireError::Truncated)?;
+        let candidates: Vec<usize> = if version >= 3 {
+            let id: [u8; KEY_ID_LEN] =
+                header[PLAIN_HEADER..PLAIN_HEADER + KEY_ID_LEN].try_into().expect("4 bytes");
+            let index = self
+                .ring
+                .iter()
+                .position(|k| k.id == id)
+                .ok_or(WireError::UnknownKey(u32::from_be_bytes(id)))?;
+            vec![index]
+        } else {
+            let last = self.senders.iter().rev().find(|(s, ..)| *s == salt).map(|(_, i, _)| *i);
+            last.into_iter().chain((0..self.ring.len()).filter(|i| Some(*i) != last)).collect()
+        };
+        for index in candidates {
+            let known = self.senders.iter().position(|(s, i, _)| *s == salt && *i == index);
+            let fresh = known.is_none().then(|| Keys::subkey(&self.ring[index].key, &salt));
+            let Some(cipher) = known.map(|k| &self.senders[k].2).or(fresh.as_ref()) else { continue };
+            if cipher.decrypt_inout_detached(&nonce, header, (&mut *body).into(), &tag).is_err() {
+                continue;
+            }
+            if let Some(fresh) = fresh {
+                if self.senders.len() == SUBKEYS {
+                    self.senders.pop_front();
+                }
+                self.senders.push_back((salt, index, fresh));
+            }
+            return Ok(body);
+        }
+        Err(WireError::AuthFailed)
+    }
+}
