@@ -58,7 +58,6 @@ use super::effects::{Effect, Effects, Unicast};
 use super::membership::{MemberState, Members};
 use super::timings::Timings;
 use super::wire::{BatonId, BatonView, Lap, LapName, PassAck};
-use pass::MAX_ACK_DELAY;
 
 /// What the relay reports (defined with every machine's outputs in
 /// `core::effects`).
@@ -158,6 +157,9 @@ pub struct Relay {
     /// regeneration before this instant.
     settle_until: Option<Instant>,
 }
+
+/// Upper bound of the delayed ack (`pass_timeout` / 5 if smaller).
+const MAX_ACK_DELAY: Duration = Duration::from_millis(25);
 
 impl Relay {
     /// A new pace, timeouts and starter (a reload): the baton, its counter

@@ -32,8 +32,9 @@ pub enum Effect {
     News(Rumored),
     /// The failure detector's conclusion on a member, for the member table.
     Verdict(Verdict),
-    /// A suspect is due a check of this node's own (the member table): the
-    /// news that settles it may have been lost.
+    /// A suspect is due a check of this node's own (the member table):
+    /// once, `settle` after the suspicion, as the news that settles it may
+    /// have been lost; every `probe_every` while members fail by silence.
     CheckSuspect { name: String, incarnation: u64, addr: SocketAddr },
     /// A member changed state (the member table).
     Member(MemberEvent),

@@ -20,9 +20,6 @@ use crate::core::wire::{self, BatonId, Lap, LapName, PassAck, PassVerdict};
 /// Most bytes of names a pass carries (keeps it inside one datagram).
 const LAP_BUDGET: usize = 1000;
 
-/// Upper bound of the delayed ack (`pass_timeout` / 5 if smaller).
-pub(super) const MAX_ACK_DELAY: Duration = Duration::from_millis(25);
-
 impl Relay {
     /// A pass (already authenticated) that arrived from `src`.
     pub fn on_pass<R: Rng>(

@@ -13,7 +13,7 @@
 //! - [`Node::recheck_mixed`] (`inbound`, after a sender was admitted with
 //!   news): the switch, the one place that tells the machines.
 //! - [`Compat::heartbeats_each_interval`]: `heartbeat` (every interval, not
-//!   a refresh every 10 intervals or N / 2), `detector` (a newcomer greeted
+//!   a refresh every 10 intervals or N / 2), `effects` (a newcomer greeted
 //!   by the next group heartbeat, brought forward, not a unicast welcome),
 //!   `inbound` (no early heartbeat for a down member heard again), `relay`
 //!   (no holder announcements), `stall` (views waited for an interval
@@ -122,7 +122,9 @@ impl<R: Rng> Node<R> {
     /// was admitted with news (a member up, down or restarted, or a newer
     /// version learnt): on a switch, the member table fails members by
     /// silence or not, the relay asks for views or not, and a switch to the
-    /// old ways heartbeats at once.
+    /// old ways heartbeats at once. Only then: a member of the previous
+    /// release that falls silent leaves the cluster mixed until the next such
+    /// datagram.
     pub(super) fn recheck_mixed(&mut self, now: Instant) {
         let mixed = self.members.live().any(|m| m.wire < VERSION);
         if mixed != self.compat.mixed {

@@ -1,5 +1,6 @@
 //! node: one herd node as a state machine. Routes each datagram through the
-//! codec and the member table, sends heartbeats, answers and sends probes,
+//! codec and the member table, sends heartbeats, drives the failure detector
+//! and the baton relay and carries out what they ask for (`core::effects`),
 //! counts and rate-limits rejections, and merges every deadline into one
 //! `poll_timeout`.
 //!
@@ -47,7 +48,8 @@
 //! a seeded simulation is reproducible).
 //!
 //! Files, one idea each:
-//! - `config`: what the shell tells the node at start;
+//! - `config`: what the shell tells the node: its identity for this life,
+//!   and its tuning, which a reload replaces whole;
 //! - `compat`: the previous release, behind one seam;
 //! - `inbound`: one datagram's path, from the codec to the member table and
 //!   on, by message;
