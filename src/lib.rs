@@ -10,9 +10,8 @@
 //! - [`core`]: the protocol, with no I/O and no clock: the wire format
 //!   ([`core::wire`]), the member table ([`core::membership`]), the failure
 //!   detector ([`core::probe`]), the baton relay ([`core::baton`]), link
-//!   statistics ([`core::links`]), a clock-free
-//!   log limiter ([`core::limit`]) and the node state machine that drives
-//!   them ([`core::node`]).
+//!   statistics ([`core::links`]) and the node state machine that drives
+//!   them ([`core::node`]) ([`core`] lists them all).
 //! - [`agent`]: the shell that owns all I/O: `herd run`'s set-up, loop and
 //!   tear-down ([`agent::runtime`]), one turn of the event loop
 //!   ([`agent::driver`]) over a [`agent::transport`], the one place that

@@ -74,7 +74,7 @@ impl History {
         };
         self.last = Some((now, counter));
         let mut temps_dc = [NO_TEMP; MAX_NODES];
-        let own = node.health().and_then(|h| h.temp_dc).map(|t| (node.config().name.as_str(), t));
+        let own = node.health().and_then(|h| h.temp_dc).map(|t| (node.identity().name.as_str(), t));
         let peers = node.board().iter().filter_map(|(name, g)| {
             let live =
                 node.members().get(name).is_some_and(|m| m.state.is_live() && m.incarnation == g.incarnation);
@@ -132,7 +132,7 @@ mod tests {
         let config = crate::config::Config::defaults_named("psa").unwrap();
         let start = Instant::now();
         let mut node = Node::new(
-            crate::agent::setup::node_config(&config, 40000),
+            crate::agent::setup::node_config(&config, 40000, None),
             rand::rngs::SmallRng::seed_from_u64(1),
             start,
         );

@@ -29,8 +29,8 @@ pub async fn run(mut config: Config, count: usize) -> Result<String> {
     config.node.name = base.chars().take(crate::core::wire::MAX_NAME).collect();
     config.gossip.data_port = 0;
     config.baton.enabled = false;
-    let (sockets, mut cfg) = setup::bind(&config)?;
-    cfg.links = LinkConfig { probe_interval: PROBE_EVERY, window: count, sweep: true };
+    let (sockets, mut cfg) = setup::bind(&config, None)?;
+    cfg.tuning.links = LinkConfig { probe_interval: PROBE_EVERY, window: count, sweep: true };
     let (resolver, seeds) = setup::start_resolver(&config, &cfg);
     let (watch, network) = setup::start_network_watch();
     let started = Instant::now();

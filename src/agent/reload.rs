@@ -107,13 +107,9 @@ impl Running {
     }
 }
 
-/// The shell's one call into the core's reconfiguration: the core's config
-/// built from `config` as at start (`setup::node_config`), with what the
-/// shell learnt since kept: the data port the socket got and the IP the
-/// driver follows. The core keeps what identifies the node.
+/// The shell's one call into the core's reconfiguration: the core's tuning
+/// built from `config` as at start (`setup::tuning`), replaced whole. What
+/// identifies the node is the core's and stays.
 fn reconfigure<R: rand::Rng>(node: &mut Node<R>, config: &Config, now: Instant) {
-    let running = node.config();
-    let mut cfg = setup::node_config(config, running.data_port);
-    cfg.ip = running.ip;
-    node.reconfigure(now, cfg);
+    node.reconfigure(now, setup::tuning(config));
 }

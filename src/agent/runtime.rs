@@ -65,12 +65,11 @@ async fn run_inner(
     shutdown: impl Future<Output = ()> + Send + 'static,
     control: Option<Control>,
 ) -> Result<()> {
-    let (sockets, mut node_cfg) = setup::bind(&config)?;
-    node_cfg.reserved = state::restore(&config);
+    let (sockets, node_cfg) = setup::bind(&config, state::restore(&config))?;
     info!(
-        node = %node_cfg.name,
-        cluster = %node_cfg.cluster,
-        incarnation = node_cfg.incarnation,
+        node = %node_cfg.identity.name,
+        cluster = %node_cfg.identity.cluster,
+        incarnation = node_cfg.identity.incarnation,
         gossip = %describe_gossip(&config),
         data = %sockets.data.local_addr()?,
         version = crate::VERSION,
@@ -79,7 +78,7 @@ async fn run_inner(
     if let Some(warning) = config.node.name_warning() {
         warn!("{warning}");
     }
-    if node_cfg.keys.is_empty() {
+    if node_cfg.tuning.keys.is_empty() {
         warn!(
             "no [gossip] secret or secret_file set: datagrams are neither authenticated nor encrypted, \
              and anyone on the network can join or disturb this cluster"

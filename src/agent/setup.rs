@@ -1,9 +1,9 @@
 //! setup: what `herd run` and `herd ping` both build from a [`Config`]
 //! before their loop: the sockets, the core's [`NodeConfig`], and the helper
 //! tasks both need (the resolver of static hosts and DNS names, the network
-//! watch, the shutdown), aborted together when the command ends. A reload builds the
-//! core's config here too ([`node_config`]), so the core is configured from
-//! a [`Config`] in one place.
+//! watch, the shutdown), aborted together when the command ends. A reload
+//! builds the core's tuning here too ([`tuning`]), so the core is configured
+//! from a [`Config`] in one place.
 //!
 //! Must not: run the loop or touch a running node (the driver drives it,
 //! `reload` reconfigures it).
@@ -20,32 +20,31 @@ use super::network;
 use crate::config::{Config, Strategy};
 use crate::core::baton::BatonConfig;
 use crate::core::links::LinkConfig;
-use crate::core::node::{Fanout, NodeConfig};
+use crate::core::node::{Fanout, Identity, NodeConfig, Tuning};
 
 /// Binds the gossip and data sockets (no network needed: see `net`) and
-/// builds the core's config with the data port the socket actually got.
-pub fn bind(config: &Config) -> Result<(Sockets, NodeConfig)> {
+/// builds the core's config with the data port the socket actually got;
+/// `reserved`: the state file's counter ceiling, read once at start
+/// (`state::restore`, `herd run` alone).
+pub fn bind(config: &Config, reserved: Option<u64>) -> Result<(Sockets, NodeConfig)> {
     let sockets = net::bind(&config.gossip)?;
-    let node = node_config(config, sockets.data.local_addr()?.port());
+    let node = node_config(config, sockets.data.local_addr()?.port(), reserved);
     Ok((sockets, node))
 }
 
 /// The core's configuration from the validated config; `data_port` is the
-/// port the data socket actually got (the config may say 0).
-pub fn node_config(config: &Config, data_port: u16) -> NodeConfig {
+/// port the data socket actually got (the config may say 0), `reserved` the
+/// state file's ceiling as read at start.
+pub fn node_config(config: &Config, data_port: u16, reserved: Option<u64>) -> NodeConfig {
     let g = &config.gossip;
     let fanout = match (g.strategy, g.broadcast_only) {
         (Strategy::Multicast, _) => Fanout::Group,
         _ => Fanout::Unicast,
     };
-    NodeConfig {
+    let identity = Identity {
         name: config.node.name.clone(),
         cluster: config.node.cluster.clone(),
         incarnation: incarnation(),
-        keys: g.keys.iter().map(|k| k.0.clone()).collect(),
-        heartbeat_interval: g.heartbeat_interval,
-        suspect_after: g.suspect_after,
-        down_after: g.down_after,
         max_members: g.max_members,
         data_port,
         // The configured address if any; the driver follows the network
@@ -53,6 +52,19 @@ pub fn node_config(config: &Config, data_port: u16) -> NodeConfig {
         ip: network::advertised(g, std::net::Ipv4Addr::UNSPECIFIED),
         gossip_port: g.port,
         fanout,
+    };
+    NodeConfig { identity, tuning: tuning(config), reserved }
+}
+
+/// What tunes the core, from the validated config: at start, and whole at
+/// each reload (`Node::reconfigure`).
+pub fn tuning(config: &Config) -> Tuning {
+    let g = &config.gossip;
+    Tuning {
+        keys: g.keys.iter().map(|k| k.0.clone()).collect(),
+        heartbeat_interval: g.heartbeat_interval,
+        suspect_after: g.suspect_after,
+        down_after: g.down_after,
         baton: BatonConfig {
             enabled: config.baton.enabled,
             main_node: config.baton.main_node.clone(),
@@ -66,9 +78,6 @@ pub fn node_config(config: &Config, data_port: u16) -> NodeConfig {
             window: config.links.window,
             sweep: false,
         },
-        // Read from the state file by `herd run` alone, once at start
-        // (`state::restore`); a reload must not read it again.
-        reserved: None,
     }
 }
 
@@ -85,7 +94,7 @@ pub type Helper<T> = (Option<JoinHandle<()>>, Option<mpsc::Receiver<T>>);
 /// The resolver of static hosts or DNS names, for the unicast strategies
 /// (nothing for multicast).
 pub fn start_resolver(config: &Config, node: &NodeConfig) -> Helper<Vec<std::net::SocketAddr>> {
-    if node.fanout != Fanout::Unicast {
+    if node.identity.fanout != Fanout::Unicast {
         return (None, None);
     }
     let (tx, rx) = mpsc::channel(1);

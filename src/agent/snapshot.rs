@@ -262,7 +262,7 @@ pub struct Inputs<'a, R> {
 
 pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
     let node = i.node;
-    let cfg = node.config();
+    let cfg = node.identity();
     let links: BTreeMap<String, _> =
         node.link_stats(i.now).into_iter().map(|l| (l.peer.clone(), l)).collect();
     let members = node
@@ -339,7 +339,7 @@ pub fn build<R: rand::Rng>(i: Inputs<'_, R>) -> Snapshot {
 
 /// This node's health and every member's, in name order.
 fn cluster_health<R: rand::Rng>(node: &Node<R>, now: Instant) -> Vec<MemberHealth> {
-    let me = &node.config().name;
+    let me = &node.identity().name;
     let mut rows: Vec<MemberHealth> = node
         .members()
         .iter()
@@ -391,7 +391,7 @@ fn link_matrix<R: rand::Rng>(node: &Node<R>, now: Instant) -> BTreeMap<String, B
         .filter_map(|l| Some((l.peer, LinkCell { rtt_ms: l.rtt_ms, loss_pct: l.loss_pct?, age_ms: 0 })))
         .collect();
     if !own.is_empty() {
-        matrix.insert(node.config().name.clone(), own);
+        matrix.insert(node.identity().name.clone(), own);
     }
     for (name, g) in node.board().iter() {
         let current = node.members().get(name).is_some_and(|m| m.incarnation == g.incarnation);

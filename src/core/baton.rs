@@ -1,4 +1,4 @@
-//! baton: the relay state machine (seed 000, made to survive failures).
+//! baton: the relay state machine, made to survive failures.
 //!
 //! One counter travels the cluster. Its holder waits `hold`, increments it
 //! (reporting [`BatonEvent::Passed`], which the shell turns into the
@@ -28,8 +28,8 @@
 //!   (views carry how long ago their sender last did), the lowest-named alive
 //!   relaying member regenerates it with `epoch + 1`, starting a margin above
 //!   `high`: a dead holder may have emitted counters nobody heard of. Where
-//!   views are not heartbeated every interval (`ask_first`: the holder
-//!   announces one about once an interval, see `core::node`), it first asks
+//!   views are not heartbeated every interval (`ask_first`, the default: the
+//!   holder announces one about once an interval, see `core::node`), it first asks
 //!   the cluster for fresher views and waits a quarter interval: the holder
 //!   answers if the baton lives, the last holders with the highest counters
 //!   if it does not.
@@ -38,17 +38,30 @@
 //!   starts one after `regenerate_after`.
 //!
 //! Timers are data: each state carries its own deadline, and a stale deadline
-//! is simply recomputed (STYLE.md 2). Must not: do I/O or read a clock.
+//! is simply recomputed. Must not: do I/O or read a clock.
+//!
+//! Files: this one holds the relay's state, what it learns from views and
+//! its deadlines; `pass` the baton passed on, taken and handed off;
+//! `start` a first or regenerated baton.
+
+mod pass;
+mod start;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use rand::seq::SliceRandom;
 
+use super::effects::{Effect, Effects, Unicast};
 use super::membership::{MemberState, Members};
-use super::node::Timings;
-use super::wire::{self, BatonId, BatonView, Lap, LapName, PassAck, PassVerdict};
+use super::timings::Timings;
+use super::wire::{BatonId, BatonView, Lap, LapName, PassAck};
+
+/// What the relay reports (defined with every machine's outputs in
+/// `core::effects`).
+pub use super::effects::BatonEvent;
 
 #[derive(Debug, Clone)]
 pub struct BatonConfig {
@@ -61,69 +74,14 @@ pub struct BatonConfig {
     pub regenerate_after: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BatonEvent {
-    /// This node took a pass from a peer and now holds the baton.
-    Taken {
-        id: BatonId,
-        counter: u64,
-    },
-    /// This node incremented the counter to `counter` and passed it on.
-    Passed {
-        counter: u64,
-    },
-    /// A pass was acknowledged `hop` after it was first sent.
-    Acked {
-        hop: Duration,
-    },
-    Retransmit {
-        to: String,
-    },
-    /// `to` did not acknowledge after all retries (or refused): skipped this lap.
-    Skipped {
-        to: String,
-    },
-    /// The first baton of the cluster, started here.
-    Started {
-        id: BatonId,
-        counter: u64,
-    },
-    Regenerated {
-        id: BatonId,
-        counter: u64,
-    },
-    /// A baton held here was dropped: a greater one exists, or a copy ahead.
-    Dropped {
-        id: BatonId,
-        counter: u64,
-        why: &'static str,
-    },
-}
-
-/// A datagram the relay wants sent to a peer's data address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RelaySend {
-    Pass { id: BatonId, counter: u64, lap: Lap },
-    PassAck(PassAck),
-}
-
-/// Where the relay's outputs go; the node drains it after every call.
-#[derive(Debug, Default)]
-pub struct RelayOut {
-    pub sends: Vec<(SocketAddr, RelaySend)>,
-    pub events: Vec<BatonEvent>,
-    /// Ask the cluster for fresher views before regenerating (a heartbeat
-    /// with the ask extension).
-    pub ask_views: bool,
-}
-
 /// What every relay call borrows from its node: the clock reading, the
-/// member table, the RNG (lap shuffles) and where to put outputs.
+/// member table, the RNG (lap shuffles) and the queue its passes, acks,
+/// events and asks for views go on (`core::effects`).
 pub struct RelayCtx<'a, R> {
     pub now: Instant,
     pub members: &'a Members,
     pub rng: &'a mut R,
-    pub out: &'a mut RelayOut,
+    pub out: &'a mut Effects,
 }
 
 #[derive(Debug, Clone)]
@@ -154,9 +112,6 @@ struct Held {
     lap: Lap,
     state: Holding,
 }
-
-/// Most bytes of names a pass carries (keeps it inside one datagram).
-const LAP_BUDGET: usize = 1000;
 
 #[derive(Debug)]
 pub struct Relay {
@@ -195,7 +150,7 @@ pub struct Relay {
     /// Delayed acks: (to, ack, since), at most one per peer (the newest).
     pending_acks: Vec<(SocketAddr, PassAck, Instant)>,
     /// Ask for fresher views before regenerating (see the module doc).
-    pub ask_first: bool,
+    ask_first: bool,
     /// `last_seen` when views were last asked for: asked once per silence.
     asked_at: Option<Instant>,
     /// After a stall of this node ([`Relay::stalled`]): no pass, gauge or
@@ -205,12 +160,6 @@ pub struct Relay {
 
 /// Upper bound of the delayed ack (`pass_timeout` / 5 if smaller).
 const MAX_ACK_DELAY: Duration = Duration::from_millis(25);
-
-/// A regenerated baton starts this far above the highest counter known: a
-/// holder that died may have emitted up to three counters nobody heard of
-/// (two passes to itself across a lap boundary, then a pass that was lost).
-/// Gaps in the gauge are harmless; a repeated value is not.
-const REGENERATE_MARGIN: u64 = 3;
 
 impl Relay {
     /// A new pace, timeouts and starter (a reload): the baton, its counter
@@ -234,6 +183,14 @@ impl Relay {
         self.floor
     }
 
+    /// Whether to ask the cluster for fresher views before regenerating the
+    /// baton or giving up on a pass (the default), or to rely on every
+    /// node's heartbeat each interval to bring them (a cluster with nodes
+    /// of the previous release: see `core::node`).
+    pub fn set_ask_first(&mut self, ask: bool) {
+        self.ask_first = ask;
+    }
+
     pub fn new(cfg: BatonConfig, timings: Timings, me: &str, now: Instant) -> Relay {
         Relay {
             timings,
@@ -255,7 +212,7 @@ impl Relay {
                 Duration::ZERO
             },
             pending_acks: Vec::new(),
-            ask_first: false,
+            ask_first: true,
             asked_at: None,
             settle_until: None,
             cfg,
@@ -309,7 +266,7 @@ impl Relay {
     /// heard. `wait` must cover the answers: a quarter interval where
     /// views are asked for, a whole interval more where only the periodic
     /// heartbeats carry them.
-    pub fn stalled(&mut self, now: Instant, wait: Duration, out: &mut RelayOut) {
+    pub fn stalled(&mut self, now: Instant, wait: Duration, out: &mut Effects) {
         if !self.cfg.enabled {
             return;
         }
@@ -323,7 +280,7 @@ impl Relay {
         }
         // Asked even when holding nothing: a pass queued during the stall
         // is taken next, and only fresher views show it was given up on.
-        out.ask_views = true;
+        out.push(Effect::AskViews);
     }
 
     /// Still settling after a stall at `now` (see [`Relay::stalled`]).
@@ -332,7 +289,7 @@ impl Relay {
     }
 
     /// A heartbeat's view from a peer.
-    pub fn on_view(&mut self, now: Instant, view: BatonView, out: &mut RelayOut) {
+    pub fn on_view(&mut self, now: Instant, view: BatonView, out: &mut Effects) {
         let seen_at = now.checked_sub(Duration::from_millis(view.age_ms.into())).unwrap_or(now);
         if self.best.is_none_or(|b| view.id > b) {
             self.adopt(view.id, seen_at, out);
@@ -353,7 +310,7 @@ impl Relay {
 
     /// `id` is the greatest baton now: start its own counters afresh and
     /// drop any lesser baton held here.
-    fn adopt(&mut self, id: BatonId, seen_at: Instant, out: &mut RelayOut) {
+    fn adopt(&mut self, id: BatonId, seen_at: Instant, out: &mut Effects) {
         self.best = Some(id);
         self.best_high = 0;
         self.best_settled = 0;
@@ -363,105 +320,13 @@ impl Relay {
         self.drop_older(id, out);
     }
 
-    /// A pass (already authenticated) that arrived from `src`.
-    pub fn on_pass<R: Rng>(
-        &mut self,
-        ctx: &mut RelayCtx<'_, R>,
-        src: SocketAddr,
-        id: BatonId,
-        counter: u64,
-        lap: &Lap,
-    ) {
-        let ack = |verdict| RelaySend::PassAck(PassAck { id, counter, verdict, delay_us: 0 });
-        if !self.cfg.enabled {
-            ctx.out.sends.push((src, ack(PassVerdict::Refused)));
-            return;
-        }
-        if self.last_taken == Some((id, counter)) {
-            // A resend whose first ack was lost.
-            ctx.out.sends.push((src, ack(PassVerdict::Taken)));
-            return;
-        }
-        let older = self.best.is_some_and(|b| id < b);
-        let lagging = self.best == Some(id) && counter <= self.best_settled;
-        self.high = self.high.max(counter);
-        if older || lagging {
-            ctx.out.sends.push((src, ack(PassVerdict::Stale)));
-            return;
-        }
-        if self.best != Some(id) {
-            self.adopt(id, ctx.now, ctx.out);
-        }
-        if self.held.is_some() {
-            // Our copy of this baton is behind the one just received.
-            self.superseded(ctx.out);
-        }
-        self.best_high = self.best_high.max(counter);
-        self.best_settled = self.best_settled.max(counter);
-        self.last_seen = ctx.now;
-        self.last_taken = Some((id, counter));
-        ctx.out.events.push(BatonEvent::Taken { id, counter });
-        self.take(ctx, id, counter, lap.clone());
-        // The ack goes after the onward pass: at full speed the next holder is
-        // on the critical path and the previous one is not.
-        let taken = PassAck { id, counter, verdict: PassVerdict::Taken, delay_us: 0 };
-        if self.ack_delay.is_zero() {
-            ctx.out.sends.push((src, RelaySend::PassAck(taken)));
-        } else {
-            self.pending_acks.retain(|(to, ..)| *to != src);
-            self.pending_acks.push((src, taken, ctx.now));
-        }
-    }
-
     /// Our copy of the baton is behind another: if we were passing it, the
     /// pass evidently arrived (the baton moved on), so this is an implicit
     /// ack; otherwise a duplicate dies here.
-    fn superseded(&mut self, out: &mut RelayOut) {
+    fn superseded(&mut self, out: &mut Effects) {
         match self.held.as_ref().map(|h| &h.state) {
             Some(Holding::Passing { .. }) => self.held = None,
             _ => self.drop_held("a copy of this baton is ahead", out),
-        }
-    }
-
-    /// Sends the delayed acks that are due (all of them with `all`).
-    fn flush_acks(&mut self, now: Instant, all: bool, out: &mut RelayOut) {
-        let delay = self.ack_delay;
-        self.pending_acks.retain(|(to, ack, since)| {
-            let due = all || now >= *since + delay;
-            if due {
-                let held = now.saturating_duration_since(*since).as_micros();
-                let ack = PassAck { delay_us: held.min(u32::MAX as u128) as u32, ..*ack };
-                out.sends.push((*to, RelaySend::PassAck(ack)));
-            }
-            !due
-        });
-    }
-
-    /// An answer from `from` to one of our passes.
-    pub fn on_ack<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>, from: &str, ack: PassAck) {
-        let Some(h) = &self.held else { return };
-        let Holding::Passing { to, first_sent, .. } = &h.state else {
-            return;
-        };
-        if to.as_str() != from || h.id != ack.id || h.counter != ack.counter {
-            return;
-        }
-        match ack.verdict {
-            PassVerdict::Taken => {
-                let delay = Duration::from_micros(ack.delay_us.into());
-                let hop = ctx.now.saturating_duration_since(*first_sent).saturating_sub(delay);
-                if self.best == Some(ack.id) {
-                    self.best_settled = self.best_settled.max(ack.counter);
-                }
-                ctx.out.events.push(BatonEvent::Acked { hop });
-                self.last_seen = ctx.now;
-                self.held = None;
-            }
-            PassVerdict::Stale => self.drop_held("the receiver knows a newer baton or counter", ctx.out),
-            PassVerdict::Refused => {
-                ctx.out.events.push(BatonEvent::Skipped { to: from.to_owned() });
-                self.skip_to_next(ctx);
-            }
         }
     }
 
@@ -477,7 +342,7 @@ impl Relay {
             Holding::Passing { to, .. }
                 if ctx.members.get(to.as_str()).is_none_or(|m| m.state == MemberState::Down) =>
             {
-                ctx.out.events.push(BatonEvent::Skipped { to: to.as_str().to_owned() });
+                ctx.out.push(Effect::Baton(BatonEvent::Skipped { to: to.as_str().to_owned() }));
                 self.skip_to_next(ctx);
             }
             _ => {}
@@ -507,15 +372,15 @@ impl Relay {
                     // nobody would tell us otherwise.
                     *asked = true;
                     *deadline = now + self.timings.probe_every;
-                    ctx.out.ask_views = true;
+                    ctx.out.push(Effect::AskViews);
                 } else if *attempt < self.cfg.max_retries && !gone {
                     *attempt += 1;
                     *deadline = now + self.cfg.pass_timeout;
-                    ctx.out.events.push(BatonEvent::Retransmit { to: to.as_str().to_owned() });
+                    ctx.out.push(Effect::Baton(BatonEvent::Retransmit { to: to.as_str().to_owned() }));
                     let lap = h.lap.clone();
-                    ctx.out.sends.push((*addr, RelaySend::Pass { id: h.id, counter: h.counter, lap }));
+                    ctx.out.send(*addr, Unicast::Pass { id: h.id, counter: h.counter, lap });
                 } else {
-                    ctx.out.events.push(BatonEvent::Skipped { to: to.as_str().to_owned() });
+                    ctx.out.push(Effect::Baton(BatonEvent::Skipped { to: to.as_str().to_owned() }));
                     self.skip_to_next(ctx);
                 }
             }
@@ -539,329 +404,24 @@ impl Relay {
         [own, acks].into_iter().flatten().min()
     }
 
-    /// Graceful leave: hand a held baton to another live member at once
-    /// (twice, as nobody will resend it). Returns whether one was handed off.
-    pub fn hand_off<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) -> bool {
-        // Owed acks go now, or their senders would resend to a node that left.
-        self.flush_acks(ctx.now, true, ctx.out);
-        let Some(mut h) = self.held.take() else {
-            return false;
-        };
-        let target = match &h.state {
-            // In flight: the target may have it already; the same pass again
-            // is taken at most once.
-            Holding::Passing { to, addr, .. } if is_alive(ctx.members, to.as_str()) => Some(*addr),
-            Holding::Passing { .. } => self.next_target(&mut h.lap, ctx, false).map(|(_, addr)| addr),
-            Holding::Waiting { .. } | Holding::Alone => {
-                let target = self.next_target(&mut h.lap, ctx, false).map(|(_, addr)| addr);
-                // Settling after a stall, the baton may be superseded: it
-                // goes as it came, without a gauge; its receiver refuses it
-                // if the cluster has moved past it.
-                if target.is_some() && self.settling(ctx.now).is_none() {
-                    self.increment(&mut h);
-                    ctx.out.events.push(BatonEvent::Passed { counter: h.counter });
-                }
-                target
-            }
-        };
-        let Some(addr) = target else { return false };
-        let send = RelaySend::Pass { id: h.id, counter: h.counter, lap: h.lap.clone() };
-        ctx.out.sends.push((addr, send.clone()));
-        ctx.out.sends.push((addr, send));
-        true
-    }
-
-    /// Not holding: start the first baton or regenerate a lost one, if due and
-    /// this node is the one to do it.
-    fn start_or_regenerate<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
-        let now = ctx.now;
-        if now < self.next_check {
-            return;
-        }
-        if let Some(until) = self.settling(now) {
-            self.next_check = until;
-            return;
-        }
-        let main = self.cfg.main_node.as_str();
-        let starter = match main {
-            "" => self.lowest_alive(ctx.members),
-            main => main == self.me,
-        };
-        // The configured main node is up and relays: leave the first baton to
-        // it, however late it came (the seed's behaviour), and look again later.
-        let main_is_up = !main.is_empty() && main != self.me && is_alive_relay(ctx.members, main);
-        let due = match self.best {
-            None if starter => self.started + self.timings.start_after,
-            None if main_is_up => now + self.timings.recheck,
-            // No baton heard of, and the starter has not started one.
-            None => self.started + self.cfg.regenerate_after,
-            Some(_) => self.last_seen + self.cfg.regenerate_after,
-        };
-        if now < due {
-            self.next_check = due;
-            return;
-        }
-        let chosen = (self.best.is_none() && starter) || self.lowest_alive(ctx.members);
-        if !chosen || !self.has_peer(ctx.members) {
-            self.next_check = now + self.timings.recheck;
-            return;
-        }
-        if self.best.is_some() && self.ask_first && self.asked_at != Some(self.last_seen) {
-            // Answers that show it alive move `last_seen`, and with it `due`.
-            self.asked_at = Some(self.last_seen);
-            ctx.out.ask_views = true;
-            self.next_check = now + self.timings.probe_every;
-            return;
-        }
-        let id = BatonId { epoch: self.best.map_or(1, |b| b.epoch + 1), origin: self.origin };
-        let (counter, event): (u64, fn(BatonId, u64) -> BatonEvent) = match self.best {
-            None => (self.high.max(self.floor), |id, counter| BatonEvent::Started { id, counter }),
-            Some(_) => (self.high + REGENERATE_MARGIN, |id, counter| BatonEvent::Regenerated { id, counter }),
-        };
-        ctx.out.events.push(event(id, counter + 1));
-        self.adopt(id, now, ctx.out);
-        self.take(ctx, id, counter, Lap::default());
-    }
-
-    fn take<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>, id: BatonId, counter: u64, lap: Lap) {
-        let until = (ctx.now + self.cfg.hold).max(self.settling(ctx.now).unwrap_or(ctx.now));
-        self.held = Some(Held { id, counter, lap, state: Holding::Waiting { until } });
-        if until <= ctx.now {
-            self.pass_on(ctx);
-        }
-    }
-
-    /// Increments the held counter and passes it to the next of the lap. A
-    /// pass to self (self is in every lap, as in the seed) increments again,
-    /// after another `hold`.
-    fn pass_on<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
-        let Some(mut h) = self.held.take() else { return };
-        let now = ctx.now;
-        if let Some(until) = self.settling(now) {
-            // Every way to a pass comes here: none before the views are in.
-            h.state = Holding::Waiting { until };
-            self.held = Some(h);
-            return;
-        }
-        if !self.has_peer(ctx.members) {
-            h.state = Holding::Alone;
-            self.held = Some(h);
-            return;
-        }
-        loop {
-            self.increment(&mut h);
-            ctx.out.events.push(BatonEvent::Passed { counter: h.counter });
-            let Some((to, addr)) = self.next_target(&mut h.lap, ctx, true) else {
-                h.state = Holding::Alone;
-                break;
-            };
-            if to.as_str() == self.me {
-                // Passed to ourselves: arrived.
-                self.best_settled = self.best_settled.max(h.counter);
-                if self.cfg.hold.is_zero() {
-                    continue;
-                }
-                h.state = Holding::Waiting { until: now + self.cfg.hold };
-                break;
-            }
-            let lap = h.lap.clone();
-            ctx.out.sends.push((addr, RelaySend::Pass { id: h.id, counter: h.counter, lap }));
-            let deadline = now + self.cfg.pass_timeout;
-            h.state = Holding::Passing { to, addr, first_sent: now, attempt: 0, deadline, asked: false };
-            break;
-        }
-        self.last_seen = now;
-        self.held = Some(h);
-    }
-
-    /// Sets the held counter above every counter seen, of any baton.
-    fn increment(&mut self, h: &mut Held) {
-        h.counter = h.counter.max(self.high) + 1;
-        self.high = h.counter;
-        if self.best == Some(h.id) {
-            self.best_high = self.best_high.max(h.counter);
-        }
-    }
-
-    /// The current target is skipped (no ack after all retries, refused, or
-    /// gone): pass on to the next of the lap at once. This is a new pass, with
-    /// a new counter: the old one may have reached the skipped peer, and the
-    /// rest of the cluster may have seen it in our heartbeats.
-    fn skip_to_next<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
-        if self.held.is_some() {
-            self.pass_on(ctx);
-        }
-    }
-
-    /// Pops the lap until a live relaying member (or self, if `allow_self`);
-    /// shuffles a new lap when it runs out. `None` if nobody else relays.
-    fn next_target<R: Rng>(
-        &self,
-        lap: &mut Lap,
-        ctx: &mut RelayCtx<'_, R>,
-        allow_self: bool,
-    ) -> Option<(LapName, SocketAddr)> {
-        if !self.has_peer(ctx.members) {
-            return None;
-        }
-        for fresh in [false, true] {
-            if fresh {
-                *lap = self.new_lap(ctx.members, ctx.rng);
-            }
-            while let Some(name) = lap.pop_front() {
-                if name.as_str() == self.me {
-                    if allow_self {
-                        return Some((name, SocketAddr::from(([0, 0, 0, 0], 0))));
-                    }
-                    continue;
-                }
-                if let Some(m) = ctx.members.get(name.as_str())
-                    && m.state == MemberState::Alive
-                    && m.relays
-                {
-                    return Some((name, m.data_addr));
-                }
-            }
-        }
-        None
-    }
-
-    /// All alive relaying members and self, shuffled, cut to fit one datagram.
-    fn new_lap<R: Rng>(&self, members: &Members, rng: &mut R) -> Lap {
-        let mut names: Vec<&str> = members
-            .iter()
-            .filter(|m| m.state == MemberState::Alive && m.relays)
-            .map(|m| m.name.as_str())
-            .chain(std::iter::once(self.me.as_str()))
-            .collect();
-        names.shuffle(rng);
-        let mut budget = LAP_BUDGET;
-        Lap::from_names(names.into_iter().take(wire::MAX_LAP).take_while(|n| {
-            let fits = n.len() < budget;
-            budget = budget.saturating_sub(n.len() + 1);
-            fits
-        }))
-    }
-
     fn has_peer(&self, members: &Members) -> bool {
         members.iter().any(|m| m.state == MemberState::Alive && m.relays)
     }
 
-    /// Whether this node has the lowest name among itself and the alive
-    /// (not suspect) relaying members: the one that starts or regenerates.
-    fn lowest_alive(&self, members: &Members) -> bool {
-        !members.iter().any(|m| m.state == MemberState::Alive && m.relays && m.name < self.me)
-    }
-
-    fn drop_older(&mut self, best: BatonId, out: &mut RelayOut) {
+    fn drop_older(&mut self, best: BatonId, out: &mut Effects) {
         if self.held.as_ref().is_some_and(|h| h.id < best) {
             self.drop_held("a newer baton exists", out);
         }
     }
 
-    fn drop_held(&mut self, why: &'static str, out: &mut RelayOut) {
+    fn drop_held(&mut self, why: &'static str, out: &mut Effects) {
         if let Some(h) = self.held.take() {
-            out.events.push(BatonEvent::Dropped { id: h.id, counter: h.counter, why });
+            out.push(Effect::Baton(BatonEvent::Dropped { id: h.id, counter: h.counter, why }));
         }
     }
-}
-
-fn is_alive_relay(members: &Members, name: &str) -> bool {
-    members.get(name).is_some_and(|m| m.state == MemberState::Alive && m.relays)
-}
-
-fn is_alive(members: &Members, name: &str) -> bool {
-    members.get(name).is_some_and(|m| m.state == MemberState::Alive)
 }
 
 /// FNV-1a: a stable 64-bit hash of a node name for [`BatonId::origin`].
 pub fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-#[cfg(test)]
-mod stall_tests {
-    use super::*;
-    use crate::core::membership::{Hello, Timing};
-    use rand::SeedableRng;
-    use rand::rngs::SmallRng;
-
-    const MS: Duration = Duration::from_millis(1);
-
-    fn setup(now: Instant) -> (Relay, Members) {
-        let cfg = BatonConfig {
-            enabled: true,
-            main_node: String::new(),
-            hold: 100 * MS,
-            pass_timeout: 250 * MS,
-            max_retries: 3,
-            regenerate_after: 3000 * MS,
-        };
-        let timings = Timings::from_heartbeat(1000 * MS);
-        let timing = Timing {
-            suspect_after: 3000 * MS,
-            down_after: 5000 * MS,
-            probe_every: 250 * MS,
-            settle: 4000 * MS,
-        };
-        let mut members = Members::new(8, timing);
-        let addr = SocketAddr::from(([10, 0, 0, 2], 45893));
-        let hello = Hello { gossip_addr: addr, data_addr: addr, relays: true };
-        members.admit(now, "psb", 1, 1, Some(hello), &mut Vec::new());
-        (Relay::new(cfg, timings, "psa", now), members)
-    }
-
-    fn passed(out: &RelayOut) -> Vec<u64> {
-        out.events
-            .iter()
-            .filter_map(|e| if let BatonEvent::Passed { counter } = e { Some(*counter) } else { None })
-            .collect()
-    }
-
-    /// Without asks (views only in the periodic heartbeats), a baton held
-    /// across a stall is not passed before the wait; a greater baton heard
-    /// meanwhile drops it, and none is ever gauged.
-    #[test]
-    fn a_stalled_holder_waits_for_views_and_drops_a_superseded_baton() {
-        for superseded in [true, false] {
-            let t0 = Instant::now();
-            let (mut relay, members) = setup(t0);
-            let mut rng = SmallRng::seed_from_u64(1);
-            let mut out = RelayOut::default();
-            let id = BatonId { epoch: 1, origin: 7 };
-            let src = SocketAddr::from(([10, 0, 0, 2], 45893));
-            let mut ctx = RelayCtx { now: t0, members: &members, rng: &mut rng, out: &mut out };
-            relay.on_pass(&mut ctx, src, id, 10, &Lap::default());
-            // Frozen past the hold; on waking it settles for an interval and a quarter.
-            let woke = t0 + 4000 * MS;
-            relay.stalled(woke, 1250 * MS, &mut out);
-            assert!(out.ask_views);
-            let mut ctx = RelayCtx { now: woke, members: &members, rng: &mut rng, out: &mut out };
-            relay.handle_timeout(&mut ctx);
-            assert!(passed(&out).is_empty(), "passed at once on waking");
-            let view = |id, counter| BatonView {
-                id,
-                counter,
-                baton_counter: 0,
-                settled: 0,
-                age_ms: 0,
-                holding: true,
-            };
-            if superseded {
-                relay.on_view(woke + 900 * MS, view(BatonId { epoch: 2, origin: 9 }, 40), &mut out);
-            } else {
-                relay.on_view(woke + 900 * MS, view(id, 40), &mut out);
-            }
-            let mut ctx = RelayCtx { now: woke + 1000 * MS, members: &members, rng: &mut rng, out: &mut out };
-            relay.handle_timeout(&mut ctx);
-            assert!(passed(&out).is_empty(), "passed before the wait");
-            let mut ctx = RelayCtx { now: woke + 1250 * MS, members: &members, rng: &mut rng, out: &mut out };
-            relay.handle_timeout(&mut ctx);
-            if superseded {
-                assert!(passed(&out).is_empty() && relay.holding().is_none(), "{:?}", out.events);
-            } else {
-                assert_eq!(passed(&out), vec![41], "above every counter heard");
-            }
-        }
-    }
 }

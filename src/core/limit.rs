@@ -1,7 +1,7 @@
 //! limit: "log this at most once per period", without a clock. The caller
 //! passes `now`, so the core can rate-limit its rejection events and the
 //! shell its send-error, metrics-error and status-endpoint warnings with the
-//! same rule (STYLE.md 4: one helper per idea).
+//! same rule (one helper per idea).
 //!
 //! Must not: read a clock or log anything itself.
 

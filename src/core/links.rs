@@ -214,6 +214,7 @@ fn ms(d: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::effects::Effects;
     use crate::core::membership::{Hello, Timing};
     use rand::rngs::SmallRng;
     use rand::{Rng, SeedableRng};
@@ -232,7 +233,7 @@ mod tests {
         let mut members = Members::new(8, timing);
         let addr: SocketAddr = "10.0.0.2:45893".parse().unwrap();
         let hello = Hello { gossip_addr: addr, data_addr: addr, relays: true };
-        members.admit(t0, "psb", 7, 1, Some(hello), &mut Vec::new());
+        members.admit(t0, "psb", 7, 1, Some(hello), &mut Effects::default());
         let links = Links::new(LinkConfig { probe_interval: SECOND, window, sweep: false });
         (t0, members, links, SmallRng::seed_from_u64(1))
     }
@@ -294,7 +295,7 @@ mod tests {
         // Restarted (incarnation 8): the next round forgets the old life.
         let addr: SocketAddr = "10.0.0.2:45893".parse().unwrap();
         let hello = Hello { gossip_addr: addr, data_addr: addr, relays: true };
-        members.admit(t0 + 2 * SECOND, "psb", 8, 1, Some(hello), &mut Vec::new());
+        members.admit(t0 + 2 * SECOND, "psb", 8, 1, Some(hello), &mut Effects::default());
         links.retain_live(&members);
         links.probe_sent(t0 + 2 * SECOND, None, "psb", 8, rng.next_u64());
         let s = &links.stats(t0 + 2 * SECOND)[0];
@@ -305,7 +306,7 @@ mod tests {
     fn a_peer_that_is_gone_is_forgotten() {
         let (t0, mut members, mut links, mut rng) = setup(60);
         round(&mut links, &members, &mut rng, t0 + SECOND, Some(3));
-        members.leave(t0 + SECOND, "psb", &mut Vec::new());
+        members.leave(t0 + SECOND, "psb", &mut Effects::default());
         links.retain_live(&members);
         assert!(links.stats(t0 + 2 * SECOND).is_empty());
     }

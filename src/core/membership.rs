@@ -9,14 +9,16 @@
 //!   it. A suspect is alive again on evidence; a down member is up again only
 //!   on a direct datagram.
 //! - Two ways to fail a member. While the cluster has members of the previous
-//!   release (`silence` on), it is silence: `suspect_after` and `down_after`
-//!   count from `last_heard` (every member heartbeats each interval, with
-//!   sightings of the others), so the deadlines are derived from state and a
-//!   stale timer cannot exist (STYLE.md 2). Otherwise members are heard only
+//!   release (`silence` on, switched by the node: see `node::compat`), it is
+//!   silence: `suspect_after` and `down_after` count from `last_heard` (every
+//!   member heartbeats each interval, with sightings of the others), so the
+//!   deadlines are derived from state and a stale timer cannot exist.
+//!   Otherwise members are heard only
 //!   when probed, and the failure detector (`core::probe`) decides: its
 //!   verdicts and other nodes' news come in through [`Members::suspect`],
 //!   [`Members::down`] and [`Members::alive`]; a suspect nobody settles
-//!   within `settle` is handed back to it ([`Members::probes_due`]).
+//!   within `settle` is handed back to it ([`Effect::CheckSuspect`], from
+//!   [`Members::handle_timeout`]).
 //! - A higher incarnation is a restarted node: a new life with a fresh replay
 //!   window. A lower one is a stale datagram of an old life, unless the member
 //!   is down or gone and that incarnation was never seen (a node whose clock
@@ -29,6 +31,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use super::effects::{Effect, Effects};
+
+/// What the table reports (defined with every machine's outputs in
+/// `core::effects`).
+pub use super::effects::{Change, MemberEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemberState {
@@ -112,32 +120,6 @@ pub enum Admit {
     Full,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Up,
-    /// A new life of a known node: a restart, not its old self coming back.
-    Restarted {
-        old_incarnation: u64,
-    },
-    Suspect {
-        silent_for: Duration,
-    },
-    /// A suspect was heard from again.
-    Alive,
-    Down {
-        silent_for: Duration,
-    },
-    Left,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberEvent {
-    pub name: String,
-    pub incarnation: u64,
-    pub addr: SocketAddr,
-    pub change: Change,
-}
-
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub suspect_after: Duration,
@@ -159,10 +141,11 @@ pub struct Members {
 
 impl Members {
     pub fn new(cap: usize, timing: Timing) -> Members {
-        Members { map: BTreeMap::new(), cap, timing, silence: true }
+        Members { map: BTreeMap::new(), cap, timing, silence: false }
     }
 
-    /// Whether silence fails members (see the module doc). Turning it on
+    /// Whether silence fails members (see the module doc; off unless the
+    /// node turns it on for the previous release's members). Turning it on
     /// counts every live member's silence from `now`: until then they were
     /// heard only when probed.
     pub fn set_silence(&mut self, now: Instant, on: bool) {
@@ -194,40 +177,33 @@ impl Members {
         name: &str,
         incarnation: u64,
         silent: Duration,
-        events: &mut Vec<MemberEvent>,
+        out: &mut Effects,
     ) {
         let settle = self.timing.settle;
         let Some(m) = self.current(now, name, incarnation, silent) else { return };
         if m.state == MemberState::Alive {
             m.set_state(now, MemberState::Suspect);
             m.next_probe = Some(now + settle);
-            events.push(event(m, Change::Suspect { silent_for: silent }));
+            out.push(Effect::Member(event(m, Change::Suspect { silent_for: silent })));
         }
     }
 
     /// As [`Members::suspect`], for `down_after`: down.
-    pub fn down(
-        &mut self,
-        now: Instant,
-        name: &str,
-        incarnation: u64,
-        silent: Duration,
-        events: &mut Vec<MemberEvent>,
-    ) {
+    pub fn down(&mut self, now: Instant, name: &str, incarnation: u64, silent: Duration, out: &mut Effects) {
         let Some(m) = self.current(now, name, incarnation, silent) else { return };
         m.set_state(now, MemberState::Down);
-        events.push(event(m, Change::Down { silent_for: silent }));
+        out.push(Effect::Member(event(m, Change::Down { silent_for: silent })));
     }
 
     /// A suspect answered (this node's check, or a peer's news).
-    pub fn alive(&mut self, now: Instant, name: &str, incarnation: u64, events: &mut Vec<MemberEvent>) {
+    pub fn alive(&mut self, now: Instant, name: &str, incarnation: u64, out: &mut Effects) {
         if let Some(m) = self.map.get_mut(name)
             && m.incarnation == incarnation
             && m.state == MemberState::Suspect
         {
             m.last_heard = m.last_heard.max(now);
             m.set_state(now, MemberState::Alive);
-            events.push(event(m, Change::Alive));
+            out.push(Effect::Member(event(m, Change::Alive)));
         }
     }
 
@@ -301,7 +277,7 @@ impl Members {
         incarnation: u64,
         seq: u64,
         hello: Option<Hello>,
-        events: &mut Vec<MemberEvent>,
+        out: &mut Effects,
     ) -> Admit {
         let Some(m) = self.map.get_mut(name) else {
             let Some(hello) = hello else {
@@ -311,32 +287,11 @@ impl Members {
                 return Admit::Full;
             }
             self.map.insert(name.to_owned(), Member::new(now, name, incarnation, seq, hello));
-            events.push(event(&self.map[name], Change::Up));
+            out.push(Effect::Member(event(&self.map[name], Change::Up)));
             return Admit::Accepted;
         };
         if incarnation == m.incarnation {
-            if !m.window.accept(seq) {
-                return Admit::Replay;
-            }
-            match m.state {
-                MemberState::Left => return Admit::Ignored,
-                MemberState::Alive => {}
-                MemberState::Suspect => {
-                    m.set_state(now, MemberState::Alive);
-                    events.push(event(m, Change::Alive));
-                }
-                MemberState::Down => {
-                    m.set_state(now, MemberState::Alive);
-                    events.push(event(m, Change::Up));
-                }
-            }
-            m.last_heard = now;
-            if let Some(h) = hello {
-                m.gossip_addr = h.gossip_addr;
-                m.data_addr = h.data_addr;
-                m.relays = h.relays;
-            }
-            return Admit::Accepted;
+            return m.heard(now, seq, hello, out);
         }
         let older = incarnation < m.incarnation;
         if older && (m.state.is_live() || m.retired.contains(&incarnation)) {
@@ -355,20 +310,13 @@ impl Members {
         *m = Member::new(now, name, incarnation, seq, hello);
         m.retired = retired;
         let change = if was_live { Change::Restarted { old_incarnation: old } } else { Change::Up };
-        events.push(event(m, change));
+        out.push(Effect::Member(event(m, change)));
         Admit::Accepted
     }
 
     /// A peer's sighting: `name`'s life `incarnation` was heard `age` ago.
     /// Refreshes live members only; it never creates or resurrects one.
-    pub fn sighted(
-        &mut self,
-        now: Instant,
-        name: &str,
-        incarnation: u64,
-        age: Duration,
-        events: &mut Vec<MemberEvent>,
-    ) {
+    pub fn sighted(&mut self, now: Instant, name: &str, incarnation: u64, age: Duration, out: &mut Effects) {
         let Some(m) = self.map.get_mut(name) else {
             return;
         };
@@ -380,55 +328,63 @@ impl Members {
             m.last_heard = heard;
             if m.state == MemberState::Suspect && now < heard + self.timing.suspect_after {
                 m.set_state(now, MemberState::Alive);
-                events.push(event(m, Change::Alive));
+                out.push(Effect::Member(event(m, Change::Alive)));
             }
         }
     }
 
     /// The member announced its leave (already admitted, so authenticated and
     /// of its current life).
-    pub fn leave(&mut self, now: Instant, name: &str, events: &mut Vec<MemberEvent>) {
+    pub fn leave(&mut self, now: Instant, name: &str, out: &mut Effects) {
         if let Some(m) = self.map.get_mut(name)
             && m.state != MemberState::Left
         {
             m.set_state(now, MemberState::Left);
-            events.push(event(m, Change::Left));
+            out.push(Effect::Member(event(m, Change::Left)));
         }
     }
 
-    /// Applies every transition due at `now` (silence only).
-    pub fn handle_timeout(&mut self, now: Instant, events: &mut Vec<MemberEvent>) {
-        if !self.silence {
-            return;
+    /// Does what is due at `now`: the silence deadlines' transitions (when
+    /// silence fails members), then a check of each suspect due one.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Effects) {
+        if self.silence {
+            self.fail_silent(now, out);
         }
+        self.suspects_due(now, out);
+    }
+
+    /// Suspects members silent for `suspect_after`, downs those silent for
+    /// `down_after`.
+    fn fail_silent(&mut self, now: Instant, out: &mut Effects) {
         let t = self.timing;
         for m in self.map.values_mut() {
             let silent = now.saturating_duration_since(m.silent_since());
             if m.state == MemberState::Alive && silent >= t.suspect_after {
                 m.set_state(now, MemberState::Suspect);
                 m.next_probe = Some(now);
-                events.push(event(m, Change::Suspect { silent_for: silent }));
+                out.push(Effect::Member(event(m, Change::Suspect { silent_for: silent })));
             }
             if m.state == MemberState::Suspect && silent >= t.down_after {
                 m.set_state(now, MemberState::Down);
-                events.push(event(m, Change::Down { silent_for: silent }));
+                out.push(Effect::Member(event(m, Change::Down { silent_for: silent })));
             }
         }
     }
 
-    /// Suspects whose direct probe is due (silence: every `probe_every`;
-    /// otherwise once, `settle` after the suspicion, for the failure
-    /// detector to check): (name, incarnation, data address).
-    pub fn probes_due(&mut self, now: Instant, out: &mut Vec<(String, u64, SocketAddr)>) {
+    /// Suspects whose check of this node's own is due (silence: every
+    /// `probe_every`; otherwise once, `settle` after the suspicion, for the
+    /// failure detector to check).
+    fn suspects_due(&mut self, now: Instant, out: &mut Effects) {
         for m in self.map.values_mut() {
             if m.state == MemberState::Suspect && m.next_probe.is_some_and(|t| t <= now) {
-                out.push((m.name.clone(), m.incarnation, m.data_addr));
+                let (name, incarnation, addr) = (m.name.clone(), m.incarnation, m.data_addr);
+                out.push(Effect::CheckSuspect { name, incarnation, addr });
                 m.next_probe = self.silence.then_some(now + self.timing.probe_every);
             }
         }
     }
 
-    /// The earliest instant at which `handle_timeout` or `probes_due` has work.
+    /// The earliest instant at which `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.timing;
         if !self.silence {
@@ -480,6 +436,34 @@ impl Members {
 }
 
 impl Member {
+    /// A datagram `seq` from this life: liveness evidence (a suspect or down
+    /// member is alive again), unless a replay or from a member that left;
+    /// a heartbeat's `hello` brings its addresses up to date.
+    fn heard(&mut self, now: Instant, seq: u64, hello: Option<Hello>, out: &mut Effects) -> Admit {
+        if !self.window.accept(seq) {
+            return Admit::Replay;
+        }
+        match self.state {
+            MemberState::Left => return Admit::Ignored,
+            MemberState::Alive => {}
+            MemberState::Suspect => {
+                self.set_state(now, MemberState::Alive);
+                out.push(Effect::Member(event(self, Change::Alive)));
+            }
+            MemberState::Down => {
+                self.set_state(now, MemberState::Alive);
+                out.push(Effect::Member(event(self, Change::Up)));
+            }
+        }
+        self.last_heard = now;
+        if let Some(h) = hello {
+            self.gossip_addr = h.gossip_addr;
+            self.data_addr = h.data_addr;
+            self.relays = h.relays;
+        }
+        Admit::Accepted
+    }
+
     fn new(now: Instant, name: &str, incarnation: u64, seq: u64, hello: Hello) -> Member {
         Member {
             name: name.to_owned(),

@@ -29,8 +29,12 @@
 //! - **The buddy system** is the node's: a member told it is suspected or
 //!   down refutes at once with a heartbeat (see `core::node`).
 //!
-//! Timers are data (STYLE.md 2): each check carries the incarnation it was
-//! started for and its deadlines derive from `last_good`. Must not: do I/O,
+//! What it decides goes on the node's queue (`core::effects`): pings, ping
+//! requests and their answers to send, round probes for link health, news
+//! for the cluster and verdicts for the member table.
+//!
+//! Timers are data: each check carries the incarnation it was started for
+//! and its deadlines derive from `last_good`. Must not: do I/O,
 //! read a clock; hold more than one check per member (the table is capped)
 //! or more than [`MAX_RELAYED`] relayed pings.
 
@@ -41,6 +45,7 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 use rand::{Rng, RngExt};
 
+use super::effects::{Effect, Effects, Rumored, Unicast, Verdict};
 use super::wire::Rumor;
 
 /// Helpers asked per try of a check (SWIM's k; memberlist's IndirectChecks).
@@ -94,38 +99,6 @@ pub struct Ring<'a> {
     /// Run checks (false while the cluster has members of the previous
     /// release, whose heartbeats and sightings decide).
     pub detect: bool,
-}
-
-/// What a check concluded about a member, for the member table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Suspect { name: String, incarnation: u64, silent: Duration },
-    Down { name: String, incarnation: u64, silent: Duration },
-    Alive { name: String, incarnation: u64 },
-}
-
-/// A news item to send to the whole cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rumored {
-    pub name: String,
-    pub incarnation: u64,
-    pub rumor: Rumor,
-    pub silent_ms: u32,
-}
-
-/// What the prober wants done; the node drains it after every call.
-#[derive(Debug, Default)]
-pub struct ProbeOut {
-    /// Pings to send: (data address, token).
-    pub pings: Vec<(SocketAddr, u64)>,
-    /// Round pings to live members, for link health: (name, incarnation, token).
-    pub link_probes: Vec<(String, u64, u64)>,
-    /// Ping requests: (helper's data address, token, target, its incarnation).
-    pub ping_reqs: Vec<(SocketAddr, u64, String, u64)>,
-    /// Answers to ping requests: (asker's address, its token, answered).
-    pub indirect_acks: Vec<(SocketAddr, u64, bool)>,
-    pub news: Vec<Rumored>,
-    pub verdicts: Vec<Verdict>,
 }
 
 #[derive(Debug)]
@@ -226,7 +199,7 @@ impl Prober {
     }
 
     /// Does what is due at `now`.
-    pub fn handle_timeout<R: Rng>(&mut self, now: Instant, view: Ring<'_>, rng: &mut R, out: &mut ProbeOut) {
+    pub fn handle_timeout<R: Rng>(&mut self, now: Instant, view: Ring<'_>, rng: &mut R, out: &mut Effects) {
         let Ring { me, members: ring, wall_ms, detect } = view;
         let detect = detect && !self.cfg.sweep;
         let retry = self.cfg.retry();
@@ -252,10 +225,10 @@ impl Prober {
         }
         self.run_checks(now, me, ring, rng, out);
         for r in self.relayed.extract_if(.., |r| now >= r.deadline) {
-            out.indirect_acks.push((r.asker, r.asker_token, false));
+            out.send(r.asker, Unicast::IndirectAck { token: r.asker_token, answered: false });
         }
         for (_, news) in self.echoes.extract_if(.., |(at, _)| now >= *at) {
-            out.news.push(news);
+            out.push(Effect::News(news));
         }
     }
 
@@ -266,7 +239,7 @@ impl Prober {
         me: &str,
         ring: &[Target<'_>],
         rng: &mut R,
-        out: &mut ProbeOut,
+        out: &mut Effects,
     ) {
         let period_ms = self.cfg.period.as_millis().max(1) as i64;
         self.rounds += 1;
@@ -279,8 +252,8 @@ impl Prober {
         if self.cfg.sweep {
             for t in ring.iter().filter(|t| t.live) {
                 let token = rng.next_u64();
-                out.pings.push((t.addr, token));
-                out.link_probes.push((t.name.to_owned(), t.incarnation, token));
+                out.send(t.addr, Unicast::Ping { token });
+                out.push(Effect::LinkProbe { name: t.name.to_owned(), incarnation: t.incarnation, token });
             }
             return;
         }
@@ -298,9 +271,13 @@ impl Prober {
             std::cmp::Ordering::Equal => return,
         };
         let token = rng.next_u64();
-        out.pings.push((target.addr, token));
+        out.send(target.addr, Unicast::Ping { token });
         if target.live && !self.checks.contains_key(target.name) {
-            out.link_probes.push((target.name.to_owned(), target.incarnation, token));
+            out.push(Effect::LinkProbe {
+                name: target.name.to_owned(),
+                incarnation: target.incarnation,
+                token,
+            });
             self.round = Some(RoundPing {
                 token,
                 name: target.name.to_owned(),
@@ -317,7 +294,7 @@ impl Prober {
         me: &str,
         ring: &[Target<'_>],
         rng: &mut R,
-        out: &mut ProbeOut,
+        out: &mut Effects,
     ) {
         let names: Vec<String> = self.checks.keys().cloned().collect();
         for name in names {
@@ -334,14 +311,14 @@ impl Prober {
             if now >= down_at {
                 let c = self.checks.remove(&name).expect("present");
                 self.announce(now, &name, c.incarnation, Rumor::Down, silent, out);
-                out.verdicts.push(Verdict::Down { name, incarnation: c.incarnation, silent });
+                out.push(Effect::Verdict(Verdict::Down { name, incarnation: c.incarnation, silent }));
                 continue;
             }
             if now >= suspect_at && !c.suspected {
                 let incarnation = c.incarnation;
                 self.checks.get_mut(&name).expect("present").suspected = true;
                 self.announce(now, &name, incarnation, Rumor::Suspect, silent, out);
-                out.verdicts.push(Verdict::Suspect { name: name.clone(), incarnation, silent });
+                out.push(Effect::Verdict(Verdict::Suspect { name: name.clone(), incarnation, silent }));
             }
             let c = self.checks.get_mut(&name).expect("present");
             if now < c.next_try {
@@ -349,7 +326,7 @@ impl Prober {
             }
             c.next_try = now + self.cfg.retry();
             let token = rng.next_u64();
-            out.pings.push((c.addr, token));
+            out.send(c.addr, Unicast::Ping { token });
             push_token(&mut c.tokens, token);
             let mut helpers: Vec<&Target<'_>> =
                 ring.iter().filter(|t| t.live && t.name != name && t.name != me).collect();
@@ -358,7 +335,10 @@ impl Prober {
                 let token = rng.next_u64();
                 push_token(&mut c.tokens, token);
                 c.helpers_asked = true;
-                out.ping_reqs.push((h.addr, token, name.clone(), c.incarnation));
+                out.send(
+                    h.addr,
+                    Unicast::PingReq { token, target: name.clone(), incarnation: c.incarnation },
+                );
             }
         }
     }
@@ -372,7 +352,7 @@ impl Prober {
         incarnation: u64,
         rumor: Rumor,
         silent: Duration,
-        out: &mut ProbeOut,
+        out: &mut Effects,
     ) {
         let news = Rumored {
             name: name.to_owned(),
@@ -382,15 +362,15 @@ impl Prober {
         };
         self.echoes.retain(|(_, e)| e.name != name);
         self.echoes.push((now + self.cfg.retry(), news.clone()));
-        out.news.push(news);
+        out.push(Effect::News(news));
     }
 
     /// An ack from `from` for `token`: ends its round or check, or answers
     /// the ping request it was relayed for. True if the token was ours.
-    pub fn on_ack(&mut self, now: Instant, from: &str, token: u64, out: &mut ProbeOut) -> bool {
+    pub fn on_ack(&mut self, now: Instant, from: &str, token: u64, out: &mut Effects) -> bool {
         if let Some(i) = self.relayed.iter().position(|r| r.token == token && r.target == from) {
             let r = self.relayed.swap_remove(i);
-            out.indirect_acks.push((r.asker, r.asker_token, true));
+            out.send(r.asker, Unicast::IndirectAck { token: r.asker_token, answered: true });
             return true;
         }
         if self.round.as_ref().is_some_and(|r| r.token == token && r.name == from) {
@@ -405,7 +385,7 @@ impl Prober {
     }
 
     /// A helper's answer to one of our ping requests.
-    pub fn on_indirect_ack(&mut self, now: Instant, token: u64, answered: bool, out: &mut ProbeOut) {
+    pub fn on_indirect_ack(&mut self, now: Instant, token: u64, answered: bool, out: &mut Effects) {
         let Some(name) = self.checks.iter().find(|(_, c)| c.tokens.contains(&token)).map(|(n, _)| n.clone())
         else {
             return;
@@ -426,12 +406,12 @@ impl Prober {
         asker_token: u64,
         target: Option<(&str, SocketAddr)>,
         rng: &mut R,
-        out: &mut ProbeOut,
+        out: &mut Effects,
     ) {
         match target {
             Some((name, addr)) if self.relayed.len() < MAX_RELAYED => {
                 let token = rng.next_u64();
-                out.pings.push((addr, token));
+                out.send(addr, Unicast::Ping { token });
                 self.relayed.push(Relayed {
                     token,
                     target: name.to_owned(),
@@ -440,7 +420,7 @@ impl Prober {
                     deadline: now + self.cfg.retry(),
                 });
             }
-            _ => out.indirect_acks.push((asker, asker_token, false)),
+            _ => out.send(asker, Unicast::IndirectAck { token: asker_token, answered: false }),
         }
     }
 
@@ -465,7 +445,7 @@ impl Prober {
 
     /// Direct word from `name`'s life `incarnation`: it is alive, whatever a
     /// check of it was finding.
-    pub fn heard(&mut self, now: Instant, name: &str, incarnation: u64, out: &mut ProbeOut) {
+    pub fn heard(&mut self, now: Instant, name: &str, incarnation: u64, out: &mut Effects) {
         if self.checks.get(name).is_some_and(|c| c.incarnation == incarnation) {
             self.resolve(now, name, out);
         }
@@ -498,12 +478,12 @@ impl Prober {
         );
     }
 
-    fn resolve(&mut self, now: Instant, name: &str, out: &mut ProbeOut) {
+    fn resolve(&mut self, now: Instant, name: &str, out: &mut Effects) {
         if let Some(c) = self.checks.remove(name) {
             if c.suspected {
                 self.announce(now, name, c.incarnation, Rumor::Alive, Duration::ZERO, out);
             }
-            out.verdicts.push(Verdict::Alive { name: name.to_owned(), incarnation: c.incarnation });
+            out.push(Effect::Verdict(Verdict::Alive { name: name.to_owned(), incarnation: c.incarnation }));
         }
     }
 }
@@ -516,172 +496,4 @@ fn push_token(tokens: &mut Vec<u64>, token: u64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-    use rand::rngs::SmallRng;
-
-    const SECOND: Duration = Duration::from_secs(1);
-
-    fn config() -> ProbeConfig {
-        ProbeConfig { period: SECOND, suspect_after: 3 * SECOND, down_after: 5 * SECOND, sweep: false }
-    }
-
-    fn addr(i: usize) -> SocketAddr {
-        SocketAddr::from(([10, 0, 0, i as u8 + 1], 45893))
-    }
-
-    /// Over n - 1 periods of agreeing wall clocks, each of n nodes probes
-    /// every other exactly once, and in each period every node is probed by
-    /// exactly one other.
-    #[test]
-    fn the_ring_checks_everyone_once_a_period_and_each_peer_once_a_round() {
-        let n = 7;
-        let names: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
-        let t0 = Instant::now();
-        let wall0: i64 = 1_796_169_600_000; // a period boundary, ms
-        let mut probers: Vec<Prober> = (0..n).map(|_| Prober::new(config(), t0)).collect();
-        let mut rng = SmallRng::seed_from_u64(3);
-        let mut pairs = std::collections::BTreeSet::new();
-        for period in 1..n as i64 {
-            let mut probed = vec![0; n];
-            for (i, p) in probers.iter_mut().enumerate() {
-                let targets: Vec<Target<'_>> = (0..n)
-                    .filter(|&j| j != i)
-                    .map(|j| Target { name: &names[j], incarnation: 1, addr: addr(j), live: true })
-                    .collect();
-                let at = t0 + SECOND * period as u32;
-                let view = Ring {
-                    me: &names[i],
-                    members: &targets,
-                    wall_ms: Some(wall0 + 1000 * period),
-                    detect: true,
-                };
-                p.next_round = at;
-                let mut out = ProbeOut::default();
-                p.handle_timeout(at, view, &mut rng, &mut out);
-                assert_eq!(out.pings.len(), 1, "one probe per period");
-                let j = (0..n).find(|&j| addr(j) == out.pings[0].0).expect("a member");
-                assert!(p.on_ack(at, &names[j], out.pings[0].1, &mut ProbeOut::default()), "its round's ack");
-                probed[j] += 1;
-                assert!(pairs.insert((i, j)), "n{i} probed n{j} twice in a round");
-                // The next period starts on the wall clock's next boundary.
-                assert!(
-                    p.next_round > at && p.next_round <= at + SECOND + SECOND / 10,
-                    "{:?}",
-                    p.next_round - at
-                );
-            }
-            assert_eq!(probed, vec![1; n], "period {period}: each probed once");
-        }
-        assert_eq!(pairs.len(), n * (n - 1));
-    }
-
-    /// No answer to the round's ping: indirect probes through helpers, then
-    /// suspect at `suspect_after` and down at `down_after` after the last
-    /// good period.
-    #[test]
-    fn an_unanswered_probe_becomes_a_check_with_deadlines_from_the_config() {
-        let names = ["a", "b", "c", "d", "e"];
-        let targets: Vec<Target<'_>> = names[1..]
-            .iter()
-            .enumerate()
-            .map(|(k, n)| Target { name: n, incarnation: 9, addr: addr(k + 1), live: true })
-            .collect();
-        let t0 = Instant::now();
-        let mut p = Prober::new(config(), t0);
-        let mut rng = SmallRng::seed_from_u64(1);
-        let view = |_: Instant| Ring { me: "a", members: &targets, wall_ms: None, detect: true };
-        let mut out = ProbeOut::default();
-        let start = t0 + SECOND;
-        p.handle_timeout(start, view(start), &mut rng, &mut out);
-        let (target_addr, _) = out.pings[0];
-        let target = targets.iter().find(|t| t.addr == target_addr).unwrap().name.to_owned();
-        // Unanswered a quarter period later: a check, with helpers asked.
-        let mut now = start + SECOND / 4;
-        let mut out = ProbeOut::default();
-        p.handle_timeout(now, view(now), &mut rng, &mut out);
-        assert!(p.checking(&target));
-        assert_eq!(out.ping_reqs.len(), INDIRECT);
-        assert!(out.ping_reqs.iter().all(|r| r.2 == target && r.0 != target_addr));
-        // Helpers answer "no answer" (local health fine) until the deadlines.
-        let mut verdicts = Vec::new();
-        while now < start + 5 * SECOND {
-            for r in std::mem::take(&mut out.ping_reqs) {
-                let mut o = ProbeOut::default();
-                p.on_indirect_ack(now, r.1, false, &mut o);
-            }
-            verdicts.extend(out.verdicts.drain(..).map(|v| (now - start, v)));
-            now = p.poll_timeout().min(start + 5 * SECOND);
-            // Rounds go on to others meanwhile.
-            out = ProbeOut::default();
-            p.handle_timeout(now, view(now), &mut rng, &mut out);
-        }
-        verdicts.extend(out.verdicts.drain(..).map(|v| (now - start, v)));
-        // (The later rounds' targets do not answer either: checks of their own.)
-        let kinds: Vec<(Duration, &str)> = verdicts
-            .iter()
-            .filter_map(|(at, v)| match v {
-                Verdict::Suspect { name, .. } if *name == target => Some((*at, "suspect")),
-                Verdict::Down { name, .. } if *name == target => Some((*at, "down")),
-                Verdict::Alive { name, .. } if *name == target => Some((*at, "alive")),
-                _ => None,
-            })
-            .collect();
-        // Counted from one period before the first ping: 3 s and 5 s.
-        assert_eq!(kinds, [(2 * SECOND, "suspect"), (4 * SECOND, "down")], "{verdicts:?}");
-    }
-
-    /// A helper's yes ends a check: alive, announced as such once suspected.
-    #[test]
-    fn an_answer_through_a_helper_ends_the_check() {
-        let t0 = Instant::now();
-        let mut p = Prober::new(config(), t0);
-        p.check_suspect(t0, "b", 9, addr(1));
-        let targets = [
-            Target { name: "b", incarnation: 9, addr: addr(1), live: true },
-            Target { name: "c", incarnation: 9, addr: addr(2), live: true },
-        ];
-        let view = Ring { me: "a", members: &targets, wall_ms: None, detect: true };
-        let mut out = ProbeOut::default();
-        p.handle_timeout(t0, view, &mut SmallRng::seed_from_u64(2), &mut out);
-        let (helper, token, target, _) = out.ping_reqs.pop().expect("c is asked");
-        assert_eq!((helper, target.as_str()), (addr(2), "b"));
-        let mut out = ProbeOut::default();
-        p.on_indirect_ack(t0 + SECOND / 10, token, true, &mut out);
-        assert!(!p.checking("b"));
-        assert_eq!(out.verdicts, [Verdict::Alive { name: "b".into(), incarnation: 9 }]);
-        assert_eq!(out.news.len(), 1, "a suspect answered: the cluster is told");
-        assert_eq!(out.news[0].rumor, Rumor::Alive);
-    }
-
-    /// Lifeguard's local health: helpers asked, none heard (not even a
-    /// nack): this node is probably the one cut off, and waits twice as long.
-    #[test]
-    fn a_checker_that_hears_no_helper_waits_twice_as_long() {
-        let targets = [
-            Target { name: "b", incarnation: 9, addr: addr(1), live: true },
-            Target { name: "c", incarnation: 9, addr: addr(2), live: true },
-        ];
-        let t0 = Instant::now();
-        let mut p = Prober::new(config(), t0);
-        let mut rng = SmallRng::seed_from_u64(4);
-        // A check as the round would start it, `b` last heard a period ago.
-        p.check_suspect(t0, "b", 9, addr(1));
-        p.checks.get_mut("b").unwrap().last_good = t0 - SECOND;
-        p.checks.get_mut("b").unwrap().suspected = false;
-        let view = Ring { me: "a", members: &targets, wall_ms: None, detect: true };
-        let mut now = t0;
-        let mut suspected_at = None;
-        while now < t0 + 8 * SECOND && suspected_at.is_none() {
-            let mut out = ProbeOut::default();
-            p.handle_timeout(now, view, &mut rng, &mut out);
-            if out.verdicts.iter().any(|v| matches!(v, Verdict::Suspect { name, .. } if name == "b")) {
-                suspected_at = Some(now - t0);
-            }
-            now = p.poll_timeout();
-        }
-        // suspect_after (3 s) doubled, from a second before.
-        assert_eq!(suspected_at, Some(5 * SECOND));
-    }
-}
+mod tests;

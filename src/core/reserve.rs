@@ -126,8 +126,8 @@ mod tests {
     fn a_steady_relay_writes_about_every_ten_minutes_and_stays_covered() {
         // The shipped pace (hold 100ms: about 10 passes a second), and a
         // full-speed relay (tens of thousands).
-        // PRODUCT.md: at most one write per 10 minutes at the default pace
-        // (and the first), at most one a minute at full speed.
+        // The footprint budget: at most one write per 10 minutes at the
+        // default pace (and the first), at most one a minute at full speed.
         for (per_s, hold, most) in [(10, Duration::from_millis(100), 7), (30_000, Duration::ZERO, 60)] {
             let (writes, covered) = hour_at(per_s, hold);
             assert!(covered, "{per_s}/s: a counter above the written ceiling");

@@ -240,7 +240,7 @@ fn a_node_with_the_wrong_secret_never_joins_and_is_counted() {
 #[test]
 fn the_member_table_is_capped() {
     let mut sim = Sim::new(8, 21);
-    sim.template.max_members = 3;
+    sim.template.identity.max_members = 3;
     sim.start_all_within(HEARTBEAT);
     sim.run_for(5 * SECOND);
     for i in 0..8 {

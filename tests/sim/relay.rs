@@ -37,7 +37,7 @@ fn the_baton_starts_by_itself_and_each_lap_visits_every_member_once() {
 #[test]
 fn main_node_starts_the_baton() {
     let mut sim = Sim::new(4, 2).with_baton(Duration::from_millis(50));
-    sim.template.baton.main_node = "psc".into();
+    sim.template.tuning.baton.main_node = "psc".into();
     sim.start_all_within(HEARTBEAT);
     sim.run_for(5 * SECOND);
     let started: Vec<_> =

@@ -202,7 +202,7 @@ fn main_node_starts_the_baton_even_if_it_comes_up_last() {
     let mut failures = Vec::new();
     for late in [900, 1000, 1500, 2500] {
         let mut sim = Sim::new(4, 70 + late).with_baton(ms(50));
-        sim.template.baton.main_node = "psd".into();
+        sim.template.tuning.baton.main_node = "psd".into();
         for i in 0..3 {
             sim.start(i);
         }
@@ -228,7 +228,7 @@ fn main_node_starts_the_baton_even_if_it_comes_up_last() {
 #[test]
 fn a_down_main_node_does_not_stop_the_relay_and_joins_it_later() {
     let mut sim = Sim::new(4, 21).with_baton(ms(50));
-    sim.template.baton.main_node = "psd".into();
+    sim.template.tuning.baton.main_node = "psd".into();
     for i in 0..3 {
         sim.start(i);
     }
@@ -252,7 +252,7 @@ fn a_down_main_node_does_not_stop_the_relay_and_joins_it_later() {
 #[test]
 fn a_main_node_with_the_baton_disabled_does_not_stop_the_relay() {
     let mut sim = Sim::new(4, 22).with_baton(ms(50));
-    sim.template.baton.main_node = "psa".into();
+    sim.template.tuning.baton.main_node = "psa".into();
     sim.nodes[0].relays = Some(false);
     sim.start_all_within(HEARTBEAT);
     sim.run_for(15 * SECOND);

@@ -26,7 +26,7 @@ fn config(name: &str, ip: std::net::IpAddr) -> Config {
 fn agent(net: &Network, i: u8, name: &str) -> (Driver<Endpoint>, Lines) {
     let endpoint = net.endpoint(i);
     let config = config(name, endpoint.data.ip());
-    let node = Node::new(node_config(&config, endpoint.data.port()), rand::make_rng(), Instant::now());
+    let node = Node::new(node_config(&config, endpoint.data.port(), None), rand::make_rng(), Instant::now());
     let mut driver = Driver::new(&config, node, endpoint, Inputs::default());
     let (metrics, lines) = spy::metrics(&config, name);
     driver.set_reporter(Reporter::with_metrics(&config, metrics));

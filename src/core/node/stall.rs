@@ -21,7 +21,12 @@
 //! Peers that kept running rightly saw it silent; that is theirs to judge.
 //! Must not: read a clock (the stall is measured from the `now` handed in).
 
-use super::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use super::Node;
 
 impl<R: Rng> Node<R> {
     /// A late turn of at least this is a stall: half a heartbeat interval,
@@ -32,7 +37,8 @@ impl<R: Rng> Node<R> {
     /// false alarm costs little (a short wait of the baton, a later verdict
     /// on a peer), a missed stall a stale gauge or a false "down".
     pub(super) fn stall_after(&self) -> Duration {
-        (self.cfg.heartbeat_interval.min(self.cfg.baton.regenerate_after) / 2).max(Duration::from_millis(10))
+        (self.tuning.heartbeat_interval.min(self.tuning.baton.regenerate_after) / 2)
+            .max(Duration::from_millis(10))
     }
 
     /// Called first by `handle` and `handle_timeout`: compares `now` with
@@ -58,22 +64,22 @@ impl<R: Rng> Node<R> {
     fn stalled(&mut self, now: Instant, late: Duration) {
         self.stalls += 1;
         self.last_stall = Some(late);
-        let credit = late + self.cfg.heartbeat_interval;
+        let credit = late + self.tuning.heartbeat_interval;
         self.members.credit(now, credit);
         self.prober.credit(now, credit);
-        let timings = Timings::from_heartbeat(self.cfg.heartbeat_interval);
+        let timings = self.tuning.timings();
         // Where views are asked for, the answers come within a round trip;
         // where they are not, the periodic heartbeats bring them within an
         // interval.
-        let wait = if self.relay.ask_first {
-            timings.probe_every
+        let wait = if self.compat.heartbeats_each_interval() {
+            self.tuning.heartbeat_interval + timings.probe_every
         } else {
-            self.cfg.heartbeat_interval + timings.probe_every
+            timings.probe_every
         };
-        self.relay.stalled(now, wait, &mut self.relay_out);
+        self.relay.stalled(now, wait, &mut self.effects);
         self.settle = Some((now + wait, Vec::new()));
         self.heartbeat_soon(now);
-        self.drain_relay(now);
+        self.drain(now);
     }
 
     /// Whether a ping from `src` goes unanswered: while settling after a
@@ -81,7 +87,7 @@ impl<R: Rng> Node<R> {
     /// sources are remembered (spoofed ones cannot grow it); past that,
     /// every ping is answered.
     pub(super) fn settling_answered(&mut self, now: Instant, src: SocketAddr) -> bool {
-        let cap = self.cfg.max_members;
+        let cap = self.identity.max_members;
         let Some((until, answered)) = self.settle.as_mut() else { return false };
         if now >= *until {
             self.settle = None;

@@ -4,24 +4,31 @@
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-use super::*;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::{Dest, Event, Fanout, Identity, Node, NodeConfig, Tuning, Via};
+use crate::core::baton::BatonConfig;
+use crate::core::links::LinkConfig;
 
 const NAME: &str = "raspberrypi";
 
 fn config(ip: Ipv4Addr, incarnation: u64) -> NodeConfig {
-    NodeConfig {
+    let identity = Identity {
         name: NAME.into(),
         cluster: "lab".into(),
         incarnation,
-        keys: vec![b"one secret".to_vec()],
-        heartbeat_interval: Duration::from_secs(1),
-        suspect_after: Duration::from_secs(3),
-        down_after: Duration::from_secs(5),
         max_members: 256,
         data_port: 45893,
         ip,
         gossip_port: 45892,
         fanout: Fanout::Group,
+    };
+    let tuning = Tuning {
+        keys: vec![b"one secret".to_vec()],
+        heartbeat_interval: Duration::from_secs(1),
+        suspect_after: Duration::from_secs(3),
+        down_after: Duration::from_secs(5),
         baton: BatonConfig {
             enabled: false,
             main_node: String::new(),
@@ -31,8 +38,8 @@ fn config(ip: Ipv4Addr, incarnation: u64) -> NodeConfig {
             regenerate_after: Duration::from_secs(3),
         },
         links: LinkConfig { probe_interval: Duration::from_secs(1), window: 60, sweep: false },
-        reserved: None,
-    }
+    };
+    NodeConfig { identity, tuning, reserved: None }
 }
 
 /// The next heartbeat `node` sends to the group, at `now`.

@@ -20,7 +20,7 @@ use herd::core::baton::{BatonConfig, BatonEvent};
 use herd::core::health::{self, Health};
 use herd::core::links::LinkConfig;
 use herd::core::membership::{Change, MemberState};
-use herd::core::node::{Dest, Event, Fanout, Node, NodeConfig, Via};
+use herd::core::node::{Dest, Event, Fanout, Identity, Node, NodeConfig, Tuning, Via};
 use herd::core::wire::BatonId;
 use rand::rngs::SmallRng;
 use rand::{Rng, RngExt, SeedableRng};
@@ -45,7 +45,7 @@ pub struct SimNode {
     pub keys: Vec<Vec<u8>>,
     /// Incarnation of the current (or last) life.
     pub incarnation: u64,
-    /// Overrides `template.baton.enabled` for this node.
+    /// Overrides `template.tuning.baton.enabled` for this node.
     pub relays: Option<bool>,
     /// Its state file (a `[node] state_dir`): the counter ceiling written,
     /// which survives a kill. `None`: no state directory.
@@ -167,20 +167,22 @@ impl Sim {
     /// the baton off, not yet started.
     pub fn new(n: usize, seed: u64) -> Sim {
         let base = Instant::now();
-        let template = NodeConfig {
+        let identity = Identity {
             name: String::new(),
             cluster: "sim".into(),
             incarnation: 0,
-            keys: vec![b"sim secret".to_vec()],
-            heartbeat_interval: HEARTBEAT,
-            suspect_after: Duration::from_secs(3),
-            down_after: Duration::from_secs(5),
             max_members: 256,
             data_port: DATA_PORT,
             // The simulated network has no spoofing: peers use the source.
             ip: std::net::Ipv4Addr::UNSPECIFIED,
             gossip_port: DATA_PORT,
             fanout: Fanout::Group,
+        };
+        let tuning = Tuning {
+            keys: vec![b"sim secret".to_vec()],
+            heartbeat_interval: HEARTBEAT,
+            suspect_after: Duration::from_secs(3),
+            down_after: Duration::from_secs(5),
             // Off unless a test turns it on, so membership tests see only
             // heartbeats, sightings and probes.
             baton: BatonConfig {
@@ -192,8 +194,8 @@ impl Sim {
                 regenerate_after: REGENERATE_AFTER,
             },
             links: LinkConfig { probe_interval: Duration::from_secs(1), window: 60, sweep: false },
-            reserved: None,
         };
+        let template = NodeConfig { identity, tuning, reserved: None };
         Sim {
             base,
             now: base,
@@ -201,7 +203,7 @@ impl Sim {
                 .map(|i| SimNode {
                     name: name(i),
                     node: None,
-                    keys: template.keys.clone(),
+                    keys: template.tuning.keys.clone(),
                     incarnation: 0,
                     relays: None,
                     state: None,
@@ -243,11 +245,11 @@ impl Sim {
 
     pub fn start_with_incarnation(&mut self, i: usize, incarnation: u64) {
         let mut cfg = self.template.clone();
-        cfg.name = self.nodes[i].name.clone();
-        cfg.keys = self.nodes[i].keys.clone();
-        cfg.incarnation = incarnation;
+        cfg.identity.name = self.nodes[i].name.clone();
+        cfg.tuning.keys = self.nodes[i].keys.clone();
+        cfg.identity.incarnation = incarnation;
         if let Some(relays) = self.nodes[i].relays {
-            cfg.baton.enabled = relays;
+            cfg.tuning.baton.enabled = relays;
         }
         cfg.reserved = self.nodes[i].state;
         let rng = SmallRng::seed_from_u64(self.seed ^ (i as u64 * 7919) ^ incarnation);
@@ -536,8 +538,8 @@ impl Sim {
 
     /// Turns the baton on for every node, with this `hold`.
     pub fn with_baton(mut self, hold: Duration) -> Sim {
-        self.template.baton.enabled = true;
-        self.template.baton.hold = hold;
+        self.template.tuning.baton.enabled = true;
+        self.template.tuning.baton.hold = hold;
         self
     }
 

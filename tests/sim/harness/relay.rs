@@ -18,7 +18,7 @@ use super::{SECOND, Sim};
 /// `n` nodes, all started within a heartbeat, run until the baton moves.
 pub fn relay(n: usize, seed: u64, hold: Duration) -> Sim {
     let mut sim = Sim::new(n, seed).with_baton(hold);
-    sim.start_all_within(sim.template.heartbeat_interval);
+    sim.start_all_within(sim.template.tuning.heartbeat_interval);
     sim.run_for(5 * SECOND);
     assert!(!sim.passes().is_empty(), "the baton started");
     sim
