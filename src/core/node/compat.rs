@@ -11,7 +11,8 @@
 //!
 //! The points, each a method here, and who asks:
 //! - [`Node::recheck_mixed`] (`inbound`, after a sender was admitted with
-//!   news): the switch, the one place that tells the machines.
+//!   news; `effects`, after any member change): the switch, the one place
+//!   that tells the machines.
 //! - [`Compat::heartbeats_each_interval`]: `heartbeat` (every interval, not
 //!   a refresh every 10 intervals or N / 2), `effects` (a newcomer greeted
 //!   by the next group heartbeat, brought forward, not a unicast welcome),
@@ -119,12 +120,14 @@ impl Compat {
 
 impl<R: Rng> Node<R> {
     /// Looks again whether the cluster is mixed, after a datagram's sender
-    /// was admitted with news (a member up, down or restarted, or a newer
-    /// version learnt): on a switch, the member table fails members by
-    /// silence or not, the relay asks for views or not, and a switch to the
-    /// old ways heartbeats at once. Only then: a member of the previous
-    /// release that falls silent leaves the cluster mixed until the next such
-    /// datagram.
+    /// was admitted with news (a newer version learnt) and after any member
+    /// change (up, down, gone, restarted): on a switch, the member table
+    /// fails members by silence or not, the relay asks for views or not, and
+    /// a switch to the old ways heartbeats at once. A node's first
+    /// heartbeats go out in the previous release's wire (it knows no member
+    /// that understands more), so a node killed before its next one is
+    /// taken for the previous release's: its going down ends the mixed
+    /// cluster at once.
     pub(super) fn recheck_mixed(&mut self, now: Instant) {
         let mixed = self.members.live().any(|m| m.wire < VERSION);
         if mixed != self.compat.mixed {

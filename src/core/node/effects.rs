@@ -42,6 +42,10 @@ impl<R: Rng> Node<R> {
             if !std::mem::take(&mut end.members_changed) {
                 break;
             }
+            // A member down or gone may have been the last of the previous
+            // release (or a node of this one, killed before its first
+            // heartbeat in this release's wire).
+            self.recheck_mixed(now);
             // The relay resumes a baton held alone, or skips a target that
             // went down; what it asks for goes round once more.
             let (relay, mut ctx) = self.relay_ctx(now);
