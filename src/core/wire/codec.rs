@@ -12,26 +12,11 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 
 use super::{
-    Envelope, MAGIC, MAX_ACCEPTED, MAX_NAME, MIN_VERSION, Reader, VERSION, WireError, messages, put_str,
+    Envelope, KEY_ID_LEN, MAGIC, MAX_ACCEPTED, MIN_VERSION, NONCE_LEN, PLAIN_HEADER, Reader, TAG_LEN,
+    VERSION, WireError, messages, put_str, sealed_header,
 };
 
 const FLAG_SEALED: u8 = 0x01;
-const KEY_ID_LEN: usize = 4;
-const NONCE_LEN: usize = 24;
-const TAG_LEN: usize = 16;
-const PLAIN_HEADER: usize = 4;
-
-/// Header length of a sealed datagram of `version`.
-const fn sealed_header(version: u8) -> usize {
-    PLAIN_HEADER + if version >= 3 { KEY_ID_LEN } else { 0 } + NONCE_LEN
-}
-
-/// The most bytes a sealed datagram of `version` takes besides its message
-/// (kind and payload): header, cluster and sender names of [`MAX_NAME`]
-/// bytes, incarnation, seq and tag.
-pub(super) const fn envelope_len(version: u8) -> usize {
-    sealed_header(version) + 2 * (1 + MAX_NAME) + 8 + 8 + TAG_LEN
-}
 
 /// Most senders' subkeys [`Codec::open`] keeps (48 bytes each).
 const SUBKEYS: usize = 512;

@@ -29,9 +29,9 @@
 
 use crate::core::health::{Health, MAX_RTT_CMS, MAX_VERSION, PeerLink};
 
-use super::codec::envelope_len;
 use super::{
-    BatonView, Heartbeat, MAX_DATAGRAM, MAX_NAME, MIN_VERSION, Reader, Sighting, WireError, put_id, put_str,
+    BatonView, Heartbeat, MAX_DATAGRAM, MAX_NAME, MIN_VERSION, Reader, Sighting, WireError, envelope_len,
+    put_id, put_str,
 };
 
 const HB_RELAYS: u8 = 0x01;

@@ -78,6 +78,25 @@ pub const MAX_DATAGRAM: usize = 1400;
 /// Largest datagram herd accepts; anything bigger is rejected unread.
 pub const MAX_ACCEPTED: usize = 4096;
 
+// The envelope's layout (see the diagram above): what the codec writes and
+// the heartbeat's byte budget counts.
+const KEY_ID_LEN: usize = 4;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+const PLAIN_HEADER: usize = 4;
+
+/// Header length of a sealed datagram of `version`.
+const fn sealed_header(version: u8) -> usize {
+    PLAIN_HEADER + if version >= 3 { KEY_ID_LEN } else { 0 } + NONCE_LEN
+}
+
+/// The most bytes a sealed datagram of `version` takes besides its message
+/// (kind and payload): header, cluster and sender names of [`MAX_NAME`]
+/// bytes, incarnation, seq and tag.
+const fn envelope_len(version: u8) -> usize {
+    sealed_header(version) + 2 * (1 + MAX_NAME) + 8 + 8 + TAG_LEN
+}
+
 /// Why a datagram was refused. Every variant is a normal outcome for hostile or
 /// foreign input; none of them is a bug.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
