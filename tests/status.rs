@@ -510,6 +510,10 @@ fn two_agents_with_one_name_show_the_conflict_in_status_and_herd_status() {
     let cluster = common::Cluster::new("namesake");
     let addr = format!("127.0.0.1:{}", free_tcp_port());
     let first = common::Agent::start(&cluster.node("raspberrypi").set("status", "listen", &toml_str(&addr)));
+    // A life is its start's millisecond: two namesakes on one address started
+    // in the same one are one life to everyone (docs/troubleshooting.md).
+    first.line("herd started", Duration::from_secs(5)).expect("a start line");
+    std::thread::sleep(Duration::from_millis(2));
     let second = common::Agent::start(&cluster.node("raspberrypi"));
     let started = second.line("herd started", Duration::from_secs(5)).expect("a start line");
     let incarnation = common::field(&started, "incarnation").expect("its incarnation");

@@ -6,8 +6,10 @@
 //! fix (every Raspberry Pi OS image is named `raspberrypi`), so it is kept
 //! here as state for the status endpoint, not only counted as rejections.
 //!
-//! One entry per other life (incarnation): where it was heard from (the
-//! datagram's source and the IP its heartbeats advertise) and when. An entry
+//! One entry per other life, known by its incarnation and the address its
+//! datagrams come from (two namesakes started in the same millisecond share
+//! an incarnation, not a source): the IP its heartbeats advertise, and when
+//! it was heard. An entry
 //! is current while it was heard within the window the caller passes (see
 //! [`Conflicts::current`]); a leave from that life ends it at once. Each entry
 //! allows one log line per [`LOG_EVERY`] while it lasts.
@@ -30,7 +32,7 @@ pub const MAX_CONFLICTS: usize = 16;
 #[derive(Debug, Clone)]
 pub struct Conflict {
     pub incarnation: u64,
-    /// Where its last datagram came from.
+    /// Where its datagrams come from.
     pub source: IpAddr,
     /// The IP its last heartbeat advertised (`None`: none heard, or it
     /// advertised none).
@@ -82,7 +84,7 @@ impl Conflicts {
         advertised: Option<Ipv4Addr>,
     ) -> Option<Heard> {
         self.entries.retain(|c| is_current(c, now, window));
-        let at = match self.entries.iter().position(|c| c.incarnation == incarnation) {
+        let at = match self.entries.iter().position(|c| c.incarnation == incarnation && c.source == source) {
             Some(at) => at,
             None => {
                 if self.entries.len() >= MAX_CONFLICTS
@@ -103,17 +105,16 @@ impl Conflicts {
         };
         let others = self.entries.len();
         let c = &mut self.entries[at];
-        c.source = source;
         c.advertised = advertised.or(c.advertised);
         c.last_heard = c.last_heard.max(now);
         let suppressed = c.log.allow(now)?;
         Some(Heard { incarnation, addr: c.addr(), source, suppressed, others })
     }
 
-    /// That life left the cluster (its leave was heard): the conflict with
-    /// it is over. The entry, if there was one.
-    pub fn left(&mut self, incarnation: u64) -> Option<Conflict> {
-        let at = self.entries.iter().position(|c| c.incarnation == incarnation)?;
+    /// That life left the cluster (its leave was heard from `source`): the
+    /// conflict with it is over. The entry, if there was one.
+    pub fn left(&mut self, incarnation: u64, source: IpAddr) -> Option<Conflict> {
+        let at = self.entries.iter().position(|c| c.incarnation == incarnation && c.source == source)?;
         Some(self.entries.swap_remove(at))
     }
 
@@ -193,14 +194,27 @@ mod tests {
         c.heard(t0, WINDOW, 7, ip(2), None);
         c.heard(t0, WINDOW, 9, ip(3), None);
         assert_eq!(c.current(t0 + 59 * S, WINDOW).len(), 2);
-        assert!(c.left(9).is_some_and(|gone| gone.source == ip(3)));
-        assert!(c.left(9).is_none(), "already gone");
+        assert!(c.left(9, ip(3)).is_some_and(|gone| gone.source == ip(3)));
+        assert!(c.left(9, ip(3)).is_none(), "already gone");
         assert_eq!(c.current(t0 + 59 * S, WINDOW).len(), 1);
         assert!(c.current(t0 + WINDOW, WINDOW).is_empty(), "silent for the window: over");
         // Heard again later: a new conflict, logged at once.
         let back = c.heard(t0 + 200 * S, WINDOW, 7, ip(2), None).expect("logged again");
         assert_eq!(back.others, 1);
         assert_eq!(c.current(t0 + 200 * S, WINDOW)[0].since, t0 + 200 * S);
+    }
+
+    /// Two namesakes started in the same millisecond have one incarnation:
+    /// each is its own conflict, logged and shown with its own address.
+    #[test]
+    fn namesakes_of_one_incarnation_are_told_apart_by_their_source() {
+        let (mut c, t0) = (Conflicts::default(), Instant::now());
+        let first = c.heard(t0, WINDOW, 7, ip(1), None).expect("a line for the first");
+        let second = c.heard(t0, WINDOW, 7, ip(2), None).expect("a line for the second");
+        assert_eq!((first.addr, second.addr, second.others), (ip(1), ip(2), 2));
+        assert!(c.left(7, ip(1)).is_some());
+        let now: Vec<_> = c.current(t0, WINDOW).iter().map(|c| c.addr()).collect();
+        assert_eq!(now, [ip(2)]);
     }
 
     #[test]

@@ -147,7 +147,7 @@ impl<R: Rng> Node<R> {
         let advertised = match &env.msg {
             Message::Heartbeat(hb) if !hb.ip.is_unspecified() => Some(hb.ip),
             Message::Leave => {
-                if let Some(gone) = self.conflicts.left(env.incarnation) {
+                if let Some(gone) = self.conflicts.left(env.incarnation, source) {
                     let (incarnation, addr) = (gone.incarnation, gone.addr());
                     self.events.push_back(Event::NameConflictOver { incarnation, addr });
                 }
