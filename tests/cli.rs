@@ -248,3 +248,71 @@ fn run_with_a_bad_config_exits_78_before_starting() {
         [format!("{PREFIX}gossip.port = 70000: must be an integer from 1 to 65535")]
     );
 }
+
+/// `herd check`'s effective config, byte for byte (after its first line,
+/// which names the build): what operators read and scripts diff.
+#[test]
+fn herd_check_prints_the_effective_config_byte_for_byte() {
+    let run = check("[node]\nname = \"psa\"\ncluster = \"lab\"\n[gossip]\nsecret = \"x\"\n");
+    assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+    let body: String = run.stdout.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    assert_eq!(body, PINNED_CHECK);
+}
+
+const PINNED_CHECK: &str = r#"[node]
+name = "psa"
+cluster = "lab"
+state_dir = ""
+
+[gossip]
+strategy = "multicast"
+port = 45892
+if_addr = "0.0.0.0"
+multicast_if = "0.0.0.0"
+multicast_addr = "230.1.1.251"
+multicast_ttl = 1
+broadcast_only = false
+secret = "<redacted>"
+secret_file = ""
+heartbeat_interval = "1s"
+suspect_after = "3s"
+down_after = "5s"
+hosts = []
+dns_name = ""
+data_port = 45893
+max_members = 256
+
+[baton]
+enabled = true
+main_node = ""
+metric = "baton"
+hold = "100ms"
+pass_timeout = "250ms"
+max_retries = 3
+regenerate_after = "3s"
+
+[statsd]
+address = "127.0.0.1:8125"
+prefix = "herd"
+tags = []
+flavor = "dogstatsd"
+max_packet_size = 1432
+flush_interval = "1s"
+host_tag = true
+
+[telemetry]
+interval = "10s"
+sysfs_root = "/sys"
+interface = ""
+
+[links]
+probe_interval = "1s"
+window = 60
+peer_metrics = "all"
+
+[status]
+listen = "127.0.0.1:45894"
+
+[log]
+level = "info"
+"#;
