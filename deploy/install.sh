@@ -22,6 +22,7 @@ hosts_file=${HERD_HOSTS_FILE:-}
 secret=
 dry_run=false
 force_config=false
+deb=false
 
 usage() {
   cat <<EOF
@@ -43,6 +44,16 @@ binary, the config and the systemd unit to the host's /tmp, installs them as
 installs the gossip secret if given (--secret), validates the config with
 'herd check', enables and restarts the herd service, and waits until it
 answers 'herd status'. Stops at the first host that fails.
+
+With --deb it installs herd's Debian package instead: it asks every host
+'dpkg --print-architecture' and picks herd_<version>_<arch>.deb (arm64,
+armhf or amd64) from dist/; then, host after host: the config and the secret
+as above, 'herd check' of the config by the package's own binary, and
+'apt-get install' of the package (keeping an installed /etc/herd/herd.toml).
+The package enables and starts herd, or restarts it on an upgrade; a host
+where install.sh had installed herd moves to the package (its unit in
+/etc/systemd/system and /usr/local/bin/herd are removed, herd is restarted
+from /usr/bin/herd). Then the same wait for 'herd status' and the cluster.
 
 Hosts are the arguments ([user@]host, e.g. pi@psa.local), else the lines of
 deploy/hosts (see deploy/hosts.example): one host per line, '#' starts a
@@ -66,6 +77,8 @@ Options:
                       [gossip] secret_file = "/etc/herd/secret"; it goes over
                       ssh's stdin, never through a file in /tmp
       --hosts FILE    read the hosts from FILE instead of deploy/hosts
+      --deb           install the Debian package for each host's
+                      architecture (see above) instead of the bare binary
   -h, --help          show this help
 
 Environment:
@@ -108,6 +121,7 @@ while [[ $# -gt 0 ]]; do
     -h | --help) usage; exit 0 ;;
     -n | --dry-run) dry_run=true ;;
     --force-config) force_config=true ;;
+    --deb) deb=true ;;
     -b | --binary) need_value "$@"; binary=$2; shift ;;
     -d | --dist) need_value "$@"; dist=$2; shift ;;
     --dist=*) dist=${1#*=} ;;
@@ -173,6 +187,9 @@ missing() {
     exit 1
   fi
 }
+if $deb && [[ -n $binary ]]; then
+  usage_error "--deb installs packages, --binary a bare binary: choose one"
+fi
 [[ -z $binary || -f $binary ]] || missing "no binary at $binary: build it first with
   scripts/dist.sh
 (or name another one with --binary PATH)"
@@ -228,7 +245,11 @@ step() {
 input=
 
 # What runs on each host, in order (the host's login shell runs each line).
-r_binary='sudo install -m 0755 /tmp/herd /usr/local/bin/herd'
+# A host with the package is refused: the bare binary and a unit in
+# /etc/systemd/system would shadow it (docs/operating.md, "Packages or
+# install.sh"). (The remote shell expands \${Status}: dpkg-query's field.)
+# shellcheck disable=SC2016
+r_binary='if dpkg-query -W -f="\${Status}" herd 2>/dev/null | grep -q " installed$"; then echo "herd is installed from its Debian package here: use install.sh --deb, or apt-get purge herd first" >&2; exit 1; fi; sudo install -m 0755 /tmp/herd /usr/local/bin/herd'
 if $force_config; then
   r_config='sudo install -D -m 0644 /tmp/herd.toml /etc/herd/herd.toml'
 else
@@ -236,7 +257,8 @@ else
 fi
 # The group first: the secret belongs to it, and the unit refuses to start without it.
 r_secret='sudo groupadd -f --system herd-secret && sudo install -D -m 0640 -g herd-secret /dev/stdin /etc/herd/secret'
-r_check='sudo /usr/local/bin/herd check -c /etc/herd/herd.toml >/dev/null'
+if $deb; then herd_bin=/usr/bin/herd; else herd_bin=/usr/local/bin/herd; fi
+r_check="sudo $herd_bin check -c /etc/herd/herd.toml >/dev/null"
 r_unit='sudo groupadd -f --system herd-secret && sudo install -m 0644 /tmp/herd.service /etc/systemd/system/herd.service && rm -f /tmp/herd /tmp/herd.toml /tmp/herd.service'
 # enable + restart starts a stopped service and restarts a running one (with
 # `enable --now` a first install would start it twice).
@@ -244,15 +266,51 @@ r_unit='sudo groupadd -f --system herd-secret && sudo install -m 0644 /tmp/herd.
 # is on the SD card before herd runs, so a power cut right after an install
 # cannot leave an empty unit file behind (found by the fleet's power cut).
 r_start='sudo systemctl daemon-reload && sudo systemctl enable herd && sync && sudo systemctl restart herd'
-r_verify='for i in 1 2 3 4 5 6 7 8 9 10; do systemctl is-active --quiet herd && sudo /usr/local/bin/herd status && exit 0; sleep 1; done; systemctl status --no-pager herd; exit 1'
+r_verify="for i in 1 2 3 4 5 6 7 8 9 10; do systemctl is-active --quiet herd && sudo $herd_bin status && exit 0; sleep 1; done; systemctl status --no-pager herd; exit 1"
 # A rolling install must not take the next Pi down before this one is back
 # in the cluster: how many live members the running agent lists before the
 # restart (nothing when herd is not running), and after it the wait until the
 # new agent lists as many again (30 s).
-members='sudo /usr/local/bin/herd status --json 2>/dev/null | grep -o "live_members.: *[0-9]*" | tr -cd 0-9; true'
+if $deb; then
+  # sudo's PATH: /usr/local/bin/herd on a host install.sh had installed, so
+  # the count is asked before such a host moves to the package too.
+  members='sudo herd status --json 2>/dev/null | grep -o "live_members.: *[0-9]*" | tr -cd 0-9; true'
+else
+  members='sudo /usr/local/bin/herd status --json 2>/dev/null | grep -o "live_members.: *[0-9]*" | tr -cd 0-9; true'
+fi
 r_members="n=\$($members); echo \"\${n:-0}\""
 r_rejoin() {
   echo "i=0; while [ \$i -lt 150 ]; do n=\$($members); [ \"\${n:-0}\" -ge $1 ] && exit 0; i=\$((i + 1)); sleep 0.2; done; echo \"it lists \${n:-no} live members after 30 s, $1 before the restart\" >&2; exit 1"
+}
+
+# With --deb, on each host (the package is /tmp/$pkg there):
+# - the config is checked by the package's own binary before anything runs it;
+# - a unit install.sh had put in /etc/systemd/system (it would shadow the
+#   package's) is disabled and removed with /usr/local/bin/herd, the agent
+#   left running until the package's restarts it;
+# - apt-get keeps an installed /etc/herd/herd.toml (confold), also when it
+#   was not the package's; the package starts herd on a first install and
+#   restarts it on an upgrade; anything else (a move from install.sh, the
+#   same version again, e.g. a config push) is restarted here.
+r_deb_check() {
+  echo "dpkg-deb --fsys-tarfile /tmp/$1 | tar -xOf - ./usr/bin/herd >/tmp/herd-check && chmod 0755 /tmp/herd-check && sudo /tmp/herd-check check -c /etc/herd/herd.toml >/dev/null; rc=\$?; rm -f /tmp/herd-check; exit \$rc"
+}
+r_deb_install() {
+  echo "moved=0; if grep -qs '^ExecStart=/usr/local/bin/herd ' /etc/systemd/system/herd.service; then sudo systemctl disable --quiet herd && sudo rm -f /etc/systemd/system/herd.service /usr/local/bin/herd && moved=1 && echo 'moving from install.sh: removed /etc/systemd/system/herd.service and /usr/local/bin/herd'; fi; old=\$(dpkg-query -W -f='\${Version}' herd 2>/dev/null || true); sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold /tmp/$1 && rm -f /tmp/$1 /tmp/herd.toml || exit 1; new=\$(dpkg-query -W -f='\${Version}' herd); sync; if [ \$moved = 1 ] || [ \"\$old\" = \"\$new\" ]; then sudo systemctl restart herd; fi; echo \"herd \${old:-not installed} -> \$new\""
+}
+
+# deb_for ARCH: sets $path to the package for a Debian architecture in
+# --dist DIR (default dist/), or to nothing; several versions are an error.
+deb_for() {
+  local d=${dist:-${base}dist} f found=()
+  path=
+  for f in "${d%/}"/herd_*_"$1".deb; do
+    [[ -f $f ]] && found+=("$f")
+  done
+  if [[ ${#found[@]} -gt 1 ]]; then
+    probe_fail "several packages for $1 in $d: ${found[*]}; keep one"
+  fi
+  path=${found[0]:-}
 }
 
 # triple_for MACHINE: the build for what `uname -m` says, or nothing.
@@ -297,7 +355,30 @@ probe_fail() {
 # Which binary goes to which host, for every host before any is touched:
 # `uname -m` over ssh (read-only, also in a dry run), unless --binary says.
 binaries=()
-if [[ -z $binary ]]; then
+if $deb; then
+  for host in "${hosts[@]}"; do
+    current=$host
+    rc=0
+    arch=$("${ssh[@]}" "$host" 'dpkg --print-architecture' </dev/null) || rc=$?
+    if [[ $rc -ne 0 ]]; then
+      probe_fail "asking its architecture with dpkg --print-architecture failed (${ssh[0]} exited with status $rc; a system without dpkg takes the binary: leave out --deb)"
+    fi
+    arch=${arch//[$'\r\n\t ']/}
+    case $arch in
+      arm64 | armhf | amd64) ;;
+      *) probe_fail "dpkg --print-architecture says '$arch', an architecture herd has no package for (arm64, armhf, amd64)" ;;
+    esac
+    deb_for "$arch"
+    if [[ -z $path ]]; then
+      missing "no package for $host ($arch) in ${dist:-${base}dist}: make it with
+  scripts/dist.sh"
+      path="<no package for $arch>"
+    fi
+    echo "$prog: $host is $arch: $path" >&2
+    binaries+=("$path")
+  done
+  current=
+elif [[ -z $binary ]]; then
   for host in "${hosts[@]}"; do
     current=$host
     rc=0
@@ -330,6 +411,34 @@ for host in "${hosts[@]}"; do
   i=$((i + 1))
   current=$host
   echo "$prog: $host ($i of $total)" >&2
+  if $deb; then
+    pkg=${binaries[$((i - 1))]}
+    name=${pkg##*/}
+    step "copying the package" "${scp[@]}" "$pkg" "$host:/tmp/$name"
+    step "copying the config" "${scp[@]}" "$config" "$host:/tmp/herd.toml"
+    step "installing the config" "${ssh[@]}" "$host" "$r_config"
+    if [[ -n $secret ]]; then
+      input=$secret step "installing the secret" "${ssh[@]}" "$host" "$r_secret"
+    fi
+    step "herd check rejected /etc/herd/herd.toml" "${ssh[@]}" "$host" "$(r_deb_check "$name")"
+    echo "+ $(quote "${ssh[@]}" "$host" "$r_members")"
+    before=0
+    if ! $dry_run; then
+      rc=0
+      before=$("${ssh[@]}" "$host" "$r_members" </dev/null) || rc=$?
+      if [[ $rc -ne 0 ]]; then
+        fail "asking the running agent its members failed (${ssh[0]} exited with status $rc)"
+      fi
+      before=${before//[^0-9]/}
+    fi
+    step "installing the package" "${ssh[@]}" "$host" "$(r_deb_install "$name")"
+    step "the service did not come up (systemctl is-active herd; herd status)" "${ssh[@]}" "$host" "$r_verify"
+    if [[ ${before:-0} -gt 1 ]]; then
+      step "herd did not rejoin the cluster (a changed [gossip] cluster, port or secret? journalctl -u herd)" "${ssh[@]}" "$host" "$(r_rejoin "$before")"
+    fi
+    done_hosts+=("$host")
+    continue
+  fi
   step "copying the binary" "${scp[@]}" "${binary:-${binaries[$((i - 1))]}}" "$host:/tmp/herd"
   step "copying the config" "${scp[@]}" "$config" "$host:/tmp/herd.toml"
   step "copying the unit" "${scp[@]}" "$unit" "$host:/tmp/herd.service"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # dist.sh: the static release binaries for every Raspberry Pi (and x86_64
-# Linux), into dist/ as herd-<version>-<target triple>, with SHA256SUMS.
+# Linux), into dist/ as herd-<version>-<target triple>, with SHA256SUMS, and
+# the Debian packages made from them, herd_<version>-<revision>_<arch>.deb.
 #
-#   scripts/dist.sh [--out DIR] [TRIPLE ...]
+#   scripts/dist.sh [--out DIR] [--deb-revision N] [--no-deb] [TRIPLE ...]
 #
 # Default triples, and the Pis each serves (deploy/install.sh picks by uname -m):
 #   aarch64-unknown-linux-musl       aarch64  64-bit Pi OS: Pi 3, 4, 5, Zero 2 W
@@ -26,6 +27,22 @@
 #
 # Each binary must be at most 3 MiB (herd's budget, benches/README.md); each names its
 # triple in `herd --version`.
+#
+# The Debian packages (cargo-deb, pinned below, installed into the same
+# virtualenv's directory if missing; metadata in Cargo.toml), one per Debian
+# architecture from the binaries above:
+#   herd_<v>_arm64.deb  the aarch64 build
+#   herd_<v>_armhf.deb  the armv6 build: Raspberry Pi OS's armhf is ARMv6 with
+#                       VFP (Debian's is ARMv7), so one package serves every
+#                       32-bit Pi; the armv7 build has no package
+#   herd_<v>_amd64.deb  the x86_64 build
+# No armel package: Debian's armel is ARMv5 without an FPU, which the armv6
+# build (hard float) cannot serve. Each carries /usr/bin/herd, the unit
+# (deploy/herd.service with ExecStart=/usr/bin/herd), /etc/herd/herd.toml as a
+# conffile, herd(1) and bash/zsh/fish completions (made by examples/pages.rs,
+# a host build, from the clap definition) and the maintainer scripts in
+# deploy/debian/. --deb-revision N (default 1) sets the Debian revision, e.g.
+# for a rebuild of one version; --no-deb makes the binaries only.
 set -euo pipefail
 
 prog=dist.sh
@@ -33,6 +50,7 @@ cd "$(dirname "$0")/.."
 
 ZIGLANG_VERSION=0.17.1
 CARGO_ZIGBUILD_VERSION=0.24.1
+CARGO_DEB_VERSION=3.8.0
 BUDGET=$((3 * 1024 * 1024))
 ALL=(aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf arm-unknown-linux-musleabihf x86_64-unknown-linux-musl)
 
@@ -43,11 +61,15 @@ die() {
 
 out=dist
 triples=()
+deb_revision=1
+debs=true
 while [[ $# -gt 0 ]]; do
   case $1 in
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     --out) [[ $# -ge 2 ]] || die "--out needs a directory"; out=$2; shift ;;
     --out=*) out=${1#*=} ;;
+    --deb-revision) [[ $# -ge 2 && $2 =~ ^[0-9][0-9a-z.+~]*$ ]] || die "--deb-revision needs a Debian revision (e.g. 2)"; deb_revision=$2; shift ;;
+    --no-deb) debs=false ;;
     -*) echo "$prog: unknown option $1 (try --help)" >&2; exit 2 ;;
     *)
       case " ${ALL[*]} " in
@@ -122,10 +144,82 @@ for triple in "${triples[@]}"; do
   cp "$bin" "$out/$name"
 done
 
-# SHA256SUMS covers every binary in $out, also those of an earlier run.
+# The Debian architecture a triple's package is for; none for armv7.
+deb_arch() {
+  case $1 in
+    aarch64-unknown-linux-musl) echo arm64 ;;
+    arm-unknown-linux-musleabihf) echo armhf ;;
+    x86_64-unknown-linux-musl) echo amd64 ;;
+  esac
+}
+
+# cargo-deb, pinned, built once into $tools.
+cargo_deb() {
+  if [[ -x $tools/bin/cargo-deb && $("$tools/bin/cargo-deb" --version) == *" $CARGO_DEB_VERSION" ]]; then
+    return
+  fi
+  echo "== cargo-deb $CARGO_DEB_VERSION from crates.io into $tools"
+  cargo install --quiet --locked --root "$tools" --version "$CARGO_DEB_VERSION" cargo-deb ||
+    die "cargo install cargo-deb $CARGO_DEB_VERSION failed"
+}
+
+# What the packages carry beside the binary, made once per run into
+# target/deb-stage (the paths Cargo.toml's [package.metadata.deb] names).
+deb_stage() {
+  local stage=target/deb-stage
+  rm -rf "$stage"
+  mkdir -p "$stage/unit"
+  echo "== man page and completions (examples/pages.rs)"
+  cargo run --quiet --locked --example pages -- "$stage" >/dev/null
+  # The unit, with the package's binary. Anything but exactly one replaced
+  # ExecStart= line means herd.service changed shape: stop.
+  sed 's|^ExecStart=/usr/local/bin/herd |ExecStart=/usr/bin/herd |' deploy/herd.service >"$stage/unit/herd.service"
+  [[ $(diff deploy/herd.service "$stage/unit/herd.service" | grep -c '^>') == 1 ]] ||
+    die "deploy/herd.service has no single 'ExecStart=/usr/local/bin/herd ' line to point at /usr/bin/herd"
+  cp deploy/debian/herd.sysusers "$stage/unit/herd.sysusers"
+  # The Debian changelog: one entry per package version, pointing to the
+  # project's own (usr/share/doc/herd/changelog.gz).
+  local date
+  date=$(date -R -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")
+  {
+    echo "herd ($version-$deb_revision) unstable; urgency=medium"
+    echo
+    echo "  * herd $version, built from static binaries by scripts/dist.sh."
+    echo "    What changed: /usr/share/doc/herd/changelog.gz."
+    echo
+    echo " -- $(sed -n 's/^maintainer = "\(.*\)"$/\1/p' Cargo.toml)  $date"
+  } >"$stage/changelog"
+}
+
+deb() {
+  local triple=$1 arch=$2
+  echo "== $triple: herd_${version}-${deb_revision}_$arch.deb"
+  rm -f "$out"/herd_*_"$arch".deb
+  "$tools/bin/cargo-deb" --no-build --locked --quiet --target "$triple" --deb-revision "$deb_revision" \
+    --output "$out/herd_${version}-${deb_revision}_$arch.deb" >/dev/null ||
+    die "cargo-deb failed for $triple"
+}
+
+made_debs=()
+if $debs; then
+  for triple in "${triples[@]}"; do
+    arch=$(deb_arch "$triple")
+    [[ -n $arch ]] || continue
+    if ((${#made_debs[@]} == 0)); then
+      cargo_deb
+      deb_stage
+    fi
+    deb "$triple" "$arch"
+    made_debs+=("herd_${version}-${deb_revision}_$arch.deb")
+  done
+fi
+
+# SHA256SUMS covers every binary and package in $out, also those of an
+# earlier run.
 (
   cd "$out"
-  sha256sum herd-"$version"-* >SHA256SUMS
+  shopt -s nullglob
+  sha256sum herd-"$version"-* herd_*.deb >SHA256SUMS
 )
 {
   echo "rustc: $(rustc --version)"
@@ -136,5 +230,8 @@ done
 echo "== $out"
 for triple in "${triples[@]}"; do
   printf '%10d  %s\n' "$(stat -c %s "$out/herd-$version-$triple")" "$out/herd-$version-$triple"
+done
+for deb in "${made_debs[@]}"; do
+  printf '%10d  %s\n' "$(stat -c %s "$out/$deb")" "$out/$deb"
 done
 cat "$out/SHA256SUMS"

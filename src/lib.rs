@@ -33,6 +33,7 @@ macro_rules! wire_version {
 }
 
 pub mod agent;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod demo;

@@ -5,71 +5,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use herd::agent::process::{self, Signal};
+use herd::cli::{Cli, Command};
 use herd::config::{Config, ConfigError, DEFAULT_STATUS_LISTEN, SYSTEM_CONFIG};
 
 /// sysexits.h EX_CONFIG: the configuration is invalid.
 const EX_CONFIG: u8 = 78;
-
-#[derive(Parser)]
-#[command(name = "herd", version = herd::VERSION, about = "Peer discovery, a baton relay and Pi telemetry for Raspberry Pi clusters")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the agent (config: -c, else $HERD_CONFIG, else /etc/herd/herd.toml, else defaults).
-    Run {
-        /// Config file.
-        #[arg(short, long, value_name = "PATH")]
-        config: Option<PathBuf>,
-    },
-    /// Validate the config and print the effective config (defaults filled in) as TOML.
-    Check {
-        /// Config file.
-        #[arg(short, long, value_name = "PATH")]
-        config: Option<PathBuf>,
-    },
-    /// Run a whole cluster on this machine: N agents on loopback, a live table, a summary.
-    Demo {
-        /// Agents to run (psa, psb, ...).
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(2..=26))]
-        nodes: u16,
-        /// Stop after this many seconds (default: run until Ctrl-C).
-        #[arg(long)]
-        seconds: Option<u64>,
-        /// How long each node holds the baton ([baton] hold; default 0ms, full
-        /// speed). With e.g. 100ms, `k` kills the baton with its holder.
-        #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
-        hold: std::time::Duration,
-    },
-    /// Ask the local agent for its member table, baton, link health and sensors.
-    Status {
-        /// Print the raw JSON of GET /status.
-        #[arg(long, conflicts_with = "cluster")]
-        json: bool,
-        /// The whole cluster: every member's health and the link matrix.
-        #[arg(long)]
-        cluster: bool,
-        /// The agent's status endpoint (default: [status] listen of the config, else 127.0.0.1:45894).
-        #[arg(long, value_name = "ADDR")]
-        addr: Option<String>,
-    },
-    /// Print a new random key (32 bytes, base64) for [gossip] secret_file.
-    Keygen,
-    /// Join the cluster briefly and print RTT, jitter and loss to every member.
-    Ping {
-        /// Config file (for the cluster, its secret and the gossip settings).
-        #[arg(short, long, value_name = "PATH")]
-        config: Option<PathBuf>,
-        /// Probes per member, 200 ms apart.
-        #[arg(long, default_value_t = 5)]
-        count: usize,
-    },
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

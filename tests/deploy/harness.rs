@@ -27,7 +27,7 @@ pub const DEFAULT_CONFIG: &str = "config/herd.toml";
 pub const UNIT: &str = "deploy/herd.service";
 
 /// What install.sh runs on every host, in order: the contract of its output.
-pub const R_BINARY: &str = "sudo install -m 0755 /tmp/herd /usr/local/bin/herd";
+pub const R_BINARY: &str = r#"if dpkg-query -W -f="\${Status}" herd 2>/dev/null | grep -q " installed$"; then echo "herd is installed from its Debian package here: use install.sh --deb, or apt-get purge herd first" >&2; exit 1; fi; sudo install -m 0755 /tmp/herd /usr/local/bin/herd"#;
 pub const R_CONFIG_KEEP: &str = r#"if test -e /etc/herd/herd.toml; then echo "kept the existing /etc/herd/herd.toml (--force-config replaces it)"; else sudo install -D -m 0644 /tmp/herd.toml /etc/herd/herd.toml; fi"#;
 pub const R_CONFIG_FORCE: &str = "sudo install -D -m 0644 /tmp/herd.toml /etc/herd/herd.toml";
 pub const R_SECRET: &str = "sudo groupadd -f --system herd-secret && sudo install -D -m 0640 -g herd-secret /dev/stdin /etc/herd/secret";
@@ -201,5 +201,69 @@ pub fn fake_dist(dir: &Path, version: &str) -> PathBuf {
         std::fs::write(dist.join(format!("herd-{version}-{t}")), t).expect("write build");
     }
     std::fs::write(dist.join("SHA256SUMS"), "").expect("write sums");
+    dist
+}
+
+// ------------------------------------------------------------ install.sh --deb
+
+/// What `install.sh --deb` runs on a host for package `name` (in /tmp there),
+/// after the config and before the wait: the check by the package's binary.
+pub fn r_deb_check(name: &str) -> String {
+    format!(
+        "dpkg-deb --fsys-tarfile /tmp/{name} | tar -xOf - ./usr/bin/herd >/tmp/herd-check && chmod 0755 /tmp/herd-check && sudo /tmp/herd-check check -c /etc/herd/herd.toml >/dev/null; rc=$?; rm -f /tmp/herd-check; exit $rc"
+    )
+}
+
+/// The package's install: a move from install.sh's unit, apt-get keeping the
+/// config, a restart where the package itself restarts nothing.
+pub fn r_deb_install(name: &str) -> String {
+    format!(
+        r#"moved=0; if grep -qs '^ExecStart=/usr/local/bin/herd ' /etc/systemd/system/herd.service; then sudo systemctl disable --quiet herd && sudo rm -f /etc/systemd/system/herd.service /usr/local/bin/herd && moved=1 && echo 'moving from install.sh: removed /etc/systemd/system/herd.service and /usr/local/bin/herd'; fi; old=$(dpkg-query -W -f='${{Version}}' herd 2>/dev/null || true); sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold /tmp/{name} && rm -f /tmp/{name} /tmp/herd.toml || exit 1; new=$(dpkg-query -W -f='${{Version}}' herd); sync; if [ $moved = 1 ] || [ "$old" = "$new" ]; then sudo systemctl restart herd; fi; echo "herd ${{old:-not installed}} -> $new""#
+    )
+}
+
+pub const R_MEMBERS_DEB: &str = r#"n=$(sudo herd status --json 2>/dev/null | grep -o "live_members.: *[0-9]*" | tr -cd 0-9; true); echo "${n:-0}""#;
+pub const R_VERIFY_DEB: &str = "for i in 1 2 3 4 5 6 7 8 9 10; do systemctl is-active --quiet herd && sudo /usr/bin/herd status && exit 0; sleep 1; done; systemctl status --no-pager herd; exit 1";
+
+/// The exact `+ ` lines of `install.sh --deb` (config kept, no secret) for
+/// one host and its package.
+pub fn deb_lines(ssh: &str, scp: &str, host: &str, package: &Path) -> Vec<String> {
+    let name = package.file_name().and_then(|n| n.to_str()).expect("package name");
+    let mut out = vec![
+        format!("+ {scp} {} {host}:/tmp/{name}", package.display()),
+        format!("+ {scp} {DEFAULT_CONFIG} {host}:/tmp/herd.toml"),
+    ];
+    for remote in [R_CONFIG_KEEP.to_owned(), r_deb_check(name), R_MEMBERS_DEB.to_owned(), r_deb_install(name)]
+    {
+        out.push(format!("+ {ssh} {host} '{}'", remote.replace('\'', r"'\''")));
+    }
+    out.push(format!("+ {ssh} {host} '{R_VERIFY_DEB}'"));
+    out
+}
+
+/// A fake ssh that answers `dpkg --print-architecture` by host: psa arm64,
+/// psb armhf (32-bit Pi OS, any Pi), psd amd64, psx i386; psn has no dpkg.
+pub fn arch_ssh(dir: &Path) -> String {
+    fake(
+        dir,
+        "ssh",
+        r#"case "$1" in *@*) h=${1#*@} ;; *) h=$1 ;; esac
+if [ "$2" = "dpkg --print-architecture" ]; then
+  case $h in
+    psa*) echo arm64 ;; psb*) echo armhf ;; psd*) echo amd64 ;; psx*) echo i386 ;;
+    psn*) echo "sh: 1: dpkg: not found" >&2; exit 127 ;;
+  esac
+fi
+"#,
+    )
+}
+
+/// A dist/ with stand-in packages for `arches`.
+pub fn fake_debs(dir: &Path, version: &str, arches: &[&str]) -> PathBuf {
+    let dist = dir.join("debs");
+    std::fs::create_dir_all(&dist).expect("mkdir debs");
+    for a in arches {
+        std::fs::write(dist.join(format!("herd_{version}_{a}.deb")), a).expect("write package");
+    }
     dist
 }

@@ -10,7 +10,9 @@
 //! - `datadog`: the dashboard and the monitors, their metrics, and Datadog's
 //!   own client models (`datadog_models.py`);
 //! - `packaging`: `scripts/dist.sh`'s refusals, the Dockerfile and the
-//!   Kubernetes manifests.
+//!   Kubernetes manifests;
+//! - `debian`: the Debian packages dist.sh makes (contents, lintian, the man
+//!   page, the completions, the armhf binary on an ARM1176).
 //!
 //! Tests that need a tool this machine lacks (`systemd-analyze`,
 //! `shellcheck`, Datadog's Python client) say so and skip, except under CI
@@ -21,6 +23,7 @@ mod common;
 mod harness;
 
 mod datadog;
+mod debian;
 mod install;
 mod packaging;
 mod rollout;

@@ -3,11 +3,13 @@
 //! build for what its `uname -m` says; an unknown or unreachable machine, or
 //! one without a build, stops the run before any host is touched; a host
 //! that fails, or whose new agent does not rejoin the cluster, stops the run,
-//! is named, and the hosts after it are never touched.
+//! is named, and the hosts after it are never touched. With `--deb`, each
+//! host gets the package for what `dpkg --print-architecture` says, by the
+//! same rules.
 
 use crate::harness::{
-    Plan, TRIPLES, assert_ok, calls, cluster_ssh, failing, fake, fake_dist, install_sh, machine_ssh, rejoin,
-    run, stdout_lines, text,
+    Plan, R_SECRET, TRIPLES, arch_ssh, assert_ok, calls, cluster_ssh, deb_lines, failing, fake, fake_debs,
+    fake_dist, install_sh, machine_ssh, rejoin, run, stdout_lines, text,
 };
 
 #[test]
@@ -188,4 +190,113 @@ fn a_failing_host_stops_the_run_naming_it_and_later_hosts_are_never_touched() {
     let printed = stdout_lines(&out);
     assert_eq!(printed.len(), 10 + 6, "printed: {printed:#?}");
     assert_eq!(printed[..10], Plan { ssh: &ssh, scp: &scp, binary, ..Plan::default() }.lines(&["psa"])[..]);
+}
+
+#[test]
+fn with_deb_each_host_gets_the_package_for_its_dpkg_architecture() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ssh = arch_ssh(dir.path());
+    let dist = fake_debs(dir.path(), "0.9.0-1", &["arm64", "armhf", "amd64"]);
+    let package = |a: &str| dist.join(format!("herd_0.9.0-1_{a}.deb"));
+    let hosts = [("psa", "arm64"), ("pi@psb.local", "armhf"), ("psd", "amd64")];
+
+    // The dry run asks every host its architecture, and only that.
+    let out = run(install_sh()
+        .env("SSH", &ssh)
+        .args(["--deb", "--dry-run", "--dist"])
+        .arg(&dist)
+        .args(hosts.map(|h| h.0)));
+    assert_ok(&out);
+    let want: Vec<String> = hosts.iter().flat_map(|(h, a)| deb_lines(&ssh, "scp", h, &package(a))).collect();
+    assert_eq!(stdout_lines(&out), want);
+    let asked: Vec<String> =
+        hosts.iter().map(|(h, _)| format!("ssh {h} dpkg --print-architecture")).collect();
+    assert_eq!(calls(dir.path()), asked, "a dry run runs only dpkg --print-architecture");
+    let err = text(&out.stderr);
+    for (h, a) in hosts {
+        let line = format!("install.sh: {h} is {a}: {}\n", package(a).display());
+        assert!(err.contains(&line), "{line:?} in stderr: {err}");
+    }
+
+    // A real run copies each its package; the secret goes over stdin.
+    std::fs::remove_file(dir.path().join("calls.log")).expect("reset the log");
+    let scp = fake(dir.path(), "scp", "");
+    let secret = dir.path().join("herd.secret");
+    std::fs::write(&secret, "k").expect("write secret");
+    let out = run(install_sh()
+        .env("SSH", &ssh)
+        .env("SCP", &scp)
+        .args(["--deb", "--dist"])
+        .arg(&dist)
+        .arg("--secret")
+        .arg(&secret)
+        .args(hosts.map(|h| h.0)));
+    assert_ok(&out);
+    let copies: Vec<String> =
+        calls(dir.path()).into_iter().filter(|c| c.starts_with("scp") && c.contains(".deb")).collect();
+    let expected: Vec<String> = hosts
+        .iter()
+        .map(|(h, a)| format!("scp {} {h}:/tmp/herd_0.9.0-1_{a}.deb", package(a).display()))
+        .collect();
+    assert_eq!(copies, expected);
+    let printed = stdout_lines(&out);
+    let secrets =
+        printed.iter().filter(|l| l.ends_with(&format!("'{R_SECRET}' < {}", secret.display()))).count();
+    assert_eq!(secrets, hosts.len(), "the secret over ssh's stdin on every host:\n{}", printed.join("\n"));
+}
+
+#[test]
+fn with_deb_an_unknown_architecture_or_a_missing_package_stops_before_any_host_is_touched() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ssh = arch_ssh(dir.path());
+    let scp = fake(dir.path(), "scp", "");
+    let dist = fake_debs(dir.path(), "0.9.0-1", &["arm64", "amd64"]);
+    for (bad, message) in [
+        (
+            "psx",
+            "install.sh: psx: dpkg --print-architecture says 'i386', an architecture herd has no package for (arm64, armhf, amd64)",
+        ),
+        (
+            "psn",
+            "install.sh: psn: asking its architecture with dpkg --print-architecture failed (sh exited with status 127; a system without dpkg takes the binary: leave out --deb)",
+        ),
+    ] {
+        let _ = std::fs::remove_file(dir.path().join("calls.log"));
+        let out = run(install_sh()
+            .env("SSH", &ssh)
+            .env("SCP", &scp)
+            .args(["--deb", "--dist"])
+            .arg(&dist)
+            .args(["psa", bad, "psd"]));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+        assert!(err.contains(message), "stderr: {err}");
+        assert!(err.contains("install.sh: nothing was installed on any host"), "stderr: {err}");
+        assert!(out.stdout.is_empty(), "printed commands: {}", text(&out.stdout));
+    }
+    // No armhf package in the directory: named, nothing touched.
+    let _ = std::fs::remove_file(dir.path().join("calls.log"));
+    let out = run(install_sh()
+        .env("SSH", &ssh)
+        .env("SCP", &scp)
+        .args(["--deb", "--dist"])
+        .arg(&dist)
+        .args(["psa", "psb"]));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains(&format!("install.sh: no package for psb (armhf) in {}: make it with", dist.display())),
+        "stderr: {err}"
+    );
+    assert!(
+        calls(dir.path()).iter().all(|c| c.ends_with("dpkg --print-architecture")),
+        "{:?}",
+        calls(dir.path())
+    );
+    // --deb and --binary contradict each other.
+    let out = run(install_sh().args(["--deb", "--binary", "/bin/true", "psa"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("install.sh: --deb installs packages, --binary a bare binary: choose one")
+    );
 }

@@ -26,7 +26,7 @@
 
 use std::collections::BTreeSet;
 use std::net::UdpSocket;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -260,16 +260,37 @@ impl Fleet {
         x86_64: Option<PathBuf>,
         extra: &[&str],
     ) -> (Duration, Duration) {
-        let run = |hosts: &str, binary: Option<PathBuf>, config: &str| {
+        let containers = match x86_64 {
+            Some(binary) => Source::Binary(binary),
+            None => Source::Builds,
+        };
+        self.install_from(files, containers, Source::Builds, extra)
+    }
+
+    /// `deploy/install.sh --deb --dist DIR` as [`Fleet::install`] does it:
+    /// each Pi gets the package in `debs` for its `dpkg --print-architecture`.
+    pub fn install_packages(&self, files: &Files, debs: &Path) -> (Duration, Duration) {
+        self.install_from(files, Source::Packages(debs.to_owned()), Source::Packages(debs.to_owned()), &[])
+    }
+
+    fn install_from(
+        &self,
+        files: &Files,
+        containers: Source,
+        guests: Source,
+        extra: &[&str],
+    ) -> (Duration, Duration) {
+        let run = |hosts: &str, source: Source, config: &str| {
             let t0 = Instant::now();
             let mut cmd = Command::new(repo().join("deploy/install.sh"));
             cmd.current_dir(repo())
                 .env("SSH", self.env("SSH"))
                 .env("SCP", self.env("SCP"))
                 .args(["--hosts", self.env(hosts)]);
-            match binary {
-                Some(binary) => cmd.arg("--binary").arg(binary),
-                None => cmd.arg("--dist").arg(repo().join("target")),
+            match source {
+                Source::Binary(binary) => cmd.arg("--binary").arg(binary),
+                Source::Builds => cmd.arg("--dist").arg(repo().join("target")),
+                Source::Packages(dir) => cmd.arg("--deb").arg("--dist").arg(dir),
             };
             let out = cmd
                 .args(["--config", config, "--secret", &files.secret])
@@ -284,10 +305,13 @@ impl Fleet {
             );
             t0.elapsed()
         };
-        let amd64 =
-            if self.guests < self.pis { run("HOSTS_X86_64", x86_64, &files.config) } else { Duration::ZERO };
+        let amd64 = if self.guests < self.pis {
+            run("HOSTS_X86_64", containers, &files.config)
+        } else {
+            Duration::ZERO
+        };
         let arm64 =
-            if self.guests > 0 { run("HOSTS_AARCH64", None, &files.guest_config) } else { Duration::ZERO };
+            if self.guests > 0 { run("HOSTS_AARCH64", guests, &files.guest_config) } else { Duration::ZERO };
         (amd64, arm64)
     }
 
@@ -416,6 +440,16 @@ impl Fleet {
     pub fn cluster_view(&self, i: usize) -> Option<usize> {
         self.status(i).filter(|s| s.uptime_s >= 1.0).map(|s| s.live_members)
     }
+}
+
+/// What install.sh installs on a group of Pis.
+enum Source {
+    /// `--binary PATH` on each.
+    Binary(PathBuf),
+    /// Each Pi's build for its `uname -m`, from target/.
+    Builds,
+    /// `--deb`: each Pi's package for its architecture, from the directory.
+    Packages(PathBuf),
 }
 
 impl Drop for Fleet {

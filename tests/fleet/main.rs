@@ -19,5 +19,6 @@ mod deploy;
 mod lifecycle;
 mod network;
 mod operations;
+mod packages;
 mod powercut;
 mod upgrade;
