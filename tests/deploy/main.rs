@@ -10,11 +10,14 @@
 //! - `datadog`: the dashboard and the monitors, their metrics, and Datadog's
 //!   own client models (`datadog_models.py`);
 //! - `packaging`: `scripts/dist.sh`'s refusals, the Dockerfile and the
-//!   Kubernetes manifests.
+//!   Kubernetes manifests;
+//! - `prometheus`: the alerting rules (one per Datadog monitor, plus a Pi
+//!   Prometheus cannot scrape), their unit tests and the example scrape
+//!   config, through `promtool`, and the metrics the rules name.
 //!
 //! Tests that need a tool this machine lacks (`systemd-analyze`,
-//! `shellcheck`, Datadog's Python client) say so and skip, except under CI
-//! (`CI=true`), where they fail: `.ci/run` installs them.
+//! `shellcheck`, Datadog's Python client, `promtool`) say so and skip,
+//! except under CI (`CI=true`), where they fail: `.ci/run` installs them.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -23,5 +26,6 @@ mod harness;
 mod datadog;
 mod install;
 mod packaging;
+mod prometheus;
 mod rollout;
 mod unit;
