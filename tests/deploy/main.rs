@@ -12,11 +12,15 @@
 //! - `packaging`: `scripts/dist.sh`'s refusals, the Dockerfile and the
 //!   Kubernetes manifests;
 //! - `debian`: the Debian packages dist.sh makes (contents, lintian, the man
-//!   page, the completions, the armhf binary on an ARM1176).
+//!   page, the completions, the armhf binary on an ARM1176);
+//! - `prometheus`: the alerting rules (one per Datadog monitor, plus a Pi
+//!   Prometheus cannot scrape), their unit tests and the example scrape
+//!   config, through `promtool`, and the metrics the rules name.
 //!
 //! Tests that need a tool this machine lacks (`systemd-analyze`,
-//! `shellcheck`, Datadog's Python client) say so and skip, except under CI
-//! (`CI=true`), where they fail: `.ci/run` installs them.
+//! `shellcheck`, Datadog's Python client, `promtool`, lintian, man, zsh,
+//! fish, the packages in dist/) say so and skip,
+//! except under CI (`CI=true`), where they fail: `.ci/run` installs them.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -26,5 +30,6 @@ mod datadog;
 mod debian;
 mod install;
 mod packaging;
+mod prometheus;
 mod rollout;
 mod unit;
