@@ -97,9 +97,8 @@ fn options(sub: &clap::Command) -> impl Iterator<Item = &Arg> {
 
 /// clap's help lines drop their final period; the page's are sentences.
 fn sentence(mut text: String) -> String {
-    if !text.is_empty() && !text.ends_with(['.', ')', ':']) {
-        text.push('.');
-    } else if text.ends_with(')') && !text.ends_with(".)") {
+    let closed = text.ends_with(['.', ':']) || (text.ends_with(')') && text.ends_with(".)"));
+    if !text.is_empty() && !closed {
         text.push('.');
     }
     text
@@ -112,7 +111,7 @@ fn flag(arg: &Arg, short_only: bool) -> Vec<clap_mangen::roff::Inline> {
     if let Some(s) = arg.get_short() {
         names.push(format!("-{s}"));
     }
-    if let Some(l) = arg.get_long().filter(|_| !(short_only && !names.is_empty())) {
+    if let Some(l) = arg.get_long().filter(|_| !short_only || names.is_empty()) {
         names.push(format!("--{l}"));
     }
     let mut out = vec![bold(names.join(", "))];

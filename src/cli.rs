@@ -52,7 +52,7 @@ pub enum Command {
     },
     /// Run a whole cluster on this machine: N agents on loopback, a live table, a summary.
     Demo {
-        /// Agents to run (psa, psb, ...).
+        /// Agents to run, named psa, psb, psc and so on.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(2..=26))]
         nodes: u16,
         /// Stop after this many seconds (default: run until Ctrl-C).
