@@ -289,14 +289,17 @@ r_rejoin() {
 #   package's) is disabled and removed with /usr/local/bin/herd, the agent
 #   left running until the package's restarts it;
 # - apt-get keeps an installed /etc/herd/herd.toml (confold), also when it
-#   was not the package's; the package starts herd on a first install and
+#   was not the package's (on a first install dpkg then leaves the shipped
+#   config beside it as herd.toml.dpkg-dist: removed, config/herd.toml is
+#   that file; on an upgrade one means the shipped config changed, and stays
+#   for the operator to compare); the package starts herd on a first install and
 #   restarts it on an upgrade; anything else (a move from install.sh, the
 #   same version again, e.g. a config push) is restarted here.
 r_deb_check() {
   echo "dpkg-deb --fsys-tarfile /tmp/$1 | tar -xOf - ./usr/bin/herd >/tmp/herd-check && chmod 0755 /tmp/herd-check && sudo /tmp/herd-check check -c /etc/herd/herd.toml >/dev/null; rc=\$?; rm -f /tmp/herd-check; exit \$rc"
 }
 r_deb_install() {
-  echo "moved=0; if grep -qs '^ExecStart=/usr/local/bin/herd ' /etc/systemd/system/herd.service; then sudo systemctl disable --quiet herd && sudo rm -f /etc/systemd/system/herd.service /usr/local/bin/herd && moved=1 && echo 'moving from install.sh: removed /etc/systemd/system/herd.service and /usr/local/bin/herd'; fi; old=\$(dpkg-query -W -f='\${Version}' herd 2>/dev/null || true); sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold /tmp/$1 && rm -f /tmp/$1 /tmp/herd.toml || exit 1; new=\$(dpkg-query -W -f='\${Version}' herd); sync; if [ \$moved = 1 ] || [ \"\$old\" = \"\$new\" ]; then sudo systemctl restart herd; fi; echo \"herd \${old:-not installed} -> \$new\""
+  echo "moved=0; if grep -qs '^ExecStart=/usr/local/bin/herd ' /etc/systemd/system/herd.service; then sudo systemctl disable --quiet herd && sudo rm -f /etc/systemd/system/herd.service /usr/local/bin/herd && moved=1 && echo 'moving from install.sh: removed /etc/systemd/system/herd.service and /usr/local/bin/herd'; fi; old=\$(dpkg-query -W -f='\${Version}' herd 2>/dev/null || true); sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold /tmp/$1 && rm -f /tmp/$1 /tmp/herd.toml || exit 1; new=\$(dpkg-query -W -f='\${Version}' herd); if [ -z \"\$old\" ]; then sudo rm -f /etc/herd/herd.toml.dpkg-dist; fi; sync; if [ \$moved = 1 ] || [ \"\$old\" = \"\$new\" ]; then sudo systemctl restart herd; fi; echo \"herd \${old:-not installed} -> \$new\""
 }
 
 # deb_for ARCH: sets $path to the package for a Debian architecture in

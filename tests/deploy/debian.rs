@@ -237,8 +237,9 @@ fn the_man_page_renders_and_every_completion_loads() {
         at("usr/share/bash-completion/completions/herd").display()
     )));
     assert!(bash.split_whitespace().any(|w| w == "status"), "bash completes herd st to: {bash}");
+    // compinit -D: no dump file (with -d PATH it would replace PATH).
     let zsh = run(Command::new("zsh").arg("-f").arg("-c").arg(format!(
-        "autoload -Uz compinit && compinit -u -d /dev/null; source {}; print -r -- ${{_comps[herd]}}",
+        "autoload -Uz compinit && compinit -u -D; source {}; print -r -- ${{_comps[herd]}}",
         at("usr/share/zsh/vendor-completions/_herd").display()
     )));
     assert_eq!(zsh.trim(), "_herd", "zsh binds herd's completion");

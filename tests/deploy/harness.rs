@@ -218,7 +218,7 @@ pub fn r_deb_check(name: &str) -> String {
 /// config, a restart where the package itself restarts nothing.
 pub fn r_deb_install(name: &str) -> String {
     format!(
-        r#"moved=0; if grep -qs '^ExecStart=/usr/local/bin/herd ' /etc/systemd/system/herd.service; then sudo systemctl disable --quiet herd && sudo rm -f /etc/systemd/system/herd.service /usr/local/bin/herd && moved=1 && echo 'moving from install.sh: removed /etc/systemd/system/herd.service and /usr/local/bin/herd'; fi; old=$(dpkg-query -W -f='${{Version}}' herd 2>/dev/null || true); sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold /tmp/{name} && rm -f /tmp/{name} /tmp/herd.toml || exit 1; new=$(dpkg-query -W -f='${{Version}}' herd); sync; if [ $moved = 1 ] || [ "$old" = "$new" ]; then sudo systemctl restart herd; fi; echo "herd ${{old:-not installed}} -> $new""#
+        r#"moved=0; if grep -qs '^ExecStart=/usr/local/bin/herd ' /etc/systemd/system/herd.service; then sudo systemctl disable --quiet herd && sudo rm -f /etc/systemd/system/herd.service /usr/local/bin/herd && moved=1 && echo 'moving from install.sh: removed /etc/systemd/system/herd.service and /usr/local/bin/herd'; fi; old=$(dpkg-query -W -f='${{Version}}' herd 2>/dev/null || true); sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold /tmp/{name} && rm -f /tmp/{name} /tmp/herd.toml || exit 1; new=$(dpkg-query -W -f='${{Version}}' herd); if [ -z "$old" ]; then sudo rm -f /etc/herd/herd.toml.dpkg-dist; fi; sync; if [ $moved = 1 ] || [ "$old" = "$new" ]; then sudo systemctl restart herd; fi; echo "herd ${{old:-not installed}} -> $new""#
     )
 }
 

@@ -61,13 +61,15 @@ PACKAGES=systemd,systemd-sysv,dbus,openssh-server,iproute2,sudo,procps,libpam-sy
 # names Debian's Essential set itself, and the kernel and busybox for the
 # initramfs.
 ESSENTIAL=base-files,base-passwd,bash,bsdutils,coreutils,dash,debianutils,diffutils,findutils,grep,gzip,hostname,init-system-helpers,login,mount,ncurses-bin,passwd,perl-base,sed,sysvinit-utils,tar,util-linux
-ARM64_PACKAGES=$PACKAGES,$ESSENTIAL,linux-image-arm64,busybox-static
+# dpkg, apt and libc-bin (ldconfig, which dpkg wants): herd's arm64 package
+# is installed with apt-get (scenario 10).
+ARM64_PACKAGES=$PACKAGES,$ESSENTIAL,dpkg,apt,libc-bin,linux-image-arm64,busybox-static
 # Modules the initramfs loads, in dependency order: the virtio disk and NIC
 # on qemu's `virt` machine, and ext4.
 INITRD_MODULES="virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk failover net_failover virtio_net crc16 mbcache jbd2 crc32c_generic ext4"
 # Bump when an image recipe below changes: each is part of its cache key.
 RECIPE=3
-ARM64_RECIPE=4
+ARM64_RECIPE=5
 
 die() {
   echo "fleet.sh: $*" >&2
@@ -158,6 +160,28 @@ arm64_dir() {
 # amd64 image of the same release where it is the same on every
 # architecture (the PAM stacks pam-auth-update writes).
 image_arm64() { with_lock arm64 image_arm64_build; }
+
+# dpkg_database ROOT: /var/lib/dpkg/status and info/*.list of ROOT from the
+# packages mmdebstrap left in its apt cache, read with the host's dpkg-deb.
+dpkg_database() {
+  local r=$1 deb name file debs
+  mkdir -p "$r/var/lib/dpkg/info" "$r/var/lib/dpkg/updates"
+  : >"$r/var/lib/dpkg/status"
+  debs=("$r"/var/cache/apt/archives/*.deb)
+  [[ -f ${debs[0]} ]] || die "mmdebstrap left no packages in $r/var/cache/apt/archives"
+  for deb in "${debs[@]}"; do
+    name=$(dpkg-deb -f "$deb" Package)
+    if [[ $(dpkg-deb -f "$deb" Multi-Arch) == same ]]; then
+      file=$name:$(dpkg-deb -f "$deb" Architecture)
+    else
+      file=$name
+    fi
+    dpkg-deb -f "$deb" | awk '{ print } /^Package:/ { print "Status: install ok installed" }' >>"$r/var/lib/dpkg/status"
+    echo >>"$r/var/lib/dpkg/status"
+    dpkg-deb --fsys-tarfile "$deb" | tar -t | sed -e 's|^\./|/|' -e 's|/$||' -e 's|^$|/.|' >"$r/var/lib/dpkg/info/$file.list"
+  done
+  : >"$r/var/lib/dpkg/available"
+}
 image_arm64_build() {
   local dir tmp r kver amd64 m
   dir=$(arm64_dir)
@@ -173,10 +197,14 @@ image_arm64_build() {
   trap 'rm -rf "$tmp"; trap - RETURN' RETURN
   echo "fleet.sh: building the aarch64 Pi image (extracting $SUITE arm64, about 30 s)" >&2
   r=$tmp/rootfs
-  mmdebstrap --variant=extract --arch=arm64 --include="$ARM64_PACKAGES" "$SUITE" "$r" "$MIRROR" \
+  mmdebstrap --variant=extract --skip=cleanup/apt/cache --arch=arm64 --include="$ARM64_PACKAGES" "$SUITE" "$r" "$MIRROR" \
     >"$tmp/log" 2>&1 || die "mmdebstrap failed; its log: $(tail -5 "$tmp/log")"
   kver=$(ls "$r/lib/modules")
   depmod -b "$r" "$kver"
+  # dpkg's database, as installing the packages would have left it (extract
+  # writes none): each package installed, with the list of its files, so that
+  # apt-get can install a package that depends on them, as on a Pi.
+  dpkg_database "$r"
   # Accounts: base-passwd's tables, systemd's users, sshd's, and pi (in adm
   # and systemd-journal, with passwordless sudo, as on Raspberry Pi OS).
   cp "$r/usr/share/base-passwd/passwd.master" "$r/etc/passwd"
