@@ -172,6 +172,81 @@ fn the_secret_is_rotated_by_reloads_alone() {
     );
 }
 
+/// `[baton] enabled = false` reloaded into both agents of a relay, then
+/// `true` again, as an operator does it (edit both files, reload both), at
+/// the shipped pace and unpaced: while off, no baton gauge from either (for
+/// longer than `regenerate_after`: none is regenerated either); back on,
+/// the same baton goes on from both hosts within a few seconds, above its
+/// last counter, with no regeneration.
+#[test]
+fn the_relay_stops_and_goes_on_when_reloads_turn_it_off_and_on() {
+    for hold in ["100ms", "0ms"] {
+        relay_off_and_on(hold);
+    }
+}
+
+fn relay_off_and_on(hold: &str) {
+    let cluster = Cluster::new("reload-baton");
+    let statsd = Statsd::start();
+    let names = ["psa", "psb"];
+    let spec = |name: &str, on: bool| -> Spec {
+        let baton = cluster.node(name).set("baton", "hold", &toml_str(hold));
+        baton.secret("reload").set("baton", "enabled", &on.to_string()).statsd(&statsd)
+    };
+    let mut agents: Vec<Agent> = names.iter().map(|n| Agent::start(&spec(n, true))).collect();
+    expect_mesh(&agents, PATIENCE);
+    assert!(wait_until(PATIENCE, || gauges(&statsd, "").len() > 10), "hold {hold}: the baton moves");
+
+    let reload_all = |agents: &mut [Agent], on: bool| {
+        for a in agents.iter_mut() {
+            let name = a.name.clone();
+            a.rewrite_config(&spec(&name, on));
+        }
+        for a in agents.iter_mut() {
+            let at = a.sighup();
+            a.expect_after("config reloaded", at, PATIENCE);
+        }
+    };
+    reload_all(&mut agents, false);
+    // A pass on its way as the reloads land may still be gauged.
+    std::thread::sleep(Duration::from_millis(500));
+    let quiet = Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    let off: Vec<_> = gauges(&statsd, "").into_iter().filter(|g| g.0 > quiet).collect();
+    let (first, last) = (off.first(), off.last());
+    assert!(
+        off.is_empty(),
+        "hold {hold}: {} baton gauges with the relay off: {first:?} .. {last:?}",
+        off.len()
+    );
+    let last = gauges(&statsd, "").last().map(|g| g.1).expect("gauges");
+
+    reload_all(&mut agents, true);
+    let on = Instant::now();
+    let both = wait_until(Duration::from_secs(5), || {
+        let hosts: std::collections::BTreeSet<String> =
+            gauges(&statsd, "").into_iter().filter(|g| g.0 > on).map(|g| g.2).collect();
+        hosts.len() == 2
+    });
+    let after: Vec<_> = gauges(&statsd, "").into_iter().filter(|g| g.0 > on).collect();
+    assert!(
+        both,
+        "hold {hold}: not from both hosts within 5 s of the reloads (last gauge {last}): {after:?}"
+    );
+    assert!(after[0].1 > last, "hold {hold}: above its last counter {last}: {:?}", after[0]);
+    println!(
+        "hold {hold}: relay back on, first gauge {} ms after the reloads",
+        after[0].0.saturating_duration_since(on).as_millis()
+    );
+    assert_one_baton(&gauges(&statsd, ""));
+    for a in &agents {
+        assert!(!a.has_line("baton regenerated"), "hold {hold}: {}: a regeneration", a.name);
+    }
+    for n in names {
+        peers_saw_nothing(&agents, n, on);
+    }
+}
+
 #[test]
 fn a_reload_does_not_repeat_the_warnings_already_given() {
     // A Pi Zero W whose card went read-only and whose supply sags: each is

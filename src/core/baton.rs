@@ -37,6 +37,17 @@
 //!   leaderless, by the lowest live name; if `main_node` is not up, the lowest
 //!   starts one after `regenerate_after`.
 //!
+//! `enabled` (live: a reload changes it) takes a node in or out of the relay.
+//! Out of it, a node starts, regenerates and takes no baton (a pass is
+//! refused), and one it holds goes on to a relaying peer at its next turn,
+//! never to itself; if no peer relays, or the pass is refused, it keeps the
+//! baton until a peer that relays appears or it is back in the relay (the
+//! baton is not lost, so nobody regenerates it, and the counter goes on from
+//! it). Back in, a holder passes at its next turn and a node holding none
+//! checks at once whether to start or regenerate one, by the rules above.
+//! Who relays comes from the members' heartbeats; a change of it is a change
+//! of membership to the relay ([`Relay::on_members_changed`]).
+//!
 //! Timers are data: each state carries its own deadline, and a stale deadline
 //! is simply recomputed. Must not: do I/O or read a clock.
 //!
@@ -99,7 +110,9 @@ enum Holding {
         deadline: Instant,
         asked: bool,
     },
-    /// Nobody else alive relays: keep it until a peer appears.
+    /// Nobody else alive relays (or, out of the relay, the pass was
+    /// refused): keep it until a peer that relays appears, or until this
+    /// node is back in the relay.
     Alone,
 }
 
@@ -162,12 +175,27 @@ pub struct Relay {
 const MAX_ACK_DELAY: Duration = Duration::from_millis(25);
 
 impl Relay {
-    /// A new pace, timeouts and starter (a reload): the baton, its counter
-    /// and the lap in progress are kept; the new values apply from the next
-    /// pass, retransmit or check on.
-    pub fn set_config(&mut self, cfg: BatonConfig, timings: Timings) {
+    /// A new pace, timeouts and starter (a reload) at `now`: the baton, its
+    /// counter and the lap in progress are kept; the new values apply from
+    /// the next pass, retransmit or check on. Taken into or out of the relay
+    /// (`enabled`), a baton held still is passed on at the next turn (see the
+    /// module doc), and a node holding none checks at once.
+    pub fn set_config(&mut self, cfg: BatonConfig, timings: Timings, now: Instant) {
+        let toggled = cfg.enabled != self.cfg.enabled;
         self.cfg = cfg;
         self.timings = timings;
+        if !toggled {
+            return;
+        }
+        match self.held.as_mut().map(|h| &mut h.state) {
+            // Held alone has no deadline: without this it would wait for a
+            // change of membership, however long that takes.
+            Some(state @ (Holding::Waiting { .. } | Holding::Alone)) => {
+                *state = Holding::Waiting { until: now }
+            }
+            Some(Holding::Passing { .. }) => {}
+            None => self.next_check = now,
+        }
     }
 
     /// Counters at or below `floor` may have been sent before a restart (a
@@ -267,7 +295,7 @@ impl Relay {
     /// views are asked for, a whole interval more where only the periodic
     /// heartbeats carry them.
     pub fn stalled(&mut self, now: Instant, wait: Duration, out: &mut Effects) {
-        if !self.cfg.enabled {
+        if !self.cfg.enabled && self.held.is_none() {
             return;
         }
         let until = now + wait;
@@ -330,8 +358,8 @@ impl Relay {
         }
     }
 
-    /// Membership changed: resume a baton held alone, skip a target that is
-    /// down or gone.
+    /// Membership changed, or who relays: resume a baton held alone, skip a
+    /// target that is down or gone.
     pub fn on_members_changed<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
         let Some(h) = &self.held else { return };
         match &h.state {
@@ -350,15 +378,15 @@ impl Relay {
     }
 
     /// Does what is due at `ctx.now`: pass after a hold, resend or skip, start
-    /// or regenerate.
+    /// or regenerate (only in the relay).
     pub fn handle_timeout<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
-        if !self.cfg.enabled {
-            return;
-        }
         let now = ctx.now;
         self.flush_acks(now, false, ctx.out);
         let Some(h) = &mut self.held else {
-            return self.start_or_regenerate(ctx);
+            if self.cfg.enabled {
+                self.start_or_regenerate(ctx);
+            }
+            return;
         };
         match &mut h.state {
             Holding::Waiting { until } if *until <= now => self.pass_on(ctx),
@@ -389,10 +417,8 @@ impl Relay {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.cfg.enabled {
-            return None;
-        }
         let own = match &self.held {
+            None if !self.cfg.enabled => None,
             None => Some(self.next_check),
             Some(h) => match &h.state {
                 Holding::Waiting { until } => Some(*until),

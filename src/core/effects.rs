@@ -38,6 +38,10 @@ pub enum Effect {
     CheckSuspect { name: String, incarnation: u64, addr: SocketAddr },
     /// A member changed state (the member table).
     Member(MemberEvent),
+    /// A live member's heartbeat says it now takes part in the baton relay,
+    /// or no longer does (its `[baton] enabled`, reloaded): the laps change,
+    /// as with a change of state (the member table).
+    Relays { name: String, relays: bool },
     /// Something happened to the baton here (the relay).
     Baton(BatonEvent),
     /// The relay asks the cluster for fresher baton views: a heartbeat with

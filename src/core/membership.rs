@@ -438,7 +438,8 @@ impl Members {
 impl Member {
     /// A datagram `seq` from this life: liveness evidence (a suspect or down
     /// member is alive again), unless a replay or from a member that left;
-    /// a heartbeat's `hello` brings its addresses up to date.
+    /// a heartbeat's `hello` brings its addresses and relay flag up to date
+    /// (a new flag is reported: nothing else tells the relay).
     fn heard(&mut self, now: Instant, seq: u64, hello: Option<Hello>, out: &mut Effects) -> Admit {
         if !self.window.accept(seq) {
             return Admit::Replay;
@@ -459,7 +460,10 @@ impl Member {
         if let Some(h) = hello {
             self.gossip_addr = h.gossip_addr;
             self.data_addr = h.data_addr;
-            self.relays = h.relays;
+            if h.relays != self.relays {
+                self.relays = h.relays;
+                out.push(Effect::Relays { name: self.name.clone(), relays: h.relays });
+            }
         }
         Admit::Accepted
     }

@@ -10,7 +10,8 @@
 //!   long random run, against the exactly-one-baton rules (docs/design.md);
 //! - `relay_faults`: the adversarial cases of those rules (a heal, a leave or
 //!   a kill at full speed, a holder restarted at once, a late or disabled
-//!   main node), each of which once broke them;
+//!   main node, the relay turned off and on by reloads), each of which once
+//!   broke them;
 //! - `stall`: a node frozen for seconds, often the holder;
 //! - `health`: gossiped health and links, and what they cost;
 //! - `scale`: traffic per node at 32 and 256 nodes, and bounds at 256.

@@ -1,12 +1,14 @@
 //! The exactly-one-baton rules (docs/design.md) under adversarial faults on
 //! the simulator: a heal, a graceful leave or a kill at full speed, a holder
 //! crashed and restarted at once, a regenerated counter after a self-pass, a
-//! main node that comes up last, is down or does not relay, two nodes, one
-//! relaying node. The first five once broke the rules (a heal that left no
-//! baton, a graceful leave at full speed that made a second one, late
-//! regeneration after a quick restart of the holder, a regenerated counter
-//! equal to the dead holder's last gauge, and main_node pre-empted when it
-//! starts last); they stay as regression tests.
+//! main node that comes up last, is down or does not relay, the relay turned
+//! off and on by reloads, two nodes, one relaying node. The first seven once
+//! broke the rules (a heal that left no baton, a graceful leave at full
+//! speed that made a second one, late regeneration after a quick restart of
+//! the holder, a regenerated counter equal to the dead holder's last gauge,
+//! main_node pre-empted when it starts last, a relay turned off and on that
+//! never went on, and a holder turned off that stopped the relay); they stay
+//! as regression tests.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -216,6 +218,122 @@ fn main_node_starts_the_baton_even_if_it_comes_up_last() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `[baton] enabled = false` reloaded into every node, then `true` again (a
+/// reload each, the holder's first or last, at once or spread out; paced
+/// and unpaced): while off, no node passes after its reload and none starts
+/// or regenerates a baton, and the baton is kept, not lost; back on, the
+/// same baton goes on at once, above its last counter, with no
+/// regeneration. The bugs: a holder that found no peer relaying (its own
+/// reload came first, or the peers' flags had not changed back yet) held it
+/// alone, and only a change of membership resumed a baton held alone, not a
+/// peer's relay flag coming back: the relay stopped for good (`holding 1`
+/// and the same last gauge, until a restart of another node). And a node
+/// out of the relay whose pass was refused passed again at once, to itself
+/// and to the refuser: unpaced, thousands of gauges until the refuser's
+/// heartbeat came.
+#[test]
+fn the_baton_goes_on_when_the_relay_is_turned_off_and_on_again() {
+    for (case, (n, hold, holder_first, gap)) in [2, 3]
+        .into_iter()
+        .flat_map(|n| [ms(100), ms(0)].map(|hold| (n, hold)))
+        .flat_map(|(n, hold)| [true, false].map(|h| (n, hold, h)))
+        .flat_map(|(n, hold, h)| [ms(0), ms(300), 2 * HEARTBEAT].map(|g| (n, hold, h, g)))
+        .enumerate()
+    {
+        let mut sim = relay(n, 1400 + case as u64, hold);
+        let holder = if hold.is_zero() {
+            sim.holders().first().expect("a holder").0
+        } else {
+            let holder = sim.holders().first().map_or(0, |h| h.0);
+            until_holding_still(&mut sim, holder);
+            holder
+        };
+        let mut order: Vec<usize> = (0..n).filter(|&i| i != holder).collect();
+        if holder_first {
+            order.insert(0, holder);
+        } else {
+            order.push(holder);
+        }
+        let first = if holder_first { "first" } else { "last" };
+        let what = format!("{n} nodes, hold {hold:?}, holder reloaded {first}, {gap:?} apart");
+
+        let mut off_at = vec![Duration::ZERO; n];
+        for &i in &order {
+            sim.set_relaying(i, false);
+            off_at[i] = sim.elapsed();
+            sim.run_for(gap);
+        }
+        let t_off = sim.elapsed();
+        sim.run_for(10 * SECOND);
+        let late: Vec<Pass> = sim.passes().into_iter().filter(|p| p.0 > off_at[p.1]).collect();
+        assert!(late.is_empty(), "{what}: passes after the node's own reload: {late:?}");
+        let started = events_since(&sim, off_at[order[0]], |e| {
+            matches!(e, BatonEvent::Started { .. } | BatonEvent::Regenerated { .. })
+        });
+        assert!(started.is_empty(), "{what}: {started:?}");
+        assert_eq!(sim.holders().len(), 1, "{what}: the baton is kept while off");
+        let last = sim.passes().last().copied().expect("passes");
+        assert!(last.0 <= t_off, "{what}: {last:?}");
+
+        for &i in &order {
+            sim.set_relaying(i, true);
+            sim.run_for(gap);
+        }
+        let t_on = sim.elapsed();
+        sim.run_for(10 * SECOND);
+        let after: Vec<Pass> = sim.passes().into_iter().filter(|p| p.0 >= t_on).collect();
+        assert!(after.len() > 80, "{what}: {} passes in 10 s back on, last {last:?}", after.len());
+        assert!(
+            after[0].0 - t_on < ms(200),
+            "{what}: first pass {:?} after the last reload",
+            after[0].0 - t_on
+        );
+        assert!(longest_stall(&sim, t_on) < ms(300), "{what}");
+        let passers: BTreeSet<usize> = after.iter().map(|p| p.1).collect();
+        assert_eq!(passers.len(), n, "{what}: every node relays again");
+        assert!(global_regressions(&sim, Duration::ZERO).is_empty(), "{what}: one baton, never back");
+        let started = events_since(&sim, t_off, |e| {
+            matches!(e, BatonEvent::Started { .. } | BatonEvent::Regenerated { .. })
+        });
+        assert!(started.is_empty(), "{what}: the same baton goes on: {started:?}");
+    }
+}
+
+/// The holder alone is taken out of the relay by a reload (paced or not):
+/// it passes the baton on at once (its last pass) and never again, and the
+/// others relay on without a regeneration; back in, it is in the laps
+/// again. The bug: it
+/// kept the baton, and its heartbeats said so, so nobody regenerated it:
+/// the whole relay stopped until the node was restarted.
+#[test]
+fn a_holder_taken_out_of_the_relay_passes_the_baton_on() {
+    for seed in 0..8 {
+        let n = 3 + seed as usize % 2;
+        let hold = if seed < 4 { ms(100) } else { ms(0) };
+        let mut sim = relay(n, 1500 + seed, hold);
+        let wait = ms(sim.rng().random_range(0..300));
+        sim.run_for(wait);
+        let holder = sim.holders().into_iter().max_by_key(|h| h.2).expect("a holder").0;
+        let t0 = sim.elapsed();
+        sim.set_relaying(holder, false);
+        sim.run_for(10 * SECOND);
+        let by_it: Vec<Pass> = sim.passes().into_iter().filter(|p| p.0 > t0 && p.1 == holder).collect();
+        assert!(by_it.is_empty(), "seed {seed}: passes after its reload: {by_it:?}");
+        assert!(longest_stall(&sim, t0) < ms(300), "seed {seed}");
+        assert!(regenerated_since(&sim, t0).is_empty(), "seed {seed}");
+        let passers: BTreeSet<usize> =
+            sim.passes().iter().filter(|p| p.0 > t0 + ms(500)).map(|p| p.1).collect();
+        assert_eq!(passers, (0..n).filter(|&i| i != holder).collect(), "seed {seed}");
+
+        let t1 = sim.elapsed();
+        sim.set_relaying(holder, true);
+        sim.run_for(10 * SECOND);
+        assert!(sim.passes().iter().any(|p| p.0 > t1 && p.1 == holder), "seed {seed}: back in the laps");
+        assert!(global_regressions(&sim, Duration::ZERO).is_empty(), "seed {seed}");
+        assert!(regenerated_since(&sim, t0).is_empty(), "seed {seed}");
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -31,13 +31,14 @@ impl Relay {
         lap: &Lap,
     ) {
         let ack = |verdict| Unicast::PassAck(PassAck { id, counter, verdict, delay_us: 0 });
-        if !self.cfg.enabled {
-            ctx.out.send(src, ack(PassVerdict::Refused));
+        if self.last_taken == Some((id, counter)) {
+            // A resend whose first ack was lost; also out of the relay since,
+            // or its sender would skip us and pass a second baton.
+            ctx.out.send(src, ack(PassVerdict::Taken));
             return;
         }
-        if self.last_taken == Some((id, counter)) {
-            // A resend whose first ack was lost.
-            ctx.out.send(src, ack(PassVerdict::Taken));
+        if !self.cfg.enabled {
+            ctx.out.send(src, ack(PassVerdict::Refused));
             return;
         }
         let older = self.best.is_some_and(|b| id < b);
@@ -108,7 +109,17 @@ impl Relay {
             PassVerdict::Stale => self.drop_held("the receiver knows a newer baton or counter", ctx.out),
             PassVerdict::Refused => {
                 ctx.out.push(Effect::Baton(BatonEvent::Skipped { to: from.to_owned() }));
-                self.skip_to_next(ctx);
+                if self.cfg.enabled {
+                    self.skip_to_next(ctx);
+                } else if let Some(h) = self.held.as_mut() {
+                    // Out of the relay there is no pass to itself between two
+                    // offers, so the next laps would offer it to the refuser
+                    // again and again (unpaced, thousands of gauges a second)
+                    // until its heartbeat says it no longer relays: keep it
+                    // until that heartbeat, or another change of members,
+                    // resumes it.
+                    h.state = Holding::Alone;
+                }
             }
         }
     }
@@ -155,7 +166,7 @@ impl Relay {
 
     /// Increments the held counter and passes it to the next of the lap. A
     /// pass to self (self is in every lap) increments again, after another
-    /// `hold`.
+    /// `hold`; out of the relay, it goes to a peer or stays here, alone.
     pub(super) fn pass_on<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>) {
         let Some(mut h) = self.held.take() else { return };
         let now = ctx.now;
@@ -173,7 +184,7 @@ impl Relay {
         loop {
             self.increment(&mut h);
             ctx.out.push(Effect::Baton(BatonEvent::Passed { counter: h.counter }));
-            let Some((to, addr)) = self.next_target(&mut h.lap, ctx, true) else {
+            let Some((to, addr)) = self.next_target(&mut h.lap, ctx, self.cfg.enabled) else {
                 h.state = Holding::Alone;
                 break;
             };

@@ -23,7 +23,7 @@ struct Gathered {
     news: Vec<Rumored>,
     /// Newcomers to greet with a unicast heartbeat.
     welcome: Vec<SocketAddr>,
-    /// Membership changed since the relay last heard of it.
+    /// Membership (or who relays) changed since the relay last heard of it.
     members_changed: bool,
     /// The relay asked the cluster for fresher views.
     ask_views: bool,
@@ -46,8 +46,9 @@ impl<R: Rng> Node<R> {
             // release (or a node of this one, killed before its first
             // heartbeat in this release's wire).
             self.recheck_mixed(now);
-            // The relay resumes a baton held alone, or skips a target that
-            // went down; what it asks for goes round once more.
+            // The relay resumes a baton held alone (a peer came, or took
+            // part in the relay again), or skips a target that went down;
+            // what it asks for goes round once more.
             let (relay, mut ctx) = self.relay_ctx(now);
             relay.on_members_changed(&mut ctx);
         }
@@ -83,6 +84,7 @@ impl<R: Rng> Node<R> {
                 }
                 self.events.push_back(Event::Member(ev));
             }
+            Effect::Relays { .. } => end.members_changed = true,
             Effect::Baton(ev) => {
                 end.took |= matches!(
                     ev,

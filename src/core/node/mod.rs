@@ -355,7 +355,13 @@ impl<R: Rng> Node<R> {
             self.codec = self.codec.rekeyed(&tuning.keys);
         }
         self.members.set_timing(tuning.member_timing());
-        self.relay.set_config(tuning.baton.clone(), tuning.timings());
+        if tuning.baton.enabled != self.relay.enabled() {
+            // Peers put this node into their laps, or leave it out, by its
+            // heartbeats' relay flag: the sooner they have it, the fewer
+            // passes are refused or held back for want of a peer.
+            self.heartbeat_soon(now);
+        }
+        self.relay.set_config(tuning.baton.clone(), tuning.timings(), now);
         self.links.set_config(tuning.links);
         self.prober.set_config(tuning.probe_config(), now);
         self.next_heartbeat = self.next_heartbeat.min(now + tuning.heartbeat_interval);

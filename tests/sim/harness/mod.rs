@@ -1,6 +1,7 @@
 //! A deterministic N-node simulator that drives the real core (`herd::core`)
 //! on a virtual clock, with a seeded network that can lose packets, partition
-//! nodes and kill, restart or freeze them. The same seed gives the same run.
+//! nodes and kill, restart, freeze or reload them. The same seed gives the
+//! same run.
 //!
 //! Node `i` lives at 10.0.0.(i+1): gossip port 45892, data port 45893. A
 //! `Dest::Group` datagram reaches every other running node (multicast), each
@@ -291,6 +292,24 @@ impl Sim {
                 node.set_health(pi_health(i));
             }
         }
+    }
+
+    /// A reload of node `i` (SIGHUP), as `agent::reload` applies one: its
+    /// tuning changed by `change` and handed to the running node whole. A
+    /// later life of the node starts with the same `[baton] enabled`.
+    pub fn reconfigure(&mut self, i: usize, change: impl FnOnce(&mut Tuning)) {
+        let now = self.now;
+        let SimNode { node: Some(node), relays, .. } = &mut self.nodes[i] else { return };
+        let mut tuning = node.tuning().clone();
+        change(&mut tuning);
+        *relays = Some(tuning.baton.enabled);
+        node.reconfigure(now, tuning);
+        self.drain(i);
+    }
+
+    /// `[baton] enabled` set to `on` in node `i`'s config, then reloaded.
+    pub fn set_relaying(&mut self, i: usize, on: bool) {
+        self.reconfigure(i, |t| t.baton.enabled = on);
     }
 
     /// Crash: the node stops at once, sending nothing more.
