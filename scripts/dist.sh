@@ -3,7 +3,7 @@
 # Linux), into dist/ as herd-<version>-<target triple>, with SHA256SUMS, and
 # the Debian packages made from them, herd_<version>-<revision>_<arch>.deb.
 #
-#   scripts/dist.sh [--out DIR] [--deb-revision N] [--no-deb] [TRIPLE ...]
+#   scripts/dist.sh [--out DIR] [--deb-revision N] [--no-deb] [--no-build] [TRIPLE ...]
 #
 # Default triples, and the Pis each serves (deploy/install.sh picks by uname -m):
 #   aarch64-unknown-linux-musl       aarch64  64-bit Pi OS: Pi 3, 4, 5, Zero 2 W
@@ -42,7 +42,8 @@
 # conffile, herd(1) and bash/zsh/fish completions (made by examples/pages.rs,
 # a host build, from the clap definition) and the maintainer scripts in
 # deploy/debian/. --deb-revision N (default 1) sets the Debian revision, e.g.
-# for a rebuild of one version; --no-deb makes the binaries only.
+# for a rebuild of one version; --no-deb makes the binaries only; --no-build
+# takes the binaries already in target/<triple>/release instead of building.
 set -euo pipefail
 
 prog=dist.sh
@@ -63,6 +64,7 @@ out=dist
 triples=()
 deb_revision=1
 debs=true
+build_them=true
 while [[ $# -gt 0 ]]; do
   case $1 in
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -70,6 +72,7 @@ while [[ $# -gt 0 ]]; do
     --out=*) out=${1#*=} ;;
     --deb-revision) [[ $# -ge 2 && $2 =~ ^[0-9][0-9a-z.+~]*$ ]] || die "--deb-revision needs a Debian revision (e.g. 2)"; deb_revision=$2; shift ;;
     --no-deb) debs=false ;;
+    --no-build) build_them=false ;;
     -*) echo "$prog: unknown option $1 (try --help)" >&2; exit 2 ;;
     *)
       case " ${ALL[*]} " in
@@ -133,8 +136,12 @@ build() {
 
 mkdir -p "$out"
 for triple in "${triples[@]}"; do
-  build "$triple"
   bin=$target_dir/$triple/release/herd
+  if $build_them; then
+    build "$triple"
+  elif [[ ! -f $bin ]]; then
+    die "--no-build, but there is no $bin"
+  fi
   name=herd-$version-$triple
   size=$(stat -c %s "$bin")
   if ((size > BUDGET)); then

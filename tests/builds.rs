@@ -237,5 +237,12 @@ fn dist_holds_every_build_with_its_checksum() {
         "sha256sum -c SHA256SUMS:\n{out}{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    assert_eq!(out.lines().filter(|l| l.ends_with(": OK")).count(), 4, "{out}");
+    // The four binaries and the three Debian packages made from them.
+    let checked: Vec<&str> = out.lines().filter_map(|l| l.strip_suffix(": OK")).collect();
+    let binaries = checked.iter().filter(|f| f.starts_with("herd-")).count();
+    let packages: Vec<&&str> = checked.iter().filter(|f| f.ends_with(".deb")).collect();
+    assert_eq!((binaries, packages.len()), (4, 3), "{out}");
+    for arch in ["arm64", "armhf", "amd64"] {
+        assert!(packages.iter().any(|p| p.ends_with(&format!("_{arch}.deb"))), "no {arch} package: {out}");
+    }
 }

@@ -36,12 +36,12 @@ fn built_packages() -> Result<PathBuf, String> {
     Ok(dist)
 }
 
-/// The same binaries packaged again as Debian revision `revision`, into
-/// `out`: an upgrade an operator would install.
+/// The same binaries (those dist.sh built) packaged again as Debian revision
+/// `revision`, into `out`: an upgrade an operator would install.
 fn repackage(out: &Path, revision: &str) {
     let status = Command::new("bash")
         .arg(repo().join("scripts/dist.sh"))
-        .args(["--deb-revision", revision, "--out"])
+        .args(["--no-build", "--deb-revision", revision, "--out"])
         .arg(out)
         .args(["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"])
         .env_remove("RUSTFLAGS")
