@@ -408,6 +408,37 @@ elif [[ -z $binary ]]; then
   current=
 fi
 
+# restart_in_turn WHAT COMMAND: runs the step that (re)starts herd on $host,
+# between asking the running agent its live members and waiting until the
+# new one is up and lists as many: the rolling rule, for both routes.
+restart_in_turn() {
+  local what=$1 before=0 rc
+  shift
+  echo "+ $(quote "${ssh[@]}" "$host" "$r_members")"
+  if ! $dry_run; then
+    rc=0
+    before=$("${ssh[@]}" "$host" "$r_members" </dev/null) || rc=$?
+    if [[ $rc -ne 0 ]]; then
+      fail "asking the running agent its members failed (${ssh[0]} exited with status $rc)"
+    fi
+    before=${before//[^0-9]/}
+  fi
+  step "$what" "$@"
+  step "the service did not come up (systemctl is-active herd; herd status)" "${ssh[@]}" "$host" "$r_verify"
+  if [[ ${before:-0} -gt 1 ]]; then
+    step "herd did not rejoin the cluster (a changed [gossip] cluster, port or secret? journalctl -u herd)" "${ssh[@]}" "$host" "$(r_rejoin "$before")"
+  fi
+}
+
+# config_and_secret: the copied config (kept if installed, unless
+# --force-config) and the secret over ssh's stdin, both routes alike.
+config_and_secret() {
+  step "installing the config" "${ssh[@]}" "$host" "$r_config"
+  if [[ -n $secret ]]; then
+    input=$secret step "installing the secret" "${ssh[@]}" "$host" "$r_secret"
+  fi
+}
+
 total=${#hosts[@]}
 i=0
 for host in "${hosts[@]}"; do
@@ -419,53 +450,18 @@ for host in "${hosts[@]}"; do
     name=${pkg##*/}
     step "copying the package" "${scp[@]}" "$pkg" "$host:/tmp/$name"
     step "copying the config" "${scp[@]}" "$config" "$host:/tmp/herd.toml"
-    step "installing the config" "${ssh[@]}" "$host" "$r_config"
-    if [[ -n $secret ]]; then
-      input=$secret step "installing the secret" "${ssh[@]}" "$host" "$r_secret"
-    fi
+    config_and_secret
     step "herd check rejected /etc/herd/herd.toml" "${ssh[@]}" "$host" "$(r_deb_check "$name")"
-    echo "+ $(quote "${ssh[@]}" "$host" "$r_members")"
-    before=0
-    if ! $dry_run; then
-      rc=0
-      before=$("${ssh[@]}" "$host" "$r_members" </dev/null) || rc=$?
-      if [[ $rc -ne 0 ]]; then
-        fail "asking the running agent its members failed (${ssh[0]} exited with status $rc)"
-      fi
-      before=${before//[^0-9]/}
-    fi
-    step "installing the package" "${ssh[@]}" "$host" "$(r_deb_install "$name")"
-    step "the service did not come up (systemctl is-active herd; herd status)" "${ssh[@]}" "$host" "$r_verify"
-    if [[ ${before:-0} -gt 1 ]]; then
-      step "herd did not rejoin the cluster (a changed [gossip] cluster, port or secret? journalctl -u herd)" "${ssh[@]}" "$host" "$(r_rejoin "$before")"
-    fi
-    done_hosts+=("$host")
-    continue
-  fi
-  step "copying the binary" "${scp[@]}" "${binary:-${binaries[$((i - 1))]}}" "$host:/tmp/herd"
-  step "copying the config" "${scp[@]}" "$config" "$host:/tmp/herd.toml"
-  step "copying the unit" "${scp[@]}" "$unit" "$host:/tmp/herd.service"
-  step "installing the binary" "${ssh[@]}" "$host" "$r_binary"
-  step "installing the config" "${ssh[@]}" "$host" "$r_config"
-  if [[ -n $secret ]]; then
-    input=$secret step "installing the secret" "${ssh[@]}" "$host" "$r_secret"
-  fi
-  step "herd check rejected /etc/herd/herd.toml" "${ssh[@]}" "$host" "$r_check"
-  step "installing the unit" "${ssh[@]}" "$host" "$r_unit"
-  echo "+ $(quote "${ssh[@]}" "$host" "$r_members")"
-  before=0
-  if ! $dry_run; then
-    rc=0
-    before=$("${ssh[@]}" "$host" "$r_members" </dev/null) || rc=$?
-    if [[ $rc -ne 0 ]]; then
-      fail "asking the running agent its members failed (${ssh[0]} exited with status $rc)"
-    fi
-    before=${before//[^0-9]/}
-  fi
-  step "starting the service" "${ssh[@]}" "$host" "$r_start"
-  step "the service did not come up (systemctl is-active herd; herd status)" "${ssh[@]}" "$host" "$r_verify"
-  if [[ ${before:-0} -gt 1 ]]; then
-    step "herd did not rejoin the cluster (a changed [gossip] cluster, port or secret? journalctl -u herd)" "${ssh[@]}" "$host" "$(r_rejoin "$before")"
+    restart_in_turn "installing the package" "${ssh[@]}" "$host" "$(r_deb_install "$name")"
+  else
+    step "copying the binary" "${scp[@]}" "${binary:-${binaries[$((i - 1))]}}" "$host:/tmp/herd"
+    step "copying the config" "${scp[@]}" "$config" "$host:/tmp/herd.toml"
+    step "copying the unit" "${scp[@]}" "$unit" "$host:/tmp/herd.service"
+    step "installing the binary" "${ssh[@]}" "$host" "$r_binary"
+    config_and_secret
+    step "herd check rejected /etc/herd/herd.toml" "${ssh[@]}" "$host" "$r_check"
+    step "installing the unit" "${ssh[@]}" "$host" "$r_unit"
+    restart_in_turn "starting the service" "${ssh[@]}" "$host" "$r_start"
   fi
   done_hosts+=("$host")
 done

@@ -315,6 +315,39 @@ impl Fleet {
         (amd64, arm64)
     }
 
+    /// Runs `work` while every answering Pi is polled: its result, the
+    /// fewest live members a Pi up for a second listed (as
+    /// [`Fleet::cluster_view`]: a joining agent is not a drop), and the most
+    /// batons held at once.
+    pub fn watch<T: Send>(&self, work: impl FnOnce() -> T + Send) -> (T, usize, usize) {
+        use std::sync::Mutex;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let done = AtomicBool::new(false);
+        let (fewest, most) = (Mutex::new(usize::MAX), Mutex::new(0));
+        let out = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    let mut held = BTreeSet::new();
+                    for i in 1..=self.pis {
+                        if let Some(st) = self.status(i) {
+                            if st.uptime_s >= 1.0 {
+                                let mut f = fewest.lock().unwrap();
+                                *f = (*f).min(st.live_members);
+                            }
+                            held.extend(st.baton.held_id);
+                        }
+                    }
+                    let mut m = most.lock().unwrap();
+                    *m = (*m).max(held.len());
+                }
+            });
+            let out = work();
+            done.store(true, Ordering::Relaxed);
+            out
+        });
+        (out, fewest.into_inner().unwrap(), most.into_inner().unwrap())
+    }
+
     /// `install.sh --dry-run` on every Pi at once: which binary it says goes
     /// to which host (`uname -m` asked over ssh), as `(host, binary)`.
     pub fn planned_builds(&self) -> Vec<(String, String)> {

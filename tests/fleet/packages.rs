@@ -10,9 +10,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{gauges, may_run, member, wait_until};
@@ -130,32 +127,10 @@ fn packages_install_upgrade_remove_and_purge_like_any_pi_service() {
     assert!(newer.success(), "{second} is newer than {first}");
     fleet.run(1, &format!("echo '{EDIT}' | sudo tee -a /etc/herd/herd.toml >/dev/null"));
     let pids: Vec<String> = (1..=PIS).map(|i| main_pid(&fleet, i)).collect();
-    let done = AtomicBool::new(false);
-    let (fewest, most) = (Mutex::new(usize::MAX), Mutex::new(0));
     let t1 = Instant::now();
-    let (up_containers, up_guest) = thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                let mut held = BTreeSet::new();
-                for i in 1..=PIS {
-                    if let Some(st) = fleet.status(i) {
-                        if st.uptime_s >= 1.0 {
-                            let mut f = fewest.lock().unwrap();
-                            *f = (*f).min(st.live_members);
-                        }
-                        held.extend(st.baton.held_id);
-                    }
-                }
-                let mut m = most.lock().unwrap();
-                *m = (*m).max(held.len());
-            }
-        });
-        let took = fleet.install_packages(&files, upgrade.path());
-        done.store(true, Ordering::Relaxed);
-        took
-    });
+    let ((up_containers, up_guest), fewest, most) =
+        fleet.watch(|| fleet.install_packages(&files, upgrade.path()));
     let upgraded = t1.elapsed();
-    let (fewest, most) = (*fewest.lock().unwrap(), *most.lock().unwrap());
     assert!(fewest >= PIS - 1, "the cluster dropped to {fewest} live members during the upgrade");
     assert!(most <= 1, "{most} batons at once during the upgrade");
     assert!(wait_until(Duration::from_secs(30), all), "every Pi lists {PIS} live members after the upgrade");

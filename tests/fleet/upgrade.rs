@@ -6,9 +6,6 @@
 //! release's wire version to every other.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use herd::core::wire::VERSION;
@@ -51,32 +48,11 @@ fn a_rolling_upgrade_from_the_previous_release_never_splits_the_cluster() {
     assert!(wait_until(Duration::from_secs(30), || hosts_since(t0) == names), "gauges from every Pi");
 
     // The upgrade, host by host, while every answering Pi is watched.
-    let done = AtomicBool::new(false);
-    let (fewest, most) = (Mutex::new(usize::MAX), Mutex::new(0));
     let t1 = Instant::now();
-    thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                let mut held = BTreeSet::new();
-                for i in 1..=PIS {
-                    if let Some(st) = fleet.status(i) {
-                        // As `Fleet::cluster_view`: a joining agent is not a drop.
-                        if st.uptime_s >= 1.0 {
-                            let mut f = fewest.lock().unwrap();
-                            *f = (*f).min(st.live_members);
-                        }
-                        held.extend(st.baton.held_id);
-                    }
-                }
-                let mut m = most.lock().unwrap();
-                *m = (*m).max(held.len());
-            }
-        });
+    let ((), fewest, most) = fleet.watch(|| {
         fleet.install_builds(&files, None, &[]);
-        done.store(true, Ordering::Relaxed);
     });
     let upgraded = t1.elapsed();
-    let (fewest, most) = (*fewest.lock().unwrap(), *most.lock().unwrap());
     assert!(fewest >= PIS - 1, "the cluster dropped to {fewest} live members during the upgrade");
     assert!(most <= 1, "{most} batons held at once during the upgrade");
     let t2 = Instant::now();
