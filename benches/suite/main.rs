@@ -3,7 +3,7 @@
 //! machine is noisy: only ratios within one run mean anything), printed as
 //! one table. Figures, not assertions.
 //!
-//!   cargo bench --bench suite                 # the full run, about 7 minutes
+//!   cargo bench --bench suite                 # the full run (the scale section alone: about 14 minutes)
 //!   cargo bench --bench suite -- --quick      # smoke run (CI): every section, small and short
 //!   cargo bench --bench suite -- --herd PATH  # measure another build
 //!
