@@ -3,7 +3,7 @@
 //! machine is noisy: only ratios within one run mean anything), printed as
 //! one table. Figures, not assertions.
 //!
-//!   cargo bench --bench suite                 # the full run, about 7 minutes
+//!   cargo bench --bench suite                 # the full run (the scale section alone: about 14 minutes)
 //!   cargo bench --bench suite -- --quick      # smoke run (CI): every section, small and short
 //!   cargo bench --bench suite -- --herd PATH  # measure another build
 //!
@@ -13,8 +13,9 @@
 //! leave and join times on loopback, and in the network lab when run as root),
 //! `cost` (instructions per second idle and per baton pass, under callgrind
 //! and, for the armv6 and aarch64 builds, counted by qemu; projected onto a
-//! Pi Zero and a Pi 4 core), `scale` (8/16/32 agents: convergence, traffic
-//! and CPU per agent).
+//! Pi Zero and a Pi 4 core), `scale` (8/16/32/64 agents: convergence,
+//! traffic and CPU per agent, beside memberlist both encrypted and both
+//! plain).
 //! `--only SECTION[,SECTION]` runs some of them; `--relay-nodes 4[,8]` sets
 //! the relay's cluster sizes (to iterate on one of them).
 

@@ -1,5 +1,5 @@
-//! Scale: 8, 16, 32 and 64 agents on this machine (loopback multicast, a
-//! secret, the baton at `hold = "100ms"`, defaults otherwise). For each size:
+//! Scale: 8, 16, 32 and 64 agents on this machine (loopback multicast, the
+//! baton at `hold = "100ms"`, defaults otherwise). For each size:
 //! convergence (from the last start until every agent has logged every other
 //! up), then over a window the datagrams and bytes each agent sends and
 //! receives (its own counters, read from `/status`) and its CPU, then a crash
@@ -11,7 +11,14 @@
 //! 0.2.2) as the same-run reference: one node per process on loopback
 //! (benches/peers/memberlist, built here in GOPATH mode), each counting its
 //! own UDP datagrams and TCP push-pull bytes, and printing its membership
-//! events. Rows give herd / memberlist.
+//! events. Like with like, each pair measured one after the other:
+//! "encrypted" rows set herd with a secret (XChaCha20-Poly1305 on every
+//! datagram) beside memberlist with a `SecretKey` (AES-256-GCM on every
+//! packet and push-pull sync, gossip verified both ways: its defaults);
+//! "plain" rows set herd without a secret beside memberlist without
+//! encryption (a full run only: a quick run measures the encrypted pair).
+//! Rows give herd / memberlist. herd's own rows (health, convergence, flat)
+//! are its encrypted run's, the configuration it is deployed with.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,6 +31,23 @@ use crate::{Row, Setup};
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// Both sides of a pair encrypt and authenticate their gossip, or neither does.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Encrypted,
+    Plain,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Encrypted => "encrypted",
+            Mode::Plain => "plain",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
 struct Figures {
     n: usize,
     converge: Option<Duration>,
@@ -50,64 +74,35 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
     // A full run's window holds several heartbeat refreshes (every 10 to
     // N/2 intervals) and memberlist's 30 s push-pull.
     let window = if s.quick { Duration::from_secs(3) } else { Duration::from_secs(40) };
-    let figures: Vec<Figures> = s.scale_nodes.iter().map(|&n| measure(&s.herd, n, window)).collect();
-    let base = &figures[0];
+    // The like-for-like pair first; a quick run stops there.
+    let modes: &[Mode] = if s.quick { &[Mode::Encrypted] } else { &[Mode::Encrypted, Mode::Plain] };
     let peer = memberlist::build();
-    for f in &figures {
-        match &peer {
-            Ok(bin) => {
+    let mut base: Option<Figures> = None;
+    for &n in &s.scale_nodes {
+        let mut own = None;
+        for &mode in modes {
+            let f = measure(&s.herd, n, window, mode);
+            if mode == Mode::Encrypted {
+                own = Some(f);
+            }
+            match &peer {
                 // memberlist syncs its whole state over TCP every 30 s
                 // (push-pull): a full run's window takes one in.
-                let m = memberlist::measure(bin, f.n, window);
-                for (what, herd, reference) in [
-                    ("datagrams/s sent per node", f.sent, m.sent),
-                    ("datagrams/s received per node", f.received, m.received),
-                    ("bytes/s sent per node", f.sent_bytes, m.sent_bytes),
-                    ("bytes/s received per node", f.received_bytes, m.received_bytes),
-                ] {
-                    rows.push(Row {
-                        section: "scale",
-                        figure: format!("{} agents: {what}", f.n),
-                        value: format!("{herd:.1}"),
-                        target: "-".into(),
-                        reference: format!("memberlist {reference:.1}"),
-                        ratio: (reference > 0.0).then(|| herd / reference),
-                        met: None,
-                    });
-                }
-                rows.push(Row {
+                Ok(bin) => against_memberlist(&f, &memberlist::measure(bin, n, window, mode), mode, rows),
+                Err(why) if mode == modes[0] => rows.push(Row {
                     section: "scale",
-                    figure: format!("{} agents: CPU per node", f.n),
-                    value: format!("{:.2} %", f.cpu_pct),
+                    figure: format!("{n} agents: memberlist reference"),
+                    value: "-".into(),
                     target: "-".into(),
-                    reference: format!("memberlist {:.2} %, RSS {:.1} MiB", m.cpu_pct, m.rss_kib / 1024.0),
-                    ratio: (m.cpu_pct > 0.0).then(|| f.cpu_pct / m.cpu_pct),
+                    reference: why.clone(),
+                    ratio: None,
                     met: None,
-                });
-                for (what, herd, reference) in
-                    [("crash seen by all", f.crash, m.crash), ("leave seen by all", f.leave, m.leave)]
-                {
-                    rows.push(Row {
-                        section: "scale",
-                        figure: format!("{} agents: {what}", f.n),
-                        value: ms(herd, "not within 15 s"),
-                        target: "-".into(),
-                        reference: format!("memberlist {}", ms(reference, "not within 15 s")),
-                        ratio: herd.zip(reference).map(|(h, r)| h.as_secs_f64() / r.as_secs_f64().max(1e-6)),
-                        met: None,
-                    });
-                }
+                }),
+                Err(_) => {}
             }
-            Err(why) => rows.push(Row {
-                section: "scale",
-                figure: format!("{} agents: memberlist reference", f.n),
-                value: "-".into(),
-                target: "-".into(),
-                reference: why.clone(),
-                ratio: None,
-                met: None,
-            }),
         }
+        let f = own.expect("the encrypted run");
+        let base = *base.get_or_insert(f);
         // Gossiped health: under half of herd's gossip budget per node
         // (600 B/s sent, 1.5 KB/s received; benches/README.md).
         for (what, value, budget) in [("sent", f.health_sent, 600.0), ("received", f.health_received, 1500.0)]
@@ -168,7 +163,52 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
     }
 }
 
-fn measure(herd: &str, n: usize, window: Duration) -> Figures {
+/// herd's traffic, CPU and failure timings beside memberlist's, both run
+/// `mode`: "N agents, encrypted: …" or "N agents, plain: …", herd / memberlist.
+fn against_memberlist(f: &Figures, m: &memberlist::Figures, mode: Mode, rows: &mut Vec<Row>) {
+    let label = mode.label();
+    for (what, herd, reference) in [
+        ("datagrams/s sent per node", f.sent, m.sent),
+        ("datagrams/s received per node", f.received, m.received),
+        ("bytes/s sent per node", f.sent_bytes, m.sent_bytes),
+        ("bytes/s received per node", f.received_bytes, m.received_bytes),
+    ] {
+        rows.push(Row {
+            section: "scale",
+            figure: format!("{} agents, {label}: {what}", f.n),
+            value: format!("{herd:.1}"),
+            target: "-".into(),
+            reference: format!("memberlist {reference:.1}"),
+            ratio: (reference > 0.0).then(|| herd / reference),
+            met: None,
+        });
+    }
+    rows.push(Row {
+        section: "scale",
+        figure: format!("{} agents, {label}: CPU per node", f.n),
+        value: format!("{:.2} %", f.cpu_pct),
+        target: "-".into(),
+        reference: format!("memberlist {:.2} %, RSS {:.1} MiB", m.cpu_pct, m.rss_kib / 1024.0),
+        ratio: (m.cpu_pct > 0.0).then(|| f.cpu_pct / m.cpu_pct),
+        met: None,
+    });
+    for (what, herd, reference) in
+        [("crash seen by all", f.crash, m.crash), ("leave seen by all", f.leave, m.leave)]
+    {
+        rows.push(Row {
+            section: "scale",
+            figure: format!("{} agents, {label}: {what}", f.n),
+            value: ms(herd, "not within 15 s"),
+            target: "-".into(),
+            reference: format!("memberlist {}", ms(reference, "not within 15 s")),
+            ratio: herd.zip(reference).map(|(h, r)| h.as_secs_f64() / r.as_secs_f64().max(1e-6)),
+            met: None,
+        });
+    }
+}
+
+/// `n` agents of a new cluster, with a secret (`Mode::Encrypted`) or without.
+fn measure(herd: &str, n: usize, window: Duration, mode: Mode) -> Figures {
     let statsd = Statsd::start();
     let cluster = Cluster::new("scale");
     let names: Vec<String> = (0..n).map(|i| format!("s{i:02}")).collect();
@@ -177,9 +217,9 @@ fn measure(herd: &str, n: usize, window: Duration) -> Figures {
         .iter()
         .zip(&ports)
         .map(|(name, port)| {
-            let spec = cluster
-                .node(name)
-                .secret("scale secret")
+            let spec = cluster.node(name);
+            let spec = if mode == Mode::Encrypted { spec.secret("scale secret") } else { spec };
+            let spec = spec
                 .set("baton", "hold", &toml_str("100ms"))
                 .set("statsd", "address", &statsd.address())
                 .set("status", "listen", &toml_str(&format!("127.0.0.1:{port}")));
@@ -266,9 +306,16 @@ mod memberlist {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
+    use base64::Engine as _;
+
+    use super::Mode;
     use crate::common::free_tcp_port;
 
     const GOPATH: &str = "/usr/share/gocode";
+
+    /// `Config.SecretKey` of an encrypted run: 32 bytes, AES-256-GCM (the
+    /// strongest memberlist offers; herd's XChaCha20 key is 32 bytes too).
+    const SECRET_KEY: &[u8; 32] = b"herd scale bench: AES-256-GCM k.";
 
     /// A node's "leave" events as they are read: (who, when).
     type Leaves = Arc<Mutex<Vec<(String, Instant)>>>;
@@ -313,10 +360,12 @@ mod memberlist {
         Ok(out)
     }
 
-    /// `n` memberlist nodes joined into one cluster; per node per second over
+    /// `n` memberlist nodes joined into one cluster, encrypting with
+    /// [`SECRET_KEY`] or not as `mode` says; per node per second over
     /// `window` once all see `n` members (UDP datagrams; bytes include the
-    /// TCP push-pull syncs).
-    pub fn measure(bin: &Path, n: usize, window: Duration) -> Figures {
+    /// TCP push-pull syncs; all of them as sent, encrypted or not).
+    pub fn measure(bin: &Path, n: usize, window: Duration, mode: Mode) -> Figures {
+        let key = base64::engine::general_purpose::STANDARD.encode(SECRET_KEY);
         let ports: Vec<u16> = (0..n).map(|_| free_tcp_port()).collect();
         let latest: Vec<Arc<Mutex<Option<serde_json::Value>>>> = (0..n).map(|_| Arc::default()).collect();
         // Each node's "leave" events: (who, when read).
@@ -327,6 +376,9 @@ mod memberlist {
             cmd.args(["-name", &format!("m{i:02}"), "-port", &ports[i].to_string()]);
             if i > 0 {
                 cmd.args(["-join", &format!("127.0.0.1:{}", ports[0])]);
+            }
+            if mode == Mode::Encrypted {
+                cmd.args(["-key", &key]);
             }
             let mut child =
                 cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("memberlist-peer");
