@@ -28,7 +28,7 @@
 //! Kernel work (the UDP stack, epoll, timers) is in neither count.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,7 +54,7 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
     if !installed("valgrind") || !installed("callgrind_control") {
         rows.push(unavailable("instructions (callgrind)", "apt-get install valgrind"));
     } else {
-        let idle = idle_x86(&s.herd, window);
+        let idle = idle_x86(&s.herd, window, s.profiles.as_deref());
         rows.push(Row {
             section: "cost",
             figure: format!(
@@ -67,7 +67,7 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
             ratio: None,
             met: None,
         });
-        let (per_pass, passes) = per_pass_x86(&s.herd, pass_window);
+        let (per_pass, passes) = per_pass_x86(&s.herd, pass_window, s.profiles.as_deref());
         let hop = ring_hop_x86();
         rows.push(Row {
             section: "cost",
@@ -174,14 +174,26 @@ fn control(flag: &str, pid: u32) {
 }
 
 /// Instructions psa executes over `window`, counters zeroed at its start;
-/// and when that window began and ended.
-fn measured_window(psa: &Agent, dir: &Path, window: Duration) -> (u64, Instant, Instant) {
+/// and when that window began and ended. With `keep`, the window's profile
+/// is copied there (to read by function with `callgrind_annotate`).
+fn measured_window(
+    psa: &Agent,
+    dir: &Path,
+    window: Duration,
+    keep: Option<PathBuf>,
+) -> (u64, Instant, Instant) {
     control("-z", psa.pid());
     let t0 = Instant::now();
     std::thread::sleep(window);
     control("-d", psa.pid());
     let t1 = Instant::now();
-    (totals(&dir.join("callgrind.out.1")), t0, t1)
+    let out = dir.join("callgrind.out.1");
+    if let Some(keep) = keep {
+        std::fs::create_dir_all(keep.parent().expect("a directory")).expect("--profiles DIR");
+        std::fs::copy(&out, &keep).unwrap_or_else(|e| panic!("copy the profile to {}: {e}", keep.display()));
+        eprintln!("cost: kept {} (callgrind_annotate --inclusive=yes {0})", keep.display());
+    }
+    (totals(&out), t0, t1)
 }
 
 /// A 4-agent cluster, psa started by `psa`, the others native; all of
@@ -201,7 +213,7 @@ fn cluster(tag: &str, herd: &str, statsd: &Statsd, tune: impl Fn(Spec) -> Spec, 
     agents
 }
 
-fn idle_x86(herd: &str, window: Duration) -> f64 {
+fn idle_x86(herd: &str, window: Duration, profiles: Option<&Path>) -> f64 {
     let dir = tempfile::tempdir().expect("temporary directory");
     let statsd = Statsd::start();
     let agents = cluster(
@@ -212,18 +224,20 @@ fn idle_x86(herd: &str, window: Duration) -> f64 {
         callgrind(herd, dir.path()),
     );
     std::thread::sleep(SETTLE);
-    let (ir, t0, t1) = measured_window(&agents[0], dir.path(), window);
+    let keep = profiles.map(|p| p.join("idle.callgrind.out"));
+    let (ir, t0, t1) = measured_window(&agents[0], dir.path(), window, keep);
     ir as f64 / (t1 - t0).as_secs_f64()
 }
 
 /// (instructions per pass, passes counted).
-fn per_pass_x86(herd: &str, window: Duration) -> (f64, usize) {
+fn per_pass_x86(herd: &str, window: Duration, profiles: Option<&Path>) -> (f64, usize) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let statsd = Statsd::start();
     let agents = cluster("cost-pass", herd, &statsd, |s| s, callgrind(herd, dir.path()));
     agents[0].wait_for("baton started", Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(3));
-    let (ir, t0, t1) = measured_window(&agents[0], dir.path(), window);
+    let keep = profiles.map(|p| p.join("pass.callgrind.out"));
+    let (ir, t0, t1) = measured_window(&agents[0], dir.path(), window, keep);
     drop(agents);
     let passes =
         gauges(&statsd, "").iter().filter(|(at, _, host)| host == "psa" && *at >= t0 && *at <= t1).count();

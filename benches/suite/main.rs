@@ -17,7 +17,10 @@
 //! traffic and CPU per agent, beside memberlist both encrypted and both
 //! plain).
 //! `--only SECTION[,SECTION]` runs some of them; `--relay-nodes 4[,8]` sets
-//! the relay's cluster sizes (to iterate on one of them).
+//! the relay's cluster sizes (to iterate on one of them); `--profiles DIR`
+//! keeps the cost section's callgrind profiles (idle and per pass) in DIR,
+//! to read by function with `callgrind_annotate` (with `--herd` a build
+//! that has symbols: `cargo build --profile profiling`).
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -42,6 +45,9 @@ pub struct Setup {
     pub relay_nodes: Vec<usize>,
     pub idle: Duration,
     pub scale_nodes: Vec<usize>,
+    /// `--profiles DIR`: the cost section keeps its callgrind outputs there
+    /// (`idle.callgrind.out`, `pass.callgrind.out`) for `callgrind_annotate`.
+    pub profiles: Option<std::path::PathBuf>,
 }
 
 /// One line of the table.
@@ -75,6 +81,7 @@ fn main() {
     let mut herd = env!("CARGO_BIN_EXE_herd").to_owned();
     let mut only: Option<Vec<String>> = None;
     let mut relay_nodes: Option<Vec<usize>> = None;
+    let mut profiles: Option<std::path::PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -82,6 +89,7 @@ fn main() {
             "--only" => {
                 only = Some(it.next().expect("--only SECTIONS").split(',').map(str::to_owned).collect())
             }
+            "--profiles" => profiles = Some(it.next().expect("--profiles DIR").into()),
             "--relay-nodes" => {
                 let list = it.next().expect("--relay-nodes N[,N]");
                 relay_nodes = Some(list.split(',').map(|n| n.parse().expect("--relay-nodes N[,N]")).collect())
@@ -98,6 +106,7 @@ fn main() {
             relay_nodes: vec![2],
             idle: Duration::from_secs(5),
             scale_nodes: vec![8],
+            profiles: None,
         }
     } else {
         Setup {
@@ -108,9 +117,10 @@ fn main() {
             relay_nodes: vec![2, 4, 8],
             idle: Duration::from_secs(60),
             scale_nodes: vec![8, 16, 32, 64],
+            profiles: None,
         }
     };
-    let setup = Setup { relay_nodes: relay_nodes.unwrap_or(setup.relay_nodes), ..setup };
+    let setup = Setup { relay_nodes: relay_nodes.unwrap_or(setup.relay_nodes), profiles, ..setup };
     let wanted = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
     eprintln!("herd benchmark suite{}: {}", if quick { " (quick)" } else { "" }, setup.herd);
     let mut rows = Vec::new();
