@@ -355,18 +355,26 @@ probe_fail() {
   exit 1
 }
 
+# ask COMMAND WHAT [HINT]: $host's answer to a read-only COMMAND over ssh,
+# whitespace removed, in $answer; a failure stops the run before any host is
+# touched, naming WHAT was asked (and HINT).
+ask() {
+  local rc=0
+  answer=$("${ssh[@]}" "$host" "$1" </dev/null) || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    probe_fail "asking $2 with $1 failed (${ssh[0]} exited with status $rc${3:+; $3})"
+  fi
+  answer=${answer//[$'\r\n\t ']/}
+}
+
 # Which binary goes to which host, for every host before any is touched:
 # `uname -m` over ssh (read-only, also in a dry run), unless --binary says.
 binaries=()
 if $deb; then
   for host in "${hosts[@]}"; do
     current=$host
-    rc=0
-    arch=$("${ssh[@]}" "$host" 'dpkg --print-architecture' </dev/null) || rc=$?
-    if [[ $rc -ne 0 ]]; then
-      probe_fail "asking its architecture with dpkg --print-architecture failed (${ssh[0]} exited with status $rc; a system without dpkg takes the binary: leave out --deb)"
-    fi
-    arch=${arch//[$'\r\n\t ']/}
+    ask 'dpkg --print-architecture' 'its architecture' 'a system without dpkg takes the binary: leave out --deb'
+    arch=$answer
     case $arch in
       arm64 | armhf | amd64) ;;
       *) probe_fail "dpkg --print-architecture says '$arch', an architecture herd has no package for (arm64, armhf, amd64)" ;;
@@ -384,12 +392,8 @@ if $deb; then
 elif [[ -z $binary ]]; then
   for host in "${hosts[@]}"; do
     current=$host
-    rc=0
-    machine=$("${ssh[@]}" "$host" 'uname -m' </dev/null) || rc=$?
-    if [[ $rc -ne 0 ]]; then
-      probe_fail "asking its machine with uname -m failed (${ssh[0]} exited with status $rc)"
-    fi
-    machine=${machine//[$'\r\n\t ']/}
+    ask 'uname -m' 'its machine'
+    machine=$answer
     triple=$(triple_for "$machine")
     if [[ -z $triple ]]; then
       probe_fail "uname -m says '$machine', a machine herd has no build for (herd runs on aarch64, armv7l, armv8l, armv6l and x86_64)"

@@ -251,6 +251,11 @@ fn with_deb_an_unknown_architecture_or_a_missing_package_stops_before_any_host_i
     let ssh = arch_ssh(dir.path());
     let scp = fake(dir.path(), "scp", "");
     let dist = fake_debs(dir.path(), "0.9.0-1", &["arm64", "amd64"]);
+    // install.sh --deb on `hosts`, the call log emptied first.
+    let deb_run = |hosts: &[&str]| {
+        let _ = std::fs::remove_file(dir.path().join("calls.log"));
+        run(install_sh().env("SSH", &ssh).env("SCP", &scp).args(["--deb", "--dist"]).arg(&dist).args(hosts))
+    };
     for (bad, message) in [
         (
             "psx",
@@ -261,13 +266,7 @@ fn with_deb_an_unknown_architecture_or_a_missing_package_stops_before_any_host_i
             "install.sh: psn: asking its architecture with dpkg --print-architecture failed (sh exited with status 127; a system without dpkg takes the binary: leave out --deb)",
         ),
     ] {
-        let _ = std::fs::remove_file(dir.path().join("calls.log"));
-        let out = run(install_sh()
-            .env("SSH", &ssh)
-            .env("SCP", &scp)
-            .args(["--deb", "--dist"])
-            .arg(&dist)
-            .args(["psa", bad, "psd"]));
+        let out = deb_run(&["psa", bad, "psd"]);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "stderr: {err}");
         assert!(err.contains(message), "stderr: {err}");
@@ -275,13 +274,7 @@ fn with_deb_an_unknown_architecture_or_a_missing_package_stops_before_any_host_i
         assert!(out.stdout.is_empty(), "printed commands: {}", text(&out.stdout));
     }
     // No armhf package in the directory: named, nothing touched.
-    let _ = std::fs::remove_file(dir.path().join("calls.log"));
-    let out = run(install_sh()
-        .env("SSH", &ssh)
-        .env("SCP", &scp)
-        .args(["--deb", "--dist"])
-        .arg(&dist)
-        .args(["psa", "psb"]));
+    let out = deb_run(&["psa", "psb"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {err}");
     assert!(
