@@ -293,7 +293,7 @@ impl Reporter {
             BatonEvent::Taken { id, counter } => debug!(epoch = id.epoch, counter, "baton taken"),
             BatonEvent::Passed { counter } => {
                 self.totals.passes += 1;
-                if let Some(m) = m {
+                if let Some(m) = self.metrics.as_mut() {
                     m.baton(counter);
                 }
             }

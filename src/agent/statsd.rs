@@ -20,6 +20,11 @@
 //!
 //! The sink is a cadence [`MetricSink`], so tests hand [`Metrics::with_sink`]
 //! cadence's `SpyMetricSink` and read the exact bytes.
+//!
+//! The baton gauge, sent at every pass, is the one line on the hot path: its
+//! text around the counter is formatted once, by cadence, when the metrics
+//! are built ([`BatonLine`]), and each pass writes only the digits into a
+//! buffer kept for it (no allocation, no formatting machinery).
 
 use std::net::UdpSocket;
 use std::os::unix::net::UnixDatagram;
@@ -51,6 +56,57 @@ impl MetricSink for SharedSink {
     }
 }
 
+/// The baton gauge's line: the text before and after the counter, as
+/// cadence formats it (name, `|g`, tags), and the buffer each line is
+/// written into.
+struct BatonLine {
+    head: String,
+    tail: String,
+    buf: String,
+}
+
+impl BatonLine {
+    /// From cadence's line for the counter 0: `<head>0<tail>`, the head
+    /// being `<metric>:`.
+    fn new(template: &str, metric: &str) -> BatonLine {
+        let head = format!("{metric}:");
+        let tail = template
+            .strip_prefix(&head)
+            .and_then(|rest| rest.strip_prefix('0'))
+            .expect("cadence writes a gauge as <name>:<value><type and tags>")
+            .to_owned();
+        BatonLine { head, tail, buf: String::with_capacity(template.len() + 20) }
+    }
+
+    fn line(&mut self, counter: u64) -> &str {
+        self.buf.clear();
+        self.buf.push_str(&self.head);
+        self.buf.push_str(itoa::Buffer::new().format(counter));
+        self.buf.push_str(&self.tail);
+        &self.buf
+    }
+}
+
+/// A sink that keeps the last line: how [`BatonLine`] learns cadence's
+/// formatting.
+#[derive(Default)]
+struct Capture(Mutex<String>);
+
+impl Capture {
+    fn take(&self) -> String {
+        self.0.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+    }
+}
+
+impl MetricSink for Capture {
+    fn emit(&self, metric: &str) -> std::io::Result<usize> {
+        if let Ok(mut last) = self.0.lock() {
+            metric.clone_into(&mut last);
+        }
+        Ok(metric.len())
+    }
+}
+
 #[derive(Default)]
 struct Errors {
     count: AtomicU64,
@@ -68,8 +124,7 @@ impl Errors {
 
 pub struct Metrics {
     prefixed: StatsdClient,
-    baton: StatsdClient,
-    baton_metric: String,
+    baton: BatonLine,
     sink: SharedSink,
     errors: Arc<Errors>,
     reported_errors: u64,
@@ -123,10 +178,9 @@ impl Metrics {
             Flavor::Statsd if cfg.host_tag => (join(&cfg.prefix, host), String::new()),
             Flavor::Statsd => (cfg.prefix.clone(), String::new()),
         };
-        let build = |prefix: &str| {
+        let build = |prefix: &str, sink: SharedSink| {
             let errors = errors.clone();
-            let mut b =
-                StatsdClient::builder(prefix, sink.clone()).with_error_handler(move |e| errors.record(e));
+            let mut b = StatsdClient::builder(prefix, sink).with_error_handler(move |e| errors.record(e));
             if cfg.flavor == Flavor::DogStatsd {
                 if cfg.host_tag {
                     b = b.with_tag("host", host);
@@ -144,10 +198,12 @@ impl Metrics {
             Flavor::Statsd if cfg.host_tag => join(baton_metric, host),
             _ => baton_metric.to_owned(),
         };
+        let template = Arc::new(Capture::default());
+        let _ = build(&baton_prefix, SharedSink(template.clone())).gauge(&baton_metric, 0u64);
+        let baton = BatonLine::new(&template.take(), &baton_metric);
         Metrics {
-            prefixed: build(&prefix),
-            baton: build(&baton_prefix),
-            baton_metric,
+            prefixed: build(&prefix, sink.clone()),
+            baton,
             sink,
             errors,
             reported_errors: 0,
@@ -158,8 +214,11 @@ impl Metrics {
     }
 
     /// `baton:<counter>|g|#host:<node>`, at every pass.
-    pub fn baton(&self, counter: u64) {
-        let _ = self.baton.gauge(&self.baton_metric, counter);
+    pub fn baton(&mut self, counter: u64) {
+        let line = self.baton.line(counter);
+        if let Err(e) = self.sink.emit(line) {
+            self.errors.record(e);
+        }
     }
 
     pub fn gauge(&self, name: &str, value: f64) {
@@ -268,7 +327,7 @@ mod tests {
     #[test]
     fn dogstatsd_lines_carry_the_host_and_the_constant_tags() {
         let config = spy::config("[statsd]\ntags = [\"env:lab\", \"rack\"]\n");
-        let (m, lines) = spy::metrics(&config, "psa");
+        let (mut m, lines) = spy::metrics(&config, "psa");
         m.baton(42);
         m.gauge("members", 3.0);
         m.gauge_tagged("link.rtt_ms", 1.25, ("peer", "psb"));
@@ -291,7 +350,7 @@ mod tests {
     #[test]
     fn host_tag_false_leaves_the_host_to_the_agent() {
         let config = spy::config("[statsd]\nhost_tag = false\ntags = [\"env:lab\"]\n");
-        let (m, lines) = spy::metrics(&config, "psa");
+        let (mut m, lines) = spy::metrics(&config, "psa");
         m.baton(42);
         m.gauge("members", 3.0);
         m.gauge_tagged("link.rtt_ms", 1.25, ("peer", "psb"));
@@ -300,12 +359,12 @@ mod tests {
             ["baton:42|g|#env:lab", "herd.members:3|g|#env:lab", "herd.link.rtt_ms:1.25|g|#env:lab,peer:psb"]
         );
         let config = spy::config("[statsd]\nhost_tag = false\n");
-        let (m, lines) = spy::metrics(&config, "psa");
+        let (mut m, lines) = spy::metrics(&config, "psa");
         m.baton(42);
         m.gauge("members", 3.0);
         assert_eq!(lines(), ["baton:42|g", "herd.members:3|g"]);
         let config = spy::config("[statsd]\nhost_tag = false\nflavor = \"statsd\"\n");
-        let (m, lines) = spy::metrics(&config, "psa");
+        let (mut m, lines) = spy::metrics(&config, "psa");
         m.baton(42);
         m.gauge("members", 3.0);
         assert_eq!(lines(), ["baton:42|g", "herd.members:3|g"]);
@@ -315,7 +374,7 @@ mod tests {
     fn plain_statsd_puts_host_and_tag_values_in_the_name() {
         let config =
             spy::config("[statsd]\nflavor = \"statsd\"\nprefix = \"\"\n[baton]\nmetric = \"relay.n\"\n");
-        let (m, lines) = spy::metrics(&config, "psa");
+        let (mut m, lines) = spy::metrics(&config, "psa");
         m.baton(7);
         m.gauge("members", 2.0);
         m.gauge_tagged("cpu.temperature", 48.5, ("sensor", "cpu-thermal.0 x"));
