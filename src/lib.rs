@@ -25,10 +25,10 @@
 /// defines them from this), as literals so that [`VERSION`] can name them.
 macro_rules! wire_version {
     (speaks) => {
-        3
+        4
     };
     (understands) => {
-        2
+        3
     };
 }
 

@@ -65,7 +65,7 @@ fn wire_heartbeat_understanding_a_later_version_round_trips() {
         0,                                           // flags: no view, not relaying
         0,                                           // no sightings
         1,                                           // one extension:
-        1, 2, 2, 7,                                  // versions 2 to 7
+        1, 2, 3, 7,                                  // versions 3 to 7
     ];
     let mut codec = Codec::new::<&[u8]>("lab", &[], [7; 16]);
     let mut buf = datagram.to_vec();
@@ -91,9 +91,12 @@ fn wire_heartbeat_understanding_a_later_version_round_trips() {
 /// sealed a version 3 datagram with version 2's header (no key id), so herd
 /// took 4 of the nonce's bytes for a key id and the datagram came out 4
 /// bytes short. The oracle was wrong: it now builds each version's header
-/// by the format's definition. Here, a one-byte body (a cluster name's
-/// length and no name) sealed that way gives the same error as the plain
-/// datagram, in both versions.
+/// by the format's definition. Here, a one-byte body sealed that way gives
+/// the same error as the plain datagram that says the same, in both
+/// versions: in version 3 the byte is a cluster name's length and no name;
+/// from version 4 on a sealed body starts at the sender (the key binds the
+/// cluster), so it is a sender name's length and no name, as in the plain
+/// datagram with the cluster's name before it.
 #[test]
 fn wire_sealed_by_the_definition_decodes_as_the_plain_body() {
     use chacha20poly1305::aead::{AeadInOut, KeyInit};
@@ -108,11 +111,12 @@ fn wire_sealed_by_the_definition_decodes_as_the_plain_body() {
     let mut sealed_codec = Codec::new("lab", &[b"secret"], [7; 16]);
     for version in [MIN_VERSION, VERSION] {
         let mut plain = vec![b'H', b'D', version, 0];
+        if version >= 4 {
+            plain.extend_from_slice(&[3, b'l', b'a', b'b']);
+        }
         plain.extend_from_slice(body);
         let mut sealed = vec![b'H', b'D', version, 1];
-        if version >= 3 {
-            sealed.extend_from_slice(&id);
-        }
+        sealed.extend_from_slice(&id);
         sealed.extend_from_slice(&[9; 24]);
         let mut encrypted = body.to_vec();
         let tag =
@@ -120,7 +124,8 @@ fn wire_sealed_by_the_definition_decodes_as_the_plain_body() {
         sealed.extend_from_slice(&encrypted);
         sealed.extend_from_slice(&tag);
         let from_plain = plain_codec.open(&mut plain);
-        assert_eq!(from_plain, Err(WireError::Malformed("cluster")), "version {version}");
+        let field = if version >= 4 { "sender name" } else { "cluster" };
+        assert_eq!(from_plain, Err(WireError::Malformed(field)), "version {version}");
         assert_eq!(sealed_codec.open(&mut sealed), from_plain, "version {version}");
     }
 }

@@ -136,8 +136,10 @@ fn an_agent_with_the_wrong_secret_never_joins_and_is_counted() {
 
     psa.expect(&member("up", "psb"), PATIENCE);
     psb.expect(&member("up", "psa"), PATIENCE);
+    // Its datagrams name a key (derived from its secret) that psa and psb
+    // do not have.
     for a in [&psa, &psb] {
-        a.expect("reason=authentication failed", PATIENCE);
+        a.expect("reason=sealed with a key this node does not have", PATIENCE);
     }
 
     // Three heartbeats of psx's (its first goes out at start) without psx

@@ -189,7 +189,7 @@ fn main() {
     for version in MIN_VERSION..=VERSION {
         for (i, (name, msg)) in messages().into_iter().enumerate() {
             let env =
-                Envelope { version, cluster: "lab", from: "psa", incarnation: 5, seq: 100 + i as u64, msg };
+                Envelope { version, from: "psa", incarnation: 5, seq: 100 + i as u64, msg };
             let p = plain.encode(&env);
             if plain.open(&mut p.clone()).is_err() {
                 // A message version 2 does not have.
@@ -198,14 +198,13 @@ fn main() {
             write(&corpus("wire_open"), &format!("v{version}-plain-{name}"), &p);
             write(&corpus("wire_open"), &format!("v{version}-sealed-{name}"), &sealed.encode(&env));
             let mut body = vec![version - MIN_VERSION];
-            body.extend_from_slice(&p[4..]);
+            body.extend_from_slice(&sealed_body(version, &p[4..]));
             write(&corpus("wire_sealed"), &format!("v{version}-body-{name}"), &body);
         }
     }
     // A heartbeat with an extension this release does not know, between two it does.
     let mut unknown = plain.encode(&Envelope {
         version: VERSION,
-        cluster: "lab",
         from: "psa",
         incarnation: 5,
         seq: 1,
@@ -215,10 +214,10 @@ fn main() {
     let at = unknown.len() - 5;
     unknown[at] = 3;
     unknown.extend_from_slice(&[0xee, 3, 1, 2, 3, 3, 0]);
-    write(&corpus("wire_open"), "v3-plain-heartbeat-unknown-ext", &unknown);
+    write(&corpus("wire_open"), &format!("v{VERSION}-plain-heartbeat-unknown-ext"), &unknown);
     let mut body = vec![VERSION - MIN_VERSION];
-    body.extend_from_slice(&unknown[4..]);
-    write(&corpus("wire_sealed"), "v3-body-heartbeat-unknown-ext", &body);
+    body.extend_from_slice(&sealed_body(VERSION, &unknown[4..]));
+    write(&corpus("wire_sealed"), &format!("v{VERSION}-body-heartbeat-unknown-ext"), &body);
 
     let herd_toml = fs::read_to_string(fuzz.join("../config/herd.toml")).expect("read config/herd.toml");
     let dir = corpus("config_parse");
@@ -243,4 +242,16 @@ fn main() {
         let n = fs::read_dir(corpus(target)).map(|d| d.count()).unwrap_or(0);
         println!("{target}: {n} seeds in {}", corpus(target).display());
     }
+}
+
+/// A sealed datagram's body from the plain one's of `version`: from version
+/// 4 on, without the cluster's name and the seq (the key binds the one, the
+/// nonce carries the other).
+fn sealed_body(version: u8, plain: &[u8]) -> Vec<u8> {
+    if version < 4 {
+        return plain.to_vec();
+    }
+    let rest = &plain[1 + usize::from(plain[0])..];
+    let seq_at = 1 + usize::from(rest[0]) + 8;
+    [&rest[..seq_at], &rest[seq_at + 8..]].concat()
 }

@@ -1,18 +1,21 @@
 //! The message decoder behind the MAC. The fuzzer's first byte picks the wire
 //! version (every one this release understands), the rest is the plaintext
-//! body (cluster, sender, incarnation, seq, kind, payload). The harness seals
-//! the body itself, by the format's definition rather than herd's code:
-//! HKDF-SHA256(salt "herd gossip v1", secret, info cluster) is the key,
-//! HKDF-SHA256(same, info "herd key id\0" ‖ cluster) its 4-byte id (in the
-//! header from version 3 on), XChaCha20-Poly1305 with the header as
-//! associated data. A sealed `Codec` opens it, so authentication passes and
-//! the body decoder sees arbitrary input.
+//! body of a sealed datagram (version 3: cluster, sender, incarnation, seq,
+//! kind, payload; version 4 on: sender, incarnation, kind, payload). The
+//! harness seals the body itself, by the format's definition rather than
+//! herd's code: HKDF-SHA256(salt "herd gossip v1", secret, info cluster) is
+//! the key, HKDF-SHA256(same, info "herd key id\0" ‖ cluster) its 4-byte id
+//! in the header, XChaCha20-Poly1305 with the header as associated data. A
+//! sealed `Codec` opens it, so authentication passes and the body decoder
+//! sees arbitrary input.
 //!
 //! Checks: no panic; herd opens what the definition seals (it would not if
 //! its key derivation or header changed); the sealed datagram and the plain
-//! one with the same version and body decode to the same result (same
-//! envelope or same error), so the two paths of `Codec::open` agree; an
-//! accepted envelope re-encodes to one that decodes to the same envelope.
+//! one that says the same (from version 4 on: the cluster's name put before
+//! the body and the nonce's seq after the incarnation) decode to the same
+//! result (same envelope or same error), so the two paths of `Codec::open`
+//! agree; an accepted envelope re-encodes to one that decodes to the same
+//! envelope.
 #![no_main]
 
 use std::sync::{LazyLock, Mutex};
@@ -42,13 +45,11 @@ static KEY: LazyLock<(XChaCha20Poly1305, [u8; 4])> = LazyLock::new(|| {
     (XChaCha20Poly1305::new(&key.into()), id)
 });
 
-/// `HD | version | flags=sealed | [key id, version 3 on] | nonce | encrypted body | tag`.
+/// `HD | version | flags=sealed | key id | nonce | encrypted body | tag`.
 fn seal(version: u8, body: &[u8]) -> Vec<u8> {
     let (cipher, id) = &*KEY;
     let mut out = vec![b'H', b'D', version, 0x01];
-    if version >= 3 {
-        out.extend_from_slice(id);
-    }
+    out.extend_from_slice(id);
     out.extend_from_slice(&NONCE);
     let body_start = out.len();
     out.extend_from_slice(body);
@@ -57,6 +58,28 @@ fn seal(version: u8, body: &[u8]) -> Vec<u8> {
         .encrypt_inout_detached(&XNonce::from(NONCE), header, body.into())
         .expect("encrypts any datagram-sized body");
     out.extend_from_slice(&tag);
+    out
+}
+
+/// The plain body that says what a sealed `body` of `version` says: from
+/// version 4 on, the cluster's name first and the nonce's seq (its last 8
+/// bytes) after the sender and incarnation, when the body reaches that far
+/// (if not, both fail at the same field).
+fn plain_body(version: u8, body: &[u8]) -> Vec<u8> {
+    if version < 4 {
+        return body.to_vec();
+    }
+    let mut out = vec![CLUSTER.len() as u8];
+    out.extend_from_slice(CLUSTER.as_bytes());
+    let seq_at = body.first().map(|&len| 1 + usize::from(len) + 8);
+    match seq_at {
+        Some(at) if body.len() >= at => {
+            out.extend_from_slice(&body[..at]);
+            out.extend_from_slice(&NONCE[16..]);
+            out.extend_from_slice(&body[at..]);
+        }
+        _ => out.extend_from_slice(body),
+    }
     out
 }
 
@@ -70,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, body)) = data.split_first() else { return };
     let version = MIN_VERSION + pick % (VERSION - MIN_VERSION + 1);
     let mut plain = vec![b'H', b'D', version, 0x00];
-    plain.extend_from_slice(body);
+    plain.extend_from_slice(&plain_body(version, body));
     let mut sealed = seal(version, body);
     let comparable = sealed.len() <= MAX_ACCEPTED;
     let (mut plain_codec, mut sealed_codec) =

@@ -27,12 +27,11 @@
 //! - If nobody has known the greatest baton alive for `regenerate_after`
 //!   (views carry how long ago their sender last did), the lowest-named alive
 //!   relaying member regenerates it with `epoch + 1`, starting a margin above
-//!   `high`: a dead holder may have emitted counters nobody heard of. Where
-//!   views are not heartbeated every interval (`ask_first`, the default: the
-//!   holder announces one about once an interval, see `core::node`), it first asks
-//!   the cluster for fresher views and waits a quarter interval: the holder
-//!   answers if the baton lives, the last holders with the highest counters
-//!   if it does not.
+//!   `high`: a dead holder may have emitted counters nobody heard of. Views
+//!   are not heartbeated every interval (the holder announces one about once
+//!   an interval, see `core::node`), so it first asks the cluster for fresher
+//!   views and waits a quarter interval: the holder answers if the baton
+//!   lives, the last holders with the highest counters if it does not.
 //! - The first baton is started by `main_node` (however late it comes up) or,
 //!   leaderless, by the lowest live name; if `main_node` is not up, the lowest
 //!   starts one after `regenerate_after`.
@@ -162,8 +161,6 @@ pub struct Relay {
     ack_delay: Duration,
     /// Delayed acks: (to, ack, since), at most one per peer (the newest).
     pending_acks: Vec<(SocketAddr, PassAck, Instant)>,
-    /// Ask for fresher views before regenerating (see the module doc).
-    ask_first: bool,
     /// `last_seen` when views were last asked for: asked once per silence.
     asked_at: Option<Instant>,
     /// After a stall of this node ([`Relay::stalled`]): no pass, gauge or
@@ -211,14 +208,6 @@ impl Relay {
         self.floor
     }
 
-    /// Whether to ask the cluster for fresher views before regenerating the
-    /// baton or giving up on a pass (the default), or to rely on every
-    /// node's heartbeat each interval to bring them (a cluster with nodes
-    /// of the previous release: see `core::node`).
-    pub fn set_ask_first(&mut self, ask: bool) {
-        self.ask_first = ask;
-    }
-
     pub fn new(cfg: BatonConfig, timings: Timings, me: &str, now: Instant) -> Relay {
         Relay {
             timings,
@@ -240,7 +229,6 @@ impl Relay {
                 Duration::ZERO
             },
             pending_acks: Vec::new(),
-            ask_first: true,
             asked_at: None,
             settle_until: None,
             cfg,
@@ -291,9 +279,7 @@ impl Relay {
     /// wait` nothing is passed, no gauge is emitted and nothing is
     /// regenerated, and the cluster's views are asked for meanwhile. Views that show it superseded drop it (`on_view`);
     /// otherwise it goes on after the wait, its counter above everything
-    /// heard. `wait` must cover the answers: a quarter interval where
-    /// views are asked for, a whole interval more where only the periodic
-    /// heartbeats carry them.
+    /// heard. `wait` must cover the answers (a round trip).
     pub fn stalled(&mut self, now: Instant, wait: Duration, out: &mut Effects) {
         if !self.cfg.enabled && self.held.is_none() {
             return;
@@ -392,7 +378,7 @@ impl Relay {
             Holding::Waiting { until } if *until <= now => self.pass_on(ctx),
             Holding::Passing { to, addr, attempt, deadline, asked, .. } if *deadline <= now => {
                 let gone = !ctx.members.get(to.as_str()).is_some_and(|m| m.state.is_live());
-                if *attempt >= self.cfg.max_retries && self.ask_first && !*asked {
+                if *attempt >= self.cfg.max_retries && !*asked {
                     // Giving up makes this copy a new pass; if the baton went
                     // on without our ack (the target passed it, then died),
                     // the holder's answer shows it ahead and this copy dies

@@ -34,7 +34,7 @@ pub enum Effect {
     Verdict(Verdict),
     /// A suspect is due a check of this node's own (the member table):
     /// once, `settle` after the suspicion, as the news that settles it may
-    /// have been lost; every `probe_every` while members fail by silence.
+    /// have been lost.
     CheckSuspect { name: String, incarnation: u64, addr: SocketAddr },
     /// A member changed state (the member table).
     Member(MemberEvent),

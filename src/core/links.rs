@@ -224,12 +224,7 @@ mod tests {
 
     fn setup(window: usize) -> (Instant, Members, Links, SmallRng) {
         let t0 = Instant::now();
-        let timing = Timing {
-            suspect_after: 3 * SECOND,
-            down_after: 5 * SECOND,
-            probe_every: Duration::from_millis(250),
-            settle: 3 * SECOND,
-        };
+        let timing = Timing { settle: 3 * SECOND };
         let mut members = Members::new(8, timing);
         let addr: SocketAddr = "10.0.0.2:45893".parse().unwrap();
         let hello = Hello { gossip_addr: addr, data_addr: addr, relays: true };

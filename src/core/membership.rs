@@ -5,20 +5,13 @@
 //! Rules:
 //! - A member is created only from a heartbeat (which names its addresses).
 //! - Any authenticated, fresh datagram from a member's current life is
-//!   liveness evidence (`last_heard = now`); so are other peers' sightings of
-//!   it. A suspect is alive again on evidence; a down member is up again only
-//!   on a direct datagram.
-//! - Two ways to fail a member. While the cluster has members of the previous
-//!   release (`silence` on, switched by the node: see `node::compat`), it is
-//!   silence: `suspect_after` and `down_after` count from `last_heard` (every
-//!   member heartbeats each interval, with sightings of the others), so the
-//!   deadlines are derived from state and a stale timer cannot exist.
-//!   Otherwise members are heard only
-//!   when probed, and the failure detector (`core::probe`) decides: its
-//!   verdicts and other nodes' news come in through [`Members::suspect`],
-//!   [`Members::down`] and [`Members::alive`]; a suspect nobody settles
-//!   within `settle` is handed back to it ([`Effect::CheckSuspect`], from
-//!   [`Members::handle_timeout`]).
+//!   liveness evidence (`last_heard = now`). A suspect is alive again on
+//!   evidence; a down member is up again only on a direct datagram.
+//! - Members are heard only when probed, and the failure detector
+//!   (`core::probe`) decides who fails: its verdicts and other nodes' news
+//!   come in through [`Members::suspect`], [`Members::down`] and
+//!   [`Members::alive`]; a suspect nobody settles within `settle` is handed
+//!   back to it ([`Effect::CheckSuspect`], from [`Members::handle_timeout`]).
 //! - A higher incarnation is a restarted node: a new life with a fresh replay
 //!   window. A lower one is a stale datagram of an old life, unless the member
 //!   is down or gone and that incarnation was never seen (a node whose clock
@@ -77,7 +70,7 @@ pub struct Member {
     pub data_addr: SocketAddr,
     /// It takes part in the baton relay.
     pub relays: bool,
-    /// Latest liveness evidence, direct or from a sighting.
+    /// Latest liveness evidence.
     pub last_heard: Instant,
     /// When `state` last changed.
     pub since: Instant,
@@ -90,10 +83,6 @@ pub struct Member {
     window: ReplayWindow,
     retired: [u64; RETIRED_LIVES],
     next_probe: Option<Instant>,
-    /// Silence deadlines count from the later of this and `last_heard`:
-    /// moved on by [`Members::credit`] when this node was not running, so
-    /// the time it could not listen is not held against the member.
-    counted_from: Instant,
 }
 
 /// Addresses learned from a heartbeat: what allows creating a member.
@@ -122,12 +111,8 @@ pub enum Admit {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    pub suspect_after: Duration,
-    pub down_after: Duration,
-    /// How often a suspect is pinged directly while suspicion lasts (silence).
-    pub probe_every: Duration,
-    /// Without silence: how long a suspect may stay one before this node
-    /// checks it itself (the news that settles it may have been lost).
+    /// How long a suspect may stay one before this node checks it itself
+    /// (the news that settles it may have been lost).
     pub settle: Duration,
 }
 
@@ -136,37 +121,11 @@ pub struct Members {
     map: BTreeMap<String, Member>,
     cap: usize,
     timing: Timing,
-    silence: bool,
 }
 
 impl Members {
     pub fn new(cap: usize, timing: Timing) -> Members {
-        Members { map: BTreeMap::new(), cap, timing, silence: false }
-    }
-
-    /// Whether silence fails members (see the module doc; off unless the
-    /// node turns it on for the previous release's members). Turning it on
-    /// counts every live member's silence from `now`: until then they were
-    /// heard only when probed.
-    pub fn set_silence(&mut self, now: Instant, on: bool) {
-        if on && !self.silence {
-            for m in self.map.values_mut().filter(|m| m.state.is_live()) {
-                m.last_heard = m.last_heard.max(now);
-                if m.state == MemberState::Suspect {
-                    m.next_probe = Some(now);
-                }
-            }
-        }
-        if !on && self.silence {
-            for m in self.map.values_mut().filter(|m| m.state == MemberState::Suspect) {
-                m.next_probe = Some(now + self.timing.settle);
-            }
-        }
-        self.silence = on;
-    }
-
-    pub fn silence(&self) -> bool {
-        self.silence
+        Members { map: BTreeMap::new(), cap, timing }
     }
 
     /// The failure detector or a peer's news: `name`'s life `incarnation`
@@ -314,25 +273,6 @@ impl Members {
         Admit::Accepted
     }
 
-    /// A peer's sighting: `name`'s life `incarnation` was heard `age` ago.
-    /// Refreshes live members only; it never creates or resurrects one.
-    pub fn sighted(&mut self, now: Instant, name: &str, incarnation: u64, age: Duration, out: &mut Effects) {
-        let Some(m) = self.map.get_mut(name) else {
-            return;
-        };
-        if m.incarnation != incarnation || !m.state.is_live() {
-            return;
-        }
-        let heard = now.checked_sub(age).unwrap_or(m.last_heard);
-        if heard > m.last_heard {
-            m.last_heard = heard;
-            if m.state == MemberState::Suspect && now < heard + self.timing.suspect_after {
-                m.set_state(now, MemberState::Alive);
-                out.push(Effect::Member(event(m, Change::Alive)));
-            }
-        }
-    }
-
     /// The member announced its leave (already admitted, so authenticated and
     /// of its current life).
     pub fn leave(&mut self, now: Instant, name: &str, out: &mut Effects) {
@@ -344,80 +284,28 @@ impl Members {
         }
     }
 
-    /// Does what is due at `now`: the silence deadlines' transitions (when
-    /// silence fails members), then a check of each suspect due one.
+    /// Does what is due at `now`: a check of each suspect due one.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Effects) {
-        if self.silence {
-            self.fail_silent(now, out);
-        }
-        self.suspects_due(now, out);
-    }
-
-    /// Suspects members silent for `suspect_after`, downs those silent for
-    /// `down_after`.
-    fn fail_silent(&mut self, now: Instant, out: &mut Effects) {
-        let t = self.timing;
-        for m in self.map.values_mut() {
-            let silent = now.saturating_duration_since(m.silent_since());
-            if m.state == MemberState::Alive && silent >= t.suspect_after {
-                m.set_state(now, MemberState::Suspect);
-                m.next_probe = Some(now);
-                out.push(Effect::Member(event(m, Change::Suspect { silent_for: silent })));
-            }
-            if m.state == MemberState::Suspect && silent >= t.down_after {
-                m.set_state(now, MemberState::Down);
-                out.push(Effect::Member(event(m, Change::Down { silent_for: silent })));
-            }
-        }
-    }
-
-    /// Suspects whose check of this node's own is due (silence: every
-    /// `probe_every`; otherwise once, `settle` after the suspicion, for the
-    /// failure detector to check).
-    fn suspects_due(&mut self, now: Instant, out: &mut Effects) {
         for m in self.map.values_mut() {
             if m.state == MemberState::Suspect && m.next_probe.is_some_and(|t| t <= now) {
                 let (name, incarnation, addr) = (m.name.clone(), m.incarnation, m.data_addr);
                 out.push(Effect::CheckSuspect { name, incarnation, addr });
-                m.next_probe = self.silence.then_some(now + self.timing.probe_every);
+                m.next_probe = None;
             }
         }
     }
 
     /// The earliest instant at which `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let t = self.timing;
-        if !self.silence {
-            return self
-                .map
-                .values()
-                .filter(|m| m.state == MemberState::Suspect)
-                .filter_map(|m| m.next_probe)
-                .min();
-        }
-        self.map
-            .values()
-            .filter_map(|m| match m.state {
-                MemberState::Alive => Some(m.silent_since() + t.suspect_after),
-                MemberState::Suspect => {
-                    let down = m.silent_since() + t.down_after;
-                    Some(m.next_probe.map_or(down, |p| p.min(down)))
-                }
-                MemberState::Down | MemberState::Left => None,
-            })
-            .min()
+        self.map.values().filter(|m| m.state == MemberState::Suspect).filter_map(|m| m.next_probe).min()
     }
 
     /// This node was not running for a while (a stall: see `core::node`):
-    /// every live member gets `by` more before its silence counts against
-    /// it, and a suspect's direct probe comes `by` later, so nothing is
-    /// concluded from datagrams this node has not read yet. Never past
-    /// `now`: stalls that come one after another do not pile credits up
-    /// into a member that is never suspected. `last_heard` keeps the truth
-    /// (sightings and the status page report it).
+    /// a suspect's check comes `by` later (never more than `by` from now:
+    /// stalls that come one after another do not pile up), so nothing is
+    /// concluded from datagrams this node has not read yet.
     pub fn credit(&mut self, now: Instant, by: Duration) {
         for m in self.map.values_mut().filter(|m| m.state.is_live()) {
-            m.counted_from = (m.silent_since() + by).min(now);
             if let Some(p) = m.next_probe.as_mut() {
                 *p = (*p + by).min(now + by);
             }
@@ -483,13 +371,7 @@ impl Member {
             window: ReplayWindow::starting_at(seq),
             retired: [incarnation; RETIRED_LIVES],
             next_probe: None,
-            counted_from: now,
         }
-    }
-
-    /// Where its silence deadlines count from (see `counted_from`).
-    fn silent_since(&self) -> Instant {
-        self.last_heard.max(self.counted_from)
     }
 
     fn set_state(&mut self, now: Instant, state: MemberState) {

@@ -96,9 +96,6 @@ pub struct Ring<'a> {
     pub members: &'a [Target<'a>],
     /// The wall clock, ms since the Unix epoch (aligns periods across nodes).
     pub wall_ms: Option<i64>,
-    /// Run checks (false while the cluster has members of the previous
-    /// release, whose heartbeats and sightings decide).
-    pub detect: bool,
 }
 
 #[derive(Debug)]
@@ -200,8 +197,8 @@ impl Prober {
 
     /// Does what is due at `now`.
     pub fn handle_timeout<R: Rng>(&mut self, now: Instant, view: Ring<'_>, rng: &mut R, out: &mut Effects) {
-        let Ring { me, members: ring, wall_ms, detect } = view;
-        let detect = detect && !self.cfg.sweep;
+        let Ring { me, members: ring, wall_ms } = view;
+        let detect = !self.cfg.sweep;
         let retry = self.cfg.retry();
         if let Some(r) = self.round.take_if(|r| now >= r.sent + retry) {
             let live = ring.iter().any(|t| t.name == r.name && t.incarnation == r.incarnation && t.live);

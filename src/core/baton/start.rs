@@ -51,7 +51,7 @@ impl Relay {
             self.next_check = now + self.timings.recheck;
             return;
         }
-        if self.best.is_some() && self.ask_first && self.asked_at != Some(self.last_seen) {
+        if self.best.is_some() && self.asked_at != Some(self.last_seen) {
             // Answers that show it alive move `last_seen`, and with it `due`.
             self.asked_at = Some(self.last_seen);
             ctx.out.push(Effect::AskViews);

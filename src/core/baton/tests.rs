@@ -42,8 +42,7 @@ fn heartbeat(members: &mut Members, now: Instant, seq: u64, relays: bool, out: &
 
 /// psa's relay (`enabled`) and a member table with psb, which relays.
 fn setup_with(now: Instant, enabled: bool) -> (Relay, Members) {
-    let timing =
-        Timing { suspect_after: 3000 * MS, down_after: 5000 * MS, probe_every: 250 * MS, settle: 4000 * MS };
+    let timing = Timing { settle: 4000 * MS };
     let mut members = Members::new(8, timing);
     heartbeat(&mut members, now, 1, true, &mut Effects::default());
     (Relay::new(config(enabled), timings(), "psa", now), members)
@@ -89,7 +88,6 @@ fn a_stalled_holder_waits_for_views_and_drops_a_superseded_baton() {
     for superseded in [true, false] {
         let t0 = Instant::now();
         let (mut relay, members) = setup(t0);
-        relay.set_ask_first(false);
         let mut rng = SmallRng::seed_from_u64(1);
         let mut out = Effects::default();
         let id = BatonId { epoch: 1, origin: 7 };

@@ -81,12 +81,7 @@ impl Tuning {
 
     /// The member table's timings.
     pub(super) fn member_timing(&self) -> Timing {
-        Timing {
-            suspect_after: self.suspect_after,
-            down_after: self.down_after,
-            probe_every: self.timings().probe_every,
-            settle: self.down_after.saturating_sub(self.suspect_after) + self.links.probe_interval * 2,
-        }
+        Timing { settle: self.down_after.saturating_sub(self.suspect_after) + self.links.probe_interval * 2 }
     }
 
     /// The failure detector's settings.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use rand::Rng;
 
-use super::{Dest, Node};
+use super::Node;
 use crate::core::effects::{Rumored, Verdict};
 use crate::core::membership::MemberState;
 use crate::core::probe::{self, Ring, Target};
@@ -33,12 +33,7 @@ impl<R: Rng> Node<R> {
             })
             .collect();
         let wall_ms = self.wall_us(now).map(|us| us.div_euclid(1000));
-        let view = Ring {
-            me: &self.identity.name,
-            members: &ring,
-            wall_ms,
-            detect: !self.compat.fails_by_silence(),
-        };
+        let view = Ring { me: &self.identity.name, members: &ring, wall_ms };
         self.prober.handle_timeout(now, view, &mut self.rng, &mut self.effects);
     }
 
@@ -57,22 +52,15 @@ impl<R: Rng> Node<R> {
     }
 
     /// A suspect the member table hands back for a check of this node's
-    /// own: the failure detector checks it, or, while members fail by
-    /// silence, a direct ping asks it (any answer is liveness evidence).
+    /// own: the failure detector checks it.
     pub(super) fn check_suspect(&mut self, now: Instant, name: &str, incarnation: u64, addr: SocketAddr) {
-        if self.compat.fails_by_silence() {
-            let token = self.rng.next_u64();
-            self.send(Dest::Data(addr), Message::Ping { token });
-        } else {
-            self.prober.check_suspect(now, name, incarnation, addr);
-        }
+        self.prober.check_suspect(now, name, incarnation, addr);
     }
 
     /// The failure detector's news, to the whole cluster in as few datagrams
-    /// as hold it; none while members fail by silence (the previous release
-    /// knows no news).
+    /// as hold it.
     pub(super) fn send_news(&mut self, news: &[Rumored]) {
-        if news.is_empty() || self.compat.fails_by_silence() {
+        if news.is_empty() {
             return;
         }
         for chunk in news.chunks(wire::MAX_NEWS) {

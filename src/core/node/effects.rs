@@ -42,10 +42,6 @@ impl<R: Rng> Node<R> {
             if !std::mem::take(&mut end.members_changed) {
                 break;
             }
-            // A member down or gone may have been the last of the previous
-            // release (or a node of this one, killed before its first
-            // heartbeat in this release's wire).
-            self.recheck_mixed(now);
             // The relay resumes a baton held alone (a peer came, or took
             // part in the relay again), or skips a target that went down;
             // what it asks for goes round once more.
@@ -76,11 +72,7 @@ impl<R: Rng> Node<R> {
                 if matches!(ev.change, Change::Up | Change::Restarted { .. }) {
                     // A newcomer learns this node without waiting a whole
                     // interval.
-                    if self.compat.heartbeats_each_interval() {
-                        self.heartbeat_soon(now);
-                    } else {
-                        end.welcome.push(ev.addr);
-                    }
+                    end.welcome.push(ev.addr);
                 }
                 self.events.push_back(Event::Member(ev));
             }

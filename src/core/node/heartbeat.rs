@@ -59,9 +59,8 @@ impl<R: Rng> Node<R> {
         };
         let holding = self.relay.holding().is_some();
         // Health and links go in every heartbeat but the urgent ask for
-        // views, and only where they are understood (not to the previous
-        // release's members, whose heartbeats carry sightings instead).
-        let full = !asks_views && self.compat.heartbeat_extensions() && version >= 3;
+        // views.
+        let full = !asks_views;
         let health = if full { self.health.clone() } else { None };
         let stats = if full && self.links_due(now, to) { self.link_stats(now) } else { Vec::new() };
         let links = self.rotate_links(now, to, &stats);
@@ -74,10 +73,10 @@ impl<R: Rng> Node<R> {
             hb_seq: self.hb_seq,
             relays: self.relay.enabled(),
             baton: self.relay.view(now),
-            sightings: self.compat.sightings(now, &self.members),
+            sightings: Vec::new(),
             understands: Some(VERSION),
             floor: Some(self.relay.floor()),
-            asks_views: asks_views && self.compat.heartbeat_extensions(),
+            asks_views,
             health,
             links,
         });
@@ -103,7 +102,7 @@ impl<R: Rng> Node<R> {
         self.last_heartbeat = Some(now);
         // Up to 10 % early, never late: keeps peers' suspicion deadlines safe
         // while keeping agents started together from heartbeating in lockstep.
-        let interval = if self.compat.heartbeats_each_interval() || self.burst > 0 {
+        let interval = if self.burst > 0 {
             self.burst = self.burst.saturating_sub(1);
             self.tuning.heartbeat_interval
         } else {

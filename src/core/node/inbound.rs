@@ -74,20 +74,14 @@ impl<R: Rng> Node<R> {
     }
 
     /// A datagram from the current life of a live member: the versions it
-    /// understands, whether the cluster is still mixed, a heal, its
-    /// liveness for the failure detector; then its message.
+    /// understands, a heal, its liveness for the failure detector; then its
+    /// message.
     fn accepted(&mut self, now: Instant, via: Via, src: SocketAddr, env: &Envelope<'_>, was_down: bool) {
-        // The queue is empty between turns: anything in it now is what the
-        // sender's admission changed.
-        let changed = !self.effects.is_empty();
-        let mut newer = self.members.understands(env.from, env.version);
+        self.members.understands(env.from, env.version);
         if let Message::Heartbeat(Heartbeat { understands: Some(v), .. }) = env.msg {
-            newer |= self.members.understands(env.from, v);
+            self.members.understands(env.from, v);
         }
-        if newer || changed {
-            self.recheck_mixed(now);
-        }
-        if was_down && !self.compat.heartbeats_each_interval() {
+        if was_down {
             // Heard again after a partition: the whole other side
             // learns of this side from one heartbeat each.
             self.heartbeat_soon(now);
@@ -151,7 +145,7 @@ impl<R: Rng> Node<R> {
     }
 
     /// A member's heartbeat: an answer if it asks for views this node knows
-    /// better, its sightings, the baton's floor and view, its heartbeat
+    /// better, the baton's floor and view, its heartbeat
     /// number (heartbeat loss), its health and links.
     fn on_heartbeat(&mut self, now: Instant, env: &Envelope<'_>, hb: &Heartbeat<'_>) {
         if hb.baton.is_some_and(|v| v.holding) {
@@ -163,7 +157,6 @@ impl<R: Rng> Node<R> {
         {
             self.send_heartbeat_to(now, Dest::Data(addr));
         }
-        self.on_sightings(now, &hb.sightings);
         if let Some(floor) = hb.floor {
             self.relay.raise_floor(floor);
         }

@@ -21,10 +21,10 @@
 //! recorded (`core::conflict`): nodes that share a name cannot be members
 //! of each other, and the status endpoint shows it.
 //!
-//! While a member of the previous release is live, every node goes back to
-//! that release's ways (a heartbeat each interval with sightings of every
-//! member, members failed by silence): a mixed cluster is one cluster, at the
-//! old cost. `compat` alone decides when, and what changes.
+//! A member of the previous release behaves as this release does (it fails
+//! members by the same probes and news, and heartbeats as seldom); only its
+//! envelope is older, so what a mixed cluster needs is the wire version
+//! per member below, and nothing else.
 //!
 //! The driver's contract (as quinn-proto's: the state machine does no I/O;
 //! the driver feeds it and drains it):
@@ -50,7 +50,6 @@
 //! Files, one idea each:
 //! - `config`: what the shell tells the node: its identity for this life,
 //!   and its tuning, which a reload replaces whole;
-//! - `compat`: the previous release, behind one seam;
 //! - `inbound`: one datagram's path, from the codec to the member table and
 //!   on, by message;
 //! - `heartbeat`: what the node tells the whole cluster, and when;
@@ -66,7 +65,6 @@
 //! [`VERSION`]: crate::core::wire::VERSION
 //! [`MIN_VERSION`]: crate::core::wire::MIN_VERSION
 
-mod compat;
 mod config;
 mod detector;
 mod effects;
@@ -95,7 +93,6 @@ use crate::core::membership::{MemberEvent, Members};
 use crate::core::probe::Prober;
 use crate::core::reserve::Reservations;
 use crate::core::wire::{Codec, Message};
-use compat::Compat;
 use heartbeat::{OWN_HEARTBEATS, START_BURST};
 
 pub use config::{Fanout, Identity, NodeConfig, Tuning};
@@ -192,8 +189,6 @@ pub struct Node<R> {
     /// aligns probe periods across nodes by it.
     wall: Option<(Instant, i64)>,
     prober: Prober,
-    /// Whether the cluster is mixed, and what that changes (see `compat`).
-    compat: Compat,
     /// Heartbeats still to send an interval apart after the start.
     burst: u8,
     /// When a heartbeat of a baton's holder was last heard or sent.
@@ -237,7 +232,6 @@ impl<R: Rng> Node<R> {
             holder_hint: None,
             links: Links::new(tuning.links),
             prober: Prober::new(tuning.probe_config(), now),
-            compat: Compat::default(),
             burst: START_BURST,
             last_view_heard: None,
             health: None,

@@ -94,14 +94,7 @@ pub(super) fn encode(
     msg: Message<'_>,
 ) -> Vec<u8> {
     *seq += 1;
-    let env = Envelope {
-        version,
-        cluster: &identity.cluster,
-        from: &identity.name,
-        incarnation: identity.incarnation,
-        seq: *seq,
-        msg,
-    };
+    let env = Envelope { version, from: &identity.name, incarnation: identity.incarnation, seq: *seq, msg };
     codec.encode(&env)
 }
 

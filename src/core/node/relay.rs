@@ -51,7 +51,7 @@ impl<R: Rng> Node<R> {
     pub(super) fn after_relay(&mut self, now: Instant, ask_views: bool, took: bool) {
         if ask_views {
             self.send_heartbeat_as(now, None, true);
-        } else if took && !self.compat.heartbeats_each_interval() && self.relay.holding().is_some() {
+        } else if took && self.relay.holding().is_some() {
             // The holder tells the cluster the baton lives, about once an
             // interval whoever holds it: the views regeneration relies on.
             let quiet = self.last_view_heard.is_none_or(|t| now >= t + self.tuning.heartbeat_interval);

@@ -68,14 +68,8 @@ impl<R: Rng> Node<R> {
         self.members.credit(now, credit);
         self.prober.credit(now, credit);
         let timings = self.tuning.timings();
-        // Where views are asked for, the answers come within a round trip;
-        // where they are not, the periodic heartbeats bring them within an
-        // interval.
-        let wait = if self.compat.heartbeats_each_interval() {
-            self.tuning.heartbeat_interval + timings.probe_every
-        } else {
-            timings.probe_every
-        };
+        // The views asked for come within a round trip.
+        let wait = timings.probe_every;
         self.relay.stalled(now, wait, &mut self.effects);
         self.settle = Some((now + wait, Vec::new()));
         self.heartbeat_soon(now);

@@ -71,8 +71,7 @@ fn the_ring_checks_everyone_once_a_period_and_each_peer_once_a_round() {
                 .map(|j| Target { name: &names[j], incarnation: 1, addr: addr(j), live: true })
                 .collect();
             let at = t0 + SECOND * period as u32;
-            let view =
-                Ring { me: &names[i], members: &targets, wall_ms: Some(wall0 + 1000 * period), detect: true };
+            let view = Ring { me: &names[i], members: &targets, wall_ms: Some(wall0 + 1000 * period) };
             p.next_round = at;
             let mut out = Effects::default();
             p.handle_timeout(at, view, &mut rng, &mut out);
@@ -108,7 +107,7 @@ fn an_unanswered_probe_becomes_a_check_with_deadlines_from_the_config() {
     let t0 = Instant::now();
     let mut p = Prober::new(config(), t0);
     let mut rng = SmallRng::seed_from_u64(1);
-    let view = |_: Instant| Ring { me: "a", members: &targets, wall_ms: None, detect: true };
+    let view = |_: Instant| Ring { me: "a", members: &targets, wall_ms: None };
     let mut out = Effects::default();
     let start = t0 + SECOND;
     p.handle_timeout(start, view(start), &mut rng, &mut out);
@@ -159,7 +158,7 @@ fn an_answer_through_a_helper_ends_the_check() {
         Target { name: "b", incarnation: 9, addr: addr(1), live: true },
         Target { name: "c", incarnation: 9, addr: addr(2), live: true },
     ];
-    let view = Ring { me: "a", members: &targets, wall_ms: None, detect: true };
+    let view = Ring { me: "a", members: &targets, wall_ms: None };
     let mut out = Effects::default();
     p.handle_timeout(t0, view, &mut SmallRng::seed_from_u64(2), &mut out);
     let (helper, token, target, _) = ping_reqs(&out).pop().expect("c is asked");
@@ -187,7 +186,7 @@ fn a_checker_that_hears_no_helper_waits_twice_as_long() {
     p.check_suspect(t0, "b", 9, addr(1));
     p.checks.get_mut("b").unwrap().last_good = t0 - SECOND;
     p.checks.get_mut("b").unwrap().suspected = false;
-    let view = Ring { me: "a", members: &targets, wall_ms: None, detect: true };
+    let view = Ring { me: "a", members: &targets, wall_ms: None };
     let mut now = t0;
     let mut suspected_at = None;
     while now < t0 + 8 * SECOND && suspected_at.is_none() {

@@ -12,11 +12,17 @@ use hkdf::Hkdf;
 use sha2::Sha256;
 
 use super::{
-    Envelope, KEY_ID_LEN, MAGIC, MAX_ACCEPTED, MIN_VERSION, NONCE_LEN, PLAIN_HEADER, Reader, TAG_LEN,
-    VERSION, WireError, messages, put_str, sealed_header,
+    Envelope, KEY_ID_LEN, MAGIC, MAX_ACCEPTED, MIN_VERSION, NONCE_LEN, PLAIN_HEADER, Reader, SEALED_HEADER,
+    TAG_LEN, VERSION, WireError, messages, put_str,
 };
 
 const FLAG_SEALED: u8 = 0x01;
+
+/// From this version on, a sealed datagram's body leaves out the cluster's
+/// name (its key is derived from it: another cluster's datagram fails
+/// authentication) and the sequence number (the nonce ends with it, and the
+/// header is authenticated).
+const SHORT_SEALED: u8 = 4;
 
 /// Most senders' subkeys [`Codec::open`] keeps (48 bytes each).
 const SUBKEYS: usize = 512;
@@ -126,9 +132,7 @@ impl Codec {
         out.push(if sealed.is_some() { FLAG_SEALED } else { 0 });
         let mut nonce = [0u8; NONCE_LEN];
         if let Some(keys) = sealed {
-            if version >= 3 {
-                out.extend_from_slice(&keys.ring[0].id);
-            }
+            out.extend_from_slice(&keys.ring[0].id);
             // Nonce = per-process random salt ‖ seq: unique for every datagram
             // any node ever sends under this key (XChaCha's 192-bit nonce
             // leaves room for a 128-bit random part).
@@ -137,10 +141,15 @@ impl Codec {
             out.extend_from_slice(&nonce);
         }
         let body_start = out.len();
-        put_str(out, &self.cluster);
+        let short = sealed.is_some() && version >= SHORT_SEALED;
+        if !short {
+            put_str(out, &self.cluster);
+        }
         put_str(out, env.from);
         out.extend_from_slice(&env.incarnation.to_be_bytes());
-        out.extend_from_slice(&env.seq.to_be_bytes());
+        if !short {
+            out.extend_from_slice(&env.seq.to_be_bytes());
+        }
         messages::encode(&env.msg, version, out);
         if let Some(keys) = sealed {
             let (header, body) = out.split_at_mut(body_start);
@@ -180,17 +189,18 @@ impl Codec {
         if buf[3] & !FLAG_SEALED != 0 {
             return Err(WireError::Malformed("flags"));
         }
-        let body: &'a [u8] = match (&mut self.keys, sealed) {
-            (None, false) => &buf[PLAIN_HEADER..],
+        let (body, nonce_seq): (&'a [u8], _) = match (&mut self.keys, sealed) {
+            (None, false) => (&buf[PLAIN_HEADER..], None),
             (Some(_), false) => return Err(WireError::Unauthenticated),
             (None, true) => return Err(WireError::UnexpectedSealed),
-            (Some(keys), true) => keys.unseal(version, buf)?,
+            (Some(keys), true) => keys.unseal(buf)?,
         };
+        let short = sealed && version >= SHORT_SEALED;
         let mut r = Reader(body);
-        let cluster = r.str("cluster")?;
-        if cluster != self.cluster {
-            // Sealed datagrams of other clusters already failed authentication
-            // (the key binds the cluster name); this catches plain ones.
+        // Sealed datagrams of other clusters already failed authentication
+        // (the key binds the cluster name): the name is checked in plain
+        // ones, and in sealed ones of the versions that carry it.
+        if !short && r.str("cluster")? != self.cluster {
             return Err(WireError::OtherCluster);
         }
         let from = r.str("sender name")?;
@@ -198,59 +208,48 @@ impl Codec {
             return Err(WireError::Malformed("sender name"));
         }
         let incarnation = r.u64("incarnation")?;
-        let seq = r.u64("sequence number")?;
+        let seq = match nonce_seq.filter(|_| short) {
+            Some(seq) => seq,
+            None => r.u64("sequence number")?,
+        };
         let msg = messages::decode(&mut r, version)?;
         if !r.0.is_empty() {
             return Err(WireError::Malformed("trailing bytes"));
         }
-        Ok(Envelope { version, cluster, from, incarnation, seq, msg })
+        Ok(Envelope { version, from, incarnation, seq, msg })
     }
 }
 
 impl Keys {
-    /// Authenticates and decrypts a sealed datagram in place; its body. A
-    /// version 3 datagram names its key; a version 2 one is tried with the
-    /// key that opened its sender's last one, then with every key (a failed
-    /// try leaves the buffer as it was: the tag is checked before decrypting).
-    fn unseal<'a>(&mut self, version: u8, buf: &'a mut [u8]) -> Result<&'a [u8], WireError> {
-        let header_len = sealed_header(version);
-        if buf.len() < header_len + TAG_LEN {
+    /// Authenticates and decrypts a sealed datagram in place: its body, and
+    /// the sequence number its nonce ends with. The datagram names its key.
+    fn unseal<'a>(&mut self, buf: &'a mut [u8]) -> Result<(&'a [u8], Option<u64>), WireError> {
+        if buf.len() < SEALED_HEADER + TAG_LEN {
             return Err(WireError::Truncated);
         }
-        let (header, rest) = buf.split_at_mut(header_len);
+        let (header, rest) = buf.split_at_mut(SEALED_HEADER);
         let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
-        let nonce_at = header_len - NONCE_LEN;
+        let nonce_at = SEALED_HEADER - NONCE_LEN;
         let salt: [u8; 16] = header[nonce_at..nonce_at + 16].try_into().expect("16 bytes");
+        let seq = u64::from_be_bytes(header[nonce_at + 16..].try_into().expect("8 bytes"));
         let nonce = inner_nonce(&header[nonce_at + 16..]);
         let tag = Tag::try_from(&*tag).map_err(|_| WireError::Truncated)?;
-        let candidates: Vec<usize> = if version >= 3 {
-            let id: [u8; KEY_ID_LEN] =
-                header[PLAIN_HEADER..PLAIN_HEADER + KEY_ID_LEN].try_into().expect("4 bytes");
-            let index = self
-                .ring
-                .iter()
-                .position(|k| k.id == id)
-                .ok_or(WireError::UnknownKey(u32::from_be_bytes(id)))?;
-            vec![index]
-        } else {
-            let last = self.senders.iter().rev().find(|(s, ..)| *s == salt).map(|(_, i, _)| *i);
-            last.into_iter().chain((0..self.ring.len()).filter(|i| Some(*i) != last)).collect()
-        };
-        for index in candidates {
-            let known = self.senders.iter().position(|(s, i, _)| *s == salt && *i == index);
-            let fresh = known.is_none().then(|| Keys::subkey(&self.ring[index].key, &salt));
-            let Some(cipher) = known.map(|k| &self.senders[k].2).or(fresh.as_ref()) else { continue };
-            if cipher.decrypt_inout_detached(&nonce, header, (&mut *body).into(), &tag).is_err() {
-                continue;
-            }
-            if let Some(fresh) = fresh {
-                if self.senders.len() == SUBKEYS {
-                    self.senders.pop_front();
-                }
-                self.senders.push_back((salt, index, fresh));
-            }
-            return Ok(body);
+        let id: [u8; KEY_ID_LEN] =
+            header[PLAIN_HEADER..PLAIN_HEADER + KEY_ID_LEN].try_into().expect("4 bytes");
+        let index =
+            self.ring.iter().position(|k| k.id == id).ok_or(WireError::UnknownKey(u32::from_be_bytes(id)))?;
+        let known = self.senders.iter().position(|(s, i, _)| *s == salt && *i == index);
+        let fresh = known.is_none().then(|| Keys::subkey(&self.ring[index].key, &salt));
+        let cipher = known.map(|k| &self.senders[k].2).or(fresh.as_ref()).ok_or(WireError::AuthFailed)?;
+        if cipher.decrypt_inout_detached(&nonce, header, (&mut *body).into(), &tag).is_err() {
+            return Err(WireError::AuthFailed);
         }
-        Err(WireError::AuthFailed)
+        if let Some(fresh) = fresh {
+            if self.senders.len() == SUBKEYS {
+                self.senders.pop_front();
+            }
+            self.senders.push_back((salt, index, fresh));
+        }
+        Ok((body, Some(seq)))
     }
 }

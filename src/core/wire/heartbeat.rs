@@ -22,16 +22,18 @@
 //! What the fields mean, and the board that keeps what peers sent, are
 //! `core::health`'s; their bytes are this file's.
 //!
-//! The budget: what a heartbeat takes at most without its sightings, health
-//! and links ([`heartbeat_len`]), the room left for sightings
-//! ([`SIGHTINGS_BUDGET`]), and the sizes of the variable parts, for the node
+//! Sightings (other members heard, with how long ago) were how the releases
+//! of wire version 2 failed members by silence; the format keeps them, read
+//! and ignored, and this release sends none.
+//!
+//! The budget: what a heartbeat takes at most without its health and links
+//! ([`heartbeat_len`]), and the sizes of the variable parts, for the node
 //! that fills a heartbeat.
 
 use crate::core::health::{Health, MAX_RTT_CMS, MAX_VERSION, PeerLink};
 
 use super::{
-    BatonView, Heartbeat, MAX_DATAGRAM, MAX_NAME, MIN_VERSION, Reader, Sighting, WireError, envelope_len,
-    put_id, put_str,
+    BatonView, Heartbeat, MAX_NAME, MIN_VERSION, Reader, Sighting, WireError, envelope_len, put_id, put_str,
 };
 
 const HB_RELAYS: u8 = 0x01;
@@ -152,11 +154,6 @@ fn decode_sightings<'a>(r: &mut Reader<'a>) -> Result<Vec<Sighting<'a>>, WireErr
         sightings.push(Sighting { name, incarnation, age_ms });
     }
     Ok(sightings)
-}
-
-/// Encoded size of one sighting, for callers that fill a heartbeat to a budget.
-pub fn sighting_len(name: &str) -> usize {
-    1 + name.len().min(u8::MAX as usize) + 8 + 4
 }
 
 /// Extensions: their count, then each as type | length | bytes. A zero
@@ -382,30 +379,22 @@ pub fn health_ext_len(health: Option<&Health>, links: &[PeerLink<'_>]) -> usize 
 /// with the longest version.
 pub const MAX_HEALTH_EXT: usize = 2 + HEALTH_LEN + 1 + MAX_VERSION;
 
-/// The most bytes a heartbeat of `version` takes without its sightings,
-/// health and links: sealed, from a sender and in a cluster whose names have
-/// [`MAX_NAME`] bytes, with a baton view and, from version 3, the versions,
-/// floor and ask-views extensions.
+/// The most bytes a heartbeat of `version` takes without its health and
+/// links: sealed, from a sender and in a cluster whose names have
+/// [`MAX_NAME`] bytes, with a baton view, no sightings (this release sends
+/// none) and the versions, floor and ask-views extensions.
 pub const fn heartbeat_len(version: u8) -> usize {
     // Kind, data port, IP, heartbeat seq, flags, baton view, sighting count.
     let fixed = 1 + 2 + 4 + 4 + 1 + VIEW_LEN + 1;
     // Extension count, versions, floor, ask views.
-    let extensions = if version >= 3 { 1 + 4 + 10 + 2 } else { 0 };
+    let extensions = 1 + 4 + 10 + 2;
     envelope_len(version) + fixed + extensions
 }
 
-/// The bytes of sightings a heartbeat carries at most: what [`MAX_DATAGRAM`]
-/// leaves after a version 2 heartbeat ([`heartbeat_len`]), but for the
-/// sender's IP (4 bytes), which this budget does not count: changing it
-/// changes which sightings a node sends. A heartbeat that fills it with the
-/// longest names can pass `MAX_DATAGRAM` by those 4 bytes, and a version 3
-/// one by its key id and extensions too; both stay within the UDP payload
-/// of an Ethernet frame (checked below).
-pub const SIGHTINGS_BUDGET: usize = MAX_DATAGRAM - heartbeat_len(2) + 4;
-
 /// The UDP payload a 1500-byte Ethernet frame carries (IPv4, no options).
 const ETHERNET_UDP_PAYLOAD: usize = 1500 - 20 - 8;
-const _: () = assert!(SIGHTINGS_BUDGET + heartbeat_len(super::VERSION) <= ETHERNET_UDP_PAYLOAD);
+const _: () = assert!(heartbeat_len(super::VERSION) + MAX_HEALTH_EXT + 640 <= ETHERNET_UDP_PAYLOAD);
+const _: () = assert!(heartbeat_len(super::MIN_VERSION) + MAX_HEALTH_EXT + 640 <= ETHERNET_UDP_PAYLOAD);
 
 #[cfg(test)]
 mod tests {

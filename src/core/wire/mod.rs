@@ -2,10 +2,15 @@
 //! XChaCha20-Poly1305, around one message.
 //!
 //! ```text
-//! header   "HD" | version u8 | flags u8 | [key id 4 bytes (v3) | nonce 24 bytes, when sealed]
-//! body     cluster str8 | from str8 | incarnation u64 | seq u64 | kind u8 | payload
+//! header   "HD" | version u8 | flags u8 | [key id 4 bytes | nonce 24 bytes, when sealed]
+//! body     [cluster str8] | from str8 | incarnation u64 | [seq u64] | kind u8 | payload
 //! trailer  [tag 16 bytes, when sealed]
 //! ```
+//! The cluster's name and the seq are in the body of a plain datagram, and
+//! of a sealed one before version 4. From version 4 on a sealed datagram
+//! leaves both out: its key is derived from the cluster's name (another
+//! cluster's datagram fails authentication), and its nonce ends with the
+//! seq (the header, nonce included, is authenticated).
 //! Integers are big-endian; `str8` is a length byte and UTF-8 bytes. When the
 //! cluster has a secret, the body is encrypted and authenticated with a key
 //! derived from (secret, cluster name) by HKDF-SHA256, and the header is the
@@ -29,6 +34,8 @@
 //!   answer, and news of members suspected, down or alive again; and
 //!   heartbeat extensions asking peers for their baton view, and carrying
 //!   the sender's health and links (`core::health`).
+//! - 4: a sealed datagram's body leaves out the cluster's name and the seq
+//!   (see above): 9 bytes and the name's length smaller, the same messages.
 //!
 //! A release speaks [`VERSION`] and understands [`MIN_VERSION`] (the previous
 //! release's) too, so a cluster upgraded one node at a time stays one
@@ -60,8 +67,8 @@ mod messages;
 
 pub use codec::Codec;
 pub use heartbeat::{
-    MAX_EXTENSION, MAX_HEALTH_EXT, SIGHTINGS_BUDGET, decode_health, decode_links, encode_health,
-    encode_links, health_ext_len, health_len, heartbeat_len, link_len, sighting_len,
+    MAX_EXTENSION, MAX_HEALTH_EXT, decode_health, decode_links, encode_health, encode_links, health_ext_len,
+    health_len, heartbeat_len, link_len,
 };
 pub use messages::{Lap, LapName, MAX_LAP, news_len};
 
@@ -85,16 +92,18 @@ const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 const PLAIN_HEADER: usize = 4;
 
-/// Header length of a sealed datagram of `version`.
-const fn sealed_header(version: u8) -> usize {
-    PLAIN_HEADER + if version >= 3 { KEY_ID_LEN } else { 0 } + NONCE_LEN
-}
+/// Header length of a sealed datagram.
+const SEALED_HEADER: usize = PLAIN_HEADER + KEY_ID_LEN + NONCE_LEN;
 
-/// The most bytes a sealed datagram of `version` takes besides its message
-/// (kind and payload): header, cluster and sender names of [`MAX_NAME`]
-/// bytes, incarnation, seq and tag.
+/// The most bytes a datagram of `version` takes besides its message (kind
+/// and payload), plain or sealed, with cluster and sender names of
+/// [`MAX_NAME`] bytes: header, names, incarnation, seq and tag (a sealed
+/// one of version 4 on carries neither the cluster nor the seq in its body).
 const fn envelope_len(version: u8) -> usize {
-    sealed_header(version) + 2 * (1 + MAX_NAME) + 8 + 8 + TAG_LEN
+    let plain = PLAIN_HEADER + 2 * (1 + MAX_NAME) + 8 + 8;
+    let body_extra = if version >= 4 { 0 } else { 1 + MAX_NAME + 8 };
+    let sealed = SEALED_HEADER + (1 + MAX_NAME) + 8 + body_extra + TAG_LEN;
+    if plain > sealed { plain } else { sealed }
 }
 
 /// Why a datagram was refused. Every variant is a normal outcome for hostile or
@@ -178,6 +187,8 @@ pub struct Heartbeat<'a> {
     /// The sender takes part in the baton relay (`[baton] enabled`).
     pub relays: bool,
     pub baton: Option<BatonView>,
+    /// Members the sender heard (releases of wire version 2 failed members
+    /// by them); read and ignored, this release sends none.
     pub sightings: Vec<Sighting<'a>>,
     /// The newest wire version the sender understands: the heartbeat's
     /// versions extension (version 3 on), which a node always sends with its
@@ -299,7 +310,6 @@ pub struct Envelope<'a> {
     /// The wire version: what [`Codec::encode`] writes, what [`Codec::open`]
     /// read (from [`MIN_VERSION`] to [`VERSION`]).
     pub version: u8,
-    pub cluster: &'a str,
     pub from: &'a str,
     pub incarnation: u64,
     /// Per-sender datagram counter; never reused within one incarnation.
