@@ -72,7 +72,7 @@ fn version_names_version_target_git_revision_and_wire_versions() {
     let run: Run = herd().arg("--version").output().expect("run herd").into();
     assert_eq!(run.code, Some(0));
     assert_eq!(run.stdout, format!("herd {}\n", herd::VERSION));
-    // `herd 0.1.0 (x86_64-unknown-linux-gnu, git 0123456789ab, wire 3, understands 2-3)`
+    // `herd 0.1.0 (x86_64-unknown-linux-gnu, git 0123456789ab, wire 4, understands 3-4)`
     use herd::core::wire::{MIN_VERSION, VERSION};
     let wire = format!(", wire {VERSION}, understands {MIN_VERSION}-{VERSION})");
     let stdout = run.stdout.trim_end().strip_suffix(&wire).map(|s| format!("{s})"));
