@@ -163,14 +163,17 @@ fn message(k: &Kind, version: u8) -> Message<'_> {
         }
         Kind::Leave => Message::Leave,
         Kind::Ping(t) => Message::Ping { token: *t },
-        // Version 2 acks carry no wall clock.
-        Kind::Ack(t, w) => Message::Ack { token: *t, wall_us: w.filter(|_| version >= 3) },
+        Kind::Ack(t, w) => Message::Ack { token: *t, wall_us: *w },
         Kind::Pass(id, counter, lap) => {
             Message::Pass { id: *id, counter: *counter, lap: Lap::from_names(lap.iter().map(String::as_str)) }
         }
-        Kind::PassAck(id, counter, verdict, delay_us) => {
-            Message::PassAck(PassAck { id: *id, counter: *counter, verdict: *verdict, delay_us: *delay_us })
-        }
+        // From version 4 the ack names the pass by its counter alone.
+        Kind::PassAck(id, counter, verdict, delay_us) => Message::PassAck(PassAck {
+            id: (version < 4).then_some(*id),
+            counter: *counter,
+            verdict: *verdict,
+            delay_us: *delay_us,
+        }),
         Kind::PingReq(token, target, incarnation) => {
             Message::PingReq { token: *token, target, incarnation: *incarnation }
         }

@@ -44,8 +44,8 @@ const PI_ZERO_HZ: f64 = 1.0e9;
 const PI_ZERO_IPC: f64 = 0.33;
 const PI_4_HZ: f64 = 1.5e9;
 const PI_4_IPC: f64 = 1.0;
-const ARMV6: &str = "target/arm-unknown-linux-musleabihf/release/herd";
-const AARCH64: &str = "target/aarch64-unknown-linux-musl/release/herd";
+pub const ARMV6: &str = "target/arm-unknown-linux-musleabihf/release/herd";
+pub const AARCH64: &str = "target/aarch64-unknown-linux-musl/release/herd";
 const SETTLE: Duration = Duration::from_secs(10);
 
 pub fn run(s: &Setup, rows: &mut Vec<Row>) {
@@ -80,10 +80,18 @@ pub fn run(s: &Setup, rows: &mut Vec<Row>) {
         });
     }
     for (arch, path, qemu, cpu, hz, ipc, pi) in [
-        ("armv6", ARMV6, "qemu-arm-static", "arm1176", PI_ZERO_HZ, PI_ZERO_IPC, "Pi Zero (ARM1176 at 1 GHz"),
+        (
+            "armv6",
+            s.armv6.as_str(),
+            "qemu-arm-static",
+            "arm1176",
+            PI_ZERO_HZ,
+            PI_ZERO_IPC,
+            "Pi Zero (ARM1176 at 1 GHz",
+        ),
         (
             "aarch64",
-            AARCH64,
+            s.aarch64.as_str(),
             "qemu-aarch64-static",
             "cortex-a72",
             PI_4_HZ,

@@ -16,6 +16,9 @@
 //! Pi Zero and a Pi 4 core), `scale` (8/16/32/64 agents: convergence,
 //! traffic and CPU per agent, beside memberlist both encrypted and both
 //! plain).
+//! `--armv6 PATH` and `--aarch64 PATH` name the builds the cost section
+//! counts under qemu (by default scripts/dist.sh's, in target/; a path that
+//! does not exist skips the row), so two builds can be measured the same way.
 //! `--only SECTION[,SECTION]` runs some of them; `--relay-nodes 4[,8]` sets
 //! the relay's cluster sizes (to iterate on one of them); `--profiles DIR`
 //! keeps the cost section's callgrind profiles (idle and per pass) in DIR,
@@ -48,6 +51,9 @@ pub struct Setup {
     /// `--profiles DIR`: the cost section keeps its callgrind outputs there
     /// (`idle.callgrind.out`, `pass.callgrind.out`) for `callgrind_annotate`.
     pub profiles: Option<std::path::PathBuf>,
+    /// The 32-bit ARM (armv6) and aarch64 builds the cost section counts.
+    pub armv6: String,
+    pub aarch64: String,
 }
 
 /// One line of the table.
@@ -82,6 +88,8 @@ fn main() {
     let mut only: Option<Vec<String>> = None;
     let mut relay_nodes: Option<Vec<usize>> = None;
     let mut profiles: Option<std::path::PathBuf> = None;
+    let mut armv6 = cost::ARMV6.to_owned();
+    let mut aarch64 = cost::AARCH64.to_owned();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -90,6 +98,8 @@ fn main() {
                 only = Some(it.next().expect("--only SECTIONS").split(',').map(str::to_owned).collect())
             }
             "--profiles" => profiles = Some(it.next().expect("--profiles DIR").into()),
+            "--armv6" => armv6 = it.next().expect("--armv6 PATH").clone(),
+            "--aarch64" => aarch64 = it.next().expect("--aarch64 PATH").clone(),
             "--relay-nodes" => {
                 let list = it.next().expect("--relay-nodes N[,N]");
                 relay_nodes = Some(list.split(',').map(|n| n.parse().expect("--relay-nodes N[,N]")).collect())
@@ -107,6 +117,8 @@ fn main() {
             idle: Duration::from_secs(5),
             scale_nodes: vec![8],
             profiles: None,
+            armv6: String::new(),
+            aarch64: String::new(),
         }
     } else {
         Setup {
@@ -118,9 +130,12 @@ fn main() {
             idle: Duration::from_secs(60),
             scale_nodes: vec![8, 16, 32, 64],
             profiles: None,
+            armv6: String::new(),
+            aarch64: String::new(),
         }
     };
-    let setup = Setup { relay_nodes: relay_nodes.unwrap_or(setup.relay_nodes), profiles, ..setup };
+    let setup =
+        Setup { relay_nodes: relay_nodes.unwrap_or(setup.relay_nodes), profiles, armv6, aarch64, ..setup };
     let wanted = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
     eprintln!("herd benchmark suite{}: {}", if quick { " (quick)" } else { "" }, setup.herd);
     let mut rows = Vec::new();

@@ -121,7 +121,7 @@ fn messages() -> Vec<(&'static str, Message<'static>)> {
         ("pass", Message::Pass { id, counter: 42, lap: Lap::from_names(["psb", "psc", "psd"]) }),
         (
             "pass-ack",
-            Message::PassAck(PassAck { id, counter: 42, verdict: PassVerdict::Stale, delay_us: 250 }),
+            Message::PassAck(PassAck { id: Some(id), counter: 42, verdict: PassVerdict::Stale, delay_us: 250 }),
         ),
         ("ping-req", Message::PingReq { token: 0xbeef, target: "psc.local", incarnation: 9 }),
         ("indirect-ack", Message::IndirectAck { token: 0xbeef, answered: true }),

@@ -30,7 +30,7 @@ impl Relay {
         counter: u64,
         lap: &Lap,
     ) {
-        let ack = |verdict| Unicast::PassAck(PassAck { id, counter, verdict, delay_us: 0 });
+        let ack = |verdict| Unicast::PassAck(PassAck { id: Some(id), counter, verdict, delay_us: 0 });
         if self.last_taken == Some((id, counter)) {
             // A resend whose first ack was lost; also out of the relay since,
             // or its sender would skip us and pass a second baton.
@@ -63,7 +63,7 @@ impl Relay {
         self.take(ctx, id, counter, lap.clone());
         // The ack goes after the onward pass: at full speed the next holder is
         // on the critical path and the previous one is not.
-        let taken = PassAck { id, counter, verdict: PassVerdict::Taken, delay_us: 0 };
+        let taken = PassAck { id: Some(id), counter, verdict: PassVerdict::Taken, delay_us: 0 };
         if self.ack_delay.is_zero() {
             ctx.out.send(src, Unicast::PassAck(taken));
         } else {
@@ -86,20 +86,22 @@ impl Relay {
         });
     }
 
-    /// An answer from `from` to one of our passes.
+    /// An answer from `from` to one of our passes: the one with its counter
+    /// (and baton, when the ack names it).
     pub fn on_ack<R: Rng>(&mut self, ctx: &mut RelayCtx<'_, R>, from: &str, ack: PassAck) {
         let Some(h) = &self.held else { return };
         let Holding::Passing { to, first_sent, .. } = &h.state else {
             return;
         };
-        if to.as_str() != from || h.id != ack.id || h.counter != ack.counter {
+        if to.as_str() != from || ack.id.is_some_and(|id| id != h.id) || h.counter != ack.counter {
             return;
         }
+        let id = h.id;
         match ack.verdict {
             PassVerdict::Taken => {
                 let delay = Duration::from_micros(ack.delay_us.into());
                 let hop = ctx.now.saturating_duration_since(*first_sent).saturating_sub(delay);
-                if self.best == Some(ack.id) {
+                if self.best == Some(id) {
                     self.best_settled = self.best_settled.max(ack.counter);
                 }
                 ctx.out.push(Effect::Baton(BatonEvent::Acked { hop }));

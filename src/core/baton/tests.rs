@@ -214,7 +214,7 @@ fn out_of_the_relay_a_node_starts_takes_and_gauges_nothing() {
     assert_eq!(sent_passes(&out), [(PSB, 11)]);
 
     // psb was taken out too (its heartbeat has not said so yet): refused.
-    let refused = PassAck { id, counter: 11, verdict: PassVerdict::Refused, delay_us: 0 };
+    let refused = PassAck { id: Some(id), counter: 11, verdict: PassVerdict::Refused, delay_us: 0 };
     let mut out = Effects::default();
     let mut ctx = RelayCtx { now: off + 2 * MS, members: &members, rng: &mut rng, out: &mut out };
     relay.on_ack(&mut ctx, "psb", refused);

@@ -36,7 +36,7 @@ pub(super) fn encode(msg: &Message<'_>, version: u8, out: &mut Vec<u8>) {
         }
         Message::Ack { token, wall_us } => encode_ack(*token, *wall_us, version, out),
         Message::Pass { id, counter, lap } => encode_pass(*id, *counter, lap, out),
-        Message::PassAck(ack) => encode_pass_ack(ack, out),
+        Message::PassAck(ack) => encode_pass_ack(ack, version, out),
         Message::PingReq { token, target, incarnation } => encode_ping_req(*token, target, *incarnation, out),
         Message::IndirectAck { token, answered } => encode_indirect_ack(*token, *answered, out),
         Message::News(items) => encode_news(items, out),
@@ -53,7 +53,7 @@ pub(super) fn decode<'a>(r: &mut Reader<'a>, version: u8) -> Result<Message<'a>,
         KIND_PING => Message::Ping { token: r.u64("ping token")? },
         KIND_ACK => decode_ack(r, version)?,
         KIND_PASS => decode_pass(r)?,
-        KIND_PASS_ACK => Message::PassAck(decode_pass_ack(r)?),
+        KIND_PASS_ACK => Message::PassAck(decode_pass_ack(r, version)?),
         KIND_PING_REQ if version >= 3 => decode_ping_req(r)?,
         KIND_INDIRECT_ACK if version >= 3 => decode_indirect_ack(r)?,
         KIND_NEWS if version >= 3 => Message::News(decode_news(r)?),
@@ -105,10 +105,14 @@ fn decode_pass<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
     Ok(Message::Pass { id, counter, lap: Lap { buf: names.into(), at: 0, end: names.len() } })
 }
 
-/// `id | counter u64 | verdict u8 | delay_us u32`
-fn encode_pass_ack(ack: &PassAck, out: &mut Vec<u8>) {
+/// `[id, before version 4] | counter u64 | verdict u8 | delay_us u32`. An
+/// ack without its baton's id (one read in version 4) is written in version
+/// 3 with a zero id; a node never sends one so: it acks the passes it read.
+fn encode_pass_ack(ack: &PassAck, version: u8, out: &mut Vec<u8>) {
     out.push(KIND_PASS_ACK);
-    put_id(out, ack.id);
+    if version < 4 {
+        put_id(out, ack.id.unwrap_or(BatonId { epoch: 0, origin: 0 }));
+    }
     out.extend_from_slice(&ack.counter.to_be_bytes());
     out.push(match ack.verdict {
         PassVerdict::Taken => 0,
@@ -118,8 +122,8 @@ fn encode_pass_ack(ack: &PassAck, out: &mut Vec<u8>) {
     out.extend_from_slice(&ack.delay_us.to_be_bytes());
 }
 
-fn decode_pass_ack(r: &mut Reader<'_>) -> Result<PassAck, WireError> {
-    let id = r.id()?;
+fn decode_pass_ack(r: &mut Reader<'_>, version: u8) -> Result<PassAck, WireError> {
+    let id = if version < 4 { Some(r.id()?) } else { None };
     let counter = r.u64("baton counter")?;
     let verdict = match r.u8("pass verdict")? {
         0 => PassVerdict::Taken,

@@ -35,7 +35,9 @@
 //!   heartbeat extensions asking peers for their baton view, and carrying
 //!   the sender's health and links (`core::health`).
 //! - 4: a sealed datagram's body leaves out the cluster's name and the seq
-//!   (see above): 9 bytes and the name's length smaller, the same messages.
+//!   (see above): 9 bytes and the name's length smaller; a pass's ack
+//!   leaves out the baton's id (16 bytes: see [`PassAck`]). The other
+//!   messages are version 3's.
 //!
 //! A release speaks [`VERSION`] and understands [`MIN_VERSION`] (the previous
 //! release's) too, so a cluster upgraded one node at a time stays one
@@ -291,10 +293,16 @@ pub enum Message<'a> {
     News(Vec<News<'a>>),
 }
 
-/// The answer to a [`Message::Pass`], echoing its baton and counter.
+/// The answer to a [`Message::Pass`], echoing its counter (and, before
+/// version 4, its baton).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PassAck {
-    pub id: BatonId,
+    /// The pass's baton: sent in version 3, `None` when read in version 4,
+    /// which names the pass by its counter alone. That is enough: a node's
+    /// counters only rise (each pass is above every counter it has seen, and
+    /// a restart starts above its reserved ceiling), so it never sends two
+    /// passes with one counter, whatever their batons.
+    pub id: Option<BatonId>,
     pub counter: u64,
     pub verdict: PassVerdict,
     /// How long the receiver held this ack back (acks are delayed when the
