@@ -52,7 +52,10 @@ fn the_previous_release_and_this_one_form_one_cluster_with_one_baton() {
     let old = old.expect("checked");
     let out = command(&old).arg("--version").output().expect("run the previous release");
     let old_version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(!old_version.contains("wire"), "{old_version}: the previous release does not name wire versions");
+    assert!(
+        old_version.contains(&format!(", wire {wire}, ")),
+        "{old_version}: the previous release speaks wire {wire}"
+    );
 
     let statsd = Statsd::start();
     let cluster = Cluster::new("compat");
@@ -96,14 +99,18 @@ fn the_previous_release_and_this_one_form_one_cluster_with_one_baton() {
     }
     let mixed = gauges(&statsd, "");
     assert_one_baton(&mixed);
-    // Gossiped health: the previous release's members send none
-    // and show none; this node's own is there.
+    // Gossiped health: the previous release sends and reads it as this one
+    // does, so the view is whole while the cluster is mixed; this node's
+    // own is there, fresh.
+    let whole = wait_until(Duration::from_secs(10), || {
+        status(c_addr).is_some_and(|s| s.health.len() == 4 && s.health.iter().all(|h| h.age_ms.is_some()))
+    });
     let s = status(c_addr).expect("status of psc");
+    assert!(whole, "every member's health while mixed: {:?}", s.health);
     for h in &s.health {
         match h.name.as_str() {
-            "psa" | "psb" => assert_eq!(h.age_ms, None, "{h:?}"),
             "psc" => assert_eq!(h.age_ms, Some(0), "{h:?}"),
-            _ => {}
+            _ => assert!(h.version.is_some(), "{h:?}"),
         }
     }
 
