@@ -55,7 +55,7 @@ use super::state::Store;
 use super::telemetry::Telemetry;
 use super::transport::{Received, Transport};
 use crate::config::Config;
-use crate::core::node::{Node, Via};
+use crate::core::node::{Event, Node, Via};
 use control::Control;
 
 /// Datagrams larger than this are truncated by the kernel and then refused by
@@ -448,7 +448,10 @@ impl<T: Transport> Driver<T> {
             );
         }
         while let Some(ev) = self.node.poll_event() {
-            self.reporter.event(ev, self.node.cluster_size());
+            // Only a member event's line names the cluster's size: counting
+            // the members for every pass's event was a hundredth of a pass.
+            let size = if matches!(ev, Event::Member(_)) { self.node.cluster_size() } else { 0 };
+            self.reporter.event(ev, size);
         }
     }
 }

@@ -237,7 +237,8 @@ impl Reporter {
         m.flush(now);
     }
 
-    /// One event of the core; `cluster_size` is the core's after it.
+    /// One event of the core; `cluster_size` is the core's after it (read
+    /// for member events only).
     pub fn event(&mut self, ev: Event, cluster_size: usize) {
         if self.quiet {
             return;
