@@ -193,7 +193,7 @@ impl Codec {
             (None, false) => (&buf[PLAIN_HEADER..], None),
             (Some(_), false) => return Err(WireError::Unauthenticated),
             (None, true) => return Err(WireError::UnexpectedSealed),
-            (Some(keys), true) => keys.unseal(buf)?,
+            (Some(keys), true) => keys.unseal(buf).map(|(body, seq)| (body, Some(seq)))?,
         };
         let short = sealed && version >= SHORT_SEALED;
         let mut r = Reader(body);
@@ -223,7 +223,7 @@ impl Codec {
 impl Keys {
     /// Authenticates and decrypts a sealed datagram in place: its body, and
     /// the sequence number its nonce ends with. The datagram names its key.
-    fn unseal<'a>(&mut self, buf: &'a mut [u8]) -> Result<(&'a [u8], Option<u64>), WireError> {
+    fn unseal<'a>(&mut self, buf: &'a mut [u8]) -> Result<(&'a [u8], u64), WireError> {
         if buf.len() < SEALED_HEADER + TAG_LEN {
             return Err(WireError::Truncated);
         }
@@ -250,6 +250,6 @@ impl Keys {
             }
             self.senders.push_back((salt, index, fresh));
         }
-        Ok((body, Some(seq)))
+        Ok((body, seq))
     }
 }
