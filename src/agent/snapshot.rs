@@ -53,7 +53,7 @@ pub struct Snapshot {
     pub member_suspects: u64,
     /// The whole cluster's health, this node included, in name order: each
     /// member's as its heartbeats last carried it (absent from an
-    /// older agent's answer, and empty for members of the previous release).
+    /// older agent's answer, and empty for a member not heard yet).
     #[serde(default)]
     pub health: Vec<MemberHealth>,
     /// The link matrix: `links[a][b]` is what `a` measured of its link to
@@ -108,8 +108,8 @@ pub struct MemberHealth {
     pub name: String,
     /// "alive", "suspect", "down" or "left" (this node: "alive").
     pub state: String,
-    /// How long ago its health was heard (0 for this node); `None`: it has
-    /// sent none (the previous release).
+    /// How long ago its health was heard (0 for this node); `None`: none
+    /// heard yet.
     pub age_ms: Option<u64>,
     /// Its hottest sensor, °C.
     pub temp_c: Option<f64>,
@@ -170,7 +170,7 @@ pub struct MemberStatus {
     #[serde(default)]
     pub wire: u8,
     /// Its clock minus ours, ms (median over the probe window); `None`
-    /// when it sends no wall clock (the previous release).
+    /// when it sends no wall clock (it has none set) or we have none.
     #[serde(default)]
     pub clock_offset_ms: Option<f64>,
 }

@@ -161,7 +161,7 @@ pub struct Relay {
     ack_delay: Duration,
     /// Delayed acks: (to, ack, since), at most one per peer (the newest).
     pending_acks: Vec<(SocketAddr, PassAck, Instant)>,
-    /// `last_seen` when views were last asked for: asked once per silence.
+    /// `last_seen` when views were last asked for: asked once per quiet spell.
     asked_at: Option<Instant>,
     /// After a stall of this node ([`Relay::stalled`]): no pass, gauge or
     /// regeneration before this instant.

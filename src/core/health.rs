@@ -89,8 +89,7 @@ pub struct Reported {
 pub struct Gossiped {
     /// The life it was heard from: a new life starts an empty entry.
     pub incarnation: u64,
-    /// When its health was last heard (`None`: it sends none, e.g. the
-    /// previous release).
+    /// When its health was last heard (`None`: none heard yet).
     pub at: Option<Instant>,
     pub health: Option<Health>,
     /// Its links, sorted by peer: each heartbeat carries some of them (the

@@ -47,7 +47,7 @@ pub struct LinkStats {
     pub loss_pct: Option<f64>,
     pub heartbeat_loss_pct: Option<f64>,
     /// Its clock minus ours, ms: the median of the window's samples. `None`
-    /// when it sends no wall clock (the previous release) or we have none.
+    /// when it sends no wall clock (it has none set) or we have none.
     pub clock_offset_ms: Option<f64>,
 }
 

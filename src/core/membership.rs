@@ -191,15 +191,10 @@ impl Members {
     }
 
     /// Records that the current life of `name` understands wire `version`
-    /// (it sent or announced it).
-    /// True if that is newer than what was known.
-    pub fn understands(&mut self, name: &str, version: u8) -> bool {
-        match self.map.get_mut(name) {
-            Some(m) if version > m.wire => {
-                m.wire = version;
-                true
-            }
-            _ => false,
+    /// (it sent or announced it), if that is newer than what was known.
+    pub fn understands(&mut self, name: &str, version: u8) {
+        if let Some(m) = self.map.get_mut(name) {
+            m.wire = m.wire.max(version);
         }
     }
 

@@ -22,7 +22,7 @@ pub(super) const OWN_HEARTBEATS: usize = 8;
 /// Heartbeats a node sends an interval apart when it starts, so that one
 /// lost datagram does not hide it for a whole refresh period.
 pub(super) const START_BURST: u8 = 3;
-/// Without silence, a heartbeat is sent at least every this many intervals
+/// A heartbeat is sent at least every this many intervals
 /// (or N / 2, whichever is more: the cluster receives the same bytes per
 /// node at any size).
 pub(super) const REFRESH_INTERVALS: u32 = 10;
@@ -153,7 +153,7 @@ impl<R: Rng> Node<R> {
         self.health_bytes.0 += len * copies;
     }
 
-    /// How often a node heartbeats without silence: every
+    /// How often a node heartbeats when nothing brings one forward: every
     /// [`REFRESH_INTERVALS`] intervals, or N / 2 (the cluster receives the
     /// same bytes per node at any size).
     pub(super) fn refresh_every(&self) -> Duration {

@@ -318,8 +318,7 @@ impl<R: Rng> Node<R> {
         self.health.as_ref()
     }
 
-    /// What the members' heartbeats said of their health and links (members
-    /// of the previous release send none).
+    /// What the members' heartbeats said of their health and links.
     pub fn board(&self) -> &Board {
         &self.board
     }

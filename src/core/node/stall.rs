@@ -7,8 +7,8 @@
 //!   passed on meanwhile: it is neither passed nor gauged before the
 //!   cluster's views are in (see `Relay::stalled`), and nothing is
 //!   regenerated before then either;
-//! - peers it could not hear are not suspected for it: the silence
-//!   deadlines of the member table and the failure detector move on by the
+//! - peers it could not hear are not suspected for it: the deadlines of
+//!   the member table's suspects and of the failure detector move on by the
 //!   frozen span and one heartbeat interval more (for the datagrams queued
 //!   meanwhile to be read and a probe to be answered);
 //! - it heartbeats soon, so peers that marked it down see it back at once;
