@@ -6,7 +6,9 @@
 //! - Calm: every running agent has run for `down_after + regenerate_after`
 //!   and sees every other running agent alive (its /status members). In calm
 //!   at most one baton is held at any time, and none only for a while (a
-//!   killed holder's baton is regenerated after `regenerate_after`).
+//!   killed holder's baton is regenerated after `regenerate_after`; when the
+//!   agent that would regenerate it is killed meanwhile, the next one does
+//!   once it suspects it, so the while starts again at that kill).
 //! - One baton, eventually: if no calm sample has shown exactly one baton for
 //!   30 s, the churn pauses (restarts still happen) until one does; and at the
 //!   end, with everyone restarted, one must.
@@ -212,6 +214,13 @@ impl Churn<'_> {
         } else {
             agent.sigkill();
             self.kills += 1;
+            // The lowest-named running agent is the one that regenerates a
+            // lost baton. Killed while none is held, the next one takes over
+            // only once it suspects it (its probes): the wait starts again.
+            if self.none_since.is_some() && running.iter().all(|&j| j >= i) {
+                self.none_since = Some(now);
+                self.note(format!("n{i}, the next to regenerate, killed while no baton is held"));
+            }
         }
         let host = &mut self.hosts[i - 1];
         host.past.push(agent);
