@@ -98,7 +98,7 @@ mod tests {
         })
         .await;
         assert_eq!(got, Some(7));
-        std::future::poll_fn(|cx| Poll::Ready(assert!(control.take_due(cx), "polled again after an item")))
-            .await;
+        let again = std::future::poll_fn(|cx| Poll::Ready(control.take_due(cx))).await;
+        assert!(again, "polled again after an item");
     }
 }
