@@ -195,6 +195,54 @@ fn plain_statsd_flavor_puts_the_host_in_the_name_and_sends_no_tags() {
     assert!(lines.iter().all(|l| !l.contains('#')), "no tags in plain StatsD: {lines:?}");
 }
 
+/// A process that stalls (SIGSTOP here; a worn SD card blocking it for
+/// seconds on a Pi) with baton gauges buffered for StatsD drops them on
+/// waking: sent seconds late they would arrive after the cluster's newer
+/// counters, and StatsD would take them as current. psa flushes once a
+/// minute, so its gauges are all still buffered when it is stopped.
+#[test]
+fn gauges_buffered_before_a_stall_are_dropped_not_sent_late() {
+    let statsd = Statsd::start();
+    let cluster = Cluster::new("stallbuf");
+    let hold = ("baton", "hold", "\"100ms\"");
+    let mut psa = start(&cluster, "psa", &statsd, &[hold, ("statsd", "flush_interval", "\"60s\"")]);
+    let psb = start(&cluster, "psb", &statsd, &[hold]);
+    // psb takes only what psa passes: three passes of psa, three gauges in its buffer.
+    let passed = wait_until(Duration::from_secs(20), || {
+        psb.lines().iter().filter(|l| l.contains("baton taken")).count() >= 3
+    });
+    assert!(passed, "psa passes to psb: {}\n{}", psa.dump(), psb.dump());
+    let pid = psa.pid() as libc::pid_t;
+    // SAFETY: kill has no memory preconditions; the pid is our running child's.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    std::thread::sleep(Duration::from_secs(7));
+    let resumed = Instant::now();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let stall = psa.line("not running for a while", Duration::from_secs(10)).expect("psa notices its stall");
+    let dropped = common::field(&stall, "dropped_lines").expect("dropped_lines=");
+    assert!(dropped >= 3, "psa dropped its {dropped} buffered lines (3 passes or more): {stall}");
+    // psa back in the relay, then its last gauges sent by its leave's flush.
+    let back = psb.wait_for_after("baton taken", resumed + Duration::from_secs(1), Duration::from_secs(20));
+    assert!(back.is_some(), "psa passes again after SIGCONT: {}", psa.dump());
+    psa.sigterm();
+    psa.wait_exit(Duration::from_secs(10)).expect("psa leaves");
+
+    let all = gauges(&statsd, "");
+    let before = all.iter().filter(|g| g.0 < resumed).map(|g| g.1).max().expect("gauges before SIGCONT");
+    let late: Vec<u64> = all.iter().filter(|g| g.0 >= resumed && g.2 == "psa").map(|g| g.1).collect();
+    assert!(!late.is_empty(), "psa's gauges after SIGCONT reach StatsD at its leave");
+    assert!(
+        late.iter().all(|&c| c > before),
+        "psa sent {late:?} after SIGCONT, the cluster was at {before} before it: gauges from before the stall"
+    );
+    assert!(
+        all.iter().all(|g| g.0 >= resumed || g.2 != "psa"),
+        "psa's gauges waited in its buffer (flushed once a minute)"
+    );
+    println!("stalled 7 s: {dropped} lines dropped; after SIGCONT psa sent {late:?}, all above {before}");
+}
+
 /// The parser every test reads the relay through (tests/common/statsd.rs)
 /// takes exact gauges only: a near miss is refused, not read leniently.
 #[test]

@@ -20,7 +20,9 @@
 //!    before going back to epoll), seeds, the network followed again
 //!    (`drive_network`), or a snapshot for the endpoint;
 //! 3. `drive_timer`: the core's deadline, checked after every
-//!    input so a busy socket cannot starve it;
+//!    input so a busy socket cannot starve it; then `drive_stall`: a stall
+//!    the core noticed (this process was not running) is logged, and the
+//!    metric lines buffered before it are dropped before a flush sends them;
 //! 4. `drive_jobs`: the periodic jobs (StatsD flush, telemetry, the page's
 //!    history; the network re-checked while the agent waits for one);
 //! 5. `drive_transmit`: everything the core queued;
@@ -226,6 +228,7 @@ impl<T: Transport> Driver<T> {
         }
         let now = Instant::now();
         self.drive_timer(now);
+        self.drive_stall();
         self.drive_jobs(now);
         self.drive_transmit();
         self.drive_events();
@@ -433,20 +436,28 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    /// Step 6: the core's events, to the reporter (or nowhere), and a
-    /// stall the core noticed (see `core::node`), to the log.
+    /// Step 3b: a stall the core noticed (see `core::node`): said in the
+    /// log, and the metric lines buffered before it dropped unsent, before
+    /// the flush job could send them. Their values are from before the
+    /// stall (a baton gauge the cluster has since passed), and StatsD stamps
+    /// a line when it arrives.
+    fn drive_stall(&mut self) {
+        let (n, late) = self.node.stalls();
+        let Some(late) = late.filter(|_| n > self.stalls_logged) else { return };
+        self.stalls_logged = n;
+        let dropped = self.reporter.metrics().map_or(0, |m| m.discard());
+        warn!(
+            late_ms = late.as_millis() as u64,
+            total = n,
+            dropped_lines = dropped,
+            "this agent was not running for a while (a stalled process: a slow SD card, SIGSTOP); \
+             its baton waits for the cluster's views, peers are not judged for the time missed, \
+             metric lines from before it are dropped"
+        );
+    }
+
+    /// Step 6: the core's events, to the reporter (or nowhere).
     fn drive_events(&mut self) {
-        if let (n, Some(late)) = self.node.stalls()
-            && n > self.stalls_logged
-        {
-            self.stalls_logged = n;
-            warn!(
-                late_ms = late.as_millis() as u64,
-                total = n,
-                "this agent was not running for a while (a stalled process: a slow SD card, SIGSTOP); \
-                 its baton waits for the cluster's views, peers are not judged for the time missed"
-            );
-        }
         while let Some(ev) = self.node.poll_event() {
             // Only a member event's line names the cluster's size: counting
             // the members for every pass's event was a hundredth of a pass.

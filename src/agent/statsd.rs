@@ -11,7 +11,10 @@
 //! sockets are non-blocking; lines are batched up to `max_packet_size` and
 //! sent when a batch is full or at [`Metrics::flush`] (the runtime calls it
 //! every `flush_interval`). Send failures (server down, socket missing) are
-//! counted and logged at most once per 10 s.
+//! counted and logged at most once per 10 s; the batch that failed is
+//! dropped, as the network would have. A batch buffered before the process
+//! stalled is dropped unsent ([`Metrics::discard`]): StatsD stamps a line
+//! when it arrives, so lines sent seconds late would read as current.
 //!
 //! Counters are summed by the reporter (report.rs) and sent at each flush, so
 //! a relay doing tens of thousands of passes per second sends one `passes`
@@ -26,16 +29,18 @@
 //! are built ([`BatonLine`]), and each pass writes only the digits into a
 //! buffer kept for it (no allocation, no formatting machinery).
 
+use std::io;
 use std::net::UdpSocket;
 use std::os::unix::net::UnixDatagram;
 use std::panic::RefUnwindSafe;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use cadence::prelude::*;
-use cadence::{BufferedUdpMetricSink, BufferedUnixMetricSink, MetricSink, StatsdClient};
+use cadence::{MetricSink, StatsdClient};
 use tracing::warn;
 
 use crate::config::{Flavor, StatsdAddress, StatsdSection};
@@ -53,6 +58,77 @@ impl MetricSink for SharedSink {
     }
     fn flush(&self) -> std::io::Result<()> {
         self.0.flush()
+    }
+}
+
+/// Where a batch goes.
+enum Dest {
+    /// Connected, so the kernel reports the server's "port unreachable" as
+    /// ECONNREFUSED on a later send: a StatsD server that is down is then
+    /// logged, not silently missed.
+    Udp(UdpSocket),
+    /// Unbound, each batch sent to the path: a socket that is missing now
+    /// (the Datadog Agent not started yet) works once it appears.
+    Unix(UnixDatagram, PathBuf),
+}
+
+/// Lines batched into datagrams of at most `cap` bytes, each line ended by a
+/// newline (the format of cadence's buffered sinks, which this replaces for
+/// one thing they lack: a batch dropped unsent, [`Batch::discard`]). A line
+/// longer than `cap` goes alone, without the newline.
+struct Batch {
+    dest: Dest,
+    cap: usize,
+    buf: Mutex<Vec<u8>>,
+}
+
+impl Batch {
+    fn new(dest: Dest, cap: usize) -> Batch {
+        Batch { dest, cap, buf: Mutex::new(Vec::with_capacity(cap)) }
+    }
+
+    fn send(&self, bytes: &[u8]) -> io::Result<usize> {
+        match &self.dest {
+            Dest::Udp(sock) => sock.send(bytes),
+            Dest::Unix(sock, path) => sock.send_to(bytes, path),
+        }
+    }
+
+    /// Sends what is buffered and empties the buffer, sent or not.
+    fn send_buffered(&self, buf: &mut Vec<u8>) -> io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let sent = self.send(buf);
+        buf.clear();
+        sent.map(drop)
+    }
+
+    /// Drops the lines buffered, unsent; returns how many.
+    fn discard(&self) -> usize {
+        let mut buf = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
+        let lines = buf.iter().filter(|&&b| b == b'\n').count();
+        buf.clear();
+        lines
+    }
+}
+
+impl MetricSink for Batch {
+    fn emit(&self, line: &str) -> io::Result<usize> {
+        let line = line.as_bytes();
+        let mut buf = self.buf.lock().unwrap_or_else(PoisonError::into_inner);
+        if line.len() + 1 > self.cap {
+            self.send_buffered(&mut buf)?;
+            return self.send(line);
+        }
+        let sent = if buf.len() + line.len() + 1 > self.cap { self.send_buffered(&mut buf) } else { Ok(()) };
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
+        sent.map(|()| line.len())
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.send_buffered(&mut self.buf.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -126,6 +202,8 @@ pub struct Metrics {
     prefixed: StatsdClient,
     baton: BatonLine,
     sink: SharedSink,
+    /// The batch under `sink` (none with a test's spy sink).
+    batch: Option<Arc<Batch>>,
     errors: Arc<Errors>,
     reported_errors: u64,
     error_log: LogLimiter,
@@ -136,32 +214,25 @@ pub struct Metrics {
 impl Metrics {
     /// The sink of `[statsd] address`, batched up to `max_packet_size`.
     pub fn new(cfg: &StatsdSection, host: &str, baton_metric: &str) -> Result<Metrics> {
-        let cap = cfg.max_packet_size;
-        let sink: Arc<dyn MetricSink + Send + Sync + RefUnwindSafe> = match &cfg.address {
+        let dest = match &cfg.address {
             StatsdAddress::Udp(addr) => {
                 let sock = UdpSocket::bind("0.0.0.0:0").context("cannot open the StatsD socket")?;
-                // Connected, so the kernel reports the server's "port
-                // unreachable" as ECONNREFUSED on a later send: a StatsD
-                // server that is down is then logged, not silently missed.
                 sock.connect(addr.as_str()).with_context(|| {
                     format!("cannot resolve the StatsD address {addr} ([statsd] address)")
                 })?;
                 sock.set_nonblocking(true)?;
-                let sink =
-                    BufferedUdpMetricSink::with_capacity(addr.as_str(), sock, cap).with_context(|| {
-                        format!("cannot resolve the StatsD address {addr} ([statsd] address)")
-                    })?;
-                Arc::new(sink)
+                Dest::Udp(sock)
             }
             StatsdAddress::Unix(path) => {
-                // Unbound: each batch is sent to `path`, so a socket that is
-                // missing now (agent not started yet) works once it appears.
                 let sock = UnixDatagram::unbound().context("cannot open a Unix datagram socket")?;
                 sock.set_nonblocking(true)?;
-                Arc::new(BufferedUnixMetricSink::with_capacity(path, sock, cap))
+                Dest::Unix(sock, path.clone())
             }
         };
-        Ok(Metrics::with_sink(cfg, host, baton_metric, sink))
+        let batch = Arc::new(Batch::new(dest, cfg.max_packet_size));
+        let mut m = Metrics::with_sink(cfg, host, baton_metric, batch.clone());
+        m.batch = Some(batch);
+        Ok(m)
     }
 
     /// The clients of `cfg` (prefix, tags, flavor) over any sink.
@@ -205,6 +276,7 @@ impl Metrics {
             prefixed: build(&prefix, sink.clone()),
             baton,
             sink,
+            batch: None,
             errors,
             reported_errors: 0,
             error_log: LogLimiter::new(ERROR_LOG_EVERY),
@@ -265,6 +337,14 @@ impl Metrics {
     }
 
     /// Sends every buffered line; logs send failures (at most once per 10 s).
+    /// Drops the lines buffered since the last flush, unsent, and returns
+    /// how many: after this process was not running for a while, their
+    /// values are stale (a baton gauge the cluster has passed), and StatsD
+    /// would take them as current.
+    pub fn discard(&self) -> usize {
+        self.batch.as_ref().map_or(0, |b| b.discard())
+    }
+
     pub fn flush(&mut self, now: Instant) {
         if let Err(e) = self.sink.flush() {
             self.errors.record(e);
@@ -322,7 +402,71 @@ pub(crate) mod spy {
 
 #[cfg(test)]
 mod tests {
-    use super::spy;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    use cadence::MetricSink;
+
+    use super::{Batch, Dest, spy};
+
+    /// A batch to a loopback socket, and that socket.
+    fn batch(cap: usize) -> (Batch, UdpSocket) {
+        let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        server.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.connect(server.local_addr().expect("addr")).expect("connect");
+        (Batch::new(Dest::Udp(sock), cap), server)
+    }
+
+    fn datagrams(server: &UdpSocket) -> Vec<String> {
+        let mut buf = [0u8; 2048];
+        std::iter::from_fn(|| {
+            server.recv(&mut buf).ok().map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+        })
+        .collect()
+    }
+
+    #[test]
+    fn lines_are_batched_up_to_the_packet_size_and_sent_at_a_flush() {
+        let (b, server) = batch(24);
+        for line in ["baton:1|g", "baton:2|g", "baton:3|g", &"x".repeat(30), "baton:4|g"] {
+            b.emit(line).expect("emit");
+        }
+        b.flush().expect("flush");
+        b.flush().expect("an empty flush sends nothing");
+        assert_eq!(
+            datagrams(&server),
+            ["baton:1|g\nbaton:2|g\n", "baton:3|g\n", &"x".repeat(30), "baton:4|g\n"],
+            "two lines fill 20 of 24 bytes, a third starts the next batch; a line longer than a \
+             batch goes alone, after what was buffered"
+        );
+    }
+
+    #[test]
+    fn a_discarded_batch_is_never_sent() {
+        let (b, server) = batch(512);
+        b.emit("baton:41|g").expect("emit");
+        b.emit("herd.members:3|g").expect("emit");
+        assert_eq!(b.discard(), 2);
+        b.emit("baton:97|g").expect("emit");
+        b.flush().expect("flush");
+        assert_eq!(datagrams(&server), ["baton:97|g\n"]);
+    }
+
+    #[test]
+    fn a_batch_that_cannot_be_sent_is_dropped_and_the_error_returned() {
+        let gone = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.connect(gone.local_addr().expect("addr")).expect("connect");
+        drop(gone);
+        let b = Batch::new(Dest::Udp(sock), 512);
+        b.emit("baton:1|g").expect("emit");
+        // The first send reaches no port; the kernel reports it on the next.
+        let _ = b.flush();
+        b.emit("baton:2|g").expect("emit");
+        assert!(b.flush().is_err(), "ECONNREFUSED from the closed port");
+        assert_eq!(b.discard(), 0, "the failed batch is not kept for later");
+    }
 
     #[test]
     fn dogstatsd_lines_carry_the_host_and_the_constant_tags() {

@@ -6,7 +6,8 @@
 //! - No host's gauge is at or below the highest gauge the cluster sent
 //!   before it (arrival order at the StatsD listeners): the resumed holder
 //!   never passes the baton it held when it stopped, which the others
-//!   regenerated meanwhile.
+//!   regenerated meanwhile, nor sends the gauges it had buffered for StatsD
+//!   when it was stopped (one may have been sent just before the stop).
 //! - From two heartbeats after SIGCONT, at most one baton is held at any
 //!   sample, and one is.
 //! - The resumed host is listed alive by everyone and lists everyone, and
