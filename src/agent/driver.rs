@@ -11,7 +11,7 @@
 //!    the data socket last, so a flood on it cannot hide any other source:
 //!    the control inputs (shutdown, new heartbeat targets, a network change
 //!    from netlink, status requests, reloads: SIGHUP or a config handed in),
-//!    the gossip socket, the one timer, the data socket. The control inputs
+//!    the gossip socket, the one timer (a timerfd: `timer`), the data socket. The control inputs
 //!    are polled only in a turn after one of them woke the loop or gave it
 //!    something (`control`): at full speed a turn is one datagram, and
 //!    polling six idle channels each time was a twentieth of a pass.
@@ -45,7 +45,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rand::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Sleep;
 use tracing::{debug, warn};
 
 use super::history::{self, History};
@@ -59,6 +58,7 @@ use super::transport::{Received, Transport};
 use crate::config::Config;
 use crate::core::node::{Event, Node, Via};
 use control::Control;
+use timer::Timer;
 
 /// Datagrams larger than this are truncated by the kernel and then refused by
 /// the codec as oversized; 64 KiB covers any UDP payload.
@@ -69,6 +69,13 @@ const DRAIN: usize = 64;
 /// When nothing at all is due (only after the core left): the timer's
 /// deadline, so it never fires for nothing.
 const IDLE: Duration = Duration::from_secs(3600);
+
+/// The most a periodic job runs before its time (see `Jobs::due`).
+const JOB_SLACK: Duration = Duration::from_millis(100);
+
+/// A deadline that moved later by more than this sets the timer again
+/// (see `Driver::arm_timer`).
+const REARM_LATER: Duration = Duration::from_millis(5);
 
 /// What the driver listens to besides the transport. A source that is `None`
 /// is not polled (a closed channel would wake every turn).
@@ -113,7 +120,7 @@ pub struct Driver<T> {
     node: Node<SmallRng>,
     transport: T,
     inputs: Inputs,
-    timer: Pin<Box<Sleep>>,
+    timer: Timer,
     jobs: Jobs,
     /// Every count; quiet for `herd ping` (events dropped, no metrics).
     reporter: Reporter,
@@ -157,7 +164,7 @@ impl<T: Transport> Driver<T> {
     /// must not send metrics).
     pub fn quiet(config: &Config, node: Node<SmallRng>, transport: T, inputs: Inputs) -> Driver<T> {
         let jobs = Jobs::default();
-        let timer = Box::pin(tokio::time::sleep_until(jobs.next(&node).into()));
+        let timer = Timer::new(jobs.next(&node));
         let mut d = Driver {
             node,
             transport,
@@ -263,15 +270,18 @@ impl<T: Transport> Driver<T> {
         self.reporter.left(self.node.rejections());
     }
 
-    /// Moves the timer only when the deadline comes earlier, or after it
-    /// fired: at full speed every pass moves the core's deadline later
-    /// (`pass_timeout` after the pass), and re-arming it every turn cost more
-    /// than the spurious wake-up (at most one per `pass_timeout`).
+    /// Sets the timer when the deadline comes earlier, after it fired, or
+    /// when the deadline moved later by more than [`REARM_LATER`]: at full
+    /// speed every pass moves the core's deadline later by microseconds
+    /// (`pass_timeout` after the pass), and setting it every pass would
+    /// cost a system call each; at an idle agent's pace a timer left early
+    /// wakes the process for nothing, which costs it more.
     fn arm_timer(&mut self) {
         let next = self.jobs.next(&self.node);
-        let deadline = self.net.recheck().map_or(next, |at| next.min(at)).into();
-        if deadline < self.timer.deadline() || self.timer.is_elapsed() {
-            self.timer.as_mut().reset(deadline);
+        let deadline = self.net.recheck().map_or(next, |at| next.min(at));
+        let armed = self.timer.deadline();
+        if deadline < armed || self.timer.is_elapsed() || deadline > armed + REARM_LATER {
+            self.timer.reset(deadline);
         }
     }
 
@@ -288,7 +298,7 @@ impl<T: Transport> Driver<T> {
             if let Poll::Ready(r) = transport.poll_recv(Via::Gossip, cx, gbuf) {
                 return Poll::Ready(Wake::Datagram(Via::Gossip, r));
             }
-            if timer.as_mut().poll(cx).is_ready() {
+            if timer.poll(cx).is_ready() {
                 return Poll::Ready(Wake::Deadline);
             }
             transport.poll_recv(Via::Data, cx, dbuf).map(|r| Wake::Datagram(Via::Data, r))
@@ -467,8 +477,9 @@ impl<T: Transport> Driver<T> {
     }
 }
 
-/// The periodic jobs. Each runs at most once per period; a late turn delays
-/// the next run rather than bunching runs up.
+/// The periodic jobs. Runs of a job are at least seven eighths of its period
+/// apart (see `Jobs::due`); a late turn delays the next run rather than
+/// bunching runs up.
 #[derive(Default)]
 struct Jobs {
     flush: Option<Every>,
@@ -494,9 +505,13 @@ impl Jobs {
         }
     }
 
+    /// Whether `job` runs in this turn: at its time, or up to an eighth of
+    /// its period (at most [`JOB_SLACK`]) before it, so that a job runs in
+    /// a turn the loop takes anyway (a heartbeat, a pass) rather than waking
+    /// the process for itself.
     fn due(job: &mut Option<Every>, now: Instant) -> bool {
         match job {
-            Some(e) if now >= e.next => {
+            Some(e) if now + (e.period / 8).min(JOB_SLACK) >= e.next => {
                 e.next = now + e.period;
                 true
             }
@@ -541,6 +556,7 @@ fn poll_control(inputs: &mut Inputs, cx: &mut Context<'_>) -> Option<Wake> {
 }
 
 mod control;
+mod timer;
 
 #[cfg(test)]
 mod tests;
