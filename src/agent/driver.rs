@@ -11,10 +11,11 @@
 //!    the data socket last, so a flood on it cannot hide any other source:
 //!    the control inputs (shutdown, new heartbeat targets, a network change
 //!    from netlink, status requests, reloads: SIGHUP or a config handed in),
-//!    the gossip socket, the one timer (a timerfd: `timer`), the data socket. The control inputs
-//!    are polled only in a turn after one of them woke the loop or gave it
-//!    something (`control`): at full speed a turn is one datagram, and
-//!    polling six idle channels each time was a twentieth of a pass.
+//!    the gossip socket, the one timer (a timerfd: `timer`), the data
+//!    socket. The control inputs are polled only in a turn after one of
+//!    them woke the loop or gave it something (`control`): at full speed a
+//!    turn is one datagram, and polling six idle channels each time was a
+//!    twentieth of a pass.
 //! 2. the input: datagrams into the core (on the data path, the baton's,
 //!    what each caused is sent at once and the rest of the burst is taken
 //!    before going back to epoll), seeds, the network followed again
