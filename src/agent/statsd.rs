@@ -336,7 +336,6 @@ impl Metrics {
         }
     }
 
-    /// Sends every buffered line; logs send failures (at most once per 10 s).
     /// Drops the lines buffered since the last flush, unsent, and returns
     /// how many: after this process was not running for a while, their
     /// values are stale (a baton gauge the cluster has passed), and StatsD
@@ -345,6 +344,7 @@ impl Metrics {
         self.batch.as_ref().map_or(0, |b| b.discard())
     }
 
+    /// Sends every buffered line; logs send failures (at most once per 10 s).
     pub fn flush(&mut self, now: Instant) {
         if let Err(e) = self.sink.flush() {
             self.errors.record(e);
