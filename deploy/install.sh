@@ -93,8 +93,7 @@ The ssh user needs sudo without a password (Raspberry Pi OS's default user has
 it). The builds for every Pi are made with:
   scripts/dist.sh
 or, for 64-bit Pis only:
-  rustup target add aarch64-unknown-linux-musl
-  cargo build --release --target aarch64-unknown-linux-musl
+  scripts/dist.sh aarch64-unknown-linux-musl
 
 Exit status: 0 when every host is done, 1 when one failed (the message names
 it), 2 for a usage error.

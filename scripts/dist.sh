@@ -12,8 +12,9 @@
 #   x86_64-unknown-linux-musl        x86_64   a PC in the cluster, the fleet lab
 #
 # How each is built, and why:
-# - aarch64 and x86_64: rustup serves their std; Rust's bundled rust-lld links
-#   them fully static (.cargo/config.toml). Needs only rustup.
+# - aarch64 and x86_64: rustup serves their std; their AEAD is ring's
+#   (src/core/wire/aead.rs), whose assembly and C need a C compiler for the
+#   target: zig's (cargo zigbuild), which also links them fully static.
 # - armv7 and armv6: rustup serves no std for these musl targets, so std is
 #   built from source (-Z build-std, from the rust-src component of the same
 #   toolchain) and zig links it: zig carries musl's libc and start files for
@@ -99,7 +100,7 @@ zig_tools() {
   if [[ -x $tools/bin/cargo-zigbuild && $(cat "$tools/pins" 2>/dev/null) == "$pins" ]]; then
     return
   fi
-  command -v python3 >/dev/null || die "32-bit ARM builds need python3 (for zig from PyPI)"
+  command -v python3 >/dev/null || die "the static builds need python3 (for zig from PyPI)"
   echo "== $pins from PyPI into $tools"
   python3 -m venv "$tools" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
   # shellcheck disable=SC2086 # $pins is two words
@@ -127,9 +128,10 @@ build() {
         cargo zigbuild --locked --release -Z build-std=std,panic_abort --target "$triple"
       ;;
     *)
+      zig_tools
       if command -v rustup >/dev/null; then rustup target add "$triple" >/dev/null; fi
-      echo "== $triple: linked by rust-lld"
-      cargo build --locked --release --target "$triple"
+      echo "== $triple: ring's assembly compiled and the binary linked by zig"
+      PATH=$PWD/$tools/bin:$PATH cargo zigbuild --locked --release --target "$triple"
       ;;
   esac
 }

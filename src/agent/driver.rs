@@ -216,14 +216,17 @@ impl<T: Transport> Driver<T> {
     pub async fn turn(&mut self) -> Turn {
         self.arm_timer();
         let wake = self.wait().await;
-        self.stamp_wall_clock();
+        // The turn's clock: read once when it woke, again only for each
+        // further datagram it takes (a system call's worth each, on a Pi).
+        let mut now = Instant::now();
+        self.stamp_wall_clock(now);
         let mut asked = None;
         match wake {
             Wake::Shutdown => return Turn::Stop,
-            Wake::Datagram(via, r) => self.drive_recv(via, r),
+            Wake::Datagram(via, r) => now = self.drive_recv(now, via, r),
             Wake::Deadline => {}
             Wake::Seeds(seeds) => self.set_seeds(seeds),
-            Wake::Network => self.drive_network(Instant::now()),
+            Wake::Network => self.drive_network(now),
             // Answered at the end of the turn, so the picture includes what
             // the turn did (a pass that was due is sent, not still "held").
             Wake::Status(reply) => asked = Some(reply),
@@ -231,10 +234,13 @@ impl<T: Transport> Driver<T> {
                 if let Some((config, from)) = self.running.read_again() {
                     self.apply(config, &from);
                 }
+                now = Instant::now();
             }
-            Wake::Apply(config) => self.apply(*config, "memory"),
+            Wake::Apply(config) => {
+                self.apply(*config, "memory");
+                now = Instant::now();
+            }
         }
-        let now = Instant::now();
         self.drive_timer(now);
         self.drive_stall();
         self.drive_jobs(now);
@@ -250,13 +256,13 @@ impl<T: Transport> Driver<T> {
     /// carry it, and probes are timed by it, for the clock offset per peer.
     /// A clock before 1970 (a Pi that booted with no RTC and no saved time
     /// may say so) is still a clock: the offset shows how wrong it is.
-    fn stamp_wall_clock(&mut self) {
+    fn stamp_wall_clock(&mut self, now: Instant) {
         let wall = SystemTime::now();
         let us = match wall.duration_since(SystemTime::UNIX_EPOCH) {
             Ok(after) => after.as_micros() as i64,
             Err(before) => -(before.duration().as_micros() as i64),
         };
-        self.node.set_wall_clock(Instant::now(), us);
+        self.node.set_wall_clock(now, us);
     }
 
     /// Graceful leave: the core hands off the baton and announces the leave,
@@ -309,31 +315,37 @@ impl<T: Transport> Driver<T> {
 
     /// Step 2, datagrams: into the core. On the data path (the baton's) what
     /// each datagram caused is sent at once, and up to [`DRAIN`] queued ones
-    /// are taken before going back to epoll.
-    fn drive_recv(&mut self, via: Via, mut r: Received) {
+    /// are taken before going back to epoll. The first is handled at `now`
+    /// (when the turn woke), each further one when it was taken; the time
+    /// of the last is returned.
+    fn drive_recv(&mut self, mut now: Instant, via: Via, mut r: Received) -> Instant {
         let rounds = if via == Via::Data { DRAIN } else { 1 };
-        for _ in 0..rounds {
+        for round in 0..rounds {
             match r {
                 Ok((n, src)) => {
+                    if round > 0 {
+                        now = Instant::now();
+                    }
                     self.reporter.received(n);
                     let buf = if via == Via::Data { &mut self.dbuf } else { &mut self.gbuf };
-                    self.node.handle(Instant::now(), via, src, &mut buf[..n]);
+                    self.node.handle(now, via, src, &mut buf[..n]);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return now,
                 Err(e) => {
                     match via {
                         Via::Gossip => debug!(error = %e, "gossip socket receive error"),
                         Via::Data => debug!(error = %e, "data socket receive error"),
                     }
-                    return;
+                    return now;
                 }
             }
             if via == Via::Gossip {
-                return;
+                return now;
             }
             self.drive_transmit();
             r = self.transport.try_recv(Via::Data, &mut self.dbuf);
         }
+        now
     }
 
     /// Step 2, new heartbeat targets: the advertised IP may follow them.
@@ -431,7 +443,9 @@ impl<T: Transport> Driver<T> {
             self.node.reserved(Instant::now(), up_to, written);
         }
         while let Some(t) = self.node.poll_transmit() {
-            match self.transport.try_send(t.dest, &t.payload) {
+            let sent = self.transport.try_send(t.dest, &t.payload);
+            self.node.recycle(t.payload);
+            match sent {
                 Ok(n) => self.reporter.sent(n),
                 Err(e) => {
                     let gone = network::is_gone(&e);

@@ -205,7 +205,7 @@ fn help_prints_the_usage() {
             "uname -m",
             "armv6l           arm-unknown-linux-musleabihf",
             "scripts/dist.sh",
-            "cargo build --release --target aarch64-unknown-linux-musl",
+            "scripts/dist.sh aarch64-unknown-linux-musl",
         ] {
             assert!(usage.contains(needle), "usage lacks {needle:?}:\n{usage}");
         }

@@ -584,7 +584,7 @@ up() {
   for arch in x86_64 aarch64; do
     [[ $arch == x86_64 ]] || ((guests > 0)) || continue
     bin=$repo/target/$arch-unknown-linux-musl/release/herd
-    [[ -x $bin ]] || die "no static $arch build at $bin: cargo build --release --target $arch-unknown-linux-musl"
+    [[ -x $bin ]] || die "no static $arch build at $bin: scripts/dist.sh --no-deb $arch-unknown-linux-musl"
   done
   trap 'destroy "$id"' EXIT
   trap 'exit 130' INT TERM

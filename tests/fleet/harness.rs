@@ -86,7 +86,7 @@ fn unavailable(guests: usize) -> Option<String> {
     }
     if let Some((arch, path)) = builds.iter().find(|(_, path)| !path.exists()) {
         return Some(format!(
-            "the fleet lab deploys the static build {}: cargo build --release --target {arch}-unknown-linux-musl",
+            "the fleet lab deploys the static build {}: scripts/dist.sh --no-deb {arch}-unknown-linux-musl",
             path.display()
         ));
     }

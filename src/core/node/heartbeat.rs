@@ -80,7 +80,7 @@ impl<R: Rng> Node<R> {
             health,
             links,
         });
-        let payload = encode(&self.codec, &self.identity, &mut self.seq, version, hb);
+        let payload = encode(&self.codec, &self.identity, &mut self.seq, version, hb, Vec::new());
         if holding {
             self.last_view_heard = Some(now);
         }

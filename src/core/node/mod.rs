@@ -98,6 +98,12 @@ use heartbeat::{OWN_HEARTBEATS, START_BURST};
 pub use config::{Fanout, Identity, NodeConfig, Tuning};
 pub use rejections::{REJECT_LOG_EVERY, Reason, Rejections};
 
+/// Most sent datagrams' buffers kept for reuse: what one turn sends at full
+/// speed (a pass, an ack, a probe) with room to spare.
+const SPARE: usize = 8;
+/// A buffer larger than this (a full heartbeat's) is freed, not kept.
+const RECYCLED_CAPACITY: usize = 2048;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
     /// The shared gossip port (multicast, broadcast, static/DNS unicast).
@@ -167,6 +173,9 @@ pub struct Node<R> {
     /// `effects`).
     effects: Effects,
     outbox: VecDeque<Transmit>,
+    /// Sent datagrams' buffers, handed back by [`Node::recycle`] for the
+    /// next encodes (at most [`SPARE`]): a pass allocates none.
+    spare: Vec<Vec<u8>>,
     events: VecDeque<Event>,
     rejections: Rejections,
     reservations: Option<Reservations>,
@@ -252,6 +261,7 @@ impl<R: Rng> Node<R> {
             seeds: Vec::new(),
             effects: Effects::default(),
             outbox: VecDeque::new(),
+            spare: Vec::new(),
             events: VecDeque::new(),
             rejections: Rejections::default(),
             reject_logs: HashMap::new(),
@@ -422,6 +432,14 @@ impl<R: Rng> Node<R> {
     /// Next datagram to send; call until `None` after every input.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.outbox.pop_front()
+    }
+
+    /// A sent datagram's buffer, for the next one to be encoded into.
+    pub fn recycle(&mut self, mut payload: Vec<u8>) {
+        if self.spare.len() < SPARE && payload.capacity() <= RECYCLED_CAPACITY {
+            payload.clear();
+            self.spare.push(payload);
+        }
     }
 
     /// Next event to report (log, count); call until `None` after every input.

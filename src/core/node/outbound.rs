@@ -58,13 +58,15 @@ impl<R: Rng> Node<R> {
     }
 
     pub(super) fn send_as(&mut self, dest: Dest, version: u8, msg: Message<'_>) {
-        let payload = encode(&self.codec, &self.identity, &mut self.seq, version, msg);
+        let buf = self.spare.pop().unwrap_or_default();
+        let payload = encode(&self.codec, &self.identity, &mut self.seq, version, msg, buf);
         self.outbox.push_back(Transmit { dest, payload });
     }
 
     pub(super) fn fan_out(&mut self, msg: Message<'_>) {
         let version = self.group_version();
-        let payload = encode(&self.codec, &self.identity, &mut self.seq, version, msg);
+        let buf = self.spare.pop().unwrap_or_default();
+        let payload = encode(&self.codec, &self.identity, &mut self.seq, version, msg, buf);
         self.fan_out_payload(payload);
     }
 
@@ -85,17 +87,20 @@ impl<R: Rng> Node<R> {
 }
 
 /// Every datagram gets the next `seq`: the replay window and the nonce rely on
-/// it never repeating within this life.
+/// it never repeating within this life. Encoded into `buf` (a recycled one,
+/// or empty).
 pub(super) fn encode(
     codec: &Codec,
     identity: &Identity,
     seq: &mut u64,
     version: u8,
     msg: Message<'_>,
+    mut buf: Vec<u8>,
 ) -> Vec<u8> {
     *seq += 1;
     let env = Envelope { version, from: &identity.name, incarnation: identity.incarnation, seq: *seq, msg };
-    codec.encode(&env)
+    codec.encode_into(&env, &mut buf);
+    buf
 }
 
 pub(super) fn reply_dest(via: Via, src: SocketAddr) -> Dest {

@@ -99,9 +99,16 @@ fn decode_pass<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
     }
     let names = r.0;
     for _ in 0..n {
-        r.str("lap name")?;
+        let len = r.u8("lap name")? as usize;
+        if len > MAX_NAME {
+            return Err(WireError::Malformed("lap name"));
+        }
+        r.take(len, "lap name")?;
     }
-    let names = &names[..names.len() - r.0.len()];
+    // A length byte is ASCII (a name is at most 63 bytes), so every name is
+    // valid UTF-8 exactly when the names with their lengths are: one check.
+    let names = std::str::from_utf8(&names[..names.len() - r.0.len()])
+        .map_err(|_| WireError::Malformed("lap name"))?;
     Ok(Message::Pass { id, counter, lap: Lap { buf: names.into(), at: 0, end: names.len() } })
 }
 
@@ -225,10 +232,11 @@ pub const MAX_LAP: usize = 64;
 /// popping and forwarding it copies no name (copies that were 7 % of an
 /// agent's instructions per pass at full speed). Every name is valid UTF-8
 /// of at most [`MAX_NAME`] bytes, and there are at most [`MAX_LAP`]: checked
-/// when decoded, enforced when built.
+/// when decoded, enforced when built. A length byte is then ASCII, so the
+/// buffer is a `str` and a name is a slice of it, checked once.
 #[derive(Clone)]
 pub struct Lap {
-    buf: Arc<[u8]>,
+    buf: Arc<str>,
     /// The remaining names are `buf[at..end]`.
     at: usize,
     end: usize,
@@ -238,9 +246,10 @@ impl Lap {
     /// A lap of the first [`MAX_LAP`] of `names`; a name too long to send is
     /// left out (config refuses such names, so none is expected).
     pub fn from_names<'n>(names: impl IntoIterator<Item = &'n str>) -> Lap {
-        let mut buf = Vec::new();
+        let mut buf = String::new();
         for name in names.into_iter().filter(|n| n.len() <= MAX_NAME).take(MAX_LAP) {
-            put_str(&mut buf, name);
+            buf.push(char::from(name.len() as u8));
+            buf.push_str(name);
         }
         let end = buf.len();
         Lap { buf: buf.into(), at: 0, end }
@@ -255,24 +264,26 @@ impl Lap {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        // Checked on the way in; an empty name is never a member.
-        self.entries().map(|name| std::str::from_utf8(name).unwrap_or_default())
+        // Slices between length bytes: never off a char boundary (`get`
+        // would give None, not panic; an empty name is never a member).
+        self.entries().map(|(start, end)| self.buf.get(start..end).unwrap_or_default())
     }
 
-    /// The remaining names' bytes, split by their length bytes.
-    fn entries(&self) -> impl Iterator<Item = &[u8]> {
-        let mut rest = self.encoded();
+    /// The remaining names' places in the buffer, split by their length bytes.
+    fn entries(&self) -> impl Iterator<Item = (usize, usize)> {
+        let (bytes, mut at) = (self.buf.as_bytes(), self.at);
         std::iter::from_fn(move || {
-            let (&len, tail) = rest.split_first()?;
-            let (name, tail) = tail.split_at_checked(len as usize)?;
-            rest = tail;
-            Some(name)
+            let len = *bytes.get(at..self.end)?.first()? as usize;
+            let (start, end) = (at + 1, at + 1 + len);
+            (end <= self.end).then_some(())?;
+            at = end;
+            Some((start, end))
         })
     }
 
     /// Takes the first name off the lap.
     pub fn pop_front(&mut self) -> Option<LapName> {
-        let len = *self.buf[self.at..self.end].first()? as usize;
+        let len = *self.buf.as_bytes()[self.at..self.end].first()? as usize;
         let start = self.at + 1;
         self.at = (start + len).min(self.end);
         Some(LapName { buf: Arc::clone(&self.buf), start, end: self.at })
@@ -280,7 +291,7 @@ impl Lap {
 
     /// The remaining names as they are encoded, after the count byte.
     fn encoded(&self) -> &[u8] {
-        &self.buf[self.at..self.end]
+        &self.buf.as_bytes()[self.at..self.end]
     }
 }
 
@@ -307,15 +318,15 @@ impl std::fmt::Debug for Lap {
 /// One name taken off a [`Lap`], sharing its buffer.
 #[derive(Clone)]
 pub struct LapName {
-    buf: Arc<[u8]>,
+    buf: Arc<str>,
     start: usize,
     end: usize,
 }
 
 impl LapName {
     pub fn as_str(&self) -> &str {
-        // Checked when the lap was decoded or built.
-        std::str::from_utf8(&self.buf[self.start..self.end]).unwrap_or_default()
+        // Between length bytes (see `Lap`): a char boundary each.
+        self.buf.get(self.start..self.end).unwrap_or_default()
     }
 }
 

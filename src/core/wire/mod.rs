@@ -63,6 +63,7 @@ use std::net::Ipv4Addr;
 
 use super::health::{Health, PeerLink};
 
+mod aead;
 mod codec;
 mod heartbeat;
 mod messages;
