@@ -174,8 +174,12 @@ impl Lab {
     }
 
     pub fn heal(&self) -> Instant {
+        // The heal takes effect somewhere inside the script (a rejoin can
+        // be logged before it returns): the instant before it, so nothing
+        // that followed the heal is missed.
+        let began = Instant::now();
         self.script(&["heal", &self.id]);
-        Instant::now()
+        began
     }
 
     /// Runs `ip <args>` in host `i`'s namespace, panicking with its stderr

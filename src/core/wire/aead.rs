@@ -10,12 +10,15 @@
 //! |---|---|---|
 //! | x86_64 | 8,436 | 2,863 |
 //! | aarch64 (Pi 3, 4, 5 on 64-bit Pi OS) | 6,852 | 3,224 |
-//! | armv6 (Pi 1, Zero; also the armv7 build) | 10,590 | 14,123 |
+//! | armv6 on the ARM1176 (Pi 1, Zero) | 10,590 | 14,123 |
 //!
-//! so 64-bit targets use `ring` and 32-bit ARM RustCrypto. Both compute the
-//! same bytes (a unit test below compares them; `tests/wire.rs` opens herd's
-//! datagrams with RustCrypto's XChaCha20-Poly1305), so Pis of every build
-//! share one cluster.
+//! so 64-bit targets use `ring` and 32-bit ARM RustCrypto (the armv6 build,
+//! and the armv7 one with it: `target_arch` does not tell them apart). Both
+//! compute the same bytes (a unit test below compares them; `tests/wire.rs`
+//! opens herd's datagrams with RustCrypto's XChaCha20-Poly1305), so Pis of
+//! every build share one cluster.
+
+use super::TAG_LEN as TAG;
 
 /// One ChaCha20-Poly1305 key, ready to seal and open.
 pub struct Aead(Inner);
@@ -41,8 +44,6 @@ impl Aead {
         self.0.open(nonce, ad, body, tag)
     }
 }
-
-use super::TAG_LEN as TAG;
 
 #[cfg(not(target_arch = "arm"))]
 use with_ring::Inner;
