@@ -99,11 +99,7 @@ fn decode_pass<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, WireError> {
     }
     let names = r.0;
     for _ in 0..n {
-        let len = r.u8("lap name")? as usize;
-        if len > MAX_NAME {
-            return Err(WireError::Malformed("lap name"));
-        }
-        r.take(len, "lap name")?;
+        r.str_bytes("lap name")?;
     }
     // A length byte is ASCII (a name is at most 63 bytes), so every name is
     // valid UTF-8 exactly when the names with their lengths are: one check.
@@ -275,7 +271,9 @@ impl Lap {
         std::iter::from_fn(move || {
             let len = *bytes.get(at..self.end)?.first()? as usize;
             let (start, end) = (at + 1, at + 1 + len);
-            (end <= self.end).then_some(())?;
+            if end > self.end {
+                return None;
+            }
             at = end;
             Some((start, end))
         })

@@ -355,11 +355,15 @@ impl<'a> Reader<'a> {
         Ok(BatonId { epoch: self.u64("baton epoch")?, origin: self.u64("baton origin")? })
     }
     fn str(&mut self, what: &'static str) -> Result<&'a str, WireError> {
+        std::str::from_utf8(self.str_bytes(what)?).map_err(|_| WireError::Malformed(what))
+    }
+    /// A `str8`'s bytes, its UTF-8 left to the caller to check.
+    fn str_bytes(&mut self, what: &'static str) -> Result<&'a [u8], WireError> {
         let len = self.u8(what)? as usize;
         if len > MAX_NAME {
             return Err(WireError::Malformed(what));
         }
-        std::str::from_utf8(self.take(len, what)?).map_err(|_| WireError::Malformed(what))
+        self.take(len, what)
     }
 }
 
