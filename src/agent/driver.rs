@@ -71,7 +71,7 @@ const DRAIN: usize = 64;
 /// deadline, so it never fires for nothing.
 const IDLE: Duration = Duration::from_secs(3600);
 
-/// The most a periodic job runs before its time (see `Jobs::due`).
+/// The most a periodic job runs before or after its time (see `Jobs::due`).
 const JOB_SLACK: Duration = Duration::from_millis(100);
 
 /// A deadline that moved later by more than this sets the timer again
@@ -400,9 +400,10 @@ impl<T: Transport> Driver<T> {
         });
     }
 
-    /// Step 3: the core's deadline.
+    /// Step 3: the core's deadline, or work of the core that may run early
+    /// and rides on this turn (see `Node::poll_early`).
     fn drive_timer(&mut self, now: Instant) {
-        if self.node.poll_timeout().is_some_and(|t| t <= now) {
+        if self.node.poll_early().is_some_and(|t| t <= now) {
             self.node.handle_timeout(now);
         }
     }
@@ -492,9 +493,10 @@ impl<T: Transport> Driver<T> {
     }
 }
 
-/// The periodic jobs. Runs of a job are at least seven eighths of its period
-/// apart (see `Jobs::due`); a late turn delays the next run rather than
-/// bunching runs up.
+/// The periodic jobs. A job runs once a period on average, each run within
+/// an eighth of a period of its time (see `Jobs::due`); after a stop longer
+/// than that it runs once and starts again from then, rather than bunching
+/// runs up.
 #[derive(Default)]
 struct Jobs {
     flush: Option<Every>,
@@ -520,26 +522,37 @@ impl Jobs {
         }
     }
 
-    /// Whether `job` runs in this turn: at its time, or up to an eighth of
-    /// its period (at most [`JOB_SLACK`]) before it, so that a job runs in
-    /// a turn the loop takes anyway (a heartbeat, a pass) rather than waking
-    /// the process for itself.
+    /// Whether `job` runs in this turn: within its slack (an eighth of its
+    /// period, at most [`JOB_SLACK`]) either side of its time, so that it
+    /// runs in a turn the loop takes anyway (a pass, a datagram) rather
+    /// than waking the process for itself; the timer is set for the end of
+    /// that window. The next time is a period after this one's (not after
+    /// the turn), so running early or late does not change how often a job
+    /// runs.
     fn due(job: &mut Option<Every>, now: Instant) -> bool {
         match job {
-            Some(e) if now + (e.period / 8).min(JOB_SLACK) >= e.next => {
-                e.next = now + e.period;
+            Some(e) if now + e.slack() >= e.next => {
+                let next = e.next + e.period;
+                // Far behind (the process was stopped): start again from now.
+                e.next = if next + e.slack() <= now { now + e.period } else { next };
                 true
             }
             _ => false,
         }
     }
 
-    /// When the loop must next wake: the earliest of the jobs and the core's
-    /// deadline.
+    /// When the loop must next wake: the earliest of the jobs' latest times
+    /// and the core's deadline.
     fn next<R: rand::Rng>(&self, node: &Node<R>) -> Instant {
-        let jobs = [self.flush, self.telemetry, self.history].map(|j| j.map(|e| e.next));
+        let jobs = [self.flush, self.telemetry, self.history].map(|j| j.map(|e| e.next + e.slack()));
         let earliest = jobs.into_iter().chain([node.poll_timeout()]).flatten().min();
         earliest.unwrap_or_else(|| Instant::now() + IDLE)
+    }
+}
+
+impl Every {
+    fn slack(&self) -> Duration {
+        (self.period / 8).min(JOB_SLACK)
     }
 }
 

@@ -12,13 +12,19 @@
 //!   free port), for probes and the baton.
 //! - Neither needs a network to be bound: an `if_addr` this host does not
 //!   have yet is bound with IP_FREEBIND and used once the address comes.
+//! - Both are registered with the reactor for reading only. Sends never
+//!   wait (a full buffer drops the datagram), so nothing waits to write;
+//!   and an edge-triggered registration for writing would wake the process
+//!   each time the kernel frees a sent datagram's buffer (on a network
+//!   card, once per datagram sent, after it went out).
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -26,8 +32,8 @@ use super::network::Group;
 use crate::config::{GossipSection, Strategy};
 
 pub struct Sockets {
-    pub gossip: UdpSocket,
-    pub data: UdpSocket,
+    pub gossip: AsyncFd<UdpSocket>,
+    pub data: AsyncFd<UdpSocket>,
     /// Where `Dest::Group` datagrams go: the multicast group or broadcast address.
     pub group: SocketAddr,
     /// The gossip socket's group membership, kept by `network::follow`.
@@ -49,11 +55,19 @@ pub fn bind(g: &GossipSection) -> Result<Sockets> {
         format!("cannot bind the data socket to {data_addr} ([gossip] if_addr, data_port; data_port = 0 picks a free port)")
     })?;
     Ok(Sockets {
-        gossip: UdpSocket::from_std(gossip.into())?,
-        data: UdpSocket::from_std(data.into())?,
+        gossip: readable(gossip)?,
+        data: readable(data)?,
         group: SocketAddr::V4(SocketAddrV4::new(g.multicast_addr, g.port)),
         membership: Group::default(),
     })
+}
+
+/// `sock` registered with the reactor for reading only.
+fn readable(sock: Socket) -> std::io::Result<AsyncFd<UdpSocket>> {
+    // SAFETY: the socket is moved into the AsyncFd, which owns it until both
+    // are dropped together: it stays open and the same descriptor.
+    unsafe { AsyncFd::register_with_interest(UdpSocket::from(sock), Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
 }
 
 /// An `if_addr` may not be on any interface yet (DHCP, Wi-Fi): IP_FREEBIND

@@ -8,11 +8,11 @@
 //! network could have dropped it.
 
 use std::io;
-use std::net::SocketAddr;
-use std::task::{Context, Poll};
+use std::net::{SocketAddr, UdpSocket};
+use std::task::{Context, Poll, ready};
 
-use tokio::io::ReadBuf;
-use tokio::net::UdpSocket;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 use super::net::Sockets;
 use super::network;
@@ -44,7 +44,7 @@ pub trait Transport {
 }
 
 impl Sockets {
-    fn socket(&self, via: Via) -> &UdpSocket {
+    fn socket(&self, via: Via) -> &AsyncFd<UdpSocket> {
         match via {
             Via::Gossip => &self.gossip,
             Via::Data => &self.data,
@@ -54,12 +54,18 @@ impl Sockets {
 
 impl Transport for Sockets {
     fn poll_recv(&mut self, via: Via, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Received> {
-        let mut rb = ReadBuf::new(buf);
-        self.socket(via).poll_recv_from(cx, &mut rb).map_ok(|src| (rb.filled().len(), src))
+        let sock = self.socket(via);
+        loop {
+            let mut ready = ready!(sock.poll_read_ready(cx))?;
+            // `WouldBlock` clears the readiness: poll again to register.
+            if let Ok(r) = ready.try_io(|s| s.get_ref().recv_from(buf)) {
+                return Poll::Ready(r);
+            }
+        }
     }
 
     fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> Received {
-        self.socket(via).try_recv_from(buf)
+        self.socket(via).try_io(Interest::READABLE, |s| s.recv_from(buf))
     }
 
     fn try_send(&mut self, dest: Dest, payload: &[u8]) -> io::Result<usize> {
@@ -67,7 +73,7 @@ impl Transport for Sockets {
             Dest::Group | Dest::Gossip(_) => &self.gossip,
             Dest::Data(_) => &self.data,
         };
-        sock.try_send_to(payload, self.addr(dest))
+        sock.get_ref().send_to(payload, self.addr(dest))
     }
 
     fn addr(&self, dest: Dest) -> SocketAddr {
@@ -78,7 +84,7 @@ impl Transport for Sockets {
     }
 
     fn follow_network(&mut self, g: &GossipSection, seeds: &[SocketAddr]) -> network::State {
-        network::follow(g, seeds, &self.gossip, &mut self.membership)
+        network::follow(g, seeds, self.gossip.get_ref(), &mut self.membership)
     }
 }
 

@@ -138,6 +138,11 @@ struct Relayed {
 #[derive(Debug)]
 pub struct Prober {
     cfg: ProbeConfig,
+    /// The next round may start from `round_opens` (its period's start on
+    /// the wall clock) and must by `next_round`, a little later: a node
+    /// awake anyway in between (a pass, a datagram) starts it then, and
+    /// the round costs no wake-up of its own.
+    round_opens: Instant,
     next_round: Instant,
     /// Periods started, for nodes without a wall clock.
     rounds: u64,
@@ -152,6 +157,7 @@ impl Prober {
     pub fn new(cfg: ProbeConfig, now: Instant) -> Prober {
         Prober {
             cfg,
+            round_opens: now + cfg.period,
             next_round: now + cfg.period,
             rounds: 0,
             round: None,
@@ -165,6 +171,7 @@ impl Prober {
     pub fn set_config(&mut self, cfg: ProbeConfig, now: Instant) {
         self.cfg = cfg;
         self.next_round = self.next_round.min(now + cfg.period);
+        self.round_opens = self.round_opens.min(self.next_round);
     }
 
     pub fn config(&self) -> ProbeConfig {
@@ -176,7 +183,19 @@ impl Prober {
         self.checks.contains_key(name)
     }
 
+    /// When `handle_timeout` must next run.
     pub fn poll_timeout(&self) -> Instant {
+        self.others().fold(self.next_round, Instant::min)
+    }
+
+    /// The earliest `handle_timeout` has anything to do (at most
+    /// `poll_timeout`): a round may start before it must.
+    pub fn poll_early(&self) -> Instant {
+        self.others().fold(self.round_opens, Instant::min)
+    }
+
+    /// Every deadline but the next round's.
+    fn others(&self) -> impl Iterator<Item = Instant> + '_ {
         let retry = self.cfg.retry();
         let round = self.round.as_ref().map(|r| r.sent + retry);
         let checks = self.checks.values().map(|c| {
@@ -185,7 +204,7 @@ impl Prober {
         });
         let relayed = self.relayed.iter().map(|r| r.deadline);
         let echoes = self.echoes.iter().map(|(at, _)| *at);
-        round.into_iter().chain(checks).chain(relayed).chain(echoes).fold(self.next_round, Instant::min)
+        round.into_iter().chain(checks).chain(relayed).chain(echoes)
     }
 
     /// When a check's silence reaches `after` (doubled while no helper has
@@ -217,7 +236,7 @@ impl Prober {
                 self.checks.insert(r.name, check);
             }
         }
-        if now >= self.next_round {
+        if now >= self.round_opens {
             self.start_round(now, wall_ms, me, ring, rng, out);
         }
         self.run_checks(now, me, ring, rng, out);
@@ -241,11 +260,16 @@ impl Prober {
         let period_ms = self.cfg.period.as_millis().max(1) as i64;
         self.rounds += 1;
         let t = wall_ms.map_or(self.rounds, |w| w.div_euclid(period_ms) as u64);
-        // The next period's start on the wall clock, plus up to a tenth of a
-        // period so that nodes do not all send at the same instant.
+        // The next round opens at the next period's start on the wall clock
+        // and must start within the first eighth to quarter of that period
+        // (a random point, so that nodes with nothing else to do do not all
+        // send at the same instant); until then it waits for a turn the node
+        // takes anyway.
         let to_boundary = wall_ms.map_or(period_ms, |w| period_ms - w.rem_euclid(period_ms));
-        let jitter = rng.random_range(0..=(period_ms / 10).max(1));
-        self.next_round = now + Duration::from_millis((to_boundary + jitter) as u64);
+        let eighth = (period_ms / 8).max(1);
+        let latest = eighth + rng.random_range(0..=eighth);
+        self.round_opens = now + Duration::from_millis(to_boundary as u64);
+        self.next_round = now + Duration::from_millis((to_boundary + latest) as u64);
         if self.cfg.sweep {
             for t in ring.iter().filter(|t| t.live) {
                 let token = rng.next_u64();

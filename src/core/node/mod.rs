@@ -30,7 +30,10 @@
 //! the driver feeds it and drains it):
 //! - call [`Node::handle`] for every datagram received, with the socket it
 //!   came in on;
-//! - call [`Node::handle_timeout`] whenever `now >= poll_timeout()`;
+//! - call [`Node::handle_timeout`] by `poll_timeout()`, and at any turn
+//!   taken anyway once `now >= poll_early()`: some work (a probe round) may
+//!   run anywhere in a window, and rides on a turn rather than waking the
+//!   process for itself;
 //! - after either, drain [`Node::poll_transmit`] and [`Node::poll_event`].
 //!
 //! Wire versions (see `wire`): each member records the newest version its
@@ -411,7 +414,7 @@ impl<R: Rng> Node<R> {
         // back, and the relay sees the members as the verdicts left them.
         self.members.handle_timeout(now, &mut self.effects);
         self.drain(now);
-        if now >= self.prober.poll_timeout() {
+        if now >= self.prober.poll_early() {
             self.run_prober(now);
             self.drain(now);
         }
@@ -422,10 +425,20 @@ impl<R: Rng> Node<R> {
 
     /// When `handle_timeout` must next be called; `None` after `leave`.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline(self.prober.poll_timeout())
+    }
+
+    /// The earliest `handle_timeout` has anything to do (at most
+    /// `poll_timeout`); `None` after `leave`.
+    pub fn poll_early(&self) -> Option<Instant> {
+        self.deadline(self.prober.poll_early())
+    }
+
+    fn deadline(&self, prober: Instant) -> Option<Instant> {
         if self.left {
             return None;
         }
-        let due = [self.members.poll_timeout(), self.relay.poll_timeout(), Some(self.prober.poll_timeout())];
+        let due = [self.members.poll_timeout(), self.relay.poll_timeout(), Some(prober)];
         Some(due.into_iter().flatten().fold(self.next_heartbeat, Instant::min))
     }
 

@@ -72,7 +72,7 @@ fn the_ring_checks_everyone_once_a_period_and_each_peer_once_a_round() {
                 .collect();
             let at = t0 + SECOND * period as u32;
             let view = Ring { me: &names[i], members: &targets, wall_ms: Some(wall0 + 1000 * period) };
-            p.next_round = at;
+            (p.round_opens, p.next_round) = (at, at);
             let mut out = Effects::default();
             p.handle_timeout(at, view, &mut rng, &mut out);
             let pings = pings(&out);
@@ -81,9 +81,11 @@ fn the_ring_checks_everyone_once_a_period_and_each_peer_once_a_round() {
             assert!(p.on_ack(at, &names[j], pings[0].1, &mut Effects::default()), "its round's ack");
             probed[j] += 1;
             assert!(pairs.insert((i, j)), "n{i} probed n{j} twice in a round");
-            // The next period starts on the wall clock's next boundary.
+            // The next round opens on the wall clock's next boundary and
+            // must start within the first quarter of its period.
+            assert_eq!(p.round_opens, at + SECOND);
             assert!(
-                p.next_round > at && p.next_round <= at + SECOND + SECOND / 10,
+                p.next_round >= at + SECOND + SECOND / 8 && p.next_round <= at + SECOND + SECOND / 4,
                 "{:?}",
                 p.next_round - at
             );
@@ -91,6 +93,46 @@ fn the_ring_checks_everyone_once_a_period_and_each_peer_once_a_round() {
         assert_eq!(probed, vec![1; n], "period {period}: each probed once");
     }
     assert_eq!(pairs.len(), n * (n - 1));
+}
+
+/// A round waits for a turn the node takes anyway: nothing before its
+/// period starts, the round at any turn after, and the timer is only
+/// needed by the round's latest start.
+#[test]
+fn a_round_starts_at_the_first_turn_of_its_period() {
+    let t0 = Instant::now();
+    let wall0: i64 = 1_796_169_600_000; // a period boundary, ms
+    let mut p = Prober::new(config(), t0);
+    let mut rng = SmallRng::seed_from_u64(5);
+    let names = ["n1", "n2"];
+    let targets: Vec<Target<'_>> = names
+        .iter()
+        .enumerate()
+        .map(|(j, name)| Target { name, incarnation: 1, addr: addr(j), live: true })
+        .collect();
+    let view = |ms: i64| Ring { me: "n0", members: &targets, wall_ms: Some(wall0 + ms) };
+    // A first round at the boundary sets the next period's window.
+    (p.round_opens, p.next_round) = (t0, t0);
+    let mut out = Effects::default();
+    p.handle_timeout(t0, view(0), &mut rng, &mut out);
+    assert_eq!(pings(&out).len(), 1);
+    // Once the ping is answered, the deadlines left are the next window's.
+    let (to, token) = pings(&out)[0];
+    let j = (0..2).find(|&j| addr(j) == to).unwrap();
+    assert!(p.on_ack(t0, names[j], token, &mut Effects::default()));
+    let (opens, latest) = (p.poll_early(), p.poll_timeout());
+    assert_eq!(opens, t0 + SECOND, "the next period's start");
+    assert!(latest >= opens + SECOND / 8 && latest <= opens + SECOND / 4, "{:?}", latest - opens);
+    // A turn just before the period starts no round.
+    let before = opens - Duration::from_millis(1);
+    let mut out = Effects::default();
+    p.handle_timeout(before, view(999), &mut rng, &mut out);
+    assert!(pings(&out).is_empty(), "no round before its period");
+    // The first turn inside the window starts it, well before its latest.
+    let turn = opens + Duration::from_millis(40);
+    p.handle_timeout(turn, view(1040), &mut rng, &mut out);
+    assert_eq!(pings(&out).len(), 1, "the round rides on this turn");
+    assert_eq!(p.round_opens, t0 + 2 * SECOND, "the period after opens on its boundary");
 }
 
 /// No answer to the round's ping: indirect probes through helpers, then

@@ -374,6 +374,10 @@ impl Sim {
                 node.set_wall_clock(self.now, wall);
             }
             node.handle(self.now, via, src, bytes);
+            // As the driver's turn does: work that may run early rides on it.
+            if node.poll_early().is_some_and(|t| t <= self.now) {
+                node.handle_timeout(self.now);
+            }
             self.drain(i);
         }
     }
