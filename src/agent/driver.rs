@@ -21,11 +21,15 @@
 //!    before going back to epoll), seeds, the network followed again
 //!    (`drive_network`), or a snapshot for the endpoint;
 //! 3. `drive_timer`: the core's deadline, checked after every
-//!    input so a busy socket cannot starve it; then `drive_stall`: a stall
+//!    input so a busy socket cannot starve it, and the core's work that may
+//!    run early (`Node::poll_early`: a probe round) done in this turn
+//!    rather than in a wake-up of its own; then `drive_stall`: a stall
 //!    the core noticed (this process was not running) is logged, and the
 //!    metric lines buffered before it are dropped before a flush sends them;
 //! 4. `drive_jobs`: the periodic jobs (StatsD flush, telemetry, the page's
-//!    history; the network re-checked while the agent waits for one);
+//!    history; the network re-checked while the agent waits for one), each
+//!    in a window either side of its time, so most ride on a turn taken
+//!    anyway;
 //! 5. `drive_transmit`: everything the core queued;
 //! 6. `drive_events`: the core's events to the [`Reporter`].
 //!
@@ -35,7 +39,9 @@
 //! state file ([`Store`]).
 //!
 //! Must not: block, spawn tasks, or keep a timer per purpose (one timer at
-//! the earliest of the core's deadline and the jobs).
+//! the earliest of the core's deadline and the jobs' latest times). An idle
+//! agent's cost is its wake-ups (a context switch costs it more than the
+//! instructions of a turn), so whatever can wait for a turn does.
 
 use std::future::poll_fn;
 use std::net::SocketAddr;

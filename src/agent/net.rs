@@ -32,13 +32,27 @@ use super::network::Group;
 use crate::config::{GossipSection, Strategy};
 
 pub struct Sockets {
-    pub gossip: AsyncFd<UdpSocket>,
-    pub data: AsyncFd<UdpSocket>,
+    pub gossip: Udp,
+    pub data: Udp,
     /// Where `Dest::Group` datagrams go: the multicast group or broadcast address.
     pub group: SocketAddr,
     /// The gossip socket's group membership, kept by `network::follow`.
     pub membership: Group,
 }
+
+/// One UDP socket as the transport reads it (see `transport`): registered
+/// with the reactor for reading only, read up to two datagrams at a time.
+pub struct Udp {
+    pub fd: AsyncFd<UdpSocket>,
+    /// The second datagram of the last read, not yet handed out: its length
+    /// and source; the bytes are in `ahead`.
+    pub held: Option<(usize, SocketAddr)>,
+    pub ahead: Box<[u8]>,
+}
+
+/// Room for one datagram read ahead: any UDP payload, as the driver's own
+/// buffers (pages of it are only touched as far as datagrams reach).
+const AHEAD: usize = 65536;
 
 /// Receive buffer asked of the kernel: room for bursts of heartbeats from a
 /// large cluster, and for the baton at full speed.
@@ -63,11 +77,12 @@ pub fn bind(g: &GossipSection) -> Result<Sockets> {
 }
 
 /// `sock` registered with the reactor for reading only.
-fn readable(sock: Socket) -> std::io::Result<AsyncFd<UdpSocket>> {
+fn readable(sock: Socket) -> std::io::Result<Udp> {
     // SAFETY: the socket is moved into the AsyncFd, which owns it until both
     // are dropped together: it stays open and the same descriptor.
-    unsafe { AsyncFd::register_with_interest(UdpSocket::from(sock), Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
+    let fd = unsafe { AsyncFd::register_with_interest(UdpSocket::from(sock), Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    Ok(Udp { fd, held: None, ahead: vec![0; AHEAD].into_boxed_slice() })
 }
 
 /// An `if_addr` may not be on any interface yet (DHCP, Wi-Fi): IP_FREEBIND

@@ -71,7 +71,7 @@ async fn run_inner(
         cluster = %node_cfg.identity.cluster,
         incarnation = node_cfg.identity.incarnation,
         gossip = %describe_gossip(&config),
-        data = %sockets.data.get_ref().local_addr()?,
+        data = %sockets.data.fd.get_ref().local_addr()?,
         version = crate::VERSION,
         "herd started"
     );

@@ -28,7 +28,7 @@ use crate::core::node::{Fanout, Identity, NodeConfig, Tuning};
 /// (`state::restore`, `herd run` alone).
 pub fn bind(config: &Config, reserved: Option<u64>) -> Result<(Sockets, NodeConfig)> {
     let sockets = net::bind(&config.gossip)?;
-    let node = node_config(config, sockets.data.get_ref().local_addr()?.port(), reserved);
+    let node = node_config(config, sockets.data.fd.get_ref().local_addr()?.port(), reserved);
     Ok((sockets, node))
 }
 

@@ -2,19 +2,24 @@
 //! trait, so one driver runs on the agent's UDP sockets and, in
 //! unit tests, on an in-memory network (`memory`).
 //!
+//! The agent's sockets are read with `recvmmsg`, two datagrams at a time:
+//! one read that returns a single datagram has also found the queue empty,
+//! so the loop goes back to epoll without a read that fails (`EAGAIN`) to
+//! learn it; the second datagram, when there is one, is handed out next.
+//!
 //! Contract for implementations: nothing here waits. A receive that finds
 //! nothing registers the task's waker and says `Pending` (or `WouldBlock`);
 //! a send that finds no room fails, and the datagram is dropped, as the
 //! network could have dropped it.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 
-use super::net::Sockets;
+use super::net::{Sockets, Udp};
 use super::network;
 use crate::config::GossipSection;
 use crate::core::node::{Dest, Via};
@@ -44,28 +49,48 @@ pub trait Transport {
 }
 
 impl Sockets {
-    fn socket(&self, via: Via) -> &AsyncFd<UdpSocket> {
+    fn udp(&mut self, via: Via) -> &mut Udp {
         match via {
-            Via::Gossip => &self.gossip,
-            Via::Data => &self.data,
+            Via::Gossip => &mut self.gossip,
+            Via::Data => &mut self.data,
         }
     }
 }
 
 impl Transport for Sockets {
     fn poll_recv(&mut self, via: Via, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Received> {
-        let sock = self.socket(via);
+        let Udp { fd, held, ahead } = self.udp(via);
+        if let Some(d) = take_held(held, ahead, buf) {
+            return Poll::Ready(Ok(d));
+        }
         loop {
-            let mut ready = ready!(sock.poll_read_ready(cx))?;
-            // `WouldBlock` clears the readiness: poll again to register.
-            if let Ok(r) = ready.try_io(|s| s.get_ref().recv_from(buf)) {
-                return Poll::Ready(r);
+            let mut ready = ready!(fd.poll_read_ready(cx))?;
+            let mut got = None;
+            // `WouldBlock` (nothing read, or the queue read to its end)
+            // clears the readiness: poll again to register.
+            let r = ready.try_io(|fd| read_two(fd.get_ref(), buf, held, ahead, &mut got));
+            if let Some(d) = got {
+                return Poll::Ready(Ok(d));
+            }
+            if let Ok(Err(e)) = r {
+                return Poll::Ready(Err(e));
             }
         }
     }
 
     fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> Received {
-        self.socket(via).try_io(Interest::READABLE, |s| s.recv_from(buf))
+        let Udp { fd, held, ahead } = self.udp(via);
+        if let Some(d) = take_held(held, ahead, buf) {
+            return Ok(d);
+        }
+        let mut got = None;
+        // Without a system call when the last read found the queue's end
+        // and epoll has said nothing since.
+        let r = fd.try_io(Interest::READABLE, |sock| read_two(sock, buf, held, ahead, &mut got));
+        match got {
+            Some(d) => Ok(d),
+            None => r.and(Err(io::ErrorKind::WouldBlock.into())),
+        }
     }
 
     fn try_send(&mut self, dest: Dest, payload: &[u8]) -> io::Result<usize> {
@@ -73,7 +98,7 @@ impl Transport for Sockets {
             Dest::Group | Dest::Gossip(_) => &self.gossip,
             Dest::Data(_) => &self.data,
         };
-        sock.get_ref().send_to(payload, self.addr(dest))
+        sock.fd.get_ref().send_to(payload, self.addr(dest))
     }
 
     fn addr(&self, dest: Dest) -> SocketAddr {
@@ -84,8 +109,78 @@ impl Transport for Sockets {
     }
 
     fn follow_network(&mut self, g: &GossipSection, seeds: &[SocketAddr]) -> network::State {
-        network::follow(g, seeds, self.gossip.get_ref(), &mut self.membership)
+        network::follow(g, seeds, self.gossip.fd.get_ref(), &mut self.membership)
     }
+}
+
+/// The datagram read ahead by the last [`read_two`], copied into `buf`.
+fn take_held(
+    held: &mut Option<(usize, SocketAddr)>,
+    ahead: &[u8],
+    buf: &mut [u8],
+) -> Option<(usize, SocketAddr)> {
+    let (n, src) = held.take()?;
+    let n = n.min(buf.len());
+    buf[..n].copy_from_slice(&ahead[..n]);
+    Some((n, src))
+}
+
+/// One `recvmmsg` of up to two datagrams: the first into `buf` (its length
+/// and source into `got`), a second into `ahead` (into `held`). Returns
+/// `WouldBlock` when it read none, and also when it read one: the kernel
+/// looked for a second and the queue was empty, which is what a further
+/// read would have learnt with a system call of its own (`EAGAIN`), so the
+/// caller's readiness is cleared now. A datagram arriving after that is a
+/// new epoll event, so none is missed.
+fn read_two(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    held: &mut Option<(usize, SocketAddr)>,
+    ahead: &mut [u8],
+    got: &mut Option<(usize, SocketAddr)>,
+) -> io::Result<()> {
+    // SAFETY: all-zero is a valid value of these plain C structs.
+    let mut names: [libc::sockaddr_in; 2] = unsafe { std::mem::zeroed() };
+    let mut iov = [
+        libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() },
+        libc::iovec { iov_base: ahead.as_mut_ptr().cast(), iov_len: ahead.len() },
+    ];
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; 2] = unsafe { std::mem::zeroed() };
+    for ((m, name), iov) in msgs.iter_mut().zip(&mut names).zip(&mut iov) {
+        m.msg_hdr.msg_name = (name as *mut libc::sockaddr_in).cast();
+        m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every pointer in `msgs` is to a live buffer of the length
+    // given with it (`buf`, `ahead`, `names`, `iov`), all outliving the call;
+    // the kernel writes at most that much to each. No timeout.
+    let n = unsafe {
+        libc::recvmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), 2, libc::MSG_DONTWAIT as _, std::ptr::null_mut())
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let datagram = |i: usize| (msgs[i].msg_len as usize, source(&names[i]));
+    match n {
+        0 => Err(io::ErrorKind::WouldBlock.into()),
+        1 => {
+            *got = Some(datagram(0));
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        _ => {
+            *got = Some(datagram(0));
+            *held = Some(datagram(1));
+            Ok(())
+        }
+    }
+}
+
+/// The source of a datagram on an IPv4 socket.
+fn source(name: &libc::sockaddr_in) -> SocketAddr {
+    let ip = Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr));
+    SocketAddr::from((ip, u16::from_be(name.sin_port)))
 }
 
 /// An in-memory network for unit tests: every endpoint has a gossip and a
@@ -201,5 +296,44 @@ pub mod memory {
             };
             network::State::Ready { ip, interface: None }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// Five datagrams queued on the data socket come out whole, in order,
+    /// with their sources, two to a system call; then `WouldBlock`; and a
+    /// datagram after that wakes `poll_recv`.
+    #[tokio::test]
+    async fn a_burst_is_read_whole_and_in_order_then_the_next_wakes_the_loop() {
+        let text =
+            "[gossip]\nif_addr = \"127.0.0.1\"\nstrategy = \"static\"\nhosts = [\"127.0.0.1:45892\"]\n";
+        let g = Config::from_toml_str(text, "t.toml").unwrap().gossip;
+        let mut s = crate::agent::net::bind(&g).unwrap();
+        let to = s.data.fd.get_ref().local_addr().unwrap();
+        let from = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let src = from.local_addr().unwrap();
+        for i in 0..5u8 {
+            from.send_to(&vec![i; 10 + usize::from(i)], to).unwrap();
+        }
+        let mut buf = vec![0u8; 65536];
+        let first = poll_fn(|cx| s.poll_recv(Via::Data, cx, &mut buf)).await.unwrap();
+        assert_eq!(first, (10, src));
+        assert_eq!(buf[..10], [0; 10]);
+        for i in 1..5u8 {
+            let (n, from_addr) = s.try_recv(Via::Data, &mut buf).unwrap();
+            assert_eq!((n, from_addr), (10 + usize::from(i), src), "datagram {i}");
+            assert!(buf[..n].iter().all(|b| *b == i), "datagram {i}: {:?}", &buf[..n]);
+        }
+        let end = s.try_recv(Via::Data, &mut buf).unwrap_err();
+        assert_eq!(end.kind(), io::ErrorKind::WouldBlock);
+        from.send_to(b"late", to).unwrap();
+        let late = poll_fn(|cx| s.poll_recv(Via::Data, cx, &mut buf)).await.unwrap();
+        assert_eq!((late, &buf[..4]), ((4, src), &b"late"[..]));
     }
 }
