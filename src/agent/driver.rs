@@ -161,7 +161,7 @@ impl<T: Transport> Driver<T> {
         // Only for a page to show (not for the demo's in-process snapshots).
         if config.status.listen.is_some() && d.inputs.status.is_some() {
             d.history = Some(History::new());
-            d.jobs.history = Some(Every { period: history::EVERY, next: now });
+            d.jobs.history = Some(Every::around(history::EVERY, now));
         }
         d
     }
@@ -499,10 +499,8 @@ impl<T: Transport> Driver<T> {
     }
 }
 
-/// The periodic jobs. A job runs once a period on average, each run within
-/// an eighth of a period of its time (see `Jobs::due`); after a stop longer
-/// than that it runs once and starts again from then, rather than bunching
-/// runs up.
+/// The periodic jobs, each run in a window around its time (see
+/// `Jobs::due`), so that most run in a turn the loop takes anyway.
 #[derive(Default)]
 struct Jobs {
     flush: Option<Every>,
@@ -515,32 +513,47 @@ struct Jobs {
 struct Every {
     period: Duration,
     next: Instant,
+    /// When: `Early` for a job whose period is a promise (the flush: a
+    /// recorded metric is sent within `flush_interval`), `Around` for one
+    /// whose period is only a rate (telemetry, the charts).
+    window: Window,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Window {
+    /// Up to the slack before its time, never after; the next time is a
+    /// period after the run, so no two runs are more than a period apart.
+    Early,
+    /// Up to the slack before or after its time; the next time is a period
+    /// after this one's, so the job keeps its rate however early or late
+    /// each run was.
+    Around,
 }
 
 impl Jobs {
     /// The first flush and telemetry run at `now`, as with `tokio::time::interval`.
     fn new(config: &Config, now: Instant) -> Jobs {
-        let every = |period| Some(Every { period, next: now });
         Jobs {
-            flush: every(config.statsd.flush_interval),
-            telemetry: every(config.telemetry.interval),
+            flush: Some(Every { period: config.statsd.flush_interval, next: now, window: Window::Early }),
+            telemetry: Some(Every::around(config.telemetry.interval, now)),
             history: None,
         }
     }
 
     /// Whether `job` runs in this turn: within its slack (an eighth of its
-    /// period, at most [`JOB_SLACK`]) either side of its time, so that it
-    /// runs in a turn the loop takes anyway (a pass, a datagram) rather
-    /// than waking the process for itself; the timer is set for the end of
-    /// that window. The next time is a period after this one's (not after
-    /// the turn), so running early or late does not change how often a job
-    /// runs.
+    /// period, at most [`JOB_SLACK`]) of its time, as its [`Window`] says,
+    /// so that it runs in a turn the loop takes anyway (a pass, a datagram)
+    /// rather than waking the process for itself. After a stop longer than
+    /// the slack a job runs once and starts again from then, rather than
+    /// bunching runs up.
     fn due(job: &mut Option<Every>, now: Instant) -> bool {
         match job {
             Some(e) if now + e.slack() >= e.next => {
                 let next = e.next + e.period;
-                // Far behind (the process was stopped): start again from now.
-                e.next = if next + e.slack() <= now { now + e.period } else { next };
+                e.next = match e.window {
+                    Window::Around if now < next => next,
+                    _ => now + e.period,
+                };
                 true
             }
             _ => false,
@@ -550,15 +563,28 @@ impl Jobs {
     /// When the loop must next wake: the earliest of the jobs' latest times
     /// and the core's deadline.
     fn next<R: rand::Rng>(&self, node: &Node<R>) -> Instant {
-        let jobs = [self.flush, self.telemetry, self.history].map(|j| j.map(|e| e.next + e.slack()));
+        let jobs = [self.flush, self.telemetry, self.history].map(|j| j.map(|e| e.latest()));
         let earliest = jobs.into_iter().chain([node.poll_timeout()]).flatten().min();
         earliest.unwrap_or_else(|| Instant::now() + IDLE)
     }
 }
 
 impl Every {
+    /// A job whose period is only a rate, first due at `next`.
+    fn around(period: Duration, next: Instant) -> Every {
+        Every { period, next, window: Window::Around }
+    }
+
     fn slack(&self) -> Duration {
         (self.period / 8).min(JOB_SLACK)
+    }
+
+    /// The end of its window: when the timer must wake the loop for it.
+    fn latest(&self) -> Instant {
+        match self.window {
+            Window::Early => self.next,
+            Window::Around => self.next + self.slack(),
+        }
     }
 }
 

@@ -127,7 +127,7 @@ async fn a_reload_keeps_the_charts_sampled() {
     let (mut a, _) = agent(&net, 0, "psa");
     let start = Instant::now();
     a.history = Some(History::new());
-    a.jobs.history = Some(Every { period: history::EVERY, next: start });
+    a.jobs.history = Some(Every::around(history::EVERY, start));
     let mut faster = a.running.config().clone();
     faster.statsd.flush_interval = Duration::from_millis(500);
     a.apply(faster, "unit.toml");
@@ -137,29 +137,41 @@ async fn a_reload_keeps_the_charts_sampled() {
     assert_eq!(h.samples.len(), 1, "sampled after the reload");
 }
 
-/// A periodic job runs in a turn within its slack either side of its time,
-/// keeps its period on average however early or late each run was, and
-/// after a long stop runs once and starts again from then.
+/// A job whose period is a rate runs in a turn within its slack either
+/// side of its time and keeps its period on average however early or late
+/// each run was; after a long stop it runs once and starts again from then.
 #[test]
-fn a_job_rides_on_nearby_turns_and_keeps_its_period() {
+fn a_job_rides_on_nearby_turns_and_keeps_its_rate() {
     let ms = Duration::from_millis;
     let t0 = Instant::now();
-    let mut job = Some(Every { period: ms(1000), next: t0 + ms(1000) });
+    let mut job = Some(Every::around(ms(1000), t0 + ms(1000)));
     assert!(!Jobs::due(&mut job, t0 + ms(899)), "before its slack");
     assert!(Jobs::due(&mut job, t0 + ms(900)), "early, in a turn taken anyway");
     assert_eq!(job.unwrap().next, t0 + ms(2000), "the next run a period after this one's time");
     assert!(!Jobs::due(&mut job, t0 + ms(1500)));
+    assert_eq!(job.unwrap().latest(), t0 + ms(2100), "the timer is set for the end of the window");
     assert!(Jobs::due(&mut job, t0 + ms(2100)), "late, at the end of its window");
     assert_eq!(job.unwrap().next, t0 + ms(3000));
-    // The timer is set for the end of the window.
-    let jobs = Jobs { flush: job, ..Jobs::default() };
-    assert_eq!([jobs.flush].map(|j| j.map(|e| e.next + e.slack()))[0], Some(t0 + ms(3100)));
     // Stopped for seconds: one run, then a period from then.
     assert!(Jobs::due(&mut job, t0 + ms(9000)));
     assert_eq!(job.unwrap().next, t0 + ms(10_000));
     assert!(!Jobs::due(&mut job, t0 + ms(9001)), "no bunching up");
     // A short period's slack is an eighth of it.
-    let mut fast = Some(Every { period: ms(80), next: t0 + ms(80) });
+    let mut fast = Some(Every::around(ms(80), t0 + ms(80)));
     assert!(!Jobs::due(&mut fast, t0 + ms(69)));
     assert!(Jobs::due(&mut fast, t0 + ms(70)));
+}
+
+/// The flush may run early, never late, and never more than a period after
+/// the previous one: a metric recorded after a flush goes out within
+/// `flush_interval`.
+#[test]
+fn the_flush_runs_early_never_late() {
+    let ms = Duration::from_millis;
+    let t0 = Instant::now();
+    let mut flush = Some(Every { period: ms(1000), next: t0 + ms(1000), window: Window::Early });
+    assert_eq!(flush.unwrap().latest(), t0 + ms(1000), "the timer at its time");
+    assert!(!Jobs::due(&mut flush, t0 + ms(899)));
+    assert!(Jobs::due(&mut flush, t0 + ms(950)));
+    assert_eq!(flush.unwrap().next, t0 + ms(1950), "a period after the run");
 }
