@@ -18,6 +18,7 @@
 //!   each time the kernel frees a sent datagram's buffer (on a network
 //!   card, once per datagram sent, after it went out).
 
+use std::mem::MaybeUninit;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
@@ -47,11 +48,13 @@ pub struct Udp {
     /// The second datagram of the last read, not yet handed out: its length
     /// and source; the bytes are in `ahead`.
     pub held: Option<(usize, SocketAddr)>,
-    pub ahead: Box<[u8]>,
+    /// Left uninitialised (the kernel writes it), so that its pages cost
+    /// memory only as far as datagrams reach.
+    pub ahead: Box<[MaybeUninit<u8>]>,
 }
 
 /// Room for one datagram read ahead: any UDP payload, as the driver's own
-/// buffers (pages of it are only touched as far as datagrams reach).
+/// buffers.
 const AHEAD: usize = 65536;
 
 /// Receive buffer asked of the kernel: room for bursts of heartbeats from a
@@ -82,7 +85,7 @@ fn readable(sock: Socket) -> std::io::Result<Udp> {
     // are dropped together: it stays open and the same descriptor.
     let fd = unsafe { AsyncFd::register_with_interest(UdpSocket::from(sock), Interest::READABLE) }
         .map_err(|e| e.into_parts().1)?;
-    Ok(Udp { fd, held: None, ahead: vec![0; AHEAD].into_boxed_slice() })
+    Ok(Udp { fd, held: None, ahead: Box::new_uninit_slice(AHEAD) })
 }
 
 /// An `if_addr` may not be on any interface yet (DHCP, Wi-Fi): IP_FREEBIND

@@ -13,6 +13,7 @@
 //! network could have dropped it.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::task::{Context, Poll, ready};
@@ -27,14 +28,27 @@ use crate::core::node::{Dest, Via};
 /// A received datagram's length and source.
 pub type Received = io::Result<(usize, SocketAddr)>;
 
-pub trait Transport {
-    /// One datagram that arrived on `via`, into `buf`, with its source; if
-    /// none is waiting, registers `cx` to be woken for the next.
-    fn poll_recv(&mut self, via: Via, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Received>;
+/// The first `n` bytes of `buf`, which a [`Transport`] receive that returned
+/// a datagram of length `n` into it has written.
+pub fn filled(buf: &mut [MaybeUninit<u8>], n: usize) -> &mut [u8] {
+    let n = n.min(buf.len());
+    // SAFETY: every `Transport` writes a datagram's bytes at the start of
+    // the buffer it was given and returns their number (see `poll_recv`), so
+    // the first `n` are initialised; `n` is within the buffer.
+    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), n) }
+}
 
-    /// The next waiting datagram on `via`, or `WouldBlock`. The driver takes
-    /// bursts on the data path this way without going back to the reactor.
-    fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> Received;
+pub trait Transport {
+    /// One datagram that arrived on `via`, written at the start of `buf`
+    /// (its length is at most `buf.len()`: a longer one is cut), with its
+    /// source; if none is waiting, registers `cx` to be woken for the next.
+    /// See [`filled`] for the bytes.
+    fn poll_recv(&mut self, via: Via, cx: &mut Context<'_>, buf: &mut [MaybeUninit<u8>]) -> Poll<Received>;
+
+    /// The next waiting datagram on `via`, as `poll_recv`, or `WouldBlock`.
+    /// The driver takes bursts on the data path this way without going back
+    /// to the reactor.
+    fn try_recv(&mut self, via: Via, buf: &mut [MaybeUninit<u8>]) -> Received;
 
     /// Sends one datagram now, or fails.
     fn try_send(&mut self, dest: Dest, payload: &[u8]) -> io::Result<usize>;
@@ -58,7 +72,7 @@ impl Sockets {
 }
 
 impl Transport for Sockets {
-    fn poll_recv(&mut self, via: Via, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Received> {
+    fn poll_recv(&mut self, via: Via, cx: &mut Context<'_>, buf: &mut [MaybeUninit<u8>]) -> Poll<Received> {
         let Udp { fd, held, ahead } = self.udp(via);
         if let Some(d) = take_held(held, ahead, buf) {
             return Poll::Ready(Ok(d));
@@ -78,7 +92,7 @@ impl Transport for Sockets {
         }
     }
 
-    fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> Received {
+    fn try_recv(&mut self, via: Via, buf: &mut [MaybeUninit<u8>]) -> Received {
         let Udp { fd, held, ahead } = self.udp(via);
         if let Some(d) = take_held(held, ahead, buf) {
             return Ok(d);
@@ -116,12 +130,14 @@ impl Transport for Sockets {
 /// The datagram read ahead by the last [`read_two`], copied into `buf`.
 fn take_held(
     held: &mut Option<(usize, SocketAddr)>,
-    ahead: &[u8],
-    buf: &mut [u8],
+    ahead: &[MaybeUninit<u8>],
+    buf: &mut [MaybeUninit<u8>],
 ) -> Option<(usize, SocketAddr)> {
     let (n, src) = held.take()?;
-    let n = n.min(buf.len());
-    buf[..n].copy_from_slice(&ahead[..n]);
+    let n = n.min(buf.len()).min(ahead.len());
+    // SAFETY: the kernel wrote the datagram's `n` bytes at the start of
+    // `ahead` (`recvmmsg`'s length for it), and `buf` has room for them.
+    unsafe { std::ptr::copy_nonoverlapping(ahead.as_ptr(), buf.as_mut_ptr(), n) };
     Some((n, src))
 }
 
@@ -134,9 +150,9 @@ fn take_held(
 /// new epoll event, so none is missed.
 fn read_two(
     sock: &UdpSocket,
-    buf: &mut [u8],
+    buf: &mut [MaybeUninit<u8>],
     held: &mut Option<(usize, SocketAddr)>,
-    ahead: &mut [u8],
+    ahead: &mut [MaybeUninit<u8>],
     got: &mut Option<(usize, SocketAddr)>,
 ) -> io::Result<()> {
     // SAFETY: all-zero is a valid value of these plain C structs.
@@ -233,7 +249,12 @@ pub mod memory {
     }
 
     impl Transport for Endpoint {
-        fn poll_recv(&mut self, via: Via, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Received> {
+        fn poll_recv(
+            &mut self,
+            via: Via,
+            cx: &mut Context<'_>,
+            buf: &mut [MaybeUninit<u8>],
+        ) -> Poll<Received> {
             match self.try_recv(via, buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let mut inboxes = self.net.0.lock().unwrap();
@@ -250,12 +271,14 @@ pub mod memory {
             }
         }
 
-        fn try_recv(&mut self, via: Via, buf: &mut [u8]) -> Received {
+        fn try_recv(&mut self, via: Via, buf: &mut [MaybeUninit<u8>]) -> Received {
             let mut inboxes = self.net.0.lock().unwrap();
             let inbox = inboxes.get_mut(&self.addr(via)).expect("registered endpoint");
             let (bytes, src) = inbox.queue.pop_front().ok_or(io::ErrorKind::WouldBlock)?;
             let n = bytes.len().min(buf.len());
-            buf[..n].copy_from_slice(&bytes[..n]);
+            for (to, from) in buf.iter_mut().zip(&bytes[..n]) {
+                to.write(*from);
+            }
             Ok((n, src))
         }
 
@@ -321,19 +344,20 @@ mod tests {
         for i in 0..5u8 {
             from.send_to(&vec![i; 10 + usize::from(i)], to).unwrap();
         }
-        let mut buf = vec![0u8; 65536];
+        let mut buf = Box::new_uninit_slice(65536);
         let first = poll_fn(|cx| s.poll_recv(Via::Data, cx, &mut buf)).await.unwrap();
         assert_eq!(first, (10, src));
-        assert_eq!(buf[..10], [0; 10]);
+        assert_eq!(filled(&mut buf, 10), [0; 10]);
         for i in 1..5u8 {
             let (n, from_addr) = s.try_recv(Via::Data, &mut buf).unwrap();
             assert_eq!((n, from_addr), (10 + usize::from(i), src), "datagram {i}");
-            assert!(buf[..n].iter().all(|b| *b == i), "datagram {i}: {:?}", &buf[..n]);
+            let bytes = filled(&mut buf, n);
+            assert!(bytes.iter().all(|b| *b == i), "datagram {i}: {bytes:?}");
         }
         let end = s.try_recv(Via::Data, &mut buf).unwrap_err();
         assert_eq!(end.kind(), io::ErrorKind::WouldBlock);
         from.send_to(b"late", to).unwrap();
         let late = poll_fn(|cx| s.poll_recv(Via::Data, cx, &mut buf)).await.unwrap();
-        assert_eq!((late, &buf[..4]), ((4, src), &b"late"[..]));
+        assert_eq!((late, &*filled(&mut buf, 4)), ((4, src), &b"late"[..]));
     }
 }
