@@ -13,7 +13,8 @@
 //! fails authentication (`auth`), unless it is in the 4-byte plain header:
 //! magic, version and unknown flags are `malformed`, the sealed flag cleared
 //! is `auth` (unauthenticated). A sealed datagram shorter than header + tag
-//! (44 bytes) is `malformed` (truncated); a longer cut fails its tag (`auth`).
+//! (48 bytes: plain header 4, key id 4, nonce 24, tag 16) is `malformed`
+//! (truncated); a longer cut fails its tag (`auth`).
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -29,8 +30,9 @@ const GOOD: usize = 4;
 const INTRUDER: usize = 5;
 /// Each captured datagram is sent this many times per target path.
 const REPEAT: usize = 3;
-/// Sealed header (magic, version, flags, 24-byte nonce) plus the 16-byte tag.
-const SEALED_MIN: usize = 4 + 24 + 16;
+/// Sealed header (magic, version, flags, 4-byte key id, 24-byte nonce) plus
+/// the 16-byte tag: the codec's `SEALED_HEADER + TAG_LEN`.
+const SEALED_MIN: usize = 4 + 4 + 24 + 16;
 
 /// Expected or measured counts per rejection class.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
