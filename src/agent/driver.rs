@@ -338,7 +338,10 @@ impl<T: Transport> Driver<T> {
                     }
                     self.reporter.received(n);
                     let buf = if via == Via::Data { &mut self.dbuf } else { &mut self.gbuf };
-                    self.node.handle(now, via, src, transport::filled(buf, n));
+                    // SAFETY: the transport just returned this datagram's length
+                    // for this buffer (`Transport`'s contract).
+                    let datagram = unsafe { transport::filled(buf, n) };
+                    self.node.handle(now, via, src, datagram);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return now,
                 Err(e) => {
@@ -555,7 +558,10 @@ impl Jobs {
             Some(e) if now + e.slack() >= e.next => {
                 let next = e.next + e.period;
                 e.next = match e.window {
-                    Window::Around if now < next => next,
+                    // On time (within the window): the grid holds.
+                    Window::Around if now <= e.next + e.slack() => next,
+                    // Early-only jobs, and a late turn (the process was
+                    // stopped): a period from now, so no two runs bunch up.
                     _ => now + e.period,
                 };
                 true

@@ -47,10 +47,10 @@ pub struct Udp {
     pub fd: AsyncFd<UdpSocket>,
     /// The second datagram of the last read, not yet handed out: its length
     /// and source; the bytes are in `ahead`.
-    pub held: Option<(usize, SocketAddr)>,
+    pub(super) held: Option<(usize, SocketAddr)>,
     /// Left uninitialised (the kernel writes it), so that its pages cost
     /// memory only as far as datagrams reach.
-    pub ahead: Box<[MaybeUninit<u8>]>,
+    pub(super) ahead: Box<[MaybeUninit<u8>]>,
 }
 
 /// Room for one datagram read ahead: any UDP payload, as the driver's own

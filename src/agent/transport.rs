@@ -30,15 +30,23 @@ pub type Received = io::Result<(usize, SocketAddr)>;
 
 /// The first `n` bytes of `buf`, which a [`Transport`] receive that returned
 /// a datagram of length `n` into it has written.
-pub fn filled(buf: &mut [MaybeUninit<u8>], n: usize) -> &mut [u8] {
+///
+/// # Safety
+/// The first `n` bytes of `buf` (or all of it, if shorter) must be
+/// initialised: true of the buffer a `Transport` receive just returned
+/// `Ok((n, _))` for (the trait's contract).
+pub unsafe fn filled(buf: &mut [MaybeUninit<u8>], n: usize) -> &mut [u8] {
     let n = n.min(buf.len());
-    // SAFETY: every `Transport` writes a datagram's bytes at the start of
-    // the buffer it was given and returns their number (see `poll_recv`), so
-    // the first `n` are initialised; `n` is within the buffer.
+    // SAFETY: the caller vouches that the first `n` are initialised; `n` is
+    // within the buffer.
     unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), n) }
 }
 
-pub trait Transport {
+/// # Safety
+/// A receive that returns `Ok((n, _))` has written the datagram's `n` bytes
+/// (`n <= buf.len()`) at the start of the buffer it was given: the driver
+/// reads them as initialised (see [`filled`]).
+pub unsafe trait Transport {
     /// One datagram that arrived on `via`, written at the start of `buf`
     /// (its length is at most `buf.len()`: a longer one is cut), with its
     /// source; if none is waiting, registers `cx` to be woken for the next.
@@ -71,7 +79,9 @@ impl Sockets {
     }
 }
 
-impl Transport for Sockets {
+// SAFETY: every `Ok` comes from `read_two` (the kernel wrote `msg_len` bytes
+// into the buffer) or `take_held` (copied that many into it).
+unsafe impl Transport for Sockets {
     fn poll_recv(&mut self, via: Via, cx: &mut Context<'_>, buf: &mut [MaybeUninit<u8>]) -> Poll<Received> {
         let Udp { fd, held, ahead } = self.udp(via);
         if let Some(d) = take_held(held, ahead, buf) {
@@ -248,7 +258,8 @@ pub mod memory {
         }
     }
 
-    impl Transport for Endpoint {
+    // SAFETY: `try_recv` writes the `n` bytes it returns.
+    unsafe impl Transport for Endpoint {
         fn poll_recv(
             &mut self,
             via: Via,
@@ -347,17 +358,18 @@ mod tests {
         let mut buf = Box::new_uninit_slice(65536);
         let first = poll_fn(|cx| s.poll_recv(Via::Data, cx, &mut buf)).await.unwrap();
         assert_eq!(first, (10, src));
-        assert_eq!(filled(&mut buf, 10), [0; 10]);
+        // SAFETY (here and below): each right after a receive returned that length.
+        assert_eq!(unsafe { filled(&mut buf, 10) }, [0; 10]);
         for i in 1..5u8 {
             let (n, from_addr) = s.try_recv(Via::Data, &mut buf).unwrap();
             assert_eq!((n, from_addr), (10 + usize::from(i), src), "datagram {i}");
-            let bytes = filled(&mut buf, n);
+            let bytes = unsafe { filled(&mut buf, n) };
             assert!(bytes.iter().all(|b| *b == i), "datagram {i}: {bytes:?}");
         }
         let end = s.try_recv(Via::Data, &mut buf).unwrap_err();
         assert_eq!(end.kind(), io::ErrorKind::WouldBlock);
         from.send_to(b"late", to).unwrap();
         let late = poll_fn(|cx| s.poll_recv(Via::Data, cx, &mut buf)).await.unwrap();
-        assert_eq!((late, &*filled(&mut buf, 4)), ((4, src), &b"late"[..]));
+        assert_eq!((late, &*unsafe { filled(&mut buf, 4) }), ((4, src), &b"late"[..]));
     }
 }

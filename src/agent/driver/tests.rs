@@ -156,6 +156,10 @@ fn a_job_rides_on_nearby_turns_and_keeps_its_rate() {
     assert!(Jobs::due(&mut job, t0 + ms(9000)));
     assert_eq!(job.unwrap().next, t0 + ms(10_000));
     assert!(!Jobs::due(&mut job, t0 + ms(9001)), "no bunching up");
+    // Late past its window but by less than a period: from then, too.
+    assert!(Jobs::due(&mut job, t0 + ms(10_950)));
+    assert_eq!(job.unwrap().next, t0 + ms(11_950));
+    assert!(!Jobs::due(&mut job, t0 + ms(10_960)), "no second run right after a late one");
     // A short period's slack is an eighth of it.
     let mut fast = Some(Every::around(ms(80), t0 + ms(80)));
     assert!(!Jobs::due(&mut fast, t0 + ms(69)));
