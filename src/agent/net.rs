@@ -20,6 +20,7 @@
 
 use std::mem::MaybeUninit;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -81,11 +82,20 @@ pub fn bind(g: &GossipSection) -> Result<Sockets> {
 
 /// `sock` registered with the reactor for reading only.
 fn readable(sock: Socket) -> std::io::Result<Udp> {
-    // SAFETY: the socket is moved into the AsyncFd, which owns it until both
-    // are dropped together: it stays open and the same descriptor.
-    let fd = unsafe { AsyncFd::register_with_interest(UdpSocket::from(sock), Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)?;
+    let fd = register_readable(UdpSocket::from(sock))?;
     Ok(Udp { fd, held: None, ahead: Box::new_uninit_slice(AHEAD) })
+}
+
+/// `fd` registered with the reactor for reading only (the agent's sockets,
+/// the netlink socket, the loop's timerfd). `T` owns its descriptor (it is
+/// made from and into an `OwnedFd`).
+pub(crate) fn register_readable<T>(fd: T) -> std::io::Result<AsyncFd<T>>
+where
+    T: AsRawFd + From<OwnedFd> + Into<OwnedFd>,
+{
+    // SAFETY: `fd` owns its descriptor and is moved into the AsyncFd, which
+    // owns it until both are dropped together: it stays open and the same.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into_parts().1)
 }
 
 /// An `if_addr` may not be on any interface yet (DHCP, Wi-Fi): IP_FREEBIND

@@ -34,7 +34,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use socket2::{InterfaceIndexOrAddress, SockRef};
-use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -408,10 +407,7 @@ pub fn is_gone(e: &io::Error) -> bool {
 /// The task ends when the receiver is dropped, or on a netlink error (logged;
 /// the receiver then sees the channel closed).
 pub fn watch() -> io::Result<(tokio::task::JoinHandle<()>, mpsc::Receiver<()>)> {
-    // SAFETY: the OwnedFd is moved into the AsyncFd, which owns it until
-    // both are dropped together: it stays open and the same descriptor.
-    let fd = unsafe { AsyncFd::register_with_interest(netlink_socket()?, tokio::io::Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)?;
+    let fd = super::net::register_readable(netlink_socket()?)?;
     let (tx, rx) = mpsc::channel(1);
     let task = tokio::spawn(async move {
         // Messages are read for their type only; a longer one is truncated.

@@ -23,7 +23,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::time::Sleep;
 
@@ -142,9 +141,7 @@ fn timerfd() -> io::Result<AsyncFd<OwnedFd>> {
     }
     // SAFETY: a new descriptor this process owns and nothing else holds.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: an OwnedFd's descriptor stays open, and the same, until the
-    // AsyncFd that owns it is dropped.
-    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(io::Error::from)
+    crate::agent::net::register_readable(fd)
 }
 
 #[cfg(test)]
